@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One idempotent setup for a fresh machine: Debian packages, npm dependencies (which bring Node 24),
+# Go-built kube-apiserver/etcd/kubectl/helm, and the QEMU guest image. Everything lands in caches,
+# so the warm path is a few seconds.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+t0=$(date +%s)
+
+APT_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 wireguard-go wireguard-tools
+  openssl lua5.4 socat zstd procps util-linux kmod)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm: node_modules/.bin/node is Node 24 (the `node` devDependency); npm scripts put it first on PATH.
+lockhash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -x node_modules/.bin/node || "$(cat node_modules/.lockhash 2>/dev/null)" != "$lockhash" ]]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lockhash" > node_modules/.lockhash
+fi
+
+bash hack/build-k8s-binaries.sh
+[[ -x hack/build-guest.sh ]] && bash hack/build-guest.sh
+[[ -x hack/build-wanem.sh ]] && bash hack/build-wanem.sh
+echo "setup: done in $(( $(date +%s) - t0 ))s"

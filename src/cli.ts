@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// Single entry point: `cloudnet <subcommand>`. Each subcommand lives in its own module and is
+// loaded lazily so that, e.g., the relay does not pull in the Kubernetes client.
+type Command = (argv: string[]) => Promise<number | void>;
+
+const commands: Record<string, { describe: string; load: () => Promise<Command> }> = {
+  version: { describe: 'print the version', load: async () => async () => { console.log('cloudnet 0.1.0'); } },
+  // Each subcommand module exports `run(argv)`; add one line per subcommand here.
+};
+
+function usage(): string {
+  return ['usage: cloudnet <command> [args]', '', 'commands:',
+    ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(12)} ${c.describe}`)].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help') { console.log(usage()); return name ? 0 : 2; }
+  const cmd = commands[name];
+  if (!cmd) { console.error(`unknown command: ${name}\n\n${usage()}`); return 2; }
+  const run = await cmd.load();
+  const code = await run(rest);
+  return typeof code === 'number' ? code : 0;
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli.ts') || process.argv[1]?.endsWith('/cli.js')) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exitCode = 1;
+  });
+}
