@@ -12,7 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${CLOUDNET_CACHE:-$root/.cache}"
 bin="$cache/bin"
 stamp="$bin/.versions"
-want="k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
+want="v2 k8s=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
 mkdir -p "$bin"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
@@ -25,20 +25,6 @@ command -v go >/dev/null || { echo "go is required to build kube-apiserver/etcd/
 export GOFLAGS="-mod=mod"
 export CGO_ENABLED=0
 start=$(date +%s)
-
-build_module() { # name, module dir, go.mod body, packages...
-  local dir="$cache/gobuild/$1"; shift
-  local gomod="$1"; shift
-  mkdir -p "$dir"
-  printf '%s\n' "$gomod" > "$dir/go.mod"
-  printf 'package main\n' > "$dir/main.go"
-  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
-  for spec in "$@"; do
-    local out="${spec%%=*}" pkg="${spec#*=}"
-    echo "building $out from $pkg"
-    (cd "$dir" && go get "$pkg" >/dev/null 2>&1 || true; go build -trimpath -ldflags "-s -w" -o "$bin/$out" "$pkg")
-  done
-}
 
 # kube-apiserver + kubectl: k8s.io/kubernetes points the staging modules at v0.0.0, so pin each to v0.<minor>.<patch>.
 kdir="$cache/gobuild/k8s"; mkdir -p "$kdir"
@@ -58,10 +44,15 @@ printf 'package main\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\nimpor
 (cd "$kdir" && go mod tidy >/dev/null)
 rm -f "$kdir/tools.go"
 printf 'package main\nfunc main() {}\n' > "$kdir/main.go"
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+kver_flags="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kver_flags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+done
 echo "building kube-apiserver $K8S_VERSION"
-(cd "$kdir" && go build -trimpath -ldflags "-s -w" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+(cd "$kdir" && go build -trimpath -ldflags "$kver_flags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 echo "building kubectl $K8S_VERSION"
-(cd "$kdir" && go build -trimpath -ldflags "-s -w" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+(cd "$kdir" && go build -trimpath -ldflags "$kver_flags" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
 
 # etcd 3.6 (Debian's 3.4 is older than current Kubernetes supports).
 edir="$cache/gobuild/etcd"; mkdir -p "$edir"; rm -f "$edir/go.mod" "$edir/go.sum"
@@ -71,14 +62,11 @@ edir="$cache/gobuild/etcd"; mkdir -p "$edir"; rm -f "$edir/go.mod" "$edir/go.sum
   && printf 'package main\nimport "go.etcd.io/etcd/server/v3/etcdmain"\nimport "os"\nfunc main() { etcdmain.Main(os.Args) }\n' > main.go \
   && echo "building etcd $ETCD_VERSION" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
 
-# helm
-hdir="$cache/gobuild/helm"; mkdir -p "$hdir"; rm -f "$hdir/go.mod" "$hdir/go.sum"
-(cd "$hdir" && go mod init cloudnet-helm-build >/dev/null 2>&1 \
-  && printf 'package main\nimport _ "helm.sh/helm/v3/cmd/helm"\n' > tools.go \
-  && rm -f main.go && printf 'package tools\n' >/dev/null \
-  && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1; rm -f tools.go; true)
-(cd "$hdir" && printf 'package main\nfunc main() {}\n' > main.go && go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null 2>&1 || true; \
-  go mod tidy >/dev/null 2>&1 || true; echo "building helm $HELM_VERSION"; go build -trimpath -ldflags "-s -w" -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
+# helm: a plain main package of the helm module, pinned by go get.
+hdir="$cache/gobuild/helm"; rm -rf "$hdir"; mkdir -p "$hdir"
+(cd "$hdir" && go mod init cloudnet-helm-build >/dev/null 2>&1 && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1 \
+  && echo "building helm $HELM_VERSION" \
+  && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
 
 echo "$want" > "$stamp"
 end=$(date +%s)
