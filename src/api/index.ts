@@ -1,0 +1,6 @@
+// Public surface of the cloudnet.io/v1alpha1 API.
+export * from './meta.ts';
+export * from './conditions.ts';
+export * from './site.ts';
+export * from './wanmigration.ts';
+export * from './crds.ts';
