@@ -1,0 +1,154 @@
+// Clients for remote clusters, built from kubeconfig Secrets (key `kubeconfig`) that Sites
+// reference. Secrets are read through an informer per namespace, so a rotated kubeconfig is picked
+// up on the next call (the cached client is keyed by the Secret's resourceVersion) and listeners
+// are told so that controllers can re-reconcile. Kubeconfig contents never reach logs or errors.
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient, Resources } from './client.ts';
+import { Informer, restListWatcher, errMessage, type InformerOptions } from './informer.ts';
+import type { KubeObject } from './rest.ts';
+import { logger, type Logger } from '../util/log.ts';
+
+export { KubeClient, hasFinalizer, Resources } from './client.ts';
+export type { Ref, ApplyOptions, DeleteOptions, ListOptions } from './client.ts';
+
+export interface SecretRef {
+  namespace: string;
+  name: string;
+  /** Data key holding the kubeconfig. Default "kubeconfig". */
+  key?: string;
+}
+
+export type ClusterClientErrorReason = 'SecretNotFound' | 'KubeconfigMissing' | 'KubeconfigInvalid';
+
+/** Bad or missing credentials: retrying will not help until the Secret changes. */
+export class ClusterClientError extends Error {
+  readonly reason: ClusterClientErrorReason;
+
+  constructor(reason: ClusterClientErrorReason, message: string) {
+    super(message);
+    this.name = 'ClusterClientError';
+    this.reason = reason;
+  }
+}
+
+interface Secret extends KubeObject {
+  data?: Record<string, string>;
+}
+
+interface CachedClient {
+  resourceVersion: string;
+  key: string;
+  client: KubeClient;
+}
+
+export interface ClusterClientsOptions {
+  local: KubeClient;
+  informerOptions?: Omit<InformerOptions, 'name'>;
+  log?: Logger;
+}
+
+/** Builds a KubeConfig from kubeconfig YAML, with an error that never echoes the contents. */
+export function kubeConfigFromString(yaml: string, what: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromString(yaml);
+  } catch {
+    // js-yaml errors quote the offending lines, which may hold keys or tokens.
+    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig is not valid YAML`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.server) throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig has no current context with a cluster server`);
+  try {
+    new URL(cluster.server);
+  } catch {
+    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig cluster server is not a URL`);
+  }
+  return kc;
+}
+
+export class ClusterClients {
+  readonly local: KubeClient;
+  private readonly opts: ClusterClientsOptions;
+  private readonly log: Logger;
+  private readonly informers = new Map<string, Informer<Secret>>();
+  private readonly cache = new Map<string, CachedClient>();
+  private readonly listeners = new Set<(ref: { namespace: string; name: string }) => void>();
+
+  constructor(opts: ClusterClientsOptions) {
+    this.opts = opts;
+    this.local = opts.local;
+    this.log = opts.log ?? logger('cluster-clients');
+  }
+
+  /** The Secret informer of `namespace` (started on first use), e.g. for a controller watch. */
+  secretInformer(namespace: string): Informer<Secret> {
+    let inf = this.informers.get(namespace);
+    if (!inf) {
+      inf = new Informer<Secret>(restListWatcher<Secret>(this.local.rest, Resources.secret, { namespace }), {
+        ...this.opts.informerOptions, name: `secrets@${namespace}`,
+      });
+      const onChange = (s: Secret) => this.secretChanged(namespace, s.metadata?.name ?? '', s.metadata?.resourceVersion);
+      inf.addEventHandler({ onUpdate: (_o, n) => onChange(n), onDelete: (s) => onChange({ ...s, metadata: { ...s.metadata, resourceVersion: '' } }), onAdd: onChange });
+      this.informers.set(namespace, inf);
+      inf.start();
+    }
+    return inf;
+  }
+
+  /** Listeners hear about every change of a Secret that a cached client was built from. */
+  onSecretChange(listener: (ref: { namespace: string; name: string }) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The client for the cluster whose kubeconfig is in `ref`. Throws ClusterClientError for a missing
+   * Secret/key or an invalid kubeconfig. Reachability is not checked here (the first call tells).
+   */
+  async forSecret(ref: SecretRef, clusterName = `${ref.namespace}/${ref.name}`, signal?: AbortSignal): Promise<KubeClient> {
+    const inf = this.secretInformer(ref.namespace);
+    if (!(await inf.waitForSync(signal))) throw new Error('aborted while waiting for the Secret cache');
+    const what = `Secret ${ref.namespace}/${ref.name}`;
+    const secret = inf.getByName(ref.namespace, ref.name);
+    if (!secret) throw new ClusterClientError('SecretNotFound', `${what} not found`);
+    const dataKey = ref.key ?? 'kubeconfig';
+    const rv = secret.metadata?.resourceVersion ?? '';
+    const cacheKey = `${ref.namespace}/${ref.name}`;
+    const hit = this.cache.get(cacheKey);
+    if (hit && hit.resourceVersion === rv && hit.key === dataKey) return hit.client;
+    const b64 = secret.data?.[dataKey];
+    if (!b64) throw new ClusterClientError('KubeconfigMissing', `${what} has no key "${dataKey}"`);
+    const kc = kubeConfigFromString(Buffer.from(b64, 'base64').toString('utf8'), what);
+    const client = new KubeClient(kc, clusterName);
+    if (hit) void hit.client.rest.close();
+    this.cache.set(cacheKey, { resourceVersion: rv, key: dataKey, client });
+    this.log.info('built cluster client', { cluster: clusterName, secret: cacheKey, server: client.rest.server });
+    return client;
+  }
+
+  hasSynced(): boolean {
+    return [...this.informers.values()].every((i) => i.hasSynced());
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    await Promise.all([...this.cache.values()].map((c) => c.client.rest.close()));
+    this.cache.clear();
+  }
+
+  private secretChanged(namespace: string, name: string, rv: string | undefined): void {
+    const key = `${namespace}/${name}`;
+    const hit = this.cache.get(key);
+    if (!hit || hit.resourceVersion === rv) return;
+    this.cache.delete(key);
+    void hit.client.rest.close();
+    this.log.info('kubeconfig Secret changed; dropping cached client', { secret: key });
+    for (const l of this.listeners) {
+      try {
+        l({ namespace, name });
+      } catch (err) {
+        this.log.error('secret change listener threw', { err: errMessage(err) });
+      }
+    }
+  }
+}

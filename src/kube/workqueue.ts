@@ -1,0 +1,203 @@
+// A rate-limited work queue with controller-runtime/client-go semantics:
+// - keys are deduplicated while waiting ("dirty" set);
+// - a key is handed to at most one worker at a time ("processing" set); a key added while it is
+//   being processed is re-queued when the worker calls done();
+// - addAfter() delays an add (the earliest pending time per key wins);
+// - addRateLimited() delays by the key's exponential failure backoff, forget() resets it;
+// - shutDown() stops handing out work; shutDownWithDrain() also waits for in-flight items.
+import { ItemExponentialRateLimiter } from './backoff.ts';
+import { realClock, type Clock } from './clock.ts';
+
+/** Hooks for metrics; the queue itself stays free of any metrics library. */
+export interface WorkqueueMetricsSink {
+  add(): void;
+  depth(n: number): void;
+  /** Seconds an item waited between add and get. */
+  queueLatency(seconds: number): void;
+  /** Seconds an item was processed between get and done. */
+  workDuration(seconds: number): void;
+  retry(): void;
+}
+
+export interface RateLimiter {
+  when(key: string): number;
+  forget(key: string): void;
+  numRequeues(key: string): number;
+}
+
+export interface WorkqueueOptions {
+  name?: string;
+  clock?: Clock;
+  rateLimiter?: RateLimiter;
+  metrics?: WorkqueueMetricsSink;
+}
+
+export class Workqueue {
+  readonly name: string;
+  private readonly clock: Clock;
+  private readonly limiter: RateLimiter;
+  private readonly metrics?: WorkqueueMetricsSink;
+
+  private readonly queue: string[] = [];
+  private readonly dirty = new Set<string>();
+  private readonly processing = new Map<string, number>(); // key -> start time
+  private readonly addedAt = new Map<string, number>(); // key -> time it entered the queue
+  private readonly waiting = new Map<string, { at: number; handle: unknown }>();
+  private getters: Array<(key: string | undefined) => void> = [];
+  private drainWaiters: Array<() => void> = [];
+  private shuttingDown = false;
+
+  constructor(opts: WorkqueueOptions = {}) {
+    this.name = opts.name ?? 'queue';
+    this.clock = opts.clock ?? realClock;
+    this.limiter = opts.rateLimiter ?? new ItemExponentialRateLimiter();
+    this.metrics = opts.metrics;
+  }
+
+  add(key: string): void {
+    if (this.shuttingDown || this.dirty.has(key)) return;
+    this.metrics?.add();
+    this.dirty.add(key);
+    if (this.processing.has(key)) return; // re-queued by done()
+    this.enqueue(key);
+  }
+
+  /** Adds `key` after `delayMs`; if already waiting, the earlier time wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.shuttingDown) return;
+    if (delayMs <= 0) return this.add(key);
+    const at = this.clock.now() + delayMs;
+    const existing = this.waiting.get(key);
+    if (existing && existing.at <= at) return;
+    if (existing) this.clock.clearTimeout(existing.handle);
+    const handle = this.clock.setTimeout(() => {
+      this.waiting.delete(key);
+      this.add(key);
+    }, delayMs);
+    this.waiting.set(key, { at, handle });
+  }
+
+  addRateLimited(key: string): void {
+    this.metrics?.retry();
+    this.addAfter(key, this.limiter.when(key));
+  }
+
+  forget(key: string): void {
+    this.limiter.forget(key);
+  }
+
+  numRequeues(key: string): number {
+    return this.limiter.numRequeues(key);
+  }
+
+  /** Next key to process, or undefined once the queue is shut down. Callers must call done(key). */
+  get(): Promise<string | undefined> {
+    if (this.shuttingDown) return Promise.resolve(undefined);
+    const key = this.queue.shift();
+    if (key !== undefined) return Promise.resolve(this.startProcessing(key));
+    return new Promise((resolve) => this.getters.push(resolve));
+  }
+
+  done(key: string): void {
+    const started = this.processing.get(key);
+    if (started === undefined) return;
+    this.processing.delete(key);
+    this.metrics?.workDuration((this.clock.now() - started) / 1000);
+    if (this.dirty.has(key) && !this.shuttingDown) this.enqueue(key);
+    if (this.processing.size === 0) this.notifyDrained();
+  }
+
+  /** Stops handing out work: pending get()s resolve undefined; delayed adds are dropped. */
+  shutDown(): void {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    for (const { handle } of this.waiting.values()) this.clock.clearTimeout(handle);
+    this.waiting.clear();
+    const getters = this.getters;
+    this.getters = [];
+    for (const g of getters) g(undefined);
+    if (this.processing.size === 0) this.notifyDrained();
+  }
+
+  /** shutDown(), then wait until in-flight items are done (or `timeoutMs` passes). Returns true if drained. */
+  async shutDownWithDrain(timeoutMs = Infinity): Promise<boolean> {
+    this.shutDown();
+    if (this.processing.size === 0) return true;
+    return new Promise((resolve) => {
+      let handle: unknown;
+      const onDrained = () => {
+        if (handle !== undefined) this.clock.clearTimeout(handle);
+        resolve(true);
+      };
+      this.drainWaiters.push(onDrained);
+      if (Number.isFinite(timeoutMs)) {
+        handle = this.clock.setTimeout(() => {
+          this.drainWaiters = this.drainWaiters.filter((w) => w !== onDrained);
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  /** Keys waiting to be handed out (not counting delayed or in-flight keys). */
+  len(): number {
+    return this.queue.length;
+  }
+
+  inFlight(): number {
+    return this.processing.size;
+  }
+
+  /** Keys scheduled by addAfter/addRateLimited and not yet due. */
+  delayed(): number {
+    return this.waiting.size;
+  }
+
+  /** Sum of the ages of in-flight items (workqueue_unfinished_work_seconds). */
+  unfinishedWorkSeconds(): number {
+    const now = this.clock.now();
+    let sum = 0;
+    for (const start of this.processing.values()) sum += now - start;
+    return sum / 1000;
+  }
+
+  /** Age of the oldest in-flight item (workqueue_longest_running_processor_seconds). */
+  longestRunningProcessorSeconds(): number {
+    const now = this.clock.now();
+    let max = 0;
+    for (const start of this.processing.values()) max = Math.max(max, now - start);
+    return max / 1000;
+  }
+
+  private enqueue(key: string): void {
+    this.addedAt.set(key, this.clock.now());
+    const getter = this.getters.shift();
+    if (getter) {
+      getter(this.startProcessing(key));
+      return;
+    }
+    this.queue.push(key);
+    this.metrics?.depth(this.queue.length);
+  }
+
+  private startProcessing(key: string): string {
+    const now = this.clock.now();
+    const added = this.addedAt.get(key) ?? now;
+    this.addedAt.delete(key);
+    this.metrics?.queueLatency((now - added) / 1000);
+    this.metrics?.depth(this.queue.length);
+    this.dirty.delete(key);
+    this.processing.set(key, now);
+    return key;
+  }
+
+  private notifyDrained(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
