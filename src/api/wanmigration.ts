@@ -126,6 +126,8 @@ export interface WanMigrationStatus {
   failureMessage?: string;
   /** Hash of the spec fields that cannot change once started (storage, relay, maxDowntimeMs). */
   startedSpecHash?: string;
+  /** Names of the VMIMs this migration created (set once created; a VMIM missing later means it was cancelled). */
+  vmims?: { source?: string; target?: string };
 }
 
 export interface WanMigration {
@@ -238,5 +240,51 @@ export const wanMigrationStatusSchema: JSONSchemaProps = {
     failureReason: { type: 'string' },
     failureMessage: { type: 'string' },
     startedSpecHash: { type: 'string' },
+    vmims: { type: 'object', properties: { source: { type: 'string' }, target: { type: 'string' } } },
   },
 };
+
+/** The spec with every defaulted field filled in, as the API server would (also for unit tests). */
+export interface ResolvedSpec {
+  vmName: string;
+  targetSite: string;
+  targetNamespace: string;
+  storage: { mode: StorageMode; storageClassMap: Record<string, string>; defaultStorageClass?: string };
+  relay: Required<RelaySpec>;
+  cutover: { mode: CutoverMode; approved: boolean; window?: CutoverWindow };
+  maxDowntimeMs: number;
+  timeouts: Required<TimeoutsSpec>;
+  onDeadline: DeadlinePolicy;
+  sourceAfterCutover: SourceAfterCutover;
+  abort: boolean;
+}
+
+export function resolveSpec(s: WanMigrationSpec): ResolvedSpec {
+  return {
+    vmName: s.vmName,
+    targetSite: s.targetSite,
+    targetNamespace: s.targetNamespace,
+    storage: {
+      mode: s.storage?.mode ?? 'KubeVirt',
+      storageClassMap: s.storage?.storageClassMap ?? {},
+      ...(s.storage?.defaultStorageClass ? { defaultStorageClass: s.storage.defaultStorageClass } : {}),
+    },
+    relay: {
+      enabled: s.relay?.enabled ?? false,
+      compression: s.relay?.compression ?? 'Zstd',
+      dedup: s.relay?.dedup ?? true,
+      deltaPages: s.relay?.deltaPages ?? true,
+      cacheSizeMiB: s.relay?.cacheSizeMiB ?? 256,
+    },
+    cutover: {
+      mode: s.cutover?.mode ?? 'Auto',
+      approved: s.cutover?.approved ?? false,
+      ...(s.cutover?.window ? { window: s.cutover.window } : {}),
+    },
+    maxDowntimeMs: s.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS,
+    timeouts: { ...DEFAULT_TIMEOUTS, ...(s.timeouts ?? {}) },
+    onDeadline: s.onDeadline ?? 'Rollback',
+    sourceAfterCutover: s.sourceAfterCutover ?? 'Stop',
+    abort: s.abort ?? false,
+  };
+}

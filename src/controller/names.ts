@@ -1,0 +1,25 @@
+// Deterministic names and labels derived from the WanMigration UID: a restarted operator finds
+// the objects it created instead of creating a second migration.
+import { GROUP } from '../api/meta.ts';
+import type { WanMigration } from '../api/wanmigration.ts';
+
+export const FINALIZER = `${GROUP}/wanmigration-cleanup`;
+/** Set on every object this operator creates on the target (and on its VMIMs): value = migration UID. */
+export const MIGRATION_LABEL = `${GROUP}/migration-uid`;
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'cloudnet';
+/** KubeVirt's annotation naming the run strategy a WaitAsReceiver VM switches to after the migration. */
+export const RESTORE_RUN_STRATEGY = 'kubevirt.io/restore-run-strategy';
+
+export interface MigrationNames {
+  migrationID: string;
+  sourceVMIM: string;
+  targetVMIM: string;
+}
+
+export function migrationNames(wm: WanMigration): MigrationNames {
+  const uid = wm.metadata.uid ?? '';
+  const short = uid.replace(/-/g, '').slice(0, 10);
+  const base = (wm.metadata.name ?? 'wm').slice(0, 200);
+  return { migrationID: uid, sourceVMIM: `${base}-send-${short}`, targetVMIM: `${base}-recv-${short}` };
+}

@@ -1,0 +1,23 @@
+// Side effects the planner asks for. The reconciler executes them in order; each is idempotent
+// (create tolerates AlreadyExists, delete tolerates NotFound), so a crash between two actions
+// is repaired by the next reconcile.
+import type { SourceAfterCutover } from '../../api/wanmigration.ts';
+
+export type Action =
+  | { type: 'AddFinalizer' }
+  | { type: 'RemoveFinalizer' }
+  | { type: 'EnsureCATrust' }
+  | { type: 'EnsureTargetObjects' }
+  | { type: 'CreateTargetVMIM' }
+  | { type: 'CreateSourceVMIM'; connectURL: string }
+  | { type: 'DeleteSourceVMIM' }
+  | { type: 'DeleteTargetVMIM' }
+  | { type: 'DeleteTargetObjects' }
+  | { type: 'ReleaseStorage' }
+  | { type: 'FinishSource'; mode: SourceAfterCutover };
+
+export interface EventRecord {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}

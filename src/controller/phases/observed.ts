@@ -1,0 +1,72 @@
+// What the WanMigration reconciler saw in both clusters, reduced to the facts the pure planner
+// needs. Gathering it is impure (src/controller/observe.ts); deciding on it is pure (plan.ts).
+import type { MigrationProgress } from '../../api/wanmigration.ts';
+
+/** Result of a precondition check that can block the start (bad input, unreachable cluster…). */
+export type Check = { ok: true } | { ok: false; reason: string; message: string };
+
+/** A provider step (link, storage pre-copy) as reported by its provider. */
+export interface StepReport {
+  state: 'Ready' | 'Progressing' | 'Failed' | 'Unavailable';
+  reason: string;
+  message: string;
+  progress?: MigrationProgress;
+}
+
+export interface VmimView {
+  name: string;
+  phase: string; // '' when KubeVirt has not set one yet
+  /** Message of the decentralizedMigrationBlocked condition when it is True. */
+  blocked?: string;
+  failureReason?: string;
+  synchronizationAddress?: string;
+}
+
+export interface SourceView {
+  vmExists: boolean;
+  runStrategy?: string;
+  vmiPhase?: string; // undefined: no VMI
+  /** LiveMigratable condition of the VMI, when present. */
+  liveMigratable?: { status: string; reason?: string; message?: string };
+  /** The source VM is already in the state spec.sourceAfterCutover asks for. */
+  handled: boolean;
+}
+
+export interface TargetView {
+  /** A VM with the target name exists on the target. */
+  vmExists: boolean;
+  /** …and carries our migration label (we created it). */
+  vmOwned: boolean;
+  vmRunStrategy?: string;
+  vmiPhase?: string;
+  /** Every object we must create on the target (VM, DataVolumes, copied Secrets/ConfigMaps) exists. */
+  objectsComplete: boolean;
+  /** Number of objects on the target labelled as ours (for cleanup). */
+  ownedObjects: number;
+  /** Each cluster's kubevirt-ca bundle is in the other's kubevirt-external-ca. */
+  caTrusted: boolean;
+  /** The target KubeVirt CR's status.synchronizationAddresses[0], if any. */
+  kubevirtSyncAddress?: string;
+}
+
+export interface Observed {
+  now: Date;
+  deleting: boolean;
+  hasFinalizer: boolean;
+  /** Name of another active WanMigration for the same VM that takes precedence, if any. */
+  conflictWith?: string;
+  site: Check; // Site exists, kubeconfig Secret exists and parses
+  targetCluster: Check; // target API reachable
+  kubevirt: Check; // KubeVirt with DecentralizedLiveMigration on both clusters
+  targetNamespace: Check;
+  source: SourceView;
+  /** Undefined when the target cluster could not be read. */
+  target?: TargetView;
+  sourceVMIM?: VmimView;
+  targetVMIM?: VmimView;
+  link: StepReport;
+  /** Undefined when storage.mode is KubeVirt (delegated). */
+  storage?: StepReport;
+  /** Hash of the start-frozen spec fields as they are now. */
+  specHash: string;
+}

@@ -1,0 +1,406 @@
+// The WanMigration state machine as a pure function: (object, observed state) → actions, events,
+// the next status and when to look again. Everything that touches a cluster lives elsewhere, so
+// every phase × abort/deletion/deadline/failure/success combination is unit-testable.
+//
+// Steps: link → storage pre-copy → target prepared → (cutover gate) → memory migration → cutover.
+// Any failure before the point of no return rolls back: delete both VMIMs and every object we
+// created on the target, and leave the source VM running.
+import { findCondition, isTrue, setCondition } from '../../api/conditions.ts';
+import type { ConditionStatus } from '../../api/meta.ts';
+import {
+  ConditionTypes as C, Phases, TERMINAL_PHASES, resolveSpec,
+  type Phase, type ResolvedSpec, type WanMigration, type WanMigrationStatus,
+} from '../../api/wanmigration.ts';
+import type { Action, EventRecord } from './actions.ts';
+import { cutoverGate, phaseDeadlineMs, phasePercent } from './gates.ts';
+import type { Observed } from './observed.ts';
+import { migrationNames } from '../names.ts';
+
+export interface PlanOptions {
+  /** How often to look again while a step is in progress. */
+  pollMs: number;
+  /** How often to re-check while blocked on bad input (no crash loop, no hot loop). */
+  blockedRetryMs: number;
+}
+
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000 };
+
+export interface Plan {
+  actions: Action[];
+  events: EventRecord[];
+  status: WanMigrationStatus;
+  requeueAfterMs?: number;
+}
+
+export const STEP_CONDITIONS = [C.LinkReady, C.StorageSynced, C.TargetPrepared, C.MemoryMigrated, C.CutoverComplete] as const;
+
+/** Reasons the migration ended up in Aborted rather than Failed. */
+const ABORT_REASONS = new Set(['Aborted', 'Deleted']);
+
+interface Ctx {
+  wm: WanMigration;
+  spec: ResolvedSpec;
+  obs: Observed;
+  opts: PlanOptions;
+  st: WanMigrationStatus;
+  actions: Action[];
+  events: EventRecord[];
+  requeue?: number;
+  stall?: { reason: string; message: string };
+  note?: { reason: string; message: string };
+}
+
+const isTerminal = (p: Phase) => TERMINAL_PHASES.includes(p);
+const phaseOf = (c: Ctx): Phase => c.st.phase ?? Phases.Pending;
+
+function cond(c: Ctx, type: string, status: ConditionStatus, reason: string, message: string): void {
+  c.st.conditions = setCondition(c.st.conditions, { type, status, reason, message }, c.wm.metadata.generation, c.obs.now);
+}
+
+function requeue(c: Ctx, ms: number): void {
+  c.requeue = c.requeue === undefined ? ms : Math.min(c.requeue, ms);
+}
+
+function enter(c: Ctx, phase: Phase, message: string): void {
+  c.st.phase = phase;
+  c.st.phaseStartTime = c.obs.now.toISOString();
+  c.events.push({ type: 'Normal', reason: phase, message });
+}
+
+/** Once memory has moved, the target is the only live copy: never roll back past this point. */
+function pastPointOfNoReturn(c: Ctx): boolean {
+  const p = phaseOf(c);
+  return p === Phases.CuttingOver || p === Phases.Succeeded || isTrue(c.st.conditions, C.MemoryMigrated)
+    || c.obs.sourceVMIM?.phase === 'Succeeded' || c.obs.targetVMIM?.phase === 'Succeeded';
+}
+
+function rollback(c: Ctx, reason: string, message: string): void {
+  if (phaseOf(c) !== Phases.RollingBack) {
+    c.st.failureReason = reason;
+    c.st.failureMessage = message;
+    c.st.phase = Phases.RollingBack;
+    c.st.phaseStartTime = c.obs.now.toISOString();
+    c.events.push({ type: 'Warning', reason, message: `rolling back: ${message}` });
+  }
+  continueRollback(c);
+}
+
+function continueRollback(c: Ctx): void {
+  const { obs } = c;
+  let pending = false;
+  if (obs.sourceVMIM) { c.actions.push({ type: 'DeleteSourceVMIM' }); pending = true; }
+  if (obs.targetVMIM) { c.actions.push({ type: 'DeleteTargetVMIM' }); pending = true; }
+  // The target was touched only if we got as far as preparing it (targetVMRef is set then).
+  const touchedTarget = c.st.targetVMRef !== undefined || c.st.vmims?.target !== undefined;
+  if (touchedTarget) {
+    if (!obs.target) {
+      pending = true;
+      c.stall = { reason: 'TargetCleanupBlocked', message: `cannot reach the target cluster to remove what this migration created there: ${obs.targetCluster.ok ? 'unknown' : obs.targetCluster.message}` };
+    } else if (obs.target.ownedObjects > 0) {
+      c.actions.push({ type: 'DeleteTargetObjects' });
+      pending = true;
+    }
+  }
+  if (pending) { requeue(c, c.opts.pollMs); return; }
+  if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage' });
+  const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
+  const final = aborted ? Phases.Aborted : Phases.Failed;
+  c.st.phase = final;
+  c.st.phaseStartTime = obs.now.toISOString();
+  c.st.completionTime = obs.now.toISOString();
+  c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); the source VM was left running` });
+}
+
+/** Checks that must pass before anything is created. Returns the first failure. */
+function preflight(c: Ctx): { reason: string; message: string } | undefined {
+  const { obs, spec } = c;
+  if (obs.conflictWith) return { reason: 'Conflict', message: `WanMigration ${obs.conflictWith} already migrates VM ${spec.vmName}` };
+  for (const ch of [obs.site, obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
+  if (!obs.source.vmExists) return { reason: 'VMNotFound', message: `VirtualMachine ${spec.vmName} not found in namespace ${c.wm.metadata.namespace}` };
+  if (obs.source.vmiPhase !== 'Running') return { reason: 'VMNotRunning', message: `VirtualMachine ${spec.vmName} is not running (VMI phase: ${obs.source.vmiPhase ?? 'none'})` };
+  const lm = obs.source.liveMigratable;
+  if (lm && lm.status !== 'True') return { reason: 'VMNotLiveMigratable', message: `VMI ${spec.vmName} is not live-migratable: ${lm.reason ?? ''} ${lm.message ?? ''}`.trim() };
+  if (!obs.targetNamespace.ok) return obs.targetNamespace;
+  if (obs.target?.vmExists && !obs.target.vmOwned) return { reason: 'TargetNameCollision', message: `a VirtualMachine ${spec.vmName} not created by this migration already exists in ${spec.targetSite}/${spec.targetNamespace}` };
+  return undefined;
+}
+
+function start(c: Ctx): void {
+  const now = c.obs.now.toISOString();
+  c.st.migrationID = c.wm.metadata.uid;
+  c.st.startTime = now;
+  c.st.startedSpecHash = c.obs.specHash;
+  for (const t of STEP_CONDITIONS) cond(c, t, 'Unknown', 'NotStarted', 'step not started yet');
+  enter(c, Phases.ConnectingLink, `migration ${c.st.migrationID} of VM ${c.spec.vmName} to ${c.spec.targetSite}/${c.spec.targetNamespace} started`);
+}
+
+/** Checks that still apply while nothing irreversible has happened (before the VMIMs exist). */
+function inFlightBeforeMemory(c: Ctx): boolean {
+  const { obs, spec } = c;
+  if (!obs.source.vmExists) { rollback(c, 'SourceVMLost', `VirtualMachine ${spec.vmName} disappeared from the source`); return false; }
+  if (obs.source.vmiPhase !== 'Running') { rollback(c, 'SourceVMNotRunning', `source VMI is no longer running (phase ${obs.source.vmiPhase ?? 'none'})`); return false; }
+  if (obs.target?.vmExists && !obs.target.vmOwned) { rollback(c, 'TargetNameCollision', `a VirtualMachine ${spec.vmName} not created by this migration appeared on the target`); return false; }
+  return true;
+}
+
+/** One step of the current phase. Returns true when it moved to a new phase (then step again). */
+function step(c: Ctx): boolean {
+  const { obs, spec } = c;
+  const phase = phaseOf(c);
+  const reachable = obs.site.ok && obs.targetCluster.ok && obs.target !== undefined;
+  const before = phase === Phases.ConnectingLink || phase === Phases.SyncingStorage || phase === Phases.PreparingTarget || phase === Phases.AwaitingCutover;
+  if (before && !inFlightBeforeMemory(c)) return false;
+  if (!reachable && phase !== Phases.ConnectingLink && phase !== Phases.SyncingStorage) {
+    const why = !obs.site.ok ? obs.site : !obs.targetCluster.ok ? obs.targetCluster : { reason: 'TargetClusterUnreachable', message: 'target cluster state unknown' };
+    c.stall = { reason: why.reason, message: why.message };
+    requeue(c, c.opts.pollMs);
+    return false;
+  }
+  switch (phase) {
+    case Phases.ConnectingLink: {
+      const l = obs.link;
+      if (l.state === 'Ready') {
+        cond(c, C.LinkReady, 'True', l.reason, l.message);
+        enter(c, Phases.SyncingStorage, 'link ready');
+        return true;
+      }
+      if (l.state === 'Failed') { rollback(c, 'LinkFailed', l.message); return false; }
+      cond(c, C.LinkReady, 'False', l.reason, l.message);
+      if (l.state === 'Unavailable') c.stall = { reason: l.reason, message: l.message };
+      requeue(c, c.opts.pollMs);
+      return false;
+    }
+    case Phases.SyncingStorage: {
+      const s = obs.storage;
+      if (!s) {
+        cond(c, C.StorageSynced, 'Unknown', 'DelegatedToKubeVirt', 'storage.mode is KubeVirt: KubeVirt copies the disks during the live migration');
+        enter(c, Phases.PreparingTarget, 'storage copy delegated to KubeVirt');
+        return true;
+      }
+      if (s.progress) c.st.progress = { ...c.st.progress, ...s.progress };
+      if (s.state === 'Ready') {
+        cond(c, C.StorageSynced, 'True', s.reason, s.message);
+        enter(c, Phases.PreparingTarget, 'storage pre-copy synced');
+        return true;
+      }
+      if (s.state === 'Failed') { rollback(c, 'StorageSyncFailed', s.message); return false; }
+      cond(c, C.StorageSynced, 'False', s.reason, s.message);
+      if (s.state === 'Unavailable') c.stall = { reason: s.reason, message: s.message };
+      requeue(c, s.state === 'Unavailable' ? c.opts.blockedRetryMs : c.opts.pollMs);
+      return false;
+    }
+    case Phases.PreparingTarget: {
+      const t = obs.target!;
+      c.st.targetVMRef = { site: spec.targetSite, namespace: spec.targetNamespace, name: spec.vmName };
+      if (!t.caTrusted) c.actions.push({ type: 'EnsureCATrust' });
+      if (!t.objectsComplete) c.actions.push({ type: 'EnsureTargetObjects' });
+      if (t.caTrusted && t.objectsComplete && t.vmOwned && t.vmiPhase !== undefined) {
+        cond(c, C.TargetPrepared, 'True', 'ReceiverReady', `receiver VM ${spec.vmName} (runStrategy ${t.vmRunStrategy}) and its VMI (${t.vmiPhase}) exist on ${spec.targetSite}; CA trust in place`);
+        enter(c, Phases.AwaitingCutover, 'target prepared');
+        return true;
+      }
+      const missing = [!t.caTrusted && 'CA trust', !t.objectsComplete && 'target objects', t.vmiPhase === undefined && 'receiver VMI'].filter(Boolean).join(', ');
+      cond(c, C.TargetPrepared, 'False', 'Preparing', `waiting for: ${missing}`);
+      requeue(c, c.opts.pollMs);
+      return false;
+    }
+    case Phases.AwaitingCutover: {
+      const g = cutoverGate(spec, obs.now);
+      if (g.open) { enter(c, Phases.MigratingMemory, 'cutover gate open: starting the memory migration'); return true; }
+      if (g.missed) c.stall = { reason: g.reason, message: g.message };
+      else c.note = { reason: g.reason, message: g.message };
+      requeue(c, Math.min(g.retryInMs ?? c.opts.blockedRetryMs, c.opts.blockedRetryMs));
+      return false;
+    }
+    case Phases.MigratingMemory: return stepMemory(c);
+    case Phases.CuttingOver: return stepCutover(c);
+    default: return false;
+  }
+}
+
+function stepMemory(c: Ctx): boolean {
+  const { obs, spec } = c;
+  const s = obs.sourceVMIM;
+  const t = obs.targetVMIM;
+  const vmims = c.st.vmims ?? {};
+  if ((vmims.target && !t) || (vmims.source && !s)) {
+    rollback(c, 'MigrationCancelled', `VMIM ${vmims.target && !t ? vmims.target : vmims.source} was deleted outside this migration`);
+    return false;
+  }
+  for (const [side, v] of [['source', s], ['target', t]] as const) {
+    if (v?.phase === 'Failed') { rollback(c, 'MigrationFailed', `${side} VMIM ${v.name} failed${v.failureReason ? `: ${v.failureReason}` : ''}`); return false; }
+  }
+  if (t?.phase === 'Succeeded' || s?.phase === 'Succeeded') {
+    cond(c, C.MemoryMigrated, 'True', 'MigrationSucceeded', `VMIMs: source ${s?.phase ?? 'gone'}, target ${t?.phase ?? 'gone'}`);
+    if (spec.storage.mode === 'KubeVirt') cond(c, C.StorageSynced, 'True', 'DelegatedToKubeVirt', 'KubeVirt copied the disks as part of the live migration');
+    enter(c, Phases.CuttingOver, 'memory migrated; waiting for the target VMI to run');
+    return true;
+  }
+  if (!t) {
+    c.actions.push({ type: 'CreateTargetVMIM' });
+    c.st.vmims = { ...vmims, target: migrationNames(c.wm).targetVMIM };
+    cond(c, C.MemoryMigrated, 'False', 'CreatingReceiver', 'creating the receiving VMIM on the target');
+  } else if (!s) {
+    const url = t.synchronizationAddress ?? obs.target?.kubevirtSyncAddress;
+    if (url) {
+      c.actions.push({ type: 'CreateSourceVMIM', connectURL: url });
+      c.st.vmims = { ...vmims, source: migrationNames(c.wm).sourceVMIM };
+      cond(c, C.MemoryMigrated, 'False', 'CreatingSender', `creating the sending VMIM (connectURL ${url})`);
+    } else {
+      cond(c, C.MemoryMigrated, 'False', 'WaitingForSyncAddress', `waiting for target VMIM ${t.name} to publish status.synchronizationAddresses`);
+    }
+  } else {
+    cond(c, C.MemoryMigrated, 'False', 'InProgress', `VMIMs: source ${s.phase || 'Unset'}, target ${t.phase || 'Unset'}`);
+  }
+  const blocked = s?.blocked ?? t?.blocked;
+  if (blocked !== undefined) c.stall = { reason: 'DecentralizedMigrationBlocked', message: blocked };
+  requeue(c, c.opts.pollMs);
+  return false;
+}
+
+function stepCutover(c: Ctx): boolean {
+  const { obs, spec } = c;
+  const t = obs.target!;
+  if (t.vmiPhase !== 'Running' || t.vmRunStrategy === 'WaitAsReceiver') {
+    cond(c, C.CutoverComplete, 'False', 'WaitingForTargetVMI', `target VMI phase ${t.vmiPhase ?? 'none'}, target VM runStrategy ${t.vmRunStrategy ?? 'unknown'}`);
+    requeue(c, c.opts.pollMs);
+    return false;
+  }
+  if (!obs.source.handled) {
+    c.actions.push({ type: 'FinishSource', mode: spec.sourceAfterCutover });
+    cond(c, C.CutoverComplete, 'False', 'FinishingSource', `target runs; applying sourceAfterCutover=${spec.sourceAfterCutover} to the source VM`);
+    requeue(c, c.opts.pollMs);
+    return false;
+  }
+  cond(c, C.CutoverComplete, 'True', 'TargetRunning', `VM ${spec.vmName} runs on ${spec.targetSite}/${spec.targetNamespace} with runStrategy ${t.vmRunStrategy}; source: ${spec.sourceAfterCutover}`);
+  c.st.completionTime = obs.now.toISOString();
+  enter(c, Phases.Succeeded, `VM ${spec.vmName} now runs on ${spec.targetSite}`);
+  return false;
+}
+
+function checkDeadline(c: Ctx, phaseBefore: Phase): void {
+  const phase = phaseOf(c);
+  if (phase !== phaseBefore) return; // moved on: the new phase's clock just started
+  const limit = phaseDeadlineMs(c.spec, phase);
+  const since = Date.parse(c.st.phaseStartTime ?? '');
+  if (limit === undefined || !Number.isFinite(since) || c.obs.now.getTime() - since <= limit) {
+    if (limit !== undefined && Number.isFinite(since)) requeue(c, Math.max(1, since + limit - c.obs.now.getTime() + 1));
+    return;
+  }
+  const message = `phase ${phase} exceeded its deadline of ${limit / 1000}s${c.stall ? ` (${c.stall.reason}: ${c.stall.message})` : ''}`;
+  // In CuttingOver the target may already run the guest: waiting is the only safe choice.
+  if (c.spec.onDeadline === 'Rollback' && phase !== Phases.CuttingOver && !pastPointOfNoReturn(c)) {
+    // Drop this pass's forward steps; keep bookkeeping such as AddFinalizer.
+    const keep = c.actions.filter((a) => a.type === 'AddFinalizer');
+    c.actions.length = 0;
+    c.actions.push(...keep);
+    rollback(c, 'DeadlineExceeded', message);
+  } else {
+    c.stall = { reason: 'DeadlineExceeded', message };
+  }
+}
+
+/** Ready / Reconciling / Stalled per kstatus, plus a Warning event whenever a new stall begins. */
+function summarize(c: Ctx, prevStall: { reason: string; status: string } | undefined, specChanged: boolean): void {
+  const phase = phaseOf(c);
+  if (phase === Phases.Succeeded) {
+    cond(c, C.Ready, 'True', 'Succeeded', `VM runs on ${c.spec.targetSite}`);
+    cond(c, C.Reconciling, 'False', 'Succeeded', 'migration complete');
+    cond(c, C.Stalled, 'False', 'Succeeded', 'migration complete');
+  } else if (phase === Phases.Failed || phase === Phases.Aborted) {
+    const reason = c.st.failureReason ?? phase;
+    const msg = c.st.failureMessage ?? phase;
+    cond(c, C.Ready, 'False', reason, msg);
+    cond(c, C.Reconciling, 'False', phase, `migration ${phase.toLowerCase()}; the source VM was left running`);
+    cond(c, C.Stalled, phase === Phases.Failed ? 'True' : 'False', reason, msg);
+  } else if (c.stall) {
+    cond(c, C.Ready, 'False', c.stall.reason, c.stall.message);
+    cond(c, C.Reconciling, 'False', c.stall.reason, c.stall.message);
+    cond(c, C.Stalled, 'True', c.stall.reason, c.stall.message);
+  } else {
+    const reason = specChanged ? 'SpecChangeIgnored' : c.note?.reason ?? phase;
+    const message = specChanged
+      ? 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps the values it started with'
+      : c.note?.message ?? `phase ${phase}`;
+    cond(c, C.Ready, 'False', phase, `phase ${phase}`);
+    cond(c, C.Reconciling, 'True', reason, message);
+    cond(c, C.Stalled, 'False', 'Progressing', 'no problem detected');
+  }
+  const now = findCondition(c.st.conditions, C.Stalled);
+  if (now?.status === 'True' && (prevStall?.status !== 'True' || prevStall.reason !== now.reason) && phase !== Phases.Failed) {
+    c.events.push({ type: 'Warning', reason: now.reason, message: now.message });
+  }
+}
+
+export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAULT_PLAN_OPTIONS): Plan {
+  const spec = resolveSpec(wm.spec);
+  const st: WanMigrationStatus = structuredClone(wm.status ?? {});
+  const c: Ctx = { wm, spec, obs, opts, st, actions: [], events: [] };
+  const prev = findCondition(st.conditions, C.Stalled);
+  const prevStall = prev ? { reason: prev.reason, status: prev.status } : undefined;
+  const newGeneration = st.observedGeneration !== wm.metadata.generation;
+  if (!st.phase) { st.phase = Phases.Pending; st.phaseStartTime = obs.now.toISOString(); }
+  const phase0 = phaseOf(c);
+
+  if (obs.deleting) {
+    if (isTerminal(phase0) || pastPointOfNoReturn(c)) {
+      if (obs.hasFinalizer) c.actions.push({ type: 'RemoveFinalizer' });
+      return finish(c, prevStall, false);
+    }
+    if (phase0 === Phases.Pending && !st.migrationID) {
+      if (obs.hasFinalizer) c.actions.push({ type: 'RemoveFinalizer' });
+      return finish(c, prevStall, false);
+    }
+    rollback(c, phase0 === Phases.RollingBack ? st.failureReason ?? 'Deleted' : 'Deleted', 'the WanMigration was deleted before the migration completed');
+    if (isTerminal(phaseOf(c)) && obs.hasFinalizer) c.actions.push({ type: 'RemoveFinalizer' });
+    return finish(c, prevStall, false);
+  }
+
+  if (isTerminal(phase0)) return finish(c, prevStall, false);
+  if (!obs.hasFinalizer) c.actions.push({ type: 'AddFinalizer' });
+  if (phase0 === Phases.RollingBack) { continueRollback(c); return finish(c, prevStall, false); }
+
+  if (spec.abort) {
+    if (!pastPointOfNoReturn(c)) { rollback(c, 'Aborted', 'spec.abort was set'); return finish(c, prevStall, false); }
+    if (newGeneration) c.events.push({ type: 'Warning', reason: 'AbortIgnored', message: 'spec.abort ignored: the memory migration already completed and the target owns the VM' });
+  }
+
+  if (phase0 === Phases.Pending) {
+    const blocked = preflight(c);
+    if (blocked) {
+      c.stall = blocked;
+      requeue(c, opts.blockedRetryMs);
+      return finish(c, prevStall, false);
+    }
+    start(c);
+  }
+
+  const specChanged = st.startedSpecHash !== undefined && st.startedSpecHash !== obs.specHash;
+  if (specChanged && newGeneration) c.events.push({ type: 'Warning', reason: 'SpecChangeIgnored', message: 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps its original values' });
+
+  for (let i = 0; i < ALL_STEPS; i++) {
+    const before = phaseOf(c);
+    const moved = step(c);
+    if (!moved) { if (!isTerminal(phaseOf(c)) && phaseOf(c) !== Phases.RollingBack) checkDeadline(c, before); break; }
+  }
+  return finish(c, prevStall, specChanged);
+}
+
+const ALL_STEPS = 8;
+
+function finish(c: Ctx, prevStall: { reason: string; status: string } | undefined, specChanged: boolean): Plan {
+  const phase = phaseOf(c);
+  const pct = phasePercent(phase, c.obs.sourceVMIM?.phase);
+  const prevPct = c.st.progress?.percent ?? 0;
+  if (!isTerminal(phase) || phase === Phases.Succeeded) {
+    c.st.progress = { ...c.st.progress, percent: phase === Phases.RollingBack ? prevPct : Math.max(prevPct, pct) };
+  }
+  summarize(c, prevStall, specChanged);
+  c.st.observedGeneration = c.wm.metadata.generation;
+  return {
+    actions: c.actions,
+    events: c.events,
+    status: c.st,
+    ...(c.requeue !== undefined && !isTerminal(phase) ? { requeueAfterMs: c.requeue } : {}),
+  };
+}

@@ -1,0 +1,391 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { plan } from '../../../src/controller/phases/plan.ts';
+import type { Action } from '../../../src/controller/phases/actions.ts';
+import { findCondition } from '../../../src/api/conditions.ts';
+import { ALL_PHASES, type Phase, type WanMigrationStatus } from '../../../src/api/wanmigration.ts';
+import type { Observed } from '../../../src/controller/phases/observed.ts';
+import { wm, obs, vmim, inPhase, preparedTarget, T0 } from './fixtures.ts';
+
+const types = (as: Action[]) => as.map((a) => a.type);
+const cond = (st: WanMigrationStatus, t: string) => findCondition(st.conditions, t);
+const later = (s: number) => new Date(T0.getTime() + s * 1000);
+const NAMES = { source: 'mig-send-0123abcd00', target: 'mig-recv-0123abcd00' };
+
+describe('preflight: bad input blocks with a reason, deletes nothing, retries slowly', () => {
+  const cases: [string, Partial<Observed>, string][] = [
+    ['conflict', { conflictWith: 'other' }, 'Conflict'],
+    ['unknown site', { site: { ok: false, reason: 'SiteNotFound', message: 'no Site site-b' } }, 'SiteNotFound'],
+    ['missing secret', { site: { ok: false, reason: 'KubeconfigSecretNotFound', message: 'x' } }, 'KubeconfigSecretNotFound'],
+    ['invalid kubeconfig', { site: { ok: false, reason: 'KubeconfigInvalid', message: 'x' } }, 'KubeconfigInvalid'],
+    ['unreachable', { targetCluster: { ok: false, reason: 'TargetClusterUnreachable', message: 'x' } }, 'TargetClusterUnreachable'],
+    ['kubevirt off', { kubevirt: { ok: false, reason: 'DecentralizedLiveMigrationDisabled', message: 'x' } }, 'DecentralizedLiveMigrationDisabled'],
+    ['missing VM', { source: { vmExists: false, handled: false } }, 'VMNotFound'],
+    ['VM stopped', { source: { vmExists: true, runStrategy: 'Halted', handled: false } }, 'VMNotRunning'],
+    ['not live-migratable', { source: { vmExists: true, vmiPhase: 'Running', liveMigratable: { status: 'False', reason: 'DisksNotLiveMigratable' }, handled: false } }, 'VMNotLiveMigratable'],
+    ['missing target ns', { targetNamespace: { ok: false, reason: 'TargetNamespaceNotFound', message: 'x' } }, 'TargetNamespaceNotFound'],
+    ['name collision', { target: { ...preparedTarget, vmOwned: false, ownedObjects: 0 } }, 'TargetNameCollision'],
+  ];
+  for (const [name, o, reason] of cases) {
+    test(name, () => {
+      const p = plan(wm(), obs(o));
+      assert.equal(p.status.phase, 'Pending');
+      assert.equal(cond(p.status, 'Stalled')?.status, 'True');
+      assert.equal(cond(p.status, 'Stalled')?.reason, reason);
+      assert.equal(cond(p.status, 'Ready')?.reason, reason);
+      assert.equal(cond(p.status, 'Reconciling')?.status, 'False');
+      assert.deepEqual(p.actions, []);
+      assert.deepEqual(p.events.map((e) => [e.type, e.reason]), [['Warning', reason]]);
+      assert.equal(p.requeueAfterMs, 15000);
+      assert.equal(p.status.migrationID, undefined);
+      // the same blocked state again: no second event (no event spam), same requeue
+      const again = plan(wm({}, p.status), obs(o));
+      assert.deepEqual(again.events, []);
+    });
+  }
+});
+
+test('first reconcile without finalizer adds it, starts, and runs through link and storage to target preparation', () => {
+  const p = plan(wm(), obs({ hasFinalizer: false }));
+  assert.deepEqual(types(p.actions), ['AddFinalizer', 'EnsureCATrust', 'EnsureTargetObjects']);
+  assert.equal(p.status.phase, 'PreparingTarget');
+  assert.equal(p.status.migrationID, wm().metadata.uid);
+  assert.equal(cond(p.status, 'LinkReady')?.status, 'True');
+  assert.equal(cond(p.status, 'LinkReady')?.reason, 'ClusterAPIReachable');
+  assert.equal(cond(p.status, 'StorageSynced')?.reason, 'DelegatedToKubeVirt');
+  assert.equal(cond(p.status, 'StorageSynced')?.status, 'Unknown');
+  assert.equal(cond(p.status, 'Reconciling')?.status, 'True');
+  assert.equal(cond(p.status, 'Stalled')?.status, 'False');
+  assert.deepEqual(p.status.targetVMRef, { site: 'site-b', namespace: 'default', name: 'vm-a' });
+  assert.ok(p.requeueAfterMs! <= 2000);
+  assert.equal(p.status.observedGeneration, 1);
+});
+
+test('happy path end to end, one reconcile at a time', () => {
+  let st: WanMigrationStatus | undefined;
+  const step = (o: Partial<Observed>, now = T0) => { const p = plan(wm({}, st), obs({ now, ...o })); st = p.status; return p; };
+  step({});
+  assert.equal(st!.phase, 'PreparingTarget');
+  let p = step({ target: preparedTarget });
+  assert.equal(st!.phase, 'MigratingMemory');
+  assert.deepEqual(p.actions, [{ type: 'CreateTargetVMIM' }]);
+  assert.equal(st!.vmims?.target, NAMES.target);
+  p = step({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'WaitingForSync') });
+  assert.deepEqual(p.actions, [], 'no sync address yet');
+  assert.equal(cond(st!, 'MemoryMigrated')?.reason, 'WaitingForSyncAddress');
+  p = step({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'WaitingForSync', { synchronizationAddress: '192.0.2.10:9185' }) });
+  assert.deepEqual(p.actions, [{ type: 'CreateSourceVMIM', connectURL: '192.0.2.10:9185' }]);
+  p = step({ target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'Synchronizing') });
+  assert.deepEqual(p.actions, []);
+  assert.equal(cond(st!, 'MemoryMigrated')?.reason, 'InProgress');
+  assert.equal(st!.progress?.percent, 70);
+  p = step({ target: { ...preparedTarget, vmiPhase: 'Running' }, sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Succeeded') });
+  assert.equal(st!.phase, 'CuttingOver', 'waits until the target VM left WaitAsReceiver');
+  assert.equal(cond(st!, 'StorageSynced')?.status, 'True');
+  assert.deepEqual(p.actions, []);
+  const running = { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' };
+  p = step({ target: running, sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Succeeded') });
+  assert.deepEqual(p.actions, [{ type: 'FinishSource', mode: 'Stop' }]);
+  p = step({ target: running, source: { vmExists: true, runStrategy: 'Halted', handled: true }, sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Succeeded') });
+  assert.equal(st!.phase, 'Succeeded');
+  assert.equal(p.requeueAfterMs, undefined);
+  for (const t of ['Ready', 'LinkReady', 'StorageSynced', 'TargetPrepared', 'MemoryMigrated', 'CutoverComplete']) assert.equal(cond(st!, t)?.status, 'True', t);
+  assert.equal(cond(st!, 'Reconciling')?.status, 'False');
+  assert.equal(cond(st!, 'Stalled')?.status, 'False');
+  assert.equal(st!.progress?.percent, 100);
+  assert.ok(st!.completionTime);
+  assert.deepEqual(p.events.map((e) => e.reason), ['Succeeded']);
+});
+
+test('never handles the source before the target VMI runs', () => {
+  for (const vmiPhase of [undefined, 'WaitingForSync', 'Scheduling', 'Failed']) {
+    const p = plan(wm({}, inPhase('CuttingOver')), obs({ target: { ...preparedTarget, vmiPhase, vmRunStrategy: 'Always' }, sourceVMIM: vmim(NAMES.source, 'Succeeded') }));
+    assert.ok(!types(p.actions).includes('FinishSource'), String(vmiPhase));
+    assert.equal(p.status.phase, 'CuttingOver');
+  }
+});
+
+test('sourceAfterCutover modes reach FinishSource with the mode', () => {
+  for (const mode of ['Stop', 'Delete', 'Keep'] as const) {
+    const p = plan(wm({ sourceAfterCutover: mode }, inPhase('CuttingOver')), obs({ target: { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' } }));
+    assert.deepEqual(p.actions, [{ type: 'FinishSource', mode }]);
+  }
+});
+
+const ACTIVE: Phase[] = ['ConnectingLink', 'SyncingStorage', 'PreparingTarget', 'AwaitingCutover', 'MigratingMemory'];
+
+/** Observed state matching each active phase (objects we created exist). */
+function obsFor(phase: Phase, extra: Partial<Observed> = {}): Partial<Observed> {
+  const base: Partial<Observed> = {};
+  if (phase === 'PreparingTarget' || phase === 'AwaitingCutover') base.target = { ...preparedTarget, vmiPhase: undefined, objectsComplete: phase === 'AwaitingCutover' };
+  if (phase === 'MigratingMemory') {
+    base.target = preparedTarget;
+    base.sourceVMIM = vmim(NAMES.source, 'Running');
+    base.targetVMIM = vmim(NAMES.target, 'Running');
+  }
+  return { ...base, ...extra };
+}
+const statusFor = (phase: Phase) => inPhase(phase, T0, phase === 'MigratingMemory' ? { vmims: { ...NAMES } } : {});
+
+describe('abort at every active phase rolls back and ends Aborted with the source untouched', () => {
+  for (const phase of ACTIVE) {
+    test(phase, () => {
+      const o = obsFor(phase);
+      const p = plan(wm({ abort: true }, statusFor(phase)), obs(o));
+      const expected: string[] = [];
+      if (o.sourceVMIM) expected.push('DeleteSourceVMIM');
+      if (o.targetVMIM) expected.push('DeleteTargetVMIM');
+      if (o.target?.ownedObjects) expected.push('DeleteTargetObjects');
+      assert.deepEqual(types(p.actions), expected);
+      assert.ok(!types(p.actions).includes('FinishSource'));
+      assert.equal(p.status.failureReason, 'Aborted');
+      if (expected.length) {
+        assert.equal(p.status.phase, 'RollingBack');
+        // next reconcile: everything gone → Aborted
+        const q = plan(wm({ abort: true }, p.status), obs({ target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0 } }));
+        assert.deepEqual(q.actions, []);
+        assert.equal(q.status.phase, 'Aborted');
+        assert.equal(cond(q.status, 'Stalled')?.status, 'False');
+        assert.equal(cond(q.status, 'Ready')?.reason, 'Aborted');
+      } else {
+        assert.equal(p.status.phase, 'Aborted');
+      }
+    });
+  }
+  test('Pending (not started)', () => {
+    const p = plan(wm({ abort: true }), obs());
+    assert.equal(p.status.phase, 'Aborted');
+    assert.deepEqual(types(p.actions), []);
+  });
+});
+
+describe('deletion at every phase', () => {
+  for (const phase of ACTIVE) {
+    test(`${phase}: rolls back, then removes the finalizer`, () => {
+      const o = obsFor(phase);
+      const p = plan(wm({}, statusFor(phase)), obs({ ...o, deleting: true }));
+      const hasWork = !!(o.sourceVMIM || o.targetVMIM || o.target?.ownedObjects);
+      assert.equal(types(p.actions).includes('RemoveFinalizer'), !hasWork);
+      assert.equal(p.status.failureReason, 'Deleted');
+      const q = plan(wm({}, p.status), obs({ deleting: true, target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0 } }));
+      assert.deepEqual(types(q.actions), ['RemoveFinalizer']);
+      assert.equal(q.status.phase, 'Aborted');
+    });
+  }
+  for (const phase of ['CuttingOver', 'Succeeded', 'Failed', 'Aborted'] as Phase[]) {
+    test(`${phase}: removes the finalizer and leaves the target alone`, () => {
+      const p = plan(wm({}, inPhase(phase)), obs({ deleting: true, target: preparedTarget }));
+      assert.deepEqual(types(p.actions), ['RemoveFinalizer']);
+    });
+  }
+  test('Pending (never started): just removes the finalizer', () => {
+    assert.deepEqual(types(plan(wm(), obs({ deleting: true })).actions), ['RemoveFinalizer']);
+  });
+  test('already without finalizer: nothing to do', () => {
+    assert.deepEqual(types(plan(wm({}, inPhase('Succeeded')), obs({ deleting: true, hasFinalizer: false })).actions), []);
+  });
+});
+
+describe('deadlines at every phase', () => {
+  const limits: Record<string, number> = { ConnectingLink: 300, SyncingStorage: 3600, PreparingTarget: 600, MigratingMemory: 1800, CuttingOver: 600 };
+  const stuck: Record<string, Partial<Observed>> = {
+    ConnectingLink: { link: { state: 'Progressing', reason: 'Handshaking', message: 'x' } },
+    SyncingStorage: { storage: { state: 'Progressing', reason: 'Copying', message: 'x' } },
+    PreparingTarget: obsFor('PreparingTarget'),
+    MigratingMemory: obsFor('MigratingMemory'),
+    CuttingOver: { target: { ...preparedTarget, vmiPhase: 'Scheduling' } },
+  };
+  for (const [phase, limit] of Object.entries(limits) as [Phase, number][]) {
+    const spec = phase === 'SyncingStorage' ? { storage: { mode: 'CloudNetPreCopy' as const } } : {};
+    test(`${phase}: within the deadline keeps going and requeues at the deadline`, () => {
+      const p = plan(wm(spec, statusFor(phase)), obs({ ...stuck[phase], now: later(limit - 1) }));
+      assert.equal(p.status.phase, phase);
+      assert.ok(p.requeueAfterMs! <= 2000);
+    });
+    test(`${phase}: past the deadline → Stalled DeadlineExceeded${phase === 'CuttingOver' ? ' (never rolls back)' : ' and rollback'}`, () => {
+      const p = plan(wm(spec, statusFor(phase)), obs({ ...stuck[phase], now: later(limit + 1) }));
+      if (phase === 'CuttingOver') {
+        assert.equal(p.status.phase, 'CuttingOver');
+        assert.equal(cond(p.status, 'Stalled')?.reason, 'DeadlineExceeded');
+        assert.ok(!types(p.actions).some((t) => t.startsWith('Delete')));
+      } else {
+        assert.ok(['RollingBack', 'Failed'].includes(p.status.phase!));
+        assert.equal(p.status.failureReason, 'DeadlineExceeded');
+        assert.equal(cond(p.status, 'Stalled')?.status, p.status.phase === 'Failed' ? 'True' : 'False');
+        assert.match(p.status.failureMessage!, new RegExp(phase));
+      }
+      assert.ok(p.events.some((e) => e.reason === 'DeadlineExceeded'));
+    });
+    test(`${phase}: onDeadline=Wait only marks Stalled`, () => {
+      const p = plan(wm({ ...spec, onDeadline: 'Wait' }, statusFor(phase)), obs({ ...stuck[phase], now: later(limit + 1) }));
+      assert.equal(p.status.phase, phase);
+      assert.equal(cond(p.status, 'Stalled')?.reason, 'DeadlineExceeded');
+      assert.equal(cond(p.status, 'Reconciling')?.status, 'False');
+    });
+  }
+  test('a hung VMIM (WaitingForSync forever) is rolled back at the memory deadline, deleting both VMIMs', () => {
+    const o = { target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'WaitingForSync'), targetVMIM: vmim(NAMES.target, 'WaitingForSync') };
+    const p = plan(wm({ timeouts: { memorySeconds: 5 } }, statusFor('MigratingMemory')), obs({ ...o, now: later(6) }));
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.equal(p.status.failureReason, 'DeadlineExceeded');
+    const q = plan(wm({ timeouts: { memorySeconds: 5 } }, p.status), obs({ now: later(7), target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0 } }));
+    assert.equal(q.status.phase, 'Failed');
+    assert.equal(cond(q.status, 'Stalled')?.status, 'True');
+    assert.equal(cond(q.status, 'Stalled')?.reason, 'DeadlineExceeded');
+  });
+});
+
+describe('failures', () => {
+  test('source VMIM Failed → rollback with the KubeVirt failure reason', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Failed', { failureReason: 'boom' }) }));
+    assert.equal(p.status.failureReason, 'MigrationFailed');
+    assert.match(p.status.failureMessage!, /boom/);
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+  });
+  test('target VMIM Failed → rollback', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: vmim(NAMES.target, 'Failed') }));
+    assert.equal(p.status.failureReason, 'MigrationFailed');
+  });
+  test('a VMIM we created vanished → MigrationCancelled, never recreated', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: undefined }));
+    assert.equal(p.status.failureReason, 'MigrationCancelled');
+    assert.ok(!types(p.actions).includes('CreateTargetVMIM'));
+  });
+  test('decentralizedMigrationBlocked → Stalled with its message, no rollback before the deadline', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Pending', { blocked: 'target not reachable' }) }));
+    assert.equal(p.status.phase, 'MigratingMemory');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'DecentralizedMigrationBlocked');
+    assert.equal(cond(p.status, 'Stalled')?.message, 'target not reachable');
+    assert.deepEqual(p.events.map((e) => e.reason), ['DecentralizedMigrationBlocked']);
+  });
+  test('link Failed → rollback', () => {
+    const p = plan(wm({}, statusFor('ConnectingLink')), obs({ link: { state: 'Failed', reason: 'HandshakeFailed', message: 'no peer' } }));
+    assert.equal(p.status.phase, 'Failed');
+    assert.equal(p.status.failureReason, 'LinkFailed');
+  });
+  test('storage pre-copy Failed → rollback', () => {
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }, statusFor('SyncingStorage')), obs({ storage: { state: 'Failed', reason: 'IOError', message: 'disk' } }));
+    assert.equal(p.status.failureReason, 'StorageSyncFailed');
+  });
+  test('source VM disappears mid-flight → rollback SourceVMLost', () => {
+    const p = plan(wm({}, statusFor('PreparingTarget')), obs({ ...obsFor('PreparingTarget'), source: { vmExists: false, handled: false } }));
+    assert.equal(p.status.failureReason, 'SourceVMLost');
+    assert.deepEqual(types(p.actions), ['DeleteTargetObjects']);
+  });
+  test('target unreachable mid-flight → Stalled, phase kept, nothing deleted', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), target: undefined, targetCluster: { ok: false, reason: 'TargetClusterUnreachable', message: 'ECONNREFUSED' } }));
+    assert.equal(p.status.phase, 'MigratingMemory');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'TargetClusterUnreachable');
+    assert.deepEqual(p.actions, []);
+  });
+  test('rollback waits for an unreachable target and says why', () => {
+    const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as Phase, failureReason: 'Aborted' };
+    const p = plan(wm({ abort: true }, st), obs({ target: undefined, targetCluster: { ok: false, reason: 'TargetClusterUnreachable', message: 'down' } }));
+    assert.equal(p.status.phase, 'RollingBack');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'TargetCleanupBlocked');
+  });
+});
+
+describe('storage modes', () => {
+  test('CloudNetPreCopy without a provider stalls with StoragePreCopyUnavailable', () => {
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }), obs({ storage: { state: 'Unavailable', reason: 'StoragePreCopyUnavailable', message: 'no provider' } }));
+    assert.equal(p.status.phase, 'SyncingStorage');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'StoragePreCopyUnavailable');
+    assert.equal(cond(p.status, 'StorageSynced')?.status, 'False');
+  });
+  test('CloudNetPreCopy synced → PreparingTarget with progress merged', () => {
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }), obs({ storage: { state: 'Ready', reason: 'Synced', message: 'ok', progress: { bytesTotal: 10, bytesSent: 10, bytesOverWan: 4, reductionRatio: 0.4 } } }));
+    assert.equal(p.status.phase, 'PreparingTarget');
+    assert.equal(p.status.progress?.bytesOverWan, 4);
+    assert.equal(cond(p.status, 'StorageSynced')?.status, 'True');
+  });
+  test('rollback of a CloudNetPreCopy migration releases storage', () => {
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' }, abort: true }, statusFor('SyncingStorage')), obs());
+    assert.deepEqual(types(p.actions), ['ReleaseStorage']);
+  });
+});
+
+describe('cutover gate', () => {
+  const ready = { target: { ...preparedTarget } };
+  test('Manual without approval waits in AwaitingCutover (Reconciling, not Stalled)', () => {
+    const p = plan(wm({ cutover: { mode: 'Manual' } }, statusFor('PreparingTarget')), obs(ready));
+    assert.equal(p.status.phase, 'AwaitingCutover');
+    assert.equal(cond(p.status, 'Reconciling')?.reason, 'AwaitingApproval');
+    assert.equal(cond(p.status, 'Stalled')?.status, 'False');
+    assert.deepEqual(types(p.actions), []);
+  });
+  test('Manual approved proceeds to the memory migration', () => {
+    const p = plan(wm({ cutover: { mode: 'Manual', approved: true } }, statusFor('AwaitingCutover')), obs(ready));
+    assert.equal(p.status.phase, 'MigratingMemory');
+    assert.deepEqual(types(p.actions), ['CreateTargetVMIM']);
+  });
+  test('Window: before, inside, after', () => {
+    const window = { start: later(60).toISOString(), end: later(120).toISOString() };
+    const before = plan(wm({ cutover: { mode: 'Window', window } }, statusFor('AwaitingCutover')), obs(ready));
+    assert.equal(before.status.phase, 'AwaitingCutover');
+    assert.equal(cond(before.status, 'Reconciling')?.reason, 'AwaitingCutoverWindow');
+    assert.equal(before.requeueAfterMs, 15000);
+    const inside = plan(wm({ cutover: { mode: 'Window', window } }, statusFor('AwaitingCutover')), obs({ ...ready, now: later(61) }));
+    assert.equal(inside.status.phase, 'MigratingMemory');
+    const after = plan(wm({ cutover: { mode: 'Window', window } }, statusFor('AwaitingCutover')), obs({ ...ready, now: later(121) }));
+    assert.equal(cond(after.status, 'Stalled')?.reason, 'CutoverWindowMissed');
+  });
+  test('AwaitingCutover has no deadline', () => {
+    const p = plan(wm({ cutover: { mode: 'Manual' } }, statusFor('AwaitingCutover')), obs({ ...ready, now: later(10 * 24 * 3600) }));
+    assert.equal(p.status.phase, 'AwaitingCutover');
+    assert.equal(cond(p.status, 'Stalled')?.status, 'False');
+  });
+});
+
+describe('restart safety', () => {
+  test('re-planning the same observed state is idempotent (same actions, same status)', () => {
+    for (const phase of ACTIVE) {
+      const o = obs(obsFor(phase));
+      const a = plan(wm({}, statusFor(phase)), o);
+      const b = plan(wm({}, statusFor(phase)), o);
+      assert.deepEqual(a, b, phase);
+    }
+  });
+  test('objects created before a crash (status not written) are adopted, not recreated', () => {
+    // Status still says PreparingTarget / no vmims, but the target VMIM exists: no second create.
+    const p = plan(wm({}, statusFor('AwaitingCutover')), obs({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'WaitingForSync', { synchronizationAddress: 'a:1' }) }));
+    assert.deepEqual(p.actions, [{ type: 'CreateSourceVMIM', connectURL: 'a:1' }]);
+    assert.equal(p.status.vmims?.source, NAMES.source);
+  });
+  test('after success, abort is ignored with an event', () => {
+    const p = plan(wm({ abort: true }, { ...inPhase('CuttingOver'), observedGeneration: 1 }, 2), obs({ target: { ...preparedTarget, vmiPhase: 'Scheduling' } }));
+    assert.equal(p.status.phase, 'CuttingOver');
+    assert.ok(p.events.some((e) => e.reason === 'AbortIgnored'));
+  });
+  test('terminal phases are left alone', () => {
+    for (const phase of ['Succeeded', 'Failed', 'Aborted'] as Phase[]) {
+      const p = plan(wm({}, inPhase(phase)), obs());
+      assert.deepEqual(p.actions, []);
+      assert.equal(p.status.phase, phase);
+      assert.equal(p.requeueAfterMs, undefined);
+    }
+  });
+});
+
+test('spec change mid-flight is recorded (condition reason + event), not applied', () => {
+  const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory'), 2), obs({ ...obsFor('MigratingMemory'), specHash: 'h2' }));
+  assert.equal(cond(p.status, 'Reconciling')?.reason, 'SpecChangeIgnored');
+  assert.deepEqual(p.events.map((e) => e.reason), ['SpecChangeIgnored']);
+  assert.equal(p.status.observedGeneration, 2);
+});
+
+test('every phase yields the kstatus trio', () => {
+  for (const phase of ALL_PHASES) {
+    const p = plan(wm({}, inPhase(phase)), obs(obsFor(phase)));
+    for (const t of ['Ready', 'Reconciling', 'Stalled']) assert.ok(cond(p.status, t), `${phase}: ${t}`);
+  }
+});
+
+test('conditions carry observedGeneration and keep lastTransitionTime while unchanged', () => {
+  const a = plan(wm({}, undefined, 3), obs());
+  const b = plan(wm({}, a.status, 3), obs({ now: later(5), target: { ...preparedTarget, vmiPhase: undefined } }));
+  const la = cond(a.status, 'LinkReady')!;
+  const lb = cond(b.status, 'LinkReady')!;
+  assert.equal(la.observedGeneration, 3);
+  assert.equal(lb.lastTransitionTime, la.lastTransitionTime);
+});
