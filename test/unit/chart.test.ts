@@ -1,0 +1,212 @@
+// The Helm chart, rendered by the real Go-built helm (no cluster needed): lint, defaults, value
+// switches, schema rejection, least-privilege RBAC, CRDs identical to crds/, and the plain
+// manifests under config/ generated from it. test/integration/helm.test.ts installs it for real.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import yaml from 'js-yaml';
+import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
+
+interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }
+interface PolicyRule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface Container {
+  image: string;
+  args: string[];
+  env: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  ports: { name: string; containerPort: number }[];
+  livenessProbe: { httpGet: { path: string; port: string } };
+  readinessProbe: { httpGet: { path: string; port: string } };
+  securityContext: Record<string, unknown> & { capabilities: { drop: string[] } };
+  resources: { requests?: Record<string, string>; limits?: Record<string, string> };
+  volumeMounts: { name: string; mountPath: string }[];
+}
+interface Deployment extends K8sObject {
+  spec: { replicas: number; template: { spec: { serviceAccountName: string; securityContext: Record<string, unknown>; containers: Container[] } } };
+}
+
+function parse(out: string): K8sObject[] {
+  return yaml.loadAll(out).filter((d): d is K8sObject => typeof d === 'object' && d !== null);
+}
+function render(...set: string[]): K8sObject[] {
+  return parse(helmTemplate('t', 'cloudnet-system', set));
+}
+function only<T extends K8sObject>(docs: K8sObject[], kind: string, name?: string): T {
+  const found = docs.filter((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
+  assert.equal(found.length, 1, `expected exactly one ${kind}${name ? ` ${name}` : ''}, got ${found.length}`);
+  return found[0] as T;
+}
+function rules(o: K8sObject): PolicyRule[] {
+  return (o as K8sObject & { rules: PolicyRule[] }).rules;
+}
+/** group/resource → sorted verbs, merging rules so the assertion does not depend on how rules are grouped. */
+function grants(rs: PolicyRule[]): Record<string, string> {
+  const m: Record<string, Set<string>> = {};
+  for (const r of rs) for (const g of r.apiGroups) for (const res of r.resources) {
+    const k = `${g || 'core'}/${res}`;
+    m[k] ??= new Set();
+    for (const v of r.verbs) m[k].add(v);
+  }
+  return Object.fromEntries(Object.entries(m).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, [...v].sort().join(',')]));
+}
+
+const CRUD = 'create,delete,get,list,patch,update,watch';
+
+describe('charts/cloudnet', () => {
+  it('passes helm lint --strict', () => {
+    const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it('renders the expected objects by default', () => {
+    const kinds = render().map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    assert.deepEqual(kinds, [
+      'ClusterRole/t-cloudnet', 'ClusterRole/t-cloudnet-editor', 'ClusterRole/t-cloudnet-viewer',
+      'ClusterRoleBinding/t-cloudnet',
+      'CustomResourceDefinition/sites.cloudnet.io', 'CustomResourceDefinition/wanmigrations.cloudnet.io',
+      'Deployment/t-cloudnet', 'PodDisruptionBudget/t-cloudnet', 'Role/t-cloudnet', 'RoleBinding/t-cloudnet',
+      'Service/t-cloudnet-metrics', 'ServiceAccount/t-cloudnet',
+    ]);
+  });
+
+  it('runs 2 leader-elected, locked-down replicas with probes and resources', () => {
+    const docs = render();
+    const d = only<Deployment>(docs, 'Deployment');
+    assert.equal(d.spec.replicas, 2);
+    assert.equal(d.metadata.namespace, 'cloudnet-system');
+    const pod = d.spec.template.spec;
+    assert.equal(pod.serviceAccountName, only(docs, 'ServiceAccount').metadata.name);
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.runAsUser, 65532);
+    assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    const [c] = pod.containers;
+    assert.deepEqual(c.args, ['operator', '--leader-elect', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081']);
+    const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');
+    assert.equal(podNs?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+    assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [['metrics', 8080], ['health', 8081]]);
+    assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'health' });
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'health' });
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(c.securityContext.runAsNonRoot, true);
+    assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+    assert.deepEqual(c.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    assert.ok(c.resources.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory, 'requests and a memory limit');
+    assert.ok(c.volumeMounts.some((m) => m.mountPath === '/tmp'), 'writable /tmp for a read-only root');
+    const svc = only<K8sObject & { spec: { ports: { port: number; targetPort: string }[] } }>(docs, 'Service');
+    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[8080, 'metrics']]);
+    assert.ok(only(docs, 'PodDisruptionBudget'));
+  });
+
+  it('grants least privilege: no wildcards, Secrets listable only in its own namespace', () => {
+    const docs = render();
+    for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
+      for (const r of rules(d)) {
+        for (const v of [...r.apiGroups, ...r.resources, ...r.verbs]) assert.ok(!v.includes('*'), `${d.kind} ${d.metadata.name} has a wildcard: ${JSON.stringify(r)}`);
+      }
+    }
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet'))), {
+      'cdi.kubevirt.io/datavolumes': CRUD,
+      'cloudnet.io/sites': 'get,list,patch,update,watch',
+      'cloudnet.io/sites/finalizers': 'update',
+      'cloudnet.io/sites/status': 'get,patch,update',
+      'cloudnet.io/wanmigrations': 'get,list,patch,update,watch',
+      'cloudnet.io/wanmigrations/finalizers': 'update',
+      'cloudnet.io/wanmigrations/status': 'get,patch,update',
+      'core/configmaps': 'create,delete,get,patch,update',
+      'core/events': 'create,patch',
+      'core/namespaces': 'get',
+      'core/secrets': 'create,delete,get,patch,update',
+      'events.k8s.io/events': 'create,patch',
+      'kubevirt.io/kubevirts': 'get,list,watch',
+      'kubevirt.io/virtualmachineinstancemigrations': CRUD,
+      'kubevirt.io/virtualmachineinstances': 'get,list,watch',
+      'kubevirt.io/virtualmachines': CRUD,
+    });
+    const role = only(docs, 'Role');
+    assert.equal(role.metadata.namespace, 'cloudnet-system');
+    assert.deepEqual(grants(rules(role)), { 'coordination.k8s.io/leases': 'create,get,update', 'core/secrets': 'get,list,watch' });
+    const crb = only<K8sObject & { subjects: { kind: string; name: string; namespace: string }[] }>(docs, 'ClusterRoleBinding');
+    assert.deepEqual(crb.subjects, [{ kind: 'ServiceAccount', name: 't-cloudnet', namespace: 'cloudnet-system' }]);
+  });
+
+  it('renders CRDs identical to crds/*.yaml, kept on uninstall', () => {
+    const fromRepo = new Map<string, K8sObject>();
+    for (const f of readdirSync(join(repoRoot, 'crds')).filter((n) => n.endsWith('.yaml'))) {
+      for (const d of parse(readFileSync(join(repoRoot, 'crds', f), 'utf8'))) fromRepo.set(d.metadata.name, d);
+    }
+    assert.deepEqual([...fromRepo.keys()].sort(), ['sites.cloudnet.io', 'wanmigrations.cloudnet.io']);
+    const rendered = render().filter((d) => d.kind === 'CustomResourceDefinition');
+    assert.deepEqual(rendered.map((d) => d.metadata.name).sort(), [...fromRepo.keys()].sort());
+    for (const crd of rendered) {
+      const src = fromRepo.get(crd.metadata.name);
+      assert.ok(src);
+      assert.deepEqual(crd.spec, src.spec, `spec of ${crd.metadata.name} differs from crds/`);
+      assert.equal(crd.apiVersion, src.apiVersion);
+      assert.equal(crd.metadata.annotations?.['helm.sh/resource-policy'], 'keep');
+      for (const [k, v] of Object.entries(src.metadata.annotations ?? {})) assert.equal(crd.metadata.annotations?.[k], v);
+    }
+    for (const crd of render('crds.keep=false').filter((d) => d.kind === 'CustomResourceDefinition')) {
+      assert.equal(crd.metadata.annotations?.['helm.sh/resource-policy'], undefined);
+    }
+    assert.equal(render('crds.install=false').filter((d) => d.kind === 'CustomResourceDefinition').length, 0);
+  });
+
+  it('follows values: replicas, leader election, ServiceMonitor, PDB', () => {
+    assert.equal(only<Deployment>(render('replicaCount=3'), 'Deployment').spec.replicas, 3);
+    const single = render('replicaCount=1');
+    assert.equal(single.filter((d) => d.kind === 'PodDisruptionBudget').length, 0, 'no PDB for a single replica');
+    const noLe = render('leaderElection.enabled=false');
+    assert.ok(!only<Deployment>(noLe, 'Deployment').spec.template.spec.containers[0].args.includes('--leader-elect'));
+    assert.equal(grants(rules(only(noLe, 'Role')))['coordination.k8s.io/leases'], undefined);
+    assert.equal(render().filter((d) => d.kind === 'ServiceMonitor').length, 0, 'ServiceMonitor is off by default');
+    const sm = only<K8sObject & { spec: { endpoints: { port: string }[] } }>(render('metrics.serviceMonitor.enabled=true'), 'ServiceMonitor');
+    assert.equal(sm.spec.endpoints[0].port, 'metrics');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const pinned = only<Deployment>(render(`image.digest=${digest}`), 'Deployment').spec.template.spec.containers[0];
+    assert.equal(pinned.image, `cloudnet/operator@${digest}`);
+    const noSecrets = grants(rules(only(render('rbac.copyVMSecrets=false'), 'ClusterRole', 't-cloudnet')));
+    assert.equal(noSecrets['core/secrets'], undefined);
+  });
+
+  it('rejects bad values through values.schema.json', () => {
+    const cases: [string, RegExp][] = [
+      ['replicaCount=two', /'\/replicaCount': got string, want integer/],
+      ['replicaCount=-1', /'\/replicaCount': minimum/],
+      ['image.pullPolicy=Sometimes', /'\/image\/pullPolicy'/],
+      ['image.digest=latest', /'\/image\/digest'/],
+      ['crds.install=maybe', /'\/crds\/install': got string, want boolean/],
+      ['metrics.port=70000', /'\/metrics\/port': maximum/],
+      ['operator.logLevel=verbose', /'\/operator\/logLevel'/],
+      ['replicas=2', /additional properties 'replicas' not allowed/],
+      ['securityContext.allowPrivilegeEscalation=true', /'\/securityContext\/allowPrivilegeEscalation': value must be false/],
+      ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
+    ];
+    for (const [set, why] of cases) {
+      const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', set]);
+      assert.notEqual(r.status, 0, `helm accepted ${set}`);
+      assert.match(r.stderr, why, `${set}: ${r.stderr}`);
+    }
+  });
+});
+
+describe('config/ plain manifests', () => {
+  it('are up to date with the chart and health.lua (node hack/gen-packaging.ts)', () => {
+    for (const [path, want] of renderAll()) {
+      let have: string | undefined;
+      try { have = readFileSync(join(repoRoot, path), 'utf8'); } catch { have = undefined; }
+      assert.ok(have === want, `${path} is stale: run node hack/gen-packaging.ts`);
+    }
+  });
+
+  it('build with kustomize into the chart objects minus CRDs', () => {
+    const r = spawnSync(cachedTool('kubectl'), ['kustomize', join(repoRoot, 'config', 'default')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const got = parse(r.stdout).map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false'])).map((d) => `${d.kind}/${d.metadata.name}`);
+    assert.deepEqual(got, [...chart, 'Namespace/cloudnet-system'].sort());
+  });
+});
