@@ -5,7 +5,9 @@ type Command = (argv: string[]) => Promise<number | void>;
 
 const commands: Record<string, { describe: string; load: () => Promise<Command> }> = {
   version: { describe: 'print the version', load: async () => async () => { console.log('cloudnet 0.1.0'); } },
+  operator: { describe: 'run the operator (controllers, leader election, metrics, probes)', load: async () => (await import('./operator/main.ts')).run },
   // Each subcommand module exports `run(argv)`; add one line per subcommand here.
+  gateway: { describe: 'run the site WireGuard gateway agent (link, probes, key rotation)', load: async () => (await import('./link/cli.ts')).run },
 };
 
 function usage(): string {

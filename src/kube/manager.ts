@@ -1,0 +1,162 @@
+// The Manager owns what a controller-runtime manager owns: shared informers (one per cluster,
+// resource and selector), the controllers, leader election, the metrics registry, the Events
+// recorders and the remote-cluster clients. Caches run on every replica (so standbys are warm and
+// ready); controllers run only on the leader. Shutdown order matters: stop handing out work, wait
+// (bounded) for in-flight reconciles, THEN release the Lease so the next leader never overlaps.
+import { Controller } from './controller.ts';
+import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector } from './informer.ts';
+import { LeaderElector } from './leader.ts';
+import { EventRecorder } from './events.ts';
+import { ClusterClients } from './clusters.ts';
+import { KubeClient } from './client.ts';
+import { OperatorMetrics } from './metrics.ts';
+import type { KubeObject } from './rest.ts';
+import type { ResourceRef } from './types.ts';
+import { logger, type Logger } from '../util/log.ts';
+
+export interface LeaderElectionConfig {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
+
+export interface ManagerOptions {
+  client: KubeClient;
+  /** Omit to run controllers without leader election (single replica, tests). */
+  leaderElection?: LeaderElectionConfig;
+  metrics?: OperatorMetrics;
+  /** Resync period of informers created through informer(). Default 10 min; 0 disables. */
+  resyncPeriodMs?: number;
+  /** Bound on waiting for in-flight reconciles at shutdown. Default 30 s. */
+  gracefulShutdownTimeoutMs?: number;
+  /** Identity used as Events' reportingInstance (pod name). */
+  instance?: string;
+  informerOptions?: Omit<InformerOptions, 'name'>;
+  log?: Logger;
+}
+
+/** Anything besides controllers that should run only while leading. */
+export interface LeaderRunnable {
+  readonly name: string;
+  start(signal: AbortSignal): Promise<void>;
+}
+
+export class Manager {
+  readonly client: KubeClient;
+  readonly metrics: OperatorMetrics;
+  readonly clusters: ClusterClients;
+  private readonly opts: ManagerOptions;
+  private readonly log: Logger;
+  private readonly informers = new Map<KubeClient, Map<string, Informer>>();
+  private readonly runnables: LeaderRunnable[] = [];
+  private elector: LeaderElector | undefined;
+  private started = false;
+  private term: Promise<unknown> | undefined;
+
+  constructor(opts: ManagerOptions) {
+    this.opts = opts;
+    this.client = opts.client;
+    this.metrics = opts.metrics ?? new OperatorMetrics();
+    this.log = opts.log ?? logger('manager');
+    this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions });
+  }
+
+  /** A shared informer of `ref` on `client` (default: the local cluster), started with the manager. */
+  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, sel: ListWatchSelector = {}, client: KubeClient = this.client): Informer<T> {
+    let perClient = this.informers.get(client);
+    if (!perClient) this.informers.set(client, (perClient = new Map()));
+    const key = JSON.stringify([ref.group, ref.version, ref.plural, sel.namespace ?? '', sel.labelSelector ?? '', sel.fieldSelector ?? '']);
+    let inf = perClient.get(key);
+    if (!inf) {
+      inf = new Informer(restListWatcher(client.rest, ref, sel), {
+        resyncPeriodMs: this.opts.resyncPeriodMs ?? 10 * 60_000,
+        ...this.opts.informerOptions,
+        name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}`,
+      });
+      perClient.set(key, inf);
+      if (this.started) inf.start();
+    }
+    return inf as unknown as Informer<T>;
+  }
+
+  /** Stops and forgets the informers of a remote client (e.g. after its kubeconfig rotated). */
+  async dropInformers(client: KubeClient): Promise<void> {
+    const perClient = this.informers.get(client);
+    this.informers.delete(client);
+    await Promise.all([...(perClient?.values() ?? [])].map((i) => i.stop()));
+  }
+
+  add(runnable: Controller | LeaderRunnable): void {
+    this.runnables.push(runnable);
+  }
+
+  eventRecorder(reportingController: string, client: KubeClient = this.client): EventRecorder {
+    return new EventRecorder({ client, reportingController, reportingInstance: this.opts.instance ?? this.opts.leaderElection?.identity ?? 'cloudnet' });
+  }
+
+  /** Liveness of caches: every informer has synced (true on standbys too, as in controller-runtime). */
+  ready(): boolean {
+    if (!this.started) return false;
+    for (const m of this.informers.values()) for (const i of m.values()) if (!i.hasSynced()) return false;
+    return true;
+  }
+
+  isLeader(): boolean {
+    return this.opts.leaderElection ? (this.elector?.isLeader() ?? false) : this.started;
+  }
+
+  /** Runs until `signal` aborts, then shuts down in order and resolves. */
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.started) throw new Error('manager already started');
+    this.started = true;
+    for (const m of this.informers.values()) for (const i of m.values()) i.start();
+    const runAll = (termSignal: AbortSignal) => {
+      const s = AbortSignal.any([termSignal, signal]);
+      this.term = Promise.allSettled(this.runnables.map((r) => r.start(s).catch((err: unknown) => {
+        this.log.error('runnable failed', { runnable: r.name, err: err instanceof Error ? err.message : String(err) });
+      })));
+    };
+    const le = this.opts.leaderElection;
+    let electorRun: Promise<void> | undefined;
+    const electorAbort = new AbortController();
+    if (le) {
+      this.elector = new LeaderElector({
+        client: this.client, ...le, metrics: this.metrics,
+        onStartedLeading: (termSignal) => runAll(termSignal),
+        onStoppedLeading: () => this.log.info('stopped leading; controllers stopped'),
+      });
+      electorRun = this.elector.run(electorAbort.signal);
+    } else {
+      runAll(new AbortController().signal);
+    }
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    this.log.info('shutting down: draining in-flight reconciles');
+    const t0 = Date.now();
+    await this.withTimeout(this.term, this.opts.gracefulShutdownTimeoutMs ?? 30_000);
+    electorAbort.abort();
+    await electorRun;
+    await Promise.all([...this.informers.values()].flatMap((m) => [...m.values()].map((i) => i.stop())));
+    await this.clusters.stop();
+    await Promise.all([...this.informers.keys()].map((c) => c.rest.close()));
+    this.log.info('shutdown complete', { ms: Date.now() - t0 });
+  }
+
+  private async withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+    if (!p) return;
+    let handle: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      handle = setTimeout(() => {
+        this.log.warn('graceful shutdown timeout reached with reconciles still running', { ms });
+        resolve();
+      }, ms);
+    });
+    await Promise.race([p, timeout]);
+    clearTimeout(handle);
+  }
+}
