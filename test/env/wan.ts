@@ -1,0 +1,318 @@
+// Two sites joined by an emulated WAN, built from network namespaces:
+//
+//   site A                                                       site B
+//   [node A] --veth lan0-- [gw A] ==wan0== wanem ==wan0== [gw B] --veth lan0-- [node B]
+//   192.0.2.2          192.0.2.1  203.0.113.1     203.0.113.2  198.51.100.1      198.51.100.2
+//
+// VMs (QEMU) run in the node namespaces; the gateways route between the LAN and the WAN. wanem
+// (test/wanem, built by hack/build-wanem.sh) creates wan0 directly inside each gateway namespace
+// and shapes traffic per direction: "ab" is A→B, "ba" is B→A. Addresses come only from the
+// documentation ranges, and each test gets its own namespaces, so they can repeat across tests.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  addNetns,
+  deleteNetnsSync,
+  killQuietly,
+  netnsName,
+  newRunId,
+  nsExec,
+  nsSpawn,
+  onExit,
+  requireRoot,
+  requireTool,
+  run,
+  sweepStaleNetns,
+  type ExecResult,
+  type RunOptions,
+} from './netns.ts';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Parameters of one direction; omitted fields are "off" at creation and unchanged in setLink. */
+export interface LinkParams {
+  /** Serialization rate of IP packets in bit/s; 0 = unlimited. */
+  rateBps?: number;
+  /** One-way propagation delay. */
+  delayMs?: number;
+  /** Uniform ±jitter on the delay; packets stay in order unless reorder is set. */
+  jitterMs?: number;
+  /** Per-packet drop probability, 0..1. */
+  loss?: number;
+  /** Drop-tail limit of the bottleneck queue in bytes. Default with a rate: one RTT's worth, at least 64 KiB. */
+  queueBytes?: number;
+  queuePackets?: number;
+  reorder?: boolean;
+  /** Cut the link: everything is dropped, including packets already on the wire. */
+  down?: boolean;
+}
+
+export interface SitesOptions extends LinkParams {
+  /** Overrides for the A→B direction only. */
+  ab?: LinkParams;
+  /** Overrides for the B→A direction only. */
+  ba?: LinkParams;
+  /** MTU of the WAN devices (default 1500). */
+  wanMtu?: number;
+}
+
+export interface SiteInfo {
+  nodeNs: string;
+  gwNs: string;
+  lanCidr: string;
+  nodeIp: string;
+  gwLanIp: string;
+  gwWanIp: string;
+  lanDev: string;
+  wanDev: string;
+}
+
+export interface WanDirectionStats {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  dropDown: number;
+  dropLoss: number;
+  dropQueue: number;
+  dropMemory: number;
+  reordered: number;
+  writeErrors: number;
+}
+
+export type Direction = 'ab' | 'ba' | 'both';
+
+export interface Sites {
+  readonly runId: string;
+  readonly a: SiteInfo;
+  readonly b: SiteInfo;
+  readonly wanemPid: number;
+  readonly controlSocket: string;
+  /** All namespaces of this topology. */
+  readonly namespaces: readonly string[];
+  exec(ns: string, cmd: string, args: readonly string[], opts?: RunOptions): Promise<ExecResult>;
+  spawn(ns: string, cmd: string, args: readonly string[], opts?: SpawnOptions): ChildProcess;
+  /** Changes link parameters at runtime, e.g. setLink({ down: true }) to cut and { down: false } to restore. */
+  setLink(params: LinkParams, dir?: Direction): Promise<void>;
+  stats(): Promise<{ ab: WanDirectionStats; ba: WanDirectionStats }>;
+  /** CPU seconds (user + system) wanem has used so far, for reporting its cost next to throughput. */
+  wanemCpuSeconds(): number;
+  /** Removes namespaces (killing what runs in them) and stops wanem. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export const SITE_A = { lanCidr: '192.0.2.0/24', gwLanIp: '192.0.2.1', nodeIp: '192.0.2.2', gwWanIp: '203.0.113.1' } as const;
+export const SITE_B = { lanCidr: '198.51.100.0/24', gwLanIp: '198.51.100.1', nodeIp: '198.51.100.2', gwWanIp: '203.0.113.2' } as const;
+
+/** Path of the wanem binary; builds it (idempotent, cached) if it is missing. */
+export function wanemBinary(): string {
+  const cache = process.env.CLOUDNET_CACHE ?? join(repoRoot, '.cache');
+  const bin = join(cache, 'bin', 'wanem');
+  if (!existsSync(bin)) {
+    execFileSync('bash', [join(repoRoot, 'hack/build-wanem.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  if (!existsSync(bin)) throw new Error(`wanem not found at ${bin}: run hack/build-wanem.sh (needs Go)`);
+  return bin;
+}
+
+/** Renders params in wanem's key=value syntax; only the fields present are emitted. */
+export function linkSpec(p: LinkParams): string[] {
+  const out: string[] = [];
+  if (p.rateBps !== undefined) out.push(`rate=${Math.round(p.rateBps)}`);
+  if (p.delayMs !== undefined) out.push(`delay=${p.delayMs}ms`);
+  if (p.jitterMs !== undefined) out.push(`jitter=${p.jitterMs}ms`);
+  if (p.loss !== undefined) out.push(`loss=${p.loss}`);
+  if (p.queueBytes !== undefined) out.push(`queue_bytes=${Math.round(p.queueBytes)}`);
+  if (p.queuePackets !== undefined) out.push(`queue_packets=${Math.round(p.queuePackets)}`);
+  if (p.reorder !== undefined) out.push(`reorder=${p.reorder ? 1 : 0}`);
+  if (p.down !== undefined) out.push(`down=${p.down ? 1 : 0}`);
+  return out;
+}
+
+/** One RTT's worth of bytes at the rate (a classic BDP-sized buffer), at least 64 KiB. */
+function defaultQueueBytes(rateBps: number, rttMs: number): number {
+  return Math.max(64 * 1024, Math.round((rateBps / 8) * (rttMs / 1000)));
+}
+
+function directionParams(opts: SitesOptions, own: LinkParams | undefined, other: LinkParams | undefined): LinkParams {
+  const { ab: _ab, ba: _ba, wanMtu: _mtu, ...base } = opts;
+  const p: LinkParams = { ...base, ...own };
+  if (p.rateBps && p.queueBytes === undefined && p.queuePackets === undefined) {
+    const rtt = (p.delayMs ?? 0) + ({ ...base, ...other }.delayMs ?? 0);
+    p.queueBytes = defaultQueueBytes(p.rateBps, rtt);
+  }
+  return p;
+}
+
+/** utime + stime of a live process from /proc, in seconds (clock ticks are 100 Hz on Linux). */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Sends one command line to wanem's control socket and returns its reply line. */
+export function wanemControl(socketPath: string, line: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolveReply, reject) => {
+    const sock = connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`wanem control: no reply to '${line}' within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(line + '\n'));
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        sock.end();
+        const reply = buf.slice(0, nl);
+        if (reply.startsWith('error')) reject(new Error(`wanem control '${line}': ${reply}`));
+        else resolveReply(reply);
+      }
+    });
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function startWanem(bin: string, args: string[]): Promise<ChildProcess> {
+  return new Promise((resolveChild, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => fail(new Error(`wanem did not report ready within 10 s: ${err}`)), 10_000);
+    function fail(e: Error): void {
+      clearTimeout(timer);
+      killQuietly(child.pid ?? -1, 'SIGKILL');
+      reject(e);
+    }
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('"ready":true')) {
+        clearTimeout(timer);
+        child.stdout?.removeAllListeners('data');
+        child.stdout?.resume();
+        resolveChild(child);
+      }
+    });
+    child.on('error', (e) => fail(e));
+    child.on('exit', (code) => fail(new Error(`wanem exited (${code}) before ready: ${err.trim()}`)));
+  });
+}
+
+/** Creates the two-site topology with the emulated WAN between the gateways. */
+export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
+  requireRoot();
+  requireTool('ip', 'iproute2');
+  requireTool('sysctl', 'procps');
+  const bin = wanemBinary();
+  sweepStaleNetns();
+
+  const runId = newRunId();
+  const names = {
+    nodeA: netnsName(runId, 'na'),
+    gwA: netnsName(runId, 'ga'),
+    gwB: netnsName(runId, 'gb'),
+    nodeB: netnsName(runId, 'nb'),
+  };
+  const namespaces = [names.nodeA, names.gwA, names.gwB, names.nodeB];
+  const ctlDir = mkdtempSync(join(tmpdir(), 'cnw-wan-'));
+  const controlSocket = join(ctlDir, 'wanem.sock');
+  let wanem: ChildProcess | undefined;
+  let destroyed = false;
+
+  const destroySync = (): void => {
+    if (destroyed) return;
+    destroyed = true;
+    if (wanem?.pid !== undefined && wanem.exitCode === null) killQuietly(wanem.pid, 'SIGKILL');
+    for (const ns of namespaces) deleteNetnsSync(ns);
+    rmSync(ctlDir, { recursive: true, force: true });
+  };
+  const unregister = onExit(destroySync);
+
+  const a: SiteInfo = { nodeNs: names.nodeA, gwNs: names.gwA, ...SITE_A, lanDev: 'lan0', wanDev: 'wan0' };
+  const b: SiteInfo = { nodeNs: names.nodeB, gwNs: names.gwB, ...SITE_B, lanDev: 'lan0', wanDev: 'wan0' };
+  try {
+    await Promise.all(namespaces.map((ns) => addNetns(ns)));
+    for (const site of [a, b]) {
+      // veth created directly with each end in its namespace, so the same name never clashes.
+      await run('ip', ['link', 'add', 'lan0', 'netns', site.nodeNs, 'type', 'veth', 'peer', 'name', 'lan0', 'netns', site.gwNs]);
+      await run('ip', ['-n', site.nodeNs, 'addr', 'add', `${site.nodeIp}/24`, 'dev', 'lan0']);
+      await run('ip', ['-n', site.nodeNs, 'link', 'set', 'lan0', 'up']);
+      await run('ip', ['-n', site.nodeNs, 'route', 'add', 'default', 'via', site.gwLanIp]);
+      await run('ip', ['-n', site.gwNs, 'addr', 'add', `${site.gwLanIp}/24`, 'dev', 'lan0']);
+      await run('ip', ['-n', site.gwNs, 'link', 'set', 'lan0', 'up']);
+      // No IPv6 on the WAN devices created later: link-local chatter would blur the counters.
+      await nsExec(site.gwNs, 'sysctl', [
+        '-qw',
+        'net.ipv4.ip_forward=1',
+        'net.ipv4.conf.all.rp_filter=0',
+        'net.ipv4.conf.default.rp_filter=0',
+        'net.ipv6.conf.default.disable_ipv6=1',
+      ]);
+    }
+
+    const pab = directionParams(opts, opts.ab, opts.ba);
+    const pba = directionParams(opts, opts.ba, opts.ab);
+    wanem = await startWanem(bin, [
+      '-a-netns', names.gwA, '-a-dev', 'wan0',
+      '-b-netns', names.gwB, '-b-dev', 'wan0',
+      '-ctl', controlSocket,
+      '-ab', linkSpec(pab).join(' '),
+      '-ba', linkSpec(pba).join(' '),
+    ]);
+    for (const [site, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      await run('ip', ['-n', site.gwNs, 'addr', 'add', site.gwWanIp, 'peer', `${peer.gwWanIp}/32`, 'dev', 'wan0']);
+      await run('ip', ['-n', site.gwNs, 'link', 'set', 'wan0', 'mtu', String(opts.wanMtu ?? 1500), 'up']);
+      await run('ip', ['-n', site.gwNs, 'route', 'add', peer.lanCidr, 'dev', 'wan0']);
+    }
+  } catch (err) {
+    destroySync();
+    unregister();
+    throw err;
+  }
+
+  const wanemProc = wanem;
+  return {
+    runId,
+    a,
+    b,
+    wanemPid: wanemProc.pid ?? -1,
+    controlSocket,
+    namespaces,
+    exec: (ns, cmd, args, o) => nsExec(ns, cmd, args, o),
+    spawn: (ns, cmd, args, o) => nsSpawn(ns, cmd, args, o),
+    async setLink(params, dir = 'both') {
+      const spec = linkSpec(params);
+      if (spec.length === 0) return;
+      await wanemControl(controlSocket, ['set', `dir=${dir}`, ...spec].join(' '));
+    },
+    async stats() {
+      return JSON.parse(await wanemControl(controlSocket, 'stats')) as { ab: WanDirectionStats; ba: WanDirectionStats };
+    },
+    wanemCpuSeconds() {
+      return processCpuSeconds(wanemProc.pid ?? -1);
+    },
+    async destroy() {
+      if (destroyed) return;
+      const exited = wanemProc.exitCode === null ? new Promise<void>((r) => wanemProc.once('exit', () => r())) : Promise.resolve();
+      destroySync();
+      await exited;
+      unregister();
+    },
+  };
+}

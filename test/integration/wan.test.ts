@@ -1,0 +1,109 @@
+// The WAN emulator between two namespace sites: acceptance (100 Mbit/s and 50 ms RTT held within
+// 5%), runtime control (cut, restore, loss, jitter without reordering), and cleanup.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createSites, type Sites } from '../env/wan.ts';
+import { listNetns } from '../env/netns.ts';
+import { runTransfer, startSink } from '../env/tcp-probe.ts';
+
+/** TCP payload per 1500-byte IP packet with timestamps: 1500 - 20 (IP) - 32 (TCP + options). */
+const TCP_PAYLOAD_SHARE = 1448 / 1500;
+const PORT = 5201;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function destroyAndAssertClean(sites: Sites): Promise<void> {
+  await sites.destroy();
+  await sites.destroy(); // idempotent
+  const left = listNetns().filter((ns) => sites.namespaces.includes(ns));
+  assert.deepEqual(left, [], `namespaces left behind: ${left.join(', ')}`);
+  assert.equal(pidAlive(sites.wanemPid), false, `wanem (pid ${sites.wanemPid}) still running`);
+  assert.equal(existsSync(sites.controlSocket), false, 'wanem control socket left behind');
+}
+
+test('WAN emulator holds 100 Mbit/s and 50 ms RTT within 5%', { timeout: 120_000 }, async (t) => {
+  const rateBps = 100e6;
+  const rttMs = 50;
+  const sites = await createSites({ rateBps, delayMs: rttMs / 2 });
+  try {
+    const sink = await startSink(sites.b.nodeNs, PORT);
+    const r = await runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, 30e6, { rttSamples: 7 });
+    await sink.stop();
+    const ceiling = rateBps * TCP_PAYLOAD_SHARE;
+    const line =
+      `configured ${rateBps / 1e6} Mbit/s, RTT ${rttMs} ms | achieved TCP goodput ${(r.steadyBps / 1e6).toFixed(2)} Mbit/s ` +
+      `steady (ceiling ${(ceiling / 1e6).toFixed(2)}, wire ≈ ${(r.steadyBps / TCP_PAYLOAD_SHARE / 1e6).toFixed(2)}), ` +
+      `${(r.goodputBps / 1e6).toFixed(2)} Mbit/s incl. slow start; RTT median ${r.rttMedianMs.toFixed(2)} ms`;
+    t.diagnostic(line);
+    console.log(`wan self-test: ${line}`);
+    assert.ok(Math.abs(r.steadyBps - ceiling) / ceiling <= 0.05, `throughput off by more than 5%: ${line}`);
+    assert.ok(Math.abs(r.rttMedianMs - rttMs) / rttMs <= 0.05, `RTT off by more than 5%: ${line}`);
+    const st = await sites.stats();
+    assert.equal(st.ab.reordered, 0);
+  } finally {
+    await destroyAndAssertClean(sites);
+  }
+});
+
+test('link can be cut and restored at runtime; loss and jitter behave', { timeout: 120_000 }, async () => {
+  const sites = await createSites({ delayMs: 5 });
+  try {
+    const sink = await startSink(sites.b.nodeNs, PORT, { hash: true });
+
+    await sites.setLink({ down: true });
+    const before = await sites.stats();
+    await assert.rejects(runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, 1000, { rttSamples: 0, timeoutMs: 1500 }));
+    const during = await sites.stats();
+    assert.ok(during.ab.dropDown > before.ab.dropDown, 'cut link dropped nothing');
+    assert.equal(during.ab.txPackets, before.ab.txPackets, 'a cut link delivered packets');
+
+    await sites.setLink({ down: false });
+    const ok = await runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, 1e6, { rttSamples: 1, hash: true });
+    assert.equal(ok.sha256Match, true);
+
+    // 1% loss each way and ±4 ms jitter on 10 ms: TCP still delivers every byte intact, the
+    // emulator counted its drops, and nothing was reordered (jitter alone must not reorder).
+    await sites.setLink({ loss: 0.01, delayMs: 10, jitterMs: 4 });
+    const lossy = await runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, 5e6, { rttSamples: 9, hash: true });
+    assert.equal(lossy.sha256Match, true);
+    const st = await sites.stats();
+    assert.ok(st.ab.dropLoss > 0, 'loss=0.01 dropped nothing');
+    assert.equal(st.ab.reordered + st.ba.reordered, 0, 'jitter reordered packets without reorder=1');
+    const spread = Math.max(...lossy.rttMs) - Math.min(...lossy.rttMs);
+    assert.ok(lossy.rttMedianMs >= 15 && lossy.rttMedianMs <= 30, `RTT median ${lossy.rttMedianMs} outside 20±8 ms`);
+    assert.ok(spread > 0.5, `jitter produced no RTT spread (${spread} ms)`);
+
+    // Asymmetric: only A→B gets a rate; the other direction stays unlimited.
+    await sites.setLink({ loss: 0, jitterMs: 0, delayMs: 1 });
+    await sites.setLink({ rateBps: 20e6 }, 'ab');
+    const slow = await runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, 4e6, { rttSamples: 1 });
+    assert.ok(slow.steadyBps < 20e6 * 1.02 && slow.steadyBps > 20e6 * 0.85, `A→B at 20 Mbit/s ran at ${slow.steadyBps / 1e6}`);
+    await sink.stop();
+  } finally {
+    await destroyAndAssertClean(sites);
+  }
+});
+
+test('parallel topologies do not collide', { timeout: 60_000 }, async () => {
+  const [x, y] = await Promise.all([createSites({ delayMs: 1 }), createSites({ delayMs: 1 })]);
+  try {
+    assert.notEqual(x.a.nodeNs, y.a.nodeNs);
+    for (const s of [x, y]) {
+      const sink = await startSink(s.b.nodeNs, PORT);
+      const r = await runTransfer(s.a.nodeNs, s.b.nodeIp, PORT, 1e6, { rttSamples: 1 });
+      assert.equal(r.bytes, 1e6);
+      await sink.stop();
+    }
+  } finally {
+    await destroyAndAssertClean(x);
+    await destroyAndAssertClean(y);
+  }
+});

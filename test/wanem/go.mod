@@ -1,0 +1,3 @@
+module cloudnet/wanem
+
+go 1.26

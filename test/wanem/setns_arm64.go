@@ -1,0 +1,4 @@
+package main
+
+// The syscall package predates setns and has no constant for it.
+const sysSetns = 268
