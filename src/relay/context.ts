@@ -1,0 +1,19 @@
+// State shared by all sessions of one relay pair (or one offline encode/decode run).
+import { ContentCache } from './cache.ts';
+
+export const PAGE_SIZE = 4096;
+
+export interface CodecContext {
+  cache: ContentCache;
+  /**
+   * The session whose batch is open. Cache inserts must reach the receiver in the order they were
+   * made, so before another session encodes anything, the open batch is emitted first.
+   */
+  active?: { emitPending(): void };
+}
+
+export const DEFAULT_CACHE_BYTES = 256 << 20;
+
+export function createContext(cacheBytes = DEFAULT_CACHE_BYTES): CodecContext {
+  return { cache: new ContentCache(cacheBytes, PAGE_SIZE) };
+}

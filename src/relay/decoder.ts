@@ -1,0 +1,192 @@
+// Receiver side of the codec for one session: replays a batch of ops into output bytes. Every
+// read is bounds-checked and every cache reference is resolved by digest, so a corrupt or
+// desynchronised batch raises DecodeError and produces no output at all.
+import { DecodeError, OpReader } from './bytes.ts';
+import { digest, DIGEST_WORDS } from './cache.ts';
+import type { CodecContext } from './context.ts';
+import { PAGE_SIZE } from './context.ts';
+import { applyDelta } from './delta.ts';
+import * as O from './ops.ts';
+import { PrevTable, PREV_HASH, PREV_ZERO } from './prev.ts';
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+const MAX_BLOCKS = 4096;
+
+export class SessionDecoder {
+  private readonly ctx: CodecContext;
+  private readonly blocks = new Map<string, PrevTable>();
+  private curBlock: PrevTable | undefined;
+  private readonly nbdPrev = new PrevTable();
+  private readonly key = new Uint32Array(DIGEST_WORDS);
+  bytesOut = 0;
+
+  constructor(ctx: CodecContext) {
+    this.ctx = ctx;
+  }
+
+  /** Decodes one batch of ops whose output is exactly `rawLen` bytes. */
+  decode(ops: Buffer, rawLen: number): Buffer {
+    if (rawLen > O.MAX_BATCH_RAW) throw new DecodeError('corrupt', `batch too large (${rawLen})`);
+    const out = Buffer.allocUnsafe(rawLen);
+    const r = new OpReader(ops);
+    let o = 0;
+    const room = (n: number): void => {
+      if (o + n > rawLen) throw new DecodeError('corrupt', 'batch output longer than announced');
+    };
+    while (r.pos < r.end) {
+      const op = r.u8();
+      switch (op) {
+        case O.OP_RAW: {
+          const n = r.varint();
+          r.need(n); room(n);
+          ops.copy(out, o, r.pos, r.pos + n);
+          r.pos += n; o += n;
+          break;
+        }
+        case O.OP_CHUNK_LIT: {
+          const n = r.varint();
+          r.need(n); room(n);
+          if (n > PAGE_SIZE) throw new DecodeError('corrupt', 'chunk larger than a cache slot');
+          const k = this.key;
+          digest(ops.subarray(r.pos, r.pos + n), k);
+          this.ctx.cache.insert(ops, r.pos, r.pos + n, k);
+          ops.copy(out, o, r.pos, r.pos + n);
+          r.pos += n; o += n;
+          break;
+        }
+        case O.OP_CHUNK_REF: {
+          const slot = this.lookup(r);
+          const n = this.ctx.cache.length(slot);
+          room(n);
+          this.ctx.cache.slab.copy(out, o, this.ctx.cache.slotOffset(slot), this.ctx.cache.slotOffset(slot) + n);
+          o += n;
+          break;
+        }
+        case O.OP_QZERO: {
+          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          r.need(1);
+          const fill = ops[r.pos++];
+          room(r.pos - hdrStart);
+          ops.copy(out, o, hdrStart, r.pos);
+          o += r.pos - hdrStart;
+          if (fill === 0) prev.setZero(idx);
+          else prev.clear(idx);
+          break;
+        }
+        case O.OP_QOTHER: {
+          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          const hdrEnd = r.pos;
+          const n = r.varint();
+          r.need(n);
+          room(hdrEnd - hdrStart + n);
+          ops.copy(out, o, hdrStart, hdrEnd);
+          o += hdrEnd - hdrStart;
+          ops.copy(out, o, r.pos, r.pos + n);
+          o += n;
+          r.pos += n;
+          prev.clear(idx);
+          break;
+        }
+        case O.OP_QPAGE_LIT: case O.OP_QPAGE_REF: case O.OP_QPAGE_DELTA: {
+          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          const h = r.pos - hdrStart;
+          room(h + PAGE_SIZE);
+          ops.copy(out, o, hdrStart, r.pos);
+          o += h;
+          this.page(op - O.OP_QPAGE_LIT, r, ops, out, o, prev, idx);
+          o += PAGE_SIZE;
+          break;
+        }
+        case O.OP_KPAGE_LIT: case O.OP_KPAGE_REF: case O.OP_KPAGE_DELTA: {
+          const idx = r.varint();
+          if (idx >= O.MAX_PAGE_INDEX) throw new DecodeError('corrupt', 'block index out of range');
+          room(PAGE_SIZE);
+          this.page(op - O.OP_KPAGE_LIT, r, ops, out, o, this.nbdPrev, idx);
+          o += PAGE_SIZE;
+          break;
+        }
+        default:
+          throw new DecodeError('corrupt', `unknown op 0x${op.toString(16)}`);
+      }
+    }
+    if (o !== rawLen) throw new DecodeError('corrupt', `batch output ${o} bytes, announced ${rawLen}`);
+    this.bytesOut += rawLen;
+    return out;
+  }
+
+  private lookup(r: OpReader): number {
+    r.need(16);
+    const k = this.key;
+    for (let i = 0; i < DIGEST_WORDS; i++) k[i] = r.buf.readUInt32LE(r.pos + 4 * i);
+    r.pos += 16;
+    const slot = this.ctx.cache.find(k);
+    if (slot < 0) throw new DecodeError('cache-desync', 'reference to content the receiver does not hold (cache desync)');
+    return slot;
+  }
+
+  /** Parses a QEMU page record header (as the sender copied it) and returns the page's table. */
+  private qheader(r: OpReader, ops: Buffer): { prev: PrevTable; idx: number; hdrStart: number } {
+    const hdrStart = r.pos;
+    r.need(8);
+    const hi = ops.readUInt32BE(r.pos);
+    const lo = ops.readUInt32BE(r.pos + 4);
+    r.pos += 8;
+    if (!(lo & O.RAM_CONTINUE)) {
+      const len = r.u8();
+      r.need(len);
+      const name = ops.toString('latin1', r.pos, r.pos + len);
+      r.pos += len;
+      let t = this.blocks.get(name);
+      if (!t) {
+        if (this.blocks.size >= MAX_BLOCKS) throw new DecodeError('corrupt', 'too many RAM blocks');
+        t = new PrevTable();
+        this.blocks.set(name, t);
+      }
+      this.curBlock = t;
+    }
+    if (!this.curBlock) throw new DecodeError('corrupt', 'CONTINUE page without a block');
+    const idx = hi * 1048576 + (lo >>> 12);
+    if (idx >= O.MAX_PAGE_INDEX) throw new DecodeError('corrupt', 'page address out of range');
+    return { prev: this.curBlock, idx, hdrStart };
+  }
+
+  private page(enc: number, r: OpReader, ops: Buffer, out: Buffer, o: number, prev: PrevTable, idx: number): void {
+    const cache = this.ctx.cache;
+    const k = this.key;
+    let check = -1;
+    if (enc === O.ENC_REF) {
+      const slot = this.lookup(r);
+      if (cache.length(slot) !== PAGE_SIZE) throw new DecodeError('corrupt', 'page reference to a short entry');
+      const off = cache.slotOffset(slot);
+      cache.slab.copy(out, o, off, off + PAGE_SIZE);
+      prev.setHash(idx, k);
+      return;
+    }
+    if (enc === O.ENC_LIT) {
+      r.need(PAGE_SIZE);
+      ops.copy(out, o, r.pos, r.pos + PAGE_SIZE);
+      r.pos += PAGE_SIZE;
+    } else {
+      r.need(4);
+      check = ops.readUInt32LE(r.pos);
+      r.pos += 4;
+      const n = r.varint();
+      r.need(n);
+      const ps = prev.get(idx);
+      let base: Uint8Array;
+      if (ps === PREV_ZERO) base = ZERO_PAGE;
+      else if (ps === PREV_HASH) {
+        prev.hashOf(idx, k);
+        const slot = cache.find(k);
+        if (slot < 0) throw new DecodeError('cache-desync', 'delta base not in the cache (cache desync)');
+        base = cache.slab.subarray(cache.slotOffset(slot), cache.slotOffset(slot) + PAGE_SIZE);
+      } else throw new DecodeError('cache-desync', 'delta against a page the receiver never saw (cache desync)');
+      if (!applyDelta(base, ops, r.pos, r.pos + n, out, o, PAGE_SIZE)) throw new DecodeError('corrupt', 'malformed delta');
+      r.pos += n;
+    }
+    digest(out.subarray(o, o + PAGE_SIZE), k);
+    if (check >= 0 && k[0] !== check) throw new DecodeError('cache-desync', 'delta result does not match its check (cache desync)');
+    cache.insert(out, o, o + PAGE_SIZE, k);
+    prev.setHash(idx, k);
+  }
+}
