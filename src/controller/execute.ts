@@ -1,0 +1,158 @@
+// Carries out the planner's actions. Every action is idempotent: creates tolerate AlreadyExists,
+// deletes tolerate NotFound, so a crash between actions is repaired by the next reconcile.
+import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
+import type { KubeClient, Ref } from '../kube/client.ts';
+import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
+import type { Action } from './phases/actions.ts';
+import type { WanMigrationDeps } from './deps.ts';
+import type { World } from './observe.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
+import {
+  blankDataVolume, copyObject, mergeCABundle, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk,
+} from './target-objects.ts';
+
+type DataObj = KubeObject & { data?: Record<string, string> };
+
+async function createIfMissing(c: KubeClient, ref: Ref, obj: KubeObject, signal: AbortSignal): Promise<boolean> {
+  try {
+    await c.create(ref, obj, { signal });
+    return true;
+  } catch (e) {
+    if (isAlreadyExists(e)) return false;
+    throw e;
+  }
+}
+
+function need<T>(v: T | undefined, what: string): T {
+  if (v === undefined) throw new Error(`${what} is not available for this action`);
+  return v;
+}
+
+/** Appends `from`'s kubevirt-ca bundle to `to`'s kubevirt-external-ca (creating it if needed). */
+async function trustOneWay(from: KubeClient, fromNs: string, to: KubeClient, toNs: string, signal: AbortSignal): Promise<void> {
+  const ca = await from.tryGet<DataObj>(Res.configMap, fromNs, KUBEVIRT_CA, signal);
+  const bundle = ca?.data?.[CA_BUNDLE_KEY];
+  if (!bundle) throw new Error(`${from.clusterName}: ConfigMap ${fromNs}/${KUBEVIRT_CA} has no ${CA_BUNDLE_KEY}`);
+  const ext = await to.tryGet<DataObj>(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, signal);
+  if (!ext) {
+    await createIfMissing(to, Res.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: KUBEVIRT_EXTERNAL_CA, namespace: toNs }, data: { [CA_BUNDLE_KEY]: bundle } }, signal);
+    return;
+  }
+  const merged = mergeCABundle(ext.data?.[CA_BUNDLE_KEY], bundle);
+  if (merged !== ext.data?.[CA_BUNDLE_KEY]) {
+    // resourceVersion makes a concurrent writer's change fail with 409 instead of being lost.
+    await to.patchMerge(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, { metadata: { resourceVersion: ext.metadata?.resourceVersion }, data: { [CA_BUNDLE_KEY]: merged } }, signal);
+  }
+}
+
+interface SizedObj extends KubeObject {
+  spec?: { storage?: { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
+    pvc?: { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
+    resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
+  status?: { capacity?: { storage?: string } };
+}
+
+/** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
+async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal): Promise<SourceDisk> {
+  const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
+  const dv = d.kind === 'DataVolume' ? await local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined;
+  const pvc = await local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal);
+  const st = dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
+  const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
+  if (!storage) throw new Error(`cannot tell the size of disk ${ns}/${d.name} (no DataVolume/PVC with a storage request)`);
+  const sc = st?.storageClassName ?? pvc?.spec?.storageClassName;
+  return {
+    name: d.name,
+    storage,
+    ...(sc ? { storageClassName: sc } : {}),
+    ...(st?.accessModes ?? pvc?.spec?.accessModes ? { accessModes: st?.accessModes ?? pvc?.spec?.accessModes } : {}),
+    ...(st?.volumeMode ?? pvc?.spec?.volumeMode ? { volumeMode: st?.volumeMode ?? pvc?.spec?.volumeMode } : {}),
+  };
+}
+
+async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void> {
+  const target = need(w.target, 'target cluster');
+  const vm = need(w.sourceVM, 'source VM');
+  const ns = w.wm.metadata.namespace ?? '';
+  const refs = volumeRefs(vm);
+  // Auxiliary objects first, the VM last: KubeVirt starts the receiver as soon as the VM exists.
+  for (const name of refs.secrets) {
+    const s = await w.local.tryGet(Res.secret, ns, name, signal);
+    if (!s) throw new Error(`Secret ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
+    await createIfMissing(target, Res.secret, copyObject({ ...s, apiVersion: 'v1', kind: 'Secret' }, w.wm, w.spec), signal);
+  }
+  for (const name of refs.configMaps) {
+    const c = await w.local.tryGet(Res.configMap, ns, name, signal);
+    if (!c) throw new Error(`ConfigMap ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
+    await createIfMissing(target, Res.configMap, copyObject({ ...c, apiVersion: 'v1', kind: 'ConfigMap' }, w.wm, w.spec), signal);
+  }
+  for (const d of refs.disks) {
+    if (await target.tryGet(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) continue;
+    await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal), w.wm, w.spec), signal);
+  }
+  await createIfMissing(target, Res.vm, receiverVM(vm, w.wm, w.spec), signal);
+}
+
+async function deleteTargetObjects(w: World, signal: AbortSignal): Promise<void> {
+  const target = need(w.target, 'target cluster');
+  const sel = { labelSelector: `${MIGRATION_LABEL}=${w.wm.metadata.uid}` };
+  const ns = w.spec.targetNamespace;
+  // The VM first (KubeVirt then removes its receiver VMI), then what it used.
+  for (const ref of [Res.vm, Res.dataVolume, Res.secret, Res.configMap]) {
+    const list = await target.list(ref, ns, sel, signal);
+    for (const o of list.items) {
+      if (o.metadata?.labels?.[MIGRATION_LABEL] !== w.wm.metadata.uid) continue; // belt and braces
+      await target.delete(ref, ns, o.metadata?.name ?? '', { propagationPolicy: 'Background', ...(o.metadata?.uid ? { uid: o.metadata.uid } : {}) }, signal);
+    }
+  }
+}
+
+export async function execute(deps: WanMigrationDeps, w: World, action: Action, signal: AbortSignal): Promise<void> {
+  const { wm, spec, local } = w;
+  const ns = wm.metadata.namespace ?? '';
+  const names = migrationNames(wm);
+  const wmObj = wm as unknown as KubeObject;
+  switch (action.type) {
+    case 'AddFinalizer': {
+      const updated = await local.ensureFinalizer(Res.wanMigration, wmObj, FINALIZER, signal);
+      wm.metadata.resourceVersion = updated.metadata?.resourceVersion;
+      wm.metadata.finalizers = updated.metadata?.finalizers;
+      return;
+    }
+    case 'RemoveFinalizer':
+      await local.removeFinalizer(Res.wanMigration, wmObj, FINALIZER, signal);
+      return;
+    case 'EnsureCATrust': {
+      const target = need(w.target, 'target cluster');
+      await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, signal);
+      await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, signal);
+      return;
+    }
+    case 'EnsureTargetObjects':
+      await ensureTargetObjects(w, signal);
+      return;
+    case 'CreateTargetVMIM':
+      await createIfMissing(need(w.target, 'target cluster'), Res.vmim, targetVMIM(wm, spec), signal);
+      return;
+    case 'CreateSourceVMIM':
+      await createIfMissing(local, Res.vmim, sourceVMIM(wm, spec, action.connectURL), signal);
+      return;
+    case 'DeleteSourceVMIM':
+      await local.delete(Res.vmim, ns, names.sourceVMIM, {}, signal);
+      return;
+    case 'DeleteTargetVMIM':
+      await need(w.target, 'target cluster').delete(Res.vmim, spec.targetNamespace, names.targetVMIM, {}, signal);
+      return;
+    case 'DeleteTargetObjects':
+      await deleteTargetObjects(w, signal);
+      return;
+    case 'ReleaseStorage':
+      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM, source: local, target: w.target }, signal);
+      return;
+    case 'FinishSource':
+      if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);
+      else if (action.mode === 'Delete') await local.delete(Res.vm, ns, spec.vmName, { propagationPolicy: 'Background' }, signal);
+      return;
+  }
+}

@@ -1,0 +1,85 @@
+// Public surface of the controllers: reconciler factories, controller factories for the
+// operator's manager (src/operator/controllers.ts), and the provider interfaces later issues fill.
+import { Controller, mapFromLabels } from '../kube/controller.ts';
+import type { ControllerFactory, ControllerDeps } from '../operator/controllers.ts';
+import type { KubeObject } from '../kube/rest.ts';
+import { WanMigrationReconciler } from './wanmigration.ts';
+import { SiteReconciler } from './site.ts';
+import { siteClustersFrom } from './site-clusters.ts';
+import { Res } from './resources.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
+import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
+import type { LinkProvider, StoragePreCopy } from './deps.ts';
+import type { PlanOptions } from './phases/plan.ts';
+import type { Site } from '../api/site.ts';
+
+export { WanMigrationReconciler, newWanMigrationReconciler } from './wanmigration.ts';
+export { SiteReconciler, newSiteReconciler, type SiteDeps } from './site.ts';
+export { siteClustersFrom } from './site-clusters.ts';
+export type { WanMigrationDeps, EventSink, SiteClusters, Clock, LinkProvider, LinkRequest, StoragePreCopy, StorageRequest } from './deps.ts';
+export type { StepReport, Observed } from './phases/observed.ts';
+export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
+export { Res } from './resources.ts';
+export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
+
+export interface ControllerProviders {
+  link?: LinkProvider;
+  storage?: StoragePreCopy;
+  plan?: Partial<PlanOptions>;
+}
+
+/** Reconcile on spec changes and on deletion requests, not on our own status writes. */
+function specOrDeletionChanged(o: KubeObject, n: KubeObject): boolean {
+  return o.metadata?.generation !== n.metadata?.generation || o.metadata?.deletionTimestamp !== n.metadata?.deletionTimestamp;
+}
+
+export function wanMigrationControllerFactory(providers: ControllerProviders = {}): ControllerFactory {
+  return (d: ControllerDeps) => {
+    const { manager } = d;
+    const informer = manager.informer(Res.wanMigration);
+    // Source VMIMs carry labels naming their WanMigration: their phase changes wake us up.
+    const vmims = manager.informer(Res.vmim, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` });
+    return new Controller({
+      name: 'wanmigration',
+      informer,
+      watches: [{ informer: vmims, map: mapFromLabels(MIGRATION_NAMESPACE_LABEL, MIGRATION_NAME_LABEL) }],
+      updatePredicate: specOrDeletionChanged,
+      maxConcurrentReconciles: d.maxConcurrentReconciles,
+      metrics: manager.metrics,
+      reconciler: new WanMigrationReconciler({
+        local: manager.client,
+        clusters: siteClustersFrom(manager.clusters),
+        events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
+        ...providers,
+      }),
+    });
+  };
+}
+
+export function siteControllerFactory(providers: Pick<ControllerProviders, 'link'> = {}): ControllerFactory {
+  return (d: ControllerDeps) => {
+    const { manager } = d;
+    const informer = manager.informer(Res.site);
+    const controller = new Controller({
+      name: 'site',
+      informer,
+      updatePredicate: specOrDeletionChanged,
+      maxConcurrentReconciles: d.maxConcurrentReconciles,
+      metrics: manager.metrics,
+      reconciler: new SiteReconciler({
+        local: manager.client,
+        clusters: siteClustersFrom(manager.clusters),
+        events: manager.eventRecorder('cloudnet.io/site-controller'),
+        ...providers,
+      }),
+    });
+    // A rotated kubeconfig Secret re-checks the Sites that use it.
+    manager.clusters.onSecretChange((ref) => {
+      for (const s of informer.list() as unknown as Site[]) {
+        const r = s.spec.kubeconfigSecretRef;
+        if (r.namespace === ref.namespace && r.name === ref.name) controller.enqueue({ name: s.metadata.name ?? '' });
+      }
+    });
+    return controller;
+  };
+}

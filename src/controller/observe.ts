@@ -1,0 +1,280 @@
+// Gathers the Observed facts for one WanMigration from both clusters. Read-only, except for calls
+// into the link / storage providers, whose `ensure`/`sync` are idempotent by contract.
+import { createHash } from 'node:crypto';
+import type {
+  V1VirtualMachine, V1VirtualMachineInstance, V1VirtualMachineInstanceMigration, V1KubeVirtStatus,
+} from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
+import type { KubeClient } from '../kube/client.ts';
+import { ClusterClientError } from '../kube/clusters.ts';
+import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
+import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
+import { Phases, TERMINAL_PHASES, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
+import type { Check, Observed, StepReport, TargetView, VmimView } from './phases/observed.ts';
+import type { WanMigrationDeps } from './deps.ts';
+import { CA_BUNDLE_KEY, DECENTRALIZED_FEATURE_GATE, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
+import { caBundleContains, volumeRefs } from './target-objects.ts';
+
+type VM = V1VirtualMachine & KubeObject;
+type VMI = V1VirtualMachineInstance & KubeObject;
+type VMIM = V1VirtualMachineInstanceMigration & KubeObject;
+/** The generated V1KubeVirtSpec names `configuration` `_configuration`; this is the wire shape. */
+type KubeVirtCR = KubeObject & {
+  spec?: { configuration?: { developerConfiguration?: { featureGates?: string[] } } };
+  status?: V1KubeVirtStatus;
+};
+type DataObj = KubeObject & { data?: Record<string, string> };
+
+/** Everything the executor needs besides the plan: clients and the objects already read. */
+export interface World {
+  wm: WanMigration;
+  spec: ResolvedSpec;
+  local: KubeClient;
+  target?: KubeClient;
+  site?: Site;
+  sourceVM?: VM;
+  localKubevirtNs: string;
+  targetKubevirtNs: string;
+}
+
+const ok: Check = { ok: true };
+const fail = (reason: string, message: string): Check => ({ ok: false, reason, message });
+
+export function specHash(spec: ResolvedSpec): string {
+  const frozen = { storage: spec.storage, relay: spec.relay, maxDowntimeMs: spec.maxDowntimeMs };
+  return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
+}
+
+function errText(e: unknown): string {
+  if (e instanceof KubeApiError) return `HTTP ${e.code} ${e.reason}: ${e.message}`;
+  if (e instanceof Error) return (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message);
+  return String(e);
+}
+
+const CLIENT_ERROR_REASON: Record<string, string> = {
+  SecretNotFound: 'KubeconfigSecretNotFound',
+  KubeconfigMissing: 'KubeconfigSecretKeyMissing',
+  KubeconfigInvalid: 'KubeconfigInvalid',
+};
+
+export async function resolveTarget(deps: WanMigrationDeps, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
+  const site = await deps.local.tryGet(Res.site, undefined, siteName, signal) as unknown as Site | undefined;
+  if (!site) return { check: fail('SiteNotFound', `Site ${siteName} not found`) };
+  try {
+    return { site, client: await deps.clusters.forSite(site, signal), check: ok };
+  } catch (e) {
+    if (e instanceof ClusterClientError) return { site, check: fail(CLIENT_ERROR_REASON[e.reason] ?? e.reason, `Site ${siteName}: ${e.message}`) };
+    throw e;
+  }
+}
+
+/** Reads the target namespace with a short timeout: tells reachability and existence in one call. */
+async function checkTarget(deps: WanMigrationDeps, client: KubeClient, ns: string, signal: AbortSignal): Promise<{ cluster: Check; namespace: Check }> {
+  const s = AbortSignal.any([signal, AbortSignal.timeout(deps.remoteTimeoutMs ?? 5000)]);
+  try {
+    await client.get(Res.namespace, undefined, ns, s);
+    return { cluster: ok, namespace: ok };
+  } catch (e) {
+    if (signal.aborted) throw e;
+    if (isNotFound(e)) return { cluster: ok, namespace: fail('TargetNamespaceNotFound', `namespace ${ns} does not exist on ${client.clusterName}`) };
+    if (e instanceof KubeApiError && (e.code === 401 || e.code === 403)) {
+      return { cluster: fail('TargetClusterUnauthorized', `${client.clusterName} (${client.rest.server}) refused the credentials: ${errText(e)}`), namespace: ok };
+    }
+    if (e instanceof KubeApiError && e.code < 500) throw e;
+    return { cluster: fail('TargetClusterUnreachable', `cannot reach ${client.clusterName} at ${client.rest.server}: ${errText(e)}`), namespace: ok };
+  }
+}
+
+async function kubevirtCheck(client: KubeClient, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string }> {
+  const list = await client.list<KubeVirtCR>(Res.kubevirt, ns, {}, signal).catch((e: unknown) => {
+    if (isNotFound(e)) return { items: [] as KubeVirtCR[] }; // CRD not installed
+    throw e;
+  });
+  const kv = list.items[0];
+  if (!kv) return { check: fail('KubeVirtNotFound', `no KubeVirt CR in namespace ${ns} on the ${where} cluster`) };
+  const gates = kv.spec?.configuration?.developerConfiguration?.featureGates ?? [];
+  if (!gates.includes(DECENTRALIZED_FEATURE_GATE)) {
+    return { check: fail('DecentralizedLiveMigrationDisabled', `KubeVirt on the ${where} cluster does not enable the ${DECENTRALIZED_FEATURE_GATE} feature gate`) };
+  }
+  return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0] };
+}
+
+function vmimView(o: VMIM | undefined): VmimView | undefined {
+  if (!o) return undefined;
+  const blocked = o.status?.conditions?.find((c) => c.type === 'decentralizedMigrationBlocked' && c.status === 'True');
+  const v: VmimView = { name: o.metadata?.name ?? '', phase: o.status?.phase ?? '' };
+  if (blocked) v.blocked = blocked.message || blocked.reason || 'decentralizedMigrationBlocked';
+  const fr = o.status?.migrationState?.failureReason;
+  if (fr) v.failureReason = fr;
+  const addr = o.status?.synchronizationAddresses?.[0];
+  if (addr) v.synchronizationAddress = addr;
+  return v;
+}
+
+/** Another non-terminal WanMigration for the same VM that was started first, or created first. */
+async function findConflict(local: KubeClient, wm: WanMigration, signal: AbortSignal): Promise<string | undefined> {
+  const list = await local.list<KubeObject & WanMigration>(Res.wanMigration, wm.metadata.namespace, {}, signal);
+  const mine = { started: !!wm.status?.migrationID, created: wm.metadata.creationTimestamp ?? '', name: wm.metadata.name ?? '' };
+  for (const o of list.items) {
+    if (o.metadata.uid === wm.metadata.uid || o.spec.vmName !== wm.spec.vmName) continue;
+    const phase = o.status?.phase;
+    if (phase && TERMINAL_PHASES.includes(phase)) continue;
+    if (o.metadata.deletionTimestamp) continue;
+    const started = !!o.status?.migrationID;
+    const created = o.metadata.creationTimestamp ?? '';
+    const earlier = created < mine.created || (created === mine.created && (o.metadata.name ?? '') < mine.name);
+    if ((started && !mine.started) || (started === mine.started && earlier)) return o.metadata.name;
+  }
+  return undefined;
+}
+
+async function getData(c: KubeClient, ns: string, name: string, signal: AbortSignal): Promise<DataObj | undefined> {
+  return c.tryGet<DataObj>(Res.configMap, ns, name, signal);
+}
+
+export async function caTrusted(source: KubeClient, sourceNs: string, target: KubeClient, targetNs: string, signal: AbortSignal): Promise<boolean> {
+  const [sCA, tExt, tCA, sExt] = await Promise.all([
+    getData(source, sourceNs, KUBEVIRT_CA, signal), getData(target, targetNs, KUBEVIRT_EXTERNAL_CA, signal),
+    getData(target, targetNs, KUBEVIRT_CA, signal), getData(source, sourceNs, KUBEVIRT_EXTERNAL_CA, signal),
+  ]);
+  const sb = sCA?.data?.[CA_BUNDLE_KEY];
+  const tb = tCA?.data?.[CA_BUNDLE_KEY];
+  if (!sb || !tb) return false;
+  return caBundleContains(tExt?.data?.[CA_BUNDLE_KEY], sb) && caBundleContains(sExt?.data?.[CA_BUNDLE_KEY], tb);
+}
+
+async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: string | undefined, signal: AbortSignal): Promise<TargetView> {
+  const { spec, wm } = w;
+  const ns = spec.targetNamespace;
+  const sel = { labelSelector: `${MIGRATION_LABEL}=${wm.metadata.uid}` };
+  const [vm, vmi, vms, dvs, secrets, cms, trusted] = await Promise.all([
+    target.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
+    target.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
+    target.list(Res.vm, ns, sel, signal),
+    target.list(Res.dataVolume, ns, sel, signal),
+    target.list(Res.secret, ns, sel, signal),
+    target.list(Res.configMap, ns, sel, signal),
+    caTrusted(w.local, w.localKubevirtNs, target, w.targetKubevirtNs, signal),
+  ]);
+  let complete = !!vm;
+  if (complete && w.sourceVM) {
+    const refs = volumeRefs(w.sourceVM);
+    const checks = await Promise.all([
+      ...refs.disks.map((d) => target.tryGet(Res.dataVolume, ns, d.name, signal)),
+      ...refs.secrets.map((n) => target.tryGet(Res.secret, ns, n, signal)),
+      ...refs.configMaps.map((n) => target.tryGet(Res.configMap, ns, n, signal)),
+    ]);
+    complete = checks.every(Boolean);
+  }
+  const v: TargetView = {
+    vmExists: !!vm,
+    vmOwned: vm?.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid,
+    objectsComplete: complete,
+    ownedObjects: vms.items.length + dvs.items.length + secrets.items.length + cms.items.length,
+    caTrusted: trusted,
+  };
+  if (vm) v.vmRunStrategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
+  if (vmi) v.vmiPhase = vmi.status?.phase ?? '';
+  if (kubevirtSyncAddress) v.kubevirtSyncAddress = kubevirtSyncAddress;
+  return v;
+}
+
+function sourceHandled(spec: ResolvedSpec, vm: VM | undefined, vmi: VMI | undefined): boolean {
+  switch (spec.sourceAfterCutover) {
+    case 'Keep': return true;
+    case 'Delete': return !vm;
+    case 'Stop': return !vm || (vm.spec.runStrategy === 'Halted' && (!vmi || vmi.status?.phase !== 'Running'));
+  }
+}
+
+export interface Observation {
+  obs: Observed;
+  world: World;
+}
+
+export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: ResolvedSpec, now: Date, signal: AbortSignal): Promise<Observation> {
+  const ns = wm.metadata.namespace ?? '';
+  const names = migrationNames(wm);
+  const phase = wm.status?.phase ?? Phases.Pending;
+  const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
+  const { site, client: target, check: siteCheck } = await resolveTarget(deps, spec.targetSite, signal);
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE };
+  const [vm, vmi, srcVmim, conflictWith] = await Promise.all([
+    deps.local.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
+    deps.local.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
+    deps.local.tryGet<VMIM>(Res.vmim, ns, names.sourceVMIM, signal),
+    phase === Phases.Pending ? findConflict(deps.local, wm, signal) : Promise.resolve(undefined),
+  ]);
+  world.sourceVM = vm;
+  let targetCluster: Check = siteCheck.ok ? ok : fail('TargetClusterUnknown', 'no client for the target cluster');
+  let targetNamespace: Check = ok;
+  let kubevirt: Check = ok;
+  let tView: TargetView | undefined;
+  let tgtVmim: VMIM | undefined;
+  if (target) {
+    const t = await checkTarget(deps, target, spec.targetNamespace, signal);
+    targetCluster = t.cluster;
+    targetNamespace = t.namespace;
+    if (t.cluster.ok) {
+      world.target = target;
+      const [lkv, tkv] = await Promise.all([
+        kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
+        kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
+      ]);
+      kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+      if (t.namespace.ok) {
+        [tView, tgtVmim] = await Promise.all([
+          targetView(world, target, tkv.syncAddress, signal),
+          target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+        ]);
+      }
+    }
+  }
+  const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+  const obs: Observed = {
+    now,
+    deleting: !!wm.metadata.deletionTimestamp,
+    hasFinalizer: wm.metadata.finalizers?.includes(FINALIZER) ?? false,
+    ...(conflictWith ? { conflictWith } : {}),
+    site: siteCheck,
+    targetCluster,
+    kubevirt,
+    targetNamespace,
+    source: {
+      vmExists: !!vm,
+      ...(vm ? { runStrategy: vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted') } : {}),
+      ...(vmi ? { vmiPhase: vmi.status?.phase ?? '' } : {}),
+      ...(lm ? { liveMigratable: { status: lm.status, reason: lm.reason, message: lm.message } } : {}),
+      handled: sourceHandled(spec, vm, vmi),
+    },
+    ...(tView ? { target: tView } : {}),
+    ...(srcVmim ? { sourceVMIM: vmimView(srcVmim) } : {}),
+    ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim) } : {}),
+    link: await linkReport(deps, world, targetCluster, phase, signal),
+    ...(spec.storage.mode === 'CloudNetPreCopy' ? { storage: await storageReport(deps, world, phase, signal) } : {}),
+    specHash: specHash(spec),
+  };
+  return { obs, world };
+}
+
+async function linkReport(deps: WanMigrationDeps, w: World, cluster: Check, phase: string, signal: AbortSignal): Promise<StepReport> {
+  if (deps.link && w.site && (phase === Phases.Pending || phase === Phases.ConnectingLink)) {
+    return deps.link.ensure({ site: w.site, migration: w.wm }, signal);
+  }
+  if (!cluster.ok) return { state: 'Progressing', reason: cluster.reason, message: cluster.message };
+  return {
+    state: 'Ready',
+    reason: 'ClusterAPIReachable',
+    message: `no link provider configured: only checked that the target cluster API (${w.target?.rest.server ?? '?'}) answers; no WAN data-plane link was set up or verified`,
+  };
+}
+
+const STORAGE_PHASES: string[] = [Phases.SyncingStorage, Phases.PreparingTarget, Phases.AwaitingCutover, Phases.MigratingMemory];
+
+async function storageReport(deps: WanMigrationDeps, w: World, phase: string, signal: AbortSignal): Promise<StepReport> {
+  if (!deps.storage) {
+    return { state: 'Unavailable', reason: 'StoragePreCopyUnavailable', message: 'storage.mode is CloudNetPreCopy but this operator has no storage pre-copy provider; use storage.mode KubeVirt or abort' };
+  }
+  if (!STORAGE_PHASES.includes(phase) || !w.target || !w.sourceVM) return { state: 'Progressing', reason: 'NotStarted', message: 'waiting for the link and the target cluster' };
+  return deps.storage.sync({ migration: w.wm, sourceVM: w.sourceVM, source: w.local, target: w.target }, signal);
+}

@@ -1,0 +1,159 @@
+// Pure builders for what a decentralized KubeVirt migration needs on the target (user guide
+// "Decentralized live migration"): a receiver copy of the VM, blank DataVolumes for its disks,
+// copies of the Secrets/ConfigMaps it mounts, and the two VMIMs sharing one migrationID.
+import type {
+  V1VirtualMachine, V1VirtualMachineInstanceMigration, V1Volume,
+} from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
+import type { KubeObject } from '../kube/rest.ts';
+import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
+import { GROUP } from '../api/meta.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
+
+export const MIGRATION_NAME_LABEL = `${GROUP}/migration-name`;
+export const MIGRATION_NAMESPACE_LABEL = `${GROUP}/migration-namespace`;
+
+/** Labels on every object we create, so we find (and only ever delete) our own. */
+export function ownedLabels(wm: WanMigration): Record<string, string> {
+  return {
+    [MIGRATION_LABEL]: wm.metadata.uid ?? '',
+    [MIGRATION_NAME_LABEL]: wm.metadata.name ?? '',
+    [MIGRATION_NAMESPACE_LABEL]: wm.metadata.namespace ?? '',
+    [MANAGED_BY_LABEL]: MANAGED_BY,
+  };
+}
+
+export interface VolumeRefs {
+  /** DataVolumes (standalone or from dataVolumeTemplates) and PVCs backing disks, by claim name. */
+  disks: { name: string; kind: 'DataVolume' | 'PVC' }[];
+  secrets: string[];
+  configMaps: string[];
+}
+
+/** The run strategy the VM had, as KubeVirt would restore it (`running: true` means Always). */
+export function runStrategyOf(vm: V1VirtualMachine): string {
+  if (vm.spec.runStrategy) return vm.spec.runStrategy;
+  return vm.spec.running ? 'Always' : 'Halted';
+}
+
+export function volumeRefs(vm: V1VirtualMachine): VolumeRefs {
+  const vols: V1Volume[] = vm.spec.template.spec?.volumes ?? [];
+  const disks: VolumeRefs['disks'] = [];
+  const secrets = new Set<string>();
+  const configMaps = new Set<string>();
+  for (const v of vols) {
+    if (v.dataVolume?.name) disks.push({ name: v.dataVolume.name, kind: 'DataVolume' });
+    if (v.persistentVolumeClaim?.claimName) disks.push({ name: v.persistentVolumeClaim.claimName, kind: 'PVC' });
+    if (v.secret?.secretName) secrets.add(v.secret.secretName);
+    if (v.configMap?.name) configMaps.add(v.configMap.name);
+    for (const ci of [v.cloudInitNoCloud, v.cloudInitConfigDrive]) {
+      if (ci?.secretRef?.name) secrets.add(ci.secretRef.name);
+      if (ci?.networkDataSecretRef?.name) secrets.add(ci.networkDataSecretRef.name);
+    }
+  }
+  return { disks, secrets: [...secrets].sort(), configMaps: [...configMaps].sort() };
+}
+
+/** The receiver: same spec, runStrategy WaitAsReceiver, original strategy in the restore annotation. */
+export function receiverVM(source: V1VirtualMachine, wm: WanMigration, spec: ResolvedSpec): V1VirtualMachine & KubeObject {
+  const md = source.metadata ?? {};
+  const vmSpec = structuredClone(source.spec);
+  delete vmSpec.running;
+  // The disks are created explicitly as blank DataVolumes; templates would make CDI import again.
+  delete vmSpec.dataVolumeTemplates;
+  vmSpec.runStrategy = 'WaitAsReceiver';
+  return {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'VirtualMachine',
+    metadata: {
+      name: spec.vmName,
+      namespace: spec.targetNamespace,
+      labels: { ...(md.labels ?? {}), ...ownedLabels(wm) },
+      annotations: { [RESTORE_RUN_STRATEGY]: runStrategyOf(source) },
+    },
+    spec: vmSpec,
+  };
+}
+
+export interface SourceDisk {
+  name: string;
+  storage: string; // quantity
+  storageClassName?: string;
+  accessModes?: string[];
+  volumeMode?: string;
+}
+
+export function targetStorageClass(spec: ResolvedSpec, sourceClass: string | undefined): string | undefined {
+  if (sourceClass && spec.storage.storageClassMap[sourceClass]) return spec.storage.storageClassMap[sourceClass];
+  return spec.storage.defaultStorageClass ?? sourceClass;
+}
+
+/** A blank DataVolume the migration fills (user guide: blank source + usePopulator). */
+export function blankDataVolume(disk: SourceDisk, wm: WanMigration, spec: ResolvedSpec): KubeObject {
+  const sc = targetStorageClass(spec, disk.storageClassName);
+  return {
+    apiVersion: 'cdi.kubevirt.io/v1beta1',
+    kind: 'DataVolume',
+    metadata: {
+      name: disk.name,
+      namespace: spec.targetNamespace,
+      labels: ownedLabels(wm),
+      annotations: { 'cdi.kubevirt.io/storage.usePopulator': 'true' },
+    },
+    spec: {
+      source: { blank: {} },
+      storage: {
+        resources: { requests: { storage: disk.storage } },
+        ...(sc ? { storageClassName: sc } : {}),
+        ...(disk.accessModes ? { accessModes: disk.accessModes } : {}),
+        ...(disk.volumeMode ? { volumeMode: disk.volumeMode } : {}),
+      },
+    },
+  };
+}
+
+/** A copy of a Secret or ConfigMap for the target namespace, without server-set metadata. */
+export function copyObject(obj: KubeObject & { data?: unknown; stringData?: unknown; binaryData?: unknown; type?: unknown; immutable?: unknown }, wm: WanMigration, spec: ResolvedSpec): KubeObject {
+  const out: KubeObject = {
+    apiVersion: obj.apiVersion ?? 'v1',
+    kind: obj.kind,
+    metadata: {
+      name: obj.metadata?.name,
+      namespace: spec.targetNamespace,
+      labels: { ...(obj.metadata?.labels ?? {}), ...ownedLabels(wm) },
+    },
+  };
+  for (const k of ['data', 'binaryData', 'type', 'immutable'] as const) if (obj[k] !== undefined) out[k] = obj[k];
+  return out;
+}
+
+export function targetVMIM(wm: WanMigration, spec: ResolvedSpec): V1VirtualMachineInstanceMigration & KubeObject {
+  const n = migrationNames(wm);
+  return {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'VirtualMachineInstanceMigration',
+    metadata: { name: n.targetVMIM, namespace: spec.targetNamespace, labels: ownedLabels(wm) },
+    spec: { receive: { migrationID: n.migrationID }, vmiName: spec.vmName },
+  };
+}
+
+export function sourceVMIM(wm: WanMigration, spec: ResolvedSpec, connectURL: string): V1VirtualMachineInstanceMigration & KubeObject {
+  const n = migrationNames(wm);
+  return {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'VirtualMachineInstanceMigration',
+    metadata: { name: n.sourceVMIM, namespace: wm.metadata.namespace, labels: ownedLabels(wm) },
+    spec: { sendTo: { connectURL, migrationID: n.migrationID }, vmiName: spec.vmName },
+  };
+}
+
+/** Appends `bundle` to `existing` unless every certificate of it is already there. */
+export function mergeCABundle(existing: string | undefined, bundle: string): string {
+  const have = existing ?? '';
+  if (caBundleContains(have, bundle)) return have;
+  return have && !have.endsWith('\n') ? `${have}\n${bundle}` : `${have}${bundle}`;
+}
+
+export function caBundleContains(haystack: string | undefined, bundle: string): boolean {
+  const certs = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? (bundle.trim() ? [bundle.trim()] : []);
+  return certs.every((c) => (haystack ?? '').includes(c));
+}

@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
+import { resolveSpec } from '../../../src/api/wanmigration.ts';
+import {
+  blankDataVolume, caBundleContains, mergeCABundle, receiverVM, runStrategyOf, sourceVMIM, targetVMIM, volumeRefs, copyObject,
+} from '../../../src/controller/target-objects.ts';
+import { migrationNames } from '../../../src/controller/names.ts';
+import { wm } from './fixtures.ts';
+
+const vm: V1VirtualMachine = {
+  apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine',
+  metadata: { name: 'vm-a', namespace: 'default', labels: { app: 'db' }, uid: 'src-uid', resourceVersion: '5' },
+  spec: {
+    runStrategy: 'Always',
+    dataVolumeTemplates: [{ metadata: { name: 'vm-a-root' }, spec: { storage: { resources: { requests: { storage: '1Gi' } } } } }],
+    template: { spec: { domain: { devices: {} }, volumes: [
+      { name: 'root', dataVolume: { name: 'vm-a-root' } },
+      { name: 'data', persistentVolumeClaim: { claimName: 'vm-a-data' } },
+      { name: 'ci', cloudInitNoCloud: { secretRef: { name: 'ci-secret' }, networkDataSecretRef: { name: 'net-secret' } } },
+      { name: 'cfg', configMap: { name: 'app-config' } },
+      { name: 'tls', secret: { secretName: 'ci-secret' } },
+    ] } },
+  },
+};
+
+test('volumeRefs finds disks, secrets (deduplicated) and configmaps', () => {
+  assert.deepEqual(volumeRefs(vm), {
+    disks: [{ name: 'vm-a-root', kind: 'DataVolume' }, { name: 'vm-a-data', kind: 'PVC' }],
+    secrets: ['ci-secret', 'net-secret'],
+    configMaps: ['app-config'],
+  });
+});
+
+test('receiver VM: WaitAsReceiver, restore annotation, our labels, no templates, no server fields', () => {
+  const w = wm({ targetNamespace: 'prod' });
+  const r = receiverVM(vm, w, resolveSpec(w.spec));
+  assert.equal(r.spec.runStrategy, 'WaitAsReceiver');
+  assert.equal(r.metadata?.annotations?.['kubevirt.io/restore-run-strategy'], 'Always');
+  assert.equal(r.metadata?.namespace, 'prod');
+  assert.equal(r.metadata?.labels?.app, 'db');
+  assert.equal(r.metadata?.labels?.['cloudnet.io/migration-uid'], w.metadata.uid);
+  assert.equal(r.spec.dataVolumeTemplates, undefined);
+  assert.equal(r.metadata?.uid, undefined);
+  assert.equal(r.metadata?.resourceVersion, undefined);
+  assert.equal(vm.spec.runStrategy, 'Always', 'source object not mutated');
+});
+
+test('runStrategyOf maps the legacy running flag', () => {
+  assert.equal(runStrategyOf({ spec: { running: true, template: {} } }), 'Always');
+  assert.equal(runStrategyOf({ spec: { running: false, template: {} } }), 'Halted');
+  assert.equal(runStrategyOf({ spec: { runStrategy: 'RerunOnFailure', template: {} } }), 'RerunOnFailure');
+});
+
+test('blank DataVolume maps the storage class', () => {
+  const w = wm({ storage: { storageClassMap: { 'local-path': 'fast' }, defaultStorageClass: 'std' } });
+  const s = resolveSpec(w.spec);
+  const dv = blankDataVolume({ name: 'd', storage: '2Gi', storageClassName: 'local-path', accessModes: ['ReadWriteOnce'] }, w, s) as { spec: { source: unknown; storage: { storageClassName: string; resources: unknown } }; metadata: { annotations: Record<string, string> } };
+  assert.deepEqual(dv.spec.source, { blank: {} });
+  assert.equal(dv.spec.storage.storageClassName, 'fast');
+  assert.equal(dv.metadata.annotations['cdi.kubevirt.io/storage.usePopulator'], 'true');
+  const other = blankDataVolume({ name: 'd', storage: '2Gi', storageClassName: 'other' }, w, s) as { spec: { storage: { storageClassName: string } } };
+  assert.equal(other.spec.storage.storageClassName, 'std');
+});
+
+test('VMIM pair shares the migrationID; receive on the target, sendTo on the source', () => {
+  const w = wm();
+  const s = resolveSpec(w.spec);
+  const t = targetVMIM(w, s);
+  const src = sourceVMIM(w, s, '192.0.2.1:9185');
+  const n = migrationNames(w);
+  assert.equal(n.migrationID, w.metadata.uid);
+  assert.deepEqual(t.spec, { receive: { migrationID: n.migrationID }, vmiName: 'vm-a' });
+  assert.deepEqual(src.spec, { sendTo: { connectURL: '192.0.2.1:9185', migrationID: n.migrationID }, vmiName: 'vm-a' });
+  assert.notEqual(t.metadata?.name, src.metadata?.name);
+  assert.deepEqual(migrationNames(w), n, 'deterministic');
+});
+
+test('copyObject keeps data and type, drops server metadata', () => {
+  const w = wm();
+  const c = copyObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default', uid: 'x', resourceVersion: '1' }, data: { a: 'Yg==' }, type: 'Opaque' }, w, resolveSpec(w.spec));
+  assert.deepEqual(c.metadata?.uid, undefined);
+  assert.equal(c.metadata?.namespace, 'default');
+  assert.deepEqual((c as { data?: unknown }).data, { a: 'Yg==' });
+});
+
+test('CA bundle merge is idempotent and appends only missing certificates', () => {
+  const a = '-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n';
+  const b = '-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n';
+  const ab = mergeCABundle(a, b);
+  assert.ok(caBundleContains(ab, a) && caBundleContains(ab, b));
+  assert.equal(mergeCABundle(ab, b), ab);
+  assert.equal(mergeCABundle(undefined, b), b);
+  assert.ok(!caBundleContains(a, b));
+});
