@@ -101,7 +101,7 @@ describe('charts/cloudnet', () => {
     assert.ok(only(docs, 'PodDisruptionBudget'));
   });
 
-  it('grants least privilege: no wildcards, Secrets listable only in its own namespace', () => {
+  it('grants least privilege: no wildcards, Secrets watched only in its own namespace', () => {
     const docs = render();
     for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
       for (const r of rules(d)) {
@@ -116,10 +116,11 @@ describe('charts/cloudnet', () => {
       'cloudnet.io/wanmigrations': 'get,list,patch,update,watch',
       'cloudnet.io/wanmigrations/finalizers': 'update',
       'cloudnet.io/wanmigrations/status': 'get,patch,update',
-      'core/configmaps': 'create,delete,get,patch,update',
+      'core/configmaps': 'create,delete,get,list,patch,update',
       'core/events': 'create,patch',
       'core/namespaces': 'get',
-      'core/secrets': 'create,delete,get,patch,update',
+      'core/persistentvolumeclaims': 'get',
+      'core/secrets': 'create,delete,get,list,patch,update',
       'events.k8s.io/events': 'create,patch',
       'kubevirt.io/kubevirts': 'get,list,watch',
       'kubevirt.io/virtualmachineinstancemigrations': CRUD,
@@ -168,8 +169,17 @@ describe('charts/cloudnet', () => {
     const digest = `sha256:${'a'.repeat(64)}`;
     const pinned = only<Deployment>(render(`image.digest=${digest}`), 'Deployment').spec.template.spec.containers[0];
     assert.equal(pinned.image, `cloudnet/operator@${digest}`);
-    const noSecrets = grants(rules(only(render('rbac.copyVMSecrets=false'), 'ClusterRole', 't-cloudnet')));
-    assert.equal(noSecrets['core/secrets'], undefined);
+    const confined = render('rbac.vmDataNamespaces={vms,kubevirt}');
+    const clusterWide = grants(rules(only(confined, 'ClusterRole', 't-cloudnet')));
+    assert.equal(clusterWide['core/secrets'], undefined, 'no cluster-wide Secret rights when namespaces are listed');
+    assert.equal(clusterWide['core/configmaps'], undefined);
+    for (const ns of ['vms', 'kubevirt']) {
+      const role = confined.find((d) => d.kind === 'Role' && d.metadata.namespace === ns);
+      assert.ok(role, `Role in ${ns}`);
+      assert.deepEqual(grants(rules(role)), { 'core/configmaps': 'create,delete,get,list,patch,update', 'core/secrets': 'create,delete,get,list,patch,update' });
+      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding');
+      assert.deepEqual(binding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
+    }
   });
 
   it('rejects bad values through values.schema.json', () => {
@@ -184,6 +194,7 @@ describe('charts/cloudnet', () => {
       ['replicas=2', /additional properties 'replicas' not allowed/],
       ['securityContext.allowPrivilegeEscalation=true', /'\/securityContext\/allowPrivilegeEscalation': value must be false/],
       ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
+      ['rbac.vmDataNamespaces={Not_A_Namespace}', /'\/rbac\/vmDataNamespaces\/0'/],
     ];
     for (const [set, why] of cases) {
       const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', set]);
