@@ -309,9 +309,16 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
     },
     async destroy() {
       if (destroyed) return;
-      const exited = wanemProc.exitCode === null ? new Promise<void>((r) => wanemProc.once('exit', () => r())) : Promise.resolve();
-      destroySync();
-      await exited;
+      if (wanemProc.exitCode === null && wanemProc.signalCode === null) {
+        // SIGTERM first so wanem removes its socket (and flushes a profile, if one was asked for).
+        const exited = new Promise<void>((r) => wanemProc.once('exit', () => r()));
+        killQuietly(wanemProc.pid ?? -1, 'SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+        destroySync();
+        await exited;
+      } else {
+        destroySync();
+      }
       unregister();
     },
   };

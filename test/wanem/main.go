@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -33,8 +34,13 @@ func main() {
 	}
 	// Readers and writers mostly sit in blocking syscalls; spare Ps let a woken goroutine run
 	// at once instead of waiting for sysmon to retake a P from a blocked thread.
-	runtime.GOMAXPROCS(max(8, runtime.NumCPU()))
+	procs := max(8, runtime.NumCPU())
+	if v, err := strconv.Atoi(os.Getenv("WANEM_PROCS")); err == nil && v > 0 {
+		procs = v
+	}
+	runtime.GOMAXPROCS(procs)
 
+	startProfile()
 	var pab, pba Params
 	for _, spec := range []struct {
 		text    string
@@ -75,6 +81,7 @@ func main() {
 	ready, _ := json.Marshal(map[string]any{"ready": true, "pid": os.Getpid(), "ctl": *ctl})
 	fmt.Println(string(ready))
 	<-sigs
+	stopProfile()
 	if *ctl != "" {
 		_ = os.Remove(*ctl)
 	}
