@@ -7,6 +7,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 t0=$(date +%s)
 
+# Build outputs live in a per-machine cache shared by every checkout (CI clones afresh each run);
+# <repo>/.cache points at it so that scripts and tests run by hand find the same files.
+export CLOUDNET_CACHE="${CLOUDNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudnet}"
+mkdir -p "$CLOUDNET_CACHE"
+if [[ ! -e .cache ]]; then ln -s "$CLOUDNET_CACHE" .cache; fi
+
 APT_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 wireguard-go wireguard-tools
   openssl lua5.4 socat zstd procps util-linux kmod libsqlite3-dev gcc libc6-dev)
 missing=()

@@ -6,7 +6,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash hack/setup.sh
 export PATH="$root/node_modules/.bin:$PATH"
-export CLOUDNET_CACHE="${CLOUDNET_CACHE:-$root/.cache}"
+export CLOUDNET_CACHE="${CLOUDNET_CACHE:-$(readlink -f "$root/.cache")}"
 echo "node $(node --version)"
 tsc -p tsconfig.json --noEmit
 eslint src test hack bench
