@@ -5,8 +5,8 @@
 //   node tcp-probe.ts send <host> <port> <bytes> <rttSamples> [hash]
 //
 // RTT is the TCP connect time (SYN → SYN/ACK, one round trip) of idle connections. Throughput
-// is reported two ways: over the whole transfer (includes slow start) and "steady", measured at
-// the sink from the moment 30% of the bytes had arrived to the last byte.
+// is reported two ways: over the whole transfer (includes slow start) and "steady", the slope of
+// bytes over time at the sink from the moment 30% of the bytes had arrived to the last byte.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 export interface SinkSummary {
   bytes: number;
   sha256: string | null;
-  /** Goodput in bit/s over the last 70% of the bytes. */
+  /** Goodput in bit/s over the last 70% of the bytes (least-squares slope). */
   steadyBps: number;
   /** From first to last byte at the sink, in ms. */
   durationMs: number;
@@ -38,6 +38,30 @@ const STEADY_FROM = 0.3;
 function median(xs: number[]): number {
   const s = [...xs].sort((x, y) => x - y);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/**
+ * Least-squares slope of bytes over time, in bit/s. A fit over all samples, rather than the two
+ * end points, keeps one late read (a descheduled sink on a busy machine) from skewing the rate.
+ */
+export function steadyRate(samples: ReadonlyArray<readonly [number, number]>): number {
+  const n = samples.length;
+  if (n < 2) return NaN;
+  let st = 0;
+  let sb = 0;
+  for (const [t, b] of samples) {
+    st += t;
+    sb += b;
+  }
+  const mt = st / n;
+  const mb = sb / n;
+  let cov = 0;
+  let vt = 0;
+  for (const [t, b] of samples) {
+    cov += (t - mt) * (b - mb);
+    vt += (t - mt) ** 2;
+  }
+  return vt > 0 ? ((cov / vt) * 8 * 1000) : NaN;
 }
 
 // ---------------------------------------------------------------- CLI side (inside a namespace)
@@ -64,12 +88,11 @@ function sinkMain(port: number, progressMs: number, hash: boolean): void {
         sock.end();
         return;
       }
-      const from = samples.find(([, b]) => b >= bytes * STEADY_FROM) ?? [first, 0];
-      const span = last - from[0];
+      samples.push([last, bytes]);
       const summary: SinkSummary = {
         bytes,
         sha256: h ? h.digest('hex') : null,
-        steadyBps: span > 0 ? ((bytes - from[1]) * 8) / (span / 1000) : NaN,
+        steadyBps: steadyRate(samples.filter(([, b]) => b >= bytes * STEADY_FROM)),
         durationMs: last - first,
       };
       sock.end(JSON.stringify(summary) + '\n');

@@ -58,6 +58,8 @@ export interface SitesOptions extends LinkParams {
   ba?: LinkParams;
   /** MTU of the WAN devices (default 1500). */
   wanMtu?: number;
+  /** Nice value of the emulator process (default -10: the wire should not starve). */
+  wanemNice?: number;
 }
 
 export interface SiteInfo {
@@ -139,7 +141,7 @@ function defaultQueueBytes(rateBps: number, rttMs: number): number {
 }
 
 function directionParams(opts: SitesOptions, own: LinkParams | undefined, other: LinkParams | undefined): LinkParams {
-  const { ab: _ab, ba: _ba, wanMtu: _mtu, ...base } = opts;
+  const { ab: _ab, ba: _ba, wanMtu: _mtu, wanemNice: _nice, ...base } = opts;
   const p: LinkParams = { ...base, ...own };
   if (p.rateBps && p.queueBytes === undefined && p.queuePackets === undefined) {
     const rtt = (p.delayMs ?? 0) + ({ ...base, ...other }.delayMs ?? 0);
@@ -154,6 +156,32 @@ export function processCpuSeconds(pid: number): number {
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+export interface PingResult {
+  samplesMs: number[];
+  medianMs: number;
+  minMs: number;
+  lost: number;
+}
+
+/**
+ * ICMP echo RTTs from namespace ns to host. ping takes receive times from kernel timestamps, so a
+ * busy machine delaying the ping process barely moves them, unlike a userspace connect timer.
+ */
+export async function pingRtt(ns: string, host: string, count = 10, intervalS = 0.1): Promise<PingResult> {
+  requireTool('ping', 'iputils-ping');
+  const r = await nsExec(ns, 'ping', ['-n', '-c', String(count), '-i', String(intervalS), '-W', '2', host], { allowFail: true });
+  const samplesMs = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (samplesMs.length === 0) throw new Error(`ping ${host} from ${ns}: no replies\n${r.stdout}${r.stderr}`);
+  const sorted = [...samplesMs].sort((x, y) => x - y);
+  const mid = sorted.length / 2;
+  return {
+    samplesMs,
+    medianMs: sorted.length % 2 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2,
+    minMs: sorted[0],
+    lost: count - samplesMs.length,
+  };
 }
 
 /** Sends one command line to wanem's control socket and returns its reply line. */
@@ -265,7 +293,12 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
 
     const pab = directionParams(opts, opts.ab, opts.ba);
     const pba = directionParams(opts, opts.ba, opts.ab);
-    wanem = await startWanem(bin, [
+    // The emulator is the wire: run it above normal priority so CPU-hungry TCG guests on the
+    // same two cores do not stretch its delays. `nice` execs wanem, so the pid is wanem's.
+    wanem = await startWanem('nice', [
+      '-n',
+      String(opts.wanemNice ?? -10),
+      bin,
       '-a-netns', names.gwA, '-a-dev', 'wan0',
       '-b-netns', names.gwB, '-b-dev', 'wan0',
       '-ctl', controlSocket,
