@@ -3,7 +3,8 @@
 // the chart relies on: multi-stage on node:24, production dependencies only, a numeric non-root
 // user, nothing written at runtime, and an exec-form `node` entrypoint.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { repoRoot } from '../../hack/packaging.ts';
@@ -71,6 +72,29 @@ describe('Dockerfile (static lint; images cannot be pulled here)', () => {
     assert.ok(!copies.some((c) => /^(--\S+ )*(\.|\.\/) /.test(c)), 'runtime stage does not COPY the whole context');
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
     for (const dev of ['node', 'typescript']) assert.ok(dev in pkg.devDependencies && !(dev in pkg.dependencies), `${dev} stays a devDependency`);
+  });
+
+  it('imports at runtime only what production dependencies provide', () => {
+    // `npm ci --omit=dev` leaves devDependencies out, so a value import of one would crash the
+    // image at startup. `import type` is erased (verbatimModuleSyntax), so only it may name them.
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const allowed = new Set([...Object.keys(pkg.dependencies), ...builtinModules]);
+    const offenders: string[] = [];
+    const files = readdirSync(join(repoRoot, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    assert.ok(files.length > 0);
+    for (const f of files) {
+      const code = readFileSync(join(repoRoot, 'src', f), 'utf8');
+      const specifiers = [
+        ...[...code.matchAll(/^\s*(?:import|export)\s+(?!type\s)(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm)].map((m) => m[1]),
+        ...[...code.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => m[1]),
+      ];
+      for (const spec of specifiers) {
+        if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+        if (!allowed.has(name)) offenders.push(`src/${f}: ${spec}`);
+      }
+    }
+    assert.deepEqual(offenders, [], 'value imports of packages that are not production dependencies');
   });
 
   it('needs no writable root filesystem', () => {
