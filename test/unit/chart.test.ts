@@ -61,6 +61,13 @@ describe('charts/cloudnet', () => {
     assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
+  it('versions the app like package.json', () => {
+    const chart = yaml.load(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8')) as { apiVersion: string; appVersion: string };
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(chart.apiVersion, 'v2');
+    assert.equal(chart.appVersion, pkg.version);
+  });
+
   it('renders the expected objects by default', () => {
     const kinds = render().map((d) => `${d.kind}/${d.metadata.name}`).sort();
     assert.deepEqual(kinds, [
