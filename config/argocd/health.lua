@@ -44,6 +44,14 @@ local function describe(c, fallback)
   return fallback
 end
 
+-- The message alone (the reason when there is no message), for when a prefix already names the state.
+local function messageOf(c, fallback)
+  if c ~= nil and type(c.message) == "string" and c.message ~= "" then
+    return c.message
+  end
+  return describe(c, fallback)
+end
+
 local function health(obj)
   local meta = obj.metadata or {}
   local status = obj.status
@@ -90,17 +98,19 @@ local function health(obj)
     return "Healthy", describe(ready, "Migration succeeded")
   end
   if phase == "AwaitingCutover" then
-    return "Suspended", describe(condition(status, "CutoverComplete"), "Awaiting cutover approval (spec.cutover.approved) or the cutover window")
+    -- The operator puts why it waits (approval, window) on Reconciling.
+    local waiting = describe(condition(status, "CutoverComplete"), "Awaiting cutover approval (spec.cutover.approved) or the cutover window")
+    return "Suspended", describe(reconciling, waiting)
   end
   if phase == "Aborted" then
-    return "Suspended", "Aborted: " .. describe(ready, "the source VM keeps running")
+    return "Suspended", "Aborted: " .. messageOf(ready, "the source VM keeps running")
   end
 
   local prefix = ""
   if type(phase) == "string" and phase ~= "" then
     prefix = phase .. ": "
   end
-  return "Progressing", prefix .. describe(reconciling, describe(ready, "in progress"))
+  return "Progressing", prefix .. messageOf(reconciling, messageOf(ready, "in progress"))
 end
 
 local hs = {}
