@@ -131,7 +131,7 @@ export function renderConfig(): Map<string, string> {
     const names = [...out.keys()].filter((p) => dirname(p) === dir).map((p) => p.slice(dir.length + 1)).sort();
     out.set(`${dir}/kustomization.yaml`, kustomization(names));
   }
-  // CRDs (config/crd/bases, owned by the API generator) are applied separately; see config/README.md.
+  // CRDs (config/crd/bases, written by hack/gen-crds.ts) are applied separately, before these.
   out.set('config/default/kustomization.yaml', kustomization(['../rbac', '../manager']));
   return out;
 }
