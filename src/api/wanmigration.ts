@@ -193,7 +193,7 @@ export const wanMigrationSpecSchema: JSONSchemaProps = {
           'x-kubernetes-validations': [{ rule: 'timestamp(self.start) < timestamp(self.end)', message: 'window.start must be before window.end' }],
         },
       },
-      'x-kubernetes-validations': [{ rule: "self.mode != 'Window' || has(self.window)", message: 'cutover.window is required when cutover.mode is Window' }],
+      'x-kubernetes-validations': [{ rule: "!has(self.mode) || self.mode != 'Window' || has(self.window)", message: 'cutover.window is required when cutover.mode is Window' }],
     },
     maxDowntimeMs: { type: 'integer', minimum: 1, maximum: 600000, default: DEFAULT_MAX_DOWNTIME_MS },
     timeouts: {

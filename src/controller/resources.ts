@@ -14,6 +14,7 @@ export const Res = {
   secret: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   configMap: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   namespace: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  events: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
 } as const satisfies Record<string, ResourceRef>;
 
 /** KubeVirt's CA bundle ConfigMaps (both in KubeVirt's namespace, key `ca-bundle`). */

@@ -35,7 +35,9 @@ export class WanMigrationReconciler implements Reconciler {
     }
     if (JSON.stringify(p.status) !== JSON.stringify(wm.status ?? {})) {
       try {
-        await deps.local.patchStatus(Res.wanMigration, key.namespace, key.name, p.status, ctx.signal);
+        const updated = await deps.local.patchStatus<KubeObject>(Res.wanMigration, key.namespace, key.name, p.status, ctx.signal);
+        // The finalizer patch below carries this resourceVersion (optimistic concurrency).
+        wm.metadata.resourceVersion = updated.metadata?.resourceVersion;
       } catch (e) {
         if (!isNotFound(e)) throw e;
       }

@@ -1,0 +1,144 @@
+// WanMigration end to end on two real API servers with the KubeVirt stand-in: the sample reaches
+// Succeeded, a hung VMIM trips the deadline, and spec changes are guarded or recorded.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useClusters } from '../env/index.ts';
+import { Res } from '../../src/controller/resources.ts';
+import { findCondition } from '../../src/api/conditions.ts';
+import type { WanMigration } from '../../src/api/wanmigration.ts';
+import type { KubeObject } from '../../src/kube/rest.ts';
+import type { RunningOperator } from '../../src/operator/main.ts';
+import {
+  createVM, eventsFor, getWM, leftovers, loadSample, runOperator, setupBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+} from '../standin/harness.ts';
+import { ANNOTATIONS } from '../standin/standin.ts';
+
+let bed: Bed;
+let op: RunningOperator;
+// Registered before useClusters' own after(): the operator and stand-ins stop before the clusters.
+after(async () => {
+  await op?.stop();
+  await bed?.stop();
+});
+useClusters(2, {
+  setup: async (clusters) => {
+    bed = await setupBed(clusters);
+    op = await runOperator(bed);
+  },
+});
+
+type VM = KubeObject & { spec: { runStrategy?: string }; metadata: { annotations?: Record<string, string> } };
+type VMI = KubeObject & { status?: { phase?: string } };
+
+describe('config/samples/wanmigration.yaml', () => {
+  test('reaches Succeeded with every condition True; the target VM runs with its run strategy restored', async () => {
+    await createVM(bed.src, 'default', 'vm-a');
+    await waitFor('source VMI Running', async () => (await bed.src.tryGet<VMI>(Res.vmi, 'default', 'vm-a'))?.status?.phase === 'Running');
+    const [sample] = loadSample<KubeObject>('wanmigration.yaml');
+    await bed.src.create(Res.wanMigration, sample);
+    const wm = await waitForPhase(bed.src, 'default', 'vm-a-to-site-b', 'Succeeded', 30_000);
+    for (const t of ['Ready', 'LinkReady', 'StorageSynced', 'TargetPrepared', 'MemoryMigrated', 'CutoverComplete']) {
+      assert.equal(findCondition(wm.status?.conditions, t)?.status, 'True', `${t}: ${JSON.stringify(findCondition(wm.status?.conditions, t))}`);
+    }
+    assert.equal(findCondition(wm.status?.conditions, 'Reconciling')?.status, 'False');
+    assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.status, 'False');
+    // Without a link provider the link condition says exactly what was (not) checked.
+    assert.equal(findCondition(wm.status?.conditions, 'LinkReady')?.reason, 'ClusterAPIReachable');
+    assert.equal(findCondition(wm.status?.conditions, 'StorageSynced')?.reason, 'DelegatedToKubeVirt');
+    assert.equal(wm.status?.observedGeneration, wm.metadata.generation);
+    assert.equal(wm.status?.progress?.percent, 100);
+    assert.equal(wm.status?.migrationID, wm.metadata.uid);
+    assert.deepEqual(wm.status?.targetVMRef, { site: 'site-b', namespace: 'default', name: 'vm-a' });
+    assert.ok(wm.status?.startTime && wm.status.completionTime);
+
+    const tvm = await bed.dst.get<VM>(Res.vm, 'default', 'vm-a');
+    assert.equal(tvm.spec.runStrategy, 'Always');
+    assert.equal(tvm.metadata.annotations?.['kubevirt.io/restore-run-strategy'], undefined);
+    assert.equal((await bed.dst.get<VMI>(Res.vmi, 'default', 'vm-a')).status?.phase, 'Running');
+    // Source: stopped (sourceAfterCutover: Stop), not deleted.
+    assert.equal((await bed.src.get<VM>(Res.vm, 'default', 'vm-a')).spec.runStrategy, 'Halted');
+    // Disks, the cloud-init Secret and the ConfigMap were recreated on the target; storage class mapped.
+    const dv = await bed.dst.get<KubeObject & { spec: { storage: { storageClassName?: string }; source: unknown } }>(Res.dataVolume, 'default', 'vm-a-root');
+    assert.equal(dv.spec.storage.storageClassName, 'standard');
+    assert.deepEqual(dv.spec.source, { blank: {} });
+    assert.ok(await bed.dst.tryGet(Res.secret, 'default', 'vm-a-cloudinit'));
+    assert.ok(await bed.dst.tryGet(Res.configMap, 'default', 'vm-a-config'));
+    // Mutual CA trust.
+    for (const [from, to] of [[bed.src, bed.dst], [bed.dst, bed.src]]) {
+      const ca = await from.get<KubeObject & { data: Record<string, string> }>(Res.configMap, 'kubevirt', 'kubevirt-ca');
+      const ext = await to.get<KubeObject & { data: Record<string, string> }>(Res.configMap, 'kubevirt', 'kubevirt-external-ca');
+      assert.ok(ext.data['ca-bundle'].includes(ca.data['ca-bundle'].trim()));
+    }
+    // Exactly one VMIM pair, sharing the migration ID, both Succeeded.
+    const sv = (await bed.src.list<KubeObject & { spec: { sendTo?: { migrationID: string; connectURL: string } }; status?: { phase?: string } }>(Res.vmim, 'default')).items;
+    const tv = (await bed.dst.list<KubeObject & { spec: { receive?: { migrationID: string } }; status?: { phase?: string } }>(Res.vmim, 'default')).items;
+    assert.equal(sv.length, 1);
+    assert.equal(tv.length, 1);
+    assert.equal(sv[0].spec.sendTo?.migrationID, tv[0].spec.receive?.migrationID);
+    assert.equal(sv[0].spec.sendTo?.connectURL, '192.0.2.2:9185');
+    assert.equal(sv[0].status?.phase, 'Succeeded');
+    assert.equal(tv[0].status?.phase, 'Succeeded');
+    const reasons = (await eventsFor(bed.src, 'default', 'vm-a-to-site-b')).map((e) => e.reason);
+    for (const r of ['ConnectingLink', 'PreparingTarget', 'MigratingMemory', 'CuttingOver', 'Succeeded']) assert.ok(reasons.includes(r), `event ${r} in ${reasons}`);
+    // Deleting a finished migration leaves the migrated VM alone.
+    await bed.src.delete(Res.wanMigration, 'default', 'vm-a-to-site-b');
+    await waitFor('WanMigration gone', async () => !(await getWM(bed.src, 'default', 'vm-a-to-site-b')));
+    assert.ok(await bed.dst.tryGet(Res.vm, 'default', 'vm-a'));
+  });
+});
+
+describe('deadlines', () => {
+  test('a VMIM hung in WaitingForSync trips the memory deadline: Stalled, rolled back, source running', async () => {
+    const ns = 'hung';
+    await createVM(bed.src, ns, 'vm-h', { annotations: { [ANNOTATIONS.hangAt]: 'WaitingForSync' } });
+    await ensureTargetNs(ns);
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-h', timeouts: { memorySeconds: 2 } }));
+    await waitForCondition(bed.src, ns, 'mig', 'MemoryMigrated', 'False', 'InProgress');
+    const wm = await waitForPhase(bed.src, ns, 'mig', 'Failed', 20_000);
+    const stalled = findCondition(wm.status?.conditions, 'Stalled');
+    assert.equal(stalled?.status, 'True');
+    assert.equal(stalled?.reason, 'DeadlineExceeded');
+    assert.match(stalled?.message ?? '', /MigratingMemory exceeded its deadline of 2s/);
+    assert.equal(wm.status?.failureReason, 'DeadlineExceeded');
+    await waitForEvent(bed.src, ns, 'mig', 'DeadlineExceeded');
+    assert.deepEqual(await leftovers(bed, ns, ns, wm.metadata.uid!), []);
+    assert.ok(!(await bed.dst.tryGet(Res.vm, ns, 'vm-h')), 'target VM removed');
+    const vm = await bed.src.get<VM>(Res.vm, ns, 'vm-h');
+    assert.equal(vm.spec.runStrategy, 'Always');
+    assert.equal((await bed.src.get<VMI>(Res.vmi, ns, 'vm-h')).status?.phase, 'Running');
+  });
+});
+
+async function ensureTargetNs(ns: string): Promise<void> {
+  await bed.dst.create(Res.namespace, { metadata: { name: ns } }).catch(() => undefined);
+}
+
+describe('spec changes mid-flight', () => {
+  test('immutable fields are rejected by CEL; other changes are recorded (SpecChangeIgnored) but not applied', async () => {
+    const ns = 'changes';
+    await createVM(bed.src, ns, 'vm-c');
+    await ensureTargetNs(ns);
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-c', cutover: { mode: 'Manual' } }));
+    await waitForPhase(bed.src, ns, 'mig', 'AwaitingCutover');
+    for (const [field, value] of [['vmName', 'other'], ['targetSite', 'elsewhere'], ['targetNamespace', 'elsewhere']] as const) {
+      await assert.rejects(bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { [field]: value } }), new RegExp(`${field} is immutable`));
+    }
+    await assert.rejects(bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { storage: { mode: 'CloudNetPreCopy' } } }), /storage.mode is immutable/);
+    await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { relay: { enabled: true }, maxDowntimeMs: 50 } });
+    const wm = await waitForCondition(bed.src, ns, 'mig', 'Reconciling', 'True', 'SpecChangeIgnored');
+    assert.equal(wm.status?.observedGeneration, wm.metadata.generation);
+    await waitForEvent(bed.src, ns, 'mig', 'SpecChangeIgnored');
+    // Approving the cutover is a change that does apply.
+    await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { cutover: { approved: true } } });
+    await waitForPhase(bed.src, ns, 'mig', 'Succeeded', 30_000);
+  });
+
+  test('CEL: a Window cutover needs a window', async () => {
+    await assert.rejects(
+      bed.src.create(Res.wanMigration, wanMigration('default', 'bad-window', { vmName: 'x', cutover: { mode: 'Window' } })),
+      /cutover.window is required/,
+    );
+  });
+});
+
+export type { WanMigration };

@@ -1,0 +1,198 @@
+// Two real clusters ("site-a" runs the operator and the source VMs, "site-b" is the target) with
+// the cloudnet CRDs, a Site for site-b from config/samples/site.yaml, and a KubeVirt stand-in in
+// each. Used by test/integration/wanmigration*.test.ts and site*.test.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import yaml from 'js-yaml';
+import { KubeClient } from '../../src/kube/client.ts';
+import { isAlreadyExists, type KubeObject } from '../../src/kube/rest.ts';
+import { Res } from '../../src/controller/resources.ts';
+import { wanMigrationControllerFactory, siteControllerFactory, type ControllerProviders } from '../../src/controller/index.ts';
+import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
+import type { WanMigration } from '../../src/api/wanmigration.ts';
+import type { Site } from '../../src/api/site.ts';
+import { findCondition } from '../../src/api/conditions.ts';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { applyManifestFile, type Cluster } from '../env/index.ts';
+import { KubeVirtStandIn, SyncHub } from './standin.ts';
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
+export const OPERATOR_NS = 'cloudnet-system';
+export const FAST_PLAN = { pollMs: 100, blockedRetryMs: 400 };
+
+export interface Bed {
+  a: Cluster;
+  b: Cluster;
+  src: KubeClient;
+  dst: KubeClient;
+  hub: SyncHub;
+  standA: KubeVirtStandIn;
+  standB: KubeVirtStandIn;
+  stop(): Promise<void>;
+}
+
+export async function ensure(c: KubeClient, ref: Parameters<KubeClient['create']>[0], obj: KubeObject): Promise<void> {
+  try {
+    await c.create(ref, obj);
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+  }
+}
+
+export function loadSample<T>(file: string): T[] {
+  return yaml.loadAll(readFileSync(join(repoRoot, 'config/samples', file), 'utf8')) as T[];
+}
+
+/** The Site sample (and its Secret, with the real kubeconfig of `target`) applied to `local`. */
+export async function applySiteSample(local: KubeClient, target: Cluster, name = 'site-b'): Promise<Site> {
+  const docs = loadSample<KubeObject & { stringData?: Record<string, string> }>('site.yaml');
+  const secret = docs.find((d) => d.kind === 'Secret')!;
+  const site = docs.find((d) => d.kind === 'Site') as unknown as Site & KubeObject;
+  await ensure(local, Res.namespace, { metadata: { name: OPERATOR_NS } });
+  secret.metadata!.name = `${name}-kubeconfig`;
+  secret.stringData = { kubeconfig: target.kubeconfigYaml };
+  await ensure(local, Res.secret, secret);
+  site.metadata.name = name;
+  site.spec.kubeconfigSecretRef.name = `${name}-kubeconfig`;
+  await ensure(local, Res.site, site as unknown as KubeObject);
+  return site;
+}
+
+export async function setupBed(clusters: Cluster[], opts: { phaseDelayMs?: number } = {}): Promise<Bed> {
+  const [a, b] = clusters;
+  for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
+  const src = new KubeClient(a.kubeConfig, 'site-a');
+  const dst = new KubeClient(b.kubeConfig, 'site-b');
+  const hub = new SyncHub();
+  const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: '192.0.2.1:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
+  const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: '192.0.2.2:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
+  await Promise.all([standA.start(), standB.start()]);
+  await applySiteSample(src, b);
+  return {
+    a, b, src, dst, hub, standA, standB,
+    async stop() {
+      await Promise.all([standA.stop(), standB.stop()]);
+      await Promise.all([src.rest.close(), dst.rest.close()]);
+    },
+  };
+}
+
+/** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */
+export function runOperator(bed: Bed, providers: ControllerProviders = {}): Promise<RunningOperator> {
+  return startOperator({
+    kubeConfig: bed.a.kubeConfig,
+    namespace: OPERATOR_NS,
+    leaderElect: false,
+    leaderElectionId: 'cloudnet-test',
+    identity: `test-${process.pid}`,
+    leaseDurationMs: 15000, renewDeadlineMs: 10000, retryPeriodMs: 2000,
+    metricsBindAddress: '0',
+    healthProbeBindAddress: '0',
+    maxConcurrentReconciles: 4,
+    gracefulShutdownTimeoutMs: 5000,
+  }, [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory(providers.link ? { link: providers.link } : {})]);
+}
+
+export interface VmOptions {
+  runStrategy?: string;
+  annotations?: Record<string, string>;
+  storageClass?: string;
+}
+
+/** A VM with a DataVolume disk, a cloud-init Secret and a ConfigMap, like a real workload. */
+export async function createVM(c: KubeClient, ns: string, name: string, o: VmOptions = {}): Promise<void> {
+  await ensure(c, Res.namespace, { metadata: { name: ns } });
+  await ensure(c, Res.secret, { metadata: { name: `${name}-cloudinit`, namespace: ns }, stringData: { userdata: '#cloud-config\n' } });
+  await ensure(c, Res.configMap, { metadata: { name: `${name}-config`, namespace: ns }, data: { 'app.conf': 'mode=test\n' } });
+  await ensure(c, Res.dataVolume, {
+    metadata: { name: `${name}-root`, namespace: ns },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: o.storageClass ?? 'local-path', accessModes: ['ReadWriteOnce'] } },
+  });
+  await c.create(Res.vm, {
+    metadata: { name, namespace: ns, labels: { app: name }, annotations: o.annotations ?? {} },
+    spec: {
+      runStrategy: o.runStrategy ?? 'Always',
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          domain: { devices: { disks: [{ name: 'root', disk: { bus: 'virtio' } }] }, memory: { guest: '512Mi' } },
+          volumes: [
+            { name: 'root', dataVolume: { name: `${name}-root` } },
+            { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
+            { name: 'config', configMap: { name: `${name}-config` } },
+          ],
+        },
+      },
+    },
+  });
+}
+
+export function wanMigration(ns: string, name: string, spec: Partial<WanMigration['spec']> & { vmName: string }, annotations: Record<string, string> = {}): KubeObject {
+  return {
+    apiVersion: 'cloudnet.io/v1alpha1', kind: 'WanMigration',
+    metadata: { name, namespace: ns, annotations },
+    spec: { targetSite: 'site-b', targetNamespace: ns, ...spec },
+  };
+}
+
+export async function getWM(c: KubeClient, ns: string, name: string): Promise<WanMigration | undefined> {
+  return (await c.tryGet(Res.wanMigration, ns, name)) as unknown as WanMigration | undefined;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export function waitForPhase(c: KubeClient, ns: string, name: string, phase: string, timeoutMs = 20000): Promise<WanMigration> {
+  return waitFor(`${ns}/${name} phase ${phase}`, async () => {
+    const wm = await getWM(c, ns, name);
+    return wm?.status?.phase === phase ? wm : undefined;
+  }, timeoutMs);
+}
+
+export function waitForCondition(c: KubeClient, ns: string, name: string, type: string, status: string, reason?: string, timeoutMs = 20000): Promise<WanMigration> {
+  return waitFor(`${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`, async () => {
+    const wm = await getWM(c, ns, name);
+    const cnd = findCondition(wm?.status?.conditions, type);
+    return cnd?.status === status && (!reason || cnd.reason === reason) ? wm : undefined;
+  }, timeoutMs);
+}
+
+interface EventObj extends KubeObject { reason?: string; note?: string; type?: string; regarding?: { name?: string } }
+
+export async function eventsFor(c: KubeClient, ns: string, name: string): Promise<EventObj[]> {
+  const list = await c.list<EventObj>(Res.events, ns);
+  return list.items.filter((e) => e.regarding?.name === name);
+}
+
+export function waitForEvent(c: KubeClient, ns: string, name: string, reason: string, timeoutMs = 10000): Promise<EventObj> {
+  return waitFor(`Event ${reason} for ${ns}/${name}`, async () => (await eventsFor(c, ns, name)).find((e) => e.reason === reason), timeoutMs);
+}
+
+/** Objects this migration left on the target (by our label), plus VMIMs on both sides. */
+export async function leftovers(bed: Bed, ns: string, targetNs: string, uid: string): Promise<string[]> {
+  const sel = { labelSelector: `cloudnet.io/migration-uid=${uid}` };
+  const out: string[] = [];
+  for (const ref of [Res.vm, Res.dataVolume, Res.secret, Res.configMap, Res.vmim]) {
+    for (const o of (await bed.dst.list(ref, targetNs, sel)).items) if (!o.metadata?.deletionTimestamp) out.push(`target ${ref.kind} ${o.metadata?.name}`);
+  }
+  for (const o of (await bed.src.list(Res.vmim, ns, sel)).items) if (!o.metadata?.deletionTimestamp) out.push(`source VMIM ${o.metadata?.name}`);
+  return out;
+}
+
+/** VMIM uids the stand-ins ever saw for one migration (restart safety: must be exactly 2). */
+export function vmimCount(bed: Bed): number {
+  return bed.hub.vmimUIDs.size;
+}
