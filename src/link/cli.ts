@@ -1,0 +1,115 @@
+// `cloudnet gateway`: runs the site gateway agent. Configuration comes from flags (or a JSON file
+// with the same keys via --config), key material from --key-file, and the exchange with the peer
+// from --state-file / --peer-state-file. SIGUSR1 starts a key rotation; SIGTERM stops cleanly
+// (the interface and wireguard-go are removed).
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { logger } from '../util/log.ts';
+import { FileEventSink, LogEventSink, MultiEventSink, type LinkEventSink } from './events.ts';
+import { FileExchange } from './exchange.ts';
+import { FileKeyStore } from './keystore.ts';
+import { GATEWAY_DEFAULTS, GatewayAgent, type GatewayConfig } from './gateway.ts';
+import { DEFAULT_PROBE_PORT } from './probe.ts';
+
+const USAGE = `usage: cloudnet gateway --site NAME --interface IF --tunnel-address CIDR
+    --peer-site NAME --peer-endpoint HOST:PORT --peer-tunnel-address CIDR [--peer-network CIDR]...
+    --key-file PATH --state-file PATH [--peer-state-file PATH] [--events-file PATH]
+    [--listen-port N] [--endpoint HOST:PORT] [--network CIDR]... [--peer-public-key KEY]
+    [--probe-port N] [--probe-interval-ms N] [--probe-timeout-ms N] [--miss-threshold N]
+    [--bandwidth-interval-ms N] [--keepalive N] [--rotate-interval-ms N] [--metrics-port N]
+    [--allow-default-route] [--config FILE.json]`;
+
+type Flags = Record<string, string | string[] | boolean | undefined>;
+
+const options = {
+  config: { type: 'string' }, site: { type: 'string' }, interface: { type: 'string' },
+  'listen-port': { type: 'string' }, 'tunnel-address': { type: 'string' }, endpoint: { type: 'string' },
+  network: { type: 'string', multiple: true }, 'peer-site': { type: 'string' }, 'peer-endpoint': { type: 'string' },
+  'peer-tunnel-address': { type: 'string' }, 'peer-network': { type: 'string', multiple: true },
+  'peer-public-key': { type: 'string' }, 'key-file': { type: 'string' }, 'state-file': { type: 'string' },
+  'peer-state-file': { type: 'string' }, 'events-file': { type: 'string' }, 'probe-port': { type: 'string' },
+  'probe-interval-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'miss-threshold': { type: 'string' },
+  'bandwidth-interval-ms': { type: 'string' }, keepalive: { type: 'string' }, 'rotate-interval-ms': { type: 'string' },
+  'metrics-port': { type: 'string' }, 'allow-default-route': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
+function str(f: Flags, k: string): string | undefined {
+  const v = f[k];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function req(f: Flags, k: string): string {
+  const v = str(f, k);
+  if (!v) throw new Error(`--${k} is required\n${USAGE}`);
+  return v;
+}
+
+function num(f: Flags, k: string, dflt: number): number {
+  const v = str(f, k);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${k} must be a non-negative number`);
+  return n;
+}
+
+function list(f: Flags, k: string): string[] {
+  const v = f[k];
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
+
+export function configFromFlags(f: Flags): GatewayConfig {
+  const d = GATEWAY_DEFAULTS;
+  const peerKey = str(f, 'peer-public-key');
+  const endpoint = str(f, 'endpoint');
+  return {
+    site: req(f, 'site'),
+    interfaceName: req(f, 'interface'),
+    listenPort: num(f, 'listen-port', d.listenPort),
+    tunnelAddress: req(f, 'tunnel-address'),
+    ...(endpoint ? { endpoint } : {}),
+    networks: list(f, 'network'),
+    peer: {
+      site: req(f, 'peer-site'),
+      endpoint: req(f, 'peer-endpoint'),
+      tunnelAddress: req(f, 'peer-tunnel-address'),
+      networks: list(f, 'peer-network'),
+      ...(peerKey ? { publicKey: peerKey } : {}),
+    },
+    allowDefaultRoute: f['allow-default-route'] === true,
+    persistentKeepaliveSec: num(f, 'keepalive', d.persistentKeepaliveSec),
+    probePort: num(f, 'probe-port', DEFAULT_PROBE_PORT),
+    probeIntervalMs: num(f, 'probe-interval-ms', d.probeIntervalMs),
+    probeTimeoutMs: num(f, 'probe-timeout-ms', d.probeTimeoutMs),
+    missThreshold: num(f, 'miss-threshold', d.missThreshold),
+    bandwidthProbe: { ...d.bandwidthProbe, intervalMs: num(f, 'bandwidth-interval-ms', d.bandwidthProbe.intervalMs) },
+    rotateIntervalMs: num(f, 'rotate-interval-ms', d.rotateIntervalMs),
+    metricsPort: num(f, 'metrics-port', d.metricsPort),
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  let flags: Flags = values;
+  if (values.help) { console.log(USAGE); return 0; }
+  if (values.config) flags = { ...(JSON.parse(await readFile(values.config, 'utf8')) as Flags), ...values };
+  const cfg = configFromFlags(flags);
+  const log = logger('gateway', { site: cfg.site, peer: cfg.peer.site });
+  const sinks: LinkEventSink[] = [new LogEventSink(log)];
+  const eventsFile = str(flags, 'events-file');
+  if (eventsFile) sinks.push(new FileEventSink(eventsFile));
+  const agent = new GatewayAgent(cfg, {
+    keys: new FileKeyStore(req(flags, 'key-file')),
+    exchange: new FileExchange(req(flags, 'state-file'), str(flags, 'peer-state-file')),
+    events: new MultiEventSink(sinks),
+    log,
+  });
+  await agent.start();
+  log.info('gateway running', { ifname: cfg.interfaceName, publicKey: agent.publicKey() });
+  await new Promise<void>((resolve) => {
+    process.on('SIGUSR1', () => { log.info('key rotation requested'); agent.requestRotation(); });
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await agent.stop();
+  return 0;
+}

@@ -1,0 +1,132 @@
+// Site VPN link acceptance (issue 6): real wireguard-go in the two gateway namespaces of the
+// emulated WAN, driven by the `cloudnet gateway` agent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPair } from '../../src/link/keys.ts';
+import { nsExec } from '../env/netns.ts';
+import { runTransfer, startSink } from '../env/tcp-probe.ts';
+import { createLinkBed, diagnostics, waitFor, type LinkBed } from './link-bed.ts';
+
+const ONE_WAY_MS = 30;
+/** The outage-detection bound stated in src/link/status.ts for the default probe settings. */
+const DETECT_BOUND_MS = 5000;
+
+function bothReady(bed: LinkBed): boolean {
+  return !!(bed.a.state()?.link?.ready && bed.b.state()?.link?.ready);
+}
+
+test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, and reports a WAN cut within the bound', { timeout: 180_000 }, async (t) => {
+  const bed = await createLinkBed({ wan: { delayMs: ONE_WAY_MS } });
+  t.after(() => bed.stop());
+  const diag = (): string => diagnostics(bed);
+  const t0 = Date.now();
+  await waitFor(() => bothReady(bed), 'LinkReady on both gateways', 40_000, diag);
+  t.diagnostic(`link ready after ${Date.now() - t0} ms`);
+
+  // Ten more probe rounds so the RTT median is over steady-state samples only.
+  await new Promise((r) => setTimeout(r, 11_000));
+  const want = 2 * ONE_WAY_MS;
+  for (const g of [bed.a, bed.b]) {
+    const link = g.state()?.link;
+    assert.ok(link?.ready, diag());
+    assert.equal(link.reason, 'LinkUp');
+    t.diagnostic(`${g.side}: rtt ${link.rttMs} ms (emulated ${want}), loss ${link.lossRatio}, bandwidth ~${link.bandwidthBps} B/s`);
+    assert.ok(link.rttMs !== undefined && Math.abs(link.rttMs - want) <= 0.1 * want, `rtt ${link.rttMs} not within 10% of ${want}`);
+    assert.ok(link.bandwidthBps !== undefined && link.bandwidthBps > 0);
+  }
+
+  // The peer site's LAN is routed into the tunnel, and a byte-exact TCP transfer crosses it.
+  const route = (await nsExec(bed.sites.a.gwNs, 'ip', ['route', 'get', bed.sites.b.nodeIp])).stdout;
+  assert.match(route, new RegExp(`dev ${bed.a.ifname}`));
+  const sink = await startSink(bed.sites.b.nodeNs, 5201, { hash: true });
+  t.after(() => sink.stop());
+  const xfer = await runTransfer(bed.sites.a.nodeNs, bed.sites.b.nodeIp, 5201, 2 << 20, { hash: true, rttSamples: 3, timeoutMs: 60_000 });
+  assert.equal(xfer.sha256Match, true);
+  // TCP connect RTT node→node through gateways and tunnel matches the emulated WAN too.
+  t.diagnostic(`TCP connect RTT through the tunnel: ${xfer.rttMedianMs.toFixed(1)} ms`);
+
+  // Cut the WAN: LinkReady=False within the stated bound, on both sides.
+  const cutAt = Date.now();
+  await bed.sites.setLink({ down: true });
+  await waitFor(() => !bed.a.state()?.link?.ready && !bed.b.state()?.link?.ready, 'LinkReady=False after the cut', 20_000, diag);
+  const detectMs = Date.now() - cutAt;
+  t.diagnostic(`cut detected after ${detectMs} ms (bound ${DETECT_BOUND_MS} ms): ${bed.a.state()?.link?.reason} / ${bed.b.state()?.link?.reason}`);
+  assert.equal(bed.a.state()?.link?.reason, 'PeerUnreachable', diag());
+  assert.equal(bed.b.state()?.link?.reason, 'PeerUnreachable', diag());
+  assert.ok(detectMs <= DETECT_BOUND_MS, `cut detected after ${detectMs} ms, bound ${DETECT_BOUND_MS} ms`);
+
+  const restoreAt = Date.now();
+  await bed.sites.setLink({ down: false });
+  await waitFor(() => bothReady(bed), 'LinkReady=True after restoring the WAN', 30_000, diag);
+  t.diagnostic(`recovered ${Date.now() - restoreAt} ms after the WAN was restored`);
+
+  for (const g of [bed.a, bed.b]) {
+    const reasons = g.events().map((e) => e.reason);
+    const down = reasons.lastIndexOf('LinkDown');
+    assert.ok(down >= 0 && reasons.lastIndexOf('LinkUp') > down, `events: ${reasons.join(',')}`);
+  }
+});
+
+test('a key rotation during a running transfer loses no bytes', { timeout: 180_000 }, async (t) => {
+  // 40 Mbit/s keeps a 24 MiB transfer running for ~5 s, across the whole rotation.
+  const bed = await createLinkBed({ wan: { delayMs: 10, rateBps: 40e6 } });
+  t.after(() => bed.stop());
+  const diag = (): string => diagnostics(bed);
+  await waitFor(() => bothReady(bed), 'LinkReady on both gateways', 40_000, diag);
+  const oldKey = bed.a.state()?.publicKey;
+  assert.ok(oldKey);
+
+  const sink = await startSink(bed.sites.b.nodeNs, 5202, { hash: true, progressMs: 50 });
+  t.after(() => sink.stop());
+  const bytes = 24 << 20;
+  const started = Date.now();
+  const transfer = runTransfer(bed.sites.a.nodeNs, bed.sites.b.nodeIp, 5202, bytes, { hash: true, rttSamples: 1, timeoutMs: 120_000 });
+  await waitFor(() => sink.progressBytes() > 2 << 20, 'the transfer to get going', 30_000, diag);
+  const rotateAt = Date.now();
+  bed.a.proc.kill('SIGUSR1');
+  const newKey = await waitFor(() => {
+    const s = bed.a.state();
+    return s && s.publicKey !== oldKey && !s.nextPublicKey ? s.publicKey : undefined;
+  }, 'gateway a to switch to its next key', 30_000, diag);
+  const rotatedMs = Date.now() - rotateAt;
+  await waitFor(() => bed.b.state()?.peerKeys?.join() === newKey, 'gateway b to carry traffic on the new key only', 10_000, diag);
+  const progressAtRotation = sink.progressBytes();
+  const result = await transfer;
+  const totalMs = Date.now() - started;
+  t.diagnostic(`rotation took ${rotatedMs} ms, finished with ${progressAtRotation} of ${bytes} bytes delivered; transfer ${totalMs} ms, sha256 match ${result.sha256Match}`);
+  assert.ok(progressAtRotation < bytes, 'the rotation completed while the transfer was still running');
+  assert.equal(result.bytes, bytes);
+  assert.equal(result.sha256Match, true);
+
+  // The old key is gone from the peer's interface; the link is still ready on the new key.
+  const dump = execFileSync('ip', ['netns', 'exec', bed.sites.b.gwNs, 'wg', 'show', bed.b.ifname, 'peers'], { encoding: 'utf8' }).trim();
+  assert.equal(dump, newKey);
+  await waitFor(() => bothReady(bed), 'LinkReady after the rotation', 10_000, diag);
+  assert.ok(bed.a.events().some((e) => e.reason === 'KeyRotated'));
+  assert.ok(bed.b.events().some((e) => e.reason === 'PeerKeyRotated'));
+});
+
+test('a wrong peer key is refused and named in the condition; an unsafe range is ConfigInvalid', { timeout: 180_000 }, async (t) => {
+  const wrong = generateKeyPair().publicKey;
+  const bed = await createLinkBed({ extraA: ['--peer-public-key', wrong] });
+  t.after(() => bed.stop());
+  const diag = (): string => diagnostics(bed);
+  await waitFor(() => bed.a.state()?.link?.reason === 'PeerKeyMismatch' && bed.b.state()?.link?.reason === 'PeerKeyMismatch',
+    'PeerKeyMismatch on both gateways', 40_000, diag);
+  const a = bed.a.state()?.link, b = bed.b.state()?.link;
+  t.diagnostic(`a: ${a?.message}`);
+  t.diagnostic(`b: ${b?.message}`);
+  assert.equal(a?.ready, false);
+  assert.match(a?.message ?? '', /presents WireGuard public key .* configured with peer key/);
+  assert.match(b?.message ?? '', /does not accept this gateway's public key/);
+  assert.equal(a?.latestHandshakeSec, 0, 'no handshake may complete with a wrong key');
+  assert.ok(bed.a.events().some((e) => e.reason === 'LinkDown' && e.message.startsWith('PeerKeyMismatch')));
+
+  // Asking for a default route through the peer without allowDefaultRoute is refused, not applied.
+  await bed.restart('a', ['--peer-network', '0.0.0.0/0']);
+  await waitFor(() => bed.a.state()?.link?.reason === 'ConfigInvalid', 'ConfigInvalid', 30_000, diag);
+  assert.match(bed.a.state()?.link?.message ?? '', /0\.0\.0\.0\/0/);
+  const peers = execFileSync('ip', ['netns', 'exec', bed.sites.a.gwNs, 'wg', 'show', bed.a.ifname, 'allowed-ips'], { encoding: 'utf8' });
+  assert.doesNotMatch(peers, /0\.0\.0\.0\/0/);
+});

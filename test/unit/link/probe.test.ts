@@ -1,0 +1,35 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ProbeClient, ProbeResponder, ProbeWindow, median } from '../../../src/link/probe.ts';
+
+test('echo over loopback returns an RTT and the responder identity; a dead port times out', async (t) => {
+  const identity = { publicKey: 'pub', peerKeys: ['peer1'] };
+  const responder = await ProbeResponder.listen(0, () => identity, '127.0.0.1');
+  const client = await ProbeClient.open();
+  t.after(async () => { await client.close(); await responder.close(); });
+  const r = await client.echo('127.0.0.1', responder.port(), 1000);
+  assert.ok(r && r.rttMs >= 0 && r.rttMs < 1000);
+  assert.deepEqual(r.identity, identity);
+  const bw = await client.train('127.0.0.1', responder.port(), 16, 1200, 1000);
+  assert.ok(bw !== undefined && bw > 0);
+  const port = responder.port();
+  await responder.close();
+  assert.equal(await client.echo('127.0.0.1', port, 200), undefined);
+});
+
+test('probe window: median RTT, loss only after the link first came up, consecutive misses', () => {
+  const w = new ProbeWindow(4);
+  w.record(undefined);
+  assert.equal(w.consecutiveMisses(), 1);
+  assert.equal(w.lossRatio(), undefined);
+  for (const x of [10, 30, 20]) w.record(x);
+  assert.equal(w.consecutiveMisses(), 0);
+  assert.equal(w.rttMs(), 20);
+  w.record(undefined);
+  assert.equal(w.lossRatio(), 0.25);
+  w.record(undefined);
+  w.record(undefined);
+  assert.equal(w.consecutiveMisses(), 3);
+  assert.equal(w.lossRatio(), 0.75);
+  assert.equal(median([1, 2, 3, 4]), 2.5);
+});
