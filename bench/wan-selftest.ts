@@ -7,6 +7,10 @@
 // its ceiling on a rate-limited link is rate × payload/packet (1448/1500 plain, 1368/1480 in
 // WireGuard with a 1420 inner MTU). RTT is the median of 10 pings (kernel receive timestamps) on
 // the idle link; the median TCP connect time is shown next to it.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createSites, pingRtt } from '../test/env/wan.ts';
 import { createWireGuard } from '../test/env/wireguard.ts';
 import { runTransfer, startSink } from '../test/env/tcp-probe.ts';
@@ -102,5 +106,9 @@ for (const r of rows) {
       `${r.pass === null ? '-' : r.pass ? 'pass' : 'FAIL'} |`,
   );
 }
-console.log(JSON.stringify({ bench: 'wan-selftest', rows }));
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+mkdirSync(resultsDir, { recursive: true });
+const out = join(resultsDir, 'wan-selftest.json');
+writeFileSync(out, JSON.stringify({ bench: 'wan-selftest', date: new Date().toISOString(), loadavg: loadavg(), rows }, null, 2) + '\n');
+console.log(`written to ${out}`);
 process.exitCode = rows.some((r) => r.pass === false) ? 1 : 0;

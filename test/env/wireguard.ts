@@ -5,7 +5,7 @@
 //
 // This is plumbing for tests; the product's own link code (src/link) must not import it.
 import { type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killQuietly, listNetns, nsSpawn, onExit, requireTool, run } from './netns.ts';
@@ -55,10 +55,39 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): P
   }
 }
 
+/**
+ * Removes control sockets of test-bed interfaces (wg<pid base36><4 hex><a|b>) whose owning test
+ * process is gone; a SIGKILLed run leaves them behind with its wireguard-go processes.
+ */
+export function sweepStaleWireGuardSockets(): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(WG_SOCKET_DIR);
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const f of names) {
+    const m = /^wg([0-9a-z]+)[0-9a-f]{4}[ab]\.sock$/.exec(f);
+    if (!m) continue;
+    const pid = parseInt(m[1], 36);
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
+        rmSync(`${WG_SOCKET_DIR}/${f}`, { force: true });
+        swept.push(f);
+      }
+    }
+  }
+  return swept;
+}
+
 /** Brings up a WireGuard tunnel between the two gateways of `sites`. */
 export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {}): Promise<WireGuardTunnel> {
   requireTool('wireguard-go', 'wireguard-go');
   requireTool('wg', 'wireguard-tools');
+  sweepStaleWireGuardSockets();
   const routeLans = opts.routeLans ?? true;
   const port = opts.listenPort ?? 51820;
   const [pid, rand] = sites.runId.split('-');

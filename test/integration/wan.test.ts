@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createSites, pingRtt, type Sites } from '../env/wan.ts';
-import { listNetns } from '../env/netns.ts';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { listNetns, sweepStaleNetns } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
 
 /** TCP payload per 1500-byte IP packet with timestamps: 1500 - 20 (IP) - 32 (TCP + options). */
@@ -111,4 +113,49 @@ test('parallel topologies do not collide', { timeout: 60_000 }, async () => {
     await destroyAndAssertClean(x);
     await destroyAndAssertClean(y);
   }
+});
+
+/** Starts a separate test process that builds sites and then either exits without destroy() or waits to be killed. */
+function crashingOwner(mode: 'exit' | 'kill') {
+  const wanTs = fileURLToPath(new URL('../env/wan.ts', import.meta.url));
+  const code =
+    `const { createSites } = await import(${JSON.stringify(wanTs)});` +
+    `const s = await createSites({ delayMs: 1 });` +
+    `console.log(JSON.stringify({ namespaces: s.namespaces, wanemPid: s.wanemPid }));` +
+    `if (process.env.MODE === 'exit') process.exit(3); else setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, MODE: mode }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const info = new Promise<{ namespaces: string[]; wanemPid: number }>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('\n')) resolve(JSON.parse(out) as { namespaces: string[]; wanemPid: number });
+    });
+    child.once('exit', (c) => reject(new Error(`owner exited (${c}) before reporting`)));
+  });
+  return { child, exited, info };
+}
+
+async function waitDead(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return !pidAlive(pid);
+}
+
+test('a test process that exits without destroy() or is SIGKILLed leaves nothing behind', { timeout: 60_000 }, async () => {
+  const exiting = crashingOwner('exit');
+  const a = await exiting.info;
+  await exiting.exited;
+  assert.deepEqual(listNetns().filter((ns) => a.namespaces.includes(ns)), [], 'exit hook left namespaces');
+  assert.ok(await waitDead(a.wanemPid, 2000), 'exit hook left wanem running');
+
+  const killed = crashingOwner('kill');
+  const b = await killed.info;
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  // wanem follows its parent (PR_SET_PDEATHSIG); the namespaces wait for the next sweep.
+  assert.ok(await waitDead(b.wanemPid, 2000), 'wanem outlived its SIGKILLed owner');
+  const swept = sweepStaleNetns(); // may also sweep leftovers of other dead runs
+  for (const ns of b.namespaces) assert.ok(swept.includes(ns), `${ns} not swept`);
+  assert.deepEqual(listNetns().filter((ns) => b.namespaces.includes(ns)), []);
 });
