@@ -32,8 +32,10 @@ interface Condition {
   status: string;
 }
 
+/** Parses multi-document YAML or JSON; `kind: List` documents (kubectl's JSON output) are flattened. */
 export function parseManifests(text: string): Manifest[] {
-  return yaml.loadAll(text).filter((d): d is Manifest => typeof d === 'object' && d !== null);
+  const docs = yaml.loadAll(text).filter((d): d is Manifest => typeof d === 'object' && d !== null);
+  return docs.flatMap((d) => (d.kind === 'List' && Array.isArray(d.items) ? (d.items as Manifest[]) : [d]));
 }
 
 function groupVersionPath(apiVersion: string): string {

@@ -42,7 +42,7 @@ test('KubeVirt and CDI kinds are served, with a status subresource', async () =>
 });
 
 test('a VMIM with a misspelled field is rejected (spec.sendTo.connectUrl)', async () => {
-  const bad = vmim('typo', { vmiName: 'vm1', sendTo: { connectUrl: 'https://198.51.100.10:9185', migrationID: 'mig-1' } });
+  const bad = vmim('typo', { vmiName: 'vm1', sendTo: { connectUrl: '198.51.100.10:9185', migrationID: 'mig-1' } });
   // kubectl's default: strict field validation names the unknown field.
   await assert.rejects(create(vmimPath(), bad, true), rejectedWith(400, /unknown field "spec\.sendTo\.connectUrl"/));
   // Without Strict the unknown field is pruned, and the required connectURL is then missing.
@@ -59,7 +59,7 @@ test('without Strict, a misspelled optional field is silently pruned (and Strict
 test('valid decentralized VMIMs (source sendTo, target receive) are accepted as written', async () => {
   const source = vmim('wan-source', {
     vmiName: 'vm1',
-    sendTo: { connectURL: 'https://198.51.100.10:9185', migrationID: 'wan-mig-7' },
+    sendTo: { connectURL: '198.51.100.10:9185', migrationID: 'wan-mig-7' },
   });
   const target = vmim('wan-target', { vmiName: 'vm1', receive: { migrationID: 'wan-mig-7' } });
   for (const obj of [source, target]) {

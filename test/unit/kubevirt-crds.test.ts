@@ -37,6 +37,10 @@ test('decentralized migration fields come from the 1.7 types', () => {
   assert.deepEqual(spec?.properties?.receive?.required, ['migrationID']);
   assert.equal(spec?.properties?.vmiName?.type, 'string');
   assert.deepEqual(schemaOf('VirtualMachineInstanceMigration').required, ['spec']);
+  // Where the receiving side publishes the address the sender's connectURL points at.
+  const addresses = schemaOf('VirtualMachineInstanceMigration').properties?.status?.properties?.synchronizationAddresses;
+  assert.deepEqual(addresses?.items, { type: 'string' });
+  assert.equal(schemaOf('KubeVirt').properties?.status?.properties?.synchronizationAddresses?.type, 'array');
 });
 
 test('schemas are structural: every node has a type, or is int-or-string, and metadata is left to the server', () => {
@@ -64,4 +68,12 @@ test('Quantity and ResourceList fields accept numbers and strings; renamed TS fi
   assert.equal(domain?.properties?.resources?.properties?.requests?.additionalProperties?.['x-kubernetes-int-or-string'], true);
   assert.ok(vmi.properties?.status?.properties?.VSOCKCID, 'VSOCKCID, not vSOCKCID');
   assert.ok(schemaOf('KubeVirt').properties?.spec?.properties?.configuration, 'configuration, not _configuration');
+});
+
+test('parseManifests reads multi-document YAML and JSON Lists', async () => {
+  const { parseManifests } = await import('../env/manifests.ts');
+  const yamlText = 'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n';
+  assert.deepEqual(parseManifests(yamlText).map((m) => m.metadata.name), ['a', 'b']);
+  const list = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }] });
+  assert.deepEqual(parseManifests(list).map((m) => m.kind), ['ConfigMap']);
 });
