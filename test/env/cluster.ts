@@ -4,6 +4,7 @@
 // process and temp dir is removed by stop(), or by the exit hooks in processes.ts if a test dies.
 import { KubeConfig } from '@kubernetes/client-node';
 import yaml from 'js-yaml';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
@@ -306,7 +307,7 @@ export async function startClusters(n: number, names?: string[]): Promise<Cluste
  * can act as a restricted user, e.g. the operator's ServiceAccount with only its Role.
  */
 export async function userKubeconfig(cluster: Cluster, who: UserCredentials): Promise<UserKubeconfig> {
-  const stem = `user-${who.user.replace(/[^A-Za-z0-9]/g, '_')}-${Date.now().toString(36)}`;
+  const stem = `user-${who.user.replace(/[^A-Za-z0-9]/g, '_')}-${randomBytes(4).toString('hex')}`;
   const client = await issueCertificate(cluster.ca, cluster.dir, {
     name: stem, commonName: who.user, organizations: who.groups ?? [], usage: 'client',
   });

@@ -33,6 +33,8 @@ export interface ClusterFixture {
   readonly clusters: Cluster[];
   /** Resolves with the clusters once started and set up (for other module-level hooks). */
   ready(): Promise<Cluster[]>;
+  /** Wall time of startClusters(n) alone (no CRDs, no setup), once started. */
+  readonly startupMs: number;
 }
 
 const SETUP_TIMEOUT_MS = 180_000;
@@ -40,8 +42,11 @@ const SETUP_TIMEOUT_MS = 180_000;
 export function useClusters(n: number, opts: ClusterFixtureOptions = {}): ClusterFixture {
   let clusters: Cluster[] | undefined;
   let starting: Promise<Cluster[]> | undefined;
+  let startupMs = NaN;
   const start = async (): Promise<Cluster[]> => {
+    const t0 = performance.now();
     const started = await startClusters(n, opts.names);
+    startupMs = performance.now() - t0;
     clusters = started;
     if (opts.kubevirtCrds ?? true) await Promise.all(started.map((c) => installKubevirtCrds(c)));
     await opts.setup?.(started);
@@ -60,6 +65,9 @@ export function useClusters(n: number, opts: ClusterFixtureOptions = {}): Cluste
     get clusters(): Cluster[] {
       if (!clusters) throw new Error('clusters are not running: use env.clusters inside tests, after before() has run');
       return clusters;
+    },
+    get startupMs(): number {
+      return startupMs;
     },
     ready(): Promise<Cluster[]> {
       if (!starting) return Promise.reject(new Error('clusters are not starting: call ready() from a hook or test'));

@@ -87,6 +87,8 @@ before(async () => {
 test('two clusters start independently, each with its own CRD and object', async () => {
   const clusters = env.clusters;
   assert.equal(clusters.length, 2);
+  console.log(`2 clusters started in parallel in ${env.startupMs.toFixed(0)} ms`);
+  assert.ok(env.startupMs < 30_000, 'clusters start in seconds');
   assert.notEqual(clusters[0].server, clusters[1].server);
   await Promise.all(clusters.map(async (c: Cluster, i) => {
     await applyManifests(c, [widgetCrd]);
