@@ -56,7 +56,7 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
   };
 }
 
-export function siteControllerFactory(providers: Pick<ControllerProviders, 'link'> = {}): ControllerFactory {
+export function siteControllerFactory(providers: Pick<ControllerProviders, 'link'> & { notReadyRetryMs?: number } = {}): ControllerFactory {
   return (d: ControllerDeps) => {
     const { manager } = d;
     const informer = manager.informer(Res.site);

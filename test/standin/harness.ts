@@ -64,6 +64,14 @@ export async function setupBed(clusters: Cluster[], opts: { phaseDelayMs?: numbe
   for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
   const src = new KubeClient(a.kubeConfig, 'site-a');
   const dst = new KubeClient(b.kubeConfig, 'site-b');
+  // A CRD can be Established while its storage still answers "storage is (re)initializing".
+  await waitFor('WanMigration storage ready', async () => {
+    await src.create(Res.wanMigration, { metadata: { name: 'storage-probe', namespace: 'default' }, spec: { vmName: 'x', targetSite: 'x', targetNamespace: 'x' } });
+    await src.delete(Res.wanMigration, 'default', 'storage-probe');
+    await src.list(Res.site);
+    for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
+    return true;
+  });
   const hub = new SyncHub();
   const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: '192.0.2.1:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
   const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: '192.0.2.2:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
@@ -91,7 +99,7 @@ export function runOperator(bed: Bed, providers: ControllerProviders = {}): Prom
     healthProbeBindAddress: '0',
     maxConcurrentReconciles: 4,
     gracefulShutdownTimeoutMs: 5000,
-  }, [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory(providers.link ? { link: providers.link } : {})]);
+  }, [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })]);
 }
 
 export interface VmOptions {
@@ -190,6 +198,13 @@ export async function leftovers(bed: Bed, ns: string, targetNs: string, uid: str
   }
   for (const o of (await bed.src.list(Res.vmim, ns, sel)).items) if (!o.metadata?.deletionTimestamp) out.push(`source VMIM ${o.metadata?.name}`);
   return out;
+}
+
+/** controller_runtime_reconcile_errors_total of a controller (a crash loop would drive it up). */
+export async function reconcileErrors(op: RunningOperator, controller = 'wanmigration'): Promise<number> {
+  const m = op.manager.metrics.registry.getSingleMetric('controller_runtime_reconcile_errors_total');
+  const v = (await m?.get())?.values ?? [];
+  return v.filter((x) => x.labels.controller === controller).reduce((a, x) => a + x.value, 0);
 }
 
 /** VMIM uids the stand-ins ever saw for one migration (restart safety: must be exactly 2). */

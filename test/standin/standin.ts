@@ -126,6 +126,10 @@ export class KubeVirtStandIn {
   private seenVmims = new Map<string, string>(); // uid → migrationID
   private loop: Promise<void> | undefined;
   errors = 0;
+  /** Test knob: receiver VMIs are not created (KubeVirt slow to schedule the receiver). */
+  holdReceivers = false;
+  /** Test knob: after the memory transfer the receiver does not switch over yet. */
+  holdCompletion = false;
 
   constructor(o: StandInOptions) {
     this.client = o.client;
@@ -238,6 +242,7 @@ export class KubeVirtStandIn {
       }
     } else if (!vmi) {
       const receiver = rs === 'WaitAsReceiver';
+      if (receiver && this.holdReceivers) return;
       await c.create(Res.vmi, {
         apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance',
         metadata: {
@@ -337,6 +342,7 @@ export class KubeVirtStandIn {
       });
       return;
     }
+    if (r.phase === 'Succeeded' && this.holdCompletion) return;
     if (r.phase === 'Succeeded') {
       await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', {
         phase: 'Running', nodeName: `${this.cluster}-node`,
