@@ -1,0 +1,199 @@
+// `helm install` of charts/cloudnet into a real kube-apiserver (no kubelet: pods never run, which
+// is fine here), then the RBAC boundaries of the operator's ServiceAccount, checked twice: with
+// `kubectl auth can-i --as=...` (SubjectAccessReview) and with real requests made as that identity.
+// Finally `helm upgrade` (RBAC confined to named namespaces) and `helm uninstall`, which must
+// leave the CRDs in place.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
+import { cachedTool, chartDir, runHelm } from '../../hack/packaging.ts';
+
+const NS = 'cloudnet-system';
+const RELEASE = 'cloudnet';
+const SA = `system:serviceaccount:${NS}:${RELEASE}`;
+
+let cluster: Cluster;
+let work: string;
+let saKubeconfig: string;
+
+interface Run { status: number; stdout: string; stderr: string }
+
+function kubectl(args: string[], kubeconfig = cluster.kubeconfigPath, input?: string): Run {
+  const r = spawnSync(cachedTool('kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(work, 'kube-cache'), ...args], {
+    encoding: 'utf8', input, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work },
+  });
+  if (r.error) throw r.error;
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+function kubectlOk(args: string[], kubeconfig?: string, input?: string): string {
+  const r = kubectl(args, kubeconfig, input);
+  assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+function helm(args: string[]): string {
+  const r = runHelm([...args, '--kubeconfig', cluster.kubeconfigPath]);
+  assert.equal(r.status, 0, `helm ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+const SA_GROUPS = ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'];
+
+/** One access question: verb on group/resource[/subresource] in a namespace ('' = cluster-wide). */
+interface Access { verb: string; group: string; resource: string; ns: string; sub?: string }
+const describeAccess = (a: Access) => `${a.verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${a.sub ? `/${a.sub}` : ''} in ${a.ns || 'all namespaces'}`;
+
+/**
+ * Asks the API server (SubjectAccessReview, what `kubectl auth can-i --as` sends) for all questions
+ * in one kubectl call; unlike can-i it needs no discovery, so KubeVirt/CDI kinds need no CRDs here.
+ */
+function reviewAll(questions: Access[]): boolean[] {
+  const list = {
+    apiVersion: 'v1', kind: 'List',
+    items: questions.map((q) => ({
+      apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview',
+      spec: { user: SA, groups: SA_GROUPS, resourceAttributes: { verb: q.verb, group: q.group, resource: q.resource, namespace: q.ns, ...(q.sub ? { subresource: q.sub } : {}) } },
+    })),
+  };
+  // kubectl prints one result per created review, in order.
+  const out = kubectlOk(['create', '-f', '-', '-o', 'jsonpath={.status.allowed}{"\\n"}'], undefined, JSON.stringify(list));
+  const answers = out.split('\n').filter(Boolean);
+  assert.equal(answers.length, questions.length, out);
+  return answers.map((a) => a === 'true');
+}
+
+/** `kubectl auth can-i` as the operator's ServiceAccount (for kinds the server serves). */
+function canI(a: Access): boolean {
+  const res = a.group ? `${a.resource}.${a.group}` : a.resource;
+  const args = ['auth', 'can-i', a.verb, res, `--as=${SA}`, ...SA_GROUPS.map((g) => `--as-group=${g}`)];
+  args.push(...(a.ns ? ['-n', a.ns] : ['--all-namespaces']));
+  if (a.sub) args.push(`--subresource=${a.sub}`);
+  const r = kubectl(args);
+  const answer = r.stdout.trim();
+  assert.ok(answer === 'yes' || answer === 'no', `kubectl ${args.join(' ')}: ${r.stdout}${r.stderr}`);
+  return answer === 'yes';
+}
+
+const q = (verb: string, group: string, resource: string, ns = '', sub?: string): Access => ({ verb, group, resource, ns, ...(sub ? { sub } : {}) });
+const CN = 'cloudnet.io';
+const KV = 'kubevirt.io';
+const NEEDED: Access[] = [
+  q('watch', CN, 'wanmigrations'), q('patch', CN, 'wanmigrations', 'default', 'status'),
+  q('update', CN, 'wanmigrations', 'default', 'finalizers'), q('list', CN, 'sites'), q('patch', CN, 'sites', '', 'status'),
+  q('create', KV, 'virtualmachineinstancemigrations', 'default'), q('delete', KV, 'virtualmachineinstancemigrations', 'default'),
+  q('watch', KV, 'virtualmachineinstancemigrations'), q('create', KV, 'virtualmachines', 'default'), q('patch', KV, 'virtualmachines', 'default'),
+  q('delete', KV, 'virtualmachines', 'default'), q('watch', KV, 'virtualmachineinstances'), q('get', KV, 'kubevirts', 'kubevirt'),
+  q('create', 'cdi.kubevirt.io', 'datavolumes', 'default'), q('delete', 'cdi.kubevirt.io', 'datavolumes', 'default'),
+  q('get', '', 'secrets', 'default'), q('create', '', 'secrets', 'default'), q('list', '', 'secrets', 'default'),
+  q('delete', '', 'configmaps', 'default'), q('update', '', 'configmaps', 'kubevirt'), q('get', '', 'persistentvolumeclaims', 'default'),
+  q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS),
+  q('create', '', 'events', 'default'), q('patch', 'events.k8s.io', 'events', 'default'), q('get', '', 'namespaces'),
+  q('get', 'coordination.k8s.io', 'leases', NS), q('create', 'coordination.k8s.io', 'leases', NS), q('update', 'coordination.k8s.io', 'leases', NS),
+];
+const NOT_NEEDED: Access[] = [
+  q('delete', '', 'namespaces'), q('create', '', 'namespaces'), q('create', '', 'pods', 'default'), q('create', '', 'pods', NS),
+  q('watch', '', 'secrets'), q('watch', '', 'secrets', 'kube-system'), q('watch', '', 'configmaps'),
+  q('create', '', 'persistentvolumeclaims', 'default'),
+  q('create', CN, 'wanmigrations', 'default'), q('delete', CN, 'wanmigrations', 'default'), q('delete', CN, 'sites'),
+  q('update', KV, 'virtualmachineinstances', 'default'), q('delete', KV, 'virtualmachineinstances', 'default'),
+  q('patch', KV, 'kubevirts', 'kubevirt'), q('update', KV, 'virtualmachines', 'default', 'status'),
+  q('create', 'coordination.k8s.io', 'leases', 'default'), q('delete', 'coordination.k8s.io', 'leases', NS),
+  q('update', 'apps', 'deployments', NS), q('create', 'rbac.authorization.k8s.io', 'clusterrolebindings'),
+  q('escalate', 'rbac.authorization.k8s.io', 'clusterroles'), q('bind', 'rbac.authorization.k8s.io', 'roles', NS),
+  q('create', 'apiextensions.k8s.io', 'customresourcedefinitions'), q('create', '', 'serviceaccounts', NS, 'token'),
+  q('impersonate', '', 'users'), q('create', '', 'nodes'),
+];
+
+describe('helm install charts/cloudnet into a real API server', () => {
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'cloudnet-helm-it-'));
+    cluster = await startCluster({ name: 'helm' });
+    // The operator's identity as a client cert: username and groups exactly as a SA token would carry.
+    const sa = await userKubeconfig(cluster, { user: SA, groups: SA_GROUPS });
+    saKubeconfig = join(work, 'sa.kubeconfig');
+    writeFileSync(saKubeconfig, sa.kubeconfigYaml, { mode: 0o600 });
+  });
+  after(async () => {
+    await cluster?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('installs CRDs, ServiceAccount, RBAC, Deployment and Service', () => {
+    const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s']);
+    assert.match(out, /STATUS: deployed/);
+    assert.match(out, /CloudNet operator .* is installed in namespace cloudnet-system/, 'NOTES.txt rendered');
+    kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
+    const crd = JSON.parse(kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', '-o', 'json'])) as { metadata: { annotations: Record<string, string> } };
+    assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
+    kubectlOk(['-n', NS, 'get', `serviceaccount/${RELEASE}`, `role/${RELEASE}`, `rolebinding/${RELEASE}`, `service/${RELEASE}-metrics`, `poddisruptionbudget/${RELEASE}`]);
+    kubectlOk(['get', `clusterrole/${RELEASE}`, `clusterrolebinding/${RELEASE}`, `clusterrole/${RELEASE}-editor`, `clusterrole/${RELEASE}-viewer`]);
+    const dep = JSON.parse(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'json'])) as {
+      spec: { replicas: number; template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } };
+    };
+    assert.equal(dep.spec.replicas, 2);
+    assert.equal(dep.spec.template.spec.serviceAccountName, RELEASE);
+    assert.ok(dep.spec.template.spec.containers[0].args.includes('--leader-elect'));
+  });
+
+  it('grants the ServiceAccount what the operator needs and nothing else (SubjectAccessReview)', () => {
+    const answers = reviewAll([...NEEDED, ...NOT_NEEDED]);
+    const wrong = [
+      ...NEEDED.filter((_, i) => !answers[i]).map((a) => `denied but needed: ${describeAccess(a)}`),
+      ...NOT_NEEDED.filter((_, i) => answers[NEEDED.length + i]).map((a) => `allowed but not needed: ${describeAccess(a)}`),
+    ];
+    assert.deepEqual(wrong, []);
+  });
+
+  it('agrees with kubectl auth can-i --as for the kinds this server serves', () => {
+    const served = (a: Access) => a.group === '' || a.group === CN || a.group.endsWith('k8s.io');
+    for (const a of NEEDED.filter(served)) assert.equal(canI(a), true, `can-i ${describeAccess(a)}`);
+    for (const a of NOT_NEEDED.filter(served)) assert.equal(canI(a), false, `can-i ${describeAccess(a)}`);
+  });
+
+  it('enforces the same boundaries on real requests made as the ServiceAccount', () => {
+    kubectlOk(['apply', '-f', '-'], undefined, JSON.stringify({
+      apiVersion: 'cloudnet.io/v1alpha1', kind: 'WanMigration', metadata: { name: 'rbac-probe', namespace: 'default' },
+      spec: { vmName: 'vm-a', targetSite: 'site-b', targetNamespace: 'default' },
+    }));
+    kubectlOk(['-n', 'default', 'get', 'wanmigration/rbac-probe'], saKubeconfig);
+    kubectlOk(['-n', 'default', 'patch', 'wanmigration/rbac-probe', '--subresource=status', '--type=merge',
+      '-p', JSON.stringify({ status: { observedGeneration: 1, phase: 'Pending' } })], saKubeconfig);
+    const status = JSON.parse(kubectlOk(['-n', 'default', 'get', 'wanmigration/rbac-probe', '-o', 'jsonpath={.status}'])) as { phase: string };
+    assert.equal(status.phase, 'Pending');
+    kubectlOk(['-n', NS, 'create', 'secret', 'generic', 'site-b-kubeconfig', '--from-literal=kubeconfig=x']);
+    kubectlOk(['-n', NS, 'get', 'secrets'], saKubeconfig);
+    for (const args of [['delete', 'namespace', 'default'], ['-n', 'default', 'run', 'p', '--image=x'], ['get', 'secrets', '-A', '--watch-only', '--request-timeout=5s'],
+      ['-n', 'default', 'delete', 'wanmigration/rbac-probe']]) {
+      const r = kubectl(args, saKubeconfig);
+      assert.notEqual(r.status, 0, `kubectl ${args.join(' ')} succeeded as ${SA}`);
+      assert.match(r.stderr, /forbidden/i, `kubectl ${args.join(' ')}: ${r.stderr}`);
+    }
+  });
+
+  it('confines Secret/ConfigMap rights to rbac.vmDataNamespaces on upgrade', () => {
+    kubectlOk(['create', 'namespace', 'vms']);
+    kubectlOk(['create', 'namespace', 'kubevirt']);
+    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,kubevirt}', '--timeout', '120s']);
+    assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
+    const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('patch', '', 'configmaps', 'kubevirt'), q('watch', '', 'secrets', NS)];
+    const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default')];
+    const answers = reviewAll([...granted, ...refused]);
+    assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],
+      [...granted, ...refused].map((a, i) => `${describeAccess(a)}: ${answers[i]}`).join('\n'));
+    const r = kubectl(['get', 'secrets', '-A'], saKubeconfig);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /forbidden/i);
+  });
+
+  it('keeps the CRDs (and their objects) on uninstall', () => {
+    const out = helm(['uninstall', RELEASE, '--namespace', NS, '--timeout', '120s']);
+    assert.match(out, /kept due to the resource policy/);
+    assert.notEqual(kubectl(['-n', NS, 'get', `deployment/${RELEASE}`]).status, 0, 'Deployment removed');
+    assert.notEqual(kubectl(['get', `clusterrole/${RELEASE}`]).status, 0, 'ClusterRole removed');
+    assert.notEqual(kubectl(['-n', 'vms', 'get', `role/${RELEASE}-vmdata`]).status, 0, 'vmdata Role removed');
+    kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', 'sites.cloudnet.io']);
+    kubectlOk(['-n', 'default', 'get', 'wanmigration/rbac-probe']);
+  });
+});
