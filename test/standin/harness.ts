@@ -207,7 +207,23 @@ export async function reconcileErrors(op: RunningOperator, controller = 'wanmigr
   return v.filter((x) => x.labels.controller === controller).reduce((a, x) => a + x.value, 0);
 }
 
-/** VMIM uids the stand-ins ever saw for one migration (restart safety: must be exactly 2). */
-export function vmimCount(bed: Bed): number {
-  return bed.hub.vmimUIDs.size;
+/** VMIMs the stand-ins ever saw for one migration (restart safety: must be exactly 2). */
+export function vmimCount(bed: Bed, migrationID: string): number {
+  return bed.hub.vmimsByMigration.get(migrationID)?.size ?? 0;
+}
+
+type VMIMObj = KubeObject & { status?: { phase?: string } };
+
+/** Waits until the source VMIM of the migration in `ns` reports `phase`. */
+export function waitForSourceVmimPhase(bed: Bed, ns: string, phase: string, timeoutMs = 20000): Promise<VMIMObj> {
+  return waitFor(`source VMIM in ${ns} at ${phase}`, async () => (await bed.src.list<VMIMObj>(Res.vmim, ns)).items.find((m) => m.status?.phase === phase), timeoutMs);
+}
+
+/** The source VM is as it was: run strategy Always, VMI Running. */
+export async function assertSourceIntact(bed: Bed, ns: string, vm: string): Promise<void> {
+  const v = await bed.src.get<KubeObject & { spec: { runStrategy?: string } }>(Res.vm, ns, vm);
+  const vmi = await bed.src.get<VMIMObj>(Res.vmi, ns, vm);
+  if (v.spec.runStrategy !== 'Always' || vmi.status?.phase !== 'Running') {
+    throw new Error(`source VM ${ns}/${vm} not intact: runStrategy ${v.spec.runStrategy}, VMI ${vmi.status?.phase}`);
+  }
 }

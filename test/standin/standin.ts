@@ -60,6 +60,8 @@ export class SyncHub {
   readonly records = new Map<string, MigrationRecord>();
   /** uid of every VMIM any stand-in ever saw (tests assert "one pair only"). */
   readonly vmimUIDs = new Set<string>();
+  /** The same, per migrationID. */
+  readonly vmimsByMigration = new Map<string, Set<string>>();
 
   record(id: string): MigrationRecord {
     let r = this.records.get(id);
@@ -293,7 +295,12 @@ export class KubeVirtStandIn {
       }
     }
     this.seenVmims = now;
-    for (const uid of now.keys()) this.hub.vmimUIDs.add(uid);
+    for (const [uid, id] of now) {
+      this.hub.vmimUIDs.add(uid);
+      let set = this.hub.vmimsByMigration.get(id);
+      if (!set) this.hub.vmimsByMigration.set(id, (set = new Set()));
+      set.add(uid);
+    }
   }
 
   private async setVmimStatus(m: VMIM, phase: string, extra: Record<string, unknown> = {}): Promise<void> {

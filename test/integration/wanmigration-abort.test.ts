@@ -1,0 +1,131 @@
+// spec.abort at every phase: before the point of no return the migration rolls back (both VMIMs
+// and every target object we created are deleted) and ends Aborted with the source VM running;
+// after it (memory already moved) the abort is refused with an Event and the migration completes.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useClusters } from '../env/index.ts';
+import { Res } from '../../src/controller/resources.ts';
+import { findCondition } from '../../src/api/conditions.ts';
+import type { RunningOperator } from '../../src/operator/main.ts';
+import type { WanMigration } from '../../src/api/wanmigration.ts';
+import {
+  assertSourceIntact, createVM, ensure, getWM, leftovers, runOperator, setupBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
+  waitForSourceVmimPhase, wanMigration, type Bed,
+} from '../standin/harness.ts';
+import { ANNOTATIONS } from '../standin/standin.ts';
+import { HOLD_LINK_ANNOTATION, HoldableLink } from '../standin/test-link.ts';
+
+let bed: Bed;
+let op: RunningOperator;
+after(async () => {
+  await op?.stop();
+  await bed?.stop();
+});
+useClusters(2, {
+  setup: async (clusters) => {
+    bed = await setupBed(clusters);
+    op = await runOperator(bed, { link: new HoldableLink() });
+  },
+});
+
+interface Hold {
+  name: string;
+  vmAnnotations?: Record<string, string>;
+  wmAnnotations?: Record<string, string>;
+  spec?: Partial<WanMigration['spec']>;
+  before?: () => void;
+  reached: (ns: string) => Promise<unknown>;
+  cleanup?: () => void;
+}
+
+const holds: Hold[] = [
+  { name: 'ConnectingLink', wmAnnotations: { [HOLD_LINK_ANNOTATION]: 'true' }, reached: (ns) => waitForCondition(bed.src, ns, 'mig', 'LinkReady', 'False', 'HeldByTest') },
+  { name: 'SyncingStorage', spec: { storage: { mode: 'CloudNetPreCopy' } }, reached: (ns) => waitForCondition(bed.src, ns, 'mig', 'Stalled', 'True', 'StoragePreCopyUnavailable') },
+  {
+    name: 'PreparingTarget', before: () => { bed.standB.holdReceivers = true; }, cleanup: () => { bed.standB.holdReceivers = false; },
+    reached: async (ns) => {
+      await waitForPhase(bed.src, ns, 'mig', 'PreparingTarget');
+      await waitFor('target VM created', () => bed.dst.tryGet(Res.vm, ns, 'vm'));
+    },
+  },
+  { name: 'AwaitingCutover', spec: { cutover: { mode: 'Manual' } }, reached: (ns) => waitForPhase(bed.src, ns, 'mig', 'AwaitingCutover') },
+  ...['Scheduling', 'WaitingForSync', 'Synchronizing', 'Running'].map((p): Hold => ({
+    name: `MigratingMemory (VMIM ${p})`, vmAnnotations: { [ANNOTATIONS.hangAt]: p }, reached: (ns) => waitForSourceVmimPhase(bed, ns, p),
+  })),
+];
+
+describe('abort', () => {
+  holds.forEach((h, i) => {
+    test(`at ${h.name}: rolled back, source intact, no target leftovers`, async () => {
+      const ns = `abort-${i}`;
+      await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+      await createVM(bed.src, ns, 'vm', { annotations: h.vmAnnotations ?? {} });
+      h.before?.();
+      try {
+        await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', ...h.spec }, h.wmAnnotations));
+        await h.reached(ns);
+        await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { abort: true } });
+        const wm = await waitForPhase(bed.src, ns, 'mig', 'Aborted');
+        assert.equal(wm.status?.failureReason, 'Aborted');
+        assert.equal(findCondition(wm.status?.conditions, 'Ready')?.reason, 'Aborted');
+        assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.status, 'False');
+        await waitForEvent(bed.src, ns, 'mig', 'Aborted');
+        assert.deepEqual(await leftovers(bed, ns, ns, wm.metadata.uid!), []);
+        assert.equal(await bed.dst.tryGet(Res.vm, ns, 'vm'), undefined);
+        assert.equal((await bed.src.list(Res.vmim, ns)).items.length, 0);
+        assert.equal((await bed.dst.list(Res.vmim, ns)).items.length, 0);
+        await assertSourceIntact(bed, ns, 'vm');
+        // The finished, aborted migration can be deleted without side effects.
+        await bed.src.delete(Res.wanMigration, ns, 'mig');
+        await waitFor('deleted', async () => !(await getWM(bed.src, ns, 'mig')));
+        await assertSourceIntact(bed, ns, 'vm');
+      } finally {
+        h.cleanup?.();
+      }
+    });
+  });
+
+  test('deleting the WanMigration mid-flight rolls back the same way (finalizer)', async () => {
+    const ns = 'abort-delete';
+    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+    await createVM(bed.src, ns, 'vm', { annotations: { [ANNOTATIONS.hangAt]: 'Synchronizing' } });
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
+    await waitForSourceVmimPhase(bed, ns, 'Synchronizing');
+    const uid = (await getWM(bed.src, ns, 'mig'))!.metadata.uid!;
+    await bed.src.delete(Res.wanMigration, ns, 'mig');
+    await waitFor('WanMigration gone', async () => !(await getWM(bed.src, ns, 'mig')));
+    assert.deepEqual(await leftovers(bed, ns, ns, uid), []);
+    await assertSourceIntact(bed, ns, 'vm');
+  });
+
+  test('after the memory moved (CuttingOver) abort is refused with an Event and the migration completes', async () => {
+    const ns = 'abort-late';
+    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+    await createVM(bed.src, ns, 'vm');
+    bed.standB.holdCompletion = true;
+    try {
+      await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
+      await waitForPhase(bed.src, ns, 'mig', 'CuttingOver');
+      await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { abort: true } });
+      await waitForEvent(bed.src, ns, 'mig', 'AbortIgnored');
+    } finally {
+      bed.standB.holdCompletion = false;
+    }
+    await waitForPhase(bed.src, ns, 'mig', 'Succeeded');
+    assert.ok(await bed.dst.tryGet(Res.vm, ns, 'vm'));
+  });
+
+  test('a KubeVirt failure (injected at Synchronizing) rolls back to Failed with the reason', async () => {
+    const ns = 'abort-fail';
+    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+    await createVM(bed.src, ns, 'vm', { annotations: { [ANNOTATIONS.failAt]: 'Synchronizing' } });
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
+    const wm = await waitForPhase(bed.src, ns, 'mig', 'Failed');
+    assert.equal(wm.status?.failureReason, 'MigrationFailed');
+    assert.match(wm.status?.failureMessage ?? '', /injected failure/);
+    assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.status, 'True');
+    await waitForEvent(bed.src, ns, 'mig', 'MigrationFailed');
+    assert.deepEqual(await leftovers(bed, ns, ns, wm.metadata.uid!), []);
+    await assertSourceIntact(bed, ns, 'vm');
+  });
+});
