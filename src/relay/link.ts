@@ -1,0 +1,122 @@
+// One connection between a sender relay and a receiver relay: frame I/O and the version/cache
+// handshake. The sender opens it; the receiver accepts it.
+import net from 'node:net';
+import tls from 'node:tls';
+import { EventEmitter } from 'node:events';
+import * as F from './frames.ts';
+import type { HostPort, LinkSecurity } from './net-util.ts';
+import { tlsClientOptions } from './net-util.ts';
+
+export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
+  readonly socket: net.Socket;
+  private readonly reader = new F.FrameReader();
+  closed = false;
+  bytesOut = 0;
+  bytesIn = 0;
+
+  constructor(socket: net.Socket) {
+    super();
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      let frames: F.Frame[];
+      try {
+        frames = this.reader.push(chunk);
+      } catch (err) {
+        this.close(`protocol error: ${(err as Error).message}`);
+        return;
+      }
+      for (const f of frames) {
+        if (this.closed) return;
+        this.emit('frame', f);
+      }
+    });
+    socket.on('drain', () => this.emit('drain'));
+    socket.on('error', (err) => this.close(`link error: ${err.message}`));
+    socket.on('close', () => this.close('link closed'));
+    socket.on('end', () => this.close('link ended by peer'));
+  }
+
+  send(type: number, session: number, payload?: Buffer): boolean {
+    if (this.closed) return false;
+    const f = F.encodeFrame(type, session, payload);
+    this.bytesOut += f.length;
+    return this.socket.write(f);
+  }
+
+  sendJson(type: number, session: number, value: object): boolean {
+    return this.send(type, session, Buffer.from(JSON.stringify(value)));
+  }
+
+  get backlog(): number {
+    return this.socket.writableLength;
+  }
+
+  close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    this.emit('close', why);
+  }
+}
+
+export function connectLink(peer: HostPort, security: LinkSecurity): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    let s: net.Socket;
+    const onErr = (err: Error): void => reject(err);
+    if (security.kind === 'tls') {
+      s = tls.connect({ host: peer.host, port: peer.port, ...tlsClientOptions(security), servername: security.servername ?? (net.isIP(peer.host) ? undefined : peer.host) }, () => {
+        s.off('error', onErr);
+        resolve(s);
+      });
+    } else {
+      s = net.connect(peer.port, peer.host, () => {
+        s.off('error', onErr);
+        resolve(s);
+      });
+    }
+    s.once('error', onErr);
+  });
+}
+
+/** Handshake failure of a relay link: closes every session that was going to use it. */
+export class HandshakeError extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** Waits for the peer's HELLO and validates it. */
+export function awaitHello(link: Link, timeoutMs = 10_000): Promise<F.Hello> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new HandshakeError('timeout', 'no HELLO from the peer relay')); }, timeoutMs);
+    const onFrame = (f: F.Frame): void => {
+      cleanup();
+      if (f.type === F.F_CLOSE) {
+        const c = safeJson<F.CloseInfo>(f.payload);
+        reject(new HandshakeError(c?.reason ?? 'refused', `peer refused the link: ${c?.message ?? 'no reason'}`));
+        return;
+      }
+      const h = f.type === F.F_HELLO ? safeJson<F.Hello>(f.payload) : undefined;
+      if (!h || h.magic !== 'cloudnet-relay') { reject(new HandshakeError('protocol', 'peer is not a cloudnet relay')); return; }
+      if (h.version !== F.PROTOCOL_VERSION) { reject(new HandshakeError('version', `relay protocol version mismatch: peer ${h.version}, local ${F.PROTOCOL_VERSION}`)); return; }
+      if (!(h.cacheBytes > 0)) { reject(new HandshakeError('protocol', 'bad cache size in HELLO')); return; }
+      resolve(h);
+    };
+    const onClose = (why: string): void => { cleanup(); reject(new HandshakeError('link', why)); };
+    const cleanup = (): void => { clearTimeout(timer); link.off('frame', onFrame); link.off('close', onClose); };
+    link.on('frame', onFrame);
+    link.on('close', onClose);
+  });
+}
+
+export function safeJson<T>(b: Buffer): T | undefined {
+  try {
+    return JSON.parse(b.toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

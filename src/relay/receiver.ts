@@ -1,0 +1,268 @@
+// Receiver relay (target site): accepts links from sender relays, decodes each session's batches
+// in link order (which keeps the shared cache in lockstep), and writes the exact original bytes to
+// the real destination (QEMU's incoming socket or virt-handler's proxy). Bytes the destination
+// sends back are forwarded unchanged. A session whose batch cannot be decoded is closed before
+// any byte of that batch is written; the other sessions carry on.
+import net from 'node:net';
+import tls from 'node:tls';
+import { logger } from '../util/log.ts';
+import { DecodeError } from './bytes.ts';
+import { unpackBatch } from './batch.ts';
+import { createContext } from './context.ts';
+import type { CodecContext } from './context.ts';
+import { SessionDecoder } from './decoder.ts';
+import * as F from './frames.ts';
+import { awaitHello, HandshakeError, Link, safeJson } from './link.ts';
+import * as M from './metrics.ts';
+import type { HostPort, LinkSecurity } from './net-util.ts';
+import { tlsServerOptions } from './net-util.ts';
+
+const log = logger('relay-receiver');
+
+export interface ReceiverOptions {
+  listen: HostPort;
+  /** Destinations by name; a session's OPEN names one (or the only one is used). */
+  targets: Record<string, HostPort>;
+  security: LinkSecurity;
+  /** Upper bound on the cache a sender may ask for. */
+  cacheBytes: number;
+  /** Credit is returned in grants of at least this many bytes (fewer frames). */
+  creditGrant?: number;
+}
+
+interface Session {
+  id: number;
+  label: string;
+  dec: SessionDecoder;
+  target?: net.Socket;
+  state: 'open' | 'fin' | 'closed' | 'failed';
+  pendingCredit: number;
+  bytesOut: number;
+  wireIn: number;
+  closeReason?: string;
+  finReceived: boolean;
+  targetEnded: boolean;
+  queued: number;
+  decodeBroken: boolean;
+}
+
+interface PeerLink {
+  link: Link;
+  ctx: CodecContext;
+  peer: string;
+  sessions: Map<number, Session>;
+}
+
+export class ReceiverRelay {
+  private readonly opts: Required<ReceiverOptions>;
+  private server: net.Server | undefined;
+  private readonly peers = new Set<PeerLink>();
+  private readonly finished: Record<string, unknown>[] = [];
+  private maxBuffered = 0;
+
+  constructor(opts: ReceiverOptions) {
+    this.opts = { creditGrant: 256 << 10, ...opts };
+  }
+
+  async start(): Promise<HostPort> {
+    const sec = this.opts.security;
+    const server = sec.kind === 'tls'
+      ? tls.createServer(tlsServerOptions(sec), (s) => this.acceptLink(s))
+      : net.createServer((s) => this.acceptLink(s));
+    if (sec.kind === 'tls') {
+      server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        M.peersRejected.inc({ reason: 'unauthenticated' });
+        log.error('relay peer rejected: TLS authentication failed', { remote: `${s.remoteAddress}:${s.remotePort}`, error: err.message });
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listen.port, this.opts.listen.host, () => { server.off('error', reject); resolve(); });
+    });
+    this.server = server;
+    const a = server.address() as net.AddressInfo;
+    log.info('receiver relay listening', { listen: `${a.address}:${a.port}`, security: sec.kind });
+    return { host: a.address, port: a.port };
+  }
+
+  async stop(): Promise<void> {
+    this.server?.close();
+    for (const p of this.peers) p.link.close('relay stopped');
+  }
+
+  private async acceptLink(socket: net.Socket): Promise<void> {
+    const link = new Link(socket);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    let hello: F.Hello;
+    try {
+      hello = await awaitHello(link);
+    } catch (err) {
+      const reason = err instanceof HandshakeError ? err.reason : 'protocol';
+      M.peersRejected.inc({ reason });
+      log.error('relay peer rejected', { peer, reason, error: (err as Error).message });
+      link.sendJson(F.F_CLOSE, 0, { reason, message: (err as Error).message } satisfies F.CloseInfo);
+      link.socket.end();
+      setTimeout(() => link.close('rejected'), 1000).unref();
+      return;
+    }
+    const cacheBytes = Math.min(hello.cacheBytes, this.opts.cacheBytes);
+    const p: PeerLink = { link, ctx: createContext(cacheBytes), peer, sessions: new Map() };
+    this.peers.add(p);
+    M.cacheMemory.inc({ role: 'receiver' }, p.ctx.cache.memoryBytes);
+    link.sendJson(F.F_HELLO, 0, { magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes, role: 'receiver' } satisfies F.Hello);
+    log.info('relay link up', { peer, cacheBytes: String(cacheBytes) });
+    link.on('frame', (f) => this.onFrame(p, f));
+    link.on('close', (why) => {
+      this.peers.delete(p);
+      M.cacheMemory.dec({ role: 'receiver' }, p.ctx.cache.memoryBytes);
+      for (const s of p.sessions.values()) {
+        if (s.state === 'open') this.fail(p, s, 'peer-lost', `link to sender relay lost: ${why}`, false);
+        else if (s.state === 'fin') this.retire(p, s); // input complete; let the destination finish
+      }
+    });
+  }
+
+  private onFrame(p: PeerLink, f: F.Frame): void {
+    M.wireBytes.inc({ role: 'receiver', direction: 'in' }, f.payload.length + F.FRAME_HEADER);
+    if (f.type === F.F_OPEN) { this.open(p, f); return; }
+    const s = p.sessions.get(f.session);
+    if (!s) return;
+    switch (f.type) {
+      case F.F_DATA:
+        this.data(p, s, f.payload);
+        break;
+      case F.F_FIN:
+        s.finReceived = true;
+        if (s.state === 'open') {
+          s.state = 'fin';
+          s.target?.end();
+        }
+        break;
+      case F.F_CLOSE: {
+        const c = safeJson<F.CloseInfo>(f.payload);
+        this.fail(p, s, c?.reason ?? 'closed-by-peer', c?.message ?? 'sender closed the session', false);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private open(p: PeerLink, f: F.Frame): void {
+    const info = safeJson<F.OpenInfo>(f.payload);
+    const s: Session = {
+      id: f.session, label: info?.label ?? '', dec: new SessionDecoder(p.ctx), state: 'open', pendingCredit: 0, bytesOut: 0, wireIn: 0,
+      finReceived: false, targetEnded: false, queued: 0, decodeBroken: false,
+    };
+    if (p.sessions.has(f.session)) { this.fail(p, s, 'protocol', 'duplicate session id', true); return; }
+    p.sessions.set(s.id, s);
+    M.sessionsOpened.inc({ role: 'receiver' });
+    const names = Object.keys(this.opts.targets);
+    const name = info?.target && this.opts.targets[info.target] ? info.target : names.length === 1 ? names[0] : undefined;
+    if (!info || !name) {
+      this.fail(p, s, 'no-target', `no destination named ${JSON.stringify(info?.target)}`, true);
+      return;
+    }
+    const dst = this.opts.targets[name];
+    const target = net.connect({ host: dst.host, port: dst.port, allowHalfOpen: true });
+    target.setNoDelay(true);
+    s.target = target;
+    log.info('session opened', { session: String(s.id), label: s.label, target: `${dst.host}:${dst.port}` });
+    target.on('data', (chunk: Buffer) => {
+      p.link.send(F.F_RDATA, s.id, chunk);
+    });
+    target.on('end', () => {
+      s.targetEnded = true;
+      p.link.send(F.F_RFIN, s.id);
+      if (s.state === 'fin') this.retire(p, s);
+    });
+    target.on('error', (err) => {
+      if (s.state === 'open' || s.state === 'fin') this.fail(p, s, 'target-error', `destination: ${err.message}`, true);
+    });
+    target.on('close', () => {
+      if (s.state === 'open') this.fail(p, s, 'target-closed', 'destination closed the connection early', true);
+      else if (s.state === 'fin') this.retire(p, s);
+    });
+  }
+
+  private data(p: PeerLink, s: Session, payload: Buffer): void {
+    s.wireIn += payload.length + F.FRAME_HEADER;
+    // Frames of a session that already ended are still decoded, so that the cache inserts they
+    // carry keep this side in lockstep with the sender; their output goes nowhere.
+    if (s.decodeBroken) return;
+    let out: Buffer;
+    try {
+      const { ops, rawLen } = unpackBatch(payload);
+      out = s.dec.decode(ops, rawLen);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      s.decodeBroken = true;
+      this.fail(p, s, err.reason, err.message, true);
+      return;
+    }
+    if (s.state !== 'open' || !s.target) return;
+    s.bytesOut += out.length;
+    s.queued += out.length;
+    this.noteBuffered();
+    s.target.write(out, () => {
+      s.queued -= out.length;
+      s.pendingCredit += out.length;
+      if (s.pendingCredit >= this.opts.creditGrant || s.queued === 0) {
+        const c = Buffer.allocUnsafe(4);
+        c.writeUInt32BE(s.pendingCredit);
+        s.pendingCredit = 0;
+        p.link.send(F.F_CREDIT, s.id, c);
+      }
+    });
+  }
+
+  private noteBuffered(): void {
+    let n = 0;
+    for (const p of this.peers) for (const s of p.sessions.values()) n += s.queued;
+    M.bufferedBytes.set({ role: 'receiver' }, n);
+    if (n > this.maxBuffered) { this.maxBuffered = n; M.bufferedBytesMax.set({ role: 'receiver' }, n); }
+  }
+
+  private fail(p: PeerLink, s: Session, reason: string, message: string, notifyPeer: boolean): void {
+    if (s.state === 'closed' || s.state === 'failed') return;
+    s.state = 'failed';
+    s.closeReason = reason;
+    // destroy(), not end(): the destination must see an aborted stream, never a clean but
+    // incomplete one.
+    s.target?.destroy();
+    if (notifyPeer) p.link.sendJson(F.F_CLOSE, s.id, { reason, message } satisfies F.CloseInfo);
+    M.sessionsClosed.inc({ role: 'receiver', reason });
+    log.error('session closed', { session: String(s.id), label: s.label, reason, message });
+    this.finished.push(this.sessionJson(s));
+    if (this.finished.length > 100) this.finished.shift();
+    // Keep the entry so later frames of this session are recognised and dropped.
+  }
+
+  private retire(p: PeerLink, s: Session): void {
+    if (s.state === 'closed' || s.state === 'failed') return;
+    s.state = 'closed';
+    s.closeReason = 'ok';
+    p.sessions.delete(s.id);
+    M.sessionsClosed.inc({ role: 'receiver', reason: 'ok' });
+    log.info('session finished', { session: String(s.id), bytesOut: String(s.bytesOut) });
+    this.finished.push(this.sessionJson(s));
+    if (this.finished.length > 100) this.finished.shift();
+  }
+
+  private sessionJson(s: Session): Record<string, unknown> {
+    return { id: s.id, label: s.label, state: s.state, closeReason: s.closeReason, bytesOut: s.bytesOut, wireIn: s.wireIn, queued: s.queued };
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      role: 'receiver',
+      maxBufferedBytes: this.maxBuffered,
+      links: [...this.peers].map((p) => ({
+        peer: p.peer, bytesIn: p.link.bytesIn, bytesOut: p.link.bytesOut,
+        cache: { slots: p.ctx.cache.slots, used: p.ctx.cache.size, memoryBytes: p.ctx.cache.memoryBytes },
+        sessions: [...p.sessions.values()].map((s) => this.sessionJson(s)),
+      })),
+      finished: this.finished,
+    };
+  }
+}

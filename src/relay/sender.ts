@@ -1,0 +1,346 @@
+// Sender relay (source site): accepts the migration connections of QEMU (or virt-handler's
+// proxy), encodes each as a session, and multiplexes the sessions over one link to the receiver
+// relay. Buffers stay small: a source socket is paused whenever the link has a backlog, or the
+// session has used up the credit the receiver grants as it writes downstream, so QEMU's own
+// bandwidth estimate keeps reflecting what really leaves the site.
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { logger } from '../util/log.ts';
+import { AdaptiveLevel } from './adaptive.ts';
+import { packBatch, zstdCompress } from './batch.ts';
+import { createContext } from './context.ts';
+import type { CodecContext } from './context.ts';
+import { SessionEncoder } from './encoder.ts';
+import type { Batch, StreamMode } from './encoder.ts';
+import * as F from './frames.ts';
+import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
+import * as M from './metrics.ts';
+import type { HostPort, LinkSecurity } from './net-util.ts';
+import { TECHNIQUES } from './ops.ts';
+
+const log = logger('relay-sender');
+
+export interface ListenSpec {
+  addr: HostPort;
+  /** Receiver-side target name this listener's sessions go to. */
+  target: string;
+  mode: StreamMode;
+}
+
+export interface SenderOptions {
+  listen: ListenSpec[];
+  peer: HostPort;
+  security: LinkSecurity;
+  cacheBytes: number;
+  /** zstd level, or 'auto' for the adaptive policy. */
+  level?: number | 'auto';
+  /** Raw bytes a session may have in flight before the receiver has written them downstream. */
+  windowBytes?: number;
+  /** Link backlog above which sources are paused. */
+  linkHighWater?: number;
+  /** Pending bytes of an incomplete record are force-flushed after this much input silence. */
+  stallMs?: number;
+}
+
+interface Session {
+  id: number;
+  label: string;
+  target: string;
+  source: net.Socket;
+  enc: SessionEncoder;
+  credit: number;
+  state: 'open' | 'fin' | 'closed';
+  stallTimer?: NodeJS.Timeout;
+  flushScheduled: boolean;
+  startedAt: number;
+  closeReason?: string;
+  returnBytes: number;
+  rfin: boolean;
+}
+
+export class SenderRelay {
+  private readonly opts: Required<Omit<SenderOptions, 'level'>> & { level: number | 'auto' };
+  private readonly servers: net.Server[] = [];
+  private link: Link | undefined;
+  private linkReady: Promise<Link> | undefined;
+  private ctx: CodecContext | undefined;
+  private readonly sessions = new Map<number, Session>();
+  private readonly finished: Record<string, unknown>[] = [];
+  private nextId = 1;
+  private readonly level: AdaptiveLevel;
+  private busyMs = 0;
+  private windowStart = performance.now();
+  private linkBusySamples = 0;
+  private samples = 0;
+  private maxBuffered = 0;
+  private stopped = false;
+
+  constructor(opts: SenderOptions) {
+    this.opts = {
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 200, ...opts,
+    };
+    this.level = new AdaptiveLevel(this.opts.level);
+  }
+
+  /** Starts the listeners; returns their bound addresses (port 0 picks a free port). */
+  async start(): Promise<HostPort[]> {
+    const out: HostPort[] = [];
+    for (const spec of this.opts.listen) {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s, spec));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(spec.addr.port, spec.addr.host, () => { server.off('error', reject); resolve(); });
+      });
+      const a = server.address() as net.AddressInfo;
+      out.push({ host: a.address, port: a.port });
+      this.servers.push(server);
+      log.info('sender relay listening', { listen: `${a.address}:${a.port}`, target: spec.target, mode: spec.mode });
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.servers) s.close();
+    for (const s of this.sessions.values()) this.closeSession(s, 'relay stopped', false);
+    this.link?.close('relay stopped');
+  }
+
+  /** The link to the receiver, connected and handshaken on first use (and after it was lost). */
+  private getLink(): Promise<Link> {
+    if (this.linkReady) return this.linkReady; // connected, or connecting: one link for all sessions
+    this.linkReady = (async () => {
+      const socket = await connectLink(this.opts.peer, this.opts.security);
+      const link = new Link(socket);
+      link.sendJson(F.F_HELLO, 0, { magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes: this.opts.cacheBytes, role: 'sender' } satisfies F.Hello);
+      let hello: F.Hello;
+      try {
+        hello = await awaitHello(link);
+      } catch (err) {
+        link.close('handshake failed');
+        throw err;
+      }
+      // The receiver answers with the cache size both sides use (never more than we offered).
+      this.ctx = createContext(Math.min(hello.cacheBytes, this.opts.cacheBytes));
+      M.cacheMemory.set({ role: 'sender' }, this.ctx.cache.memoryBytes);
+      this.link = link;
+      link.on('frame', (f) => this.onFrame(f));
+      link.on('drain', () => this.resumeAll());
+      link.on('close', (why) => {
+        if (!this.stopped) log.warn('link to receiver relay lost; closing its sessions', { why, sessions: this.sessions.size });
+        for (const s of this.sessions.values()) this.closeSession(s, 'peer-lost', false);
+        if (this.link === link) { this.link = undefined; this.linkReady = undefined; }
+      });
+      log.info('relay link up', { peer: `${this.opts.peer.host}:${this.opts.peer.port}`, cacheBytes: this.ctx.cache.slots * this.ctx.cache.slotSize });
+      return link;
+    })();
+    this.linkReady.catch(() => { this.linkReady = undefined; });
+    return this.linkReady;
+  }
+
+  private accept(source: net.Socket, spec: ListenSpec): void {
+    if (this.stopped) { source.destroy(); return; }
+    const id = this.nextId++;
+    const label = `${source.remoteAddress}:${source.remotePort}->${spec.target}`;
+    this.getLink().then((link) => this.startSession(link, id, label, source, spec), (err: unknown) => {
+      const reason = err instanceof HandshakeError ? err.reason : 'peer-unreachable';
+      log.error('cannot reach the receiver relay; refusing the migration connection', { session: String(id), reason, error: String((err as Error).message ?? err) });
+      M.sessionsClosed.inc({ role: 'sender', reason });
+      source.destroy();
+    });
+  }
+
+  private startSession(link: Link, id: number, label: string, source: net.Socket, spec: ListenSpec): void {
+    const ctx = this.ctx!;
+    const s: Session = {
+      id, label, target: spec.target, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
+      startedAt: Date.now(), returnBytes: 0, rfin: false,
+      enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode }),
+    };
+    this.sessions.set(id, s);
+    M.sessionsOpened.inc({ role: 'sender' });
+    link.sendJson(F.F_OPEN, id, { mode: spec.mode, target: spec.target, label } satisfies F.OpenInfo);
+    log.info('session opened', { session: String(id), label });
+    source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
+    source.on('end', () => {
+      if (s.state !== 'open') return;
+      this.work(() => s.enc.end());
+      s.state = 'fin';
+      clearTimeout(s.stallTimer);
+      this.link?.send(F.F_FIN, s.id);
+      if (s.rfin) this.finishSession(s);
+    });
+    source.on('error', (err) => log.warn('source connection error', { session: String(id), error: err.message }));
+    source.on('close', () => {
+      if (s.state === 'open') this.closeSession(s, 'source-aborted', true);
+    });
+    source.resume();
+  }
+
+  private work(fn: () => void): void {
+    const t0 = performance.now();
+    fn();
+    this.busyMs += performance.now() - t0;
+  }
+
+  private onSourceData(s: Session, chunk: Buffer): void {
+    if (s.state !== 'open') return;
+    this.work(() => s.enc.write(chunk));
+    if (!s.flushScheduled) {
+      s.flushScheduled = true;
+      // Emit what this burst of reads produced once the reads of this loop turn are done.
+      setImmediate(() => {
+        s.flushScheduled = false;
+        if (s.state === 'open') this.work(() => s.enc.flush(false));
+      });
+    }
+    clearTimeout(s.stallTimer);
+    if (s.enc.pendingBytes) {
+      s.stallTimer = setTimeout(() => { if (s.state === 'open') this.work(() => s.enc.flush(true)); }, this.opts.stallMs);
+    }
+    this.applyBackpressure(s);
+  }
+
+  private sendBatch(s: Session, b: Batch): void {
+    const link = this.link;
+    if (!link || s.state === 'closed') return;
+    const level = this.level.next();
+    const compressed = level === 0 ? undefined : zstdCompress(b.ops, level);
+    const packed = packBatch(b.ops, b.rawLen, level, compressed);
+    this.level.observe(b.ops.length, packed.length);
+    s.enc.stats.wireOut += packed.length + F.FRAME_HEADER;
+    s.credit -= b.rawLen;
+    link.send(F.F_DATA, s.id, packed);
+    M.wireBytes.inc({ role: 'sender', direction: 'out' }, packed.length + F.FRAME_HEADER);
+    this.sample(link);
+  }
+
+  private sample(link: Link): void {
+    this.samples++;
+    if (link.backlog > this.opts.linkHighWater / 4) this.linkBusySamples++;
+    const now = performance.now();
+    const elapsed = now - this.windowStart;
+    if (elapsed >= 100) {
+      const cpuBusy = this.busyMs / elapsed > 0.7;
+      const linkBusy = this.linkBusySamples / this.samples > 0.5;
+      this.level.feedback(linkBusy, cpuBusy);
+      M.compressionLevel.set(this.level.level);
+      this.windowStart = now;
+      this.busyMs = 0;
+      this.samples = 0;
+      this.linkBusySamples = 0;
+    }
+    const buffered = this.bufferedBytes();
+    M.bufferedBytes.set({ role: 'sender' }, buffered);
+    if (buffered > this.maxBuffered) { this.maxBuffered = buffered; M.bufferedBytesMax.set({ role: 'sender' }, buffered); }
+  }
+
+  /** Bytes taken from sources that are not yet on the link socket's kernel buffer. */
+  bufferedBytes(): number {
+    let n = this.link?.backlog ?? 0;
+    for (const s of this.sessions.values()) n += s.enc.pendingBytes;
+    return n;
+  }
+
+  private applyBackpressure(s: Session): void {
+    const link = this.link;
+    const blocked = !link || link.backlog > this.opts.linkHighWater || s.credit <= 0;
+    if (blocked && !s.source.isPaused()) s.source.pause();
+  }
+
+  private resumeAll(): void {
+    for (const s of this.sessions.values()) this.maybeResume(s);
+  }
+
+  private maybeResume(s: Session): void {
+    const link = this.link;
+    if (s.state !== 'open' || !link || link.backlog > this.opts.linkHighWater || s.credit <= 0) return;
+    if (s.source.isPaused()) s.source.resume();
+  }
+
+  private onFrame(f: F.Frame): void {
+    const s = this.sessions.get(f.session);
+    if (!s) return; // a session we already closed
+    switch (f.type) {
+      case F.F_CREDIT:
+        if (f.payload.length === 4) s.credit += f.payload.readUInt32BE(0);
+        this.maybeResume(s);
+        break;
+      case F.F_RDATA:
+        s.returnBytes += f.payload.length;
+        s.source.write(f.payload);
+        break;
+      case F.F_RFIN:
+        s.rfin = true;
+        s.source.end();
+        if (s.state === 'fin') this.finishSession(s);
+        break;
+      case F.F_CLOSE: {
+        const c = safeJson<F.CloseInfo>(f.payload);
+        log.error('receiver relay closed the session', { session: String(s.id), reason: c?.reason ?? 'unknown', message: c?.message ?? '' });
+        this.closeSession(s, c?.reason ?? 'closed-by-peer', false);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private finishSession(s: Session): void {
+    if (s.state === 'closed') return;
+    s.state = 'closed';
+    s.closeReason = 'ok';
+    this.retire(s);
+    M.sessionsClosed.inc({ role: 'sender', reason: 'ok' });
+    log.info('session finished', { session: String(s.id), bytesIn: String(s.enc.stats.bytesIn), wireBytes: String(s.enc.stats.wireOut) });
+  }
+
+  private closeSession(s: Session, reason: string, notifyPeer: boolean): void {
+    if (s.state === 'closed') return;
+    s.state = 'closed';
+    s.closeReason = reason;
+    clearTimeout(s.stallTimer);
+    s.source.destroy();
+    if (notifyPeer) this.link?.sendJson(F.F_CLOSE, s.id, { reason, message: `sender closed session: ${reason}` } satisfies F.CloseInfo);
+    if (this.ctx?.active === s.enc) this.ctx.active = undefined;
+    this.retire(s);
+    M.sessionsClosed.inc({ role: 'sender', reason });
+    log.warn('session closed', { session: String(s.id), reason });
+  }
+
+  private retire(s: Session): void {
+    this.sessions.delete(s.id);
+    this.accountTechniques(s);
+    this.finished.push(this.sessionJson(s));
+    if (this.finished.length > 100) this.finished.shift();
+  }
+
+  private accountTechniques(s: Session): void {
+    const st = s.enc.stats;
+    TECHNIQUES.forEach((t, i) => { if (st.rawBytes[i]) M.bytesIn.inc({ technique: t }, st.rawBytes[i]); });
+    M.cacheLookups.inc(st.cacheLookups);
+    M.cacheHits.inc(st.cacheHits);
+  }
+
+  private sessionJson(s: Session): Record<string, unknown> {
+    return {
+      id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
+      pendingBytes: s.enc.pendingBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
+    };
+  }
+
+  /** Stats for the operator (JSON): live and recently finished sessions, cache and link figures. */
+  stats(): Record<string, unknown> {
+    const c = this.ctx?.cache;
+    return {
+      role: 'sender',
+      link: this.link ? { up: true, bytesOut: this.link.bytesOut, bytesIn: this.link.bytesIn, backlog: this.link.backlog } : { up: false },
+      zstdLevel: this.level.level,
+      bufferedBytes: this.bufferedBytes(),
+      maxBufferedBytes: this.maxBuffered,
+      cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,
+      sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
+      finished: this.finished,
+    };
+  }
+}
