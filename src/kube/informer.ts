@@ -168,6 +168,7 @@ export class Informer<T extends KubeObject = KubeObject> {
           await this.listAndReplace(signal);
           needList = false;
         }
+        if (signal.aborted) break;
         const started = this.clock.now();
         await this.watchOnce(signal);
         // A watch that the server ends right away over and over must not become a hot loop.
