@@ -227,9 +227,9 @@ export class ReceiverRelay {
     if (s.state === 'closed' || s.state === 'failed') return;
     s.state = 'failed';
     s.closeReason = reason;
-    // destroy(), not end(): the destination must see an aborted stream, never a clean but
+    // A TCP reset, not a FIN: the destination must see an aborted stream, never a clean but
     // incomplete one.
-    s.target?.destroy();
+    if (s.target && !s.target.destroyed) s.target.resetAndDestroy();
     if (notifyPeer) p.link.sendJson(F.F_CLOSE, s.id, { reason, message } satisfies F.CloseInfo);
     M.sessionsClosed.inc({ role: 'receiver', reason });
     log.error('session closed', { session: String(s.id), label: s.label, reason, message });

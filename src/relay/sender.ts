@@ -300,7 +300,7 @@ export class SenderRelay {
     s.state = 'closed';
     s.closeReason = reason;
     clearTimeout(s.stallTimer);
-    s.source.destroy();
+    if (!s.source.destroyed) s.source.resetAndDestroy(); // QEMU must see an abort, not a clean end
     if (notifyPeer) this.link?.sendJson(F.F_CLOSE, s.id, { reason, message: `sender closed session: ${reason}` } satisfies F.CloseInfo);
     if (this.ctx?.active === s.enc) this.ctx.active = undefined;
     this.retire(s);
