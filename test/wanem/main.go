@@ -25,6 +25,7 @@ func main() {
 	ab := flag.String("ab", "", "parameters of direction A->B only (applied after -link)")
 	ba := flag.String("ba", "", "parameters of direction B->A only (applied after -link)")
 	seed := flag.Uint64("seed", 1, "random seed for loss and jitter")
+	quantum := flag.Duration("quantum", 0, "minimum spacing of delivery wake-ups; packets may be late by up to this (trades timing precision for CPU)")
 	flag.Parse()
 
 	// Die with the test process that started us, even if it is SIGKILLed.
@@ -65,6 +66,7 @@ func main() {
 	}
 	dirAB := newDirection("ab", fdA, fdB, pab, *seed)
 	dirBA := newDirection("ba", fdB, fdA, pba, *seed+1)
+	dirAB.quantum, dirBA.quantum = *quantum, *quantum
 	c := &controller{ab: dirAB, ba: dirBA}
 	if *ctl != "" {
 		if err := c.serve(*ctl); err != nil {
