@@ -8,7 +8,9 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../../src/kube/rest.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { wanMigrationControllerFactory, siteControllerFactory, type ControllerProviders } from '../../src/controller/index.ts';
-import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
+import { startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
+import type { ControllerFactory } from '../../src/operator/controllers.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { Site } from '../../src/api/site.ts';
 import { findCondition } from '../../src/api/conditions.ts';
@@ -86,10 +88,9 @@ export async function setupBed(clusters: Cluster[], opts: { phaseDelayMs?: numbe
   };
 }
 
-/** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */
-export function runOperator(bed: Bed, providers: ControllerProviders = {}): Promise<RunningOperator> {
-  return startOperator({
-    kubeConfig: bed.a.kubeConfig,
+export function operatorConfig(kubeConfig: KubeConfig): OperatorConfig {
+  return {
+    kubeConfig,
     namespace: OPERATOR_NS,
     leaderElect: false,
     leaderElectionId: 'cloudnet-test',
@@ -99,7 +100,16 @@ export function runOperator(bed: Bed, providers: ControllerProviders = {}): Prom
     healthProbeBindAddress: '0',
     maxConcurrentReconciles: 4,
     gracefulShutdownTimeoutMs: 5000,
-  }, [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })]);
+  };
+}
+
+export function operatorFactories(providers: ControllerProviders = {}): ControllerFactory[] {
+  return [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })];
+}
+
+/** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */
+export function runOperator(bed: Bed, providers: ControllerProviders = {}): Promise<RunningOperator> {
+  return startOperator(operatorConfig(bed.a.kubeConfig), operatorFactories(providers));
 }
 
 export interface VmOptions {
