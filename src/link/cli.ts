@@ -8,7 +8,10 @@ import { logger } from '../util/log.ts';
 import { FileEventSink, LogEventSink, MultiEventSink, type LinkEventSink } from './events.ts';
 import { FileExchange } from './exchange.ts';
 import { FileKeyStore } from './keystore.ts';
-import { GATEWAY_DEFAULTS, GatewayAgent, type GatewayConfig } from './gateway.ts';
+import { GATEWAY_DEFAULTS, GatewayAgent, type GatewayConfig, type GatewayPeerConfig } from './gateway.ts';
+import type { Logger } from '../util/log.ts';
+import type { GatewayExchange } from './exchange.ts';
+import type { KeyStore } from './keystore.ts';
 import { DEFAULT_PROBE_PORT } from './probe.ts';
 
 const USAGE = `usage: cloudnet gateway --site NAME --interface IF --tunnel-address CIDR
@@ -17,7 +20,14 @@ const USAGE = `usage: cloudnet gateway --site NAME --interface IF --tunnel-addre
     [--listen-port N] [--endpoint HOST:PORT] [--network CIDR]... [--peer-public-key KEY]
     [--probe-port N] [--probe-interval-ms N] [--probe-timeout-ms N] [--miss-threshold N]
     [--bandwidth-interval-ms N] [--keepalive N] [--rotate-interval-ms N] [--metrics-port N]
-    [--allow-default-route] [--config FILE.json]`;
+    [--allow-default-route] [--config FILE.json]
+
+In a cluster (--kube; kubeconfig from KUBECONFIG or the pod's service account):
+  cloudnet gateway --kube --site NAME --peer-site SITE --interface IF --tunnel-address CIDR
+    [--namespace NS] [--peer-namespace NS] [--network CIDR]... [other flags as above]
+  The peer's endpoint, tunnel address, networks and optional pinned key come from the local Site
+  SITE; keys live in the Secret cloudnet-gateway-key, the published state in the ConfigMap
+  cloudnet-gateway-SITE, and the peer's state is read through the kubeconfig the Site names.`;
 
 type Flags = Record<string, string | string[] | boolean | undefined>;
 
@@ -31,6 +41,7 @@ const options = {
   'probe-interval-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'miss-threshold': { type: 'string' },
   'bandwidth-interval-ms': { type: 'string' }, keepalive: { type: 'string' }, 'rotate-interval-ms': { type: 'string' },
   'metrics-port': { type: 'string' }, 'allow-default-route': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  kube: { type: 'boolean' }, namespace: { type: 'string' }, 'peer-namespace': { type: 'string' },
 } as const;
 
 function str(f: Flags, k: string): string | undefined {
@@ -57,10 +68,17 @@ function list(f: Flags, k: string): string[] {
   return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
 }
 
-export function configFromFlags(f: Flags): GatewayConfig {
+export function configFromFlags(f: Flags, peerFromApi?: GatewayPeerConfig): GatewayConfig {
   const d = GATEWAY_DEFAULTS;
   const peerKey = str(f, 'peer-public-key');
   const endpoint = str(f, 'endpoint');
+  const peer: GatewayPeerConfig = peerFromApi ?? {
+    site: req(f, 'peer-site'),
+    endpoint: req(f, 'peer-endpoint'),
+    tunnelAddress: req(f, 'peer-tunnel-address'),
+    networks: list(f, 'peer-network'),
+    ...(peerKey ? { publicKey: peerKey } : {}),
+  };
   return {
     site: req(f, 'site'),
     interfaceName: req(f, 'interface'),
@@ -68,13 +86,7 @@ export function configFromFlags(f: Flags): GatewayConfig {
     tunnelAddress: req(f, 'tunnel-address'),
     ...(endpoint ? { endpoint } : {}),
     networks: list(f, 'network'),
-    peer: {
-      site: req(f, 'peer-site'),
-      endpoint: req(f, 'peer-endpoint'),
-      tunnelAddress: req(f, 'peer-tunnel-address'),
-      networks: list(f, 'peer-network'),
-      ...(peerKey ? { publicKey: peerKey } : {}),
-    },
+    peer,
     allowDefaultRoute: f['allow-default-route'] === true,
     persistentKeepaliveSec: num(f, 'keepalive', d.persistentKeepaliveSec),
     probePort: num(f, 'probe-port', DEFAULT_PROBE_PORT),
@@ -92,17 +104,26 @@ export async function run(argv: string[]): Promise<number> {
   let flags: Flags = values;
   if (values.help) { console.log(USAGE); return 0; }
   if (values.config) flags = { ...(JSON.parse(await readFile(values.config, 'utf8')) as Flags), ...values };
-  const cfg = configFromFlags(flags);
-  const log = logger('gateway', { site: cfg.site, peer: cfg.peer.site });
+  const log = logger('gateway', { site: str(flags, 'site') ?? '', peer: str(flags, 'peer-site') ?? '' });
   const sinks: LinkEventSink[] = [new LogEventSink(log)];
   const eventsFile = str(flags, 'events-file');
   if (eventsFile) sinks.push(new FileEventSink(eventsFile));
-  const agent = new GatewayAgent(cfg, {
-    keys: new FileKeyStore(req(flags, 'key-file')),
-    exchange: new FileExchange(req(flags, 'state-file'), str(flags, 'peer-state-file')),
-    events: new MultiEventSink(sinks),
-    log,
-  });
+  let agent: GatewayAgent;
+  if (flags.kube === true) {
+    const k = await kubeDeps(flags, log);
+    sinks.push(k.events);
+    agent = new GatewayAgent(configFromFlags(flags, k.peer), {
+      keys: k.keys, exchange: k.exchange, events: new MultiEventSink(sinks, log), log, peerSource: k.peerSource,
+    });
+  } else {
+    agent = new GatewayAgent(configFromFlags(flags), {
+      keys: new FileKeyStore(req(flags, 'key-file')),
+      exchange: new FileExchange(req(flags, 'state-file'), str(flags, 'peer-state-file')),
+      events: new MultiEventSink(sinks, log),
+      log,
+    });
+  }
+  const cfg = agent.cfg;
   await agent.start();
   log.info('gateway running', { ifname: cfg.interfaceName, publicKey: agent.publicKey() });
   await new Promise<void>((resolve) => {
@@ -112,4 +133,57 @@ export async function run(argv: string[]): Promise<number> {
   });
   await agent.stop();
   return 0;
+}
+
+interface KubeDeps {
+  keys: KeyStore;
+  exchange: GatewayExchange;
+  events: LinkEventSink;
+  peer: GatewayPeerConfig;
+  peerSource: () => Promise<GatewayPeerConfig>;
+}
+
+/** Wires the gateway to the cluster: Secret, ConfigMaps, the peer Site and the peer cluster. */
+async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
+  // Loaded lazily so that the file mode never pulls in the Kubernetes client.
+  const [{ KubeConfig }, { KubeClient }, { ClusterClients }, { siteClustersFrom }, { Res }, kube, { hostname }] = await Promise.all([
+    import('@kubernetes/client-node'), import('../kube/client.ts'), import('../kube/clusters.ts'),
+    import('../controller/site-clusters.ts'), import('../controller/resources.ts'), import('./kube.ts'), import('node:os'),
+  ]);
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const local = new KubeClient(kc);
+  const namespace = str(flags, 'namespace') ?? kube.DEFAULT_GATEWAY_NAMESPACE;
+  const localSite = req(flags, 'site');
+  const peerSite = req(flags, 'peer-site');
+  const clusters = siteClustersFrom(new ClusterClients({ local, log }));
+  type SiteT = import('../api/site.ts').Site;
+  let site: SiteT | undefined;
+  const readSite = async (): Promise<SiteT> => {
+    site = await local.get<import('../kube/rest.ts').KubeObject>(Res.site, undefined, peerSite) as unknown as SiteT;
+    return site;
+  };
+  const peerSource = async (): Promise<GatewayPeerConfig> => {
+    const p = kube.peerConfigFromSite(await readSite());
+    const pinned = str(flags, 'peer-public-key');
+    return pinned ? { ...p, publicKey: pinned } : p;
+  };
+  let peer: GatewayPeerConfig | undefined;
+  for (let attempt = 0; !peer; attempt++) {
+    try { peer = await peerSource(); } catch (e) {
+      if (attempt % 10 === 0) log.warn('waiting for the peer Site', { site: peerSite, error: String(e) });
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  const peerNamespace = str(flags, 'peer-namespace');
+  return {
+    keys: new kube.SecretKeyStore(local, namespace),
+    exchange: new kube.ConfigMapExchange({
+      local, namespace, localSite, peerSite, ...(peerNamespace ? { peerNamespace } : {}),
+      peerClient: async () => clusters.forSite(site ?? await readSite()),
+    }),
+    events: new kube.KubeEventSink(local, () => site, hostname()),
+    peer,
+    peerSource,
+  };
 }

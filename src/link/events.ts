@@ -31,10 +31,14 @@ export class FileEventSink implements LinkEventSink {
   }
 }
 
+/** Fans out to several sinks; one failing sink (e.g. the API is down) does not stop the others. */
 export class MultiEventSink implements LinkEventSink {
   readonly #sinks: LinkEventSink[];
-  constructor(sinks: LinkEventSink[]) { this.#sinks = sinks; }
+  readonly #log: Logger | undefined;
+  constructor(sinks: LinkEventSink[], log?: Logger) { this.#sinks = sinks; this.#log = log; }
   async emit(e: LinkEvent): Promise<void> {
-    await Promise.all(this.#sinks.map((s) => s.emit(e).catch(() => undefined)));
+    await Promise.all(this.#sinks.map((s) => s.emit(e).catch((err: unknown) => {
+      this.#log?.warn('recording a link event failed', { reason: e.reason, error: String(err) });
+    })));
   }
 }

@@ -74,6 +74,8 @@ export interface GatewayDeps {
   log: Logger;
   metrics?: LinkMetrics;
   now?: () => Date;
+  /** Re-reads the peer config every round (the Site object in a cluster); errors keep the last one. */
+  peerSource?: () => Promise<GatewayPeerConfig>;
 }
 
 export class GatewayAgent {
@@ -159,6 +161,11 @@ export class GatewayAgent {
   }
 
   async #round(): Promise<void> {
+    if (this.#d.peerSource) {
+      try { this.cfg.peer = await this.#d.peerSource(); } catch (e) {
+        this.#d.log.warn('reading peer site config failed; keeping the last one', { error: String(e) });
+      }
+    }
     try { this.#peer = (await this.#d.exchange.readPeer()) ?? this.#peer; } catch (e) {
       this.#d.log.warn('reading peer gateway state failed', { error: String(e) });
     }

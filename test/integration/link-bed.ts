@@ -42,6 +42,10 @@ export interface LinkBedOptions {
   wan?: SitesOptions;
   extraA?: string[];
   extraB?: string[];
+  /** Loopback ports (API servers) to make reachable from inside the gateway namespaces. */
+  bridgePorts?: number[];
+  /** Run the gateways in cluster mode (--kube) with these kubeconfigs instead of state files. */
+  kubeconfigs?: { a: string; b: string };
 }
 
 function readJson<T>(path: string): T | undefined {
@@ -53,6 +57,17 @@ export async function createLinkBed(opts: LinkBedOptions = {}): Promise<LinkBed>
   requireTool('wg', 'wireguard-tools');
   const sites = await createSites(opts.wan ?? {});
   const dir = mkdtempSync(join(tmpdir(), 'cn-link-'));
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    for (const side of ['a', 'b'] as const) {
+      for (const port of opts.bridgePorts ?? []) cleanups.push(await bridgeLoopbackPort(sites[side].gwNs, port, dir));
+    }
+  } catch (e) {
+    for (const c of cleanups) await c().catch(() => undefined);
+    await sites.destroy();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const tag = sites.runId.replace('-', '').slice(-8);
   const gateways: Partial<Record<'a' | 'b', GatewayProc>> = {};
 
@@ -62,17 +77,20 @@ export async function createLinkBed(opts: LinkBedOptions = {}): Promise<LinkBed>
     const ifname = `cn${tag}${side}`;
     const stateFile = join(dir, `${side}.state.json`);
     const eventsFile = join(dir, `${side}.events.jsonl`);
-    const args = [
+    const common = [
       cli, 'gateway', '--site', `site-${side}`, '--interface', ifname, '--listen-port', String(WG_PORT),
       '--tunnel-address', TUNNEL[side], '--endpoint', `${me.gwWanIp}:${WG_PORT}`, '--network', me.lanCidr,
-      '--peer-site', `site-${other}`, '--peer-endpoint', `${peer.gwWanIp}:${WG_PORT}`,
+      '--peer-site', `site-${other}`, '--events-file', eventsFile, '--bandwidth-interval-ms', '5000',
+    ];
+    const kubeconfig = opts.kubeconfigs?.[side];
+    const args = kubeconfig ? [...common, '--kube', '--namespace', 'cloudnet-system', ...extra] : [
+      ...common, '--peer-endpoint', `${peer.gwWanIp}:${WG_PORT}`,
       '--peer-tunnel-address', TUNNEL[other], '--peer-network', peer.lanCidr,
       '--key-file', join(dir, `${side}.key.json`), '--state-file', stateFile,
-      '--peer-state-file', join(dir, `${other}.state.json`), '--events-file', eventsFile,
-      '--bandwidth-interval-ms', '5000', ...extra,
+      '--peer-state-file', join(dir, `${other}.state.json`), ...extra,
     ];
     const proc = spawn('ip', ['netns', 'exec', me.gwNs, process.execPath, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info', ...(kubeconfig ? { KUBECONFIG: kubeconfig } : {}) },
     });
     let err = '';
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-20_000); });
@@ -110,6 +128,7 @@ export async function createLinkBed(opts: LinkBedOptions = {}): Promise<LinkBed>
     },
     async stop() {
       await Promise.all([stopOne(gateways.a), stopOne(gateways.b)]);
+      for (const c of cleanups) await c().catch(() => undefined);
       await sites.destroy();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -132,4 +151,40 @@ export function diagnostics(bed: LinkBed): string {
     const g = s === 'a' ? bed.a : bed.b;
     return `--- gateway ${s} state: ${JSON.stringify(g.state()?.link)}\n--- stderr tail:\n${g.stderr().slice(-3000)}`;
   }).join('\n');
+}
+
+/**
+ * Makes a loopback API server (https://127.0.0.1:<port>) reachable from inside a network
+ * namespace at the same address, so kubeconfigs work unchanged: a forwarder in the namespace
+ * listens on 127.0.0.1:<port> and relays over a Unix socket (the filesystem crosses namespaces)
+ * to this process, which connects to the real port. In a real cluster the gateway runs with
+ * hostNetwork and needs none of this.
+ */
+export async function bridgeLoopbackPort(ns: string, port: number, dir: string): Promise<() => Promise<void>> {
+  const { createServer, connect } = await import('node:net');
+  const sockPath = join(dir, `api-${ns}-${port}.sock`);
+  const server = createServer((c) => {
+    const up = connect(port, '127.0.0.1');
+    c.pipe(up); up.pipe(c);
+    c.on('error', () => up.destroy()); up.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => server.listen(sockPath, () => r()));
+  const script = `const net=require('node:net');net.createServer((c)=>{const u=net.connect(${JSON.stringify(sockPath)});`
+    + `c.pipe(u);u.pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());})`
+    + `.listen(${port},'127.0.0.1',()=>console.log('ready'));`;
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((res, rej) => {
+    const t = setTimeout(() => rej(new Error('API bridge did not start')), 10_000);
+    child.stdout?.once('data', () => { clearTimeout(t); res(); });
+    child.once('exit', (code) => { clearTimeout(t); rej(new Error(`API bridge exited ${code}`)); });
+  });
+  return async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(sockPath, { force: true });
+  };
 }
