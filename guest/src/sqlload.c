@@ -5,7 +5,8 @@
  * where sum is an FNV-1a hash over the whole table (ordered by id) and the query results so far.
  * The PRNG is seeded, so running the same binary on the host with --batches <b> --db :memory:
  * prints the same sum for batch b: a test compares the guest's line after migration against it.
- * With --batches N it stops after N batches and prints "SQL DONE <batch> rows=<n> sum=<hex>". */
+ * With --batches N it stops after N batches and prints "SQL DONE <batch> rows=<n> sum=<hex>".
+ * --preload R bulk-inserts R rows first (part of the deterministic sequence: pass it on the host too). */
 #include "common.h"
 #include <sqlite3.h>
 
@@ -48,12 +49,24 @@ static uint64_t table_hash(sqlite3_stmt *scan, uint64_t h, long long *rows) {
   return h;
 }
 
+static void insert_row(sqlite3_stmt *ins, uint64_t *s, unsigned char *text) {
+  char key[32];
+  snprintf(key, sizeof key, "key-%06llu", (unsigned long long)rng_below(s, 1000000));
+  size_t len = 64 + (size_t)rng_below(s, 320);
+  fill_text(s, text, len);
+  sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(ins, 2, (const char *)text, (int)len, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(ins, 3, (sqlite3_int64)rng_below(s, 100000));
+  step_done(ins);
+}
+
 int main(int argc, char **argv) {
   const char *path = arg_str(argc, argv, "db", "/tmp/cloudnet.db");
   long long batches = (long long)arg_num(argc, argv, "batches", 0);
   int ops = (int)arg_num(argc, argv, "ops-per-batch", 200);
   int check_every = (int)arg_num(argc, argv, "check-every", 10);
   long long rows_max = (long long)arg_num(argc, argv, "rows-max", 20000);
+  long long preload = (long long)arg_num(argc, argv, "preload", 0);
   unsigned pause_ms = (unsigned)arg_num(argc, argv, "pause-ms", 50);
   uint64_t seed = (uint64_t)arg_num(argc, argv, "seed", 1);
   if (check_every < 1) check_every = 1;
@@ -76,20 +89,23 @@ int main(int argc, char **argv) {
   unsigned char text[512];
   char key[32], key2[32];
   long long rows = 0, max_id = 0;
-  say("SQL READY db=%s ops_per_batch=%d rows_max=%lld seed=%llu", path, ops, rows_max, (unsigned long long)seed);
+  if (preload > 0) {
+    /* Batch 0: bulk rows so the database has a realistic working set before the load starts. */
+    exec("BEGIN");
+    for (long long i = 0; i < preload; i++) insert_row(ins, &s, text);
+    exec("COMMIT");
+    rows = preload;
+    max_id = sqlite3_last_insert_rowid(db);
+  }
+  say("SQL READY db=%s ops_per_batch=%d rows_max=%lld preload=%lld seed=%llu", path, ops, rows_max, preload,
+      (unsigned long long)seed);
   for (long long b = 1; batches == 0 || b <= batches; b++) {
     exec("BEGIN");
     for (int o = 0; o < ops; o++) {
       unsigned r = (unsigned)rng_below(&s, 100);
       if (r < 50 && rows >= rows_max) r = 60; /* full: delete instead of insert */
       if (r < 50 || rows == 0) {
-        snprintf(key, sizeof key, "key-%06llu", (unsigned long long)rng_below(&s, 1000000));
-        size_t len = 64 + (size_t)rng_below(&s, 320);
-        fill_text(&s, text, len);
-        sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(ins, 2, (const char *)text, (int)len, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(ins, 3, (sqlite3_int64)rng_below(&s, 100000));
-        step_done(ins);
+        insert_row(ins, &s, text);
         rows++;
         max_id = sqlite3_last_insert_rowid(db);
         continue;

@@ -5,7 +5,6 @@
 // wan.ts), migrates over TCP and checks from the serial heartbeats that the guest kept running.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -15,6 +14,7 @@ import { cacheDir, type WorkloadSpec } from '../../src/qemu/image.ts';
 import { migrate, type MigrationResult, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestOptions, type QemuGuest } from '../../src/qemu/process.ts';
 import type { Heartbeat } from '../../src/qemu/serial.ts';
+import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
 import { onExit, requireTool } from './netns.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,15 +33,6 @@ export function requireQemu(): void {
 /** Path of a static workload binary built by hack/build-guest.sh, for host-side reference runs. */
 export function guestBin(name: 'sqlload' | 'diskwriter' | 'memwriter' | 'heartbeat'): string {
   return join(cacheDir(), 'guest', 'bin', name);
-}
-
-/** A loopback port that was free a moment ago (the kernel's pick, so parallel tests do not collide). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 export interface GuestLab {
@@ -114,7 +105,7 @@ export interface LiveMigrationReport {
 export async function liveMigrate(lab: GuestLab, o: LiveMigrationOptions): Promise<LiveMigrationReport> {
   const name = o.name ?? 'vm';
   const inNamespaces = Boolean(o.sourceNetns || o.destinationNetns);
-  const port = o.port ?? (inNamespaces ? 49152 : await freePort());
+  const port = o.port ?? (inNamespaces ? 49152 : await freeLoopbackPort());
   const common = { workload: o.workload, memoryMiB: o.memoryMiB ?? 256, disks: o.disks };
   const t0 = performance.now();
   const source = await lab.start({ ...common, name: `${name}-src`, netns: o.sourceNetns });

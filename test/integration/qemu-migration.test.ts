@@ -30,7 +30,7 @@ function assertKeptRunning(r: LiveMigrationReport): void {
   assert.ok(r.destinationHeartbeats[0].n - last.n <= 2, `heartbeats skipped: ${last.n} -> ${r.destinationHeartbeats[0].n}`);
 }
 
-describe('QEMU live migration', { timeout: 110_000 }, () => {
+describe('QEMU live migration', { timeout: 180_000 }, () => {
   const lab = createGuestLab();
   after(() => lab.destroy());
 
