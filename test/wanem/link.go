@@ -60,23 +60,36 @@ var epoch0 = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch0)) }
 
-// Small packets (everything up to a 1500-byte MTU and a bit) come from a pool; jumbo ones are
-// allocated exactly.
-const poolBufSize = 2048
+// Packet buffers (virtio header included) come from two pools: MTU-sized packets and
+// segmentation-offload super-packets of up to 64 KiB.
+const (
+	smallBufSize = 2048
+	largeBufSize = 65536 + vnetHdrLen
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, poolBufSize); return &b }}
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+)
 
 func getBuf(n int) []byte {
-	if n <= poolBufSize {
-		return (*bufPool.Get().(*[]byte))[:n]
+	if n <= smallBufSize {
+		return (*smallPool.Get().(*[]byte))[:n]
+	}
+	if n <= largeBufSize {
+		return (*largePool.Get().(*[]byte))[:n]
 	}
 	return make([]byte, n)
 }
 
 func putBuf(b []byte) {
-	if cap(b) == poolBufSize {
-		b = b[:poolBufSize]
-		bufPool.Put(&b)
+	switch cap(b) {
+	case smallBufSize:
+		b = b[:smallBufSize]
+		smallPool.Put(&b)
+	case largeBufSize:
+		b = b[:largeBufSize]
+		largePool.Put(&b)
 	}
 }
 
@@ -84,15 +97,17 @@ type direction struct {
 	name    string
 	in, out int
 
-	mu        sync.Mutex
-	params    Params
-	shaper    *shaper
-	queue     packetHeap
-	heldBytes int64
-	seq       uint64
-	writing   bool // the writer has popped a packet and not yet written it
-	wake      chan struct{}
-	quantum   time.Duration // minimum spacing of the writer's wake-ups
+	mu           sync.Mutex
+	params       Params
+	shaper       *shaper
+	queue        packetHeap
+	heldBytes    int64
+	seq          uint64
+	writing      bool // the writer has popped a packet and not yet written it
+	wake         chan struct{}
+	quantum      time.Duration // minimum spacing of the writer's wake-ups
+	offload      bool          // segmentation offload currently enabled on the ingress device
+	offloadKnown bool
 
 	stats Stats // updated with atomics
 }
@@ -104,7 +119,22 @@ func newDirection(name string, in, out int, p Params, seed uint64) *direction {
 func (d *direction) setParams(u Update) {
 	d.mu.Lock()
 	u.applyTo(&d.params)
+	d.updateOffload()
 	d.mu.Unlock()
+}
+
+// updateOffload turns segmentation offload on the ingress device on exactly while this direction
+// neither rate-limits nor drops at random. Called with d.mu held.
+func (d *direction) updateOffload() {
+	want := d.params.RateBps == 0 && d.params.Loss == 0
+	if d.offloadKnown && want == d.offload {
+		return
+	}
+	if err := setOffload(d.in, want); err != nil {
+		fmt.Fprintf(os.Stderr, "wanem: %s: %v\n", d.name, err)
+		return
+	}
+	d.offload, d.offloadKnown = want, true
 }
 
 func (d *direction) getParams() Params {
@@ -136,13 +166,13 @@ func (d *direction) write(b []byte) {
 			return
 		}
 		atomic.AddUint64(&d.stats.TxPackets, 1)
-		atomic.AddUint64(&d.stats.TxBytes, uint64(len(b)))
+		atomic.AddUint64(&d.stats.TxBytes, uint64(len(b)-vnetHdrLen))
 		return
 	}
 }
 
 func (d *direction) readLoop() {
-	buf := make([]byte, 65536)
+	buf := make([]byte, largeBufSize)
 	for {
 		n, err := syscall.Read(d.in, buf)
 		if err == syscall.EINTR || err == syscall.EAGAIN {
@@ -152,14 +182,15 @@ func (d *direction) readLoop() {
 			fmt.Fprintf(os.Stderr, "wanem: %s: read: %v\n", d.name, err)
 			os.Exit(1)
 		}
-		if n == 0 {
+		if n <= vnetHdrLen {
 			continue
 		}
+		size := n - vnetHdrLen // the IP packet (a super-packet while offload is on)
 		atomic.AddUint64(&d.stats.RxPackets, 1)
-		atomic.AddUint64(&d.stats.RxBytes, uint64(n))
+		atomic.AddUint64(&d.stats.RxBytes, uint64(size))
 		now := nanotime()
 		d.mu.Lock()
-		at, v := d.shaper.admit(now, n, &d.params)
+		at, v := d.shaper.admit(now, size, &d.params)
 		switch {
 		case v == dropDown:
 			atomic.AddUint64(&d.stats.DropDown, 1)
@@ -167,7 +198,7 @@ func (d *direction) readLoop() {
 			atomic.AddUint64(&d.stats.DropLoss, 1)
 		case v == dropQueue:
 			atomic.AddUint64(&d.stats.DropQueue, 1)
-		case d.heldBytes+int64(n) > maxHeldBytes:
+		case d.heldBytes+int64(size) > maxHeldBytes:
 			atomic.AddUint64(&d.stats.DropMemory, 1)
 		case at <= now && len(d.queue) == 0 && !d.writing:
 			// Due now and nothing ahead of it: write directly and skip the writer's wake-up
@@ -183,7 +214,7 @@ func (d *direction) readLoop() {
 			wasEmpty := len(d.queue) == 0
 			earlier := !wasEmpty && at < d.queue[0].at
 			heap.Push(&d.queue, p)
-			d.heldBytes += int64(n)
+			d.heldBytes += int64(size)
 			if wasEmpty || earlier {
 				select {
 				case d.wake <- struct{}{}:
@@ -229,7 +260,7 @@ func (d *direction) writeLoop() {
 			continue
 		}
 		heap.Pop(&d.queue)
-		d.heldBytes -= int64(len(head.data))
+		d.heldBytes -= int64(len(head.data) - vnetHdrLen)
 		// A cut link also loses what is on the wire.
 		down := d.params.Down
 		d.writing = true

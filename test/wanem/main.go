@@ -67,6 +67,11 @@ func main() {
 	dirAB := newDirection("ab", fdA, fdB, pab, *seed)
 	dirBA := newDirection("ba", fdB, fdA, pba, *seed+1)
 	dirAB.quantum, dirBA.quantum = *quantum, *quantum
+	for _, d := range []*direction{dirAB, dirBA} {
+		d.mu.Lock()
+		d.updateOffload()
+		d.mu.Unlock()
+	}
 	c := &controller{ab: dirAB, ba: dirBA}
 	if *ctl != "" {
 		if err := c.serve(*ctl); err != nil {
