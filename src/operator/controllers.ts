@@ -4,6 +4,7 @@
 import type { Controller } from '../kube/controller.ts';
 import type { Manager, LeaderRunnable } from '../kube/manager.ts';
 import type { Logger } from '../util/log.ts';
+import { siteControllerFactory, wanMigrationControllerFactory } from '../controller/index.ts';
 
 export interface ControllerDeps {
   manager: Manager;
@@ -15,5 +16,10 @@ export interface ControllerDeps {
 
 export type ControllerFactory = (deps: ControllerDeps) => Controller | LeaderRunnable | Array<Controller | LeaderRunnable>;
 
-/** The WanMigration and Site controllers are added here once src/controller exports their factories. */
-export const controllerFactories: ControllerFactory[] = [];
+/**
+ * What `cloudnet operator` runs. The link and storage providers are left out until their issues
+ * land: the reconcilers then report those steps honestly instead of pretending.
+ */
+export function defaultControllerFactories(): ControllerFactory[] {
+  return [siteControllerFactory(), wanMigrationControllerFactory()];
+}

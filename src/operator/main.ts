@@ -18,7 +18,7 @@ import { KubeClient } from '../kube/client.ts';
 import { Manager } from '../kube/manager.ts';
 import { OperatorMetrics } from '../kube/metrics.ts';
 import { startMetricsServer, startProbeServer, type BoundServer } from './health.ts';
-import { controllerFactories, type ControllerFactory } from './controllers.ts';
+import { defaultControllerFactories, type ControllerFactory } from './controllers.ts';
 import { logger } from '../util/log.ts';
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -107,7 +107,7 @@ export interface RunningOperator {
 }
 
 /** Starts the manager, its controllers and the HTTP servers (used by run() and by tests). */
-export async function startOperator(cfg: OperatorConfig, factories: ControllerFactory[] = controllerFactories): Promise<RunningOperator> {
+export async function startOperator(cfg: OperatorConfig, factories: ControllerFactory[] = defaultControllerFactories()): Promise<RunningOperator> {
   const log = logger('operator');
   const metrics = new OperatorMetrics();
   const manager = new Manager({

@@ -1,0 +1,131 @@
+// Leader election with two managers on one real API server: exactly one leads and reconciles;
+// when the leader stops gracefully it releases the Lease and the standby takes over at once; when
+// the leader dies without releasing, the standby takes over within the lease duration.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startCluster, type Cluster } from '../env/cluster.ts';
+import { KubeClient, Resources } from '../../src/kube/client.ts';
+import { LeaderElector, type Lease } from '../../src/kube/leader.ts';
+import { Manager } from '../../src/kube/manager.ts';
+import { Controller } from '../../src/kube/controller.ts';
+import { OperatorMetrics } from '../../src/kube/metrics.ts';
+import type { ObjectKey } from '../../src/kube/types.ts';
+
+let cluster: Cluster;
+const NS = 'default';
+const timing = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 250 };
+
+before(async () => {
+  cluster = await startCluster({ name: 'kube-leader' });
+});
+
+after(async () => {
+  await cluster?.stop();
+});
+
+async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function replica(id: string, lease: string) {
+  const client = new KubeClient(cluster.kubeConfig);
+  const reconciled: string[] = [];
+  const manager = new Manager({
+    client,
+    metrics: new OperatorMetrics({ defaultMetrics: false }),
+    leaderElection: { namespace: NS, name: lease, identity: id, ...timing },
+    gracefulShutdownTimeoutMs: 5000,
+  });
+  const informer = manager.informer(Resources.configMap, { namespace: NS });
+  manager.add(new Controller({
+    name: `cm-${id}`,
+    informer,
+    reconciler: { reconcile: async (key: ObjectKey) => { reconciled.push(key.name); } },
+  }));
+  const abort = new AbortController();
+  const done = manager.start(abort.signal);
+  return { id, manager, reconciled, stop: async () => { abort.abort(); await done; } };
+}
+
+test('two managers: exactly one leads and reconciles; graceful stop hands over at once', async () => {
+  const admin = new KubeClient(cluster.kubeConfig);
+  await admin.create(Resources.configMap, { kind: 'ConfigMap', metadata: { name: 'work-1', namespace: NS } });
+  const a = replica('a', 'le-graceful');
+  const b = replica('b', 'le-graceful');
+  try {
+    await until('a leader', () => a.manager.isLeader() || b.manager.isLeader());
+    await until('both ready (standby caches synced too)', () => a.manager.ready() && b.manager.ready());
+    const [leader, standby] = a.manager.isLeader() ? [a, b] : [b, a];
+    await until('leader reconciled', () => leader.reconciled.includes('work-1'));
+    await new Promise((r) => setTimeout(r, timing.retryPeriodMs * 4));
+    assert.equal(standby.manager.isLeader(), false);
+    assert.deepEqual(standby.reconciled, [], 'the standby never reconciles');
+    const metrics = await leader.manager.metrics.registry.getSingleMetricAsString('leader_election_master_status');
+    assert.match(metrics, /leader_election_master_status\{name="le-graceful"\} 1/);
+
+    const t0 = Date.now();
+    await leader.stop();
+    const lease = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
+    assert.equal(lease.spec?.holderIdentity, undefined, 'the lease was released');
+    await until('standby takes over', () => standby.manager.isLeader(), timing.leaseDurationMs);
+    const tookMs = Date.now() - t0;
+    await until('new leader reconciles', () => standby.reconciled.includes('work-1'));
+    assert.ok(tookMs < timing.leaseDurationMs, `takeover after release took ${tookMs} ms`);
+    const after = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
+    assert.equal(after.spec?.holderIdentity, standby.id);
+    assert.equal(after.spec?.leaseTransitions, 1);
+  } finally {
+    await a.stop();
+    await b.stop();
+    await admin.rest.close();
+  }
+});
+
+test('a leader that dies without releasing is replaced within the lease duration', async () => {
+  const client = new KubeClient(cluster.kubeConfig);
+  const crashed = new AbortController();
+  const ghost = new LeaderElector({
+    client, namespace: NS, name: 'le-crash', identity: 'ghost', ...timing, releaseOnCancel: false,
+    onStartedLeading: () => undefined,
+  });
+  const ghostRun = ghost.run(crashed.signal);
+  await until('ghost leads', () => ghost.isLeader());
+  const b = replica('b', 'le-crash');
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(b.manager.isLeader(), false, 'lease held by a live leader is respected');
+    crashed.abort(); // stops renewing, does not release: like kill -9
+    await ghostRun;
+    const t0 = Date.now();
+    await until('standby takes over', () => b.manager.isLeader(), timing.leaseDurationMs + 2 * timing.retryPeriodMs * 2.2 + 1000);
+    const tookMs = Date.now() - t0;
+    assert.ok(tookMs <= timing.leaseDurationMs + 1500, `takeover took ${tookMs} ms`);
+  } finally {
+    await b.stop();
+    await client.rest.close();
+  }
+});
+
+test('two electors racing for a fresh lease: exactly one wins', async () => {
+  const clients = [new KubeClient(cluster.kubeConfig), new KubeClient(cluster.kubeConfig), new KubeClient(cluster.kubeConfig)];
+  const stop = new AbortController();
+  const electors = clients.map((client, i) => new LeaderElector({
+    client, namespace: NS, name: 'le-race', identity: `r${i}`, ...timing, onStartedLeading: () => undefined,
+  }));
+  const runs = electors.map((e) => e.run(stop.signal));
+  try {
+    await until('someone leads', () => electors.some((e) => e.isLeader()));
+    for (let i = 0; i < 10; i++) {
+      assert.equal(electors.filter((e) => e.isLeader()).length, 1);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    stop.abort();
+    await Promise.all(runs);
+    await Promise.all(clients.map((c) => c.rest.close()));
+  }
+});
