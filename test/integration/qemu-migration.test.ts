@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { formatMigration } from '../../src/qemu/migrate.ts';
+import { readFileSync, statSync } from 'node:fs';
+import { formatMigration, migrate, migrateToFile } from '../../src/qemu/migrate.ts';
+import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
 import { createGuestLab, guestBin, liveMigrate, type LiveMigrationReport } from '../env/qemu.ts';
 import { createSites } from '../env/wan.ts';
 
@@ -91,5 +93,37 @@ describe('QEMU live migration', { timeout: 180_000 }, () => {
     assert.ok(wire >= r.result.ramTransferredBytes * 0.9, `WAN carried ${wire} B, QEMU sent ${r.result.ramTransferredBytes} B of RAM`);
     await r.source.stop();
     await r.destination.stop();
+  });
+
+  test('records a stream through the tee on its way to a live destination, and into a file via exec:', async () => {
+    const workload = { name: 'idle' as const };
+    const src = await lab.start({ name: 'rec-src', workload, memoryMiB: 128 });
+    const dst = await lab.start({ name: 'rec-dst', workload, memoryMiB: 128, incoming: true });
+    const port = await freeLoopbackPort();
+    await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
+    const recording = join(lab.dir, 'idle.qemu');
+    const tee = await startStreamTee({ targetHost: '127.0.0.1', targetPort: port, recordPath: recording });
+    try {
+      const r = await migrate({ source: src.qmp, uri: `tcp:127.0.0.1:${tee.port}`, parameters: { 'max-bandwidth': 1024 * 1024 * 1024 } });
+      assert.equal(r.status, 'completed', r.error);
+      await dst.serial.waitFor(/HB \d+/, 10_000, dst.serial.count);
+      await src.stop();
+      await tee.drained();
+    } finally {
+      await tee.close();
+    }
+    const head = readFileSync(recording).subarray(0, 8);
+    assert.equal(head.toString('hex'), '5145564d00000003', 'stream starts with QEVM v3');
+    assert.equal(statSync(recording).size, tee.forwarded.toDestination);
+    assert.ok(tee.forwarded.toDestination > 1e6);
+
+    // The destination (now the running guest) saved to a file: the source-less recording mode.
+    const file = join(lab.dir, 'idle-exec.qemu');
+    const f = await migrateToFile(dst.qmp, file);
+    console.log(`[qemu-migration] recorded: tee=${(tee.forwarded.toDestination / 1e6).toFixed(1)} MB exec-file=${(f.fileBytes / 1e6).toFixed(1)} MB`);
+    assert.equal(f.status, 'completed', f.error);
+    assert.equal(readFileSync(file).subarray(0, 4).toString(), 'QEVM');
+    assert.equal((await dst.qmp.execute('query-status')).status, 'postmigrate');
+    await dst.stop();
   });
 });
