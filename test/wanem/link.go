@@ -124,9 +124,9 @@ func (d *direction) setParams(u Update) {
 }
 
 // updateOffload turns segmentation offload on the ingress device on exactly while this direction
-// neither rate-limits nor drops at random. Called with d.mu held.
+// drops nothing at random and either has no rate limit or allows GSO under it. Called with d.mu held.
 func (d *direction) updateOffload() {
-	want := d.params.RateBps == 0 && d.params.Loss == 0
+	want := (d.params.RateBps == 0 || d.params.GSO) && d.params.Loss == 0
 	if d.offloadKnown && want == d.offload {
 		return
 	}
