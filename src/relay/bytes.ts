@@ -43,6 +43,13 @@ export class OpWriter {
     this.len += n;
   }
 
+  /** The written bytes as a view, valid until the next write; then the writer is reset. */
+  view(): Buffer {
+    const v = this.buf.subarray(0, this.len);
+    this.len = 0;
+    return v;
+  }
+
   /** Copies the written bytes out (the caller keeps them; this writer is reused). */
   take(): Buffer {
     const out = Buffer.allocUnsafe(this.len);

@@ -24,10 +24,10 @@ export class SessionDecoder {
     this.ctx = ctx;
   }
 
-  /** Decodes one batch of ops whose output is exactly `rawLen` bytes. */
-  decode(ops: Buffer, rawLen: number): Buffer {
+  /** Decodes one batch of ops whose output is exactly `rawLen` bytes (into `into` if it is large enough). */
+  decode(ops: Buffer, rawLen: number, into?: Buffer): Buffer {
     if (rawLen > O.MAX_BATCH_RAW) throw new DecodeError('corrupt', `batch too large (${rawLen})`);
-    const out = Buffer.allocUnsafe(rawLen);
+    const out = into && into.length >= rawLen ? into.subarray(0, rawLen) : Buffer.allocUnsafe(rawLen);
     const r = new OpReader(ops);
     let o = 0;
     const room = (n: number): void => {

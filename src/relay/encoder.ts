@@ -25,6 +25,7 @@ export interface EncoderOptions {
 }
 
 export interface Batch {
+  /** A view into the encoder's reusable buffer: consume (compress or copy) it synchronously. */
   ops: Buffer;
   rawLen: number;
 }
@@ -45,6 +46,7 @@ const RAM_IDSTR = Buffer.from([0x03, 0x72, 0x61, 0x6d]); // len=3 "ram"
 const QEVM_PREFIX = Buffer.from('QEVM', 'latin1');
 const NBD_MAGIC = Buffer.from([0x25, 0x60, 0x95, 0x13]);
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+const EMPTY = Buffer.alloc(0);
 const ZERO_WORDS = new Uint32Array(PAGE_SIZE / 4);
 const PRERAM_SCAN_LIMIT = 1 << 20;
 const MAX_NBD_WRITE = 64 << 20;
@@ -65,7 +67,8 @@ export class SessionEncoder {
   private readonly batchRawBytes: number;
   private readonly deltaLimit: number;
   private batchRaw = 0;
-  private pending: Buffer = Buffer.alloc(0);
+  private pending: Buffer = EMPTY;
+  private staging: Buffer = Buffer.allocUnsafeSlow(1 << 17);
   private state: number;
   private ended = false;
 
@@ -125,10 +128,34 @@ export class SessionEncoder {
     if (this.ended) throw new Error('write after end');
     this.claim();
     this.stats.bytesIn += chunk.length;
-    const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    let buf = chunk;
+    if (this.pending.length) {
+      // Join the incomplete record with the new input in a reused staging buffer (no per-read
+      // allocation). `pending` may itself live at the start of the staging buffer.
+      const need = this.pending.length + chunk.length;
+      if (this.staging.length < need) {
+        const next = Buffer.allocUnsafeSlow(Math.max(need, this.staging.length * 2));
+        this.pending.copy(next, 0);
+        this.staging = next;
+      } else if (this.pending.buffer !== this.staging.buffer || this.pending.byteOffset !== this.staging.byteOffset) {
+        this.pending.copy(this.staging, 0);
+      }
+      chunk.copy(this.staging, this.pending.length);
+      buf = this.staging.subarray(0, need);
+    }
     const pos = this.parse(buf, 0, buf.length, false);
-    this.pending = pos === buf.length ? Buffer.alloc(0) : buf.subarray(pos);
+    this.keepPending(buf, pos);
     if (this.w.len >= this.batchOpBytes || this.batchRaw >= this.batchRawBytes) this.emit();
+  }
+
+  /** Keeps buf[pos..] for the next write, at the start of the staging buffer. */
+  private keepPending(buf: Buffer, pos: number): void {
+    const n = buf.length - pos;
+    if (n === 0) { this.pending = EMPTY; return; }
+    if (this.staging.length < n) this.staging = Buffer.allocUnsafeSlow(Math.max(n, this.staging.length * 2));
+    if (buf.buffer === this.staging.buffer) this.staging.copyWithin(0, buf.byteOffset - this.staging.byteOffset + pos, buf.byteOffset - this.staging.byteOffset + buf.length);
+    else buf.copy(this.staging, 0, pos);
+    this.pending = this.staging.subarray(0, n);
   }
 
   /**
@@ -137,15 +164,12 @@ export class SessionEncoder {
    */
   flush(force = false): void {
     this.claim();
-    if (force && this.pending.length) {
+    if (this.pending.length && (force || this.state === S_GENERIC)) {
       if (this.state !== S_GENERIC) this.loseSync('stalled mid-record');
       const buf = this.pending;
-      this.pending = Buffer.alloc(0);
-      this.parse(buf, 0, buf.length, true);
-    } else if (this.state === S_GENERIC && this.pending.length) {
-      const buf = this.pending;
-      this.pending = Buffer.alloc(0);
-      this.parse(buf, 0, buf.length, true);
+      this.pending = EMPTY;
+      const pos = this.parse(buf, 0, buf.length, true);
+      this.raw(buf, pos, buf.length, O.T_STRUCTURE); // generic consumes all; this is a safety net
     }
     this.emitPending();
   }
@@ -156,7 +180,7 @@ export class SessionEncoder {
     this.claim();
     if (this.pending.length) {
       const buf = this.pending;
-      this.pending = Buffer.alloc(0);
+      this.pending = EMPTY;
       // A trailing incomplete record is passed through verbatim.
       this.raw(buf, 0, buf.length, O.T_STRUCTURE);
     }
@@ -165,7 +189,7 @@ export class SessionEncoder {
   }
 
   private emit(): void {
-    const ops = this.w.take();
+    const ops = this.w.view();
     this.stats.opsOut += ops.length;
     const rawLen = this.batchRaw;
     this.batchRaw = 0;
