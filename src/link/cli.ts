@@ -124,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
   const cfg = agent.cfg;
+  onRotationRequest = () => { log.info('key rotation requested by Site annotation', { annotation: ROTATE_ANNOTATION }); agent.requestRotation(); };
   await agent.start();
   log.info('gateway running', { ifname: cfg.interfaceName, publicKey: agent.publicKey() });
   await new Promise<void>((resolve) => {
@@ -134,6 +135,10 @@ export async function run(argv: string[]): Promise<number> {
   await agent.stop();
   return 0;
 }
+
+export const ROTATE_ANNOTATION = 'cloudnet.io/rotate-gateway-key';
+
+let onRotationRequest: () => void = () => undefined;
 
 interface KubeDeps {
   keys: KeyStore;
@@ -163,8 +168,17 @@ async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
     site = await local.get<import('../kube/rest.ts').KubeObject>(Res.site, undefined, peerSite) as unknown as SiteT;
     return site;
   };
+  // Rotation on request: changing the Site annotation cloudnet.io/rotate-gateway-key (any new
+  // value, e.g. a timestamp) makes this gateway rotate its key once.
+  let rotationToken: string | undefined;
+  let tokenSeen = false;
   const peerSource = async (): Promise<GatewayPeerConfig> => {
-    const p = kube.peerConfigFromSite(await readSite());
+    const s = await readSite();
+    const token = s.metadata.annotations?.[ROTATE_ANNOTATION];
+    if (tokenSeen && token !== undefined && token !== rotationToken) onRotationRequest();
+    rotationToken = token;
+    tokenSeen = true;
+    const p = kube.peerConfigFromSite(s);
     const pinned = str(flags, 'peer-public-key');
     return pinned ? { ...p, publicKey: pinned } : p;
   };

@@ -66,6 +66,8 @@ export const GATEWAY_DEFAULTS = {
 const STAGED_POLL_MS = 100;
 /** WireGuard's REJECT_AFTER_TIME: a session older than this is dead. */
 const REJECT_AFTER_SEC = 180;
+/** How long the higher-key side leaves initiating to the other after a session is lost. */
+const PASSIVE_WINDOW_MS = 20_000;
 
 export interface GatewayDeps {
   keys: KeyStore;
@@ -98,6 +100,8 @@ export class GatewayAgent {
   #configErrors: string[] = [];
   #underlay: { reachable: boolean; peerPublicKey?: string; peerAcceptsKeys?: readonly string[] } | undefined;
   #handshake = 0;
+  /** When the current spell without a live WireGuard session began (undefined while live). */
+  #deadSince: number | undefined;
   #status: LinkStatus | undefined;
   #rotateRequested = false;
   #lastRotation = Date.now();
@@ -265,6 +269,7 @@ export class GatewayAgent {
     this.#activeKey = plan.activeKey;
     this.#stagedKey = plan.stagedKey;
     this.#handshake = device?.peers.find((p) => p.publicKey === plan.activeKey)?.latestHandshakeSec ?? 0;
+    this.#trackSession();
     const peers = peerEntries(plan, {
       endpoint: this.cfg.peer.endpoint,
       allowedIPs: this.#allowedIPs(),
@@ -303,12 +308,19 @@ export class GatewayAgent {
    * handshake initiation, which discards its own pending one, so both responses are rejected;
    * with both gateways started together and probing on the same schedule this was seen to repeat
    * for minutes. Once a session exists WireGuard itself leaves rekeying to the session's initiator.
+   * The restraint lasts PASSIVE_WINDOW_MS per dead spell: both sides judge by the keys they hold,
+   * and mid-rotation over a long outage they may disagree, so neither may wait forever.
    */
   #passive(): boolean {
     const peer = this.#activeKey;
-    if (!peer || this.#keys.current.publicKey() < peer) return false;
-    const age = Date.now() / 1000 - this.#handshake;
-    return this.#handshake === 0 || age > REJECT_AFTER_SEC;
+    if (!peer || this.#keys.current.publicKey() < peer || this.#deadSince === undefined) return false;
+    return Date.now() - this.#deadSince < PASSIVE_WINDOW_MS;
+  }
+
+  #trackSession(): void {
+    const live = this.#handshake > 0 && Date.now() / 1000 - this.#handshake <= REJECT_AFTER_SEC;
+    if (live) this.#deadSince = undefined;
+    else this.#deadSince ??= Date.now();
   }
 
   async #probe(): Promise<void> {

@@ -22,7 +22,7 @@ import { SITE_A, SITE_B } from '../env/wan.ts';
 import { createLinkBed, TUNNEL, WG_PORT } from './link-bed.ts';
 
 const NS = 'cloudnet-system';
-const ONE_WAY_MS = 30;
+const ONE_WAY_MS = 50;
 
 function siteObject(name: string, peerWanIp: string, tunnel: string, lan: string): Manifest {
   return {
@@ -121,4 +121,21 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   await bed.sites.setLink({ down: false });
   await pollSite((s) => linkCond(s)?.status === 'True', 'LinkReady=True after restoring', 30_000);
   assert.ok(events.includes('Warning/PeerUnreachable') && events.includes('Normal/Ready'), events.join(','));
+
+  // Rotation on request through the Site annotation: the Secret and the published key move together.
+  const before = (await readGatewayState(localA, NS, 'site-b'))?.publicKey;
+  await localA.patchMerge(Res.site, undefined, 'site-b', { metadata: { annotations: { 'cloudnet.io/rotate-gateway-key': String(Date.now()) } } });
+  const deadline = Date.now() + 30_000;
+  let after: string | undefined;
+  while (Date.now() < deadline) {
+    const st = await readGatewayState(localA, NS, 'site-b');
+    if (st && st.publicKey !== before && !st.nextPublicKey) { after = st.publicKey; break; }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(after, `gateway a did not rotate its key\n${diag()}`);
+  const rotated = await localA.get<KubeObject & { data?: Record<string, string> }>(Resources.secret, NS, 'cloudnet-gateway-key');
+  const sk2 = Buffer.from(rotated.data?.['private-key'] ?? '', 'base64').toString('utf8');
+  assert.equal(execFileSync('wg', ['pubkey'], { input: `${sk2}\n`, encoding: 'utf8' }).trim(), after);
+  assert.equal(rotated.data?.['next-private-key'], undefined, 'the finished rotation leaves no next key behind');
+  await pollSite((s) => linkCond(s)?.status === 'True', 'LinkReady=True after the rotation', 30_000);
 });

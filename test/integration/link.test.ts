@@ -8,7 +8,7 @@ import { nsExec } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
 import { createLinkBed, diagnostics, waitFor, type LinkBed } from './link-bed.ts';
 
-const ONE_WAY_MS = 30;
+const ONE_WAY_MS = 50;
 /** The outage-detection bound stated in src/link/status.ts for the default probe settings. */
 const DETECT_BOUND_MS = 5000;
 
