@@ -173,6 +173,7 @@ export class Controller<P extends KubeObject = KubeObject> {
       result = 'error';
       this.metrics?.error();
       if (err instanceof TerminalError) {
+        this.metrics?.terminalError();
         queue.forget(key);
         log.error('reconcile failed permanently', { err: errMessage(err) });
       } else {

@@ -51,7 +51,10 @@ export interface InformerOptions {
   resyncPeriodMs?: number;
   pageSize?: number;
   backoff?: RestartBackoff;
-  /** Server-side watch timeout range; each watch picks a random value in it (client-go: 5–10 min). */
+  /**
+   * Server-side watch timeout range; each watch picks a random value in it. client-go uses 5–10 min;
+   * we stay under undici's default 300 s body timeout so a quiet watch ends cleanly, not as an error.
+   */
   watchTimeoutSeconds?: [number, number];
   clock?: Clock;
   log?: Logger;
@@ -95,7 +98,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.resyncPeriodMs = opts.resyncPeriodMs ?? 0;
     this.pageSize = opts.pageSize ?? 500;
     this.backoff = opts.backoff ?? new RestartBackoff(200, 30_000);
-    this.watchTimeout = opts.watchTimeoutSeconds ?? [300, 600];
+    this.watchTimeout = opts.watchTimeoutSeconds ?? [240, 290];
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? logger('informer', { informer: this.name });
   }

@@ -14,6 +14,7 @@ export type ReconcileResultLabel = 'success' | 'error' | 'requeue' | 'requeue_af
 export interface ControllerMetrics {
   reconciled(result: ReconcileResultLabel, seconds: number): void;
   error(): void;
+  terminalError(): void;
   panic(): void;
   activeWorkers(delta: number): void;
   maxConcurrent(n: number): void;
@@ -24,6 +25,7 @@ export class OperatorMetrics {
   private readonly reconcileTotal: Counter<'controller' | 'result'>;
   private readonly reconcileErrors: Counter<'controller'>;
   private readonly reconcilePanics: Counter<'controller'>;
+  private readonly terminalErrors: Counter<'controller'>;
   private readonly reconcileTime: Histogram<'controller'>;
   private readonly activeWorkersGauge: Gauge<'controller'>;
   private readonly maxConcurrentGauge: Gauge<'controller'>;
@@ -43,6 +45,7 @@ export class OperatorMetrics {
     this.reconcileTotal = new Counter({ name: 'controller_runtime_reconcile_total', help: 'Total number of reconciliations per controller', labelNames: ['controller', 'result'], registers });
     this.reconcileErrors = new Counter({ name: 'controller_runtime_reconcile_errors_total', help: 'Total number of reconciliation errors per controller', labelNames: ['controller'], registers });
     this.reconcilePanics = new Counter({ name: 'controller_runtime_reconcile_panics_total', help: 'Total number of reconciliation panics (unexpected exceptions) per controller', labelNames: ['controller'], registers });
+    this.terminalErrors = new Counter({ name: 'controller_runtime_terminal_reconcile_errors_total', help: 'Total number of terminal reconciliation errors per controller', labelNames: ['controller'], registers });
     this.reconcileTime = new Histogram({ name: 'controller_runtime_reconcile_time_seconds', help: 'Length of time per reconciliation per controller', labelNames: ['controller'], buckets: RECONCILE_BUCKETS, registers });
     this.activeWorkersGauge = new Gauge({ name: 'controller_runtime_active_workers', help: 'Number of currently used workers per controller', labelNames: ['controller'], registers });
     this.maxConcurrentGauge = new Gauge({ name: 'controller_runtime_max_concurrent_reconciles', help: 'Maximum number of concurrent reconciles per controller', labelNames: ['controller'], registers });
@@ -73,12 +76,18 @@ export class OperatorMetrics {
   }
 
   forController(controller: string): ControllerMetrics {
+    // Series exist at 0 from the start, as in controller-runtime, so rate() works from the first error.
+    for (const result of ['success', 'error', 'requeue', 'requeue_after'] as const) this.reconcileTotal.inc({ controller, result }, 0);
+    this.reconcileErrors.inc({ controller }, 0);
+    this.terminalErrors.inc({ controller }, 0);
+    this.reconcilePanics.inc({ controller }, 0);
     return {
       reconciled: (result, seconds) => {
         this.reconcileTotal.inc({ controller, result });
         this.reconcileTime.observe({ controller }, seconds);
       },
       error: () => this.reconcileErrors.inc({ controller }),
+      terminalError: () => this.terminalErrors.inc({ controller }),
       panic: () => this.reconcilePanics.inc({ controller }),
       activeWorkers: (delta) => this.activeWorkersGauge.inc({ controller }, delta),
       maxConcurrent: (n) => this.maxConcurrentGauge.set({ controller }, n),

@@ -129,3 +129,37 @@ test('two electors racing for a fresh lease: exactly one wins', async () => {
     await Promise.all(clients.map((c) => c.rest.close()));
   }
 });
+
+test('a leader whose lease is taken over stops reconciling: its term signal aborts, then it campaigns again', async () => {
+  const client = new KubeClient(cluster.kubeConfig);
+  const terms: AbortSignal[] = [];
+  let stopped = 0;
+  const stop = new AbortController();
+  const elector = new LeaderElector({
+    client, namespace: NS, name: 'le-stolen', identity: 'victim', ...timing,
+    onStartedLeading: (signal) => terms.push(signal),
+    onStoppedLeading: () => stopped++,
+  });
+  const run = elector.run(stop.signal);
+  try {
+    await until('victim leads', () => elector.isLeader());
+    const lease = await client.get<Lease>(Resources.lease, NS, 'le-stolen');
+    const now = new Date().toISOString().replace('Z', '000Z');
+    await client.update<Lease>(Resources.lease, { ...lease, spec: { ...lease.spec, holderIdentity: 'thief', renewTime: now, acquireTime: now } });
+    const t0 = Date.now();
+    await until('term aborted', () => terms[0].aborted, timing.renewDeadlineMs + 1000);
+    const lostMs = Date.now() - t0;
+    assert.ok(lostMs <= timing.retryPeriodMs * 2 + 500, `noticed the takeover after ${lostMs} ms`);
+    assert.equal(elector.isLeader(), false);
+    assert.equal(elector.getLeader(), 'thief');
+    assert.equal(stopped, 1);
+    // The thief never renews: after the lease duration the victim wins again, in a new term.
+    await until('re-elected', () => elector.isLeader(), timing.leaseDurationMs * 2 + 2000);
+    assert.equal(terms.length, 2);
+    assert.equal(terms[1].aborted, false);
+  } finally {
+    stop.abort();
+    await run;
+    await client.rest.close();
+  }
+});
