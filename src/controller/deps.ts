@@ -5,7 +5,7 @@
 import type { KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import type { Site } from '../api/site.ts';
-import type { WanMigration } from '../api/wanmigration.ts';
+import type { MigrationProgress, WanMigration } from '../api/wanmigration.ts';
 import type { StepReport } from './phases/observed.ts';
 import type { PlanOptions } from './phases/plan.ts';
 
@@ -47,6 +47,16 @@ export interface StoragePreCopy {
   release(req: StorageRequest, signal: AbortSignal): Promise<void>;
 }
 
+export interface RelayRequest {
+  migration: WanMigration;
+  site: Site;
+}
+
+/** The WAN relay of issue 5, as far as the reconciler needs it: live byte counters. */
+export interface MigrationRelay {
+  progress(req: RelayRequest, signal: AbortSignal): Promise<MigrationProgress | undefined>;
+}
+
 export interface WanMigrationDeps {
   /** The cluster this operator runs in (source VMs, WanMigrations, Sites, Secrets). */
   local: KubeClient;
@@ -54,6 +64,7 @@ export interface WanMigrationDeps {
   events: EventSink;
   link?: LinkProvider;
   storage?: StoragePreCopy;
+  relay?: MigrationRelay;
   clock?: Clock;
   plan?: Partial<PlanOptions>;
   /** KubeVirt's namespace in the local cluster. Default `kubevirt`. */

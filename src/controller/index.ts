@@ -9,14 +9,16 @@ import { siteClustersFrom } from './site-clusters.ts';
 import { Res } from './resources.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
 import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
-import type { LinkProvider, StoragePreCopy } from './deps.ts';
+import type { LinkProvider, MigrationRelay, StoragePreCopy } from './deps.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
 
 export { WanMigrationReconciler, newWanMigrationReconciler } from './wanmigration.ts';
 export { SiteReconciler, newSiteReconciler, type SiteDeps } from './site.ts';
 export { siteClustersFrom } from './site-clusters.ts';
-export type { WanMigrationDeps, EventSink, SiteClusters, Clock, LinkProvider, LinkRequest, StoragePreCopy, StorageRequest } from './deps.ts';
+export type {
+  WanMigrationDeps, EventSink, SiteClusters, Clock, LinkProvider, LinkRequest, StoragePreCopy, StorageRequest, MigrationRelay, RelayRequest,
+} from './deps.ts';
 export type { StepReport, Observed } from './phases/observed.ts';
 export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
 export { Res } from './resources.ts';
@@ -25,6 +27,7 @@ export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from
 export interface ControllerProviders {
   link?: LinkProvider;
   storage?: StoragePreCopy;
+  relay?: MigrationRelay;
   plan?: Partial<PlanOptions>;
 }
 

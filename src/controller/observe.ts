@@ -157,14 +157,16 @@ async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: str
     caTrusted(w.local, w.localKubevirtNs, target, w.targetKubevirtNs, signal),
   ]);
   let complete = !!vm;
-  if (complete && w.sourceVM) {
+  const foreignDisks: string[] = [];
+  if (w.sourceVM) {
     const refs = volumeRefs(w.sourceVM);
-    const checks = await Promise.all([
-      ...refs.disks.map((d) => target.tryGet(Res.dataVolume, ns, d.name, signal)),
+    const disks = await Promise.all(refs.disks.map((d) => target.tryGet(Res.dataVolume, ns, d.name, signal)));
+    disks.forEach((d, i) => { if (d && d.metadata?.labels?.[MIGRATION_LABEL] !== wm.metadata.uid) foreignDisks.push(refs.disks[i].name); });
+    const aux = await Promise.all([
       ...refs.secrets.map((n) => target.tryGet(Res.secret, ns, n, signal)),
       ...refs.configMaps.map((n) => target.tryGet(Res.configMap, ns, n, signal)),
     ]);
-    complete = checks.every(Boolean);
+    complete = complete && disks.every(Boolean) && aux.every(Boolean);
   }
   const v: TargetView = {
     vmExists: !!vm,
@@ -172,6 +174,7 @@ async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: str
     objectsComplete: complete,
     ownedObjects: vms.items.length + dvs.items.length + secrets.items.length + cms.items.length,
     caTrusted: trusted,
+    ...(foreignDisks.length ? { foreignDisks } : {}),
   };
   if (vm) v.vmRunStrategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
   if (vmi) v.vmiPhase = vmi.status?.phase ?? '';
@@ -252,6 +255,9 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim) } : {}),
     link: await linkReport(deps, world, targetCluster, phase, signal),
     ...(spec.storage.mode === 'CloudNetPreCopy' ? { storage: await storageReport(deps, world, phase, signal) } : {}),
+    relayAvailable: !!deps.relay,
+    ...(deps.relay && site && spec.relay.enabled && phase === Phases.MigratingMemory
+      ? { relayProgress: await deps.relay.progress({ migration: wm, site }, signal) } : {}),
     specHash: specHash(spec),
   };
   return { obs, world };

@@ -127,6 +127,15 @@ describe('bad input', () => {
     assert.deepEqual(afterwards.metadata?.annotations, before.metadata?.annotations);
   });
 
+  test('a disk name taken on the target → TargetNameCollision, the foreign DataVolume is untouched', async () => {
+    const n = await ns('bi-disk');
+    await createVM(bed.src, n, 'vm');
+    await ensure(bed.dst, Res.dataVolume, { metadata: { name: 'vm-root', namespace: n }, spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } } } } });
+    const before = await bed.dst.get(Res.dataVolume, n, 'vm-root');
+    await expectBlocked(n, 'mig', 'TargetNameCollision', { vmName: 'vm' });
+    assert.equal((await bed.dst.get(Res.dataVolume, n, 'vm-root')).metadata?.resourceVersion, before.metadata?.resourceVersion);
+  });
+
   test('two WanMigrations for one VM → the second gets Conflict until the first ends', async () => {
     const n = await ns('bi-conflict');
     await createVM(bed.src, n, 'vm');
@@ -140,7 +149,7 @@ describe('bad input', () => {
   });
 
   test('source VMs were never touched by blocked migrations, and no reconcile errored', async () => {
-    for (const n of ['bi-stopped', 'bi-nolm', 'bi-nosite', 'bi-nosecret', 'bi-badkc', 'bi-unreach', 'bi-nons', 'bi-collide']) {
+    for (const n of ['bi-stopped', 'bi-nolm', 'bi-nosite', 'bi-nosecret', 'bi-badkc', 'bi-unreach', 'bi-nons', 'bi-collide', 'bi-disk']) {
       assert.ok(await bed.src.tryGet(Res.vm, n, 'vm'), `${n}/vm still exists`);
       assert.equal((await bed.src.list(Res.vmim, n)).items.length, 0, `${n}: no VMIM`);
     }

@@ -41,6 +41,8 @@ export interface TargetView {
   vmiPhase?: string;
   /** Every object we must create on the target (VM, DataVolumes, copied Secrets/ConfigMaps) exists. */
   objectsComplete: boolean;
+  /** Disks (DataVolumes) the receiver needs that already exist on the target but are not ours. */
+  foreignDisks?: string[];
   /** Number of objects on the target labelled as ours (for cleanup). */
   ownedObjects: number;
   /** Each cluster's kubevirt-ca bundle is in the other's kubevirt-external-ca. */
@@ -67,6 +69,10 @@ export interface Observed {
   link: StepReport;
   /** Undefined when storage.mode is KubeVirt (delegated). */
   storage?: StepReport;
+  /** Byte-level progress of the memory migration from the relay (issue 5), when one runs. */
+  relayProgress?: MigrationProgress;
+  /** A relay provider is configured (spec.relay.enabled is honoured). */
+  relayAvailable?: boolean;
   /** Hash of the start-frozen spec fields as they are now. */
   specHash: string;
 }

@@ -122,6 +122,7 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   if (lm && lm.status !== 'True') return { reason: 'VMNotLiveMigratable', message: `VMI ${spec.vmName} is not live-migratable: ${lm.reason ?? ''} ${lm.message ?? ''}`.trim() };
   if (!obs.targetNamespace.ok) return obs.targetNamespace;
   if (obs.target?.vmExists && !obs.target.vmOwned) return { reason: 'TargetNameCollision', message: `a VirtualMachine ${spec.vmName} not created by this migration already exists in ${spec.targetSite}/${spec.targetNamespace}` };
+  if (obs.target?.foreignDisks?.length) return { reason: 'TargetNameCollision', message: `DataVolume(s) ${obs.target.foreignDisks.join(', ')} not created by this migration already exist in ${spec.targetSite}/${spec.targetNamespace}` };
   return undefined;
 }
 
@@ -131,6 +132,9 @@ function start(c: Ctx): void {
   c.st.startTime = now;
   c.st.startedSpecHash = c.obs.specHash;
   for (const t of STEP_CONDITIONS) cond(c, t, 'Unknown', 'NotStarted', 'step not started yet');
+  if (c.spec.relay.enabled && !c.obs.relayAvailable) {
+    c.events.push({ type: 'Warning', reason: 'RelayUnavailable', message: 'relay.enabled is set but this operator runs no relay: the memory migration goes over the WAN without CloudNet compression or deduplication' });
+  }
   enter(c, Phases.ConnectingLink, `migration ${c.st.migrationID} of VM ${c.spec.vmName} to ${c.spec.targetSite}/${c.spec.targetNamespace} started`);
 }
 
@@ -140,6 +144,7 @@ function inFlightBeforeMemory(c: Ctx): boolean {
   if (!obs.source.vmExists) { rollback(c, 'SourceVMLost', `VirtualMachine ${spec.vmName} disappeared from the source`); return false; }
   if (obs.source.vmiPhase !== 'Running') { rollback(c, 'SourceVMNotRunning', `source VMI is no longer running (phase ${obs.source.vmiPhase ?? 'none'})`); return false; }
   if (obs.target?.vmExists && !obs.target.vmOwned) { rollback(c, 'TargetNameCollision', `a VirtualMachine ${spec.vmName} not created by this migration appeared on the target`); return false; }
+  if (obs.target?.foreignDisks?.length) { rollback(c, 'TargetNameCollision', `DataVolume(s) ${obs.target.foreignDisks.join(', ')} not created by this migration appeared on the target`); return false; }
   return true;
 }
 
@@ -251,6 +256,7 @@ function stepMemory(c: Ctx): boolean {
     }
   } else {
     cond(c, C.MemoryMigrated, 'False', 'InProgress', `VMIMs: source ${s.phase || 'Unset'}, target ${t.phase || 'Unset'}`);
+    if (obs.relayProgress) c.st.progress = { ...c.st.progress, ...obs.relayProgress };
   }
   const blocked = s?.blocked ?? t?.blocked;
   if (blocked !== undefined) c.stall = { reason: 'DecentralizedMigrationBlocked', message: blocked };

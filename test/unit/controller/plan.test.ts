@@ -389,3 +389,25 @@ test('conditions carry observedGeneration and keep lastTransitionTime while unch
   assert.equal(la.observedGeneration, 3);
   assert.equal(lb.lastTransitionTime, la.lastTransitionTime);
 });
+
+describe('target disks and relay', () => {
+  test('a DataVolume on the target that is not ours blocks the start (TargetNameCollision)', () => {
+    const p = plan(wm(), obs({ target: { vmExists: false, vmOwned: false, objectsComplete: false, ownedObjects: 0, caTrusted: false, foreignDisks: ['vm-a-root'] } }));
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'TargetNameCollision');
+    assert.match(cond(p.status, 'Stalled')!.message, /vm-a-root/);
+    assert.deepEqual(p.actions, []);
+  });
+  test('relay.enabled without a relay: warned once at start, migration continues', () => {
+    const p = plan(wm({ relay: { enabled: true } }), obs());
+    assert.ok(p.events.some((e) => e.reason === 'RelayUnavailable' && e.type === 'Warning'));
+    assert.equal(p.status.phase, 'PreparingTarget');
+    const q = plan(wm({ relay: { enabled: true } }), obs({ relayAvailable: true }));
+    assert.ok(!q.events.some((e) => e.reason === 'RelayUnavailable'));
+  });
+  test('relay byte counters are merged into status.progress during the memory migration', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), relayProgress: { bytesSent: 100, bytesOverWan: 25, reductionRatio: 0.25, rounds: 3 } }));
+    assert.equal(p.status.progress?.bytesOverWan, 25);
+    assert.equal(p.status.progress?.reductionRatio, 0.25);
+    assert.equal(p.status.progress?.percent, 80);
+  });
+});
