@@ -1,0 +1,189 @@
+// The operator as the image runs it, without docker (no base image can be pulled here): the
+// Dockerfile's steps are replayed on the host. dist/ is compiled with tsconfig.build.json, the
+// production dependency closure is taken from package-lock.json (exactly what `npm ci
+// --omit=dev` installs, copied from node_modules, offline), and `node dist/cli.js operator` runs
+// as UID 65532 in a root-owned app dir, with the chart's arguments, against a real API server
+// where the chart is installed, authenticated as the chart's ServiceAccount. So this checks that
+// the image has every runtime dependency, writes nothing, and that the chart's least-privilege
+// RBAC is enough for the operator to start, lead (Lease), serve probes and metrics, and stop.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
+import { installKubevirtCrds } from '../env/manifests.ts';
+import { cachedTool, chartDir, repoRoot, runHelm } from '../../hack/packaging.ts';
+
+const NS = 'cloudnet-system';
+const RELEASE = 'cloudnet';
+const SA = `system:serviceaccount:${NS}:${RELEASE}`;
+const RUNTIME_UID = 65532; // Dockerfile USER and chart podSecurityContext.runAsUser
+const nodeBin = join(repoRoot, 'node_modules', '.bin', 'node');
+
+let cluster: Cluster;
+let work: string;
+let app: string;
+let operator: ChildProcess | undefined;
+let exited: Promise<number | null> | undefined;
+const logLines: string[] = [];
+
+/** package-lock.json's packages that `npm ci --omit=dev` installs. */
+function productionPackages(): string[] {
+  const lock = JSON.parse(readFileSync(join(repoRoot, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; link?: boolean }> };
+  return Object.entries(lock.packages).filter(([path, p]) => path.startsWith('node_modules/') && !p.dev && !p.link).map(([path]) => path);
+}
+
+function kubectl(args: string[], input?: string): string {
+  const r = spawnSync(cachedTool('kubectl'), ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', join(work, 'kube-cache'), ...args], {
+    encoding: 'utf8', input, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work },
+  });
+  assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; operator log:\n${logLines.slice(-30).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** One GET without connection reuse, so no keep-alive socket outlives the test. */
+function httpStatus(port: number, path: string): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const req = httpGet({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+function logged(pred: (entry: Record<string, unknown>) => boolean): Record<string, unknown> | undefined {
+  for (const l of logLines) {
+    try {
+      const e = JSON.parse(l) as Record<string, unknown>;
+      if (pred(e)) return e;
+    } catch { /* not JSON: node warnings */ }
+  }
+  return undefined;
+}
+
+describe('the operator image layout, run as the chart runs it', () => {
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'cloudnet-image-'));
+    chmodSync(work, 0o755);
+    app = join(work, 'app');
+    // Dockerfile stage "build".
+    const tsc = spawnSync(nodeBin, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(app, 'dist')], { encoding: 'utf8' });
+    assert.equal(tsc.status, 0, `tsc -p tsconfig.build.json: ${tsc.stdout}${tsc.stderr}`);
+    // Dockerfile stage "prod-deps", then the runtime COPYs.
+    for (const pkg of productionPackages()) {
+      const from = join(repoRoot, pkg);
+      if (!existsSync(from)) continue; // optional dependency for another platform
+      mkdirSync(dirname(join(app, pkg)), { recursive: true });
+      cpSync(from, join(app, pkg), { recursive: true, verbatimSymlinks: true });
+    }
+    cpSync(join(repoRoot, 'package.json'), join(app, 'package.json'));
+
+    cluster = await startCluster({ name: 'image' });
+    const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath]);
+    assert.equal(r.status, 0, r.stderr);
+    kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
+    await installKubevirtCrds(cluster); // the controllers watch VMIMs
+    const sa = await userKubeconfig(cluster, { user: SA, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'] });
+    // Stands in for the projected ServiceAccount token: readable by the runtime user, like the mount.
+    const kubeconfig = join(work, 'sa.kubeconfig');
+    writeFileSync(kubeconfig, sa.kubeconfigYaml, { mode: 0o644 });
+    const home = join(work, 'tmp'); // the chart's /tmp emptyDir (HOME and TMPDIR point there)
+    mkdirSync(home, { mode: 0o755 });
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) chownSync(home, RUNTIME_UID, RUNTIME_UID);
+
+    const args = ['dist/cli.js', 'operator', '--leader-elect', '--metrics-bind-address=127.0.0.1:0', '--health-probe-bind-address=127.0.0.1:0',
+      '--kubeconfig', kubeconfig, '--lease-duration=4s', '--renew-deadline=3s', '--retry-period=500ms'];
+    // As root, drop to the image's numeric user exactly like `USER 65532:65532`; otherwise we already are non-root.
+    const [cmd, cmdArgs] = asRoot
+      ? ['setpriv', [`--reuid=${RUNTIME_UID}`, `--regid=${RUNTIME_UID}`, '--clear-groups', '--', nodeBin, ...args]]
+      : [nodeBin, args];
+    operator = spawn(cmd, cmdArgs, {
+      cwd: app,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_ENV: 'production', HOME: home, TMPDIR: home, NODE_OPTIONS: '--enable-source-maps',
+        POD_NAMESPACE: NS, POD_NAME: 'cloudnet-0', LOG_LEVEL: 'info',
+      },
+    });
+    const proc = operator;
+    exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+    for (const stream of [proc.stdout, proc.stderr]) {
+      let buf = '';
+      stream?.setEncoding('utf8');
+      stream?.on('data', (d: string) => {
+        buf += d;
+        const lines = buf.split('\n');
+        buf = lines.pop() ?? '';
+        logLines.push(...lines.filter(Boolean));
+      });
+    }
+  });
+
+  after(async () => {
+    if (operator && operator.exitCode === null && operator.signalCode === null) {
+      operator.kill('SIGKILL');
+      await exited;
+    }
+    operator?.stdout?.destroy();
+    operator?.stderr?.destroy();
+    await cluster?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('ships only production dependencies, without TypeScript or the node package', () => {
+    assert.ok(!existsSync(join(app, 'node_modules', 'typescript')), 'typescript is a devDependency');
+    assert.ok(!existsSync(join(app, 'node_modules', 'node')), 'the node devDependency (a second Node binary) is not shipped');
+    assert.ok(existsSync(join(app, 'node_modules', '@kubernetes', 'client-node')));
+    assert.ok(existsSync(join(app, 'dist', 'cli.js')));
+  });
+
+  it('starts, serves /healthz, /readyz and /metrics, and takes the Lease', async () => {
+    const started = await until('"operator started"', 30_000, () => logged((e) => e.message === 'operator started'));
+    const healthPort = Number(started.healthPort);
+    const metricsPort = Number(started.metricsPort);
+    assert.ok(healthPort > 0 && metricsPort > 0, JSON.stringify(started));
+    await until('/healthz 200', 15_000, async () => ((await httpStatus(healthPort, '/healthz'))?.status === 200 ? true : undefined));
+    await until('/readyz 200', 30_000, async () => ((await httpStatus(healthPort, '/readyz'))?.status === 200 ? true : undefined));
+    const holder = await until('the Lease', 30_000, () => {
+      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']);
+      return out.startsWith('cloudnet-0_') ? out : undefined;
+    });
+    assert.match(holder, /^cloudnet-0_/);
+    const metrics = await httpStatus(metricsPort, '/metrics');
+    assert.equal(metrics?.status, 200);
+    assert.match(metrics?.body ?? '', /^leader_election_master_status\{name="cloudnet-operator-leader"\} 1$/m);
+    assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
+  });
+
+  it('shuts down cleanly on SIGTERM and releases the Lease', async () => {
+    assert.ok(operator);
+    operator.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), 20_000); })]);
+    clearTimeout(timer);
+    assert.equal(code, 0, `exit ${String(code)}; log:\n${logLines.slice(-20).join('\n')}`);
+    const holder = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']);
+    assert.equal(holder.trim(), '', 'Lease released for the standby');
+    const writes = logLines.filter((l) => /EACCES|EROFS|permission denied/i.test(l));
+    assert.deepEqual(writes, [], 'the operator tried to write outside /tmp');
+  });
+});
