@@ -3,7 +3,8 @@
 // manifests under config/ generated from it. test/integration/helm.test.ts installs it for real.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
@@ -161,6 +162,21 @@ describe('charts/cloudnet', () => {
       assert.equal(crd.metadata.annotations?.['helm.sh/resource-policy'], undefined);
     }
     assert.equal(render('crds.install=false').filter((d) => d.kind === 'CustomResourceDefinition').length, 0);
+  });
+
+  it('packages into a self-contained chart (the crds-src symlink is resolved)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cloudnet-chart-pkg-'));
+    try {
+      const pkg = runHelm(['package', chartDir, '--destination', dir]);
+      assert.equal(pkg.status, 0, pkg.stderr);
+      const tgz = join(dir, readdirSync(dir).find((f) => f.endsWith('.tgz')) ?? 'missing.tgz');
+      const r = runHelm(['template', 't', tgz, '--kube-version', KUBE_VERSION]);
+      assert.equal(r.status, 0, r.stderr);
+      const crds = parse(r.stdout).filter((d) => d.kind === 'CustomResourceDefinition').map((d) => d.metadata.name).sort();
+      assert.deepEqual(crds, ['sites.cloudnet.io', 'wanmigrations.cloudnet.io']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('follows values: replicas, leader election, ServiceMonitor, PDB', () => {
