@@ -176,3 +176,27 @@ test('mapToOwners and generationChanged', () => {
   assert.equal(generationChanged(obj('a'), obj('a')), false);
   assert.equal(generationChanged(obj('a'), { metadata: { name: 'a', generation: 2 } }), true);
 });
+
+test('shutdown gives up waiting for a reconcile that ignores its signal after drainTimeoutMs', async () => {
+  let started = false;
+  let release!: () => void;
+  const stuck = new Promise<void>((r) => (release = r));
+  const { lw } = memoryListWatcher([obj('a')]);
+  const informer = new Informer(lw);
+  const ctrl = new Controller({ name: 'stuck', informer, drainTimeoutMs: 100, log: captureLogger().log,
+    reconciler: { reconcile: async () => { started = true; await stuck; } } });
+  informer.start();
+  const abort = new AbortController();
+  const done = ctrl.start(abort.signal);
+  try {
+    await until('started', () => started);
+    const t0 = Date.now();
+    abort.abort();
+    await done;
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 90 && ms < 1000, `stopped after ${ms} ms`);
+  } finally {
+    release();
+    await informer.stop();
+  }
+});
