@@ -56,6 +56,43 @@ export function encodeStreams(inputs: Buffer[], opts: OfflineOptions = {}): Enco
   return { out, stats: encoders.map((e) => e.stats), cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
+/**
+ * Decodes a framed file, handing each batch's output to `onOutput` in a reused buffer (valid only
+ * during the call), as the live receiver does. Returns the CPU time spent decoding only.
+ */
+export function decodeFrames(encoded: Buffer, onOutput: (session: number, out: Buffer) => void): { cpuMs: number; sessions: number } {
+  if (encoded.length < 8 || !encoded.subarray(0, 8).equals(F.FILE_MAGIC)) throw new DecodeError('corrupt', 'not a cloudnet relay file');
+  const reader = new F.FrameReader();
+  const frames = reader.push(encoded.subarray(8));
+  if (reader.buffered) throw new DecodeError('corrupt', 'truncated relay file');
+  let ctx: ReturnType<typeof createContext> | undefined;
+  const sessions = new Map<number, SessionDecoder>();
+  let into = Buffer.allocUnsafeSlow(8 << 20).fill(0);
+  let cpu = 0;
+  for (const f of frames) {
+    const t0 = process.cpuUsage();
+    let out: Buffer | undefined;
+    if (f.type === F.F_HELLO) {
+      const h = F.parseJson<F.Hello>(f.payload);
+      if (h.magic !== 'cloudnet-relay' || h.version !== F.PROTOCOL_VERSION) throw new DecodeError('version', `unsupported relay file version ${h.version}`);
+      ctx = createContext(h.cacheBytes);
+    } else if (f.type === F.F_OPEN) {
+      if (!ctx) throw new DecodeError('corrupt', 'OPEN before HELLO');
+      sessions.set(f.session, new SessionDecoder(ctx));
+    } else if (f.type === F.F_DATA) {
+      const dec = sessions.get(f.session);
+      if (!dec) throw new DecodeError('corrupt', `DATA for unknown session ${f.session}`);
+      const { ops, rawLen } = unpackBatch(f.payload);
+      if (rawLen > into.length) into = Buffer.allocUnsafeSlow(rawLen);
+      out = dec.decode(ops, rawLen, into);
+    }
+    const d = process.cpuUsage(t0);
+    if (f.type !== F.F_HELLO) cpu += (d.user + d.system) / 1000; // HELLO: one-off cache allocation
+    if (out) onOutput(f.session, out);
+  }
+  return { cpuMs: cpu, sessions: sessions.size };
+}
+
 /** Decodes a framed file produced by encodeStreams; returns one output per session, in order. */
 export function decodeStreams(encoded: Buffer, cacheBytesOverride?: number): { outputs: Buffer[][]; cpuMs: number } {
   if (encoded.length < 8 || !encoded.subarray(0, 8).equals(F.FILE_MAGIC)) throw new DecodeError('corrupt', 'not a cloudnet relay file');

@@ -1,0 +1,148 @@
+// Relay benchmarks. `npm run bench:relay` runs (a), the codec benchmark: on the recorded QEMU
+// streams in ${CLOUDNET_CACHE:-.cache}/streams (npm run record:streams), or on synthetic streams
+// (clearly labelled) when there are none. It reports encode/decode MB/s per CPU-second, the
+// reduction by technique and plain zstd -1/-3 of the same bytes, prints a table and writes
+// bench/results/relay-codec.json. (b), the WAN benchmark with real QEMU, is `--wan` (not yet).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { zstdCompress } from '../src/relay/batch.ts';
+import { decodeFrames, encodeStreams } from '../src/relay/offline.ts';
+import { TECHNIQUES } from '../src/relay/ops.ts';
+import { syntheticQemuStream } from '../src/relay/synthetic.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
+    levels: { type: 'string' }, out: { type: 'string' },
+  },
+});
+
+if (args.wan) {
+  console.error('bench:relay --wan (real QEMU migrations over the emulated WAN) is not implemented yet; see issue 5 (b).');
+  process.exit(2);
+}
+
+const root = path.resolve(import.meta.dirname, '..');
+const cacheDir = process.env.CLOUDNET_CACHE ?? path.join(root, '.cache');
+const streamsDir = path.join(cacheDir, 'streams');
+const maxBytes = Math.round(Number(args['max-mb'] ?? 1e6) * 1e6);
+const cacheBytes = Math.round(Number(args['cache-mb'] ?? 256) * (1 << 20));
+const levels = (args.levels ?? '1,3').split(',').map(Number);
+
+interface Input { name: string; data: Buffer; source: 'recorded' | 'synthetic' }
+
+function loadInputs(): Input[] {
+  const wanted = args.files?.split(',');
+  const files = fs.existsSync(streamsDir) ? fs.readdirSync(streamsDir).filter((f) => f.endsWith('.qemu')).sort() : [];
+  const picked = wanted ? files.filter((f) => wanted.some((w) => f === w || f === `${w}.qemu`)) : files;
+  if (picked.length) {
+    return picked.map((f) => {
+      const data = fs.readFileSync(path.join(streamsDir, f));
+      return { name: f, data: data.length > maxBytes ? data.subarray(0, maxBytes) : data, source: 'recorded' as const };
+    });
+  }
+  console.log(`# no recorded streams in ${streamsDir}: using SYNTHETIC streams (run npm run record:streams for real ones)`);
+  return [
+    { name: 'synthetic-a', data: syntheticQemuStream({ seed: 1, pages: 16384, rounds: 5 }), source: 'synthetic' },
+    { name: 'synthetic-b (same content as a)', data: syntheticQemuStream({ seed: 2, pages: 16384, rounds: 5, contentSeed: 1 }), source: 'synthetic' },
+  ];
+}
+
+function cpuMs<T>(fn: () => T): [T, number] {
+  const t0 = process.cpuUsage();
+  const r = fn();
+  const d = process.cpuUsage(t0);
+  return [r, (d.user + d.system) / 1000];
+}
+
+interface Row {
+  name: string;
+  source: string;
+  inputBytes: number;
+  level: number;
+  wireBytes: number;
+  ratio: number;
+  encodeMBps: number;
+  decodeMBps: number;
+  zstd1Bytes: number;
+  zstd3Bytes: number;
+  zstd1MBps: number;
+  zstd3MBps: number;
+  vsZstd3: number;
+  exact: boolean;
+  rounds: number;
+  techniques: Record<string, { count: number; inputBytes: number; opBytes: number }>;
+}
+
+const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+
+function plainZstd(data: Buffer, level: number): [number, number] {
+  // One context over the whole stream, in 8 MiB pieces (what `zstd -N` on the file would see,
+  // minus the cross-piece window).
+  const [size, ms] = cpuMs(() => {
+    let n = 0;
+    for (let o = 0; o < data.length; o += 8 << 20) n += zstdCompress(data.subarray(o, o + (8 << 20)), level).length;
+    return n;
+  });
+  return [size, data.length / 1e6 / (ms / 1000)];
+}
+
+function run(name: string, inputs: Input[], level: number, zstd: { z1: number; z3: number; s1: number; s3: number }): Row {
+  const datas = inputs.map((i) => i.data);
+  const enc = encodeStreams(datas, { cacheBytes, level });
+  const encoded = Buffer.concat(enc.out);
+  const hashes = datas.map(() => crypto.createHash('sha256'));
+  const dec = decodeFrames(encoded, (s, out) => hashes[s - 1].update(out));
+  const exact = hashes.every((h, i) => h.digest('hex') === sha(datas[i]));
+  const inputBytes = datas.reduce((a, b) => a + b.length, 0);
+  const techniques: Row['techniques'] = {};
+  TECHNIQUES.forEach((t, i) => {
+    techniques[t] = { count: 0, inputBytes: 0, opBytes: 0 };
+    for (const s of enc.stats) { techniques[t].count += s.count[i]; techniques[t].inputBytes += s.rawBytes[i]; techniques[t].opBytes += s.opBytes[i]; }
+  });
+  return {
+    name, source: inputs[0].source, inputBytes, level, wireBytes: encoded.length, ratio: encoded.length / inputBytes,
+    encodeMBps: inputBytes / 1e6 / (enc.cpuMs / 1000), decodeMBps: inputBytes / 1e6 / (dec.cpuMs / 1000),
+    zstd1Bytes: zstd.z1, zstd3Bytes: zstd.z3, zstd1MBps: zstd.s1, zstd3MBps: zstd.s3, vsZstd3: encoded.length / zstd.z3, exact,
+    rounds: Math.max(...enc.stats.map((s) => s.rounds.length)), techniques,
+  };
+}
+
+const inputs = loadInputs();
+const rows: Row[] = [];
+const zstdOf = new Map<string, { z1: number; z3: number; s1: number; s3: number }>();
+for (const i of inputs) {
+  const [z1, s1] = plainZstd(i.data, 1);
+  const [z3, s3] = plainZstd(i.data, 3);
+  zstdOf.set(i.name, { z1, z3, s1, s3 });
+  for (const level of levels) rows.push(run(i.name, [i], level, zstdOf.get(i.name)!));
+}
+// Concurrent migrations over one relay pair share the cache: all inputs in one run.
+if (inputs.length > 1) {
+  const sum = (k: 'z1' | 'z3'): number => inputs.reduce((a, i) => a + zstdOf.get(i.name)![k], 0);
+  const z = { z1: sum('z1'), z3: sum('z3'), s1: 0, s3: 0 };
+  for (const level of levels) rows.push(run(`ALL ${inputs.length} streams, one shared cache`, inputs, level, z));
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+console.log('');
+console.log('stream                                   input MB  lvl  relay wire   zstd-1   zstd-3  relay/zstd3  enc MB/s  dec MB/s  zstd-1 MB/s  exact');
+for (const r of rows) {
+  console.log(`${r.name.slice(0, 40).padEnd(40)} ${(r.inputBytes / 1e6).toFixed(1).padStart(8)} ${String(r.level).padStart(4)} ${pct(r.ratio).padStart(11)} ${pct(r.zstd1Bytes / r.inputBytes).padStart(8)} ${pct(r.zstd3Bytes / r.inputBytes).padStart(8)} ${pct(r.vsZstd3).padStart(12)} ${r.encodeMBps.toFixed(0).padStart(9)} ${r.decodeMBps.toFixed(0).padStart(9)} ${(r.zstd1MBps ? r.zstd1MBps.toFixed(0) : '-').padStart(12)}  ${r.exact ? 'yes' : 'NO'}`);
+}
+console.log('');
+console.log('share of input by technique (level of first row per stream):');
+for (const r of rows.filter((x) => x.level === levels[0])) {
+  const parts = Object.entries(r.techniques).filter(([, v]) => v.inputBytes > 0).map(([t, v]) => `${t} ${pct(v.inputBytes / r.inputBytes)}`);
+  console.log(`  ${r.name.slice(0, 40).padEnd(40)} ${parts.join(', ')}`);
+}
+const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadavg: os.loadavg() };
+console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, load average ${machine.loadavg.map((l) => l.toFixed(1)).join(' ')} (MB/s are per CPU-second of this process)`);
+const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-codec.json');
+fs.mkdirSync(path.dirname(outFile), { recursive: true });
+fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), machine, cacheBytes, rows }, null, 1));
+console.log(`wrote ${path.relative(root, outFile)}`);
+if (rows.some((r) => !r.exact)) process.exitCode = 1;
