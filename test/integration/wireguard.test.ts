@@ -35,7 +35,12 @@ test('TCP through WireGuard over the emulated WAN survives a cut and restore', {
 
     await sites.setLink({ down: true });
     const cutAt = sink.progressBytes();
-    await sleep(300); // let the sink's progress catch up with what crossed before the cut
+    // Let the sink drain what crossed before the cut (it may be descheduled on a busy machine):
+    // wait for its count to hold still for 300 ms.
+    for (let last = -1, deadline = Date.now() + 10_000; sink.progressBytes() !== last && Date.now() < deadline; ) {
+      last = sink.progressBytes();
+      await sleep(300);
+    }
     const s1 = await sites.stats();
     const p1 = sink.progressBytes();
     await sleep(1500);
