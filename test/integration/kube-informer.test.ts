@@ -67,8 +67,10 @@ test('resumes after an API server restart and sees changes made afterwards', asy
     await inf.waitForSync(AbortSignal.timeout(10_000));
     const watchesBefore = inf.stats.watches;
     await cluster.restartApiServer();
+    const t0 = Date.now();
     await client.create(Resources.configMap, cm('after-restart'));
     await until('object created after restart', () => inf.getByName(NS, 'after-restart') !== undefined, 30_000);
+    console.log(`informer: change seen ${Date.now() - t0} ms after the restarted API server came back (errors ${inf.stats.errors})`);
     assert.ok(inf.stats.watches > watchesBefore, 'the watch was re-established');
     await client.delete(Resources.configMap, NS, 'after-restart');
     await until('delete after restart', () => inf.getByName(NS, 'after-restart') === undefined);

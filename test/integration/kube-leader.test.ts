@@ -75,6 +75,7 @@ test('two managers: exactly one leads and reconciles; graceful stop hands over a
     const tookMs = Date.now() - t0;
     await until('new leader reconciles', () => standby.reconciled.includes('work-1'));
     assert.ok(tookMs < timing.leaseDurationMs, `takeover after release took ${tookMs} ms`);
+    console.log(`leader: takeover after a graceful release ${tookMs} ms`);
     const after = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
     assert.equal(after.spec?.holderIdentity, standby.id);
     assert.equal(after.spec?.leaseTransitions, 1);
@@ -104,6 +105,7 @@ test('a leader that dies without releasing is replaced within the lease duration
     await until('standby takes over', () => b.manager.isLeader(), timing.leaseDurationMs + 2 * timing.retryPeriodMs * 2.2 + 1000);
     const tookMs = Date.now() - t0;
     assert.ok(tookMs <= timing.leaseDurationMs + 1500, `takeover took ${tookMs} ms`);
+    console.log(`leader: takeover after a crashed leader ${tookMs} ms (lease ${timing.leaseDurationMs} ms)`);
   } finally {
     await b.stop();
     await client.rest.close();
