@@ -53,7 +53,9 @@ export interface MigrationResult {
   setupTimeMs: number;
   /** Host-measured time from the migrate command until completion was observed. */
   wallTimeMs: number;
-  /** RAM bytes QEMU sent (ram.transferred): pages, zero-page records and headers, not device state. */
+  /** RAM bytes QEMU sent (ram.transferred): pages, zero-page records and headers, not device state.
+   *  With multifd compression this counts pages before compression: see multifdBytes, or count
+   *  the bytes on the wire (stream-tee.ts, the WAN emulator's counters). */
   ramTransferredBytes: number;
   ramTotalBytes: number;
   duplicatePages: number;
@@ -191,6 +193,8 @@ export function formatMigration(r: MigrationResult, wireBytes?: number): string 
     `normal=${r.normalPages} zero=${r.duplicatePages}`,
     `dirty-rate-max=${mb(r.dirtyRateMaxBps)}/s`,
   ];
+  if (r.multifdBytes) parts.push(`multifd=${mb(r.multifdBytes)}`);
+  if (r.xbzrle?.pages) parts.push(`xbzrle-pages=${r.xbzrle.pages} xbzrle-bytes=${mb(r.xbzrle.bytes)}`);
   if (wireBytes !== undefined) parts.push(`wire=${mb(wireBytes)}`);
   if (r.error) parts.push(`error=${r.error}`);
   return parts.join(' ');

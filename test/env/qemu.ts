@@ -14,7 +14,7 @@ import { cacheDir, type WorkloadSpec } from '../../src/qemu/image.ts';
 import { migrate, type MigrationResult, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestOptions, type QemuGuest } from '../../src/qemu/process.ts';
 import type { Heartbeat } from '../../src/qemu/serial.ts';
-import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
+import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
 import { onExit, requireTool } from './netns.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -83,6 +83,9 @@ export interface LiveMigrationOptions extends MigrationTuning {
   connectHost?: string;
   /** Default: a free loopback port, or 49152 (KubeVirt's migration port) inside namespaces. */
   port?: number;
+  /** Route the stream through a counting TCP tee to measure bytes on the wire (default: on when
+   *  both ends are in the host's namespace; across namespaces use the WAN emulator's counters). */
+  countWire?: boolean;
   /** Serial observation on the destination after completion (default 1500 ms). */
   settleMs?: number;
   timeoutMs?: number;
@@ -92,6 +95,8 @@ export interface LiveMigrationOptions extends MigrationTuning {
 export interface LiveMigrationReport {
   result: MigrationResult;
   sourceBootMs: number;
+  /** Source->destination bytes through the counting tee, when countWire was on. */
+  wireBytes?: number;
   source: QemuGuest;
   destination: QemuGuest;
   lastSourceHeartbeat?: Heartbeat;
@@ -114,15 +119,27 @@ export async function liveMigrate(lab: GuestLab, o: LiveMigrationOptions): Promi
   if (o.warmupMs) await delay(o.warmupMs);
   const destination = await lab.start({ ...common, name: `${name}-dst`, netns: o.destinationNetns, incoming: true });
   const listen = o.listenHost ?? (o.destinationNetns ? '0.0.0.0' : '127.0.0.1');
-  const result = await migrate({
-    source: source.qmp,
-    destination: destination.qmp,
-    incomingUri: `tcp:${listen}:${port}`,
-    uri: `tcp:${o.connectHost ?? '127.0.0.1'}:${port}`,
-    capabilities: o.capabilities,
-    parameters: o.parameters,
-    timeoutMs: o.timeoutMs,
-  });
+  const connectHost = o.connectHost ?? '127.0.0.1';
+  const tee = (o.countWire ?? !inNamespaces) ? await startStreamTee({ targetHost: connectHost, targetPort: port }) : undefined;
+  let result: MigrationResult;
+  try {
+    result = await migrate({
+      source: source.qmp,
+      destination: destination.qmp,
+      incomingUri: `tcp:${listen}:${port}`,
+      uri: tee ? `tcp:127.0.0.1:${tee.port}` : `tcp:${connectHost}:${port}`,
+      capabilities: o.capabilities,
+      parameters: o.parameters,
+      timeoutMs: o.timeoutMs,
+    });
+  } finally {
+    // QEMU closes the migration socket once done; give the tee a moment to hand over the last
+    // bytes before cutting whatever is left (a failed or hung migration).
+    if (tee) {
+      await Promise.race([tee.drained(), delay(5000)]);
+      await tee.close();
+    }
+  }
   if (result.status === 'completed') {
     await destination.serial.waitFor(/HB \d+/, 10_000);
     await delay(o.settleMs ?? 1500);
@@ -134,6 +151,7 @@ export async function liveMigrate(lab: GuestLab, o: LiveMigrationOptions): Promi
   return {
     result,
     sourceBootMs,
+    wireBytes: tee?.forwarded.toDestination,
     source,
     destination,
     lastSourceHeartbeat: last,

@@ -53,7 +53,7 @@ describe('QEMU live migration', { timeout: 180_000 }, () => {
       // Bandwidth capped so that the dirtying guest needs several rounds even on loopback.
       parameters: { 'max-bandwidth': 48 * 1024 * 1024, 'downtime-limit': 300 },
     });
-    report('loopback', r);
+    report('loopback', r, r.wireBytes);
     assertKeptRunning(r);
 
     // sqlite: the next checkpoint printed by the destination matches a host run of the same binary.
