@@ -54,6 +54,8 @@ export class Manager {
   private readonly runnables: LeaderRunnable[] = [];
   private elector: LeaderElector | undefined;
   private started = false;
+  private isReady = false;
+  private startupInformers: Informer[] = [];
   private term: Promise<unknown> | undefined;
 
   constructor(opts: ManagerOptions) {
@@ -97,11 +99,16 @@ export class Manager {
     return new EventRecorder({ client, reportingController, reportingInstance: this.opts.instance ?? this.opts.leaderElection?.identity ?? 'cloudnet' });
   }
 
-  /** Liveness of caches: every informer has synced (true on standbys too, as in controller-runtime). */
+  /**
+   * Readiness: every informer that existed at start has synced (true on standbys too, as in
+   * controller-runtime). It latches: informers a controller adds later (e.g. for a remote cluster
+   * that may be down) must not flap the pod out of its Service.
+   */
   ready(): boolean {
+    if (this.isReady) return true;
     if (!this.started) return false;
-    for (const m of this.informers.values()) for (const i of m.values()) if (!i.hasSynced()) return false;
-    return true;
+    this.isReady = this.startupInformers.every((i) => i.hasSynced());
+    return this.isReady;
   }
 
   isLeader(): boolean {
@@ -112,7 +119,8 @@ export class Manager {
   async start(signal: AbortSignal): Promise<void> {
     if (this.started) throw new Error('manager already started');
     this.started = true;
-    for (const m of this.informers.values()) for (const i of m.values()) i.start();
+    this.startupInformers = [...this.informers.values()].flatMap((m) => [...m.values()]);
+    for (const i of this.startupInformers) i.start();
     const runAll = (termSignal: AbortSignal) => {
       const s = AbortSignal.any([termSignal, signal]);
       this.term = Promise.allSettled(this.runnables.map((r) => r.start(s).catch((err: unknown) => {
