@@ -97,7 +97,7 @@ export class SessionEncoder {
   constructor(ctx: CodecContext, onBatch: (b: Batch) => void, opts: EncoderOptions = {}) {
     this.ctx = ctx;
     this.onBatch = onBatch;
-    this.batchOpBytes = opts.batchOpBytes ?? 256 << 10;
+    this.batchOpBytes = opts.batchOpBytes ?? 512 << 10;
     this.batchRawBytes = opts.batchRawBytes ?? 4 << 20;
     this.deltaLimit = opts.deltaLimit ?? 3584;
     const slab = ctx.cache.slab;

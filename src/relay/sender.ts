@@ -38,7 +38,12 @@ export interface SenderOptions {
   windowBytes?: number;
   /** Link backlog above which sources are paused. */
   linkHighWater?: number;
-  /** Pending bytes of an incomplete record are force-flushed after this much input silence. */
+  /**
+   * Bytes of an incomplete record are force-flushed (and the parser goes generic) after this much
+   * input silence. Holding a partial record costs nothing while QEMU merely pauses (rate limit,
+   * CPU): the destination could not use half a record either. The timer only breaks a deadlock
+   * if the parser were wrong about a record boundary while the source waits for a reply.
+   */
   stallMs?: number;
 }
 
@@ -51,6 +56,7 @@ interface Session {
   credit: number;
   state: 'open' | 'fin' | 'closed';
   stallTimer?: NodeJS.Timeout;
+  batchTimer?: NodeJS.Timeout;
   flushScheduled: boolean;
   startedAt: number;
   closeReason?: string;
@@ -77,7 +83,7 @@ export class SenderRelay {
 
   constructor(opts: SenderOptions) {
     this.opts = {
-      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 200, ...opts,
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, ...opts,
     };
     this.level = new AdaptiveLevel(this.opts.level);
   }
@@ -167,6 +173,7 @@ export class SenderRelay {
       this.work(() => s.enc.end());
       s.state = 'fin';
       clearTimeout(s.stallTimer);
+      clearTimeout(s.batchTimer);
       this.link?.send(F.F_FIN, s.id);
       if (s.rfin) this.finishSession(s);
     });
@@ -188,10 +195,14 @@ export class SenderRelay {
     this.work(() => s.enc.write(chunk));
     if (!s.flushScheduled) {
       s.flushScheduled = true;
-      // Emit what this burst of reads produced once the reads of this loop turn are done.
+      // Once this loop turn's reads are done, emit the open batch if the link is hungry. While
+      // the link has a backlog, the batch keeps growing (larger zstd batches compress better and
+      // cost no latency then); the link's 'drain' or a short timer emits it.
       setImmediate(() => {
         s.flushScheduled = false;
-        if (s.state === 'open') this.work(() => s.enc.flush(false));
+        if (s.state !== 'open') return;
+        if ((this.link?.backlog ?? 0) <= this.opts.linkHighWater / 4) this.work(() => s.enc.flush(false));
+        else if (!s.batchTimer) s.batchTimer = setTimeout(() => { s.batchTimer = undefined; if (s.state === 'open') this.work(() => s.enc.flush(false)); }, 20);
       });
     }
     clearTimeout(s.stallTimer);
@@ -249,7 +260,14 @@ export class SenderRelay {
   }
 
   private resumeAll(): void {
-    for (const s of this.sessions.values()) this.maybeResume(s);
+    for (const s of this.sessions.values()) {
+      if (s.state === 'open' && s.batchTimer) {
+        clearTimeout(s.batchTimer);
+        s.batchTimer = undefined;
+        this.work(() => s.enc.flush(false));
+      }
+      this.maybeResume(s);
+    }
   }
 
   private maybeResume(s: Session): void {
@@ -300,6 +318,7 @@ export class SenderRelay {
     s.state = 'closed';
     s.closeReason = reason;
     clearTimeout(s.stallTimer);
+    clearTimeout(s.batchTimer);
     if (!s.source.destroyed) s.source.resetAndDestroy(); // QEMU must see an abort, not a clean end
     if (notifyPeer) this.link?.sendJson(F.F_CLOSE, s.id, { reason, message: `sender closed session: ${reason}` } satisfies F.CloseInfo);
     if (this.ctx?.active === s.enc) this.ctx.active = undefined;
