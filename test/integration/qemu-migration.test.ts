@@ -103,9 +103,12 @@ describe('QEMU live migration', { timeout: 180_000 }, () => {
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
     const recording = join(lab.dir, 'idle.qemu');
     const tee = await startStreamTee({ targetHost: '127.0.0.1', targetPort: port, recordPath: recording });
+    const resumed = dst.qmp.waitForEvent('RESUME', 60_000); // QMP event stream: the destination starts the guest
+    resumed.catch(() => undefined); // awaited below; do not let an early failure leave it unhandled
     try {
       const r = await migrate({ source: src.qmp, uri: `tcp:127.0.0.1:${tee.port}`, parameters: { 'max-bandwidth': 1024 * 1024 * 1024 } });
       assert.equal(r.status, 'completed', r.error);
+      await resumed;
       await dst.serial.waitFor(/HB \d+/, 10_000, dst.serial.count);
       await src.stop();
       await tee.drained();
