@@ -1,0 +1,68 @@
+// The storage stream through the relay codec, in-process: the source encodes its NBD request
+// stream with the relay's SessionEncoder (NBD mode: keyed pages, cache refs, XOR deltas against
+// the previous version of a block, zstd) and the target decodes it with SessionDecoder. Each TCP
+// connection gets fresh caches on both sides, so a dropped connection can never leave them out of
+// lockstep. With codec 'none' the stream is sent as is (e.g. when a relay pair carries it).
+import { packBatch, unpackBatch } from '../relay/batch.ts';
+import { createContext, type CodecContext } from '../relay/context.ts';
+import { SessionDecoder } from '../relay/decoder.ts';
+import { SessionEncoder } from '../relay/encoder.ts';
+import { F_DATA, FrameReader, frameHeader } from '../relay/frames.ts';
+
+export type CodecName = 'relay' | 'none';
+
+export interface StreamEncoder {
+  /** Raw (decoded) bytes written so far. */
+  readonly rawBytes: number;
+  /** Bytes emitted for the wire so far. */
+  readonly wireBytes: number;
+  write(b: Buffer): void;
+  /** Emits whatever is buffered (before waiting for an acknowledgement). */
+  flush(): void;
+}
+
+export interface StreamDecoder {
+  push(b: Buffer): Buffer[];
+}
+
+export const DEFAULT_CODEC_CACHE = 128 << 20;
+
+export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts: { level?: number; cacheBytes?: number; context?: CodecContext } = {}): StreamEncoder {
+  if (codec === 'none') {
+    const s = { rawBytes: 0, wireBytes: 0, write(b: Buffer) { s.rawBytes += b.length; s.wireBytes += b.length; emit(b); }, flush() {} };
+    return s;
+  }
+  const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
+  const level = opts.level ?? 3;
+  const state = { rawBytes: 0, wireBytes: 0 };
+  const enc = new SessionEncoder(ctx, (batch) => {
+    const packed = packBatch(batch.ops, batch.rawLen, level);
+    const framed = Buffer.concat([frameHeader(F_DATA, 1, packed.length), packed]);
+    state.wireBytes += framed.length;
+    emit(framed);
+  }, { mode: 'nbd' });
+  return {
+    get rawBytes() { return state.rawBytes; },
+    get wireBytes() { return state.wireBytes; },
+    write(b: Buffer) { state.rawBytes += b.length; enc.write(b); },
+    flush() { enc.flush(); },
+  };
+}
+
+export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; context?: CodecContext } = {}): StreamDecoder {
+  if (codec === 'none') return { push: (b) => [b] };
+  const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
+  const dec = new SessionDecoder(ctx);
+  const frames = new FrameReader();
+  return {
+    push(b: Buffer): Buffer[] {
+      const out: Buffer[] = [];
+      for (const f of frames.push(b)) {
+        if (f.type !== F_DATA) continue;
+        const { ops, rawLen } = unpackBatch(f.payload);
+        out.push(dec.decode(ops, rawLen));
+      }
+      return out;
+    },
+  };
+}
