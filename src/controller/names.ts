@@ -8,6 +8,8 @@ export const FINALIZER = `${GROUP}/wanmigration-cleanup`;
 export const MIGRATION_LABEL = `${GROUP}/migration-uid`;
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'cloudnet';
+/** On a WanMigration: roll back / delete without cleaning the target (it is gone for good). */
+export const SKIP_TARGET_CLEANUP = `${GROUP}/skip-target-cleanup`;
 /** KubeVirt's annotation naming the run strategy a WaitAsReceiver VM switches to after the migration. */
 export const RESTORE_RUN_STRATEGY = 'kubevirt.io/restore-run-strategy';
 

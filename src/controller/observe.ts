@@ -12,7 +12,7 @@ import { Phases, TERMINAL_PHASES, type ResolvedSpec, type WanMigration } from '.
 import type { Check, Observed, StepReport, TargetView, VmimView } from './phases/observed.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import { CA_BUNDLE_KEY, DECENTRALIZED_FEATURE_GATE, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
-import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
+import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { caBundleContains, volumeRefs } from './target-objects.ts';
 
 type VM = V1VirtualMachine & KubeObject;
@@ -256,6 +256,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     link: await linkReport(deps, world, targetCluster, phase, signal),
     ...(spec.storage.mode === 'CloudNetPreCopy' ? { storage: await storageReport(deps, world, phase, signal) } : {}),
     relayAvailable: !!deps.relay,
+    skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
     ...(deps.relay && site && spec.relay.enabled && phase === Phases.MigratingMemory
       ? { relayProgress: await deps.relay.progress({ migration: wm, site }, signal) } : {}),
     specHash: specHash(spec),

@@ -1,9 +1,16 @@
+import type { V1VirtualMachineInstanceSpec } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
+
 // The part of the stand-in that "runs" guests. The default FakeDriver only waits; a later real-QEMU
 // mode plugs in a driver that starts a QEMU per VMI and performs the memory migration itself.
 export interface VmiRef {
   cluster: string;
   namespace: string;
   name: string;
+}
+
+/** A VMI with its spec (domain, volumes), which a real driver turns into a QEMU command line. */
+export interface VmiInstance extends VmiRef {
+  spec: V1VirtualMachineInstanceSpec;
 }
 
 export interface MigrationJob {
@@ -26,7 +33,9 @@ export interface Injection {
 
 export interface VmiDriver {
   /** Boots the guest of a VMI (resolves when it runs). */
-  start(vmi: VmiRef, signal: AbortSignal): Promise<void>;
+  start(vmi: VmiInstance, signal: AbortSignal): Promise<void>;
+  /** Prepares a receiver (a real driver starts QEMU with -incoming); resolves when it listens. */
+  prepareReceiver(vmi: VmiInstance, migrationID: string, signal: AbortSignal): Promise<void>;
   /** Stops the guest of a VMI. */
   stop(vmi: VmiRef): Promise<void>;
   /** Transfers the running guest from source to target; resolves when the target runs it. */
@@ -46,7 +55,11 @@ export class FakeDriver implements VmiDriver {
     this.delayMs = delayMs;
   }
 
-  async start(_vmi: VmiRef, signal: AbortSignal): Promise<void> {
+  async start(_vmi: VmiInstance, signal: AbortSignal): Promise<void> {
+    await sleep(this.delayMs, signal);
+  }
+
+  async prepareReceiver(_vmi: VmiInstance, _migrationID: string, signal: AbortSignal): Promise<void> {
     await sleep(this.delayMs, signal);
   }
 

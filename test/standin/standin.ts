@@ -125,6 +125,9 @@ export class KubeVirtStandIn {
   private readonly abort = new AbortController();
   private readonly lastChange = new Map<string, number>();
   private readonly starting = new Set<string>();
+  /** Receiver VMIs (by uid) whose driver listens; the receiving VMIM waits for it. */
+  private readonly prepared = new Set<string>();
+  private readonly preparing = new Set<string>();
   private seenVmims = new Map<string, string>(); // uid → migrationID
   private loop: Promise<void> | undefined;
   errors = 0;
@@ -262,7 +265,7 @@ export class KubeVirtStandIn {
       const k = key(vmi);
       this.starting.add(k);
       const live = vm.metadata?.annotations?.[ANNOTATIONS.liveMigratable] !== 'false';
-      void this.driver.start(this.ref(vmi), signal).then(
+      void this.driver.start({ ...this.ref(vmi), spec: vmi.spec }, signal).then(
         () => c.patchStatus(Res.vmi, ns, name, {
           phase: 'Running', nodeName: `${this.cluster}-node`,
           conditions: [
@@ -340,6 +343,16 @@ export class KubeVirtStandIn {
     r.receiver = { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', vmim: m.metadata?.name ?? '', vmi: m.spec.vmiName ?? '', address: this.syncAddress };
     if (!cur) { await this.setVmimStatus(m, 'Pending'); return; }
     if (!vmi) return; // the receiver VMI appears once the WaitAsReceiver VM exists
+    const vk = vmi.metadata?.uid ?? key(vmi);
+    if (!this.prepared.has(vk)) {
+      if (!this.preparing.has(vk)) {
+        this.preparing.add(vk);
+        void this.driver.prepareReceiver({ ...this.ref(vmi), spec: vmi.spec }, id, this.abort.signal)
+          .then(() => { this.prepared.add(vk); }, () => { this.errors++; })
+          .finally(() => this.preparing.delete(vk));
+      }
+      return;
+    }
     if (!this.ready(`vmim:${m.metadata?.uid}`)) return;
     const state = { synchronizationAddresses: [this.syncAddress], ...this.blockedCondition(r) };
     if (r.phase === 'Failed') {
@@ -450,4 +463,4 @@ function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknow
 }
 
 export { FakeDriver } from './driver.ts';
-export type { VmiDriver, MigrationJob, Injection, VmiRef } from './driver.ts';
+export type { VmiDriver, MigrationJob, Injection, VmiRef, VmiInstance } from './driver.ts';

@@ -73,6 +73,8 @@ export interface Observed {
   relayProgress?: MigrationProgress;
   /** A relay provider is configured (spec.relay.enabled is honoured). */
   relayAvailable?: boolean;
+  /** Annotation cloudnet.io/skip-target-cleanup=true: the target is gone for good; do not wait for it. */
+  skipTargetCleanup?: boolean;
   /** Hash of the start-frozen spec fields as they are now. */
   specHash: string;
 }

@@ -93,9 +93,11 @@ function continueRollback(c: Ctx): void {
   // The target was touched only if we got as far as preparing it (targetVMRef is set then).
   const touchedTarget = c.st.targetVMRef !== undefined || c.st.vmims?.target !== undefined;
   if (touchedTarget) {
-    if (!obs.target) {
+    if (!obs.target && obs.skipTargetCleanup) {
+      c.events.push({ type: 'Warning', reason: 'TargetCleanupSkipped', message: 'cloudnet.io/skip-target-cleanup is set: objects this migration created on the unreachable target are left there' });
+    } else if (!obs.target) {
       pending = true;
-      c.stall = { reason: 'TargetCleanupBlocked', message: `cannot reach the target cluster to remove what this migration created there: ${obs.targetCluster.ok ? 'unknown' : obs.targetCluster.message}` };
+      c.stall = { reason: 'TargetCleanupBlocked', message: `cannot reach the target cluster to remove what this migration created there (set annotation cloudnet.io/skip-target-cleanup=true to give up on it): ${obs.targetCluster.ok ? 'unknown' : obs.targetCluster.message}` };
     } else if (obs.target.ownedObjects > 0) {
       c.actions.push({ type: 'DeleteTargetObjects' });
       pending = true;

@@ -411,3 +411,13 @@ describe('target disks and relay', () => {
     assert.equal(p.status.progress?.percent, 80);
   });
 });
+
+test('deletion with a target that is gone for good: blocked until skip-target-cleanup is set', () => {
+  const down = { target: undefined, targetCluster: { ok: false as const, reason: 'TargetClusterUnreachable', message: 'gone' } };
+  const p = plan(wm({}, statusFor('PreparingTarget')), obs({ ...down, deleting: true }));
+  assert.equal(cond(p.status, 'Stalled')?.reason, 'TargetCleanupBlocked');
+  assert.ok(!types(p.actions).includes('RemoveFinalizer'));
+  const q = plan(wm({}, p.status), obs({ ...down, deleting: true, skipTargetCleanup: true }));
+  assert.deepEqual(types(q.actions), ['RemoveFinalizer']);
+  assert.ok(q.events.some((e) => e.reason === 'TargetCleanupSkipped'));
+});
