@@ -261,11 +261,15 @@ export class GatewayAgent {
       peer: this.#peer,
       device,
     });
-    if (plan.promoted) {
-      this.#promotedKey = plan.promoted;
-      await this.#event('Normal', 'PeerKeyRotated', `${this.cfg.peer.site} switched to key ${keyFingerprint(plan.promoted)}; moved its ranges to the new key`);
+    if (plan.promoted) this.#promotedKey = plan.promoted;
+    if (plan.activeKey !== this.#activeKey) {
+      this.#configuredSince = this.#now();
+      // Either our fast poll saw the handshake on the staged entry (promotion), or the peer's
+      // published key changed first: both are the peer's rotation completing.
+      if (this.#activeKey && plan.activeKey) {
+        await this.#event('Normal', 'PeerKeyRotated', `${this.cfg.peer.site} now uses key ${keyFingerprint(plan.activeKey)} (was ${keyFingerprint(this.#activeKey)}); its ranges moved to the new key${plan.promoted ? ' on its first handshake' : ''}`);
+      }
     }
-    if (plan.activeKey !== this.#activeKey) this.#configuredSince = this.#now();
     this.#activeKey = plan.activeKey;
     this.#stagedKey = plan.stagedKey;
     this.#handshake = device?.peers.find((p) => p.publicKey === plan.activeKey)?.latestHandshakeSec ?? 0;

@@ -8,7 +8,8 @@
 // never to decide whom to trust.
 //
 // Wire format (big endian): "CNP1" | type u8 | seq u32 | train u16 | index u16 | count u16 | payload
-//   type 1 echo request, 2 echo reply (payload: JSON {publicKey, peerKeys}), 3 train packet, 4 train ack.
+//   type 1 echo request (padded to ECHO_REQUEST_BYTES), 2 echo reply (payload: JSON {publicKey,
+//   peerKeys}, never longer than the request), 3 train packet, 4 train ack (header only).
 // Train packets are padded to a fixed size and acknowledged with a header-only reply, so the reply
 // spacing at the prober reflects the forward path's bottleneck (packet-pair dispersion) while the
 // reverse path carries few bytes.
@@ -19,6 +20,8 @@ const HEADER = 15;
 const ECHO_REQ = 1, ECHO_REPLY = 2, TRAIN = 3, TRAIN_ACK = 4;
 
 export const DEFAULT_PROBE_PORT = 51821;
+/** Echo requests are padded to this size so that the identity reply is never larger (see below). */
+export const ECHO_REQUEST_BYTES = 320;
 
 export interface ResponderIdentity {
   publicKey: string;
@@ -67,8 +70,10 @@ export class ProbeResponder {
       const m = parse(msg);
       if (!m) return;
       if (m.type === ECHO_REQ) {
-        const body = Buffer.from(JSON.stringify(identity()));
-        sock.send(Buffer.concat([header(ECHO_REPLY, m.seq), body]), rinfo.port, rinfo.address);
+        const reply = Buffer.concat([header(ECHO_REPLY, m.seq), Buffer.from(JSON.stringify(identity()))]);
+        // Never answer with more bytes than were received: the port faces the WAN, and a bigger
+        // reply to a spoofed source would make the gateway a UDP amplifier.
+        if (reply.length <= msg.length) sock.send(reply, rinfo.port, rinfo.address);
       } else if (m.type === TRAIN) {
         sock.send(header(TRAIN_ACK, m.seq, m.train, m.index, m.count), rinfo.port, rinfo.address);
       }
@@ -126,7 +131,7 @@ export class ProbeClient {
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.#echo.delete(seq); resolve(undefined); }, timeoutMs);
       this.#echo.set(seq, { resolve: resolve as (v: unknown) => void, timer, sent: process.hrtime.bigint() });
-      this.#sock.send(header(ECHO_REQ, seq), port, host, (err) => {
+      this.#sock.send(header(ECHO_REQ, seq, 0, 0, 0, ECHO_REQUEST_BYTES), port, host, (err) => {
         if (err) { clearTimeout(timer); this.#echo.delete(seq); resolve(undefined); }
       });
     });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ProbeClient, ProbeResponder, ProbeWindow, median } from '../../../src/link/probe.ts';
+import { createSocket } from 'node:dgram';
+import { ECHO_REQUEST_BYTES, ProbeClient, ProbeResponder, ProbeWindow, median } from '../../../src/link/probe.ts';
 
 test('echo over loopback returns an RTT and the responder identity; a dead port times out', async (t) => {
   const identity = { publicKey: 'pub', peerKeys: ['peer1'] };
@@ -32,4 +33,21 @@ test('probe window: median RTT, loss only after the link first came up, consecut
   assert.equal(w.consecutiveMisses(), 3);
   assert.equal(w.lossRatio(), 0.75);
   assert.equal(median([1, 2, 3, 4]), 2.5);
+});
+
+test('the responder never answers with more bytes than it received (no UDP amplification)', async (t) => {
+  const responder = await ProbeResponder.listen(0, () => ({ publicKey: 'x'.repeat(44), peerKeys: ['y'.repeat(44), 'z'.repeat(44)] }), '127.0.0.1');
+  const sock = createSocket('udp4');
+  t.after(async () => { sock.close(); await responder.close(); });
+  const replies: number[] = [];
+  sock.on('message', (m) => replies.push(m.length));
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const req = (size: number): Buffer => { const b = Buffer.alloc(size); b.write('CNP1'); b[4] = 1; return b; };
+  sock.send(req(15), responder.port(), '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(replies, [], 'a minimal request gets no identity reply');
+  sock.send(req(ECHO_REQUEST_BYTES), responder.port(), '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(replies.length, 1);
+  assert.ok(replies[0] <= ECHO_REQUEST_BYTES);
 });
