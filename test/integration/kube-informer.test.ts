@@ -115,3 +115,18 @@ test('periodic resync re-delivers every cached object as an update', async () =>
     await inf.stop();
   }
 });
+
+test('watches the server ends (timeoutSeconds) are resumed from the last resourceVersion without a relist', async () => {
+  const inf = new Informer(restListWatcher(client.rest, Resources.configMap, { namespace: NS }), { name: 'cm-short', watchTimeoutSeconds: [1, 1] });
+  inf.start();
+  try {
+    await inf.waitForSync(AbortSignal.timeout(10_000));
+    await until('three watches', () => inf.stats.watches >= 3, 10_000);
+    await client.create(Resources.configMap, cm('between-watches'));
+    await until('seen', () => inf.getByName(NS, 'between-watches') !== undefined);
+    assert.equal(inf.stats.lists, 1, 'no relist');
+    assert.equal(inf.stats.errors, 0, 'a server-side end is not an error');
+  } finally {
+    await inf.stop();
+  }
+});
