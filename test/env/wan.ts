@@ -234,9 +234,12 @@ function startWanem(bin: string, args: string[]): Promise<ChildProcess> {
     let out = '';
     let err = '';
     const timer = setTimeout(() => fail(new Error(`wanem did not report ready within 10 s: ${err}`)), 10_000);
+    const onError = (e: Error): void => fail(e);
+    const onExit = (code: number | null): void => fail(new Error(`wanem exited (${code}) before ready: ${err.trim()}`));
     function fail(e: Error): void {
       clearTimeout(timer);
-      killQuietly(child.pid ?? -1, 'SIGKILL');
+      // Only while the child is unreaped: a reaped pid may already belong to someone else.
+      if (child.exitCode === null && child.signalCode === null) killQuietly(child.pid ?? -1, 'SIGKILL');
       reject(e);
     }
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
@@ -244,13 +247,15 @@ function startWanem(bin: string, args: string[]): Promise<ChildProcess> {
       out += d;
       if (out.includes('"ready":true')) {
         clearTimeout(timer);
+        child.off('error', onError);
+        child.off('exit', onExit);
         child.stdout?.removeAllListeners('data');
         child.stdout?.resume();
         resolveChild(child);
       }
     });
-    child.on('error', (e) => fail(e));
-    child.on('exit', (code) => fail(new Error(`wanem exited (${code}) before ready: ${err.trim()}`)));
+    child.on('error', onError);
+    child.on('exit', onExit);
   });
 }
 
@@ -278,7 +283,7 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
   const destroySync = (): void => {
     if (destroyed) return;
     destroyed = true;
-    if (wanem?.pid !== undefined && wanem.exitCode === null) killQuietly(wanem.pid, 'SIGKILL');
+    if (wanem?.pid !== undefined && wanem.exitCode === null && wanem.signalCode === null) killQuietly(wanem.pid, 'SIGKILL');
     for (const ns of namespaces) deleteNetnsSync(ns);
     rmSync(ctlDir, { recursive: true, force: true });
   };

@@ -8,7 +8,7 @@ import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killQuietly, listNetns, nsSpawn, onExit, requireTool, run } from './netns.ts';
+import { listNetns, nsSpawn, onExit, requireTool, run } from './netns.ts';
 import type { SiteInfo, Sites } from './wan.ts';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
@@ -97,7 +97,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
   let destroyed = false;
 
   const stopSync = (): void => {
-    for (const p of procs) if (p.pid !== undefined && p.exitCode === null && p.signalCode === null) killQuietly(p.pid, 'SIGKILL');
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     for (const n of ifnames) rmSync(socketPath(n), { force: true });
   };
   const unregister = onExit(stopSync);
@@ -175,7 +175,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
       const exits = procs.map((p) =>
         p.exitCode === null && p.signalCode === null ? new Promise<void>((r) => p.once('exit', () => r())) : Promise.resolve(),
       );
-      for (const p of procs) if (p.pid !== undefined) killQuietly(p.pid, 'SIGTERM');
+      for (const p of procs) p.kill('SIGTERM'); // a no-op for a child already reaped
       const timer = setTimeout(stopSync, 3000);
       await Promise.all(exits);
       clearTimeout(timer);
