@@ -163,15 +163,17 @@ export const wanMigrationSpecSchema: JSONSchemaProps = {
     storage: {
       type: 'object',
       default: {},
+      description: 'How the disks move: KubeVirt copies them during the live migration, or CloudNet pre-copies them first.',
       properties: {
         mode: { type: 'string', enum: ['KubeVirt', 'CloudNetPreCopy'], default: 'KubeVirt', 'x-kubernetes-validations': immutable('storage.mode') },
-        storageClassMap: { type: 'object', additionalProperties: { type: 'string' } },
-        defaultStorageClass: { type: 'string' },
+        storageClassMap: { type: 'object', additionalProperties: { type: 'string' }, description: 'Source StorageClass name to target StorageClass name.' },
+        defaultStorageClass: { type: 'string', description: 'Target StorageClass for classes missing from storageClassMap (unset: keep the source class name).' },
       },
     },
     relay: {
       type: 'object',
       default: {},
+      description: 'CloudNet WAN relay for the migration stream (compression, deduplication, page deltas).',
       properties: {
         enabled: { type: 'boolean', default: false },
         compression: { type: 'string', enum: ['None', 'Zstd'], default: 'Zstd' },
@@ -183,6 +185,7 @@ export const wanMigrationSpecSchema: JSONSchemaProps = {
     cutover: {
       type: 'object',
       default: {},
+      description: 'When the memory migration (and with it the switchover) may start: Auto, Manual (approved: true) or inside window.',
       properties: {
         mode: { type: 'string', enum: ['Auto', 'Manual', 'Window'], default: 'Auto' },
         approved: { type: 'boolean', default: false },
@@ -195,10 +198,11 @@ export const wanMigrationSpecSchema: JSONSchemaProps = {
       },
       'x-kubernetes-validations': [{ rule: "!has(self.mode) || self.mode != 'Window' || has(self.window)", message: 'cutover.window is required when cutover.mode is Window' }],
     },
-    maxDowntimeMs: { type: 'integer', minimum: 1, maximum: 600000, default: DEFAULT_MAX_DOWNTIME_MS },
+    maxDowntimeMs: { type: 'integer', minimum: 1, maximum: 600000, default: DEFAULT_MAX_DOWNTIME_MS, description: 'Largest acceptable stop-and-copy pause, ms.' },
     timeouts: {
       type: 'object',
       default: {},
+      description: 'Deadline per step, seconds. KubeVirt can hang (e.g. in WaitingForSync); a passed deadline sets Stalled and, with onDeadline Rollback, rolls back.',
       properties: {
         linkSeconds: timeout(DEFAULT_TIMEOUTS.linkSeconds),
         storageSeconds: timeout(DEFAULT_TIMEOUTS.storageSeconds),
@@ -207,9 +211,9 @@ export const wanMigrationSpecSchema: JSONSchemaProps = {
         cutoverSeconds: timeout(DEFAULT_TIMEOUTS.cutoverSeconds),
       },
     },
-    onDeadline: { type: 'string', enum: ['Rollback', 'Wait'], default: 'Rollback' },
-    sourceAfterCutover: { type: 'string', enum: ['Stop', 'Delete', 'Keep'], default: 'Stop' },
-    abort: { type: 'boolean', default: false },
+    onDeadline: { type: 'string', enum: ['Rollback', 'Wait'], default: 'Rollback', description: 'Rollback: a passed deadline rolls the migration back (never once memory has moved). Wait: only mark Stalled.' },
+    sourceAfterCutover: { type: 'string', enum: ['Stop', 'Delete', 'Keep'], default: 'Stop', description: 'What happens to the source VM once the target VMI runs.' },
+    abort: { type: 'boolean', default: false, description: 'Set to true to roll back: both VMIMs and everything created on the target are deleted; the source keeps running. Ignored once memory has moved.' },
   },
 };
 
