@@ -124,14 +124,27 @@ export const DEFAULT_QUANTUM_MS = 0.2;
 export const SITE_A = { lanCidr: '192.0.2.0/24', gwLanIp: '192.0.2.1', nodeIp: '192.0.2.2', gwWanIp: '203.0.113.1' } as const;
 export const SITE_B = { lanCidr: '198.51.100.0/24', gwLanIp: '198.51.100.1', nodeIp: '198.51.100.2', gwWanIp: '203.0.113.2' } as const;
 
-/** Path of the wanem binary; builds it (idempotent, cached) if it is missing. */
+let checkedWanem: string | undefined;
+
+/**
+ * Path of the wanem binary. The first call per process runs hack/build-wanem.sh against the same
+ * cache, which returns at once when the source hash matches and rebuilds a stale or missing binary.
+ */
 export function wanemBinary(): string {
+  if (checkedWanem) return checkedWanem;
   const cache = process.env.CLOUDNET_CACHE ?? join(repoRoot, '.cache');
   const bin = join(cache, 'bin', 'wanem');
-  if (!existsSync(bin)) {
-    execFileSync('bash', [join(repoRoot, 'hack/build-wanem.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    execFileSync('bash', [join(repoRoot, 'hack/build-wanem.sh')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, CLOUDNET_CACHE: cache },
+    });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? '';
+    throw new Error(`building wanem (hack/build-wanem.sh, needs Go) failed: ${stderr || String(err)}`);
   }
-  if (!existsSync(bin)) throw new Error(`wanem not found at ${bin}: run hack/build-wanem.sh (needs Go)`);
+  if (!existsSync(bin)) throw new Error(`wanem not found at ${bin} after hack/build-wanem.sh`);
+  checkedWanem = bin;
   return bin;
 }
 
