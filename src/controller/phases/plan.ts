@@ -9,7 +9,7 @@ import { findCondition, isTrue, setCondition } from '../../api/conditions.ts';
 import type { ConditionStatus } from '../../api/meta.ts';
 import {
   ConditionTypes as C, Phases, TERMINAL_PHASES, resolveSpec,
-  type Phase, type ResolvedSpec, type WanMigration, type WanMigrationStatus,
+  type MigrationProgress, type Phase, type ResolvedSpec, type WanMigration, type WanMigrationStatus,
 } from '../../api/wanmigration.ts';
 import type { Action, EventRecord } from './actions.ts';
 import { cutoverGate, phaseDeadlineMs, phasePercent } from './gates.ts';
@@ -48,6 +48,19 @@ interface Ctx {
   requeue?: number;
   stall?: { reason: string; message: string };
   note?: { reason: string; message: string };
+  /** A provider's own percent for the current step (0-100), mapped into the step's band. */
+  stepPercent?: number;
+}
+
+/** Overall percent bands of the steps that report their own progress. */
+const BANDS: Partial<Record<Phase, [number, number]>> = { SyncingStorage: [10, 40], MigratingMemory: [52, 90] };
+
+/** Merges a provider's counters; its percent is per step, so it is kept apart and banded. */
+function mergeProgress(c: Ctx, p: MigrationProgress | undefined): void {
+  if (!p) return;
+  const { percent, ...counters } = p;
+  c.st.progress = { ...c.st.progress, ...counters };
+  if (percent !== undefined) c.stepPercent = percent;
 }
 
 const isTerminal = (p: Phase) => TERMINAL_PHASES.includes(p);
@@ -184,7 +197,7 @@ function step(c: Ctx): boolean {
         enter(c, Phases.PreparingTarget, 'storage copy delegated to KubeVirt');
         return true;
       }
-      if (s.progress) c.st.progress = { ...c.st.progress, ...s.progress };
+      mergeProgress(c, s.progress);
       if (s.state === 'Ready') {
         cond(c, C.StorageSynced, 'True', s.reason, s.message);
         enter(c, Phases.PreparingTarget, 'storage pre-copy synced');
@@ -258,7 +271,7 @@ function stepMemory(c: Ctx): boolean {
     }
   } else {
     cond(c, C.MemoryMigrated, 'False', 'InProgress', `VMIMs: source ${s.phase || 'Unset'}, target ${t.phase || 'Unset'}`);
-    if (obs.relayProgress) c.st.progress = { ...c.st.progress, ...obs.relayProgress };
+    mergeProgress(c, obs.relayProgress);
   }
   const blocked = s?.blocked ?? t?.blocked;
   if (blocked !== undefined) c.stall = { reason: 'DecentralizedMigrationBlocked', message: blocked };
@@ -398,7 +411,9 @@ const ALL_STEPS = 8;
 
 function finish(c: Ctx, prevStall: { reason: string; status: string } | undefined, specChanged: boolean): Plan {
   const phase = phaseOf(c);
-  const pct = phasePercent(phase, c.obs.sourceVMIM?.phase);
+  const band = BANDS[phase];
+  const banded = band && c.stepPercent !== undefined ? Math.floor(band[0] + (band[1] - band[0]) * Math.min(100, Math.max(0, c.stepPercent)) / 100) : 0;
+  const pct = Math.max(phasePercent(phase, c.obs.sourceVMIM?.phase), banded);
   const prevPct = c.st.progress?.percent ?? 0;
   if (!isTerminal(phase) || phase === Phases.Succeeded) {
     c.st.progress = { ...c.st.progress, percent: phase === Phases.RollingBack ? prevPct : Math.max(prevPct, pct) };

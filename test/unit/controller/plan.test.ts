@@ -297,6 +297,8 @@ describe('storage modes', () => {
     const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }), obs({ storage: { state: 'Ready', reason: 'Synced', message: 'ok', progress: { bytesTotal: 10, bytesSent: 10, bytesOverWan: 4, reductionRatio: 0.4 } } }));
     assert.equal(p.status.phase, 'PreparingTarget');
     assert.equal(p.status.progress?.bytesOverWan, 4);
+    const q = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }, statusFor('SyncingStorage')), obs({ storage: { state: 'Progressing', reason: 'Copying', message: 'x', progress: { percent: 50 } } }));
+    assert.equal(q.status.progress?.percent, 25, 'storage percent is banded into 10..40');
     assert.equal(cond(p.status, 'StorageSynced')?.status, 'True');
   });
   test('rollback of a CloudNetPreCopy migration releases storage', () => {
