@@ -51,6 +51,20 @@ export class ContentCache {
     this.mask = t - 1;
   }
 
+  get full(): boolean {
+    return this.size === this.slots;
+  }
+
+  /** Calls fn with each stored digest (4 words, reused array). */
+  forEachKey(fn: (k: Uint32Array) => void): void {
+    const k = new Uint32Array(DIGEST_WORDS);
+    for (let slot = 0; slot < this.slots; slot++) {
+      if (!this.used[slot]) continue;
+      k.set(this.keys.subarray(slot * DIGEST_WORDS, slot * DIGEST_WORDS + DIGEST_WORDS));
+      fn(k);
+    }
+  }
+
   get memoryBytes(): number {
     return this.slab.length + this.keys.byteLength + this.lengths.byteLength + this.table.byteLength + this.used.length;
   }
@@ -129,5 +143,49 @@ export class ContentCache {
     }
     this.table[hole] = 0;
     this.used[slot] = 0;
+  }
+}
+
+/**
+ * Digests of content the other side holds outside the lockstep cache (seeded content, e.g. disk
+ * blocks the storage pre-copy already put at the target). No content, no eviction: bounded count.
+ */
+export class DigestSet {
+  private readonly keys: Uint32Array;
+  private readonly table: Int32Array;
+  private readonly mask: number;
+  readonly capacity: number;
+  size = 0;
+
+  constructor(capacity: number) {
+    this.capacity = Math.max(16, capacity);
+    this.keys = new Uint32Array(this.capacity * DIGEST_WORDS);
+    let t = 1;
+    while (t < this.capacity * 2) t <<= 1;
+    this.table = new Int32Array(t);
+    this.mask = t - 1;
+  }
+
+  has(k: Uint32Array): boolean {
+    let i = k[0] & this.mask;
+    for (;;) {
+      const v = this.table[i];
+      if (v === 0) return false;
+      const o = (v - 1) * DIGEST_WORDS;
+      if (this.keys[o] === k[0] && this.keys[o + 1] === k[1] && this.keys[o + 2] === k[2] && this.keys[o + 3] === k[3]) return true;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** Adds a digest; false when the set is full. */
+  add(k: Uint32Array): boolean {
+    if (this.has(k)) return true;
+    if (this.size >= this.capacity) return false;
+    const slot = this.size++;
+    this.keys.set(k.subarray(0, DIGEST_WORDS), slot * DIGEST_WORDS);
+    let i = k[0] & this.mask;
+    while (this.table[i] !== 0) i = (i + 1) & this.mask;
+    this.table[i] = slot + 1;
+    return true;
   }
 }

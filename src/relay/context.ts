@@ -1,5 +1,5 @@
 // State shared by all sessions of one relay pair (or one offline encode/decode run).
-import { ContentCache } from './cache.ts';
+import { ContentCache, DigestSet } from './cache.ts';
 
 export const PAGE_SIZE = 4096;
 
@@ -10,6 +10,10 @@ export interface CodecContext {
    * made, so before another session encodes anything, the open batch is emitted first.
    */
   active?: { emitPending(): void };
+  /** Sender: digests of seeded content the receiver announced (sent as references). */
+  remoteSeeds?: DigestSet;
+  /** Receiver: seeded content (never evicted; bounded), resolved like cache references. */
+  seeds?: ContentCache;
 }
 
 export const DEFAULT_CACHE_BYTES = 256 << 20;
@@ -17,3 +21,5 @@ export const DEFAULT_CACHE_BYTES = 256 << 20;
 export function createContext(cacheBytes = DEFAULT_CACHE_BYTES): CodecContext {
   return { cache: new ContentCache(cacheBytes, PAGE_SIZE) };
 }
+
+export { DigestSet };

@@ -3,6 +3,7 @@
 // desynchronised batch raises DecodeError and produces no output at all.
 import { DecodeError, OpReader } from './bytes.ts';
 import { digest, DIGEST_WORDS } from './cache.ts';
+import type { ContentCache } from './cache.ts';
 import type { CodecContext } from './context.ts';
 import { PAGE_SIZE } from './context.ts';
 import { applyDelta } from './delta.ts';
@@ -18,6 +19,7 @@ export class SessionDecoder {
   private curBlock: PrevTable | undefined;
   private readonly nbdPrev = new PrevTable();
   private readonly key = new Uint32Array(DIGEST_WORDS);
+  private slot = -1;
   bytesOut = 0;
 
   constructor(ctx: CodecContext) {
@@ -55,10 +57,10 @@ export class SessionDecoder {
           break;
         }
         case O.OP_CHUNK_REF: {
-          const slot = this.lookup(r);
-          const n = this.ctx.cache.length(slot);
+          const store = this.lookup(r);
+          const n = store.length(this.slot);
           room(n);
-          this.ctx.cache.slab.copy(out, o, this.ctx.cache.slotOffset(slot), this.ctx.cache.slotOffset(slot) + n);
+          store.slab.copy(out, o, store.slotOffset(this.slot), store.slotOffset(this.slot) + n);
           o += n;
           break;
         }
@@ -114,14 +116,20 @@ export class SessionDecoder {
     return out;
   }
 
-  private lookup(r: OpReader): number {
+  /** Resolves a referenced digest: returns the store holding it, with its slot in this.slot. */
+  private lookup(r: OpReader): ContentCache {
     r.need(16);
     const k = this.key;
     for (let i = 0; i < DIGEST_WORDS; i++) k[i] = r.buf.readUInt32LE(r.pos + 4 * i);
     r.pos += 16;
-    const slot = this.ctx.cache.find(k);
-    if (slot < 0) throw new DecodeError('cache-desync', 'reference to content the receiver does not hold (cache desync)');
-    return slot;
+    this.slot = this.ctx.cache.find(k);
+    if (this.slot >= 0) return this.ctx.cache;
+    const seeds = this.ctx.seeds;
+    if (seeds) {
+      this.slot = seeds.find(k);
+      if (this.slot >= 0) return seeds;
+    }
+    throw new DecodeError('cache-desync', 'reference to content the receiver does not hold (cache desync)');
   }
 
   /** Parses a QEMU page record header (as the sender copied it) and returns the page's table. */
@@ -155,10 +163,10 @@ export class SessionDecoder {
     const k = this.key;
     let check = -1;
     if (enc === O.ENC_REF) {
-      const slot = this.lookup(r);
-      if (cache.length(slot) !== PAGE_SIZE) throw new DecodeError('corrupt', 'page reference to a short entry');
-      const off = cache.slotOffset(slot);
-      cache.slab.copy(out, o, off, off + PAGE_SIZE);
+      const store = this.lookup(r);
+      if (store.length(this.slot) !== PAGE_SIZE) throw new DecodeError('corrupt', 'page reference to a short entry');
+      const off = store.slotOffset(this.slot);
+      store.slab.copy(out, o, off, off + PAGE_SIZE);
       prev.setHash(idx, k);
       return;
     }

@@ -222,7 +222,7 @@ export class SessionEncoder {
     digest(src.subarray(start, end), k);
     const cache = this.ctx.cache;
     this.stats.cacheLookups++;
-    if (cache.find(k) >= 0) {
+    if (cache.find(k) >= 0 || this.ctx.remoteSeeds?.has(k)) {
       this.stats.cacheHits++;
       this.w.u8(O.OP_CHUNK_REF);
       this.putKey(k);
@@ -258,7 +258,7 @@ export class SessionEncoder {
     const k = this.key;
     digest(this.cur, k);
     this.stats.cacheLookups++;
-    if (cache.find(k) >= 0) {
+    if (cache.find(k) >= 0 || this.ctx.remoteSeeds?.has(k)) {
       this.stats.cacheHits++;
       this.header(opBase + O.ENC_REF, src, hdrStart, hdrEnd, keyIndex);
       this.putKey(k);

@@ -14,6 +14,7 @@ export const F_RDATA = 0x05; // return path bytes, receiver -> sender
 export const F_RFIN = 0x06; // return path finished
 export const F_CLOSE = 0x07; // JSON CloseInfo: the session is aborted
 export const F_CREDIT = 0x08; // be32 bytes of output the receiver has written downstream
+export const F_SEEDED = 0x09; // receiver -> sender (session 0): 16-byte digests of seeded content
 
 export const FRAME_HEADER = 9;
 export const MAX_FRAME = 32 << 20;
@@ -23,6 +24,8 @@ export interface Hello {
   version: number;
   cacheBytes: number;
   role: 'sender' | 'receiver' | 'file';
+  /** Receiver: how many seeded blocks it may announce (F_SEEDED). */
+  seedSlots?: number;
 }
 
 export interface OpenInfo {
@@ -80,7 +83,7 @@ export class FrameReader {
     while (buf.length - pos >= FRAME_HEADER) {
       const type = buf[pos];
       const len = buf.readUInt32BE(pos + 5);
-      if (type < F_HELLO || type > F_CREDIT) throw new FrameError(`bad frame type 0x${type.toString(16)}`);
+      if (type < F_HELLO || type > F_SEEDED) throw new FrameError(`bad frame type 0x${type.toString(16)}`);
       if (len > MAX_FRAME) throw new FrameError(`frame too large (${len})`);
       if (buf.length - pos < FRAME_HEADER + len) break;
       frames.push({ type, session: buf.readUInt32BE(pos + 1), payload: buf.subarray(pos + FRAME_HEADER, pos + FRAME_HEADER + len) });

@@ -10,6 +10,7 @@ import { tlsClientOptions } from './net-util.ts';
 export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
   readonly socket: net.Socket;
   private readonly reader = new F.FrameReader();
+  private queued: F.Frame[] = [];
   closed = false;
   bytesOut = 0;
   bytesIn = 0;
@@ -29,13 +30,24 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
       }
       for (const f of frames) {
         if (this.closed) return;
-        this.emit('frame', f);
+        // Frames that arrive right behind the HELLO, before the session handler is attached,
+        // wait in a queue instead of being dropped.
+        if (this.listenerCount('frame') === 0) this.queued.push(f);
+        else this.emit('frame', f);
       }
     });
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err) => this.close(`link error: ${err.message}`));
     socket.on('close', () => this.close('link closed'));
     socket.on('end', () => this.close('link ended by peer'));
+  }
+
+  /** Attaches the long-lived frame handler and hands it any frames that arrived before. */
+  attach(handler: (f: F.Frame) => void): void {
+    this.on('frame', handler);
+    const q = this.queued;
+    this.queued = [];
+    for (const f of q) if (!this.closed) handler(f);
   }
 
   send(type: number, session: number, payload?: Buffer): boolean {

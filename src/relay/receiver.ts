@@ -8,7 +8,8 @@ import tls from 'node:tls';
 import { logger } from '../util/log.ts';
 import { DecodeError } from './bytes.ts';
 import { unpackBatch } from './batch.ts';
-import { createContext } from './context.ts';
+import { ContentCache, digest } from './cache.ts';
+import { createContext, PAGE_SIZE } from './context.ts';
 import type { CodecContext } from './context.ts';
 import { SessionDecoder } from './decoder.ts';
 import * as F from './frames.ts';
@@ -28,6 +29,8 @@ export interface ReceiverOptions {
   cacheBytes: number;
   /** Credit is returned in grants of at least this many bytes (fewer frames). */
   creditGrant?: number;
+  /** Memory for seeded content (see seed()); 0 disables seeding. */
+  seedBytes?: number;
 }
 
 interface Session {
@@ -61,7 +64,46 @@ export class ReceiverRelay {
   private maxBuffered = 0;
 
   constructor(opts: ReceiverOptions) {
-    this.opts = { creditGrant: 256 << 10, ...opts };
+    this.opts = { creditGrant: 256 << 10, seedBytes: 0, ...opts };
+    if (this.opts.seedBytes > 0) this.seedStore = new ContentCache(this.opts.seedBytes, PAGE_SIZE);
+  }
+
+  private readonly seedStore: ContentCache | undefined;
+
+  /**
+   * Seeds content the target site already holds (e.g. disk blocks written by the storage
+   * pre-copy): it is split into 4 KiB blocks, kept here (never evicted; bounded by seedBytes) and
+   * announced to the sender relays, which from then on send matching pages and blocks as
+   * references. Returns how many blocks were added and whether the store is full.
+   */
+  seed(data: Buffer): { blocks: number; added: number; full: boolean } {
+    const store = this.seedStore;
+    if (!store) throw new Error('seeding is disabled (seedBytes = 0)');
+    const k = new Uint32Array(4);
+    const announced: Buffer[] = [];
+    let added = 0;
+    let blocks = 0;
+    for (let o = 0; o + PAGE_SIZE <= data.length; o += PAGE_SIZE) {
+      blocks++;
+      digest(data.subarray(o, o + PAGE_SIZE), k);
+      if (store.find(k) >= 0) continue;
+      if (store.full) break;
+      store.insert(data, o, o + PAGE_SIZE, k);
+      const d = Buffer.allocUnsafe(16);
+      for (let i = 0; i < 4; i++) d.writeUInt32LE(k[i], 4 * i);
+      announced.push(d);
+      added++;
+    }
+    if (announced.length) {
+      const payload = Buffer.concat(announced);
+      for (const p of this.peers) this.announce(p.link, payload);
+    }
+    return { blocks, added, full: store.full };
+  }
+
+  private announce(link: Link, digests: Buffer): void {
+    const perFrame = 65536 * 16;
+    for (let o = 0; o < digests.length; o += perFrame) link.send(F.F_SEEDED, 0, digests.subarray(o, o + perFrame));
   }
 
   async start(): Promise<HostPort> {
@@ -107,11 +149,23 @@ export class ReceiverRelay {
     }
     const cacheBytes = Math.min(hello.cacheBytes, this.opts.cacheBytes);
     const p: PeerLink = { link, ctx: createContext(cacheBytes), peer, sessions: new Map() };
+    p.ctx.seeds = this.seedStore;
     this.peers.add(p);
     M.cacheMemory.inc({ role: 'receiver' }, p.ctx.cache.memoryBytes);
-    link.sendJson(F.F_HELLO, 0, { magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes, role: 'receiver' } satisfies F.Hello);
+    link.sendJson(F.F_HELLO, 0, {
+      magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes, role: 'receiver', seedSlots: this.seedStore?.slots,
+    } satisfies F.Hello);
+    if (this.seedStore?.size) {
+      const all: Buffer[] = [];
+      this.seedStore.forEachKey((k) => {
+        const d = Buffer.allocUnsafe(16);
+        for (let i = 0; i < 4; i++) d.writeUInt32LE(k[i], 4 * i);
+        all.push(d);
+      });
+      this.announce(link, Buffer.concat(all));
+    }
     log.info('relay link up', { peer, cacheBytes: String(cacheBytes) });
-    link.on('frame', (f) => this.onFrame(p, f));
+    link.attach((f) => this.onFrame(p, f));
     link.on('close', (why) => {
       this.peers.delete(p);
       M.cacheMemory.dec({ role: 'receiver' }, p.ctx.cache.memoryBytes);

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { logger } from '../util/log.ts';
 import { AdaptiveLevel } from './adaptive.ts';
 import { packBatch, zstdCompress } from './batch.ts';
-import { createContext } from './context.ts';
+import { createContext, DigestSet } from './context.ts';
 import type { CodecContext } from './context.ts';
 import { SessionEncoder } from './encoder.ts';
 import type { Batch, StreamMode } from './encoder.ts';
@@ -112,6 +112,11 @@ export class SenderRelay {
     this.link?.close('relay stopped');
   }
 
+  /** Connects to the receiver now instead of on the first migration connection. */
+  async connect(): Promise<void> {
+    await this.getLink();
+  }
+
   /** The link to the receiver, connected and handshaken on first use (and after it was lost). */
   private getLink(): Promise<Link> {
     if (this.linkReady) return this.linkReady; // connected, or connecting: one link for all sessions
@@ -128,9 +133,10 @@ export class SenderRelay {
       }
       // The receiver answers with the cache size both sides use (never more than we offered).
       this.ctx = createContext(Math.min(hello.cacheBytes, this.opts.cacheBytes));
+      if (hello.seedSlots) this.ctx.remoteSeeds = new DigestSet(hello.seedSlots);
       M.cacheMemory.set({ role: 'sender' }, this.ctx.cache.memoryBytes);
       this.link = link;
-      link.on('frame', (f) => this.onFrame(f));
+      link.attach((f) => this.onFrame(f));
       link.on('drain', () => this.resumeAll());
       link.on('close', (why) => {
         if (!this.stopped) log.warn('link to receiver relay lost; closing its sessions', { why, sessions: this.sessions.size });
@@ -277,6 +283,7 @@ export class SenderRelay {
   }
 
   private onFrame(f: F.Frame): void {
+    if (f.type === F.F_SEEDED) { this.onSeeded(f.payload); return; }
     const s = this.sessions.get(f.session);
     if (!s) return; // a session we already closed
     switch (f.type) {
@@ -301,6 +308,17 @@ export class SenderRelay {
       }
       default:
         break;
+    }
+  }
+
+  /** The receiver holds this content outside the cache (seeded): it can go as references. */
+  private onSeeded(payload: Buffer): void {
+    const ctx = this.ctx;
+    if (!ctx?.remoteSeeds || payload.length % 16) return;
+    const k = new Uint32Array(4);
+    for (let o = 0; o < payload.length; o += 16) {
+      for (let i = 0; i < 4; i++) k[i] = payload.readUInt32LE(o + 4 * i);
+      if (!ctx.remoteSeeds.add(k)) break;
     }
   }
 
@@ -358,6 +376,7 @@ export class SenderRelay {
       bufferedBytes: this.bufferedBytes(),
       maxBufferedBytes: this.maxBuffered,
       cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,
+      remoteSeeds: this.ctx?.remoteSeeds?.size ?? 0,
       sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
       finished: this.finished,
     };
