@@ -9,7 +9,7 @@
 // and shapes traffic per direction: "ab" is A→B, "ba" is B→A. Addresses come only from the
 // documentation ranges, and each test gets its own namespaces, so they can repeat across tests.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -272,6 +272,25 @@ function startWanem(bin: string, args: string[]): Promise<ChildProcess> {
   });
 }
 
+const CTL_DIR_PREFIX = 'cnw-wan-';
+
+/** Removes wanem control dirs (`cnw-wan-<pid>-…` in the temp dir) whose owning process is gone. */
+export function sweepStaleControlDirs(): string[] {
+  const swept: string[] = [];
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^cnw-wan-(\d+)-/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+      rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      swept.push(name);
+    }
+  }
+  return swept;
+}
+
 /** Creates the two-site topology with the emulated WAN between the gateways. */
 export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
   requireRoot();
@@ -279,6 +298,7 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
   requireTool('sysctl', 'procps');
   const bin = wanemBinary();
   sweepStaleNetns();
+  sweepStaleControlDirs();
 
   const runId = newRunId();
   const names = {
@@ -288,7 +308,7 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
     nodeB: netnsName(runId, 'nb'),
   };
   const namespaces = [names.nodeA, names.gwA, names.gwB, names.nodeB];
-  const ctlDir = mkdtempSync(join(tmpdir(), 'cnw-wan-'));
+  const ctlDir = mkdtempSync(join(tmpdir(), `${CTL_DIR_PREFIX}${runId}-`));
   const controlSocket = join(ctlDir, 'wanem.sock');
   let wanem: ChildProcess | undefined;
   let destroyed = false;

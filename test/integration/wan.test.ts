@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { createSites, pingRtt, type Sites } from '../env/wan.ts';
+import { createSites, pingRtt, sweepStaleControlDirs, type Sites } from '../env/wan.ts';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { listNetns, sweepStaleNetns } from '../env/netns.ts';
@@ -136,21 +136,27 @@ test('parallel topologies do not collide; offload toggling mid-transfer keeps da
   }
 });
 
+interface OwnerInfo {
+  namespaces: string[];
+  wanemPid: number;
+  controlSocketDir: string;
+}
+
 /** Starts a separate test process that builds sites and then either exits without destroy() or waits to be killed. */
 function crashingOwner(mode: 'exit' | 'kill') {
   const wanTs = fileURLToPath(new URL('../env/wan.ts', import.meta.url));
   const code =
     `const { createSites } = await import(${JSON.stringify(wanTs)});` +
     `const s = await createSites({ delayMs: 1 });` +
-    `console.log(JSON.stringify({ namespaces: s.namespaces, wanemPid: s.wanemPid }));` +
+    `console.log(JSON.stringify({ namespaces: s.namespaces, wanemPid: s.wanemPid, controlSocketDir: s.controlSocket.replace(/\\/[^/]*$/, '') }));` +
     `if (process.env.MODE === 'exit') process.exit(3); else setInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, MODE: mode }, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const info = new Promise<{ namespaces: string[]; wanemPid: number }>((resolve, reject) => {
+  const info = new Promise<OwnerInfo>((resolve, reject) => {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      if (out.includes('\n')) resolve(JSON.parse(out) as { namespaces: string[]; wanemPid: number });
+      if (out.includes('\n')) resolve(JSON.parse(out) as OwnerInfo);
     });
     child.once('exit', (c) => reject(new Error(`owner exited (${c}) before reporting`)));
   });
@@ -167,6 +173,7 @@ test('a test process that exits without destroy() or is SIGKILLed leaves nothing
   const exiting = crashingOwner('exit');
   const a = await exiting.info;
   await exiting.exited;
+  assert.equal(existsSync(a.controlSocketDir), false, 'exit hook left the control dir');
   assert.deepEqual(listNetns().filter((ns) => a.namespaces.includes(ns)), [], 'exit hook left namespaces');
   assert.ok(await waitDead(a.wanemPid, 2000), 'exit hook left wanem running');
 
@@ -178,5 +185,8 @@ test('a test process that exits without destroy() or is SIGKILLed leaves nothing
   assert.ok(await waitDead(b.wanemPid, 2000), 'wanem outlived its SIGKILLed owner');
   const swept = sweepStaleNetns(); // may also sweep leftovers of other dead runs
   for (const ns of b.namespaces) assert.ok(swept.includes(ns), `${ns} not swept`);
+  assert.ok(existsSync(b.controlSocketDir), 'expected the killed owner to leave its control dir');
+  sweepStaleControlDirs();
+  assert.equal(existsSync(b.controlSocketDir), false, 'stale control dir not swept');
   assert.deepEqual(listNetns().filter((ns) => b.namespaces.includes(ns)), []);
 });
