@@ -265,8 +265,10 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
 }
 
 async function linkReport(deps: WanMigrationDeps, w: World, cluster: Check, phase: string, signal: AbortSignal): Promise<StepReport> {
-  if (deps.link && w.site && (phase === Phases.Pending || phase === Phases.ConnectingLink)) {
-    return deps.link.ensure({ site: w.site, migration: w.wm }, signal);
+  if (deps.link) {
+    // The provider is asked only once the migration runs: a blocked migration sets nothing up.
+    if (w.site && phase === Phases.ConnectingLink) return deps.link.ensure({ site: w.site, migration: w.wm }, signal);
+    return { state: 'Progressing', reason: 'LinkNotStarted', message: 'the WAN link is set up once the migration starts' };
   }
   if (!cluster.ok) return { state: 'Progressing', reason: cluster.reason, message: cluster.message };
   return {
