@@ -242,6 +242,10 @@ function stepMemory(c: Ctx): boolean {
   const { obs, spec } = c;
   const s = obs.sourceVMIM;
   const t = obs.targetVMIM;
+  // Adopt VMIMs created by a process that died before it could record them.
+  if ((t && !c.st.vmims?.target) || (s && !c.st.vmims?.source)) {
+    c.st.vmims = { ...c.st.vmims, ...(t ? { target: t.name } : {}), ...(s ? { source: s.name } : {}) };
+  }
   const vmims = c.st.vmims ?? {};
   if ((vmims.target && !t) || (vmims.source && !s)) {
     rollback(c, 'MigrationCancelled', `VMIM ${vmims.target && !t ? vmims.target : vmims.source} was deleted outside this migration`);

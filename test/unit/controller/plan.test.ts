@@ -354,6 +354,14 @@ describe('restart safety', () => {
     assert.deepEqual(p.actions, [{ type: 'CreateSourceVMIM', connectURL: 'a:1' }]);
     assert.equal(p.status.vmims?.source, NAMES.source);
   });
+  test('VMIMs found but not recorded (crash before the status write) are recorded, so their loss is noticed', () => {
+    const st = statusFor('MigratingMemory');
+    delete st.vmims;
+    const p = plan(wm({}, st), obs(obsFor('MigratingMemory')));
+    assert.deepEqual(p.status.vmims, NAMES);
+    const q = plan(wm({}, p.status), obs({ ...obsFor('MigratingMemory'), sourceVMIM: undefined }));
+    assert.equal(q.status.failureReason, 'MigrationCancelled');
+  });
   test('after success, abort is ignored with an event', () => {
     const p = plan(wm({ abort: true }, { ...inPhase('CuttingOver'), observedGeneration: 1 }, 2), obs({ target: { ...preparedTarget, vmiPhase: 'Scheduling' } }));
     assert.equal(p.status.phase, 'CuttingOver');
