@@ -10,7 +10,8 @@ import type { PublishedGatewayState } from './exchange.ts';
 import { DEFAULT_GATEWAY_NAMESPACE, readGatewayState } from './kube.ts';
 
 export interface GatewayLinkProviderOptions {
-  client: KubeClient;
+  /** The local cluster (where the gateways publish); a function lets it be wired before it exists. */
+  client: KubeClient | (() => KubeClient);
   namespace?: string;
   /** A state older than this means the gateway is not reporting. Default 15 s (15 probe rounds). */
   staleAfterMs?: number;
@@ -51,7 +52,8 @@ export class GatewayLinkProvider implements LinkProvider {
   constructor(o: GatewayLinkProviderOptions) { this.#o = o; }
 
   #read(site: Site, signal: AbortSignal): Promise<PublishedGatewayState | undefined> {
-    return readGatewayState(this.#o.client, this.#o.namespace ?? DEFAULT_GATEWAY_NAMESPACE, site.metadata.name ?? '', signal);
+    const client = typeof this.#o.client === 'function' ? this.#o.client() : this.#o.client;
+    return readGatewayState(client, this.#o.namespace ?? DEFAULT_GATEWAY_NAMESPACE, site.metadata.name ?? '', signal);
   }
 
   async ensure(req: LinkRequest, signal: AbortSignal): Promise<StepReport> {
