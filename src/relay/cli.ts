@@ -19,7 +19,8 @@ const USAGE = `usage:
   cloudnet relay send --listen HOST:PORT[/TARGET][@MODE] ... --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
                       [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F]
   cloudnet relay receive --listen HOST:PORT --target [NAME=]HOST:PORT ... (--ca F --cert F --key F | --plain-inside-wireguard)
-                      [--cache-mb 256] [--stats HOST:PORT] [--stats-file F]
+                      [--cache-mb 256] [--seed FILE... --seed-mb 256] [--stats HOST:PORT] [--stats-file F]
+                      --seed: content the target already holds (e.g. a pre-copied disk image), sent as references
   cloudnet relay analyze FILE... [--cache-mb 256] [--level 3] [--mode auto|qevm|nbd|generic] [--json]
   cloudnet relay encode IN... OUT [--cache-mb 256] [--level 3] [--mode M]     (- = stdin/stdout)
   cloudnet relay decode IN OUT                                                 (several sessions: OUT.1, OUT.2, ...)
@@ -70,6 +71,7 @@ const common = {
   listen: { type: 'string', multiple: true }, peer: { type: 'string' }, target: { type: 'string', multiple: true },
   ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' },
   'plain-inside-wireguard': { type: 'boolean' }, 'window-mb': { type: 'string' }, stats: { type: 'string' }, 'stats-file': { type: 'string' },
+  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -106,7 +108,12 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'receive': {
       if (!v.listen?.length || !v.target?.length) throw new Error('receive needs --listen and --target');
-      const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes });
+      const seedBytes = v.seed?.length ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
+      const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes, seedBytes });
+      for (const f of v.seed ?? []) {
+        const r = relay.seed(fs.readFileSync(f));
+        log.info('seeded', { file: f, blocks: String(r.blocks), added: String(r.added), full: String(r.full) });
+      }
       const a = await relay.start();
       log.info('relay receiver ready', { listen: `${a.host}:${a.port}` });
       return serveUntilSignal(relay, v, () => relay.stop());
