@@ -2,7 +2,12 @@
 // Succeeded, a hung VMIM trips the deadline, and spec changes are guarded or recorded.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useClusters } from '../env/index.ts';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { binDir, useClusters } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
@@ -15,6 +20,14 @@ import { ANNOTATIONS } from '../standin/standin.ts';
 
 let bed: Bed;
 let op: RunningOperator;
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+async function kubectl(...args: string[]): Promise<string> {
+  const bin = join(binDir, 'kubectl');
+  if (!existsSync(bin)) throw new Error(`kubectl not found at ${bin}: run hack/setup.sh`);
+  const { stdout } = await promisify(execFile)(bin, ['--kubeconfig', bed.a.kubeconfigPath, ...args]);
+  return stdout;
+}
 // Registered before useClusters' own after(): the operator and stand-ins stop before the clusters.
 after(async () => {
   await op?.stop();
@@ -34,9 +47,13 @@ describe('config/samples/wanmigration.yaml', () => {
   test('reaches Succeeded with every condition True; the target VM runs with its run strategy restored', async () => {
     await createVM(bed.src, 'default', 'vm-a');
     await waitFor('source VMI Running', async () => (await bed.src.tryGet<VMI>(Res.vmi, 'default', 'vm-a'))?.status?.phase === 'Running');
-    const [sample] = loadSample<KubeObject>('wanmigration.yaml');
-    await bed.src.create(Res.wanMigration, sample);
+    assert.equal(loadSample<KubeObject>('wanmigration.yaml')[0].metadata?.name, 'vm-a-to-site-b');
+    await kubectl('apply', '-f', join(repoRoot, 'config/samples/wanmigration.yaml'));
     const wm = await waitForPhase(bed.src, 'default', 'vm-a-to-site-b', 'Succeeded', 30_000);
+    // The printer columns and short name work in kubectl.
+    const table = await kubectl('get', 'wm', '-n', 'default', 'vm-a-to-site-b');
+    assert.match(table, /NAME\s+VM\s+TARGET\s+PHASE\s+PROGRESS\s+RATIO\s+READY\s+AGE/);
+    assert.match(table, /vm-a-to-site-b\s+vm-a\s+site-b\s+Succeeded\s+100\s+(<none>)?\s*True/);
     for (const t of ['Ready', 'LinkReady', 'StorageSynced', 'TargetPrepared', 'MemoryMigrated', 'CutoverComplete']) {
       assert.equal(findCondition(wm.status?.conditions, t)?.status, 'True', `${t}: ${JSON.stringify(findCondition(wm.status?.conditions, t))}`);
     }
