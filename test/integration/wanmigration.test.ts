@@ -104,6 +104,22 @@ describe('config/samples/wanmigration.yaml', () => {
   });
 });
 
+describe('sourceAfterCutover', () => {
+  for (const mode of ['Delete', 'Keep'] as const) {
+    test(`${mode}: applied only after the target VMI runs`, async () => {
+      const ns = `after-${mode.toLowerCase()}`;
+      await createVM(bed.src, ns, 'vm');
+      await ensureTargetNs(ns);
+      await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', sourceAfterCutover: mode }));
+      await waitForPhase(bed.src, ns, 'mig', 'Succeeded', 30_000);
+      assert.equal((await bed.dst.get<VMI>(Res.vmi, ns, 'vm')).status?.phase, 'Running');
+      const src = await bed.src.tryGet<VM>(Res.vm, ns, 'vm');
+      if (mode === 'Delete') assert.equal(src, undefined);
+      else assert.equal(src?.spec.runStrategy, 'Always', 'kept as it was');
+    });
+  }
+});
+
 describe('deadlines', () => {
   test('a VMIM hung in WaitingForSync trips the memory deadline: Stalled, rolled back, source running', async () => {
     const ns = 'hung';
