@@ -19,6 +19,7 @@ import type { HostPort, LinkSecurity } from './net-util.ts';
 import { tlsServerOptions } from './net-util.ts';
 
 const log = logger('relay-receiver');
+const POOL_BUF = 8 << 20;
 
 export interface ReceiverOptions {
   listen: HostPort;
@@ -62,6 +63,7 @@ export class ReceiverRelay {
   private readonly peers = new Set<PeerLink>();
   private readonly finished: Record<string, unknown>[] = [];
   private maxBuffered = 0;
+  private readonly pool: Buffer[] = [];
 
   constructor(opts: ReceiverOptions) {
     this.opts = { creditGrant: 256 << 10, seedBytes: 0, ...opts };
@@ -245,20 +247,26 @@ export class ReceiverRelay {
     // carry keep this side in lockstep with the sender; their output goes nowhere.
     if (s.decodeBroken) return;
     let out: Buffer;
+    let pooled: Buffer | undefined;
     try {
       const { ops, rawLen } = unpackBatch(payload);
-      out = s.dec.decode(ops, rawLen);
+      // Decode into a pooled buffer (returned when the destination socket has taken the bytes):
+      // fresh multi-MB allocations would cost page faults on every batch.
+      if (rawLen <= POOL_BUF) pooled = this.pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUF);
+      out = s.dec.decode(ops, rawLen, pooled);
     } catch (err) {
+      if (pooled) this.pool.push(pooled);
       if (!(err instanceof DecodeError)) throw err;
       s.decodeBroken = true;
       this.fail(p, s, err.reason, err.message, true);
       return;
     }
-    if (s.state !== 'open' || !s.target) return;
+    if (s.state !== 'open' || !s.target) { if (pooled) this.pool.push(pooled); return; }
     s.bytesOut += out.length;
     s.queued += out.length;
     this.noteBuffered();
     s.target.write(out, () => {
+      if (pooled && this.pool.length < 8) this.pool.push(pooled);
       s.queued -= out.length;
       s.pendingCredit += out.length;
       if (s.pendingCredit >= this.opts.creditGrant || s.queued === 0) {

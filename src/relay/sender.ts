@@ -62,6 +62,8 @@ interface Session {
   closeReason?: string;
   returnBytes: number;
   rfin: boolean;
+  /** What has been added to the Prometheus counters already (they are fed incrementally). */
+  accounted: { raw: Float64Array; lookups: number; hits: number };
 }
 
 export class SenderRelay {
@@ -167,6 +169,7 @@ export class SenderRelay {
     const s: Session = {
       id, label, target: spec.target, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
       startedAt: Date.now(), returnBytes: 0, rfin: false,
+      accounted: { raw: new Float64Array(TECHNIQUES.length), lookups: 0, hits: 0 },
       enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode }),
     };
     this.sessions.set(id, s);
@@ -228,6 +231,7 @@ export class SenderRelay {
     s.enc.stats.wireOut += packed.length + F.FRAME_HEADER;
     s.credit -= b.rawLen;
     link.send(F.F_DATA, s.id, packed);
+    this.accountTechniques(s);
     M.wireBytes.inc({ role: 'sender', direction: 'out' }, packed.length + F.FRAME_HEADER);
     this.sample(link);
   }
@@ -354,9 +358,13 @@ export class SenderRelay {
 
   private accountTechniques(s: Session): void {
     const st = s.enc.stats;
-    TECHNIQUES.forEach((t, i) => { if (st.rawBytes[i]) M.bytesIn.inc({ technique: t }, st.rawBytes[i]); });
-    M.cacheLookups.inc(st.cacheLookups);
-    M.cacheHits.inc(st.cacheHits);
+    const a = s.accounted;
+    for (let i = 0; i < TECHNIQUES.length; i++) {
+      const d = st.rawBytes[i] - a.raw[i];
+      if (d > 0) { M.bytesIn.inc({ technique: TECHNIQUES[i] }, d); a.raw[i] = st.rawBytes[i]; }
+    }
+    if (st.cacheLookups > a.lookups) { M.cacheLookups.inc(st.cacheLookups - a.lookups); a.lookups = st.cacheLookups; }
+    if (st.cacheHits > a.hits) { M.cacheHits.inc(st.cacheHits - a.hits); a.hits = st.cacheHits; }
   }
 
   private sessionJson(s: Session): Record<string, unknown> {
