@@ -142,6 +142,23 @@ describe('deadlines', () => {
   });
 });
 
+describe('decentralizedMigrationBlocked', () => {
+  test('a blocked VMIM gives Stalled with KubeVirt\'s message and an Event, then the deadline rolls back', async () => {
+    const ns = 'blocked';
+    await createVM(bed.src, ns, 'vm-b', { annotations: { [ANNOTATIONS.blocked]: 'target synchronization controller unreachable' } });
+    await ensureTargetNs(ns);
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-b', timeouts: { memorySeconds: 3 } }));
+    const wm = await waitForCondition(bed.src, ns, 'mig', 'Stalled', 'True', 'DecentralizedMigrationBlocked');
+    assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.message, 'target synchronization controller unreachable');
+    assert.equal(wm.status?.phase, 'MigratingMemory');
+    await waitForEvent(bed.src, ns, 'mig', 'DecentralizedMigrationBlocked');
+    const failed = await waitForPhase(bed.src, ns, 'mig', 'Failed');
+    assert.equal(failed.status?.failureReason, 'DeadlineExceeded');
+    assert.match(failed.status?.failureMessage ?? '', /DecentralizedMigrationBlocked/);
+    assert.deepEqual(await leftovers(bed, ns, ns, failed.metadata.uid!), []);
+  });
+});
+
 async function ensureTargetNs(ns: string): Promise<void> {
   await bed.dst.create(Res.namespace, { metadata: { name: ns } }).catch(() => undefined);
 }
