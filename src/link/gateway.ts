@@ -173,6 +173,7 @@ export class GatewayAgent {
     try { this.#peer = (await this.#d.exchange.readPeer()) ?? this.#peer; } catch (e) {
       this.#d.log.warn('reading peer gateway state failed', { error: String(e) });
     }
+    await this.#healDataPlane();
     await this.#rotate();
     await this.#reconcile();
     await this.#probe();
@@ -222,6 +223,23 @@ export class GatewayAgent {
       updatedAt: this.#now().toISOString(),
     };
     await this.#d.exchange.publish(state).catch((e: unknown) => this.#d.log.warn('publishing gateway state failed', { error: String(e) }));
+  }
+
+  /**
+   * A dead wireguard-go (crash, OOM kill) is restarted; the next reconcile reapplies the whole
+   * config. Sessions are renegotiated, so the outage is about one handshake.
+   */
+  async #healDataPlane(): Promise<void> {
+    const dev = this.#device;
+    if (!dev || dev.alive()) return;
+    this.#d.log.warn('wireguard data plane died; restarting it', { ifname: this.cfg.interfaceName });
+    await this.#event('Warning', 'DataPlaneRestarted', `wireguard-go for ${this.cfg.interfaceName} exited; restarting it`);
+    try {
+      await dev.close();
+      this.#device = await WgDevice.open(this.cfg.interfaceName, this.#d.log);
+    } catch (e) {
+      this.#d.log.error('restarting the wireguard data plane failed', { error: String(e) });
+    }
   }
 
   /** Rotation phases 1 and 3 for this gateway's own key (rotation.ts). */
@@ -333,9 +351,11 @@ export class GatewayAgent {
     const peerTunnel = addressOf(this.cfg.peer.tunnelAddress);
     const endpointHost = this.cfg.peer.endpoint.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
     const t = this.cfg.probeTimeoutMs;
+    // The peer says where its responder listens (several gateways on one host need distinct ports).
+    const port = this.#peer?.probePort ?? this.cfg.probePort;
     const [tunnel, underlay]: (EchoReply | undefined)[] = await Promise.all([
-      this.#activeKey && !this.#configErrors.length && !this.#passive() ? client.echo(peerTunnel, this.cfg.probePort, t) : Promise.resolve(undefined),
-      client.echo(endpointHost, this.cfg.probePort, t),
+      this.#activeKey && !this.#configErrors.length && !this.#passive() ? client.echo(peerTunnel, port, t) : Promise.resolve(undefined),
+      client.echo(endpointHost, port, t),
     ]);
     if (!this.#passive()) this.#window.record(tunnel?.rttMs);
     this.#underlay = underlay
@@ -344,7 +364,7 @@ export class GatewayAgent {
     const bw = this.cfg.bandwidthProbe;
     if (tunnel && bw.count > 0 && Date.now() - this.#lastTrain >= bw.intervalMs) {
       this.#lastTrain = Date.now();
-      const est = await client.train(peerTunnel, this.cfg.probePort, bw.count, bw.size, t);
+      const est = await client.train(peerTunnel, port, bw.count, bw.size, t);
       if (est !== undefined) {
         this.#bandwidth.push(est);
         if (this.#bandwidth.length > 5) this.#bandwidth.shift();

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { generateKeyPair } from '../../src/link/keys.ts';
 import { nsExec } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
@@ -66,6 +67,16 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
     const down = reasons.lastIndexOf('LinkDown');
     assert.ok(down >= 0 && reasons.lastIndexOf('LinkUp') > down, `events: ${reasons.join(',')}`);
   }
+
+  // A crashed data plane is restarted and re-handshakes by itself.
+  const pids = (await nsExec(bed.sites.b.gwNs, 'ip', ['netns', 'pids', bed.sites.b.gwNs])).stdout.split('\n').filter(Boolean);
+  const wgPid = pids.map(Number).find((p) => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'wireguard-go'; } catch { return false; } });
+  assert.ok(wgPid, 'wireguard-go of gateway b not found');
+  const killedAt = Date.now() / 1000;
+  process.kill(wgPid, 'SIGKILL');
+  await waitFor(() => bed.b.events().some((e) => e.reason === 'DataPlaneRestarted'), 'gateway b to restart wireguard-go', 15_000, diag);
+  await waitFor(() => bothReady(bed) && (bed.b.state()?.link?.latestHandshakeSec ?? 0) >= killedAt - 1, 'a fresh handshake after the restart', 30_000, diag);
+  t.diagnostic(`data plane restarted and re-handshaken ${Math.round(Date.now() - killedAt * 1000)} ms after wireguard-go was killed`);
 });
 
 test('a key rotation during a running transfer loses no bytes', { timeout: 180_000 }, async (t) => {
