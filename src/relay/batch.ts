@@ -45,7 +45,8 @@ export function unpackBatch(frame: Buffer): { ops: Buffer; rawLen: number } {
   if (method !== METHOD_ZSTD) throw new DecodeError('corrupt', `unknown batch method ${method}`);
   let ops: Buffer;
   try {
-    ops = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(opsLen, 1) });
+    // One output chunk of the announced size: the default 16 KiB chunks cost ~35 % of the speed.
+    ops = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(opsLen, 1), chunkSize: Math.max(opsLen, 64) });
   } catch (err) {
     throw new DecodeError('corrupt', `zstd: ${err instanceof Error ? err.message : String(err)}`);
   }
