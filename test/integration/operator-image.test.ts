@@ -5,7 +5,9 @@
 // as UID 65532 in a root-owned app dir, with the chart's arguments, against a real API server
 // where the chart is installed, authenticated as the chart's ServiceAccount. So this checks that
 // the image has every runtime dependency, writes nothing, and that the chart's least-privilege
-// RBAC is enough for the operator to start, lead (Lease), serve probes and metrics, and stop.
+// RBAC is enough for the operator to start, lead (Lease), serve probes and metrics, reconcile a
+// Site and a WanMigration (statuses, Events), and stop; the Argo CD health check reads the
+// statuses it really writes.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
 import { cachedTool, chartDir, repoRoot, runHelm } from '../../hack/packaging.ts';
+import { argoHealth, type Json } from '../../hack/argo-health.ts';
 
 const NS = 'cloudnet-system';
 const RELEASE = 'cloudnet';
@@ -172,6 +175,39 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.equal(metrics?.status, 200);
     assert.match(metrics?.body ?? '', /^leader_election_master_status\{name="cloudnet-operator-leader"\} 1$/m);
     assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
+  });
+
+  it('reconciles a Site and a WanMigration with nothing but the chart RBAC; Argo CD health reads them', async () => {
+    // The "peer" cluster is this cluster again, reached with its admin kubeconfig from a Secret in
+    // the operator's namespace (the only namespace where the chart lets it read Secrets freely).
+    kubectl(['-n', NS, 'create', 'secret', 'generic', 'site-b-kubeconfig', `--from-file=kubeconfig=${cluster.kubeconfigPath}`]);
+    kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'cloudnet.io/v1alpha1', kind: 'Site', metadata: { name: 'site-b' },
+      spec: { kubeconfigSecretRef: { namespace: NS, name: 'site-b-kubeconfig', key: 'kubeconfig' } },
+    }));
+    const site = await until('Site site-b Ready', 60_000, () => {
+      const o = JSON.parse(kubectl(['get', 'site/site-b', '-o', 'json'])) as Json & { status?: { conditions?: { type: string; status: string }[] } };
+      return o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? o : undefined;
+    });
+    assert.equal(argoHealth(site).status, 'Healthy');
+
+    kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'cloudnet.io/v1alpha1', kind: 'WanMigration', metadata: { name: 'image-probe', namespace: 'default' },
+      spec: { vmName: 'no-such-vm', targetSite: 'site-b', targetNamespace: 'default' },
+    }));
+    const wm = await until('a WanMigration status written by the operator', 60_000, () => {
+      const o = JSON.parse(kubectl(['-n', 'default', 'get', 'wanmigration/image-probe', '-o', 'json'])) as Json & { status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string }[] } };
+      return o.status?.observedGeneration === 1 && o.status.conditions?.some((c) => c.type === 'Stalled') ? o : undefined;
+    });
+    const stalled = wm.status?.conditions?.find((c) => c.type === 'Stalled');
+    assert.equal(stalled?.status, 'True', JSON.stringify(wm.status));
+    const health = argoHealth(wm);
+    assert.equal(health.status, 'Degraded');
+    assert.ok(health.message.startsWith(`${stalled.reason}: `), health.message);
+    const events = kubectl(['-n', 'default', 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=image-probe', '-o', 'jsonpath={.items[*].reason}']);
+    assert.ok(events.includes(stalled.reason), `an Event with reason ${stalled.reason}: ${events}`);
+    const forbidden = logLines.filter((l) => /forbidden/i.test(l));
+    assert.deepEqual(forbidden, [], 'the operator hit an RBAC denial');
   });
 
   it('shuts down cleanly on SIGTERM and releases the Lease', async () => {

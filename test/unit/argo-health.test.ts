@@ -1,6 +1,6 @@
 // config/argocd/health.lua run by a real Lua interpreter (lua5.4) inside a sandbox shaped like
-// Argo CD's: only the base, table and (safe) os libraries, no string library and no string methods,
-// `obj` as a global. Each sample status is turned into a Lua table literal.
+// Argo CD's (hack/argo-health.ts): only the base, table and (safe) os libraries, no string library
+// and no string methods, `obj` as a global. Each sample status becomes a Lua table literal.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,76 +9,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
 import { ARGOCD_CM_PATCH_PATH, ARGOCD_HEALTH_KEYS, healthLuaPath, repoRoot } from '../../hack/packaging.ts';
+import { argoHealth, harness, LUA, type Health, type Json } from '../../hack/argo-health.ts';
 
-const LUA = 'lua5.4';
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-/** A Lua expression for a JSON value; null becomes nil, as Argo CD's conversion does. */
-function luaLiteral(v: Json): string {
-  if (v === null) return 'nil';
-  if (typeof v === 'boolean') return String(v);
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new Error(`not representable in JSON: ${v}`);
-    return String(v);
-  }
-  if (typeof v === 'string') return luaString(v);
-  if (Array.isArray(v)) return `{${v.map(luaLiteral).join(', ')}}`;
-  return `{${Object.entries(v).map(([k, x]) => `[${luaString(k)}] = ${luaLiteral(x)}`).join(', ')}}`;
-}
-
-function luaString(s: string): string {
-  let out = '"';
-  for (const byte of Buffer.from(s, 'utf8')) {
-    if (byte === 0x22) out += '\\"';
-    else if (byte === 0x5c) out += '\\\\';
-    else if (byte < 0x20 || byte >= 0x7f) out += `\\${String(byte).padStart(3, '0')}`;
-    else out += String.fromCharCode(byte);
-  }
-  return `${out}"`;
-}
-
-// Runs the script file given as arg[1] with `obj` bound. The string metatable is removed before
-// the script runs, so `s:find(...)`-style calls fail here exactly as they would in Argo CD.
-function harness(obj: Json): string {
-  return `
-local path = arg[1]
-local f = assert(io.open(path, "r"))
-local src = f:read("a")
-f:close()
-local env = {
-  obj = ${luaLiteral(obj)},
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-  print = print, rawequal = rawequal, rawget = rawget, rawset = rawset, select = select,
-  getmetatable = getmetatable, setmetatable = setmetatable, tonumber = tonumber,
-  tostring = tostring, type = type, unpack = table.unpack, xpcall = xpcall, _VERSION = _VERSION,
-  table = table, os = { time = os.time, date = os.date, clock = os.clock },
-}
-local chunk = assert(load(src, "=health.lua", "t", env))
-local write, exit, stderr = io.write, os.exit, io.stderr
-debug.setmetatable("", nil)
-local ok, hs = pcall(chunk)
-if not ok then stderr:write("lua error: " .. tostring(hs) .. "\\n") exit(3) end
-if type(hs) ~= "table" or type(hs.status) ~= "string" or type(hs.message) ~= "string" then
-  stderr:write("health script must return {status=string, message=string}\\n") exit(4)
-end
-write(hs.status, "\\n", hs.message)
-`;
-}
-
-interface Health { status: string; message: string }
-
-function runLua(scriptPath: string, obj: Json): Health {
-  const r = spawnSync(LUA, ['-', scriptPath], { input: harness(obj), encoding: 'utf8' });
-  if (r.error) {
-    throw new Error(`${LUA} could not be run (${r.error.message}): install the Debian package lua5.4 (hack/setup.sh does)`);
-  }
-  assert.equal(r.status, 0, `lua failed for ${JSON.stringify(obj)}: ${r.stderr}`);
-  const nl = r.stdout.indexOf('\n');
-  return { status: r.stdout.slice(0, nl), message: r.stdout.slice(nl + 1) };
-}
-
-const health = (obj: Json) => runLua(healthLuaPath, obj);
+const health = (obj: Json) => argoHealth(obj);
 
 const cond = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message, lastTransitionTime: '2026-11-25T10:00:00Z', observedGeneration: 2 });
 
