@@ -8,6 +8,7 @@ import type { Site } from '../api/site.ts';
 import type { MigrationProgress, WanMigration } from '../api/wanmigration.ts';
 import type { StepReport } from './phases/observed.ts';
 import type { PlanOptions } from './phases/plan.ts';
+import type { WanMigrationMetrics } from './metrics.ts';
 
 export interface EventSink {
   event(regarding: KubeObject, type: 'Normal' | 'Warning', reason: string, note: string): void;
@@ -65,6 +66,7 @@ export interface WanMigrationDeps {
   link?: LinkProvider;
   storage?: StoragePreCopy;
   relay?: MigrationRelay;
+  metrics?: WanMigrationMetrics;
   clock?: Clock;
   plan?: Partial<PlanOptions>;
   /** KubeVirt's namespace in the local cluster. Default `kubevirt`. */

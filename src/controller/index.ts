@@ -12,6 +12,7 @@ import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-object
 import type { LinkProvider, MigrationRelay, StoragePreCopy } from './deps.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
+import { WanMigrationMetrics } from './metrics.ts';
 
 export { WanMigrationReconciler, newWanMigrationReconciler } from './wanmigration.ts';
 export { SiteReconciler, newSiteReconciler, type SiteDeps } from './site.ts';
@@ -22,6 +23,7 @@ export type {
 export type { StepReport, Observed } from './phases/observed.ts';
 export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
 export { Res } from './resources.ts';
+export { WanMigrationMetrics } from './metrics.ts';
 export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
 
 export interface ControllerProviders {
@@ -53,6 +55,7 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
         local: manager.client,
         clusters: siteClustersFrom(manager.clusters),
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
+        metrics: new WanMigrationMetrics(manager.metrics.registry),
         ...providers,
       }),
     });

@@ -21,7 +21,10 @@ export class WanMigrationReconciler implements Reconciler {
   async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void> {
     const { deps } = this;
     const obj = await deps.local.tryGet<KubeObject>(Res.wanMigration, key.namespace, key.name, ctx.signal);
-    if (!obj) return;
+    if (!obj) {
+      deps.metrics?.forget(key.namespace ?? '', key.name);
+      return;
+    }
     const wm = obj as unknown as WanMigration;
     const spec = resolveSpec(wm.spec);
     const now = (deps.clock ?? systemClock).now();
@@ -44,6 +47,7 @@ export class WanMigrationReconciler implements Reconciler {
     }
     for (const e of p.events) deps.events.event(obj, e.type, e.reason, e.message);
     if (removeFinalizer) await execute(deps, world, { type: 'RemoveFinalizer' }, ctx.signal);
+    if (p.status.phase) deps.metrics?.record(key.namespace ?? '', key.name, wm.metadata.uid ?? '', p.status.phase, p.status.startTime, p.status.completionTime);
     if (p.status.phase !== wm.status?.phase) ctx.log.info('phase', { from: wm.status?.phase ?? 'none', to: p.status.phase, reason: p.status.failureReason });
     return p.requeueAfterMs !== undefined ? { requeueAfterMs: p.requeueAfterMs } : undefined;
   }

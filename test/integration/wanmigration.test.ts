@@ -97,6 +97,9 @@ describe('config/samples/wanmigration.yaml', () => {
     assert.equal(tv[0].status?.phase, 'Succeeded');
     const reasons = (await eventsFor(bed.src, 'default', 'vm-a-to-site-b')).map((e) => e.reason);
     for (const r of ['ConnectingLink', 'PreparingTarget', 'MigratingMemory', 'CuttingOver', 'Succeeded']) assert.ok(reasons.includes(r), `event ${r} in ${reasons}`);
+    const metrics = await op.manager.metrics.registry.metrics();
+    assert.match(metrics, /cloudnet_wanmigration_phase\{namespace="default",name="vm-a-to-site-b",phase="Succeeded"\} 1/);
+    assert.match(metrics, /cloudnet_wanmigration_duration_seconds_count\{outcome="Succeeded"\} 1/);
     // Deleting a finished migration leaves the migrated VM alone.
     await bed.src.delete(Res.wanMigration, 'default', 'vm-a-to-site-b');
     await waitFor('WanMigration gone', async () => !(await getWM(bed.src, 'default', 'vm-a-to-site-b')));
