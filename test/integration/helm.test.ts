@@ -177,7 +177,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     kubectlOk(['create', 'namespace', 'kubevirt']);
     helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,kubevirt}', '--timeout', '120s']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
-    const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('patch', '', 'configmaps', 'kubevirt'), q('watch', '', 'secrets', NS)];
+    const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('patch', '', 'configmaps', 'kubevirt'), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];
     const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default')];
     const answers = reviewAll([...granted, ...refused]);
     assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],

@@ -137,7 +137,7 @@ describe('charts/cloudnet', () => {
     });
     const role = only(docs, 'Role');
     assert.equal(role.metadata.namespace, 'cloudnet-system');
-    assert.deepEqual(grants(rules(role)), { 'coordination.k8s.io/leases': 'create,get,update', 'core/secrets': 'get,list,watch' });
+    assert.deepEqual(grants(rules(role)), { 'coordination.k8s.io/leases': 'create,get,update', 'core/configmaps': 'get', 'core/secrets': 'get,list,watch' });
     const crb = only<K8sObject & { subjects: { kind: string; name: string; namespace: string }[] }>(docs, 'ClusterRoleBinding');
     assert.deepEqual(crb.subjects, [{ kind: 'ServiceAccount', name: 't-cloudnet', namespace: 'cloudnet-system' }]);
   });
