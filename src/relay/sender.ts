@@ -4,6 +4,7 @@
 // session has used up the credit the receiver grants as it writes downstream, so QEMU's own
 // bandwidth estimate keeps reflecting what really leaves the site.
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { logger } from '../util/log.ts';
 import { AdaptiveLevel } from './adaptive.ts';
@@ -38,6 +39,8 @@ export interface SenderOptions {
   windowBytes?: number;
   /** Link backlog above which sources are paused. */
   linkHighWater?: number;
+  /** Compress on libuv's thread pool, in parallel with parsing (default true). */
+  asyncCompression?: boolean;
   /**
    * Bytes of an incomplete record are force-flushed (and the parser goes generic) after this much
    * input silence. Holding a partial record costs nothing while QEMU merely pauses (rate limit,
@@ -45,6 +48,18 @@ export interface SenderOptions {
    * if the parser were wrong about a record boundary while the source waits for a reply.
    */
   stallMs?: number;
+}
+
+/** Batches being compressed (at most this many) hold the sources back. */
+const MAX_INFLIGHT = 4;
+
+interface Pending {
+  session: Session;
+  type: number;
+  rawLen: number;
+  opsLen: number;
+  /** Set once compressed (control frames: immediately). */
+  payload?: Buffer;
 }
 
 interface Session {
@@ -82,10 +97,12 @@ export class SenderRelay {
   private samples = 0;
   private maxBuffered = 0;
   private stopped = false;
+  private readonly pipeline: Pending[] = [];
+  private inflightOps = 0;
 
   constructor(opts: SenderOptions) {
     this.opts = {
-      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, ...opts,
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, ...opts,
     };
     this.level = new AdaptiveLevel(this.opts.level);
   }
@@ -143,6 +160,8 @@ export class SenderRelay {
       link.on('close', (why) => {
         if (!this.stopped) log.warn('link to receiver relay lost; closing its sessions', { why, sessions: this.sessions.size });
         for (const s of this.sessions.values()) this.closeSession(s, 'peer-lost', false);
+        this.pipeline.length = 0; // compressions still running finish into nothing
+        this.inflightOps = 0;
         if (this.link === link) { this.link = undefined; this.linkReady = undefined; }
       });
       log.info('relay link up', { peer: `${this.opts.peer.host}:${this.opts.peer.port}`, cacheBytes: this.ctx.cache.slots * this.ctx.cache.slotSize });
@@ -183,7 +202,7 @@ export class SenderRelay {
       s.state = 'fin';
       clearTimeout(s.stallTimer);
       clearTimeout(s.batchTimer);
-      this.link?.send(F.F_FIN, s.id);
+      this.sendAfterBatches(s, F.F_FIN);
       if (s.rfin) this.finishSession(s);
     });
     source.on('error', (err) => log.warn('source connection error', { session: String(id), error: err.message }));
@@ -221,19 +240,57 @@ export class SenderRelay {
     this.applyBackpressure(s);
   }
 
+  /**
+   * A batch leaves the encoder. Cache inserts were made in encode order, so frames must reach the
+   * link in exactly that order, across all sessions: batches go through one FIFO. With async
+   * compression, zstd runs on libuv's thread pool while the main thread parses and hashes the next
+   * input; a frame is sent once it and everything before it are compressed.
+   */
   private sendBatch(s: Session, b: Batch): void {
-    const link = this.link;
-    if (!link || s.state === 'closed') return;
+    if (!this.link) return;
     const level = this.level.next();
-    const compressed = level === 0 ? undefined : zstdCompress(b.ops, level);
-    const packed = packBatch(b.ops, b.rawLen, level, compressed);
-    this.level.observe(b.ops.length, packed.length);
-    s.enc.stats.wireOut += packed.length + F.FRAME_HEADER;
     s.credit -= b.rawLen;
-    link.send(F.F_DATA, s.id, packed);
-    this.accountTechniques(s);
-    M.wireBytes.inc({ role: 'sender', direction: 'out' }, packed.length + F.FRAME_HEADER);
-    this.sample(link);
+    const entry: Pending = { session: s, type: F.F_DATA, rawLen: b.rawLen, opsLen: b.ops.length };
+    this.pipeline.push(entry);
+    this.inflightOps += b.ops.length;
+    if (level === 0 || !this.opts.asyncCompression) {
+      entry.payload = packBatch(b.ops, b.rawLen, level, level === 0 ? undefined : zstdCompress(b.ops, level));
+      this.level.observe(b.ops.length, entry.payload.length);
+      this.drainPipeline();
+      return;
+    }
+    const ops = Buffer.from(b.ops); // the encoder reuses its buffer
+    zlib.zstdCompress(ops, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
+      entry.payload = packBatch(ops, b.rawLen, err ? 0 : level, err ? undefined : out);
+      this.level.observe(ops.length, entry.payload.length);
+      this.drainPipeline();
+    });
+  }
+
+  /** Queues a control frame behind the session's pending batches. */
+  private sendAfterBatches(s: Session, type: number): void {
+    this.pipeline.push({ session: s, type, rawLen: 0, opsLen: 0, payload: Buffer.alloc(0) });
+    this.drainPipeline();
+  }
+
+  private drainPipeline(): void {
+    const link = this.link;
+    while (this.pipeline.length && this.pipeline[0].payload) {
+      const e = this.pipeline.shift()!;
+      const payload = e.payload!;
+      this.inflightOps -= e.opsLen;
+      // Frames of a session closed meanwhile are still sent: the receiver decodes them to keep
+      // its cache in lockstep, and drops their output.
+      if (!link || link.closed) continue;
+      link.send(e.type, e.session.id, payload);
+      if (e.type === F.F_DATA) {
+        e.session.enc.stats.wireOut += payload.length + F.FRAME_HEADER;
+        this.accountTechniques(e.session);
+        M.wireBytes.inc({ role: 'sender', direction: 'out' }, payload.length + F.FRAME_HEADER);
+      }
+    }
+    if (link) this.sample(link);
+    if (this.pipeline.length < MAX_INFLIGHT) this.resumeAll(false);
   }
 
   private sample(link: Link): void {
@@ -258,20 +315,20 @@ export class SenderRelay {
 
   /** Bytes taken from sources that are not yet on the link socket's kernel buffer. */
   bufferedBytes(): number {
-    let n = this.link?.backlog ?? 0;
+    let n = (this.link?.backlog ?? 0) + this.inflightOps;
     for (const s of this.sessions.values()) n += s.enc.pendingBytes;
     return n;
   }
 
   private applyBackpressure(s: Session): void {
     const link = this.link;
-    const blocked = !link || link.backlog > this.opts.linkHighWater || s.credit <= 0;
+    const blocked = !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.pipeline.length >= MAX_INFLIGHT;
     if (blocked && !s.source.isPaused()) s.source.pause();
   }
 
-  private resumeAll(): void {
+  private resumeAll(flushOpen = true): void {
     for (const s of this.sessions.values()) {
-      if (s.state === 'open' && s.batchTimer) {
+      if (flushOpen && s.state === 'open' && s.batchTimer) {
         clearTimeout(s.batchTimer);
         s.batchTimer = undefined;
         this.work(() => s.enc.flush(false));
@@ -282,7 +339,7 @@ export class SenderRelay {
 
   private maybeResume(s: Session): void {
     const link = this.link;
-    if (s.state !== 'open' || !link || link.backlog > this.opts.linkHighWater || s.credit <= 0) return;
+    if (s.state !== 'open' || !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.pipeline.length >= MAX_INFLIGHT) return;
     if (s.source.isPaused()) s.source.resume();
   }
 
