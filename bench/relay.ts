@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { zstdCompress } from '../src/relay/batch.ts';
 import { decodeFrames, encodeStreams } from '../src/relay/offline.ts';
@@ -16,7 +17,7 @@ import { syntheticQemuStream } from '../src/relay/synthetic.ts';
 const { values: args } = parseArgs({
   options: {
     wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
-    levels: { type: 'string' }, out: { type: 'string' },
+    levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' },
   },
 });
 
@@ -78,6 +79,7 @@ interface Row {
 }
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
 
 function plainZstd(data: Buffer, level: number): [number, number] {
   // One context over the whole stream, in 8 MiB pieces (what `zstd -N` on the file would see,
@@ -111,7 +113,60 @@ function run(name: string, inputs: Input[], level: number, zstd: { z1: number; z
   };
 }
 
+/**
+ * (c) Live relay pair on loopback (plain link: this measures the relay, not TLS or a WAN): each
+ * stream goes through sender -> receiver -> a discarding sink as fast as the relay allows.
+ */
+async function liveRun(input: Input): Promise<Record<string, number | string | boolean>> {
+  const { SenderRelay } = await import('../src/relay/sender.ts');
+  const { ReceiverRelay } = await import('../src/relay/receiver.ts');
+  const net = await import('node:net');
+  const h = crypto.createHash('sha256');
+  let got = 0;
+  const sink = net.createServer({ allowHalfOpen: true }, (c) => { c.on('data', (d: Buffer) => { h.update(d); got += d.length; }); c.on('end', () => c.end()); });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets: { t: { host: '127.0.0.1', port: (sink.address() as { port: number }).port } }, security: { kind: 'plain-inside-wireguard' }, cacheBytes });
+  const r = await receiver.start();
+  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: r.port }, security: { kind: 'plain-inside-wireguard' }, cacheBytes, level: 3 });
+  const [a] = await sender.start();
+  await sender.connect();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await new Promise<void>((resolve) => {
+    const s = net.connect({ port: a.port, host: '127.0.0.1', allowHalfOpen: true }, async () => {
+      for (let o = 0; o < input.data.length; o += 1 << 16) {
+        if (!s.write(input.data.subarray(o, o + (1 << 16)))) await new Promise((d) => s.once('drain', d));
+      }
+      s.end();
+    });
+    s.on('data', () => undefined);
+    s.on('close', () => resolve());
+  });
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  const st = sender.stats() as { maxBufferedBytes: number; finished: { wireBytes: number }[] };
+  const rs = receiver.stats() as { maxBufferedBytes: number };
+  await sender.stop(); await receiver.stop(); sink.close();
+  return {
+    name: input.name, inputBytes: input.data.length, wallMs: Math.round(wall), mbPerS: input.data.length / 1e6 / (wall / 1000),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6, wireRatio: (st.finished[0]?.wireBytes ?? 0) / input.data.length,
+    senderMaxBufferedBytes: st.maxBufferedBytes, receiverMaxBufferedBytes: rs.maxBufferedBytes,
+    exact: got === input.data.length && h.digest('hex') === sha(input.data),
+  };
+}
+
 const inputs = loadInputs();
+if (args.live) {
+  const live = [];
+  for (const i of inputs) {
+    const r = await liveRun(i);
+    live.push(r);
+    console.log(`live ${String(r.name).padEnd(32)} ${(Number(r.inputBytes) / 1e6).toFixed(1).padStart(7)} MB in ${r.wallMs} ms = ${Number(r.mbPerS).toFixed(0)} MB/s (CPU ${Number(r.cpuSeconds).toFixed(2)} s, both relays in one process), wire ${pct(Number(r.wireRatio))}, max buffered: sender ${(Number(r.senderMaxBufferedBytes) / 1024).toFixed(0)} KiB, receiver ${(Number(r.receiverMaxBufferedBytes) / 1024).toFixed(0)} KiB, exact ${r.exact}`);
+  }
+  const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-live.json');
+  fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), live }, null, 1));
+  process.exit(live.every((r) => r.exact) ? 0 : 1);
+}
 const rows: Row[] = [];
 const zstdOf = new Map<string, { z1: number; z3: number; s1: number; s3: number }>();
 for (const i of inputs) {
@@ -127,7 +182,6 @@ if (inputs.length > 1) {
   for (const level of levels) rows.push(run(`ALL ${inputs.length} streams, one shared cache`, inputs, level, z));
 }
 
-const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
 console.log('');
 console.log('stream                                   input MB  lvl  relay wire   zstd-1   zstd-3  relay/zstd3  enc MB/s  dec MB/s  zstd-1 MB/s  exact');
 for (const r of rows) {

@@ -50,8 +50,9 @@ export interface SenderOptions {
   stallMs?: number;
 }
 
-/** Batches being compressed (at most this many) hold the sources back. */
+/** Batches being compressed (at most this many, or this many op bytes) hold the sources back. */
 const MAX_INFLIGHT = 4;
+const MAX_INFLIGHT_BYTES = 1 << 20;
 
 interface Pending {
   session: Session;
@@ -267,6 +268,10 @@ export class SenderRelay {
     });
   }
 
+  private compressionFull(): boolean {
+    return this.pipeline.length >= MAX_INFLIGHT || this.inflightOps >= MAX_INFLIGHT_BYTES;
+  }
+
   /** Queues a control frame behind the session's pending batches. */
   private sendAfterBatches(s: Session, type: number): void {
     this.pipeline.push({ session: s, type, rawLen: 0, opsLen: 0, payload: Buffer.alloc(0) });
@@ -290,7 +295,7 @@ export class SenderRelay {
       }
     }
     if (link) this.sample(link);
-    if (this.pipeline.length < MAX_INFLIGHT) this.resumeAll(false);
+    if (!this.compressionFull()) this.resumeAll(false);
   }
 
   private sample(link: Link): void {
@@ -322,7 +327,7 @@ export class SenderRelay {
 
   private applyBackpressure(s: Session): void {
     const link = this.link;
-    const blocked = !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.pipeline.length >= MAX_INFLIGHT;
+    const blocked = !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.compressionFull();
     if (blocked && !s.source.isPaused()) s.source.pause();
   }
 
@@ -339,7 +344,7 @@ export class SenderRelay {
 
   private maybeResume(s: Session): void {
     const link = this.link;
-    if (s.state !== 'open' || !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.pipeline.length >= MAX_INFLIGHT) return;
+    if (s.state !== 'open' || !link || link.backlog > this.opts.linkHighWater || s.credit <= 0 || this.compressionFull()) return;
     if (s.source.isPaused()) s.source.resume();
   }
 
