@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1
-# CloudNet operator image. Three stages:
+# CloudNet images. Stages:
 #   build     - full `npm ci` (TypeScript is a devDependency) and `tsc -p tsconfig.build.json` -> dist/
 #   prod-deps - `npm ci --omit=dev`: only the runtime dependencies, so neither TypeScript nor the
 #               `node` devDependency (a second Node binary) reaches the image
-#   runtime   - node:24-slim, numeric non-root user, nothing writable under /app, so it runs with
-#               readOnlyRootFilesystem: true (HOME and TMPDIR point at /tmp, an emptyDir in the chart)
+#   gateway   - the site gateway: runtime files plus wireguard-go, wireguard-tools, iproute2
+#   runtime   - the operator (default target): node:24-slim, numeric non-root user, nothing
+#               writable under /app, so it runs with readOnlyRootFilesystem: true (HOME and TMPDIR
+#               point at /tmp, an emptyDir in the chart)
 # Build: docker build -t cloudnet/operator:0.1.0 .
 # test/unit/dockerfile.test.ts lints this file statically (the project's machines cannot pull images).
 ARG NODE_IMAGE=node:24
@@ -26,6 +28,25 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
  && npm cache clean --force
 
+# `docker build --target gateway -t cloudnet/gateway .`: the site gateway (`cloudnet gateway`),
+# which drives WireGuard through wireguard-go, wg and ip. It runs as root with only NET_ADMIN
+# (the chart's gateway Deployment), so it has no USER line; the operator image below does.
+FROM ${RUNTIME_IMAGE} AS gateway
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 \
+ && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    NODE_OPTIONS=--enable-source-maps
+WORKDIR /app
+COPY --from=prod-deps --chown=0:0 /src/node_modules ./node_modules
+COPY --from=build --chown=0:0 /src/dist ./dist
+COPY --chown=0:0 package.json ./
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["gateway", "--help"]
+
+# The default target (last stage): the operator.
 FROM ${RUNTIME_IMAGE} AS runtime
 ENV NODE_ENV=production \
     HOME=/tmp \

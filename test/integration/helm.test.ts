@@ -49,12 +49,12 @@ const describeAccess = (a: Access) => `${a.verb} ${a.group ? `${a.resource}.${a.
  * Asks the API server (SubjectAccessReview, what `kubectl auth can-i --as` sends) for all questions
  * in one kubectl call; unlike can-i it needs no discovery, so KubeVirt/CDI kinds need no CRDs here.
  */
-function reviewAll(questions: Access[]): boolean[] {
+function reviewAll(questions: Access[], user = SA): boolean[] {
   const list = {
     apiVersion: 'v1', kind: 'List',
     items: questions.map((q) => ({
       apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview',
-      spec: { user: SA, groups: SA_GROUPS, resourceAttributes: { verb: q.verb, group: q.group, resource: q.resource, namespace: q.ns, ...(q.sub ? { subresource: q.sub } : {}) } },
+      spec: { user, groups: SA_GROUPS, resourceAttributes: { verb: q.verb, group: q.group, resource: q.resource, namespace: q.ns, ...(q.sub ? { subresource: q.sub } : {}) } },
     })),
   };
   // kubectl prints one result per created review, in order.
@@ -172,16 +172,26 @@ describe('helm install charts/cloudnet into a real API server', () => {
     }
   });
 
-  it('confines Secret/ConfigMap rights to rbac.vmDataNamespaces on upgrade', () => {
+  it('upgrades: Secret/ConfigMap rights confined to rbac.vmDataNamespaces, site gateway added', () => {
     kubectlOk(['create', 'namespace', 'vms']);
     kubectlOk(['create', 'namespace', 'kubevirt']);
-    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,kubevirt}', '--timeout', '120s']);
+    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,kubevirt}', '--timeout', '120s',
+      '--set', 'gateway.enabled=true,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
     const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('patch', '', 'configmaps', 'kubevirt'), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];
     const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default')];
     const answers = reviewAll([...granted, ...refused]);
     assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],
       [...granted, ...refused].map((a, i) => `${describeAccess(a)}: ${answers[i]}`).join('\n'));
+    // The site gateway's own ServiceAccount: its Secret and ConfigMaps here, Site reads, Site Events.
+    kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}-gateway-site-b`, `serviceaccount/${RELEASE}-gateway`]);
+    const gwGranted = [q('get', CN, 'sites'), q('create', '', 'secrets', NS), q('update', '', 'secrets', NS), q('watch', '', 'secrets', NS),
+      q('patch', '', 'configmaps', NS), q('create', '', 'events', 'default')];
+    const gwRefused = [q('list', CN, 'sites'), q('patch', CN, 'sites', '', 'status'), q('get', '', 'secrets', 'default'), q('list', '', 'secrets'),
+      q('create', '', 'configmaps', 'kubevirt'), q('create', '', 'events', NS), q('create', '', 'pods', NS), q('get', KV, 'virtualmachines', 'default')];
+    const gwAnswers = reviewAll([...gwGranted, ...gwRefused], `system:serviceaccount:${NS}:${RELEASE}-gateway`);
+    assert.deepEqual(gwAnswers, [...gwGranted.map(() => true), ...gwRefused.map(() => false)],
+      [...gwGranted, ...gwRefused].map((a, i) => `gateway ${describeAccess(a)}: ${gwAnswers[i]}`).join('\n'));
     const r = kubectl(['get', 'secrets', '-A'], saKubeconfig);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /forbidden/i);
@@ -193,6 +203,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     assert.notEqual(kubectl(['-n', NS, 'get', `deployment/${RELEASE}`]).status, 0, 'Deployment removed');
     assert.notEqual(kubectl(['get', `clusterrole/${RELEASE}`]).status, 0, 'ClusterRole removed');
     assert.notEqual(kubectl(['-n', 'vms', 'get', `role/${RELEASE}-vmdata`]).status, 0, 'vmdata Role removed');
+    assert.notEqual(kubectl(['-n', 'default', 'get', `role/${RELEASE}-gateway-events`]).status, 0, 'gateway events Role removed');
     kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', 'sites.cloudnet.io']);
     kubectlOk(['-n', 'default', 'get', 'wanmigration/rbac-probe']);
   });

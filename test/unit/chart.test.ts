@@ -205,6 +205,35 @@ describe('charts/cloudnet', () => {
     }
   });
 
+  it('renders one locked-down host-network gateway per peer when gateway.enabled', () => {
+    const docs = render('gateway.enabled=true', 'gateway.site=site-a',
+      'gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24', 'gateway.peers[0].networks={192.0.2.0/24}',
+      'gateway.peers[1].site=site-c', 'gateway.peers[1].interface=cn-c', 'gateway.peers[1].tunnelAddress=198.18.11.1/24', 'gateway.peers[1].listenPort=51821');
+    const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
+    assert.deepEqual(gws.map((d) => d.metadata.name), ['t-cloudnet-gateway-site-b', 't-cloudnet-gateway-site-c']);
+    const [b] = gws;
+    const c = b.spec.template.spec.containers[0];
+    assert.deepEqual(c.args, ['gateway', '--kube', '--site=site-a', '--peer-site=site-b', '--interface=cn-b', '--tunnel-address=198.18.10.1/24',
+      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--network=192.0.2.0/24']);
+    assert.equal(b.spec.template.spec.hostNetwork, true);
+    assert.equal(b.spec.template.spec.serviceAccountName, 't-cloudnet-gateway');
+    assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(b.spec.template.spec.volumes.some((v) => v.hostPath?.path === '/dev/net/tun'));
+    assert.ok(gws[1].spec.template.spec.containers[0].args.includes('--listen-port=51821'));
+    // The operator's selectors must not pick up gateway pods.
+    const op = only<Deployment & { spec: { selector: { matchLabels: Record<string, string> } } }>(docs, 'Deployment', 't-cloudnet');
+    assert.equal(op.spec.selector.matchLabels['app.kubernetes.io/component'], 'operator');
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-gateway'))), { 'cloudnet.io/sites': 'get' });
+    assert.deepEqual(grants(rules(only(docs.filter((d) => d.metadata.namespace === 'cloudnet-system'), 'Role', 't-cloudnet-gateway'))),
+      { 'core/configmaps': 'create,get,patch,update', 'core/secrets': 'create,get,list,update,watch' });
+    const events = only(docs, 'Role', 't-cloudnet-gateway-events');
+    assert.equal(events.metadata.namespace, 'default');
+    assert.deepEqual(grants(rules(events)), { 'core/events': 'create,patch' });
+    assert.equal(render().filter((d) => d.metadata.name.includes('gateway')).length, 0, 'no gateway by default');
+  });
+
   it('rejects bad values through values.schema.json', () => {
     const cases: [string, RegExp][] = [
       ['replicaCount=two', /'\/replicaCount': got string, want integer/],
@@ -218,6 +247,8 @@ describe('charts/cloudnet', () => {
       ['securityContext.allowPrivilegeEscalation=true', /'\/securityContext\/allowPrivilegeEscalation': value must be false/],
       ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
       ['rbac.vmDataNamespaces={Not_A_Namespace}', /'\/rbac\/vmDataNamespaces\/0'/],
+      ['gateway.enabled=true', /'\/gateway\/site': minLength/],
+      ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
     ];
     for (const [set, why] of cases) {
       const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', set]);

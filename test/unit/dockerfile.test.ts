@@ -118,6 +118,18 @@ describe('Dockerfile (static lint; images cannot be pulled here)', () => {
     assert.deepEqual(cmd.slice(0, 2), ['operator', '--leader-elect']);
   });
 
+  it('has a gateway target with the WireGuard tools and the same production files', () => {
+    const gw = stages.find((s) => s.name === 'gateway');
+    assert.ok(gw, 'a stage named gateway');
+    assert.notEqual(gw, final, 'the operator stays the default (last) target');
+    assert.match(gw.from, /^node:24(\.\d+)*-(\w+-)?slim$/);
+    const installs = ops(gw, 'RUN').join(' ');
+    for (const pkg of ['wireguard-go', 'wireguard-tools', 'iproute2']) assert.match(installs, new RegExp(`\\b${pkg}\\b`), `installs ${pkg}`);
+    assert.match(installs, /rm -rf \/var\/lib\/apt\/lists/, 'drops the apt lists');
+    assert.deepEqual(ops(gw, 'COPY'), ops(final, 'COPY'), 'same application files as the operator image');
+    assert.deepEqual(ops(gw, 'ENTRYPOINT'), ops(final, 'ENTRYPOINT'));
+  });
+
   it('has a .dockerignore that keeps caches, dependencies and VCS out of the context', () => {
     const ignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     for (const p of ['.git', 'node_modules', '.cache', 'dist', 'test']) assert.ok(ignore.includes(p), `.dockerignore lists ${p}`);

@@ -21,10 +21,17 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object; the selector labels are the stable subset. */}}
+{{/* Labels on every object of the operator; the selector labels are the stable subset. */}}
 {{- define "cloudnet.labels" -}}
+{{ include "cloudnet.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Labels without a component, for objects of other components (the site gateways). */}}
+{{- define "cloudnet.commonLabels" -}}
 helm.sh/chart: {{ include "cloudnet.chart" . }}
-{{ include "cloudnet.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "cloudnet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: cloudnet
