@@ -18,6 +18,7 @@ import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { TECHNIQUES } from './ops.ts';
+import { convergenceAdvice } from './convergence.ts';
 
 const log = logger('relay-sender');
 
@@ -433,6 +434,7 @@ export class SenderRelay {
     return {
       id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
       pendingBytes: s.enc.pendingBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
+      convergence: convergenceAdvice(s.enc.stats.rounds, { throughputBps: s.enc.stats.bytesIn / Math.max(0.001, (Date.now() - s.startedAt) / 1000) }),
     };
   }
 
