@@ -107,6 +107,13 @@ export class SessionEncoder {
     this.state = mode === 'generic' ? S_GENERIC : mode === 'nbd' ? S_NBD : S_SNIFF;
   }
 
+  /** Memory of this session's per-page tables and buffers (the shared cache is not included). */
+  get memoryBytes(): number {
+    let n = this.nbdPrev.memoryBytes + this.staging.length + this.w.buf.length;
+    for (const b of this.blocks.values()) n += b.prev.memoryBytes;
+    return n;
+  }
+
   /** Bytes received but not yet encoded (an incomplete record). */
   get pendingBytes(): number {
     return this.pending.length;

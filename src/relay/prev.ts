@@ -26,6 +26,10 @@ export class PrevTable {
     return true;
   }
 
+  get memoryBytes(): number {
+    return this.hashes.byteLength + this.state.byteLength;
+  }
+
   get(idx: number): number {
     return idx < this.state.length ? this.state[idx] : PREV_NONE;
   }

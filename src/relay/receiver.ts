@@ -297,7 +297,9 @@ export class ReceiverRelay {
     log.error('session closed', { session: String(s.id), label: s.label, reason, message });
     this.finished.push(this.sessionJson(s));
     if (this.finished.length > 100) this.finished.shift();
-    // Keep the entry so later frames of this session are recognised and dropped.
+    // Keep the entry for a while: frames already on their way are still decoded (lockstep) or
+    // dropped; then forget it so that failed sessions do not accumulate.
+    setTimeout(() => { if (p.sessions.get(s.id) === s) p.sessions.delete(s.id); }, 30_000).unref();
   }
 
   private retire(p: PeerLink, s: Session): void {

@@ -433,7 +433,7 @@ export class SenderRelay {
   private sessionJson(s: Session): Record<string, unknown> {
     return {
       id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
-      pendingBytes: s.enc.pendingBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
+      pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
       convergence: convergenceAdvice(s.enc.stats.rounds, { throughputBps: s.enc.stats.bytesIn / Math.max(0.001, (Date.now() - s.startedAt) / 1000) }),
     };
   }
