@@ -17,9 +17,10 @@ const log = logger('relay');
 
 const USAGE = `usage:
   cloudnet relay send --listen HOST:PORT[/TARGET][@MODE] ... --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
-                      [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F]
+                      [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
   cloudnet relay receive --listen HOST:PORT --target [NAME=]HOST:PORT ... (--ca F --cert F --key F | --plain-inside-wireguard)
                       [--cache-mb 256] [--seed FILE... --seed-mb 256] [--stats HOST:PORT] [--stats-file F]
+                      [--hash-streams]   (both: SHA-256 of every session's input / output in the stats)
                       --seed: content the target already holds (e.g. a pre-copied disk image), sent as references
   cloudnet relay analyze FILE... [--cache-mb 256] [--level 3] [--mode auto|qevm|nbd|generic] [--json]
   cloudnet relay encode IN... OUT [--cache-mb 256] [--level 3] [--mode M]     (- = stdin/stdout)
@@ -71,7 +72,7 @@ const common = {
   listen: { type: 'string', multiple: true }, peer: { type: 'string' }, target: { type: 'string', multiple: true },
   ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' },
   'plain-inside-wireguard': { type: 'boolean' }, 'window-mb': { type: 'string' }, stats: { type: 'string' }, 'stats-file': { type: 'string' },
-  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' },
+  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'hash-streams': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -100,7 +101,7 @@ export async function run(argv: string[]): Promise<number> {
       if (!v.listen?.length || !v.peer) throw new Error('send needs --listen and --peer');
       const relay = new SenderRelay({
         listen: v.listen.map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
-        windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)),
+        windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)), hashStreams: Boolean(v['hash-streams']),
       });
       const addrs = await relay.start();
       log.info('relay sender ready', { listen: addrs.map((a) => `${a.host}:${a.port}`).join(',') });
@@ -109,7 +110,9 @@ export async function run(argv: string[]): Promise<number> {
     case 'receive': {
       if (!v.listen?.length || !v.target?.length) throw new Error('receive needs --listen and --target');
       const seedBytes = v.seed?.length ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
-      const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes, seedBytes });
+      const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes, seedBytes,
+        hashStreams: Boolean(v['hash-streams']),
+      });
       for (const f of v.seed ?? []) {
         const r = relay.seed(fs.readFileSync(f));
         log.info('seeded', { file: f, blocks: String(r.blocks), added: String(r.added), full: String(r.full) });

@@ -3,6 +3,7 @@
 // the real destination (QEMU's incoming socket or virt-handler's proxy). Bytes the destination
 // sends back are forwarded unchanged. A session whose batch cannot be decoded is closed before
 // any byte of that batch is written; the other sessions carry on.
+import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../util/log.ts';
@@ -32,6 +33,8 @@ export interface ReceiverOptions {
   creditGrant?: number;
   /** Memory for seeded content (see seed()); 0 disables seeding. */
   seedBytes?: number;
+  /** SHA-256 of each session's output, in the stats (end-to-end check against the sender's). */
+  hashStreams?: boolean;
 }
 
 interface Session {
@@ -48,6 +51,8 @@ interface Session {
   targetEnded: boolean;
   queued: number;
   decodeBroken: boolean;
+  hash?: crypto.Hash;
+  outputSha256?: string;
 }
 
 interface PeerLink {
@@ -66,7 +71,7 @@ export class ReceiverRelay {
   private readonly pool: Buffer[] = [];
 
   constructor(opts: ReceiverOptions) {
-    this.opts = { creditGrant: 256 << 10, seedBytes: 0, ...opts };
+    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...opts };
     if (this.opts.seedBytes > 0) this.seedStore = new ContentCache(this.opts.seedBytes, PAGE_SIZE);
   }
 
@@ -189,6 +194,7 @@ export class ReceiverRelay {
         break;
       case F.F_FIN:
         s.finReceived = true;
+        if (s.hash && s.state === 'open') s.outputSha256 = s.hash.digest('hex');
         if (s.state === 'open') {
           s.state = 'fin';
           s.target?.end();
@@ -211,6 +217,7 @@ export class ReceiverRelay {
       finReceived: false, targetEnded: false, queued: 0, decodeBroken: false,
     };
     if (p.sessions.has(f.session)) { this.fail(p, s, 'protocol', 'duplicate session id', true); return; }
+    if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
     p.sessions.set(s.id, s);
     M.sessionsOpened.inc({ role: 'receiver' });
     const names = Object.keys(this.opts.targets);
@@ -263,6 +270,7 @@ export class ReceiverRelay {
     }
     if (s.state !== 'open' || !s.target) { if (pooled) this.pool.push(pooled); return; }
     s.bytesOut += out.length;
+    s.hash?.update(out);
     s.queued += out.length;
     this.noteBuffered();
     s.target.write(out, () => {
@@ -314,7 +322,10 @@ export class ReceiverRelay {
   }
 
   private sessionJson(s: Session): Record<string, unknown> {
-    return { id: s.id, label: s.label, state: s.state, closeReason: s.closeReason, bytesOut: s.bytesOut, wireIn: s.wireIn, queued: s.queued };
+    return {
+      id: s.id, label: s.label, state: s.state, closeReason: s.closeReason, bytesOut: s.bytesOut, wireIn: s.wireIn, queued: s.queued,
+      outputSha256: s.outputSha256,
+    };
   }
 
   stats(): Record<string, unknown> {

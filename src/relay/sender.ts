@@ -3,6 +3,7 @@
 // relay. Buffers stay small: a source socket is paused whenever the link has a backlog, or the
 // session has used up the credit the receiver grants as it writes downstream, so QEMU's own
 // bandwidth estimate keeps reflecting what really leaves the site.
+import crypto from 'node:crypto';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
@@ -42,6 +43,8 @@ export interface SenderOptions {
   linkHighWater?: number;
   /** Compress on libuv's thread pool, in parallel with parsing (default true). */
   asyncCompression?: boolean;
+  /** SHA-256 of each session's input, in the stats (end-to-end check against the receiver's). */
+  hashStreams?: boolean;
   /**
    * Bytes of an incomplete record are force-flushed (and the parser goes generic) after this much
    * input silence. Holding a partial record costs nothing while QEMU merely pauses (rate limit,
@@ -79,6 +82,8 @@ interface Session {
   closeReason?: string;
   returnBytes: number;
   rfin: boolean;
+  hash?: crypto.Hash;
+  inputSha256?: string;
   /** What has been added to the Prometheus counters already (they are fed incrementally). */
   accounted: { raw: Float64Array; lookups: number; hits: number };
 }
@@ -104,7 +109,7 @@ export class SenderRelay {
 
   constructor(opts: SenderOptions) {
     this.opts = {
-      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, ...opts,
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, hashStreams: false, ...opts,
     };
     this.level = new AdaptiveLevel(this.opts.level);
   }
@@ -193,6 +198,7 @@ export class SenderRelay {
       accounted: { raw: new Float64Array(TECHNIQUES.length), lookups: 0, hits: 0 },
       enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode }),
     };
+    if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
     this.sessions.set(id, s);
     M.sessionsOpened.inc({ role: 'sender' });
     link.sendJson(F.F_OPEN, id, { mode: spec.mode, target: spec.target, label } satisfies F.OpenInfo);
@@ -200,6 +206,7 @@ export class SenderRelay {
     source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
     source.on('end', () => {
       if (s.state !== 'open') return;
+      if (s.hash) s.inputSha256 = s.hash.digest('hex');
       this.work(() => s.enc.end());
       s.state = 'fin';
       clearTimeout(s.stallTimer);
@@ -222,6 +229,7 @@ export class SenderRelay {
 
   private onSourceData(s: Session, chunk: Buffer): void {
     if (s.state !== 'open') return;
+    s.hash?.update(chunk);
     this.work(() => s.enc.write(chunk));
     if (!s.flushScheduled) {
       s.flushScheduled = true;
@@ -250,7 +258,7 @@ export class SenderRelay {
    */
   private sendBatch(s: Session, b: Batch): void {
     if (!this.link) return;
-    const level = this.level.next();
+    const level = this.level.skip(b.ops) ? 0 : this.level.next();
     s.credit -= b.rawLen;
     const entry: Pending = { session: s, type: F.F_DATA, rawLen: b.rawLen, opsLen: b.ops.length };
     this.pipeline.push(entry);
@@ -301,7 +309,12 @@ export class SenderRelay {
 
   private sample(link: Link): void {
     this.samples++;
-    if (link.backlog > this.opts.linkHighWater / 4) this.linkBusySamples++;
+    // The link (or the far side) is the bottleneck when its socket has a backlog, or when a
+    // session has most of its credit window in flight: the kernel's send buffer hides a slow WAN
+    // from writableLength until it is full, but not from the credit the receiver returns.
+    let starved = false;
+    for (const s of this.sessions.values()) if (s.state === 'open' && s.credit < this.opts.windowBytes / 4) starved = true;
+    if (starved || link.backlog > this.opts.linkHighWater / 4) this.linkBusySamples++;
     const now = performance.now();
     const elapsed = now - this.windowStart;
     if (elapsed >= 100) {
@@ -433,7 +446,7 @@ export class SenderRelay {
   private sessionJson(s: Session): Record<string, unknown> {
     return {
       id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
-      pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
+      inputSha256: s.inputSha256, pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
       convergence: convergenceAdvice(s.enc.stats.rounds, { throughputBps: s.enc.stats.bytesIn / Math.max(0.001, (Date.now() - s.startedAt) / 1000) }),
     };
   }
