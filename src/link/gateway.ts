@@ -63,9 +63,11 @@ export const GATEWAY_DEFAULTS = {
   metricsPort: 0,
 } as const;
 
-const STAGED_POLL_MS = 100;
+const STAGED_POLL_MS = 50;
 /** WireGuard's REJECT_AFTER_TIME: a session older than this is dead. */
 const REJECT_AFTER_SEC = 180;
+/** Unchanged state is re-published this often (a heartbeat carrying fresh measurements). */
+const PUBLISH_HEARTBEAT_MS = 5000;
 /** How long the higher-key side leaves initiating to the other after a session is lost. */
 const PASSIVE_WINDOW_MS = 20_000;
 
@@ -105,6 +107,8 @@ export class GatewayAgent {
   #status: LinkStatus | undefined;
   #rotateRequested = false;
   #lastRotation = Date.now();
+  #published = { signature: '', at: 0 };
+  #reconciling: Promise<void> = Promise.resolve();
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -151,16 +155,45 @@ export class GatewayAgent {
     // Ticks are scheduled from the previous tick's start, not its end: a failing probe takes the
     // full timeout, and the outage bound (status.ts) must not stretch by that much per miss.
     let next = Date.now();
+    const watcher = this.#watchStaged(signal);
     while (!signal.aborted) {
       next = Math.max(next + this.cfg.probeIntervalMs, Date.now());
-      // While a peer key is staged, poll the device fast so the promotion follows the peer's switch
-      // within ~100 ms (the only window in which tunnel packets are dropped during a rotation).
-      while (!signal.aborted && Date.now() < next) {
-        await sleep(Math.min(STAGED_POLL_MS, next - Date.now()), signal);
-        if (this.#stagedKey && !signal.aborted) await this.#reconcile().catch((e: unknown) => this.#d.log.warn('reconcile failed', { error: String(e) }));
-      }
+      await sleep(next - Date.now(), signal);
       if (signal.aborted) break;
       await this.#round().catch((e: unknown) => this.#d.log.error('gateway round failed', { error: String(e) }));
+    }
+    await watcher;
+  }
+
+  /**
+   * While a peer key is staged, polls the device every 50 ms, independently of the probe rounds
+   * (which can take over a second when probes time out on a saturated link), so the promotion
+   * follows the peer's switch within ~50 ms plus one reconcile: the only window in which tunnel
+   * packets are dropped during a rotation.
+   */
+  async #watchStaged(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(STAGED_POLL_MS, signal);
+      if (this.#stagedKey && !signal.aborted && await this.#stagedHandshakeSeen()) {
+        await this.#reconcileSerial().catch((e: unknown) => this.#d.log.warn('reconcile failed', { error: String(e) }));
+      }
+    }
+  }
+
+  /** Reconciles never overlap (the round and the staged-key watcher both call this). */
+  #reconcileSerial(): Promise<void> {
+    const run = this.#reconciling.then(() => this.#reconcile());
+    this.#reconciling = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The cheap check of the fast poll: one `wg show dump`, full reconcile only when it matters. */
+  async #stagedHandshakeSeen(): Promise<boolean> {
+    try {
+      const dev = await readDevice(this.cfg.interfaceName);
+      return (dev.peers.find((p) => p.publicKey === this.#stagedKey)?.latestHandshakeSec ?? 0) > 0;
+    } catch {
+      return false;
     }
   }
 
@@ -175,7 +208,7 @@ export class GatewayAgent {
     }
     await this.#healDataPlane();
     await this.#rotate();
-    await this.#reconcile();
+    await this.#reconcileSerial();
     await this.#probe();
     const status = evaluateLink({
       now: this.#now(),
@@ -222,7 +255,18 @@ export class GatewayAgent {
       ...(this.#status ? { link: this.#status } : {}),
       updatedAt: this.#now().toISOString(),
     };
-    await this.#d.exchange.publish(state).catch((e: unknown) => this.#d.log.warn('publishing gateway state failed', { error: String(e) }));
+    // Write on every change that matters (keys, rotation, readiness, reason) at once, and the
+    // fresh measurements as a heartbeat: one ConfigMap write per second per link would be a
+    // needless steady load on etcd. Readers treat a state older than 15 s as not reporting.
+    const l = state.link;
+    const signature = JSON.stringify({ ...state, updatedAt: undefined, link: l ? { ready: l.ready, reason: l.reason } : undefined });
+    if (signature === this.#published.signature && Date.now() - this.#published.at < PUBLISH_HEARTBEAT_MS) return;
+    try {
+      await this.#d.exchange.publish(state);
+      this.#published = { signature, at: Date.now() };
+    } catch (e) {
+      this.#d.log.warn('publishing gateway state failed', { error: String(e) });
+    }
   }
 
   /**

@@ -13,7 +13,7 @@ export interface GatewayLinkProviderOptions {
   /** The local cluster (where the gateways publish); a function lets it be wired before it exists. */
   client: KubeClient | (() => KubeClient);
   namespace?: string;
-  /** A state older than this means the gateway is not reporting. Default 15 s (15 probe rounds). */
+  /** A state older than this means the gateway is not reporting. Default 15 s (three 5 s heartbeats). */
   staleAfterMs?: number;
   now?: () => Date;
 }

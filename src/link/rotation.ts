@@ -4,7 +4,8 @@
 // replaces a key on one side and the peer entry on the other. Done naively (both sides "at about
 // the same time") the tunnel is down until both have changed plus a handshake retry (5 s). This
 // two-phase protocol, driven entirely through the published gateway states, keeps the gap to one
-// handshake plus one fast poll (~100–200 ms), which TCP inside the tunnel rides out by retransmitting:
+// handshake plus one fast poll and one `wg set` (~0.1–0.5 s on a loaded 2-core machine), which TCP
+// inside the tunnel rides out by retransmitting:
 //
 //  1. announce  The rotating gateway R generates its next key, stores it in its key Secret next to
 //               the current one, and publishes `nextPublicKey`.
@@ -14,7 +15,7 @@
 //               keys expire, so its next packet starts a handshake with the new key, which P's staged
 //               entry accepts. P → R traffic keeps flowing meanwhile: R still decrypts with the old
 //               session's receive keys (valid for up to 180 s).
-//  4. promote   P polls `wg show` every 100 ms while a key is staged; once the staged entry has a
+//  4. promote   P polls `wg show` every 50 ms while a key is staged; once the staged entry has a
 //               handshake, P moves the allowed-ips onto it (one atomic trie update) and removes the
 //               old entry. R publishes the new key as `publicKey` and drops `nextPublicKey`.
 //

@@ -96,6 +96,12 @@ export function evaluateLink(o: LinkObservation, opts: EvaluateOptions = DEFAULT
     if (u.peerPublicKey && u.peerPublicKey !== o.peerPublicKey) {
       return no(LinkReasons.PeerKeyMismatch, `${o.peerDescription} presents WireGuard public key ${keyFingerprint(u.peerPublicKey)} but this gateway is configured with peer key ${keyFingerprint(o.peerPublicKey)}; handshakes are refused`);
     }
+    if (u.peerAcceptsKeys && u.peerAcceptsKeys.length === 0) {
+      // The peer has not learned any key for us yet (it has not read our published state): not a
+      // mismatch, and normal for the first seconds after either side starts.
+      if (inGrace) return no(LinkReasons.Connecting, `bringing up the tunnel to ${o.peerDescription} (it has no key for this gateway yet)`);
+      return no(LinkReasons.PeerKeyMissing, `${o.peerDescription} has not configured a key for this gateway; can it read this site's published gateway state?`);
+    }
     if (u.peerAcceptsKeys && !u.peerAcceptsKeys.includes(o.localPublicKey)) {
       return no(LinkReasons.PeerKeyMismatch, `${o.peerDescription} does not accept this gateway's public key ${keyFingerprint(o.localPublicKey)} (it expects ${u.peerAcceptsKeys.map(keyFingerprint).join(', ') || 'no key'}); handshakes are refused`);
     }

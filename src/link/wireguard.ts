@@ -299,9 +299,12 @@ export async function applyConfig(cfg: WgInterfaceConfig, opts: ValidateOptions 
     await withSecretFile(`${cfg.privateKey.reveal()}\n`, (path) => run('wg', ['set', cfg.name, 'private-key', path]));
     changes.push(`private key (public ${cfg.privateKey.publicKey()})`);
   }
-  for (const args of planPeerChanges(cfg, actual)) {
-    await run('wg', ['set', cfg.name, ...args]);
-    changes.push(args.join(' '));
+  // One `wg set` for all peer changes: a key promotion (move ranges, drop the old peer) is a
+  // single configuration transaction, and one process spawn instead of several.
+  const plan = planPeerChanges(cfg, actual);
+  if (plan.length) {
+    await run('wg', ['set', cfg.name, ...plan.flat()]);
+    changes.push(...plan.map((a) => a.join(' ')));
   }
   if (await ensureAddresses(cfg.name, cfg.addresses)) changes.push(`addresses ${cfg.addresses.join(',')}`);
   const up = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', cfg.name])) as { flags?: string[] }[];

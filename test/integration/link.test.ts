@@ -96,10 +96,13 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   await waitFor(() => sink.progressBytes() > 2 << 20, 'the transfer to get going', 30_000, diag);
   const rotateAt = Date.now();
   // Longest time the receiver saw no progress, sampled every 20 ms: the rotation's tunnel gap.
-  let lastBytes = sink.progressBytes(), lastMove = Date.now(), maxStallMs = 0;
+  let lastBytes = sink.progressBytes(), lastMove = Date.now(), maxStallMs = 0, maxStallAt = 0;
   const sampler = setInterval(() => {
     const b = sink.progressBytes();
-    if (b !== lastBytes) { lastBytes = b; lastMove = Date.now(); } else maxStallMs = Math.max(maxStallMs, Date.now() - lastMove);
+    if (b !== lastBytes) { lastBytes = b; lastMove = Date.now(); } else if (b < bytes && Date.now() - lastMove > maxStallMs) {
+      maxStallMs = Date.now() - lastMove;
+      maxStallAt = lastMove;
+    }
   }, 20);
   t.after(() => clearInterval(sampler));
   bed.a.proc.kill('SIGUSR1');
@@ -113,7 +116,9 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   const result = await transfer;
   clearInterval(sampler);
   const totalMs = Date.now() - started;
-  t.diagnostic(`rotation took ${rotatedMs} ms, finished with ${progressAtRotation} of ${bytes} bytes delivered; transfer ${totalMs} ms, longest receive stall ${maxStallMs} ms, sha256 match ${result.sha256Match}`);
+  const switchedAt = Date.parse(bed.a.events().find((e) => e.reason === 'KeyRotated')?.time ?? '');
+  t.diagnostic(`rotation took ${rotatedMs} ms, finished with ${progressAtRotation} of ${bytes} bytes delivered; transfer ${totalMs} ms, sha256 match ${result.sha256Match}; `
+    + `longest receive stall ${maxStallMs} ms, starting ${maxStallAt - switchedAt} ms after gateway a switched keys`);
   assert.ok(progressAtRotation < bytes, 'the rotation completed while the transfer was still running');
   assert.equal(result.bytes, bytes);
   assert.equal(result.sha256Match, true);

@@ -38,6 +38,8 @@ test('reasons, in priority order', () => {
     [{ consecutiveMisses: 3, latestHandshakeSec: nowSec - 400, underlay: undefined }, 'HandshakeStale', /400 s/],
     [{ consecutiveMisses: 3 }, 'ProbeFailed', /recent handshake/],
     [{ consecutiveMisses: 1, everSucceeded: false, configuredSince: now }, 'Connecting', /bringing up/],
+    [{ everSucceeded: false, configuredSince: now, underlay: { reachable: true, peerPublicKey: peer, peerAcceptsKeys: [] } }, 'Connecting', /no key for this gateway yet/],
+    [{ everSucceeded: false, underlay: { reachable: true, peerPublicKey: peer, peerAcceptsKeys: [] } }, 'PeerKeyMissing', /has not configured a key/],
   ];
   for (const [over, reason, msg] of cases) {
     const s = evaluateLink(obs(over));
