@@ -5,9 +5,9 @@
 // as UID 65532 in a root-owned app dir, with the chart's arguments, against a real API server
 // where the chart is installed, authenticated as the chart's ServiceAccount. So this checks that
 // the image has every runtime dependency, writes nothing, and that the chart's least-privilege
-// RBAC is enough for the operator to start, lead (Lease), serve probes and metrics, reconcile a
-// Site and a WanMigration (statuses, Events), and stop; the Argo CD health check reads the
-// statuses it really writes.
+// RBAC is enough for two replicas to start, elect one leader (Lease), serve probes and metrics,
+// reconcile a Site and a WanMigration (statuses, Events), hand over on SIGTERM and stop; the
+// Argo CD health check reads the statuses the operator really writes.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,9 +29,12 @@ const nodeBin = join(repoRoot, 'node_modules', '.bin', 'node');
 let cluster: Cluster;
 let work: string;
 let app: string;
-let operator: ChildProcess | undefined;
-let exited: Promise<number | null> | undefined;
-const logLines: string[] = [];
+/** One operator process, as one pod of the chart's Deployment. */
+interface Replica { name: string; proc: ChildProcess; exited: Promise<number | null>; logs: string[] }
+const replicas: Replica[] = [];
+let launch: (podName: string) => Replica;
+/** Every log line of every replica. */
+const allLogs = () => replicas.flatMap((r) => r.logs);
 
 /** package-lock.json's packages that `npm ci --omit=dev` installs. */
 function productionPackages(): string[] {
@@ -52,9 +55,18 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; operator log:\n${logLines.slice(-30).join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; operator logs:\n${allLogs().slice(-30).join('\n')}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+let leaderName = '';
+
+async function exitWithin(r: Replica, ms: number): Promise<number | null | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), ms); })]);
+  clearTimeout(timer);
+  return code;
 }
 
 /** One GET without connection reuse, so no keep-alive socket outlives the test. */
@@ -72,8 +84,8 @@ function httpStatus(port: number, path: string): Promise<{ status: number; body:
   });
 }
 
-function logged(pred: (entry: Record<string, unknown>) => boolean): Record<string, unknown> | undefined {
-  for (const l of logLines) {
+function logged(r: Replica, pred: (entry: Record<string, unknown>) => boolean): Record<string, unknown> | undefined {
+  for (const l of r.logs) {
     try {
       const e = JSON.parse(l) as Record<string, unknown>;
       if (pred(e)) return e;
@@ -119,35 +131,43 @@ describe('the operator image layout, run as the chart runs it', () => {
     const [cmd, cmdArgs] = asRoot
       ? ['setpriv', [`--reuid=${RUNTIME_UID}`, `--regid=${RUNTIME_UID}`, '--clear-groups', '--', nodeBin, ...args]]
       : [nodeBin, args];
-    operator = spawn(cmd, cmdArgs, {
-      cwd: app,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_ENV: 'production', HOME: home, TMPDIR: home, NODE_OPTIONS: '--enable-source-maps',
-        POD_NAMESPACE: NS, POD_NAME: 'cloudnet-0', LOG_LEVEL: 'info',
-      },
-    });
-    const proc = operator;
-    exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-    for (const stream of [proc.stdout, proc.stderr]) {
-      let buf = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (d: string) => {
-        buf += d;
-        const lines = buf.split('\n');
-        buf = lines.pop() ?? '';
-        logLines.push(...lines.filter(Boolean));
+    launch = (podName: string): Replica => {
+      const proc = spawn(cmd, cmdArgs, {
+        cwd: app,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_ENV: 'production', HOME: home, TMPDIR: home, NODE_OPTIONS: '--enable-source-maps',
+          POD_NAMESPACE: NS, POD_NAME: podName, LOG_LEVEL: 'info',
+        },
       });
-    }
+      const r: Replica = { name: podName, proc, exited: new Promise((resolve) => proc.once('exit', (code) => resolve(code))), logs: [] };
+      for (const stream of [proc.stdout, proc.stderr]) {
+        let buf = '';
+        stream?.setEncoding('utf8');
+        stream?.on('data', (d: string) => {
+          buf += d;
+          const lines = buf.split('\n');
+          buf = lines.pop() ?? '';
+          r.logs.push(...lines.filter(Boolean));
+        });
+      }
+      replicas.push(r);
+      return r;
+    };
+    // The chart's two replicas.
+    launch('cloudnet-0');
+    launch('cloudnet-1');
   });
 
   after(async () => {
-    if (operator && operator.exitCode === null && operator.signalCode === null) {
-      operator.kill('SIGKILL');
-      await exited;
+    for (const r of replicas) {
+      if (r.proc.exitCode === null && r.proc.signalCode === null) {
+        r.proc.kill('SIGKILL');
+        await r.exited;
+      }
+      r.proc.stdout?.destroy();
+      r.proc.stderr?.destroy();
     }
-    operator?.stdout?.destroy();
-    operator?.stderr?.destroy();
     await cluster?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -159,22 +179,28 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.ok(existsSync(join(app, 'dist', 'cli.js')));
   });
 
-  it('starts, serves /healthz, /readyz and /metrics, and takes the Lease', async () => {
-    const started = await until('"operator started"', 30_000, () => logged((e) => e.message === 'operator started'));
-    const healthPort = Number(started.healthPort);
-    const metricsPort = Number(started.metricsPort);
-    assert.ok(healthPort > 0 && metricsPort > 0, JSON.stringify(started));
-    await until('/healthz 200', 15_000, async () => ((await httpStatus(healthPort, '/healthz'))?.status === 200 ? true : undefined));
-    await until('/readyz 200', 30_000, async () => ((await httpStatus(healthPort, '/readyz'))?.status === 200 ? true : undefined));
+  it('runs two replicas: both serve probes and metrics, exactly one holds the Lease', async () => {
+    const ports = new Map<Replica, { health: number; metrics: number }>();
+    for (const r of replicas) {
+      const started = await until(`"operator started" from ${r.name}`, 30_000, () => logged(r, (e) => e.message === 'operator started'));
+      const p = { health: Number(started.healthPort), metrics: Number(started.metricsPort) };
+      assert.ok(p.health > 0 && p.metrics > 0, JSON.stringify(started));
+      ports.set(r, p);
+      await until(`${r.name} /healthz 200`, 15_000, async () => ((await httpStatus(p.health, '/healthz'))?.status === 200 ? true : undefined));
+      await until(`${r.name} /readyz 200`, 30_000, async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined));
+    }
     const holder = await until('the Lease', 30_000, () => {
-      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']);
-      return out.startsWith('cloudnet-0_') ? out : undefined;
+      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']).trim();
+      return /^cloudnet-[01]_\S+$/.test(out) ? out : undefined;
     });
-    assert.match(holder, /^cloudnet-0_/);
-    const metrics = await httpStatus(metricsPort, '/metrics');
-    assert.equal(metrics?.status, 200);
-    assert.match(metrics?.body ?? '', /^leader_election_master_status\{name="cloudnet-operator-leader"\} 1$/m);
-    assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
+    leaderName = holder.split('_')[0];
+    for (const r of replicas) {
+      const metrics = await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics');
+      assert.equal(metrics?.status, 200);
+      const want = r.name === leaderName ? 1 : 0;
+      assert.match(metrics?.body ?? '', new RegExp(`^leader_election_master_status\\{name="cloudnet-operator-leader"\\} ${want}$`, 'm'), `${r.name} leader gauge ${want}`);
+      assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
+    }
   });
 
   it('reconciles a Site and a WanMigration with nothing but the chart RBAC; Argo CD health reads them', async () => {
@@ -206,20 +232,37 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.ok(health.message.startsWith(`${stalled.reason}: `), health.message);
     const events = kubectl(['-n', 'default', 'get', 'events.events.k8s.io', '--field-selector', 'regarding.name=image-probe', '-o', 'jsonpath={.items[*].reason}']);
     assert.ok(events.includes(stalled.reason), `an Event with reason ${stalled.reason}: ${events}`);
-    const forbidden = logLines.filter((l) => /forbidden/i.test(l));
+    // Only the leader runs controllers; the standby waits for the Lease.
+    for (const r of replicas) {
+      const workers = logged(r, (e) => e.message === 'starting workers');
+      if (r.name === leaderName) assert.ok(workers, `${r.name} (leader) started workers`);
+      else assert.equal(workers, undefined, `${r.name} (standby) must not reconcile`);
+    }
+    const forbidden = allLogs().filter((l) => /forbidden/i.test(l));
     assert.deepEqual(forbidden, [], 'the operator hit an RBAC denial');
   });
 
-  it('shuts down cleanly on SIGTERM and releases the Lease', async () => {
-    assert.ok(operator);
-    operator.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), 20_000); })]);
-    clearTimeout(timer);
-    assert.equal(code, 0, `exit ${String(code)}; log:\n${logLines.slice(-20).join('\n')}`);
+  it('hands the Lease to the standby when the leader gets SIGTERM', async () => {
+    const leader = replicas.find((r) => r.name === leaderName);
+    const standby = replicas.find((r) => r.name !== leaderName);
+    assert.ok(leader && standby);
+    leader.proc.kill('SIGTERM');
+    assert.equal(await exitWithin(leader, 20_000), 0, `leader exit; log:\n${leader.logs.slice(-20).join('\n')}`);
+    const holder = await until(`${standby.name} to take the Lease`, 30_000, () => {
+      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']).trim();
+      return out.startsWith(`${standby.name}_`) ? out : undefined;
+    });
+    assert.ok(holder);
+  });
+
+  it('shuts the last replica down cleanly, releasing the Lease, having written nothing outside /tmp', async () => {
+    const last = replicas.find((r) => r.name !== leaderName);
+    assert.ok(last);
+    last.proc.kill('SIGTERM');
+    assert.equal(await exitWithin(last, 20_000), 0, `exit; log:\n${last.logs.slice(-20).join('\n')}`);
     const holder = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']);
-    assert.equal(holder.trim(), '', 'Lease released for the standby');
-    const writes = logLines.filter((l) => /EACCES|EROFS|permission denied/i.test(l));
-    assert.deepEqual(writes, [], 'the operator tried to write outside /tmp');
+    assert.equal(holder.trim(), '', 'Lease released');
+    const writes = allLogs().filter((l) => /EACCES|EROFS|permission denied/i.test(l));
+    assert.deepEqual(writes, [], 'an operator tried to write outside /tmp');
   });
 });
