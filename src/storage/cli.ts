@@ -1,4 +1,5 @@
 // `cloudnet agent source ...` / `cloudnet agent target ...`: the storage pre-copy agents.
+import type { Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,12 @@ export async function run(argv: string[]): Promise<number> {
   return role === '-h' || role === '--help' ? 0 : 2;
 }
 
+function closeHttp(server: Server | undefined): Promise<void> {
+  if (!server) return Promise.resolve();
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -45,9 +52,10 @@ async function runTarget(argv: string[]): Promise<number> {
   const [host, port] = parseHostPort(values.listen);
   const agent = new TargetAgent({ volumePath: values.volume, host, port, ...(values.index ? { indexPath: values.index } : {}) });
   const bound = await agent.listen();
+  let http: Server | undefined;
   if (values.http) {
     const [hh, hp] = parseHostPort(values.http);
-    const { port: p } = await serveRoutes(hh, hp, {
+    const { server, port: p } = await serveRoutes(hh, hp, {
       'GET /status': async () => ({ json: agent.status() }),
       'GET /index': async () => {
         const b = agent.indexBytes();
@@ -55,11 +63,13 @@ async function runTarget(argv: string[]): Promise<number> {
       },
       'GET /checksum': async () => ({ json: { sha256: await agent.checksum() } }),
     });
+    http = server;
     log.info('target http', { port: p });
   }
   console.log(JSON.stringify({ listening: bound }));
   await untilSignal();
   await agent.close();
+  await closeHttp(http);
   return 0;
 }
 
@@ -97,9 +107,10 @@ async function runSource(argv: string[]): Promise<number> {
   });
   let releasedByApi: () => void = () => undefined;
   const released = new Promise<void>((r) => (releasedByApi = r));
+  let http: Server | undefined;
   if (values.http) {
     const [hh, hp] = parseHostPort(values.http);
-    const { port: p } = await serveRoutes(hh, hp, {
+    const { server, port: p } = await serveRoutes(hh, hp, {
       'GET /status': async () => ({ json: await agent.status() }),
       'POST /verify': async (_req, url) => ({ json: await agent.verify({ pause: url.searchParams.get('pause') === '1', resume: url.searchParams.get('resume') === '1' }) }),
       'POST /release': async () => {
@@ -108,11 +119,13 @@ async function runSource(argv: string[]): Promise<number> {
         return { json: { released: true } };
       },
     });
+    http = server;
     log.info('source http', { port: p });
   }
   agent.start().catch(() => undefined); // failures are in /status
   await Promise.race([untilSignal(), released]);
   await agent.release();
+  await closeHttp(http);
   const st = await agent.status();
   console.log(JSON.stringify(st));
   return st.phase === 'Failed' ? 1 : 0;

@@ -22,7 +22,7 @@ export interface LinkOptions {
   codec?: CodecName;
   /** Unconfirmed bytes allowed in flight (default 16 MiB). */
   windowBytes?: number;
-  /** Ask for a confirmation after this many unconfirmed bytes (default 4 MiB). */
+  /** Ask for a confirmation after this many unconfirmed bytes (default a quarter of the window, at most 4 MiB). */
   flushEveryBytes?: number;
   /** Give up when the target stays unreachable this long (default 120 s). */
   reconnectTimeoutMs?: number;
@@ -263,7 +263,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     }
     this.queue.push(e);
     this.transmit(e);
-    if (!needsReply && this.sinceFlush >= (this.o.flushEveryBytes ?? 4 << 20)) void this.flush().catch(() => undefined);
+    if (!needsReply && this.sinceFlush >= (this.o.flushEveryBytes ?? Math.min(4 << 20, (this.o.windowBytes ?? 16 << 20) / 4))) void this.flush().catch(() => undefined);
     if (needsReply) this.sinceFlush = 0;
     return p;
   }

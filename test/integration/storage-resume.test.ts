@@ -1,0 +1,111 @@
+// Faults of the storage pre-copy, on a static disk (hash-scan change source, no QEMU): a cut link
+// and a SIGKILLed target agent mid-pass resume from what the target holds (bytes re-sent ≪ disk),
+// and a failing target write fails the step cleanly while the source disk stays untouched.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { SourceAgent } from '../../src/storage/source.ts';
+import { sha256File } from '../../src/storage/volume.ts';
+import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
+
+const MiB = 1 << 20;
+
+/** A 64 MiB disk: text-like and random data with zero holes (like a used file system). */
+function makeDisk(path: string): void {
+  const buf = Buffer.alloc(64 * MiB);
+  const words = ['kernel', 'module', 'config', 'cloudnet', 'storage', 'replica', 'block', 'page', '\n'];
+  for (let mb = 0; mb < 64; mb++) {
+    if (mb % 8 === 7) continue; // holes
+    const off = mb * MiB;
+    if (mb % 3 === 0) crypto.randomFillSync(buf, off, MiB);
+    else for (let i = 0; i < MiB; ) { const w = words[(i * 7 + mb) % words.length] + ' '; buf.write(w, off + i); i += w.length; }
+  }
+  writeFileSync(path, buf);
+}
+
+async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(50);
+  }
+}
+
+test('a cut link and a killed target agent mid-pass resume without starting over', { timeout: 180_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cn-storage-resume-'));
+  let target: TargetProcess | undefined;
+  let link: Link | undefined;
+  let agent: SourceAgent | undefined;
+  try {
+    const disk = join(dir, 'disk.raw');
+    makeDisk(disk);
+    const before = await sha256File(disk);
+    const volume = join(dir, 'target.raw');
+    target = await startTargetProcess(volume);
+    link = await startLink(target.port, 12 * MiB); // the pass takes a few seconds
+    const t = target;
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none',
+      windowBytes: 2 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort) });
+    const a = agent;
+    const done = agent.start();
+    const progressed = (frac: number) => async () => (await a.status()).bytesSent > frac * 56 * MiB;
+
+    await waitFor(progressed(0.25), 60_000, '25% copied');
+    link.cut(1000);
+    await waitFor(async () => (await a.status()).link.reconnects >= 1, 20_000, 'reconnect after the cut');
+
+    await waitFor(progressed(0.6), 60_000, '60% copied');
+    await target.kill();
+    await delay(500);
+    target = await startTargetProcess(volume, { port: t.port, httpPort: t.httpPort });
+    await waitFor(async () => (await a.status()).link.reconnects >= 2, 20_000, 'reconnect to the restarted target');
+
+    await done;
+    const s = await agent.status();
+    assert.equal(s.phase, 'Converged');
+    const v = await agent.verify();
+    assert.ok(v.match, `checksums differ: ${JSON.stringify(v)}`);
+    assert.equal(await sha256File(disk), before, 'the source disk was modified');
+    // 56 MiB of non-zero data; each fault may cost about the window (2 MiB) plus what the proxy buffered.
+    assert.ok(s.link.resentBytes <= 6 * MiB, `re-sent ${s.link.resentBytes} bytes`);
+    assert.ok(s.bytesSent <= 56 * MiB + 8 * MiB, `sent ${s.bytesSent} bytes for 56 MiB of data`);
+    assert.ok(link.bytesForward < 64 * MiB + 8 * MiB, `link carried ${link.bytesForward} bytes`);
+    console.log(JSON.stringify({ resentBytes: s.link.resentBytes, skipped: s.link.resumeSkippedBytes, sent: s.bytesSent, linkBytes: link.bytesForward, passes: s.passes }));
+  } finally {
+    await agent?.release();
+    await link?.close();
+    await target?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failing target write fails the step cleanly and leaves the source disk untouched', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cn-storage-fail-'));
+  let target: TargetProcess | undefined;
+  let agent: SourceAgent | undefined;
+  try {
+    const disk = join(dir, 'disk.raw');
+    makeDisk(disk);
+    const before = await sha256File(disk);
+    const volume = join(dir, 'target.raw');
+    // A sparse volume of the right size, but the agent may not write beyond 16 MiB into it.
+    writeFileSync(volume, Buffer.alloc(0));
+    truncateSync(volume, 64 * MiB);
+    target = await startTargetProcess(volume, { fsizeLimit: 16 * MiB });
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: target.port, workDir: dir, reconnectTimeoutMs: 5000 });
+    await assert.rejects(agent.start(), /target write failed/);
+    const s = await agent.status();
+    assert.equal(s.phase, 'Failed');
+    assert.equal(s.reason, 'TargetWriteFailed');
+    assert.equal(s.synced, false);
+    assert.equal(await sha256File(disk), before, 'the source disk was modified');
+  } finally {
+    await agent?.release();
+    await target?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
