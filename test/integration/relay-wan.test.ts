@@ -95,4 +95,16 @@ test('QEMU migration across the emulated WAN through the relay pair', { timeout:
   assert.equal(r.bytesOut, s.bytesIn);
   assert.equal(s.mode, 'qevm');
   assert.ok(wan < s.bytesIn * 0.8, `WAN carried ${wan} B for a ${s.bytesIn} B stream`);
+
+  // For comparison, the same guest straight back over the same (symmetric) WAN without the relay.
+  const back = await lab.start({ name: 'wan-back', workload, memoryMiB: 192, netns: sites.a.nodeNs, incoming: true });
+  const b0 = await sites.stats();
+  const plain = await migrate({
+    source: dst.qmp, destination: back.qmp, incomingUri: 'tcp:0.0.0.0:49153', uri: `tcp:${sites.a.nodeIp}:49153`,
+    parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300 },
+    timeoutMs: 120_000,
+  });
+  const b1 = await sites.stats();
+  console.log(`[relay-wan] plain, no relay: ${formatMigration(plain, b1.ba.txBytes - b0.ba.txBytes)}`);
+  assert.equal(plain.status, 'completed', plain.error);
 });
