@@ -56,10 +56,14 @@ function grants(rs: PolicyRule[]): Record<string, string> {
 const CRUD = 'create,delete,get,list,patch,update,watch';
 
 describe('charts/cloudnet', () => {
-  it('passes helm lint --strict', () => {
-    const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION]);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  it('passes helm lint --strict, with defaults and with every optional part on', () => {
+    const everything = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rbac.vmDataNamespaces={vms}', '--set',
+      'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24'];
+    for (const extra of [[], everything]) {
+      const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION, ...extra]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
   });
 
   it('versions the app like package.json', () => {
