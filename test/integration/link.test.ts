@@ -18,7 +18,7 @@ function bothReady(bed: LinkBed): boolean {
 }
 
 test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, and reports a WAN cut within the bound', { timeout: 180_000 }, async (t) => {
-  const bed = await createLinkBed({ wan: { delayMs: ONE_WAY_MS } });
+  const bed = await createLinkBed({ wan: { delayMs: ONE_WAY_MS }, extraB: ['--metrics-port', '9470'] });
   t.after(() => bed.stop());
   const diag = (): string => diagnostics(bed);
   const t0 = Date.now();
@@ -36,6 +36,14 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
     assert.ok(link.rttMs !== undefined && Math.abs(link.rttMs - want) <= 0.1 * want, `rtt ${link.rttMs} not within 10% of ${want}`);
     assert.ok(link.bandwidthBps !== undefined && link.bandwidthBps > 0);
   }
+
+  // Prometheus metrics on the gateway's metrics port.
+  const scrape = (await nsExec(bed.sites.b.gwNs, process.execPath, ['-e',
+    "fetch('http://127.0.0.1:9470/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"])).stdout;
+  assert.match(scrape, /cloudnet_link_up\{site="site-b",peer="site-a"\} 1/);
+  assert.match(scrape, /cloudnet_link_rtt_seconds\{site="site-b",peer="site-a"\} 0\.1\d*/);
+  assert.match(scrape, /cloudnet_link_loss_ratio\{/);
+  assert.match(scrape, /cloudnet_link_bandwidth_bytes_per_second\{/);
 
   // The peer site's LAN is routed into the tunnel, and a byte-exact TCP transfer crosses it.
   const route = (await nsExec(bed.sites.a.gwNs, 'ip', ['route', 'get', bed.sites.b.nodeIp])).stdout;
