@@ -67,6 +67,7 @@ test('QEMU migration across the emulated WAN through the relay pair', { timeout:
   await waitForLine(receiver, /relay receiver ready/, 20_000);
   const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', '--listen', '127.0.0.1:49152/mem', '--peer', `${sites.b.nodeIp}:7400`,
     '--servername', 'localhost', '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--cache-mb', '128', '--hash-streams',
+    ...(process.env.RELAY_WINDOW_MB ? ['--window-mb', process.env.RELAY_WINDOW_MB] : []),
     '--stats-file', sendStats], { env });
   procs.push(sender);
   await waitForLine(sender, /relay sender ready/, 20_000);
