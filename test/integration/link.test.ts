@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { generateKeyPair } from '../../src/link/keys.ts';
-import { nsExec } from '../env/netns.ts';
+import { listNetns, nsExec } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
 import { createLinkBed, diagnostics, waitFor, type LinkBed } from './link-bed.ts';
 
@@ -161,4 +161,15 @@ test('a wrong peer key is refused and named in the condition; an unsafe range is
   assert.match(bed.a.state()?.link?.message ?? '', /0\.0\.0\.0\/0/);
   const peers = execFileSync('ip', ['netns', 'exec', bed.sites.a.gwNs, 'wg', 'show', bed.a.ifname, 'allowed-ips'], { encoding: 'utf8' });
   assert.doesNotMatch(peers, /0\.0\.0\.0\/0/);
+
+  // Teardown leaves nothing behind: namespaces, wireguard-go processes, control sockets, temp dirs.
+  await bed.stop();
+  assert.deepEqual(listNetns().filter((n) => n.includes(bed.sites.runId)), []);
+  for (const g of [bed.a, bed.b]) {
+    assert.ok(!existsSync(`/var/run/wireguard/${g.ifname}.sock`), `${g.ifname}.sock left behind`);
+    assert.ok(g.proc.exitCode !== null || g.proc.signalCode !== null, `gateway ${g.side} still running`);
+  }
+  const wgProcs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('wireguard-go') && (l.includes(bed.a.ifname) || l.includes(bed.b.ifname)));
+  assert.deepEqual(wgProcs, []);
+  assert.ok(!existsSync(bed.dir));
 });
