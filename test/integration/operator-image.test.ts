@@ -15,9 +15,10 @@ import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import yaml from 'js-yaml';
 import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
-import { cachedTool, chartDir, repoRoot, runHelm } from '../../hack/packaging.ts';
+import { cachedTool, chartDir, helmTemplate, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { argoHealth, type Json } from '../../hack/argo-health.ts';
 
 const NS = 'cloudnet-system';
@@ -35,6 +36,21 @@ const replicas: Replica[] = [];
 let launch: (podName: string) => Replica;
 /** Every log line of every replica. */
 const allLogs = () => replicas.flatMap((r) => r.logs);
+
+/** holderIdentity of the Lease named after the release ('' when released or not created yet). */
+function leaseHolder(): string {
+  return kubectl(['-n', NS, 'get', 'lease', '-o', `jsonpath={.items[?(@.metadata.name=="${RELEASE}")].spec.holderIdentity}`]);
+}
+
+/** The operator container's args from `helm template` of the release this test installs. */
+function chartContainerArgs(): string[] {
+  const docs = yaml.loadAll(helmTemplate(RELEASE, NS)) as { kind?: string; metadata?: { name?: string }; spec?: { template: { spec: { containers: { args: string[] }[] } } } }[];
+  const dep = docs.find((d) => d?.kind === 'Deployment' && d.metadata?.name === RELEASE);
+  assert.ok(dep?.spec, 'the chart renders the operator Deployment');
+  const args = dep.spec.template.spec.containers[0].args;
+  assert.ok(args.includes('--leader-elect') && args.includes(`--leader-election-id=${RELEASE}`), JSON.stringify(args));
+  return args;
+}
 
 /** package-lock.json's packages that `npm ci --omit=dev` installs. */
 function productionPackages(): string[] {
@@ -125,7 +141,11 @@ describe('the operator image layout, run as the chart runs it', () => {
     const asRoot = process.getuid?.() === 0;
     if (asRoot) chownSync(home, RUNTIME_UID, RUNTIME_UID);
 
-    const args = ['dist/cli.js', 'operator', '--leader-elect', '--metrics-bind-address=127.0.0.1:0', '--health-probe-bind-address=127.0.0.1:0',
+    // The container arguments exactly as the chart renders them, except: loopback ports picked by
+    // the kernel (pods have their own network namespace, these processes share one), the
+    // kubeconfig instead of the in-cluster token, and a shorter Lease so the handover test is quick.
+    const chartArgs = chartContainerArgs();
+    const args = ['dist/cli.js', ...chartArgs.map((a) => a.replace(/^(--(?:metrics|health-probe)-bind-address)=.*$/, '$1=127.0.0.1:0')),
       '--kubeconfig', kubeconfig, '--lease-duration=4s', '--renew-deadline=3s', '--retry-period=500ms'];
     // As root, drop to the image's numeric user exactly like `USER 65532:65532`; otherwise we already are non-root.
     const [cmd, cmdArgs] = asRoot
@@ -190,7 +210,7 @@ describe('the operator image layout, run as the chart runs it', () => {
       await until(`${r.name} /readyz 200`, 30_000, async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined));
     }
     const holder = await until('the Lease', 30_000, () => {
-      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']).trim();
+      const out = leaseHolder().trim();
       return /^cloudnet-[01]_\S+$/.test(out) ? out : undefined;
     });
     leaderName = holder.split('_')[0];
@@ -198,7 +218,7 @@ describe('the operator image layout, run as the chart runs it', () => {
       const metrics = await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics');
       assert.equal(metrics?.status, 200);
       const want = r.name === leaderName ? 1 : 0;
-      assert.match(metrics?.body ?? '', new RegExp(`^leader_election_master_status\\{name="cloudnet-operator-leader"\\} ${want}$`, 'm'), `${r.name} leader gauge ${want}`);
+      assert.match(metrics?.body ?? '', new RegExp(`^leader_election_master_status\\{name="${RELEASE}"\\} ${want}$`, 'm'), `${r.name} leader gauge ${want}`);
       assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
     }
   });
@@ -249,7 +269,7 @@ describe('the operator image layout, run as the chart runs it', () => {
     leader.proc.kill('SIGTERM');
     assert.equal(await exitWithin(leader, 20_000), 0, `leader exit; log:\n${leader.logs.slice(-20).join('\n')}`);
     const holder = await until(`${standby.name} to take the Lease`, 30_000, () => {
-      const out = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']).trim();
+      const out = leaseHolder().trim();
       return out.startsWith(`${standby.name}_`) ? out : undefined;
     });
     assert.ok(holder);
@@ -260,7 +280,7 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.ok(last);
     last.proc.kill('SIGTERM');
     assert.equal(await exitWithin(last, 20_000), 0, `exit; log:\n${last.logs.slice(-20).join('\n')}`);
-    const holder = kubectl(['-n', NS, 'get', 'lease', '-o', 'jsonpath={.items[*].spec.holderIdentity}']);
+    const holder = leaseHolder();
     assert.equal(holder.trim(), '', 'Lease released');
     const writes = allLogs().filter((l) => /EACCES|EROFS|permission denied/i.test(l));
     assert.deepEqual(writes, [], 'an operator tried to write outside /tmp');

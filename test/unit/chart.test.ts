@@ -95,7 +95,10 @@ describe('charts/cloudnet', () => {
     assert.equal(pod.securityContext.runAsUser, 65532);
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const [c] = pod.containers;
-    assert.deepEqual(c.args, ['operator', '--leader-elect', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081']);
+    assert.deepEqual(c.args, ['operator', '--leader-elect', '--leader-election-id=t-cloudnet', '--lease-duration=15s', '--renew-deadline=10s',
+      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=1', '--graceful-shutdown-timeout=25s']);
+    // The operator must finish its graceful shutdown before the kubelet's SIGKILL.
+    assert.ok(25 < (d.spec.template.spec as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds);
     const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');
     assert.equal(podNs?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
     assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [['metrics', 8080], ['health', 8081]]);
@@ -252,6 +255,8 @@ describe('charts/cloudnet', () => {
       ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
       ['rbac.vmDataNamespaces={Not_A_Namespace}', /'\/rbac\/vmDataNamespaces\/0'/],
       ['gateway.enabled=true', /'\/gateway\/site': minLength/],
+      ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
+      ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
     ];
     for (const [set, why] of cases) {
