@@ -229,6 +229,10 @@ describe('charts/cloudnet', () => {
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.ok(b.spec.template.spec.volumes.some((v) => v.hostPath?.path === '/dev/net/tun'));
     assert.ok(gws[1].spec.template.spec.containers[0].args.includes('--listen-port=51821'));
+    // The gateway's own (strict) flag parser accepts every flag the chart passes; --help stops it there.
+    const [sub, ...flags] = c.args;
+    const parsed = spawnSync(process.execPath, [join(repoRoot, 'src', 'cli.ts'), sub, ...flags, '--help'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(parsed.status, 0, `cloudnet ${c.args.join(' ')} --help: ${parsed.stderr}`);
     // The operator's selectors must not pick up gateway pods.
     const op = only<Deployment & { spec: { selector: { matchLabels: Record<string, string> } } }>(docs, 'Deployment', 't-cloudnet');
     assert.equal(op.spec.selector.matchLabels['app.kubernetes.io/component'], 'operator');
