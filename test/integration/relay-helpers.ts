@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { onExit } from '../env/netns.ts';
 
 export interface Pki {
   dir: string;
@@ -36,6 +37,8 @@ function issue(dir: string, ca: string, name: string): void {
 
 export function makePki(): Pki {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-pki-'));
+  // Removed even when the test run is interrupted (SIGINT/SIGTERM/exit).
+  const unregister = onExit(() => fs.rmSync(dir, { recursive: true, force: true }));
   for (const ca of ['ca', 'rogue-ca']) {
     openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-subj', `/CN=${ca}`, '-days', '2'], dir);
   }
@@ -45,7 +48,8 @@ export function makePki(): Pki {
   const p = (f: string): string => path.join(dir, f);
   return {
     dir, ca: p('ca.crt'), serverCert: p('receiver.crt'), serverKey: p('receiver.key'), clientCert: p('sender.crt'), clientKey: p('sender.key'),
-    rogueCert: p('rogue.crt'), rogueKey: p('rogue.key'), cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+    rogueCert: p('rogue.crt'), rogueKey: p('rogue.key'),
+    cleanup: () => { fs.rmSync(dir, { recursive: true, force: true }); unregister(); },
   };
 }
 
