@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { onExit } from '../env/netns.ts';
 import { Rng, syntheticQemuStream } from '../../src/relay/synthetic.ts';
 import { freePort, makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 
@@ -14,6 +15,8 @@ const NODE = 'node_modules/.bin/node';
 function startCli(args: string[]): ChildProcess {
   const p = spawn(NODE, ['src/cli.ts', 'relay', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.RELAY_TEST_DEBUG ? 'info' : 'warn' } });
   p.stderr!.on('data', (c: Buffer) => process.stderr.write(`[relay ${args[0]}] ${c}`));
+  const unregister = onExit(() => p.kill('SIGKILL')); // also when the test run is interrupted
+  p.once('exit', unregister);
   return p;
 }
 
