@@ -53,7 +53,10 @@ local function messageOf(c, fallback)
 end
 
 local function health(obj)
-  local meta = obj.metadata or {}
+  local meta = obj.metadata
+  if type(meta) ~= "table" then
+    meta = {}
+  end
   local status = obj.status
   if type(status) ~= "table" then
     status = nil

@@ -34,6 +34,7 @@ describe('config/argocd/health.lua (lua5.4, Argo CD sandbox)', () => {
     ['observedGeneration missing while generation set', wm({ phase: 'Pending' }),
       { status: 'Progressing', message: 'Waiting for the operator to observe generation 2' }],
     ['no metadata at all', wm({ phase: 'Pending' }, null), { status: 'Progressing', message: 'Pending: in progress' }],
+    ['metadata that is not an object', wm({ phase: 'Pending' }, 'garbage'), { status: 'Progressing', message: 'Pending: in progress' }],
     ['migrating memory', wm({ observedGeneration: 2, phase: 'MigratingMemory', conditions: [
       cond('Ready', 'False', 'MigratingMemory', 'not migrated yet'), cond('Reconciling', 'True', 'MigratingMemory', 'round 3, 120 MiB dirty'), cond('Stalled', 'False', 'None', '')] }),
     { status: 'Progressing', message: 'MigratingMemory: round 3, 120 MiB dirty' }],
