@@ -97,6 +97,36 @@ describe('config/argocd/health.lua (lua5.4, Argo CD sandbox)', () => {
     it(name, () => assert.deepEqual(health(obj), want));
   }
 
+  it('never fails and always answers a valid status on 300 random, malformed objects', () => {
+    // Deterministic PRNG (mulberry32) so that a failure reproduces.
+    let seed = 0x5eed;
+    const rnd = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const keys = ['kind', 'metadata', 'status', 'conditions', 'phase', 'type', 'reason', 'message', 'generation', 'observedGeneration', 'deletionTimestamp'] as const;
+    const words = ['Ready', 'Stalled', 'Reconciling', 'True', 'False', 'Unknown', 'Site', 'WanMigration', 'Failed', 'Succeeded', 'AwaitingCutover', 'Aborted', '', 'ü"\\\n'];
+    const value = (depth: number): Json => {
+      const r = rnd();
+      if (depth > 3 || r < 0.25) return pick(words);
+      if (r < 0.35) return Math.floor(rnd() * 5) - 1;
+      if (r < 0.4) return null;
+      if (r < 0.45) return rnd() < 0.5;
+      if (r < 0.65) return Array.from({ length: Math.floor(rnd() * 4) }, () => value(depth + 1));
+      return Object.fromEntries(Array.from({ length: Math.floor(rnd() * 5) }, () => [pick(keys), value(depth + 1)]));
+    };
+    const valid = new Set(['Healthy', 'Progressing', 'Degraded', 'Suspended']);
+    for (let i = 0; i < 300; i++) {
+      const obj = Object.fromEntries(Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => [pick(keys), value(0)])) as Json;
+      const h = argoHealth(obj);
+      assert.ok(valid.has(h.status), `case ${i}: ${JSON.stringify(obj)} -> ${JSON.stringify(h)}`);
+      assert.ok(h.message.length > 0, `case ${i}: empty message for ${JSON.stringify(obj)}`);
+    }
+  });
+
   it('uses no Lua beyond 5.1 (Argo CD embeds gopher-lua)', () => {
     const code = readFileSync(healthLuaPath, 'utf8').replace(/--.*$/gm, '').replace(/"(\\.|[^"\\])*"/g, '""');
     for (const [what, re] of [['goto', /\bgoto\b/], ['integer division', /\/\//], ['bitwise operators', /[&|]|<<|>>|~(?!=)/], ['attribs', /<(const|close)>/], ['string library', /\bstring\./], ['string methods', /[\w)\]"]:\w+\(/]] as const) {
