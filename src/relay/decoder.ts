@@ -20,6 +20,8 @@ export class SessionDecoder {
   private readonly nbdPrev = new PrevTable();
   private readonly key = new Uint32Array(DIGEST_WORDS);
   private slot = -1;
+  private qIdx = 0;
+  private qHdrStart = 0;
   bytesOut = 0;
 
   constructor(ctx: CodecContext) {
@@ -65,7 +67,9 @@ export class SessionDecoder {
           break;
         }
         case O.OP_QZERO: {
-          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          const prev = this.qheader(r, ops);
+          const idx = this.qIdx;
+          const hdrStart = this.qHdrStart;
           r.need(1);
           const fill = ops[r.pos++];
           room(r.pos - hdrStart);
@@ -76,7 +80,9 @@ export class SessionDecoder {
           break;
         }
         case O.OP_QOTHER: {
-          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          const prev = this.qheader(r, ops);
+          const idx = this.qIdx;
+          const hdrStart = this.qHdrStart;
           const hdrEnd = r.pos;
           const n = r.varint();
           r.need(n);
@@ -90,7 +96,9 @@ export class SessionDecoder {
           break;
         }
         case O.OP_QPAGE_LIT: case O.OP_QPAGE_REF: case O.OP_QPAGE_DELTA: {
-          const { prev, idx, hdrStart } = this.qheader(r, ops);
+          const prev = this.qheader(r, ops);
+          const idx = this.qIdx;
+          const hdrStart = this.qHdrStart;
           const h = r.pos - hdrStart;
           room(h + PAGE_SIZE);
           ops.copy(out, o, hdrStart, r.pos);
@@ -132,8 +140,9 @@ export class SessionDecoder {
     throw new DecodeError('cache-desync', 'reference to content the receiver does not hold (cache desync)');
   }
 
-  /** Parses a QEMU page record header (as the sender copied it) and returns the page's table. */
-  private qheader(r: OpReader, ops: Buffer): { prev: PrevTable; idx: number; hdrStart: number } {
+  /** Parses a QEMU page record header (as the sender copied it): returns the page's table, and
+   *  sets qIdx (page index) and qHdrStart (where the header starts in the ops). */
+  private qheader(r: OpReader, ops: Buffer): PrevTable {
     const hdrStart = r.pos;
     r.need(8);
     const hi = ops.readUInt32BE(r.pos);
@@ -155,7 +164,9 @@ export class SessionDecoder {
     if (!this.curBlock) throw new DecodeError('corrupt', 'CONTINUE page without a block');
     const idx = hi * 1048576 + (lo >>> 12);
     if (idx >= O.MAX_PAGE_INDEX) throw new DecodeError('corrupt', 'page address out of range');
-    return { prev: this.curBlock, idx, hdrStart };
+    this.qIdx = idx;
+    this.qHdrStart = hdrStart;
+    return this.curBlock;
   }
 
   private page(enc: number, r: OpReader, ops: Buffer, out: Buffer, o: number, prev: PrevTable, idx: number): void {

@@ -261,7 +261,7 @@ export class SessionEncoder {
     dataOff: number, prev: PrevTable, idx: number): void {
     const before = this.w.len;
     const cache = this.ctx.cache;
-    this.cur.set(src.subarray(dataOff, dataOff + PAGE_SIZE));
+    src.copy(this.cur, 0, dataOff, dataOff + PAGE_SIZE);
     const k = this.key;
     digest(this.cur, k);
     this.stats.cacheLookups++;
