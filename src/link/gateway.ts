@@ -66,6 +66,8 @@ export const GATEWAY_DEFAULTS = {
 const STAGED_POLL_MS = 50;
 /** WireGuard's REJECT_AFTER_TIME: a session older than this is dead. */
 const REJECT_AFTER_SEC = 180;
+/** Addresses, link state and routes are re-checked this often (and whenever the config changes). */
+const IP_CHECK_INTERVAL_MS = 10_000;
 /** Unchanged state is re-published this often (a heartbeat carrying fresh measurements). */
 const PUBLISH_HEARTBEAT_MS = 5000;
 /** How long the higher-key side leaves initiating to the other after a session is lost. */
@@ -109,6 +111,8 @@ export class GatewayAgent {
   #lastRotation = Date.now();
   #published = { signature: '', at: 0 };
   #reconciling: Promise<void> = Promise.resolve();
+  #lastIpCheck = 0;
+  #lastRoutes = '';
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -281,6 +285,7 @@ export class GatewayAgent {
     try {
       await dev.close();
       this.#device = await WgDevice.open(this.cfg.interfaceName, this.#d.log);
+      this.#lastIpCheck = 0; // a new interface has no address, link state or routes yet
     } catch (e) {
       this.#d.log.error('restarting the wireguard data plane failed', { error: String(e) });
     }
@@ -364,7 +369,11 @@ export class GatewayAgent {
       if (device?.peers.length) await applyConfig({ ...desired, peers: [], routes: [] }).catch(() => undefined);
       return;
     }
-    const res = await applyConfig(desired, opts);
+    const ipDue = Date.now() - this.#lastIpCheck >= IP_CHECK_INTERVAL_MS || desired.routes.join() !== this.#lastRoutes;
+    const res = await applyConfig(desired, { ...opts, ...(device ? { actual: device } : {}), checkIp: ipDue });
+    if (ipDue) { this.#lastIpCheck = Date.now(); this.#lastRoutes = desired.routes.join(); }
+    // Peer changes can come with a fresh device (a restarted wireguard-go): check the rest at once.
+    else if (res.changed) this.#lastIpCheck = 0;
     if (res.changed) this.#d.log.info('wireguard config applied', { ifname: this.cfg.interfaceName, changes: res.changes });
   }
 

@@ -290,11 +290,22 @@ export interface ApplyResult {
  * Idempotently configures interface `cfg.name` (which must exist). Throws on invalid config; the
  * caller validates first to report ConfigInvalid instead.
  */
-export async function applyConfig(cfg: WgInterfaceConfig, opts: ValidateOptions = {}): Promise<ApplyResult> {
+export interface ApplyOptions extends ValidateOptions {
+  /** The device as just read (saves a `wg show`). */
+  actual?: WgDeviceState;
+  /**
+   * Also check addresses, link state and routes (four `ip` calls). Callers that reconcile every
+   * second do this less often: each process spawn briefly blocks the event loop that also times
+   * the RTT probes. Default true.
+   */
+  checkIp?: boolean;
+}
+
+export async function applyConfig(cfg: WgInterfaceConfig, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const errs = validateConfig(cfg, opts);
   if (errs.length) throw new Error(`invalid wireguard config: ${errs.join('; ')}`);
   const changes: string[] = [];
-  const actual = await readDevice(cfg.name);
+  const actual = opts.actual ?? await readDevice(cfg.name);
   if (actual.publicKey !== cfg.privateKey.publicKey()) {
     await withSecretFile(`${cfg.privateKey.reveal()}\n`, (path) => run('wg', ['set', cfg.name, 'private-key', path]));
     changes.push(`private key (public ${cfg.privateKey.publicKey()})`);
@@ -306,6 +317,7 @@ export async function applyConfig(cfg: WgInterfaceConfig, opts: ValidateOptions 
     await run('wg', ['set', cfg.name, ...plan.flat()]);
     changes.push(...plan.map((a) => a.join(' ')));
   }
+  if (opts.checkIp === false) return { changed: changes.length > 0, changes };
   if (await ensureAddresses(cfg.name, cfg.addresses)) changes.push(`addresses ${cfg.addresses.join(',')}`);
   const up = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', cfg.name])) as { flags?: string[] }[];
   if (!up[0]?.flags?.includes('UP')) { await run('ip', ['link', 'set', 'dev', cfg.name, 'up']); changes.push('link up'); }
