@@ -18,13 +18,110 @@ const { values: args } = parseArgs({
   options: {
     wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
     levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' },
+    'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, 'mem-mib': { type: 'string' }, workloads: { type: 'string' },
+    modes: { type: 'string' }, vms: { type: 'string' }, 'timeout-s': { type: 'string' },
   },
 });
 
-if (args.wan) {
-  console.error('bench:relay --wan (real QEMU migrations over the emulated WAN) is not implemented yet; see issue 5 (b).');
-  process.exit(2);
+/**
+ * (b) WAN benchmark: real QEMU (TCG) migrations from site A to site B of the emulated WAN
+ * (test/env/wan.ts), side by side: plain, QEMU's XBZRLE, QEMU's multifd+zstd, and through the
+ * relay pair (relay processes in the sites' node namespaces, mutual TLS across the WAN). For each
+ * workload and mode, `--vms` guests migrate at once. Reports QEMU's total time and downtime,
+ * rounds, bytes on the WAN (the emulator's counters) and the relays' CPU.
+ */
+async function wanBenchmark(): Promise<number> {
+  const { createSites, processCpuSeconds } = await import('../test/env/wan.ts');
+  const { createGuestLab } = await import('../test/env/qemu.ts');
+  const { makePki } = await import('../test/integration/relay-helpers.ts');
+  const { migrate } = await import('../src/qemu/migrate.ts');
+  type Tuning = Parameters<typeof migrate>[0];
+  const rateMbit = Number(args['rate-mbit'] ?? 100);
+  const rttMs = Number(args['rtt-ms'] ?? 50);
+  const memMiB = Number(args['mem-mib'] ?? 512);
+  const vms = Number(args.vms ?? 1);
+  const timeoutMs = Number(args['timeout-s'] ?? 300) * 1000;
+  const modes = (args.modes ?? 'plain,xbzrle,multifd-zstd,relay').split(',');
+  const WORKLOADS: Record<string, { name: 'memwriter' | 'idle' | 'sqlload'; params?: Record<string, string | number> }> = {
+    'memwriter-mix': { name: 'memwriter', params: { 'wss-mb': 64, 'dirty-mbps': 12, mix: 'zero:20,dup:20,random:20,text:40' } },
+    'memwriter-text': { name: 'memwriter', params: { 'wss-mb': 64, 'dirty-mbps': 12, mix: 'text:100' } },
+    idle: { name: 'idle' },
+    sqlload: { name: 'sqlload' },
+  };
+  const workloads = (args.workloads ?? 'memwriter-mix').split(',');
+  const NODE = path.join(root, 'node_modules/.bin/node');
+  const CLI = path.join(root, 'src/cli.ts');
+  const sites = await createSites({ rateBps: rateMbit * 1e6, delayMs: rttMs / 2 });
+  const lab = createGuestLab('cloudnet-bench-wan-');
+  const pki = makePki();
+  const rows: Record<string, unknown>[] = [];
+  const base: Tuning['parameters'] = { 'max-bandwidth': 10 * 1024 * 1024 * 1024, 'downtime-limit': 300 };
+  try {
+    for (const wl of workloads) {
+      const workload = WORKLOADS[wl];
+      if (!workload) throw new Error(`unknown workload ${wl} (${Object.keys(WORKLOADS).join(', ')})`);
+      for (const mode of modes) {
+        const srcs = await Promise.all(Array.from({ length: vms }, (_, i) => lab.start({ name: `${wl}-${mode}-src${i}`, workload, memoryMiB: memMiB, netns: sites.a.nodeNs })));
+        await Promise.all(srcs.map((g) => g.serial.waitFor(workload.name === 'memwriter' ? /MW READY/ : /HB \d+/, 120_000)));
+        await new Promise((r) => setTimeout(r, 3000)); // steady state
+        const dsts = await Promise.all(srcs.map((_, i) => lab.start({ name: `${wl}-${mode}-dst${i}`, workload, memoryMiB: memMiB, netns: sites.b.nodeNs, incoming: true })));
+        const relays: { pid: number; kill: () => void }[] = [];
+        let tuning: Pick<Tuning, 'capabilities' | 'parameters'> = { parameters: base };
+        if (mode === 'xbzrle') tuning = { capabilities: { xbzrle: true }, parameters: { ...base, 'xbzrle-cache-size': Math.min(256, memMiB / 2) * 1024 * 1024 } };
+        if (mode === 'multifd-zstd') tuning = { capabilities: { multifd: true }, parameters: { ...base, 'multifd-channels': 2, 'multifd-compression': 'zstd', 'multifd-zstd-level': 1 } };
+        const uriFor = (i: number): { incoming: string; uri: string } => mode === 'relay'
+          ? { incoming: `tcp:127.0.0.1:${49152 + i}`, uri: `tcp:127.0.0.1:${49152 + i}` }
+          : { incoming: `tcp:0.0.0.0:${49152 + i}`, uri: `tcp:${sites.b.nodeIp}:${49152 + i}` };
+        if (mode === 'relay') {
+          const targets = srcs.flatMap((_, i) => ['--target', `vm${i}=127.0.0.1:${49152 + i}`]);
+          const listens = srcs.flatMap((_, i) => ['--listen', `127.0.0.1:${49152 + i}/vm${i}`]);
+          const rx = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, ...targets,
+            '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, '--cache-mb', '256']);
+          await new Promise((r) => setTimeout(r, 1500));
+          const tx = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...listens, '--peer', `${sites.b.nodeIp}:7400`, '--servername', 'localhost',
+            '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--cache-mb', '256']);
+          await new Promise((r) => setTimeout(r, 1500));
+          for (const p of [rx, tx]) relays.push({ pid: p.pid!, kill: () => p.kill('SIGTERM') });
+        }
+        const cpu0 = relays.map((r) => processCpuSeconds(r.pid));
+        const w0 = await sites.stats();
+        const t0 = performance.now();
+        const results = await Promise.all(srcs.map((src, i) => migrate({
+          source: src.qmp, destination: dsts[i].qmp, incomingUri: uriFor(i).incoming, uri: uriFor(i).uri, ...tuning, timeoutMs,
+        }).catch((err: unknown) => ({ status: 'failed', error: String(err), totalTimeMs: NaN, downtimeMs: NaN, rounds: NaN, ramTransferredBytes: NaN }))));
+        const wallMs = performance.now() - t0;
+        const w1 = await sites.stats();
+        const relayCpu = relays.map((r, i) => processCpuSeconds(r.pid) - cpu0[i]).reduce((a, b) => a + b, 0);
+        for (const r of relays) r.kill();
+        await Promise.all([...srcs, ...dsts].map((g) => g.stop(2000)));
+        const row = {
+          workload: wl, mode, vms, memMiB, rateMbit, rttMs,
+          completed: results.filter((r) => r.status === 'completed').length,
+          totalTimeMs: Math.max(...results.map((r) => r.totalTimeMs)),
+          downtimeMs: Math.max(...results.map((r) => r.downtimeMs)),
+          rounds: Math.max(...results.map((r) => r.rounds)),
+          wanBytes: w1.ab.txBytes - w0.ab.txBytes,
+          wallMs: Math.round(wallMs),
+          relayCpuSeconds: mode === 'relay' ? Math.round(relayCpu * 100) / 100 : undefined,
+          errors: results.filter((r) => r.status !== 'completed').map((r) => ('error' in r ? r.error : r.status)),
+        };
+        rows.push(row);
+        console.log(`wan ${wl.padEnd(15)} ${mode.padEnd(13)} vms=${vms} done=${row.completed}/${vms} total=${(row.totalTimeMs / 1000).toFixed(1)} s ` +
+          `downtime=${row.downtimeMs} ms rounds=${row.rounds} WAN=${(row.wanBytes / 1e6).toFixed(1)} MB${row.relayCpuSeconds !== undefined ? ` relay CPU=${row.relayCpuSeconds} s` : ''}`);
+      }
+    }
+  } finally {
+    await lab.destroy();
+    await sites.destroy();
+    pki.cleanup();
+  }
+  const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-wan.json');
+  fs.mkdirSync(path.dirname(outFile), { recursive: true });
+  fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), loadavg: os.loadavg(), rows }, null, 1));
+  console.log(`wrote ${path.relative(root, outFile)}`);
+  return rows.every((r) => r.completed === vms) ? 0 : 1;
 }
+
 
 const root = path.resolve(import.meta.dirname, '..');
 const cacheDir = process.env.CLOUDNET_CACHE ?? path.join(root, '.cache');
@@ -32,6 +129,10 @@ const streamsDir = path.join(cacheDir, 'streams');
 const maxBytes = Math.round(Number(args['max-mb'] ?? 1e6) * 1e6);
 const cacheBytes = Math.round(Number(args['cache-mb'] ?? 256) * (1 << 20));
 const levels = (args.levels ?? '1,3').split(',').map(Number);
+
+if (args.wan) {
+  process.exit(await wanBenchmark());
+}
 
 interface Input { name: string; data: Buffer; source: 'recorded' | 'synthetic' }
 
