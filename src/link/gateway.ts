@@ -128,13 +128,19 @@ export class GatewayAgent {
   /** Brings the link up and starts the loop; resolves once the first round has been published. */
   async start(): Promise<void> {
     this.#keys = await loadOrCreateKeys(this.#d.keys);
-    this.#device = await WgDevice.open(this.cfg.interfaceName, this.#d.log);
-    this.#responder = await ProbeResponder.listen(this.cfg.probePort, () => ({
-      publicKey: this.#keys.current.publicKey(),
-      peerKeys: [this.#activeKey, this.#stagedKey].filter((k): k is string => !!k),
-    }));
-    this.#client = await ProbeClient.open();
-    if (this.cfg.metricsPort) this.#server = await this.#serve(this.cfg.metricsPort);
+    try {
+      this.#device = await WgDevice.open(this.cfg.interfaceName, this.#d.log);
+      this.#responder = await ProbeResponder.listen(this.cfg.probePort, () => ({
+        publicKey: this.#keys.current.publicKey(),
+        peerKeys: [this.#activeKey, this.#stagedKey].filter((k): k is string => !!k),
+      }));
+      this.#client = await ProbeClient.open();
+      if (this.cfg.metricsPort) this.#server = await this.#serve(this.cfg.metricsPort);
+    } catch (e) {
+      // e.g. the probe port is taken: do not leave a wireguard-go child behind.
+      await this.stop().catch(() => undefined);
+      throw e;
+    }
     await this.#round();
     this.#loop = this.#run();
   }
