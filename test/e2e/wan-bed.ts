@@ -1,0 +1,208 @@
+// The end-to-end bed, shared by test/e2e and `npm run demo` (hack/demo.ts): two real clusters
+// (site-a runs the operator and the source VMs, site-b is the target), two sites joined by the
+// emulated WAN (wanem) with WireGuard between the gateways, optionally the CloudNet relay pair
+// (sender in site A's node namespace, receiver in site B's, plain TCP inside the WireGuard tunnel),
+// the KubeVirt stand-in in each cluster with the real-QEMU driver, and the operator in-process.
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeClient } from '../../src/kube/client.ts';
+import { Res } from '../../src/controller/resources.ts';
+import type { KubeObject } from '../../src/kube/rest.ts';
+import type { MigrationSample } from '../../src/qemu/migrate.ts';
+import type { WorkloadSpec } from '../../src/qemu/image.ts';
+import { kernelCmdline } from '../../src/qemu/image.ts';
+import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
+import { applyManifestFile, installKubevirtCrds, startClusters, type Cluster } from '../env/index.ts';
+import { createSites, type Sites } from '../env/wan.ts';
+import { createWireGuard, type WireGuardTunnel } from '../env/wireguard.ts';
+import { onExit } from '../env/netns.ts';
+import { requireQemu } from '../env/qemu.ts';
+import { KubeVirtStandIn, SyncHub } from '../standin/standin.ts';
+import { applySiteSample, ensure, operatorConfig, operatorFactories, waitFor } from '../standin/harness.ts';
+import { directRoute, memoryMiB, QemuDriver, relayRoute, relaySlotFlags } from '../standin/qemu-driver.ts';
+import { RelayStatsProgress } from './relay-progress.ts';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const NODE = join(repoRoot, 'node_modules/.bin/node');
+const CLI = join(repoRoot, 'src/cli.ts');
+
+export interface WanBedOptions {
+  rateBps?: number;
+  rttMs?: number;
+  /** Memory streams through the relay pair (default true); false: straight across the WAN. */
+  relay?: boolean;
+  /** Concurrent migrations the relay pair is set up for (default 4). */
+  slots?: number;
+  relayCacheMb?: number;
+  diskMiB?: number;
+  onSample?: (migrationID: string, s: MigrationSample) => void;
+  log?: (line: string) => void;
+}
+
+export interface WanBed {
+  a: Cluster;
+  b: Cluster;
+  src: KubeClient;
+  dst: KubeClient;
+  sites: Sites;
+  wg: WireGuardTunnel;
+  driver: QemuDriver;
+  hub: SyncHub;
+  operator: RunningOperator;
+  workDir: string;
+  relayStatsFile?: string;
+  relayProcs: ChildProcess[];
+  /** Kills the relay pair (failure injection). */
+  killRelay(): void;
+  stop(): Promise<void>;
+}
+
+function waitForLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
+  return new Promise((res, rej) => {
+    let buf = '';
+    const timer = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms: ${buf.slice(-1500)}`)), ms);
+    const on = (c: Buffer): void => {
+      buf += c.toString();
+      if (re.test(buf)) { clearTimeout(timer); p.stderr!.off('data', on); p.off('exit', onExitEarly); res(); }
+    };
+    const onExitEarly = (code: number | null): void => { clearTimeout(timer); rej(new Error(`exited (${code}): ${buf.slice(-1500)}`)); };
+    p.stderr!.on('data', on);
+    p.once('exit', onExitEarly);
+  });
+}
+
+export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
+  requireQemu();
+  const log = o.log ?? (() => undefined);
+  const workDir = mkdtempSync(join(tmpdir(), 'cloudnet-e2e-'));
+  const unregister = onExit(() => rmSync(workDir, { recursive: true, force: true }));
+  const cleanups: Array<() => Promise<void> | void> = [() => { rmSync(workDir, { recursive: true, force: true }); unregister(); }];
+  const stop = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try { await c(); } catch (e) { log(`teardown: ${String(e)}`); }
+    }
+  };
+  try {
+    const rttMs = o.rttMs ?? 50;
+    const [clusters, sites] = await Promise.all([
+      startClusters(2, ['site-a', 'site-b']),
+      createSites({ rateBps: o.rateBps ?? 100e6, delayMs: rttMs / 2 }),
+    ]);
+    const [a, b] = clusters;
+    cleanups.push(() => Promise.all(clusters.map((c) => c.stop())).then(() => undefined));
+    cleanups.push(() => sites.destroy());
+    const wg = await createWireGuard(sites);
+    cleanups.push(() => wg.destroy());
+    log(`WireGuard up: ${wg.a.ifname} ${wg.a.tunnelIp} (${sites.a.gwNs}) <-> ${wg.b.ifname} ${wg.b.tunnelIp} (${sites.b.gwNs}); LANs routed through the tunnel`);
+
+    const slots = o.slots ?? 4;
+    const relayProcs: ChildProcess[] = [];
+    let relayStatsFile: string | undefined;
+    const useRelay = o.relay ?? true;
+    if (useRelay) {
+      const flags = relaySlotFlags(slots);
+      const cache = String(o.relayCacheMb ?? 256);
+      relayStatsFile = join(workDir, 'relay-send.json');
+      const env = { ...process.env, LOG_LEVEL: 'info' };
+      const receiver = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, ...flags.receive,
+        '--plain-inside-wireguard', '--cache-mb', cache, '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      relayProcs.push(receiver);
+      cleanups.push(() => { for (const p of relayProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+      await waitForLine(receiver, /relay receiver ready/, 30_000);
+      const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...flags.send, '--peer', `${sites.b.nodeIp}:7400`,
+        '--plain-inside-wireguard', '--cache-mb', cache, '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      relayProcs.push(sender);
+      await waitForLine(sender, /relay sender ready/, 30_000);
+      // Keep draining their logs so a full pipe never stalls them.
+      for (const p of relayProcs) p.stderr?.resume();
+      log(`relay pair up: sender ${sites.a.nodeIp} (127.0.0.1:49152..${49151 + slots}) -> receiver ${sites.b.nodeIp}:7400, plain TCP inside WireGuard`);
+    }
+
+    const driver = new QemuDriver({
+      workDir,
+      sites: { 'site-a': { netns: sites.a.nodeNs, nodeIp: sites.a.nodeIp }, 'site-b': { netns: sites.b.nodeNs, nodeIp: sites.b.nodeIp } },
+      route: useRelay ? relayRoute(slots) : directRoute(),
+      diskMiB: o.diskMiB,
+      onSample: o.onSample,
+    });
+    cleanups.push(() => driver.stopAll());
+
+    await Promise.all(clusters.map((c) => installKubevirtCrds(c)));
+    for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
+    const src = new KubeClient(a.kubeConfig, 'site-a');
+    const dst = new KubeClient(b.kubeConfig, 'site-b');
+    cleanups.push(() => Promise.all([src.rest.close(), dst.rest.close()]).then(() => undefined));
+    await waitFor('CRD storage ready', async () => {
+      await src.list(Res.wanMigration);
+      await src.list(Res.site);
+      for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
+      return true;
+    }, 60_000);
+    const hub = new SyncHub();
+    const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: `${sites.a.nodeIp}:9185`, driver, phaseDelayMs: 50, tickMs: 100 });
+    const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: `${sites.b.nodeIp}:9185`, driver, phaseDelayMs: 50, tickMs: 100 });
+    await Promise.all([standA.start(), standB.start()]);
+    cleanups.push(() => Promise.all([standA.stop(), standB.stop()]).then(() => undefined));
+    await applySiteSample(src, b);
+
+    const relayProvider = relayStatsFile ? new RelayStatsProgress({
+      statsFile: relayStatsFile,
+      sessionTarget: (id) => driver.migrations.get(id)?.label,
+      memoryBytes: (id) => driver.migrations.get(id)?.memoryBytes ?? 0,
+    }) : undefined;
+    const operator = await startOperator(operatorConfig(a.kubeConfig), operatorFactories(relayProvider ? { relay: relayProvider } : {}));
+    cleanups.push(() => operator.stop());
+
+    const bed: WanBed = {
+      a, b, src, dst, sites, wg, driver, hub, operator, workDir, relayStatsFile, relayProcs,
+      killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
+      stop,
+    };
+    return bed;
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+export interface GuestVmOptions {
+  workload: WorkloadSpec;
+  memoryMiB?: number;
+  /** Number of disks (raw files of diskMiB each, migrated with the memory). Default 1. */
+  disks?: number;
+}
+
+/** A VirtualMachine whose guest (kernel boot) runs `workload`, with a DataVolume disk. */
+export async function createGuestVM(c: KubeClient, ns: string, name: string, o: GuestVmOptions): Promise<void> {
+  await ensure(c, Res.namespace, { metadata: { name: ns } });
+  const disks = o.disks ?? 1;
+  for (let i = 0; i < disks; i++) {
+    await ensure(c, Res.dataVolume, {
+      metadata: { name: `${name}-disk${i}`, namespace: ns },
+      spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: 'local-path', accessModes: ['ReadWriteOnce'] } },
+    });
+  }
+  const vm: KubeObject = {
+    metadata: { name, namespace: ns, labels: { app: name } },
+    spec: {
+      runStrategy: 'Always',
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          domain: {
+            firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: kernelCmdline(o.workload) } },
+            devices: { disks: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, disk: { bus: 'virtio' } })) },
+            memory: { guest: `${o.memoryMiB ?? 256}Mi` },
+          },
+          volumes: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, dataVolume: { name: `${name}-disk${i}` } })),
+        },
+      },
+    },
+  };
+  await c.create(Res.vm, vm);
+}
+
+export { memoryMiB };

@@ -1,0 +1,170 @@
+// End to end: a WanMigration moves a real QEMU guest from cluster site-a to cluster site-b, its
+// memory and disk stream going through the relay pair, over WireGuard, across the emulated WAN.
+// One bed for the whole file (clusters, WAN, tunnel, relay, operator: ~20 s to build) and small
+// guests keep it to a few minutes. Sizes: E2E_MEMORY_MIB (default 128), E2E_RATE_MBPS (100).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Res } from '../../src/controller/resources.ts';
+import type { KubeObject } from '../../src/kube/rest.ts';
+import type { WanMigration } from '../../src/api/wanmigration.ts';
+import { guestBin } from '../env/qemu.ts';
+import { getWM, loadSample, waitFor } from '../standin/harness.ts';
+import { directRoute, relayRoute } from '../standin/qemu-driver.ts';
+import { createGuestVM, startWanBed, type WanBed } from './wan-bed.ts';
+
+const MEM = Number(process.env.E2E_MEMORY_MIB ?? 128);
+const RATE = Number(process.env.E2E_RATE_MBPS ?? 100) * 1e6;
+const NS = 'default';
+const BLOCKS = 1024; // 4 MiB written by diskwriter
+const sha256 = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+
+/** The sample WanMigration, renamed for `vm`, relay on, with a short memory deadline for fault tests. */
+function sampleMigration(vm: string, o: { relay?: boolean; memorySeconds?: number } = {}): KubeObject {
+  const wm = loadSample<WanMigration & KubeObject>('wanmigration.yaml')[0];
+  wm.metadata.name = `${vm}-to-site-b`;
+  wm.spec.vmName = vm;
+  wm.spec.relay = { ...wm.spec.relay, enabled: o.relay ?? true };
+  if (o.memorySeconds) wm.spec.timeouts = { ...wm.spec.timeouts, memorySeconds: o.memorySeconds };
+  return wm as unknown as KubeObject;
+}
+
+async function waitPhase(bed: WanBed, name: string, phases: string[], timeoutMs: number): Promise<WanMigration> {
+  return waitFor(`${name} in ${phases.join('|')}`, async () => {
+    const wm = await getWM(bed.src, NS, name);
+    return wm?.status?.phase && phases.includes(wm.status.phase) ? wm : undefined;
+  }, timeoutMs, 250);
+}
+
+async function vmiPhase(c: WanBed['src'], name: string): Promise<string | undefined> {
+  const v = await c.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, NS, name);
+  return v?.status?.phase;
+}
+
+describe('WAN live migration, end to end', { timeout: 600_000 }, () => {
+  let bed: WanBed;
+  before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true, slots: 4 }); }, { timeout: 240_000 });
+  after(async () => { await bed?.stop(); });
+
+  test('guest keeps running, workload and disk correct after cutover, source stopped only after the target runs', async () => {
+    const vm = 'vm-a';
+    await createGuestVM(bed.src, NS, vm, {
+      memoryMiB: MEM,
+      workload: { name: ['sqlload', 'diskwriter'], params: { 'check-every': 5, 'pause-ms': 100, blocks: BLOCKS, passes: 1, mbps: 4 } },
+    });
+    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    const source = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+    // The disk pass finishes before the migration, so both disk images must end up identical.
+    await source.serial.waitFor(/DISK (?:DONE )?1 blocks=\d+ sum=[0-9a-f]+ ok/, 60_000);
+    const wanBefore = await bed.sites.stats();
+    await bed.src.create(Res.wanMigration, sampleMigration(vm));
+    // Source safety: while the target is not running, the source VMI runs.
+    let sawSourceStoppedEarly = false;
+    const watch = (async () => {
+      for (;;) {
+        const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
+        if (wm?.status?.phase === 'Succeeded' || wm?.status?.phase === 'Failed') return;
+        const [s, t] = [await vmiPhase(bed.src, vm), await vmiPhase(bed.dst, vm)];
+        if (s !== 'Running' && t !== 'Running') sawSourceStoppedEarly = true;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Succeeded', 'Failed'], 240_000);
+    await watch;
+    assert.equal(wm.status?.phase, 'Succeeded', `${wm.status?.failureReason}: ${wm.status?.failureMessage}`);
+    assert.ok(!sawSourceStoppedEarly, 'the source VMI stopped before the target VMI ran');
+    assert.equal(await vmiPhase(bed.dst, vm), 'Running');
+
+    const rec = bed.driver.migrations.get(wm.status!.migrationID!)!;
+    const r = rec.result!;
+    const wan = (await bed.sites.stats()).ab.txBytes - wanBefore.ab.txBytes;
+    console.log(`[e2e] relay migration: ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, rounds ${r.rounds}, QEMU sent ${r.ramTransferredBytes} B RAM, WAN ${wan} B; progress ${JSON.stringify(wm.status?.progress)}`);
+    // Liveness: the heartbeat never goes backwards and its pause is bounded by the downtime.
+    const target = bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm })!;
+    const hbs = [...source.serial.heartbeats(), ...target.serial.heartbeats()];
+    assert.ok(hbs.every((h, i) => i === 0 || h.n > hbs[i - 1].n), 'heartbeat counter went backwards');
+    const gap = rec.firstTargetHeartbeat!.at - rec.lastSourceHeartbeat!.at;
+    console.log(`[e2e] heartbeat pause across the switchover: ${gap.toFixed(0)} ms (QEMU downtime ${r.downtimeMs} ms)`);
+    assert.ok(gap <= r.downtimeMs + 2000, `heartbeat gap ${gap} ms > downtime ${r.downtimeMs} ms + 2 s`);
+    assert.ok(wm.status?.progress?.bytesOverWan, 'relay progress reached the WanMigration status');
+
+    // sqlite: the target's next checkpoint matches a host run of the same deterministic batches.
+    const from = target.serial.count;
+    const { match } = await target.serial.waitFor(/SQL (?:DONE )?(\d+) rows=(\d+) sum=([0-9a-f]+)/, 30_000, from);
+    const expected = execFileSync(guestBin('sqlload'), ['--db', ':memory:', '--batches', match[1], '--pause-ms', '0', '--check-every', '5'], { encoding: 'utf8' });
+    assert.match(expected, new RegExp(`SQL DONE ${match[1]} rows=${match[2]} sum=${match[3]}`));
+    // Disk: source image (its QEMU is stopped) == target image, and the image verifies.
+    const [srcDisk] = bed.driver.diskFiles({ cluster: 'site-a', namespace: NS, name: vm });
+    const [dstDisk] = bed.driver.diskFiles({ cluster: 'site-b', namespace: NS, name: vm });
+    await waitFor('source QEMU stopped', async () => !bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm }), 30_000, 200);
+    assert.equal(sha256(dstDisk), sha256(srcDisk), 'disk checksum source != target');
+    assert.match(execFileSync(guestBin('diskwriter'), ['--verify', '--dev', dstDisk, '--blocks', String(BLOCKS)], { encoding: 'utf8' }), /DISK VERIFY ok/);
+  });
+
+  test('target QEMU killed mid-migration: source keeps running, target cleaned up', async () => {
+    const vm = 'vm-kill';
+    await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
+    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await bed.src.create(Res.wanMigration, sampleMigration(vm));
+    const tgt = await waitFor('target QEMU streaming', async () => {
+      const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
+      const rec = wm?.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
+      const g = bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm });
+      return rec && g ? g : undefined;
+    }, 120_000, 100);
+    await new Promise((r) => setTimeout(r, 1500));
+    process.kill(-tgt.pid, 'SIGKILL');
+    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'RolledBack', 'Succeeded'], 120_000);
+    assert.notEqual(wm.status?.phase, 'Succeeded');
+    await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
+    assert.equal(await vmiPhase(bed.src, vm), 'Running');
+    const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+    await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
+    assert.equal((await src.qmp.execute('query-status')).status, 'running');
+  });
+
+  test('link cut mid-migration: the memory deadline rolls back, source keeps running, target cleaned up', async () => {
+    const vm = 'vm-cut';
+    await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
+    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await bed.src.create(Res.wanMigration, sampleMigration(vm, { memorySeconds: 15 }));
+    await waitFor('memory streaming', async () => {
+      const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
+      return wm?.status?.migrationID && bed.driver.migrations.get(wm.status.migrationID) ? true : undefined;
+    }, 120_000, 100);
+    await new Promise((r) => setTimeout(r, 1000));
+    await bed.sites.setLink({ down: true });
+    try {
+      const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'RolledBack', 'Succeeded'], 120_000);
+      assert.notEqual(wm.status?.phase, 'Succeeded');
+      await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
+      assert.equal(await vmiPhase(bed.src, vm), 'Running');
+      const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+      assert.equal((await src.qmp.execute('query-status')).status, 'running');
+    } finally {
+      await bed.sites.setLink({ down: false });
+    }
+  });
+
+  test('scale: 4 VMs at once all succeed; WAN bytes through the relay vs plain', async () => {
+    const names = ['s0', 's1', 's2', 's3'];
+    const workload = { name: 'memwriter' as const, params: { 'wss-mb': 16, 'dirty-mbps': 1 } };
+    const run = async (suffix: string, relay: boolean): Promise<number> => {
+      bed.driver.route = relay ? relayRoute(4) : directRoute();
+      const vms = names.map((n) => `${n}-${suffix}`);
+      await Promise.all(vms.map((v) => createGuestVM(bed.src, NS, v, { memoryMiB: MEM, disks: 0, workload })));
+      await waitFor('4 source VMIs Running', async () => (await Promise.all(vms.map((v) => vmiPhase(bed.src, v)))).every((p) => p === 'Running'), 180_000, 500);
+      const before = await bed.sites.stats();
+      await Promise.all(vms.map((v) => bed.src.create(Res.wanMigration, sampleMigration(v, { relay }))));
+      const done = await Promise.all(vms.map((v) => waitPhase(bed, `${v}-to-site-b`, ['Succeeded', 'Failed'], 300_000)));
+      for (const wm of done) assert.equal(wm.status?.phase, 'Succeeded', `${wm.metadata.name}: ${wm.status?.failureMessage}`);
+      return (await bed.sites.stats()).ab.txBytes - before.ab.txBytes;
+    };
+    const relayed = await run('r', true);
+    const plain = await run('p', false);
+    console.log(`[e2e] 4 VMs x ${MEM} MiB: WAN bytes with relay ${relayed}, plain ${plain} (${(100 * relayed / plain).toFixed(1)}%)`);
+    assert.ok(relayed < plain, 'the relay must not carry more than plain');
+  });
+});

@@ -1,0 +1,264 @@
+// A VmiDriver where every VMI is a real QEMU (TCG) process in its site's node network namespace,
+// with a real raw disk file per disk of the VMI spec, and where the decentralized VMIM pair performs
+// a real QEMU live migration:
+//  - the receiver QEMU starts with `-incoming defer` when the receiving VMIM's VMI appears, and gets
+//    `migrate-incoming` on the address the site's migration proxy forwards to;
+//  - the source QEMU migrates to the address of its own site's migration proxy (KubeVirt's
+//    virt-handler proxy). Which proxy that is, is the site's configuration (`StreamRoute`): straight
+//    across the WAN to the target node, or the CloudNet relay sender in the source node namespace,
+//    whose receiver in the target node namespace forwards to the target QEMU;
+//  - disks travel in the same stream (QEMU block migration), as KubeVirt sends them alongside the
+//    memory when storage is not pre-copied;
+//  - the target VMI runs only once QEMU reports the migration completed, the target QEMU runs, and
+//    its guest's heartbeat continues. On any failure or cancel the target QEMU is stopped and the
+//    source keeps running (QEMU resumes a source whose migration failed).
+// The guest's workload comes from the VMI spec like a real KubeVirt kernel boot:
+// spec.domain.firmware.kernelBoot.kernelArgs is the guest kernel command line (see kernelCmdline).
+import { closeSync, openSync, ftruncateSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { kernelCmdline } from '../../src/qemu/image.ts';
+import { migrate, type MigrationResult, type MigrationSample, type MigrationTuning } from '../../src/qemu/migrate.ts';
+import { startGuest, type GuestDisk, type QemuGuest } from '../../src/qemu/process.ts';
+import type { MigrationJob, VmiDriver, VmiInstance, VmiRef } from './driver.ts';
+
+/** Where a cluster's VMs run: the node namespace and its address on the site LAN. */
+export interface SiteNode {
+  netns: string;
+  nodeIp: string;
+}
+
+/** The memory stream's path for one migration: what the target QEMU listens on (inside the target
+ *  node namespace) and what the source QEMU connects to (inside the source node namespace). */
+export interface StreamPath {
+  incomingUri: string;
+  uri: string;
+  /** A label the path's accounting knows the migration by (e.g. the relay session label). */
+  label?: string;
+  release(): void;
+}
+
+export interface StreamRoute {
+  acquire(job: MigrationJob, target: SiteNode): StreamPath;
+}
+
+/** Straight across the WAN: the source connects to the target node's address. */
+export function directRoute(basePort = 49152, slots = 16): StreamRoute {
+  const used = new Set<number>();
+  return {
+    acquire(_job, target) {
+      let port = basePort;
+      while (used.has(port)) port++;
+      if (port >= basePort + slots) throw new Error('direct route: no free migration port');
+      used.add(port);
+      return { incomingUri: `tcp:0.0.0.0:${port}`, uri: `tcp:${target.nodeIp}:${port}`, release: () => used.delete(port) };
+    },
+  };
+}
+
+/**
+ * Through a relay pair: slot i is the sender's listener 127.0.0.1:(sendBase+i)/mem<i> in the source
+ * node namespace, and the receiver's target mem<i>=127.0.0.1:(recvBase+i) in the target node namespace.
+ */
+export function relayRoute(slots: number, sendBase = 49152, recvBase = 49252): StreamRoute {
+  const used = new Set<number>();
+  return {
+    acquire() {
+      let i = 0;
+      while (used.has(i)) i++;
+      if (i >= slots) throw new Error(`relay route: all ${slots} relay slots busy`);
+      used.add(i);
+      return { incomingUri: `tcp:127.0.0.1:${recvBase + i}`, uri: `tcp:127.0.0.1:${sendBase + i}`, label: `mem${i}`, release: () => used.delete(i) };
+    },
+  };
+}
+
+/** The relay's listener and target flags for `slots` concurrent migrations (matches relayRoute). */
+export function relaySlotFlags(slots: number, sendBase = 49152, recvBase = 49252): { send: string[]; receive: string[] } {
+  const send: string[] = [];
+  const receive: string[] = [];
+  for (let i = 0; i < slots; i++) {
+    send.push('--listen', `127.0.0.1:${sendBase + i}/mem${i}`);
+    receive.push('--target', `mem${i}=127.0.0.1:${recvBase + i}`);
+  }
+  return { send, receive };
+}
+
+export interface QemuDriverOptions {
+  /** Work directory for QMP sockets, serial logs and disk files (created and removed by the caller). */
+  workDir: string;
+  /** Node namespace per cluster name. */
+  sites: Record<string, SiteNode>;
+  route: StreamRoute;
+  /** Size of each disk file (default 16 MiB). */
+  diskMiB?: number;
+  /** QEMU migration knobs, e.g. downtime-limit and max-bandwidth (QEMU's default cap is 128 MiB/s). */
+  tuning?: MigrationTuning;
+  /** Bound on one QEMU migration (default 10 min); the operator's own deadline usually comes first. */
+  migrationTimeoutMs?: number;
+  /** Live QEMU figures of a running migration (for progress displays). */
+  onSample?: (migrationID: string, s: MigrationSample) => void;
+}
+
+export interface MigrationRecord {
+  migrationID: string;
+  label?: string;
+  /** Guest memory of the migrating VM. */
+  memoryBytes: number;
+  result?: MigrationResult;
+  error?: string;
+  /** Host ms of the last source and first target heartbeat around the switch-over. */
+  lastSourceHeartbeat?: { n: number; at: number };
+  firstTargetHeartbeat?: { n: number; at: number };
+}
+
+const key = (r: VmiRef) => `${r.cluster}/${r.namespace}/${r.name}`;
+
+export function memoryMiB(spec: VmiInstance['spec']): number {
+  const q = spec.domain.memory?.guest ?? spec.domain.resources?.requests?.memory ?? '256Mi';
+  const m = /^(\d+)(Mi|Gi|M|G)?$/.exec(String(q));
+  if (!m) throw new Error(`unsupported guest memory quantity ${q}`);
+  const n = Number(m[1]);
+  return m[2] === 'Gi' || m[2] === 'G' ? n * 1024 : n;
+}
+
+function kernelArgs(spec: VmiInstance['spec']): string {
+  return spec.domain.firmware?.kernelBoot?.kernelArgs ?? kernelCmdline({ name: 'idle' });
+}
+
+export class QemuDriver implements VmiDriver {
+  readonly guests = new Map<string, QemuGuest>();
+  readonly disks = new Map<string, string[]>();
+  private readonly memory = new Map<string, number>();
+  readonly migrations = new Map<string, MigrationRecord>();
+  private readonly o: QemuDriverOptions;
+  /** The sites' migration proxy configuration; may be switched between migrations. */
+  route: StreamRoute;
+  private seq = 0;
+
+  constructor(o: QemuDriverOptions) {
+    this.o = o;
+    this.route = o.route;
+  }
+
+  guest(ref: VmiRef): QemuGuest | undefined {
+    return this.guests.get(key(ref));
+  }
+
+  private site(cluster: string): SiteNode {
+    const s = this.o.sites[cluster];
+    if (!s) throw new Error(`qemu driver: no node namespace configured for cluster ${cluster}`);
+    return s;
+  }
+
+  private makeDisks(vmi: VmiInstance): GuestDisk[] {
+    const n = vmi.spec.domain.devices.disks?.length ?? 0;
+    const files: string[] = [];
+    const size = (this.o.diskMiB ?? 16) * 1024 * 1024;
+    for (let i = 0; i < n; i++) {
+      const f = join(this.o.workDir, `${vmi.cluster}-${vmi.namespace}-${vmi.name}-${++this.seq}-disk${i}.raw`);
+      const fd = openSync(f, 'w');
+      ftruncateSync(fd, size);
+      closeSync(fd);
+      files.push(f);
+    }
+    this.disks.set(key(vmi), files);
+    return files.map((path) => ({ path, format: 'raw' }));
+  }
+
+  private async boot(vmi: VmiInstance, incoming: boolean, signal: AbortSignal): Promise<void> {
+    const k = key(vmi);
+    if (this.guests.has(k)) return;
+    const disks = this.makeDisks(vmi);
+    const g = await startGuest({
+      name: `${vmi.cluster}-${vmi.namespace}-${vmi.name}-${++this.seq}`,
+      workDir: this.o.workDir,
+      memoryMiB: memoryMiB(vmi.spec),
+      append: kernelArgs(vmi.spec),
+      disks,
+      netns: this.site(vmi.cluster).netns,
+      incoming,
+      waitReady: !incoming,
+      bootTimeoutMs: 120_000,
+    });
+    this.guests.set(k, g);
+    this.memory.set(k, memoryMiB(vmi.spec) * 1024 * 1024);
+    if (signal.aborted) await this.stop(vmi);
+  }
+
+  start(vmi: VmiInstance, signal: AbortSignal): Promise<void> {
+    return this.boot(vmi, false, signal);
+  }
+
+  prepareReceiver(vmi: VmiInstance, _migrationID: string, signal: AbortSignal): Promise<void> {
+    return this.boot(vmi, true, signal);
+  }
+
+  /** Stops the QEMU. Its disk files stay (a stopped VM keeps its disks; tests checksum them) until
+   *  the work directory goes, except for a failed receiver's, which are discarded. */
+  async stop(vmi: VmiRef, discardDisks = false): Promise<void> {
+    const k = key(vmi);
+    const g = this.guests.get(k);
+    this.guests.delete(k);
+    await g?.stop(2000);
+    if (discardDisks) {
+      for (const f of this.disks.get(k) ?? []) rmSync(f, { force: true });
+      this.disks.delete(k);
+    }
+  }
+
+  /** Disk files of a VMI (for checksums in tests). */
+  diskFiles(ref: VmiRef): string[] {
+    return this.disks.get(key(ref)) ?? [];
+  }
+
+  async migrate(job: MigrationJob, signal: AbortSignal): Promise<void> {
+    const src = this.guest(job.source);
+    const dst = this.guest(job.target);
+    if (!src) throw new Error(`qemu driver: source VMI ${key(job.source)} has no QEMU`);
+    if (!dst) throw new Error(`qemu driver: receiver VMI ${key(job.target)} has no QEMU`);
+    const path = this.route.acquire(job, this.site(job.target.cluster));
+    const rec: MigrationRecord = { migrationID: job.migrationID, label: path.label, memoryBytes: this.memory.get(key(job.source)) ?? 0 };
+    this.migrations.set(job.migrationID, rec);
+    const hasDisks = (this.disks.get(key(job.source))?.length ?? 0) > 0;
+    // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
+    const onAbort = (): void => { void src.qmp.execute('migrate_cancel').catch(() => undefined); };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (signal.aborted) throw signal.reason;
+      const result = await migrate({
+        source: src.qmp, destination: dst.qmp, incomingUri: path.incomingUri, uri: path.uri,
+        capabilities: { ...(hasDisks ? { block: true } : {}), ...this.o.tuning?.capabilities },
+        parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.o.tuning?.parameters },
+        timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
+        onSample: (s) => this.o.onSample?.(job.migrationID, s),
+      });
+      rec.result = result;
+      if (signal.aborted) throw signal.reason;
+      if (result.status !== 'completed') throw new Error(`QEMU migration ${result.status}: ${result.error ?? 'no error given'}`);
+      if (result.destinationStatus !== 'running') throw new Error(`target QEMU is ${result.destinationStatus ?? 'not answering'} after the migration`);
+      // The guest must actually go on running at the target: a fresh heartbeat after completion.
+      const from = dst.serial.count;
+      await dst.serial.waitFor(/HB \d+/, 20_000, from);
+      const last = src.serial.heartbeats().at(-1);
+      const first = dst.serial.heartbeats()[0];
+      if (last) rec.lastSourceHeartbeat = { n: last.n, at: last.at };
+      if (first) rec.firstTargetHeartbeat = { n: first.n, at: first.at };
+      if (last && first && first.n <= last.n) throw new Error(`guest heartbeat went backwards across the migration (${last.n} -> ${first.n})`);
+    } catch (e) {
+      rec.error = e instanceof Error ? e.message : String(e);
+      // The receiver is useless now; the source QEMU has resumed (failed/cancelled pre-copy).
+      await this.stop(job.target, true);
+      throw e;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      path.release();
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.guests.keys()].map((k) => {
+      const [cluster, namespace, name] = k.split('/');
+      return this.stop({ cluster, namespace, name });
+    }));
+  }
+}
