@@ -116,7 +116,7 @@ describe('WAN live migration, end to end', { timeout: 600_000 }, () => {
     }, 120_000, 100);
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(-tgt.pid, 'SIGKILL');
-    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'RolledBack', 'Succeeded'], 120_000);
+    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
     assert.notEqual(wm.status?.phase, 'Succeeded');
     await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
     assert.equal(await vmiPhase(bed.src, vm), 'Running');
@@ -137,7 +137,7 @@ describe('WAN live migration, end to end', { timeout: 600_000 }, () => {
     await new Promise((r) => setTimeout(r, 1000));
     await bed.sites.setLink({ down: true });
     try {
-      const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'RolledBack', 'Succeeded'], 120_000);
+      const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
       assert.notEqual(wm.status?.phase, 'Succeeded');
       await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
       assert.equal(await vmiPhase(bed.src, vm), 'Running');

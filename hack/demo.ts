@@ -1,0 +1,212 @@
+// `npm run demo` (via hack/demo.sh): a real two-cluster WAN live migration on this machine.
+// Two kube-apiservers, the emulated WAN with WireGuard between the site gateways, the CloudNet
+// relay pair, the operator, and the KubeVirt stand-in running real QEMU guests. Applies
+// config/samples/wanmigration.yaml (relay switched on), shows live progress and a
+// `kubectl get wanmigrations -w` view, then migrates the same guest(s) plainly (straight across the
+// same WAN, no relay) and prints a comparison table. Everything is torn down at the end.
+//
+// Flags: --workload memwriter|sqlload|idle|diskwriter|mix  --rate <Mbit/s>  --rtt <ms>  --vms N  --memory <MiB>
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Res } from '../src/controller/resources.ts';
+import type { KubeObject } from '../src/kube/rest.ts';
+import type { WanMigration } from '../src/api/wanmigration.ts';
+import type { WorkloadSpec } from '../src/qemu/image.ts';
+import { binDir } from '../test/env/cluster.ts';
+import { getWM, loadSample, waitFor } from '../test/standin/harness.ts';
+import { directRoute, relayRoute } from '../test/standin/qemu-driver.ts';
+import { createGuestVM, startWanBed, type WanBed } from '../test/e2e/wan-bed.ts';
+
+const { values: v } = parseArgs({
+  options: {
+    workload: { type: 'string', default: 'memwriter' },
+    rate: { type: 'string', default: '100' },
+    rtt: { type: 'string', default: '50' },
+    vms: { type: 'string', default: '1' },
+    memory: { type: 'string', default: '256' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (v.help) {
+  console.log('usage: npm run demo -- [--workload memwriter|sqlload|idle|diskwriter|mix] [--rate 100] [--rtt 50] [--vms 1] [--memory 256]');
+  process.exit(0);
+}
+const rateMbps = Number(v.rate);
+const rttMs = Number(v.rtt);
+const vmCount = Number(v.vms);
+const memoryMiB = Number(v.memory);
+if (!(rateMbps > 0) || !(rttMs >= 0) || !(vmCount >= 1 && vmCount <= 8) || !(memoryMiB >= 64)) {
+  console.error('bad flags: --rate > 0, --rtt >= 0, --vms 1..8, --memory >= 64');
+  process.exit(2);
+}
+
+const WORKLOADS: Record<string, WorkloadSpec> = {
+  idle: { name: 'idle' },
+  memwriter: { name: 'memwriter', params: { 'wss-mb': Math.min(64, memoryMiB / 4), 'dirty-mbps': 4 } },
+  sqlload: { name: 'sqlload', params: { 'pause-ms': 50 } },
+  diskwriter: { name: 'diskwriter', params: { blocks: 2048, mbps: 2 } },
+  mix: { name: ['memwriter', 'sqlload', 'diskwriter'], params: { 'wss-mb': Math.min(32, memoryMiB / 8), 'dirty-mbps': 2, blocks: 1024, mbps: 1, 'pause-ms': 100 } },
+};
+const workload = WORKLOADS[v.workload ?? 'memwriter'];
+if (!workload) {
+  console.error(`unknown --workload ${v.workload}; one of ${Object.keys(WORKLOADS).join(', ')}`);
+  process.exit(2);
+}
+
+const NS = 'default';
+const t0 = Date.now();
+const say = (s: string): void => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${s}`);
+const mb = (b: number | undefined): string => (b === undefined ? '-' : `${(b / 1e6).toFixed(1)} MB`);
+
+interface RunResult {
+  mode: string;
+  wallS: number;
+  wanBytes: number;
+  streamBytes: number;
+  downtimeMs: number[];
+  rounds: number[];
+  pauseMs: number[];
+  ok: number;
+}
+
+function migrationFor(vm: string, relay: boolean): KubeObject {
+  const wm = loadSample<WanMigration & KubeObject>('wanmigration.yaml')[0];
+  if (vm !== wm.spec.vmName) wm.metadata.name = `${vm}-to-site-b`;
+  wm.spec.vmName = vm;
+  wm.spec.relay = { ...wm.spec.relay, enabled: relay };
+  return wm as unknown as KubeObject;
+}
+
+function watchView(bed: WanBed): () => void {
+  const kubectl = spawn(join(binDir, 'kubectl'), ['--kubeconfig', bed.a.kubeconfigPath, 'get', 'wanmigrations', '-n', NS, '-w'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let buf = '';
+  let last = '';
+  kubectl.stdout.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      // -w prints every status update; repeated identical rows (AGE unchanged) add nothing.
+      if (line !== last) console.log(`  kubectl get wanmigrations -w | ${line}`);
+      last = line;
+    }
+  });
+  kubectl.stderr.resume();
+  return () => { kubectl.kill('SIGTERM'); };
+}
+
+async function migrateAll(bed: WanBed, vms: string[], relay: boolean): Promise<RunResult> {
+  bed.driver.route = relay ? relayRoute(vmCount) : directRoute();
+  const before = await bed.sites.stats();
+  const start = Date.now();
+  for (const vm of vms) await bed.src.create(Res.wanMigration, migrationFor(vm, relay));
+  say(`applied ${vms.length} WanMigration(s) (config/samples/wanmigration.yaml, relay.enabled=${relay})`);
+  const names = vms.map((vm) => (vm === 'vm-a' ? 'vm-a-to-site-b' : `${vm}-to-site-b`));
+  const done = new Map<string, WanMigration>();
+  let lastLine = '';
+  while (done.size < names.length) {
+    for (const n of names) {
+      if (done.has(n)) continue;
+      const wm = await getWM(bed.src, NS, n);
+      const phase = wm?.status?.phase;
+      if (wm && (phase === 'Succeeded' || phase === 'Failed' || phase === 'Aborted')) done.set(n, wm);
+    }
+    const lines: string[] = [];
+    for (const n of names) {
+      const wm = done.get(n) ?? await getWM(bed.src, NS, n);
+      const p = wm?.status?.progress ?? {};
+      const q = wm?.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
+      const sample = q ? latest.get(q.migrationID) : undefined;
+      lines.push(`${n}: ${(wm?.status?.phase ?? 'Pending').padEnd(16)} ${String(p.percent ?? 0).padStart(3)}%` +
+        ` stream ${mb(p.bytesSent ?? sample?.transferred)} WAN ${mb(p.bytesOverWan)} rounds ${p.rounds || sample?.rounds || 0}` +
+        ` ratio ${p.reductionRatio ?? '-'} ETA ${p.etaSeconds !== undefined ? `${p.etaSeconds}s` : '-'}`);
+    }
+    const wanNow = (await bed.sites.stats()).ab.txBytes - before.ab.txBytes;
+    const line = `${lines.join(' | ')} | link A->B ${mb(wanNow)}`;
+    if (line !== lastLine) { say(line); lastLine = line; }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const wallS = (Date.now() - start) / 1000;
+  const after = await bed.sites.stats();
+  const res: RunResult = { mode: relay ? 'CloudNet relay' : 'plain (no relay)', wallS, wanBytes: after.ab.txBytes - before.ab.txBytes, streamBytes: 0, downtimeMs: [], rounds: [], pauseMs: [], ok: 0 };
+  for (const wm of done.values()) {
+    if (wm.status?.phase === 'Succeeded') res.ok++;
+    else say(`${wm.metadata.name} ${wm.status?.phase}: ${wm.status?.failureReason} ${wm.status?.failureMessage}`);
+    const q = wm.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
+    if (q?.result) {
+      res.streamBytes += q.result.ramTransferredBytes;
+      res.downtimeMs.push(q.result.downtimeMs);
+      res.rounds.push(q.result.rounds);
+    }
+    if (q?.lastSourceHeartbeat && q.firstTargetHeartbeat) res.pauseMs.push(Math.round(q.firstTargetHeartbeat.at - q.lastSourceHeartbeat.at));
+  }
+  return res;
+}
+
+const latest = new Map<string, { transferred: number; rounds: number }>();
+
+async function bootGuests(bed: WanBed, vms: string[]): Promise<void> {
+  for (const vm of vms) await createGuestVM(bed.src, NS, vm, { workload, memoryMiB });
+  say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) in site A's node namespace`);
+  await waitFor('guests running', async () => {
+    for (const vm of vms) {
+      const vmi = await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, NS, vm);
+      if (vmi?.status?.phase !== 'Running') return false;
+    }
+    return true;
+  }, 300_000, 500);
+  // Let the workload reach its steady state (memwriter fills its working set).
+  await new Promise((r) => setTimeout(r, 3000));
+  say('guest(s) running; heartbeat on the serial console');
+}
+
+const pad = (s: string, n: number): string => s.padEnd(n);
+const median = (xs: number[]): string => {
+  if (!xs.length) return '-';
+  const s = [...xs].sort((x, y) => x - y);
+  return String(s[Math.floor(s.length / 2)]);
+};
+
+async function main(): Promise<number> {
+  say(`WAN: ${rateMbps} Mbit/s each way, RTT ${rttMs} ms (one-way delay ${rttMs / 2} ms), queue one RTT's worth; ` +
+    'site A 192.0.2.0/24 (gw 203.0.113.1) <-> site B 198.51.100.0/24 (gw 203.0.113.2), WireGuard between the gateways');
+  const bed = await startWanBed({ rateBps: rateMbps * 1e6, rttMs, relay: true, slots: vmCount, log: say, onSample: (id, s) => latest.set(id, s) });
+  let stopWatch: (() => void) | undefined;
+  let code = 0;
+  try {
+    say(`clusters up: site-a ${bed.a.server} (operator, source), site-b ${bed.b.server} (target); Site site-b applied`);
+    const letters = 'abcdefgh';
+    const relayVms = Array.from({ length: vmCount }, (_, i) => `vm-${letters[i]}`);
+    const plainVms = relayVms.map((n) => `${n}-plain`);
+    await bootGuests(bed, relayVms);
+    stopWatch = watchView(bed);
+    const relayed = await migrateAll(bed, relayVms, true);
+    stopWatch();
+    stopWatch = undefined;
+    say('now the same guest(s) once more, plain: straight across the same WAN, no relay');
+    await bootGuests(bed, plainVms);
+    const plain = await migrateAll(bed, plainVms, false);
+    console.log('\nSummary (same guest, same link):');
+    const head = ['mode', 'VMs ok', 'time', 'WAN bytes', 'QEMU RAM bytes', 'WAN/plain', 'downtime (median)', 'rounds', 'heartbeat pause'];
+    const rows = [relayed, plain].map((r) => [
+      r.mode, `${r.ok}/${vmCount}`, `${r.wallS.toFixed(1)} s`, mb(r.wanBytes), mb(r.streamBytes),
+      `${((100 * r.wanBytes) / plain.wanBytes).toFixed(1)}%`, `${median(r.downtimeMs)} ms`, r.rounds.join(','), `${median(r.pauseMs)} ms`,
+    ]);
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    console.log(`| ${head.map((h, i) => pad(h, widths[i])).join(' | ')} |`);
+    console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const r of rows) console.log(`| ${r.map((c, i) => pad(c, widths[i])).join(' | ')} |`);
+    console.log(`\nWorkload ${v.workload}, ${vmCount} x ${memoryMiB} MiB guest, ${rateMbps} Mbit/s, ${rttMs} ms RTT.`);
+    if (relayed.ok !== vmCount || plain.ok !== vmCount) code = 1;
+  } finally {
+    stopWatch?.();
+    say('tearing down (operator, stand-ins, QEMU, relay, WireGuard, WAN, clusters)');
+    await bed.stop();
+    say('done');
+  }
+  return code;
+}
+
+process.exitCode = await main();
