@@ -6,7 +6,8 @@
 import { packBatch, unpackBatch } from '../relay/batch.ts';
 import { createContext, type CodecContext } from '../relay/context.ts';
 import { SessionDecoder } from '../relay/decoder.ts';
-import { SessionEncoder } from '../relay/encoder.ts';
+import { SessionEncoder, type StreamMode } from '../relay/encoder.ts';
+import type { SessionStats } from '../relay/stats.ts';
 import { F_DATA, FrameReader, frameHeader } from '../relay/frames.ts';
 
 export type CodecName = 'relay' | 'none';
@@ -16,9 +17,12 @@ export interface StreamEncoder {
   readonly rawBytes: number;
   /** Bytes emitted for the wire so far. */
   readonly wireBytes: number;
+  /** The relay encoder's statistics (per technique: zero, dedup, delta, literal…), relay codec only. */
+  readonly stats?: SessionStats;
   write(b: Buffer): void;
-  /** Emits whatever is buffered (before waiting for an acknowledgement). */
-  flush(): void;
+  /** Emits whatever is buffered (before waiting for an acknowledgement); with `force`, also an
+   *  incomplete request (the encoder then stops parsing NBD for the rest of the session). */
+  flush(force?: boolean): void;
 }
 
 export interface StreamDecoder {
@@ -27,7 +31,16 @@ export interface StreamDecoder {
 
 export const DEFAULT_CODEC_CACHE = 128 << 20;
 
-export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts: { level?: number; cacheBytes?: number; context?: CodecContext } = {}): StreamEncoder {
+export interface EncoderOpts {
+  level?: number;
+  cacheBytes?: number;
+  context?: CodecContext;
+  /** Relay session number of the frames (default 1); sessions share the context. */
+  session?: number;
+  mode?: StreamMode;
+}
+
+export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts: EncoderOpts = {}): StreamEncoder {
   if (codec === 'none') {
     const s = { rawBytes: 0, wireBytes: 0, write(b: Buffer) { s.rawBytes += b.length; s.wireBytes += b.length; emit(b); }, flush() {} };
     return s;
@@ -37,22 +50,26 @@ export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts:
   const state = { rawBytes: 0, wireBytes: 0 };
   const enc = new SessionEncoder(ctx, (batch) => {
     const packed = packBatch(batch.ops, batch.rawLen, level);
-    const framed = Buffer.concat([frameHeader(F_DATA, 1, packed.length), packed]);
+    const framed = Buffer.concat([frameHeader(F_DATA, opts.session ?? 1, packed.length), packed]);
     state.wireBytes += framed.length;
     emit(framed);
-  }, { mode: 'nbd' });
+    // Large batches: zstd sees more context (≈9% smaller on file-system images than 256 KiB);
+    // latency-sensitive writes (FUA, FLUSH) flush the batch early anyway.
+  }, { mode: opts.mode ?? 'nbd', batchOpBytes: 4 << 20, batchRawBytes: 8 << 20 });
   return {
     get rawBytes() { return state.rawBytes; },
     get wireBytes() { return state.wireBytes; },
+    stats: enc.stats,
     write(b: Buffer) { state.rawBytes += b.length; enc.write(b); },
-    flush() { enc.flush(); },
+    flush(force = false) { enc.flush(force); },
   };
 }
 
 export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; context?: CodecContext } = {}): StreamDecoder {
   if (codec === 'none') return { push: (b) => [b] };
   const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
-  const dec = new SessionDecoder(ctx);
+  // Frames of several sessions may share one connection (and the context), in encoding order.
+  const decoders = new Map<number, SessionDecoder>();
   const frames = new FrameReader();
   return {
     push(b: Buffer): Buffer[] {
@@ -60,6 +77,11 @@ export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; con
       for (const f of frames.push(b)) {
         if (f.type !== F_DATA) continue;
         const { ops, rawLen } = unpackBatch(f.payload);
+        let dec = decoders.get(f.session);
+        if (!dec) {
+          dec = new SessionDecoder(ctx);
+          decoders.set(f.session, dec);
+        }
         out.push(dec.decode(ops, rawLen));
       }
       return out;

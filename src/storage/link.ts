@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { CodecContext } from '../relay/context.ts';
 import { logger } from '../util/log.ts';
 import { createEncoder, type CodecName, type StreamEncoder } from './codec.ts';
 import { PAGE } from './extents.ts';
@@ -26,6 +27,9 @@ export interface LinkOptions {
   flushEveryBytes?: number;
   /** Give up when the target stays unreachable this long (default 120 s). */
   reconnectTimeoutMs?: number;
+  /** Codec cache of each new connection (default: a fresh one, which keeps a reconnect in lockstep).
+   *  A relay pair that also carries other streams shares its context here. */
+  codecContext?: () => CodecContext;
 }
 
 interface Entry {
@@ -169,7 +173,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.encoder = createEncoder(this.o.codec ?? 'relay', (b) => {
       this.stats.wireBytes += b.length;
       s.write(b);
-    });
+    }, this.o.codecContext ? { context: this.o.codecContext() } : {});
     s.on('data', (d: Buffer) => this.onReplies(d));
     s.on('error', () => undefined);
     s.on('close', () => this.onClose(s));

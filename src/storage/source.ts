@@ -14,6 +14,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { QmpClient } from '../qemu/qmp.ts';
+import type { CodecContext } from '../relay/context.ts';
 import { logger } from '../util/log.ts';
 import type { CodecName } from './codec.ts';
 import { alignExtents, chunks, extentBytes, mergeExtents, PAGE, PageSet, pagesOf, type Extent } from './extents.ts';
@@ -48,6 +49,8 @@ export interface SourceAgentOptions {
   reconnectTimeoutMs?: number;
   /** Enter synchronous mode after converging (default: when QMP is available). */
   sync?: boolean;
+  /** See LinkOptions.codecContext. */
+  codecContext?: () => CodecContext;
   /** How the agent obtains the target's checksum at verification (default: none → error). */
   targetChecksum?: () => Promise<string>;
 }
@@ -116,7 +119,7 @@ export class SourceAgent {
     this.link = new SourceLink({
       host: this.o.targetHost, port: this.o.targetPort, volumeBytes: this.size,
       volumeId: this.o.volumeId ?? basename(this.diskPath), codec: this.o.codec,
-      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs,
+      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs, codecContext: this.o.codecContext,
     });
     this.link.on('down', () => {
       if (this.st.synced) this.setState({ synced: false, reason: 'TargetUnreachable', message: 'link to the target lost; guest writes wait for it to return' });

@@ -7,6 +7,7 @@
 // crash it is rebuilt from the volume itself, which is the truth (a local read, no WAN bytes).
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { CodecContext } from '../relay/context.ts';
 import { logger } from '../util/log.ts';
 import { createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
 import { PAGE } from './extents.ts';
@@ -22,6 +23,8 @@ export interface TargetAgentOptions {
   indexPath?: string;
   host?: string;
   port?: number;
+  /** Codec cache of each new connection (default: fresh; see LinkOptions.codecContext). */
+  codecContext?: () => CodecContext;
 }
 
 export interface TargetStatus {
@@ -152,7 +155,7 @@ export class TargetAgent {
           }
           const idx = this.index!.serialize();
           const codec: CodecName = hello.codec === 'none' ? 'none' : 'relay';
-          decoder = createDecoder(codec);
+          decoder = createDecoder(codec, this.o.codecContext ? { context: this.o.codecContext() } : {});
           s.write(Buffer.concat([P.encodeHello({ ok: true, volumeBytes: hello.volumeBytes, indexBytes: idx.length }), idx]));
           log.info('source connected', { volumeId: hello.volumeId, codec, knownPages: this.index!.knownPages() });
         }

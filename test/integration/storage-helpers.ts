@@ -13,23 +13,27 @@ export interface Link {
   port: number;
   /** Bytes forwarded source → target. */
   readonly bytesForward: number;
+  /** Bytes forwarded target → source (acknowledgements, NBD replies). */
+  readonly bytesBackward: number;
   /** Drops every connection and refuses new ones for `ms`. */
   cut(ms: number): void;
   close(): Promise<void>;
 }
 
-/** A loopback proxy to `targetPort`, shaping the source→target direction to `rateBps` bytes/s. */
-export async function startLink(targetPort: number, rateBps: number): Promise<Link> {
+/** A loopback proxy to `target` (a TCP port or a unix socket path), shaping the source→target
+ *  direction to `rateBps` bytes/s. */
+export async function startLink(target: number | string, rateBps: number): Promise<Link> {
   const conns = new Set<Socket>();
   let downUntil = 0;
   let nextFree = 0;
   let forwarded = 0;
+  let backward = 0;
   const server: Server = createServer((client) => {
     if (Date.now() < downUntil) {
       client.destroy();
       return;
     }
-    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+    const upstream = typeof target === 'string' ? createConnection({ path: target }) : createConnection({ host: '127.0.0.1', port: target });
     conns.add(client);
     conns.add(upstream);
     const drop = () => {
@@ -40,7 +44,10 @@ export async function startLink(targetPort: number, rateBps: number): Promise<Li
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    upstream.on('data', (d: Buffer) => client.write(d));
+    upstream.on('data', (d: Buffer) => {
+      backward += d.length;
+      client.write(d);
+    });
     client.on('data', (d: Buffer) => {
       const now = performance.now();
       nextFree = Math.max(now, nextFree) + (d.length / rateBps) * 1000;
@@ -58,6 +65,7 @@ export async function startLink(targetPort: number, rateBps: number): Promise<Li
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
     get bytesForward() { return forwarded; },
+    get bytesBackward() { return backward; },
     cut(ms: number) {
       downUntil = Date.now() + ms;
       for (const c of conns) c.destroy();

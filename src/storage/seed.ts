@@ -1,0 +1,101 @@
+// Seeding a relay pair's content caches with what the target already holds, so that a later
+// stream (KubeVirt's own NBD disk migration, or a pre-copy after a relay restart) turns those
+// pages into cache references instead of sending them again.
+//
+// The caches must stay in lockstep: both relays insert the same pages in the same order. The
+// sender side decides the list — pages whose content on the source disk has the key the target's
+// index (GET /index of the target agent) holds — and both sides insert exactly that list: the
+// sender from the source disk, the receiver from the target volume. A page that changed on either
+// side in between only costs a cache miss: a reference names a strong hash and the receiver checks
+// it against the bytes it holds.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { digest, DIGEST_WORDS } from '../relay/cache.ts';
+import type { CodecContext } from '../relay/context.ts';
+import { PAGE } from './extents.ts';
+import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
+
+/** Pages (ascending, non-zero, distinct content) of `diskPath` whose key matches `targetIndex`. */
+export function seedablePages(diskPath: string, targetIndex: PageIndex, limit = Infinity): number[] {
+  const fd = openSync(diskPath, 'r');
+  const seen = new Set<string>();
+  const out: number[] = [];
+  try {
+    const buf = Buffer.alloc(1 << 20);
+    for (let off = 0; off < targetIndex.volumeBytes && out.length < limit; off += buf.length) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, targetIndex.volumeBytes - off), off);
+      for (let i = 0; i + PAGE <= n && out.length < limit; i += PAGE) {
+        const p = (off + i) / PAGE;
+        const key = pageKey(buf.subarray(i, i + PAGE));
+        if (key.equals(ZERO_PAGE_KEY) || !targetIndex.matches(p, key)) continue;
+        const k = key.toString('latin1');
+        if (seen.has(k)) continue; // one cache entry per content is enough
+        seen.add(k);
+        out.push(p);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Inserts the given pages of `path` into the context's cache, in order. Returns pages inserted. */
+export function seedCache(ctx: CodecContext, path: string, pages: readonly number[]): number {
+  const fd = openSync(path, 'r');
+  const page = Buffer.alloc(PAGE);
+  const key = new Uint32Array(DIGEST_WORDS);
+  let n = 0;
+  try {
+    for (const p of pages) {
+      if (readSync(fd, page, 0, PAGE, p * PAGE) !== PAGE) continue;
+      digest(page, key);
+      ctx.cache.insert(page, 0, PAGE, key);
+      n++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return n;
+}
+
+/** A relay receiver that accepts content the target holds (src/relay/receiver.ts ReceiverRelay.seed). */
+export interface SeedSink {
+  seed(data: Buffer): { added: number; full: boolean };
+}
+
+/**
+ * Feeds the non-zero pages of the target volume that its index knows (distinct contents, in page
+ * order) to a relay receiver, which announces them to its senders: from then on KubeVirt's NBD
+ * disk stream sends those blocks as references. Returns how many pages were added.
+ */
+export function seedReceiver(sink: SeedSink, volumePath: string, index: PageIndex, batchPages = 1024): number {
+  const fd = openSync(volumePath, 'r');
+  const seen = new Set<string>();
+  const batch = Buffer.alloc(batchPages * PAGE);
+  let inBatch = 0;
+  let added = 0;
+  const send = (): boolean => {
+    if (!inBatch) return true;
+    const r = sink.seed(batch.subarray(0, inBatch * PAGE));
+    added += r.added;
+    inBatch = 0;
+    return !r.full;
+  };
+  try {
+    const page = Buffer.alloc(PAGE);
+    for (let p = 0; p < index.pages; p++) {
+      const key = index.key(p);
+      if (!index.known(p) || key.equals(ZERO_PAGE_KEY)) continue;
+      const k = key.toString('latin1');
+      if (seen.has(k)) continue;
+      if (readSync(fd, page, 0, PAGE, p * PAGE) !== PAGE || !pageKey(page).equals(key)) continue; // changed since indexed
+      seen.add(k);
+      page.copy(batch, inBatch * PAGE);
+      if (++inBatch === batchPages && !send()) return added;
+    }
+    send();
+  } finally {
+    closeSync(fd);
+  }
+  return added;
+}
