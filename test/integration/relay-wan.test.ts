@@ -23,7 +23,12 @@ function waitForLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
     const timer = setTimeout(() => reject(new Error(`no ${re} from relay within ${ms} ms; output: ${buf.slice(-2000)}`)), ms);
     const on = (c: Buffer): void => {
       buf += c.toString();
-      if (re.test(buf)) { clearTimeout(timer); p.stderr!.off('data', on); resolve(); }
+      if (re.test(buf)) {
+        clearTimeout(timer);
+        p.stderr!.off('data', on);
+        p.stderr!.resume(); // keep draining: a full pipe would block the relay's logging
+        resolve();
+      }
     };
     p.stderr!.on('data', on);
     p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`relay exited (${code}): ${buf.slice(-2000)}`)); });
