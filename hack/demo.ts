@@ -175,6 +175,18 @@ async function main(): Promise<number> {
   const bed = await startWanBed({ rateBps: rateMbps * 1e6, rttMs, relay: true, slots: vmCount, log: say, onSample: (id, s) => latest.set(id, s) });
   let stopWatch: (() => void) | undefined;
   let code = 0;
+  // Ctrl-C: tear down the same way as at the end (a second one exits at once; exit hooks still
+  // remove namespaces and kill QEMU, relay, wanem and the API servers).
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    say('interrupted: tearing down');
+    stopWatch?.();
+    void bed.stop().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     say(`clusters up: site-a ${bed.a.server} (operator, source), site-b ${bed.b.server} (target); Site site-b applied`);
     const letters = 'abcdefgh';
