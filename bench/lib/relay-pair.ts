@@ -1,0 +1,130 @@
+// A `cloudnet relay send` / `cloudnet relay receive` pair as real processes in the two site
+// namespaces of the emulated WAN (sender in site A's node namespace, receiver in site B's), mutual
+// TLS across the WAN. Session i: QEMU in A connects to 127.0.0.1:<basePort+i> (the sender), and the
+// receiver delivers to 127.0.0.1:<basePort+i> in B (the destination QEMU). One pair, one shared
+// cache, whatever the number of sessions: the CloudNet multi-VM scenario.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Sites } from '../../test/env/wan.ts';
+import { processCpuSeconds } from '../../test/env/wan.ts';
+import type { Pki } from '../../test/integration/relay-helpers.ts';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const NODE = path.join(root, 'node_modules/.bin/node');
+const CLI = path.join(root, 'src/cli.ts');
+
+export interface RelayPairOptions {
+  sites: Sites;
+  pki: Pki;
+  sessions: number;
+  basePort: number;
+  /** Directory for the stats files. */
+  dir: string;
+  cacheMiB: number;
+  /** `auto` (the adaptive default) or a fixed zstd level. */
+  level?: string;
+  /** taskset CPU lists, when pinning. */
+  senderCpus?: string;
+  receiverCpus?: string;
+}
+
+/** One finished session as the relays report it (only the fields the benchmark reads). */
+export interface RelaySession {
+  bytesIn?: number;
+  bytesOut?: number;
+  wireBytes?: number;
+  mode?: string;
+  syncLost?: string;
+  inputSha256?: string;
+  outputSha256?: string;
+}
+
+export interface RelayPair {
+  readonly pids: readonly number[];
+  cpuSeconds(): number;
+  /** Waits until both relays list `n` finished sessions (or the timeout), then returns them. */
+  finished(n: number, timeoutMs: number): Promise<{ sender: RelaySession[]; receiver: RelaySession[] }>;
+  stop(): Promise<void>;
+}
+
+function tail(p: ChildProcess): () => string {
+  let buf = '';
+  // Always drained: a relay blocked on a full stderr pipe would stall the migration it carries.
+  const on = (d: Buffer): void => { buf = (buf + d.toString()).slice(-8000); };
+  p.stdout?.on('data', on);
+  p.stderr?.on('data', on);
+  return () => buf;
+}
+
+async function waitReady(p: ChildProcess, logTail: () => string, re: RegExp, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!re.test(logTail())) {
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`relay exited (${p.exitCode ?? p.signalCode}): ${logTail().slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`relay not ready within ${ms} ms: ${logTail().slice(-2000)}`);
+    await delay(100);
+  }
+}
+
+function readFinished(file: string): RelaySession[] {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { finished?: RelaySession[] }).finished ?? [];
+  } catch {
+    return []; // not written yet
+  }
+}
+
+export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
+  const { sites, pki } = o;
+  const env = { ...process.env, LOG_LEVEL: 'info' };
+  const pinned = (cpus: string | undefined, args: string[]): [string, string[]] => (cpus ? ['taskset', ['-c', cpus, NODE, ...args]] : [NODE, args]);
+  const ids = Array.from({ length: o.sessions }, (_, i) => i);
+  const recvStats = path.join(o.dir, 'relay-receive.json');
+  const sendStats = path.join(o.dir, 'relay-send.json');
+  for (const f of [recvStats, sendStats]) fs.rmSync(f, { force: true });
+  const common = ['--cache-mb', String(o.cacheMiB), '--hash-streams'];
+  const [rxCmd, rxArgs] = pinned(o.receiverCpus, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`,
+    ...ids.flatMap((i) => ['--target', `vm${i}=127.0.0.1:${o.basePort + i}`]),
+    '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, ...common, '--stats-file', recvStats]);
+  const procs: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(procs.map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }));
+  };
+  try {
+    const rx = sites.spawn(sites.b.nodeNs, rxCmd, rxArgs, { env });
+    procs.push(rx);
+    await waitReady(rx, tail(rx), /relay receiver ready/, 30_000);
+    const [txCmd, txArgs] = pinned(o.senderCpus, [CLI, 'relay', 'send', ...ids.flatMap((i) => ['--listen', `127.0.0.1:${o.basePort + i}/vm${i}`]),
+      '--peer', `${sites.b.nodeIp}:7400`, '--servername', 'localhost', '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey,
+      ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), '--stats-file', sendStats]);
+    const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
+    procs.push(tx);
+    await waitReady(tx, tail(tx), /relay sender ready/, 30_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const pids = procs.map((p) => p.pid ?? -1);
+  return {
+    pids,
+    cpuSeconds: () => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0),
+    async finished(n, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const sender = readFinished(sendStats);
+        const receiver = readFinished(recvStats);
+        if ((sender.length >= n && receiver.length >= n) || Date.now() > deadline) return { sender, receiver };
+        await delay(250);
+      }
+    },
+    stop,
+  };
+}

@@ -1,0 +1,179 @@
+// One benchmark cell of the WAN benchmark: `vms` real QEMU (TCG) guests running `workload` in
+// site A migrate at once to site B in one mode, and the figures the CloudNet evaluation reports
+// come back as one row.
+import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { WorkloadSpec } from '../../src/qemu/image.ts';
+import { migrate, type MigrationResult, type MigrationTuning } from '../../src/qemu/migrate.ts';
+import type { QemuGuest } from '../../src/qemu/process.ts';
+import type { GuestLab } from '../../test/env/qemu.ts';
+import { processCpuSeconds, type Sites } from '../../test/env/wan.ts';
+import type { Pki } from '../../test/integration/relay-helpers.ts';
+import { startRelayPair, type RelayPair } from './relay-pair.ts';
+
+export type Mode = 'plain' | 'xbzrle' | 'multifd-zstd' | 'relay';
+export const MODES: readonly Mode[] = ['plain', 'xbzrle', 'multifd-zstd', 'relay'];
+
+export interface WorkloadDef {
+  spec: WorkloadSpec;
+  /** Serial line meaning the workload is in its steady state. */
+  ready: RegExp;
+}
+
+export interface CellOptions {
+  sites: Sites;
+  lab: GuestLab;
+  pki: Pki;
+  profile: string;
+  workload: string;
+  def: WorkloadDef;
+  mode: Mode;
+  vms: number;
+  memMiB: number;
+  timeoutMs: number;
+  /** Same for every mode: fairness. */
+  downtimeLimitMs: number;
+  maxBandwidthBps: number;
+  xbzrleCacheMiB: number;
+  multifdChannels: number;
+  multifdZstdLevel: number;
+  relayCacheMiB: number;
+  relayLevel: string;
+  /** taskset CPU lists; undefined = not pinned. */
+  pin?: { source: string; destination: string; sender: string; receiver: string };
+  warmupMs: number;
+}
+
+export interface CellRow {
+  profile: string;
+  workload: string;
+  mode: Mode;
+  vms: number;
+  memMiB: number;
+  /** How many of the VMs completed; fewer = did not converge within the timeout (or failed). */
+  completed: number;
+  converged: boolean;
+  /** Host-measured, migrate command → every destination running (max over VMs), ms. */
+  totalTimeMs: number;
+  /** QEMU's total-time (memory migration; no disks here), max over VMs, ms. Falls back to the
+   *  host-measured migration time where QEMU reports 0 (some multifd runs). */
+  memTimeMs: number;
+  /** QEMU's downtime, max over VMs, ms. */
+  downtimeMs: number;
+  /** Pre-copy rounds (dirty-sync-count), max over VMs. */
+  rounds: number;
+  /** Bytes the WAN emulator forwarded A→B (and B→A) during the migrations: IP packets, i.e.
+   *  including TCP/IP and TLS overhead. */
+  wanBytes: number;
+  wanBytesReturn: number;
+  /** QEMU's own count of RAM bytes sent (before multifd compression), summed over VMs. */
+  ramTransferredBytes: number;
+  /** CPU seconds during the migration window. */
+  cpuSeconds: { sourceQemu: number; destinationQemu: number; relays: number; wanem: number };
+  /** Destination guests still printing heartbeats after the migration. */
+  alive: number;
+  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[] };
+  errors: string[];
+}
+
+function tuning(o: CellOptions): MigrationTuning {
+  const parameters = { 'max-bandwidth': o.maxBandwidthBps, 'downtime-limit': o.downtimeLimitMs };
+  if (o.mode === 'xbzrle') return { capabilities: { xbzrle: true }, parameters: { ...parameters, 'xbzrle-cache-size': o.xbzrleCacheMiB * 1024 * 1024 } };
+  if (o.mode === 'multifd-zstd') {
+    return {
+      capabilities: { multifd: true },
+      parameters: { ...parameters, 'multifd-channels': o.multifdChannels, 'multifd-compression': 'zstd', 'multifd-zstd-level': o.multifdZstdLevel },
+    };
+  }
+  return { parameters };
+}
+
+const cpuOf = (pid: number): number => { try { return processCpuSeconds(pid); } catch { return 0; } };
+const sumCpu = (gs: readonly QemuGuest[]): number => gs.reduce((a, g) => a + cpuOf(g.pid), 0);
+const BASE_PORT = 49152;
+
+export async function runCell(o: CellOptions): Promise<CellRow> {
+  const { sites, lab } = o;
+  const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}`;
+  const errors: string[] = [];
+  const srcs = await Promise.all(Array.from({ length: o.vms }, (_, i) => lab.start({
+    name: `${tag}-src${i}`, workload: o.def.spec, memoryMiB: o.memMiB, netns: sites.a.nodeNs, cpuList: o.pin?.source, bootTimeoutMs: 180_000,
+  })));
+  const dsts: QemuGuest[] = [];
+  let relay: RelayPair | undefined;
+  try {
+    await Promise.all(srcs.map((g) => g.serial.waitFor(o.def.ready, 180_000)));
+    await delay(o.warmupMs); // steady state: the working set is dirty before the first round
+    dsts.push(...await Promise.all(srcs.map((_, i) => lab.start({
+      name: `${tag}-dst${i}`, workload: o.def.spec, memoryMiB: o.memMiB, netns: sites.b.nodeNs, incoming: true, cpuList: o.pin?.destination,
+    }))));
+    if (o.mode === 'relay') {
+      relay = await startRelayPair({
+        sites, pki: o.pki, sessions: o.vms, basePort: BASE_PORT, dir: lab.dir, cacheMiB: o.relayCacheMiB, level: o.relayLevel,
+        senderCpus: o.pin?.sender, receiverCpus: o.pin?.receiver,
+      });
+    }
+    const uri = (i: number): { incoming: string; uri: string } => o.mode === 'relay'
+      ? { incoming: `tcp:127.0.0.1:${BASE_PORT + i}`, uri: `tcp:127.0.0.1:${BASE_PORT + i}` }
+      : { incoming: `tcp:0.0.0.0:${BASE_PORT + i}`, uri: `tcp:${sites.b.nodeIp}:${BASE_PORT + i}` };
+    const cpu0 = { s: sumCpu(srcs), d: sumCpu(dsts), r: relay?.cpuSeconds() ?? 0, w: sites.wanemCpuSeconds() };
+    const w0 = await sites.stats();
+    const t0 = performance.now();
+    const results = await Promise.all(srcs.map(async (src, i): Promise<MigrationResult | undefined> => {
+      try {
+        return await migrate({ source: src.qmp, destination: dsts[i].qmp, incomingUri: uri(i).incoming, uri: uri(i).uri, ...tuning(o), timeoutMs: o.timeoutMs });
+      } catch (err) {
+        errors.push(`vm${i}: ${err instanceof Error ? err.message.slice(0, 300) : String(err)}`);
+        return undefined;
+      }
+    }));
+    const hostMs = performance.now() - t0;
+    const w1 = await sites.stats();
+    const cpu = {
+      sourceQemu: sumCpu(srcs) - cpu0.s, destinationQemu: sumCpu(dsts) - cpu0.d,
+      relays: (relay?.cpuSeconds() ?? 0) - cpu0.r, wanem: sites.wanemCpuSeconds() - cpu0.w,
+    };
+    const done = results.filter((r): r is MigrationResult => r?.status === 'completed');
+    for (const [i, r] of results.entries()) if (r && r.status !== 'completed') errors.push(`vm${i}: ${r.status} ${r.error ?? ''}`);
+    // The guest keeps running: a fresh heartbeat on each destination that completed.
+    let alive = 0;
+    await Promise.all(results.map(async (r, i) => {
+      if (r?.status !== 'completed') return;
+      try {
+        await dsts[i].serial.waitFor(/HB \d+/, 20_000, dsts[i].serial.count);
+        alive++;
+      } catch {
+        errors.push(`vm${i}: no heartbeat on the destination after migration`);
+      }
+    }));
+    let relayRow: CellRow['relay'];
+    if (relay) {
+      const f = await relay.finished(done.length, 20_000);
+      const ins = f.sender.map((s) => s.inputSha256).sort();
+      const outs = f.receiver.map((s) => s.outputSha256).sort();
+      relayRow = {
+        streamBytes: f.sender.reduce((a, s) => a + (s.bytesIn ?? 0), 0),
+        relayLinkBytes: f.sender.reduce((a, s) => a + (s.wireBytes ?? 0), 0),
+        exact: ins.length === done.length && ins.length === outs.length && ins.every((h, i) => Boolean(h) && h === outs[i]),
+        modes: f.sender.map((s) => s.mode ?? '?'),
+      };
+      if (done.length && !relayRow.exact) errors.push(`relay stream hashes differ: in ${ins.join(',')} out ${outs.join(',')}`);
+    }
+    const max = (f: (r: MigrationResult) => number): number => (done.length ? Math.max(...done.map(f)) : Number.NaN);
+    return {
+      profile: o.profile, workload: o.workload, mode: o.mode, vms: o.vms, memMiB: o.memMiB,
+      completed: done.length, converged: done.length === o.vms,
+      totalTimeMs: done.length === o.vms ? Math.round(max((r) => r.wallTimeMs)) : Math.round(hostMs),
+      memTimeMs: max((r) => r.totalTimeMs || Math.round(r.wallTimeMs)),
+      downtimeMs: max((r) => r.downtimeMs),
+      rounds: done.length === o.vms ? max((r) => r.rounds) : Number.NaN,
+      wanBytes: w1.ab.txBytes - w0.ab.txBytes,
+      wanBytesReturn: w1.ba.txBytes - w0.ba.txBytes,
+      ramTransferredBytes: done.reduce((a, r) => a + r.ramTransferredBytes, 0),
+      cpuSeconds: cpu, alive, relay: relayRow, errors,
+    };
+  } finally {
+    await relay?.stop();
+    await Promise.all([...srcs, ...dsts].map((g) => g.stop(2000)));
+  }
+}

@@ -1,0 +1,151 @@
+// WAN benchmark (issue 5, benchmark b): real QEMU (TCG) live migrations from site A to site B of
+// the emulated WAN (test/env/wan.ts), side by side in one run:
+//   plain         QEMU's default single-connection stream;
+//   xbzrle        QEMU's XBZRLE delta compression (cache size set);
+//   multifd-zstd  QEMU's multifd with zstd (QEMU will not combine it with XBZRLE);
+//   relay         plain QEMU stream through the CloudNet relay pair (sender in A, receiver in B).
+// "Best native" is the better of xbzrle and multifd-zstd, chosen per workload and per metric.
+// Every mode gets the same raised max-bandwidth and the same downtime-limit, and the same timeout;
+// a run that does not converge within it is cancelled and reported as such. Then the CloudNet
+// scenario: several VMs migrating at once (plain vs relay; the relay pair shares one cache).
+//
+//   npm run bench:wan [-- --profiles 100m50,1g10 --workloads idle,memwriter,sqlload
+//                         --modes plain,xbzrle,multifd-zstd,relay --mem-mib 512 --timeout-s 120
+//                         --multi-vms 4 --multi-mem-mib 256 --multi-modes plain,relay --no-multi
+//                         --downtime-ms 300 --pin --quick --out bench/results/wan.json]
+//   npm run bench:wan -- --report bench/results/wan.json   (table of a saved run)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createGuestLab } from '../test/env/qemu.ts';
+import { createSites, type SitesOptions } from '../test/env/wan.ts';
+import { makePki } from '../test/integration/relay-helpers.ts';
+import { compare, table, targetsSummary } from './lib/wan-report.ts';
+import { MODES, runCell, type CellOptions, type CellRow, type Mode, type WorkloadDef } from './lib/wan-run.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    profiles: { type: 'string' }, workloads: { type: 'string' }, modes: { type: 'string' }, 'mem-mib': { type: 'string' },
+    'timeout-s': { type: 'string' }, 'downtime-ms': { type: 'string' }, 'warmup-s': { type: 'string' },
+    'multi-vms': { type: 'string' }, 'multi-mem-mib': { type: 'string' }, 'multi-modes': { type: 'string' }, 'no-multi': { type: 'boolean' },
+    'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
+    out: { type: 'string' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  },
+});
+
+const PROFILES: Record<string, { label: string; sites: SitesOptions }> = {
+  '100m50': { label: '100 Mbit/s, 50 ms RTT', sites: { rateBps: 100e6, delayMs: 25 } },
+  // gso: at 1 Gbit/s wanem's per-packet work is the first limit (see test/env/wan.ts).
+  '1g10': { label: '1 Gbit/s, 10 ms RTT', sites: { rateBps: 1e9, delayMs: 5, gso: true } },
+};
+
+// memwriter: a realistic mix of page kinds in a 64 MiB working set rewritten at 12 MB/s (the guest
+// image's defaults, guest/README.md); sqlload: SQLite on a RAM database (its defaults).
+const WORKLOADS: Record<string, WorkloadDef> = {
+  idle: { spec: { name: 'idle' }, ready: /HB \d+/ },
+  memwriter: { spec: { name: 'memwriter', params: { 'wss-mb': 64, 'dirty-mbps': 12, mix: 'zero:20,dup:20,random:20,text:40' } }, ready: /MW READY/ },
+  sqlload: { spec: { name: 'sqlload' }, ready: /SQL \d+/ },
+};
+// The multi-VM scenario: smaller guests with a lighter writer each, so that N of them fit the two
+// cores and the link (N × 12 MB/s of dirtying would exceed 100 Mbit/s in every mode).
+const MULTI: WorkloadDef = { spec: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 3, mix: 'zero:20,dup:20,random:20,text:40' } }, ready: /MW READY/ };
+
+if (args.help) {
+  console.log(fs.readFileSync(import.meta.filename, 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+  process.exit(0);
+}
+
+if (args.report) {
+  // Table and targets from a results file, e.g. of a run that was cut short (rows are saved as they finish).
+  const saved = JSON.parse(fs.readFileSync(args.report, 'utf8')) as { rows: CellRow[]; settings: { timeoutS: number } };
+  console.log(table(saved.rows, saved.settings.timeoutS));
+  for (const l of targetsSummary(saved.rows)) console.log(`- ${l}`);
+  process.exit(0);
+}
+
+const quick = Boolean(args.quick);
+const list = (v: string | undefined, dflt: string): string[] => (v ?? dflt).split(',').map((x) => x.trim()).filter(Boolean);
+const profiles = list(args.profiles, quick ? '100m50' : '100m50,1g10');
+const workloads = list(args.workloads, quick ? 'memwriter' : 'idle,memwriter,sqlload');
+const modes = list(args.modes, MODES.join(',')) as Mode[];
+const multiModes = list(args['multi-modes'], 'plain,relay') as Mode[];
+for (const m of [...modes, ...multiModes]) if (!MODES.includes(m)) throw new Error(`unknown mode ${m} (${MODES.join(', ')})`);
+for (const p of profiles) if (!PROFILES[p]) throw new Error(`unknown profile ${p} (${Object.keys(PROFILES).join(', ')})`);
+for (const w of workloads) if (!WORKLOADS[w]) throw new Error(`unknown workload ${w} (${Object.keys(WORKLOADS).join(', ')})`);
+const memMiB = Number(args['mem-mib'] ?? (quick ? 256 : 512));
+const timeoutS = Number(args['timeout-s'] ?? (quick ? 60 : 120));
+const multiVms = args['no-multi'] ? 0 : Number(args['multi-vms'] ?? (quick ? 2 : 4));
+const multiMemMiB = Number(args['multi-mem-mib'] ?? (quick ? 128 : 256));
+const settings = {
+  downtimeLimitMs: Number(args['downtime-ms'] ?? 300),
+  // Far above either link: the link, not QEMU's default 128 MiB/s cap, must be the limit.
+  maxBandwidthBps: 10 * 1024 ** 3,
+  xbzrleCacheMiB: 0, // per cell: a quarter of guest RAM (QEMU's own default is 64 MiB)
+  multifdChannels: 2,
+  multifdZstdLevel: 1,
+  relayCacheMiB: Number(args['relay-cache-mb'] ?? 256),
+  relayLevel: args['relay-level'] ?? 'auto',
+  // Source guests on core 0, destination guests on core 1, relays on the core of their site's QEMU.
+  pin: args.pin ? { source: '0', destination: '1', sender: '0', receiver: '1' } : undefined,
+  warmupMs: Number(args['warmup-s'] ?? 3) * 1000,
+  timeoutMs: timeoutS * 1000,
+};
+
+const root = path.resolve(import.meta.dirname, '..');
+const outFile = args.out ?? path.join(root, 'bench', 'results', 'wan.json');
+const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg' };
+const rows: CellRow[] = [];
+const started = new Date().toISOString();
+const loadavg: number[][] = [];
+
+function save(): void {
+  fs.mkdirSync(path.dirname(outFile), { recursive: true });
+  fs.writeFileSync(outFile, JSON.stringify({
+    started, finished: new Date().toISOString(), machine, loadavg, settings: { ...settings, memMiB, multiVms, multiMemMiB, timeoutS, workloads: { ...WORKLOADS, multi: MULTI } },
+    profiles: Object.fromEntries(profiles.map((p) => [p, PROFILES[p]])), rows, comparisons: compare(rows), targets: targetsSummary(rows),
+  }, (_k, v: unknown) => (v instanceof RegExp ? v.source : v), 1));
+}
+
+const pki = makePki();
+try {
+  for (const p of profiles) {
+    const sites = await createSites(PROFILES[p].sites);
+    const lab = createGuestLab('cloudnet-bench-wan-');
+    try {
+      const cells: Omit<CellOptions, 'sites' | 'lab' | 'pki' | 'profile' | keyof typeof settings>[] = [];
+      for (const w of workloads) for (const mode of modes) cells.push({ workload: w, def: WORKLOADS[w], mode, vms: 1, memMiB });
+      if (multiVms > 0) for (const mode of multiModes) cells.push({ workload: 'memwriter-light', def: MULTI, mode, vms: multiVms, memMiB: multiMemMiB });
+      for (const c of cells) {
+        const row = await runCell({ ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p })
+          .catch((err: unknown): CellRow => ({
+            profile: p, workload: c.workload, mode: c.mode, vms: c.vms, memMiB: c.memMiB, completed: 0, converged: false,
+            totalTimeMs: Number.NaN, memTimeMs: Number.NaN, downtimeMs: Number.NaN, rounds: Number.NaN, wanBytes: 0, wanBytesReturn: 0,
+            ramTransferredBytes: 0, cpuSeconds: { sourceQemu: 0, destinationQemu: 0, relays: 0, wanem: 0 }, alive: 0,
+            errors: [`setup: ${err instanceof Error ? err.message : String(err)}`],
+          }));
+        rows.push(row);
+        loadavg.push(os.loadavg());
+        const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms, rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
+        console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: ${conv}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
+          `${c.mode === 'relay' ? ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}` : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
+        save();
+      }
+    } finally {
+      await lab.destroy();
+      await sites.destroy();
+    }
+  }
+} finally {
+  pki.cleanup();
+}
+
+console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, QEMU TCG; load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}`);
+console.log(`settings: downtime-limit ${settings.downtimeLimitMs} ms and max-bandwidth ${settings.maxBandwidthBps / 1024 ** 3} GiB/s for every mode, timeout ${timeoutS} s, ` +
+  `XBZRLE cache ¼ of guest RAM, multifd ${settings.multifdChannels} channels zstd-${settings.multifdZstdLevel}, relay cache ${settings.relayCacheMiB} MiB level ${settings.relayLevel}, pinned: ${settings.pin ? 'yes' : 'no'}\n`);
+console.log(table(rows, timeoutS));
+console.log('');
+for (const l of targetsSummary(rows)) console.log(`- ${l}`);
+save();
+console.log(`wrote ${path.relative(root, outFile)}`);
+process.exitCode = rows.some((r) => r.mode === 'relay' && (!r.converged || r.relay?.exact === false || r.alive < r.vms)) ? 1 : 0;
