@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
 import { zstdCompress } from '../src/relay/batch.ts';
 import { decodeFrames, encodeStreams } from '../src/relay/offline.ts';
 import { TECHNIQUES } from '../src/relay/ops.ts';
@@ -30,6 +31,20 @@ const { values: args } = parseArgs({
  * workload and mode, `--vms` guests migrate at once. Reports QEMU's total time and downtime,
  * rounds, bytes on the WAN (the emulator's counters) and the relays' CPU.
  */
+/** Waits for a relay process's log line (it starts slowly when TCG guests load the machine). */
+function readyLine(p: ChildProcess, re: RegExp, ms = 60_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`relay not ready after ${ms} ms: ${buf.slice(-1000)}`)), ms);
+    p.stderr!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      if (buf.length > 65536) buf = buf.slice(-8192);
+      if (re.test(buf)) { clearTimeout(timer); resolve(); }
+    });
+    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`relay exited (${code}): ${buf.slice(-1000)}`)); });
+  });
+}
+
 async function wanBenchmark(): Promise<number> {
   const { createSites, processCpuSeconds } = await import('../test/env/wan.ts');
   const { createGuestLab } = await import('../test/env/qemu.ts');
@@ -76,12 +91,13 @@ async function wanBenchmark(): Promise<number> {
         if (mode === 'relay') {
           const targets = srcs.flatMap((_, i) => ['--target', `vm${i}=127.0.0.1:${49152 + i}`]);
           const listens = srcs.flatMap((_, i) => ['--listen', `127.0.0.1:${49152 + i}/vm${i}`]);
+          const env = { ...process.env, LOG_LEVEL: 'info' };
           const rx = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, ...targets,
-            '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, '--cache-mb', '256']);
-          await new Promise((r) => setTimeout(r, 1500));
+            '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, '--cache-mb', '256'], { env });
+          await readyLine(rx, /relay receiver ready/);
           const tx = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...listens, '--peer', `${sites.b.nodeIp}:7400`, '--servername', 'localhost',
-            '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--cache-mb', '256']);
-          await new Promise((r) => setTimeout(r, 1500));
+            '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--cache-mb', '256'], { env });
+          await readyLine(tx, /relay sender ready/);
           for (const p of [rx, tx]) relays.push({ pid: p.pid!, kill: () => p.kill('SIGTERM') });
         }
         const cpu0 = relays.map((r) => processCpuSeconds(r.pid));
