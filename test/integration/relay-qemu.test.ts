@@ -1,7 +1,9 @@
 // Acceptance: a real QEMU (TCG) live migration through the relay pair (mutual TLS on loopback).
 // Recording tees sit before the sender relay and after the receiver relay: the bytes QEMU sent
 // and the bytes the destination QEMU received must be identical, the migration must complete, and
-// the guest must keep running on the destination.
+// the guest must keep running on the destination. The relays' own stream hashes (--hash-streams,
+// which the WAN test and bench:wan rely on where no tap can sit) must agree with the taps.
+// The same over the emulated WAN, with relay processes in the site namespaces, is relay-wan.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -38,7 +40,7 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
   cleanups.push(() => teeOut.close());
   const receiver = new ReceiverRelay({
     listen: { host: '127.0.0.1', port: 0 }, targets: { mem: { host: '127.0.0.1', port: teeOut.port } },
-    security: loadTls(pki.ca, pki.serverCert, pki.serverKey), cacheBytes: 64 << 20,
+    security: loadTls(pki.ca, pki.serverCert, pki.serverKey), cacheBytes: 64 << 20, hashStreams: true,
   });
   const r = await receiver.start();
   cleanups.push(() => receiver.stop());
@@ -47,6 +49,7 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
     security: loadTls(pki.ca, pki.clientCert, pki.clientKey), cacheBytes: 64 << 20,
     // Fixed: on loopback the link is never the bottleneck, so the adaptive policy would store.
     level: 3,
+    hashStreams: true,
   });
   const [s] = await sender.start();
   cleanups.push(() => sender.stop());
@@ -65,18 +68,31 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
   const from = dst.serial.count;
   await dst.serial.waitFor(/HB \d+/, 15_000, from);
   await dst.serial.waitFor(/HB \d+/, 15_000, dst.serial.count); // and keeps beating
+  const beats = [...src.serial.heartbeats(), ...dst.serial.heartbeats()];
+  assert.ok(beats.every((h, i) => i === 0 || h.n > beats[i - 1].n), 'heartbeat counter continues on the destination');
 
   await teeIn.drained();
   await teeOut.drained();
   const inBytes = fs.statSync(inRec).size;
   assert.ok(inBytes > 1e6, `recorded only ${inBytes} bytes`);
-  assert.equal(fileSha(outRec), fileSha(inRec), 'destination received exactly what the source sent');
+  const sent = fileSha(inRec);
+  assert.equal(fileSha(outRec), sent, 'destination received exactly what the source sent');
 
-  const stats = sender.stats() as { finished: { mode: string; syncLost?: string; bytesIn: number; wireBytes: number; rounds: unknown[] }[] };
+  const stats = sender.stats() as { finished: { mode: string; syncLost?: string; bytesIn: number; wireBytes: number; rounds: unknown[]; inputSha256?: string }[] };
   const sess = stats.finished[0];
   console.log(`[relay-qemu] stream ${inBytes} B -> relay link ${sess.wireBytes} B (${(100 * sess.wireBytes / inBytes).toFixed(1)}%), rounds seen ${sess.rounds.length}, mode ${sess.mode}`);
   assert.equal(sess.mode, 'qevm');
   assert.equal(sess.syncLost, undefined);
   assert.equal(sess.bytesIn, inBytes);
   assert.ok(sess.wireBytes < inBytes * 0.8);
+  assert.equal(sess.inputSha256, sent, "the sender relay's hash of its input matches the tap");
+  const received = async (): Promise<string | undefined> => {
+    for (let i = 0; i < 50; i++) {
+      const h = (receiver.stats() as { finished?: { outputSha256?: string }[] }).finished?.[0]?.outputSha256;
+      if (h) return h;
+      await new Promise((r) => setTimeout(r, 100)); // the receiver files the session once QEMU's side closes
+    }
+    return undefined;
+  };
+  assert.equal(await received(), sent, "the receiver relay's hash of its output matches the tap");
 });
