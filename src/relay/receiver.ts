@@ -20,7 +20,10 @@ import type { HostPort, LinkSecurity } from './net-util.ts';
 import { tlsServerOptions } from './net-util.ts';
 
 const log = logger('relay-receiver');
-const POOL_BUF = 8 << 20;
+// One batch of the encoder's default size (4 MiB of input plus a record) fits; larger batches
+// (other settings) get their own buffer. At most 4 are kept: ~16 MiB, the credit window's worth.
+const POOL_BUF = (4 << 20) + (64 << 10);
+const POOL_KEEP = 4;
 
 export interface ReceiverOptions {
   listen: HostPort;
@@ -274,7 +277,7 @@ export class ReceiverRelay {
     s.queued += out.length;
     this.noteBuffered();
     s.target.write(out, () => {
-      if (pooled && this.pool.length < 8) this.pool.push(pooled);
+      if (pooled && this.pool.length < POOL_KEEP) this.pool.push(pooled);
       s.queued -= out.length;
       s.pendingCredit += out.length;
       if (s.pendingCredit >= this.opts.creditGrant || s.queued === 0) {
