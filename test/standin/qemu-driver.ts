@@ -20,6 +20,7 @@ import { kernelCmdline } from '../../src/qemu/image.ts';
 import { migrate, type MigrationResult, type MigrationSample, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestDisk, type QemuGuest } from '../../src/qemu/process.ts';
 import type { MigrationJob, VmiDriver, VmiInstance, VmiRef } from './driver.ts';
+import { SmartStop, type SmartStopOptions, type StopDecision } from './smart-stop.ts';
 
 /** Where a cluster's VMs run: the node namespace and its address on the site LAN. */
 export interface SiteNode {
@@ -95,6 +96,10 @@ export interface QemuDriverOptions {
   tuning?: MigrationTuning;
   /** Bound on one QEMU migration (default 10 min); the operator's own deadline usually comes first. */
   migrationTimeoutMs?: number;
+  /** When to stop iterating: QEMU's own rule (downtime-limit fixed), or CloudNet's smart
+   *  stop-and-copy from the per-round figures (smart-stop.ts). Default 'qemu'. */
+  stopRule?: 'qemu' | 'smart';
+  smartStop?: SmartStopOptions;
   /** Live QEMU figures of a running migration (for progress displays). */
   onSample?: (migrationID: string, s: MigrationSample) => void;
 }
@@ -106,6 +111,10 @@ export interface MigrationRecord {
   memoryBytes: number;
   result?: MigrationResult;
   error?: string;
+  /** The last query-migrate figures seen (a cancelled migration's result has none). */
+  lastSample?: MigrationSample;
+  /** Set when smart stop-and-copy raised the downtime-limit. */
+  smartStop?: StopDecision;
   /** Host ms of the last source and first target heartbeat around the switch-over. */
   lastSourceHeartbeat?: { n: number; at: number };
   firstTargetHeartbeat?: { n: number; at: number };
@@ -133,11 +142,13 @@ export class QemuDriver implements VmiDriver {
   private readonly o: QemuDriverOptions;
   /** The sites' migration proxy configuration; may be switched between migrations. */
   route: StreamRoute;
+  stopRule: 'qemu' | 'smart';
   private seq = 0;
 
   constructor(o: QemuDriverOptions) {
     this.o = o;
     this.route = o.route;
+    this.stopRule = o.stopRule ?? 'qemu';
   }
 
   guest(ref: VmiRef): QemuGuest | undefined {
@@ -221,6 +232,7 @@ export class QemuDriver implements VmiDriver {
     this.migrations.set(job.migrationID, rec);
     const hasDisks = (this.disks.get(key(job.source))?.length ?? 0) > 0;
     // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
+    const smart = this.stopRule === 'smart' ? new SmartStop(this.o.smartStop) : undefined;
     const onAbort = (): void => { void src.qmp.execute('migrate_cancel').catch(() => undefined); };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -230,7 +242,15 @@ export class QemuDriver implements VmiDriver {
         capabilities: { ...(hasDisks ? { block: true } : {}), ...this.o.tuning?.capabilities },
         parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.o.tuning?.parameters },
         timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
-        onSample: (s) => this.o.onSample?.(job.migrationID, s),
+        onSample: (s) => {
+          rec.lastSample = s;
+          this.o.onSample?.(job.migrationID, s);
+          const d = smart?.observe(s);
+          if (d) {
+            rec.smartStop = d;
+            void src.qmp.execute('migrate-set-parameters', { 'downtime-limit': d.downtimeLimitMs }).catch(() => undefined);
+          }
+        },
       });
       rec.result = result;
       if (signal.aborted) throw signal.reason;
