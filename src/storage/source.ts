@@ -210,8 +210,15 @@ export class SourceAgent {
     const dirty = extentBytes(todo);
     this.st.pass = pass;
     this.st.remainingDirtyBytes = dirty;
+    let sinceYield = 0;
     for (const c of chunks(todo, this.o.chunkBytes ?? 64 << 10)) {
       await this.link.room();
+      // Let the socket drain and acknowledgements in while reading (room() alone never yields).
+      if ((sinceYield += c.length) >= 1 << 20) {
+        sinceYield = 0;
+        await new Promise<void>((r) => setImmediate(r));
+        if (this.link.failed) throw this.link.failed;
+      }
       if (this.released) throw new Error('released');
       this.copyChunk(c);
       this.st.remainingDirtyBytes -= c.length;
@@ -236,8 +243,9 @@ export class SourceAgent {
     let runZero = false;
     const flushRun = (end: number): void => {
       if (runStart < 0) return;
-      if (runZero) void this.link.writeZeroes(c.offset + runStart, end - runStart);
-      else void this.link.write(c.offset + runStart, data.subarray(runStart, end));
+      // Failures surface through room() and flush(); these promises only matter for FUA writes.
+      if (runZero) this.link.writeZeroes(c.offset + runStart, end - runStart).catch(() => undefined);
+      else this.link.write(c.offset + runStart, data.subarray(runStart, end)).catch(() => undefined);
       runStart = -1;
     };
     for (let i = 0; i < c.length; i += PAGE) {
