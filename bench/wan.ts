@@ -13,6 +13,7 @@
 //                         --modes plain,xbzrle,multifd-zstd,relay --mem-mib 512 --timeout-s 120
 //                         --multi-vms 4 --multi-mem-mib 256 --multi-modes plain,relay --no-multi
 //                         --downtime-ms 300 --pin --quick --out bench/results/wan.json]
+//   --update: keep the rows already in the output file and replace those this run measures again
 //   npm run bench:wan -- --report bench/results/wan.json   (table of a saved run)
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,7 +23,7 @@ import { createGuestLab } from '../test/env/qemu.ts';
 import { createSites, type SitesOptions } from '../test/env/wan.ts';
 import { makePki } from '../test/integration/relay-helpers.ts';
 import { compare, table, targetsSummary } from './lib/wan-report.ts';
-import { MODES, runCell, type CellOptions, type CellRow, type Mode, type WorkloadDef } from './lib/wan-run.ts';
+import { MODES, runCell, serialTails, type CellOptions, type CellRow, type Mode, type WorkloadDef } from './lib/wan-run.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,7 +31,7 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string' }, 'downtime-ms': { type: 'string' }, 'warmup-s': { type: 'string' },
     'multi-vms': { type: 'string' }, 'multi-mem-mib': { type: 'string' }, 'multi-modes': { type: 'string' }, 'no-multi': { type: 'boolean' },
     'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
-    out: { type: 'string' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    out: { type: 'string' }, update: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   },
 });
 
@@ -95,7 +96,8 @@ const settings = {
 const root = path.resolve(import.meta.dirname, '..');
 const outFile = args.out ?? path.join(root, 'bench', 'results', 'wan.json');
 const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg' };
-const rows: CellRow[] = [];
+const rows: CellRow[] = args.update && fs.existsSync(outFile) ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as { rows: CellRow[] }).rows : [];
+const sameCell = (a: CellRow, b: CellRow): boolean => a.profile === b.profile && a.workload === b.workload && a.mode === b.mode && a.vms === b.vms;
 const started = new Date().toISOString();
 const loadavg: number[][] = [];
 
@@ -117,14 +119,24 @@ try {
       for (const w of workloads) for (const mode of modes) cells.push({ workload: w, def: WORKLOADS[w], mode, vms: 1, memMiB });
       if (multiVms > 0) for (const mode of multiModes) cells.push({ workload: 'memwriter-light', def: MULTI, mode, vms: multiVms, memMiB: multiMemMiB });
       for (const c of cells) {
-        const row = await runCell({ ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p })
-          .catch((err: unknown): CellRow => ({
+        const cell: CellOptions = { ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p };
+        // A guest that dies while booting (seen once under heavy load) is a set-up failure, not a
+        // result: one retry.
+        const attempt = (): Promise<CellRow> => runCell(cell).catch((err: unknown): CellRow => ({
             profile: p, workload: c.workload, mode: c.mode, vms: c.vms, memMiB: c.memMiB, completed: 0, converged: false,
             totalTimeMs: Number.NaN, memTimeMs: Number.NaN, downtimeMs: Number.NaN, rounds: Number.NaN, wanBytes: 0, wanBytesReturn: 0,
             ramTransferredBytes: 0, cpuSeconds: { sourceQemu: 0, destinationQemu: 0, relays: 0, wanem: 0 }, alive: 0,
-            errors: [`setup: ${err instanceof Error ? err.message : String(err)}`],
+            errors: [`setup: ${err instanceof Error ? err.message : String(err)} serial: ${serialTails(cell)}`],
           }));
-        rows.push(row);
+        let row = await attempt();
+        if (row.errors[0]?.startsWith('setup:')) {
+          console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: set-up failed, retrying once: ${row.errors[0].slice(0, 1500)}`);
+          cell.attempt = 1;
+          row = await attempt();
+        }
+        const previous = rows.findIndex((r) => sameCell(r, row));
+        if (previous >= 0) rows.splice(previous, 1, row);
+        else rows.push(row);
         loadavg.push(os.loadavg());
         const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms, rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
         console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: ${conv}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +

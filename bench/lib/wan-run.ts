@@ -1,6 +1,8 @@
 // One benchmark cell of the WAN benchmark: `vms` real QEMU (TCG) guests running `workload` in
 // site A migrate at once to site B in one mode, and the figures the CloudNet evaluation reports
 // come back as one row.
+import fs from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';
@@ -42,6 +44,8 @@ export interface CellOptions {
   /** taskset CPU lists; undefined = not pinned. */
   pin?: { source: string; destination: string; sender: string; receiver: string };
   warmupMs: number;
+  /** Distinguishes a retry's guest names (and files) from the first attempt's. */
+  attempt?: number;
 }
 
 export interface CellRow {
@@ -92,9 +96,16 @@ const cpuOf = (pid: number): number => { try { return processCpuSeconds(pid); } 
 const sumCpu = (gs: readonly QemuGuest[]): number => gs.reduce((a, g) => a + cpuOf(g.pid), 0);
 const BASE_PORT = 49152;
 
+/** Last serial lines of this cell's guests: why a guest died during boot (e.g. a kernel panic). */
+export function serialTails(o: Pick<CellOptions, 'lab' | 'profile' | 'workload' | 'mode' | 'vms'>): string {
+  const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}`;
+  return fs.readdirSync(o.lab.dir).filter((f) => f.startsWith(tag) && f.endsWith('.serial.log'))
+    .map((f) => `${f}: ${fs.readFileSync(path.join(o.lab.dir, f), 'utf8').slice(-400).replace(/\s+/g, ' ')}`).join(' | ');
+}
+
 export async function runCell(o: CellOptions): Promise<CellRow> {
   const { sites, lab } = o;
-  const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}`;
+  const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}${o.attempt ? `-r${o.attempt}` : ''}`;
   const errors: string[] = [];
   const srcs = await Promise.all(Array.from({ length: o.vms }, (_, i) => lab.start({
     name: `${tag}-src${i}`, workload: o.def.spec, memoryMiB: o.memMiB, netns: sites.a.nodeNs, cpuList: o.pin?.source, bootTimeoutMs: 180_000,
@@ -140,7 +151,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
     await Promise.all(results.map(async (r, i) => {
       if (r?.status !== 'completed') return;
       try {
-        await dsts[i].serial.waitFor(/HB \d+/, 20_000, dsts[i].serial.count);
+        await dsts[i].serial.waitFor(/HB \d+/, 60_000, dsts[i].serial.count); // generous: TCG guests starve on the busy 2 cores
         alive++;
       } catch {
         errors.push(`vm${i}: no heartbeat on the destination after migration`);
