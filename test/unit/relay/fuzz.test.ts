@@ -137,7 +137,7 @@ test('concurrent sessions over one cache pair: random interleaving keeps the cac
   const rng = new Rng(777);
   const pool: Buffer[] = [];
   for (let i = 0; i < 12; i++) { const p = Buffer.alloc(4096); rng.fill(p, 0, 64 + rng.int(4000)); pool.push(p); }
-  const cases = Math.max(200, Math.floor(CASES / 50));
+  const cases = Math.max(200, Math.floor(CASES / 100));
   for (let c = 0; c < cases; c++) {
     const p = pair((8 + rng.int(40)) * 4096); // small: eviction under concurrency
     const n = 2 + rng.int(3);
