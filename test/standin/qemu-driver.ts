@@ -143,12 +143,15 @@ export class QemuDriver implements VmiDriver {
   /** The sites' migration proxy configuration; may be switched between migrations. */
   route: StreamRoute;
   stopRule: 'qemu' | 'smart';
+  /** QEMU migration knobs for the next migrations (KubeVirt's migration configuration). */
+  tuning: MigrationTuning;
   private seq = 0;
 
   constructor(o: QemuDriverOptions) {
     this.o = o;
     this.route = o.route;
     this.stopRule = o.stopRule ?? 'qemu';
+    this.tuning = o.tuning ?? {};
   }
 
   guest(ref: VmiRef): QemuGuest | undefined {
@@ -239,8 +242,8 @@ export class QemuDriver implements VmiDriver {
       if (signal.aborted) throw signal.reason;
       const result = await migrate({
         source: src.qmp, destination: dst.qmp, incomingUri: path.incomingUri, uri: path.uri,
-        capabilities: { ...(hasDisks ? { block: true } : {}), ...this.o.tuning?.capabilities },
-        parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.o.tuning?.parameters },
+        capabilities: { ...(hasDisks ? { block: true } : {}), ...this.tuning.capabilities },
+        parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.tuning.parameters },
         timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
         onSample: (s) => {
           rec.lastSample = s;
