@@ -269,8 +269,11 @@ export class QemuDriver implements VmiDriver {
       if (last && first && first.n <= last.n) throw new Error(`guest heartbeat went backwards across the migration (${last.n} -> ${first.n})`);
     } catch (e) {
       rec.error = e instanceof Error ? e.message : String(e);
-      // The receiver is useless now; the source QEMU has resumed (failed/cancelled pre-copy).
+      // The receiver is useless now. A failed or cancelled pre-copy leaves the source running;
+      // after a completed transfer whose target did not come up, the source is paused
+      // (postmigrate) and still holds the only good copy: with the target gone, resume it.
       await this.stop(job.target, true);
+      if (rec.result?.status === 'completed') await src.qmp.execute('cont').catch(() => undefined);
       throw e;
     } finally {
       signal.removeEventListener('abort', onAbort);
