@@ -134,6 +134,7 @@ try {
           cell.attempt = 1;
           row = await attempt();
         }
+        row.loadAvg1 = Math.round(os.loadavg()[0] * 10) / 10;
         const previous = rows.findIndex((r) => sameCell(r, row));
         if (previous >= 0) rows.splice(previous, 1, row);
         else rows.push(row);

@@ -76,6 +76,8 @@ export interface CellRow {
   cpuSeconds: { sourceQemu: number; destinationQemu: number; relays: number; wanem: number };
   /** Destination guests still printing heartbeats after the migration. */
   alive: number;
+  /** The machine's 1-minute load average when the cell finished (the 2 cores are shared). */
+  loadAvg1?: number;
   relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[] };
   errors: string[];
 }
