@@ -186,9 +186,11 @@ async function clusterInDoomedProcess(fate: 'throw' | 'hang'): Promise<{ dir: st
     `const { startCluster } = await import(${JSON.stringify(clusterModule)});`,
     `const c = await startCluster({ name: 'doomed' });`,
     `console.log(JSON.stringify({ dir: c.dir }));`,
-    fate === 'throw' ? `setTimeout(() => { throw new Error('test crashed'); }, 10);` : `setInterval(() => {}, 1000);`,
+    // The crash waits for the parent's go-ahead, so the parent sees the servers running first
+    // even when a loaded machine delays it by more than a few milliseconds.
+    fate === 'throw' ? `process.stdin.once('data', () => { throw new Error('test crashed'); });` : `setInterval(() => {}, 1000);`,
   ].join('\n');
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -206,7 +208,9 @@ async function clusterInDoomedProcess(fate: 'throw' | 'hang'): Promise<{ dir: st
 test('a test process that crashes leaves nothing behind (exit hook)', async () => {
   const { dir, child } = await clusterInDoomedProcess('throw');
   assert.ok(processesUsing(dir).length >= 2, 'etcd and kube-apiserver were running');
-  await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  const exited = new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+  child.stdin?.write('crash\n');
+  await exited;
   await eventually('crash cleanup', () => processesUsing(dir).length === 0 && !existsSync(dir));
 });
 
