@@ -43,7 +43,7 @@ async function vmiPhase(c: WanBed['src'], name: string): Promise<string | undefi
   return v?.status?.phase;
 }
 
-describe('WAN live migration, end to end', { timeout: 600_000 }, () => {
+describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
   let bed: WanBed;
   before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true, slots: 4 }); }, { timeout: 240_000 });
   after(async () => { await bed?.stop(); });
