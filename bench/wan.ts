@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
     profiles: { type: 'string' }, workloads: { type: 'string' }, modes: { type: 'string' }, 'mem-mib': { type: 'string' },
     'timeout-s': { type: 'string' }, 'downtime-ms': { type: 'string' }, 'warmup-s': { type: 'string' },
     'multi-vms': { type: 'string' }, 'multi-mem-mib': { type: 'string' }, 'multi-modes': { type: 'string' }, 'no-multi': { type: 'boolean' },
-    'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
+    'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, 'relay-window-mb': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
     out: { type: 'string' }, update: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   },
 });
@@ -87,6 +87,7 @@ const settings = {
   multifdZstdLevel: 1,
   relayCacheMiB: Number(args['relay-cache-mb'] ?? 256),
   relayLevel: args['relay-level'] ?? 'auto',
+  relayWindowMiB: args['relay-window-mb'] ? Number(args['relay-window-mb']) : undefined,
   // Source guests on core 0, destination guests on core 1, relays on the core of their site's QEMU.
   pin: args.pin ? { source: '0', destination: '1', sender: '0', receiver: '1' } : undefined,
   warmupMs: Number(args['warmup-s'] ?? 3) * 1000,
@@ -139,7 +140,7 @@ try {
         if (previous >= 0) rows.splice(previous, 1, row);
         else rows.push(row);
         loadavg.push(os.loadavg());
-        const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms, rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
+        const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms (heartbeat gap ${row.heartbeatGapMs ?? '-'} ms), rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
         console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: ${conv}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
           `${c.mode === 'relay' ? ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}` : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
         save();

@@ -25,6 +25,8 @@ export interface RelayPairOptions {
   cacheMiB: number;
   /** `auto` (the adaptive default) or a fixed zstd level. */
   level?: string;
+  /** The sender's in-flight window (its default when unset). */
+  windowMiB?: number;
   /** taskset CPU lists, when pinning. */
   senderCpus?: string;
   receiverCpus?: string;
@@ -104,7 +106,7 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     await waitReady(rx, tail(rx), /relay receiver ready/, 30_000);
     const [txCmd, txArgs] = pinned(o.senderCpus, [CLI, 'relay', 'send', ...ids.flatMap((i) => ['--listen', `127.0.0.1:${o.basePort + i}/vm${i}`]),
       '--peer', `${sites.b.nodeIp}:7400`, '--servername', 'localhost', '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey,
-      ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), '--stats-file', sendStats]);
+      ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), ...(o.windowMiB ? ['--window-mb', String(o.windowMiB)] : []), '--stats-file', sendStats]);
     const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
     procs.push(tx);
     await waitReady(tx, tail(tx), /relay sender ready/, 30_000);

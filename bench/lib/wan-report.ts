@@ -75,8 +75,8 @@ const s = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(1) 
 export function table(rows: readonly CellRow[], timeoutS: number): string {
   const cmp = compare(rows);
   const lines = [
-    '| link | workload | VMs | mode | done | total s | mem. migration s | downtime ms | rounds | WAN MB (A→B) | vs plain | vs best native | CPU QEMU s | CPU relays s | alive | stream exact |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| link | workload | VMs | mode | done | total s | mem. migration s | downtime ms | heartbeat gap ms | rounds | WAN MB (A→B) | vs plain | vs best native | CPU QEMU s | CPU relays s | alive | stream exact |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const c = cmp.find((x) => x.profile === r.profile && x.workload === r.workload && x.vms === r.vms);
@@ -86,7 +86,7 @@ export function table(rows: readonly CellRow[], timeoutS: number): string {
     const vsNative = nb && r.mode === 'relay' && r.converged ? r.wanBytes / nb.wanBytes : undefined;
     const total = r.converged ? s(r.totalTimeMs) : `>${timeoutS} (did not converge)`;
     lines.push(`| ${r.profile} | ${r.workload} | ${r.vms}×${r.memMiB} MiB | ${r.mode} | ${r.completed}/${r.vms} | ${total} | ${r.converged ? s(r.memTimeMs) : '-'} | ` +
-      `${r.converged ? r.downtimeMs : '-'} | ${Number.isFinite(r.rounds) ? r.rounds : '-'} | ${(r.wanBytes / 1e6).toFixed(1)} | ${pct(vsPlain)}${c?.plainCapped && vsPlain !== undefined ? ' (plain capped)' : ''} | ` +
+      `${r.converged ? r.downtimeMs : '-'} | ${r.heartbeatGapMs ?? '-'} | ${Number.isFinite(r.rounds) ? r.rounds : '-'} | ${(r.wanBytes / 1e6).toFixed(1)} | ${pct(vsPlain)}${c?.plainCapped && vsPlain !== undefined ? ' (plain capped)' : ''} | ` +
       `${pct(vsNative)} | ${(r.cpuSeconds.sourceQemu + r.cpuSeconds.destinationQemu).toFixed(1)} | ${r.mode === 'relay' ? r.cpuSeconds.relays.toFixed(1) : '-'} | ` +
       `${r.alive}/${r.vms} | ${r.relay ? (r.relay.exact ? 'yes' : 'NO') : '-'} |`);
   }

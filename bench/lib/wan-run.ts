@@ -41,6 +41,7 @@ export interface CellOptions {
   multifdZstdLevel: number;
   relayCacheMiB: number;
   relayLevel: string;
+  relayWindowMiB?: number;
   /** taskset CPU lists; undefined = not pinned. */
   pin?: { source: string; destination: string; sender: string; receiver: string };
   warmupMs: number;
@@ -64,6 +65,10 @@ export interface CellRow {
   memTimeMs: number;
   /** QEMU's downtime, max over VMs, ms. */
   downtimeMs: number;
+  /** The guest's pause as its heartbeats show it (every 100 ms on the serial console, stamped by
+   *  the host): last beat on the source to first on the destination, max over VMs, ms. Unlike
+   *  QEMU's source-side downtime, this includes the stream's tail crossing the WAN (and relays). */
+  heartbeatGapMs?: number;
   /** Pre-copy rounds (dirty-sync-count), max over VMs. */
   rounds: number;
   /** Bytes the WAN emulator forwarded A→B (and B→A) during the migrations: IP packets, i.e.
@@ -122,7 +127,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
     }))));
     if (o.mode === 'relay') {
       relay = await startRelayPair({
-        sites, pki: o.pki, sessions: o.vms, basePort: BASE_PORT, dir: lab.dir, cacheMiB: o.relayCacheMiB, level: o.relayLevel,
+        sites, pki: o.pki, sessions: o.vms, basePort: BASE_PORT, dir: lab.dir, cacheMiB: o.relayCacheMiB, level: o.relayLevel, windowMiB: o.relayWindowMiB,
         senderCpus: o.pin?.sender, receiverCpus: o.pin?.receiver,
       });
     }
@@ -159,6 +164,11 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
         errors.push(`vm${i}: no heartbeat on the destination after migration`);
       }
     }));
+    const gaps = results.flatMap((r, i) => {
+      const last = srcs[i].serial.heartbeats().at(-1);
+      const first = dsts[i].serial.heartbeats()[0];
+      return r?.status === 'completed' && last && first ? [first.at - last.at] : [];
+    });
     let relayRow: CellRow['relay'];
     if (relay) {
       const f = await relay.finished(done.length, 20_000);
@@ -179,6 +189,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
       totalTimeMs: done.length === o.vms ? Math.round(max((r) => r.wallTimeMs)) : Math.round(hostMs),
       memTimeMs: max((r) => r.totalTimeMs || Math.round(r.wallTimeMs)),
       downtimeMs: max((r) => r.downtimeMs),
+      heartbeatGapMs: gaps.length === o.vms ? Math.round(Math.max(...gaps)) : undefined,
       rounds: done.length === o.vms ? max((r) => r.rounds) : Number.NaN,
       wanBytes: w1.ab.txBytes - w0.ab.txBytes,
       wanBytesReturn: w1.ba.txBytes - w0.ba.txBytes,
