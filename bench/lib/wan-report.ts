@@ -78,7 +78,8 @@ export function table(rows: readonly CellRow[], timeoutS: number): string {
     '| link | workload | VMs | mode | done | total s | mem. migration s | downtime ms | heartbeat gap ms | rounds | WAN MB (A→B) | vs plain | vs best native | CPU QEMU s | CPU relays s | alive | stream exact |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const r of rows) {
+  const order = (r: CellRow): string => `${r.profile}|${r.vms}|${r.workload}|${['plain', 'xbzrle', 'multifd-zstd', 'relay'].indexOf(r.mode)}`;
+  for (const r of [...rows].sort((a, b) => order(a).localeCompare(order(b)))) {
     const c = cmp.find((x) => x.profile === r.profile && x.workload === r.workload && x.vms === r.vms);
     const plain = rows.find((x) => x.profile === r.profile && x.workload === r.workload && x.vms === r.vms && x.mode === 'plain');
     const nb = rows.find((x) => x.profile === r.profile && x.workload === r.workload && x.vms === r.vms && x.mode === c?.bestNativeByBytes);
