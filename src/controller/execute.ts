@@ -7,9 +7,10 @@ import type { Action } from './phases/actions.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import type { World } from './observe.ts';
 import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
 import {
-  blankDataVolume, copyObject, mergeCABundle, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk,
+  blankDataVolume, copyObject, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk,
 } from './target-objects.ts';
 
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -29,21 +30,31 @@ function need<T>(v: T | undefined, what: string): T {
   return v;
 }
 
-/** Appends `from`'s kubevirt-ca bundle to `to`'s kubevirt-external-ca (creating it if needed). */
-async function trustOneWay(from: KubeClient, fromNs: string, to: KubeClient, toNs: string, signal: AbortSignal): Promise<void> {
+/**
+ * Puts `from`'s kubevirt-ca certificates (valid now) that `to` does not trust yet into `to`'s
+ * kubevirt-external-ca, creating it if needed. virt-operator then moves them into its kubevirt-ca
+ * and empties the inbox (ca-bundle.ts), so "already trusted" looks at both ConfigMaps.
+ */
+async function trustOneWay(from: KubeClient, fromNs: string, to: KubeClient, toNs: string, now: Date, signal: AbortSignal): Promise<void> {
   const ca = await from.tryGet<DataObj>(Res.configMap, fromNs, KUBEVIRT_CA, signal);
   const bundle = ca?.data?.[CA_BUNDLE_KEY];
-  if (!bundle) throw new Error(`${from.clusterName}: ConfigMap ${fromNs}/${KUBEVIRT_CA} has no ${CA_BUNDLE_KEY}`);
-  const ext = await to.tryGet<DataObj>(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, signal);
+  const problem = bundleProblem(from.clusterName, fromNs, bundle, !!ca && bundle !== undefined, now);
+  if (problem) throw new Error(`${problem.reason}: ${problem.message}`);
+  const [toCA, ext] = await Promise.all([
+    to.tryGet<DataObj>(Res.configMap, toNs, KUBEVIRT_CA, signal),
+    to.tryGet<DataObj>(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, signal),
+  ]);
+  const missing = missingTrust(bundle, toCA?.data?.[CA_BUNDLE_KEY], ext?.data?.[CA_BUNDLE_KEY], now);
+  if (missing.length === 0) return;
   if (!ext) {
-    await createIfMissing(to, Res.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: KUBEVIRT_EXTERNAL_CA, namespace: toNs }, data: { [CA_BUNDLE_KEY]: bundle } }, signal);
+    await createIfMissing(to, Res.configMap, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: KUBEVIRT_EXTERNAL_CA, namespace: toNs }, data: { [CA_BUNDLE_KEY]: appendCerts('', missing) } }, signal);
     return;
   }
-  const merged = mergeCABundle(ext.data?.[CA_BUNDLE_KEY], bundle);
-  if (merged !== ext.data?.[CA_BUNDLE_KEY]) {
-    // resourceVersion makes a concurrent writer's change fail with 409 instead of being lost.
-    await to.patchMerge(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, { metadata: { resourceVersion: ext.metadata?.resourceVersion }, data: { [CA_BUNDLE_KEY]: merged } }, signal);
-  }
+  // Only the parseable part of the inbox is kept: a garbage entry there would make virt-operator
+  // reject the whole inbox (ParseCertsPEM fails) and import nothing.
+  const keep = parseCABundle(ext.data?.[CA_BUNDLE_KEY]).certs;
+  // resourceVersion makes a concurrent writer's change fail with 409 instead of being lost.
+  await to.patchMerge(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, { metadata: { resourceVersion: ext.metadata?.resourceVersion }, data: { [CA_BUNDLE_KEY]: appendCerts(appendCerts('', keep), missing) } }, signal);
 }
 
 interface SizedObj extends KubeObject {
@@ -94,6 +105,13 @@ async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void>
   await createIfMissing(target, Res.vm, receiverVM(vm, w.wm, w.spec), signal);
 }
 
+/** Deletes a VMIM only if it carries our migration label (re-read, uid precondition). */
+async function deleteOwnVMIM(c: KubeClient, ns: string, name: string, uid: string | undefined, signal: AbortSignal): Promise<void> {
+  const m = await c.tryGet(Res.vmim, ns, name, signal);
+  if (!m || !uid || m.metadata?.labels?.[MIGRATION_LABEL] !== uid) return;
+  await c.delete(Res.vmim, ns, name, m.metadata?.uid ? { uid: m.metadata.uid } : {}, signal);
+}
+
 async function deleteTargetObjects(w: World, signal: AbortSignal): Promise<void> {
   const target = need(w.target, 'target cluster');
   const sel = { labelSelector: `${MIGRATION_LABEL}=${w.wm.metadata.uid}` };
@@ -125,8 +143,9 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       return;
     case 'EnsureCATrust': {
       const target = need(w.target, 'target cluster');
-      await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, signal);
-      await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, signal);
+      const now = w.now ?? new Date();
+      await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, now, signal);
+      await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, now, signal);
       return;
     }
     case 'EnsureTargetObjects':
@@ -139,10 +158,10 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       await createIfMissing(local, Res.vmim, sourceVMIM(wm, spec, action.connectURL), signal);
       return;
     case 'DeleteSourceVMIM':
-      await local.delete(Res.vmim, ns, names.sourceVMIM, {}, signal);
+      await deleteOwnVMIM(local, ns, names.sourceVMIM, wm.metadata.uid, signal);
       return;
     case 'DeleteTargetVMIM':
-      await need(w.target, 'target cluster').delete(Res.vmim, spec.targetNamespace, names.targetVMIM, {}, signal);
+      await deleteOwnVMIM(need(w.target, 'target cluster'), spec.targetNamespace, names.targetVMIM, wm.metadata.uid, signal);
       return;
     case 'DeleteTargetObjects':
       await deleteTargetObjects(w, signal);
@@ -152,7 +171,8 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       return;
     case 'FinishSource':
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);
-      else if (action.mode === 'Delete') await local.delete(Res.vm, ns, spec.vmName, { propagationPolicy: 'Background' }, signal);
+      // The uid precondition: never delete a VM of the same name that someone created since.
+      else if (action.mode === 'Delete') await local.delete(Res.vm, ns, spec.vmName, { propagationPolicy: 'Background', ...(w.sourceVM?.metadata?.uid ? { uid: w.sourceVM.metadata.uid } : {}) }, signal);
       return;
   }
 }

@@ -11,16 +11,18 @@ import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
 import { Phases, TERMINAL_PHASES, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import type { Check, Observed, StepReport, TargetView, VmimView } from './phases/observed.ts';
 import type { WanMigrationDeps } from './deps.ts';
-import { CA_BUNDLE_KEY, DECENTRALIZED_FEATURE_GATE, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
+import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
-import { caBundleContains, volumeRefs } from './target-objects.ts';
+import { sameContent, volumeRefs } from './target-objects.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
 type VMIM = V1VirtualMachineInstanceMigration & KubeObject;
 /** The generated V1KubeVirtSpec names `configuration` `_configuration`; this is the wire shape. */
 type KubeVirtCR = KubeObject & {
-  spec?: { configuration?: { developerConfiguration?: { featureGates?: string[] } } };
+  spec?: { configuration?: { developerConfiguration?: { featureGates?: string[]; disabledFeatureGates?: string[] } } };
   status?: V1KubeVirtStatus;
 };
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -35,6 +37,7 @@ export interface World {
   sourceVM?: VM;
   localKubevirtNs: string;
   targetKubevirtNs: string;
+  now?: Date;
 }
 
 const ok: Check = { ok: true };
@@ -92,17 +95,22 @@ async function kubevirtCheck(client: KubeClient, ns: string, where: string, sign
   });
   const kv = list.items[0];
   if (!kv) return { check: fail('KubeVirtNotFound', `no KubeVirt CR in namespace ${ns} on the ${where} cluster`) };
-  const gates = kv.spec?.configuration?.developerConfiguration?.featureGates ?? [];
-  if (!gates.includes(DECENTRALIZED_FEATURE_GATE)) {
-    return { check: fail('DecentralizedLiveMigrationDisabled', `KubeVirt on the ${where} cluster does not enable the ${DECENTRALIZED_FEATURE_GATE} feature gate`) };
+  const dev = kv.spec?.configuration?.developerConfiguration;
+  const version = kv.status?.observedKubeVirtVersion ?? kv.status?.targetKubeVirtVersion;
+  const gate = decentralizedGate({ featureGates: dev?.featureGates, disabledFeatureGates: dev?.disabledFeatureGates, version });
+  if (!gate.enabled) {
+    return { check: fail('DecentralizedLiveMigrationDisabled', gateOffMessage(where, `${ns}/${kv.metadata?.name ?? '?'}`, gate.how, version)) };
   }
   return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0] };
 }
 
-function vmimView(o: VMIM | undefined): VmimView | undefined {
+function vmimView(o: VMIM | undefined, uid: string | undefined): VmimView | undefined {
   if (!o) return undefined;
   const blocked = o.status?.conditions?.find((c) => c.type === 'decentralizedMigrationBlocked' && c.status === 'True');
   const v: VmimView = { name: o.metadata?.name ?? '', phase: o.status?.phase ?? '' };
+  if (o.metadata?.labels?.[MIGRATION_LABEL] !== uid) v.foreign = true;
+  if (o.metadata?.deletionTimestamp) v.deleting = true;
+  if (o.metadata?.uid) v.uid = o.metadata.uid;
   if (blocked) v.blocked = blocked.message || blocked.reason || 'decentralizedMigrationBlocked';
   const fr = o.status?.migrationState?.failureReason;
   if (fr) v.failureReason = fr;
@@ -132,16 +140,29 @@ async function getData(c: KubeClient, ns: string, name: string, signal: AbortSig
   return c.tryGet<DataObj>(Res.configMap, ns, name, signal);
 }
 
-export async function caTrusted(source: KubeClient, sourceNs: string, target: KubeClient, targetNs: string, signal: AbortSignal): Promise<boolean> {
+export interface CATrust {
+  trusted: boolean;
+  problem?: { reason: string; message: string };
+}
+
+/**
+ * Each cluster's kubevirt-ca certificates (valid now) are in the other's kubevirt-ca or waiting in
+ * its kubevirt-external-ca (virt-operator moves them from the latter to the former; see ca-bundle.ts).
+ */
+export async function caTrusted(source: KubeClient, sourceNs: string, target: KubeClient, targetNs: string, signal: AbortSignal, now = new Date()): Promise<CATrust> {
   const [sCA, tExt, tCA, sExt] = await Promise.all([
     getData(source, sourceNs, KUBEVIRT_CA, signal), getData(target, targetNs, KUBEVIRT_EXTERNAL_CA, signal),
     getData(target, targetNs, KUBEVIRT_CA, signal), getData(source, sourceNs, KUBEVIRT_EXTERNAL_CA, signal),
   ]);
   const sb = sCA?.data?.[CA_BUNDLE_KEY];
   const tb = tCA?.data?.[CA_BUNDLE_KEY];
-  if (!sb || !tb) return false;
-  return caBundleContains(tExt?.data?.[CA_BUNDLE_KEY], sb) && caBundleContains(sExt?.data?.[CA_BUNDLE_KEY], tb);
+  const problem = bundleProblem('source', sourceNs, sb, !!sCA && sb !== undefined, now) ?? bundleProblem('target', targetNs, tb, !!tCA && tb !== undefined, now);
+  if (problem) return { trusted: false, problem };
+  const ok = missingTrust(sb, tb, tExt?.data?.[CA_BUNDLE_KEY], now).length === 0 && missingTrust(tb, sb, sExt?.data?.[CA_BUNDLE_KEY], now).length === 0;
+  return { trusted: ok };
 }
+
+type Aux = KubeObject & { data?: unknown; binaryData?: unknown; type?: unknown };
 
 async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: string | undefined, signal: AbortSignal): Promise<TargetView> {
   const { spec, wm } = w;
@@ -154,18 +175,25 @@ async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: str
     target.list(Res.dataVolume, ns, sel, signal),
     target.list(Res.secret, ns, sel, signal),
     target.list(Res.configMap, ns, sel, signal),
-    caTrusted(w.local, w.localKubevirtNs, target, w.targetKubevirtNs, signal),
+    caTrusted(w.local, w.localKubevirtNs, target, w.targetKubevirtNs, signal, w.now),
   ]);
   let complete = !!vm;
   const foreignDisks: string[] = [];
+  const foreignAux: string[] = [];
   if (w.sourceVM) {
     const refs = volumeRefs(w.sourceVM);
     const disks = await Promise.all(refs.disks.map((d) => target.tryGet(Res.dataVolume, ns, d.name, signal)));
     disks.forEach((d, i) => { if (d && d.metadata?.labels?.[MIGRATION_LABEL] !== wm.metadata.uid) foreignDisks.push(refs.disks[i].name); });
-    const aux = await Promise.all([
-      ...refs.secrets.map((n) => target.tryGet(Res.secret, ns, n, signal)),
-      ...refs.configMaps.map((n) => target.tryGet(Res.configMap, ns, n, signal)),
-    ]);
+    const wanted = [...refs.secrets.map((n) => ({ ref: Res.secret, n })), ...refs.configMaps.map((n) => ({ ref: Res.configMap, n }))];
+    const aux = await Promise.all(wanted.map(({ ref, n }) => target.tryGet<Aux>(ref, ns, n, signal)));
+    // A Secret/ConfigMap we did not create is used only if its content is the source's, byte for byte.
+    await Promise.all(aux.map(async (t, i) => {
+      if (!t || t.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid) return;
+      const { ref, n } = wanted[i];
+      const s = await w.local.tryGet<Aux>(ref, wm.metadata.namespace, n, signal);
+      if (!s || !sameContent(s, t)) foreignAux.push(`${ref.kind} ${n}`);
+    }));
+    foreignAux.sort();
     complete = complete && disks.every(Boolean) && aux.every(Boolean);
   }
   const v: TargetView = {
@@ -173,8 +201,10 @@ async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: str
     vmOwned: vm?.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid,
     objectsComplete: complete,
     ownedObjects: vms.items.length + dvs.items.length + secrets.items.length + cms.items.length,
-    caTrusted: trusted,
+    caTrusted: trusted.trusted,
+    ...(trusted.problem ? { caProblem: trusted.problem } : {}),
     ...(foreignDisks.length ? { foreignDisks } : {}),
+    ...(foreignAux.length ? { foreignAux } : {}),
   };
   if (vm) v.vmRunStrategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
   if (vmi) v.vmiPhase = vmi.status?.phase ?? '';
@@ -201,7 +231,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   const phase = wm.status?.phase ?? Phases.Pending;
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
   const { site, client: target, check: siteCheck } = await resolveTarget(deps, spec.targetSite, signal);
-  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE };
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now };
   const [vm, vmi, srcVmim, conflictWith] = await Promise.all([
     deps.local.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
     deps.local.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
@@ -251,8 +281,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
       handled: sourceHandled(spec, vm, vmi),
     },
     ...(tView ? { target: tView } : {}),
-    ...(srcVmim ? { sourceVMIM: vmimView(srcVmim) } : {}),
-    ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim) } : {}),
+    ...(srcVmim ? { sourceVMIM: vmimView(srcVmim, wm.metadata.uid) } : {}),
+    ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim, wm.metadata.uid) } : {}),
     link: await linkReport(deps, world, targetCluster, phase, signal),
     ...(spec.storage.mode === 'CloudNetPreCopy' ? { storage: await storageReport(deps, world, phase, signal) } : {}),
     relayAvailable: !!deps.relay,

@@ -146,14 +146,17 @@ export function sourceVMIM(wm: WanMigration, spec: ResolvedSpec, connectURL: str
   };
 }
 
-/** Appends `bundle` to `existing` unless every certificate of it is already there. */
-export function mergeCABundle(existing: string | undefined, bundle: string): string {
-  const have = existing ?? '';
-  if (caBundleContains(have, bundle)) return have;
-  return have && !have.endsWith('\n') ? `${have}\n${bundle}` : `${have}${bundle}`;
+/**
+ * A Secret/ConfigMap on the target that we did not create may stand in for our copy only if it
+ * holds exactly what the source's holds (same type, data and binaryData); anything else is a
+ * name collision, because the VM would silently boot with different keys or configuration.
+ */
+export function sameContent(a: KubeObject & { data?: unknown; binaryData?: unknown; type?: unknown }, b: KubeObject & { data?: unknown; binaryData?: unknown; type?: unknown }): boolean {
+  const norm = (o: typeof a) => JSON.stringify([o.type ?? null, sorted(o.data), sorted(o.binaryData)]);
+  return norm(a) === norm(b);
 }
 
-export function caBundleContains(haystack: string | undefined, bundle: string): boolean {
-  const certs = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? (bundle.trim() ? [bundle.trim()] : []);
-  return certs.every((c) => (haystack ?? '').includes(c));
+function sorted(v: unknown): unknown {
+  if (!v || typeof v !== 'object') return v ?? {};
+  return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
 }

@@ -49,7 +49,7 @@ const holds: Hold[] = [
     },
   },
   { name: 'AwaitingCutover', spec: { cutover: { mode: 'Manual' } }, reached: (ns) => waitForPhase(bed.src, ns, 'mig', 'AwaitingCutover') },
-  ...['Scheduling', 'WaitingForSync', 'Synchronizing', 'Running'].map((p): Hold => ({
+  ...['Synchronizing', 'Scheduling', 'PreparingTarget', 'Running'].map((p): Hold => ({
     name: `MigratingMemory (VMIM ${p})`, vmAnnotations: { [ANNOTATIONS.hangAt]: p }, reached: (ns) => waitForSourceVmimPhase(bed, ns, p),
   })),
 ];
@@ -95,6 +95,21 @@ describe('abort', () => {
     await bed.src.delete(Res.wanMigration, ns, 'mig');
     await waitFor('WanMigration gone', async () => !(await getWM(bed.src, ns, 'mig')));
     assert.deepEqual(await leftovers(bed, ns, ns, uid), []);
+    await assertSourceIntact(bed, ns, 'vm');
+  });
+
+  test('deleting the target VMIM behind the operator\'s back cancels the pair (KubeVirt finalizer); the operator rolls back with MigrationCancelled', async () => {
+    const ns = 'abort-vmim';
+    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+    await createVM(bed.src, ns, 'vm', { annotations: { [ANNOTATIONS.hangAt]: 'Running' } });
+    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
+    await waitForSourceVmimPhase(bed, ns, 'Running');
+    const [target] = (await bed.dst.list(Res.vmim, ns)).items;
+    assert.ok(target.metadata?.finalizers?.includes('synchronization.kubevirt.io/migrationFinalizer'), 'KubeVirt holds decentralized VMIMs with a finalizer');
+    await bed.dst.delete(Res.vmim, ns, target.metadata?.name ?? '');
+    const wm = await waitForPhase(bed.src, ns, 'mig', 'Failed');
+    assert.equal(wm.status?.failureReason, 'MigrationCancelled');
+    assert.deepEqual(await leftovers(bed, ns, ns, wm.metadata.uid!), []);
     await assertSourceIntact(bed, ns, 'vm');
   });
 

@@ -61,7 +61,7 @@ describe('bad input', () => {
     const n = await ns('bi-missing');
     await expectBlocked(n, 'mig', 'VMNotFound', { vmName: 'ghost' });
     await createVM(bed.src, n, 'ghost');
-    await waitForPhase(bed.src, n, 'mig', 'Succeeded', 30_000);
+    await waitForPhase(bed.src, n, 'mig', 'Succeeded', 60_000); // first in the file: cold clusters, shared CPU
   });
 
   test('VM not running → VMNotRunning', async () => {
@@ -136,6 +136,32 @@ describe('bad input', () => {
     assert.equal((await bed.dst.get(Res.dataVolume, n, 'vm-root')).metadata?.resourceVersion, before.metadata?.resourceVersion);
   });
 
+  test('a Secret with other content on the target → TargetNameCollision, the foreign Secret is untouched', async () => {
+    const n = await ns('bi-secret');
+    await createVM(bed.src, n, 'vm');
+    await ensure(bed.dst, Res.secret, { metadata: { name: 'vm-cloudinit', namespace: n }, stringData: { userdata: '#cloud-config\nssh_authorized_keys: [someone-else]\n' } });
+    const before = await bed.dst.get(Res.secret, n, 'vm-cloudinit');
+    await expectBlocked(n, 'mig', 'TargetNameCollision', { vmName: 'vm' });
+    assert.match(findCondition((await getWM(bed.src, n, 'mig'))?.status?.conditions, 'Stalled')?.message ?? '', /Secret vm-cloudinit/);
+    const afterwards = await bed.dst.get(Res.secret, n, 'vm-cloudinit');
+    assert.equal(afterwards.metadata?.resourceVersion, before.metadata?.resourceVersion);
+    assert.equal(await bed.dst.tryGet(Res.vm, n, 'vm'), undefined, 'nothing created on the target');
+  });
+
+  test('an identical pre-existing Secret and ConfigMap are used as they are and survive the rollback', async () => {
+    const n = await ns('bi-same');
+    await createVM(bed.src, n, 'vm');
+    await ensure(bed.dst, Res.secret, { metadata: { name: 'vm-cloudinit', namespace: n }, stringData: { userdata: '#cloud-config\n' } });
+    await ensure(bed.dst, Res.configMap, { metadata: { name: 'vm-config', namespace: n }, data: { 'app.conf': 'mode=test\n' } });
+    const uids = [(await bed.dst.get(Res.secret, n, 'vm-cloudinit')).metadata?.uid, (await bed.dst.get(Res.configMap, n, 'vm-config')).metadata?.uid];
+    await bed.src.create(Res.wanMigration, wanMigration(n, 'mig', { vmName: 'vm', cutover: { mode: 'Manual' } }));
+    await waitForPhase(bed.src, n, 'mig', 'AwaitingCutover');
+    await bed.src.patchMerge(Res.wanMigration, n, 'mig', { spec: { abort: true } });
+    await waitForPhase(bed.src, n, 'mig', 'Aborted');
+    assert.equal(await bed.dst.tryGet(Res.vm, n, 'vm'), undefined, 'our receiver VM was removed');
+    assert.deepEqual([(await bed.dst.get(Res.secret, n, 'vm-cloudinit')).metadata?.uid, (await bed.dst.get(Res.configMap, n, 'vm-config')).metadata?.uid], uids, 'theirs were not');
+  });
+
   test('two WanMigrations for one VM → the second gets Conflict until the first ends', async () => {
     const n = await ns('bi-conflict');
     await createVM(bed.src, n, 'vm');
@@ -148,8 +174,30 @@ describe('bad input', () => {
     await waitForPhase(bed.src, n, 'second', 'Succeeded', 30_000);
   });
 
+  test('a kubevirt-ca that is not a PEM certificate → Stalled CABundleInvalid in PreparingTarget; nothing copied; fixing it lets the migration finish', async () => {
+    const n = await ns('bi-ca');
+    await createVM(bed.src, n, 'vm');
+    type CM = KubeObject & { data: Record<string, string> };
+    const good = (await bed.src.get<CM>(Res.configMap, 'kubevirt', 'kubevirt-ca')).data['ca-bundle'];
+    const garbage = '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n';
+    await bed.src.patchMerge(Res.configMap, 'kubevirt', 'kubevirt-ca', { data: { 'ca-bundle': garbage } });
+    try {
+      await bed.src.create(Res.wanMigration, wanMigration(n, 'mig', { vmName: 'vm' }));
+      const wm = await waitForCondition(bed.src, n, 'mig', 'Stalled', 'True', 'CABundleInvalid');
+      assert.equal(wm.status?.phase, 'PreparingTarget');
+      assert.match(findCondition(wm.status?.conditions, 'Stalled')?.message ?? '', /kubevirt-ca on the source cluster is not a PEM certificate bundle: certificate 1 does not parse/);
+      await waitForEvent(bed.src, n, 'mig', 'CABundleInvalid');
+      const targetCA = await bed.dst.get<CM>(Res.configMap, 'kubevirt', 'kubevirt-ca');
+      assert.ok(!targetCA.data['ca-bundle'].includes('bm90IGEgY2VydGlmaWNhdGU='), 'garbage never reaches the target trust store');
+      assert.equal((await bed.dst.get<CM>(Res.configMap, 'kubevirt', 'kubevirt-external-ca')).data['ca-bundle'], '');
+    } finally {
+      await bed.src.patchMerge(Res.configMap, 'kubevirt', 'kubevirt-ca', { data: { 'ca-bundle': good } });
+    }
+    await waitForPhase(bed.src, n, 'mig', 'Succeeded', 30_000);
+  });
+
   test('source VMs were never touched by blocked migrations, and no reconcile errored', async () => {
-    for (const n of ['bi-stopped', 'bi-nolm', 'bi-nosite', 'bi-nosecret', 'bi-badkc', 'bi-unreach', 'bi-nons', 'bi-collide', 'bi-disk']) {
+    for (const n of ['bi-stopped', 'bi-nolm', 'bi-nosite', 'bi-nosecret', 'bi-badkc', 'bi-unreach', 'bi-nons', 'bi-collide', 'bi-disk', 'bi-secret']) {
       assert.ok(await bed.src.tryGet(Res.vm, n, 'vm'), `${n}/vm still exists`);
       assert.equal((await bed.src.list(Res.vmim, n)).items.length, 0, `${n}: no VMIM`);
     }

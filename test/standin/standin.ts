@@ -1,55 +1,77 @@
-// The KubeVirt stand-in: a small polling controller that acts out KubeVirt 1.7's documented
-// behaviour for VirtualMachine, VirtualMachineInstance and VirtualMachineInstanceMigration on a
-// real API server, including decentralized (cross-cluster) live migration:
+// The KubeVirt stand-in: a small polling controller that acts out KubeVirt's behaviour for
+// VirtualMachine, VirtualMachineInstance and VirtualMachineInstanceMigration on a real API
+// server, including decentralized (cross-cluster) live migration. What it does, and where in
+// kubevirt/kubevirt each behaviour comes from, is in README.md next to this file. In short:
 //  - KubeVirt CR `kubevirt/kubevirt` (feature gate DecentralizedLiveMigration, status
-//    synchronizationAddresses) and ConfigMap `kubevirt/kubevirt-ca` (key ca-bundle);
-//  - a VM with runStrategy Always gets a VMI that goes Scheduling → Running with Ready and
-//    LiveMigratable conditions; Halted removes it; a VMI without its VM is deleted (no GC here);
-//  - a VM with runStrategy WaitAsReceiver gets a receiver VMI (phase WaitingForSync) and
-//    printableStatus WaitingForReceiver;
-//  - a VMIM with spec.receive publishes status.synchronizationAddresses and mirrors the migration;
-//  - a VMIM with spec.sendTo goes Pending → Scheduling → Scheduled → WaitingForSync, pairs with the
-//    receiver through the SyncHub (the in-process stand-in for the synchronization controllers'
-//    gRPC channel) when its connectURL is the receiver's address, then Synchronizing → Running →
-//    Succeeded; the target VMI then runs, the target VM switches to the run strategy named by
-//    kubevirt.io/restore-run-strategy, and the source VMI ends Succeeded;
-//  - deleting either VMIM cancels: the other fails, the source keeps running; a failed migration
-//    leaves the receiver VMI Failed (KubeVirt does not retry decentralized migrations).
+//    synchronizationAddresses); ConfigMap `kubevirt-ca` holding a real self-signed CA
+//    certificate, and `kubevirt-external-ca`, which it drains into `kubevirt-ca` like virt-operator;
+//  - a VM with runStrategy Always gets a VMI that goes Scheduling → Running; Halted removes it;
+//  - a VM with runStrategy WaitAsReceiver gets a receiver VMI (annotation
+//    kubevirt.io/create-migration-target, phase WaitingForSync), printableStatus WaitingForReceiver;
+//  - VMIM phases as virt-controller sets them: receiver "" → WaitingForSync → Pending → Scheduling
+//    → Scheduled → PreparingTarget → TargetReady → Running → Succeeded; sender "" → Synchronizing →
+//    Pending → … the same. The pair meets through the SyncHub (the in-process stand-in for the
+//    synchronization controllers' gRPC channel) when the sender's connectURL is the receiver's
+//    address. While WaitingForSync the receiver VMIM carries decentralizedMigrationBlocked
+//    ("waiting for incoming synchronization, unable to proceed"), as KubeVirt's main branch does;
+//  - on success the receiver VMI runs and the target VM switches to the run strategy named by
+//    kubevirt.io/restore-run-strategy (the annotation stays); the source VMI ends Succeeded and a
+//    source VM with runStrategy Always is set to Halted by "KubeVirt" itself;
+//  - decentralized VMIMs carry the finalizer synchronization.kubevirt.io/migrationFinalizer;
+//    deleting either one cancels: the other fails, the source keeps running; a failed migration
+//    puts the receiver VMI back to WaitingForSync with migrationState.failed (no retry).
 // Failures and hangs on demand come from annotations on the source VM (ANNOTATIONS below).
-import { randomBytes } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type {
   V1VirtualMachine, V1VirtualMachineInstance, V1VirtualMachineInstanceMigration,
 } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient } from '../../src/kube/client.ts';
-import { isAlreadyExists, type KubeObject } from '../../src/kube/rest.ts';
+import { isAlreadyExists, isNotFound, type KubeObject } from '../../src/kube/rest.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { FakeDriver, type Injection, type VmiDriver, type VmiRef } from './driver.ts';
+import { selfSignedCA } from './ca.ts';
 
 export const ANNOTATIONS = {
   /** "false": the VMI reports LiveMigratable=False. */
   liveMigratable: 'standin.cloudnet.io/live-migratable',
-  /** VMIM phase at which the migration stops progressing (a KubeVirt hang). */
+  /**
+   * VMIM phase at which the migration stops progressing (a KubeVirt hang). `Synchronizing` or
+   * `WaitingForSync`: the pair never meets (sender stays Synchronizing, receiver WaitingForSync).
+   */
   hangAt: 'standin.cloudnet.io/hang-at',
-  /** VMIM phase at which the migration fails. */
+  /** VMIM phase at which the migration fails (`Synchronizing`/`WaitingForSync`: when the pair meets). */
   failAt: 'standin.cloudnet.io/fail-at',
-  /** Message of a True decentralizedMigrationBlocked condition. */
+  /** Message of a True decentralizedMigrationBlocked condition on the sender (it cannot sync). */
   blocked: 'standin.cloudnet.io/blocked',
 } as const;
 
-const RESTORE = 'kubevirt.io/restore-run-strategy';
+/** kubevirt.io/v1 constants (staging/src/kubevirt.io/api/core/v1/types.go). */
+export const KV = {
+  restoreRunStrategy: 'kubevirt.io/restore-run-strategy',
+  createMigrationTarget: 'kubevirt.io/create-migration-target',
+  /** pkg/synchronization-controller/synchronization-controller.go */
+  syncFinalizer: 'synchronization.kubevirt.io/migrationFinalizer',
+  waitingForSyncMessage: 'waiting for incoming synchronization, unable to proceed',
+} as const;
+
+/** Phases both VMIMs go through after the sync controllers met (virt-controller migration.go). */
+export const AFTER_SYNC = ['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'] as const;
+const PAIRING_PHASES = new Set(['Synchronizing', 'WaitingForSync']);
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
 type VMIM = V1VirtualMachineInstanceMigration & KubeObject;
-
-type RecordPhase = 'WaitingForSync' | 'Synchronizing' | 'Running' | 'Succeeded' | 'Failed';
+type DataObj = KubeObject & { data?: Record<string, string> };
 
 interface MigrationRecord {
   migrationID: string;
-  phase: RecordPhase;
+  /** -1 until the pair met, then the index in AFTER_SYNC the sender reached. */
+  step: number;
+  outcome?: 'Succeeded' | 'Failed';
   since: number;
   failureReason?: string;
-  blocked?: string;
+  /** The receiver's driver listens (QEMU -incoming): the sender may pass PreparingTarget. */
+  receiverReady: boolean;
   receiver?: { cluster: string; namespace: string; vmim: string; vmi: string; address: string };
   sender?: { cluster: string; namespace: string; vmim: string; vmi: string; connectURL: string; inject: Injection };
   job?: AbortController;
@@ -65,13 +87,13 @@ export class SyncHub {
 
   record(id: string): MigrationRecord {
     let r = this.records.get(id);
-    if (!r) this.records.set(id, (r = { migrationID: id, phase: 'WaitingForSync', since: Date.now() }));
+    if (!r) this.records.set(id, (r = { migrationID: id, step: -1, since: Date.now(), receiverReady: false }));
     return r;
   }
 
   fail(r: MigrationRecord, reason: string): void {
-    if (r.phase === 'Succeeded' || r.phase === 'Failed') return;
-    r.phase = 'Failed';
+    if (r.outcome) return;
+    r.outcome = 'Failed';
     r.failureReason = reason;
     r.since = Date.now();
     r.job?.abort(new Error(reason));
@@ -90,6 +112,8 @@ export interface StandInOptions {
   driver?: VmiDriver;
   /** Feature gates in the published KubeVirt CR. Default [DecentralizedLiveMigration]. */
   featureGates?: string[];
+  /** status.observedKubeVirtVersion of the published KubeVirt CR. Default v1.7.0. */
+  version?: string;
 }
 
 const terminal = (p: string | undefined) => p === 'Succeeded' || p === 'Failed';
@@ -108,9 +132,12 @@ function injection(vm: VM | undefined): Injection {
   };
 }
 
-function fakeCABundle(): string {
-  const body = randomBytes(48).toString('base64');
-  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+/** The VMI condition the synchronization controller sets, which virt-controller mirrors on the VMIM. */
+function blockedConditions(message: string | undefined): { vmi: unknown[]; vmim: unknown[] } {
+  if (message === undefined) return { vmi: [], vmim: [] };
+  // No timestamps: an unchanged condition must compare equal, or every tick would write it again.
+  const c = { status: 'True', reason: 'DecentralizedNotMigratable', message };
+  return { vmi: [{ type: 'DecentralizedLiveMigrationFailure', ...c }], vmim: [{ type: 'decentralizedMigrationBlocked', ...c }] };
 }
 
 export class KubeVirtStandIn {
@@ -122,13 +149,15 @@ export class KubeVirtStandIn {
   private readonly tickMs: number;
   private readonly driver: VmiDriver;
   private readonly featureGates: string[];
+  private readonly version: string;
   private readonly abort = new AbortController();
   private readonly lastChange = new Map<string, number>();
   private readonly starting = new Set<string>();
-  /** Receiver VMIs (by uid) whose driver listens; the receiving VMIM waits for it. */
-  private readonly prepared = new Set<string>();
   private readonly preparing = new Set<string>();
   private seenVmims = new Map<string, string>(); // uid → migrationID
+  private lastCASync = 0;
+  /** Status/object writes this stand-in made (tests check it does not write in a loop). */
+  writes = 0;
   private loop: Promise<void> | undefined;
   errors = 0;
   /** Test knob: receiver VMIs are not created (KubeVirt slow to schedule the receiver). */
@@ -145,13 +174,14 @@ export class KubeVirtStandIn {
     this.tickMs = o.tickMs ?? 40;
     this.driver = o.driver ?? new FakeDriver(this.delay);
     this.featureGates = o.featureGates ?? ['DecentralizedLiveMigration'];
+    this.version = o.version ?? 'v1.7.0';
   }
 
   get cluster(): string {
     return this.client.clusterName;
   }
 
-  /** Publishes the KubeVirt CR and kubevirt-ca, then starts the control loop. */
+  /** Publishes the KubeVirt CR, kubevirt-ca and kubevirt-external-ca, then starts the control loop. */
   async start(): Promise<void> {
     await this.install();
     this.loop = this.run();
@@ -166,13 +196,14 @@ export class KubeVirtStandIn {
   private async install(): Promise<void> {
     const c = this.client;
     await this.createIfMissing(Res.namespace, { metadata: { name: this.ns } });
-    await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-ca', namespace: this.ns }, data: { 'ca-bundle': fakeCABundle() } });
+    await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-ca', namespace: this.ns }, data: { 'ca-bundle': selfSignedCA(`kubevirt.io@${this.cluster}`) } });
+    await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-external-ca', namespace: this.ns }, data: { 'ca-bundle': '' } });
     await this.createIfMissing(Res.kubevirt, {
       metadata: { name: 'kubevirt', namespace: this.ns },
       spec: { configuration: { developerConfiguration: { featureGates: this.featureGates } } },
     });
     await c.patchStatus(Res.kubevirt, this.ns, 'kubevirt', {
-      phase: 'Deployed', observedKubeVirtVersion: 'v1.7.0-standin', synchronizationAddresses: [this.syncAddress],
+      phase: 'Deployed', observedKubeVirtVersion: `${this.version}-standin`, synchronizationAddresses: [this.syncAddress],
     });
   }
 
@@ -199,7 +230,7 @@ export class KubeVirtStandIn {
     }
   }
 
-  /** True when `id` changed phase at least phaseDelayMs ago (then stamps the change). */
+  /** True when `id` changed phase at least phaseDelayMs ago. */
   private ready(id: string): boolean {
     const last = this.lastChange.get(id) ?? 0;
     return Date.now() - last >= this.delay;
@@ -226,10 +257,40 @@ export class KubeVirtStandIn {
         await c.delete(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '');
       }
     }
+    if (Date.now() - this.lastCASync >= 250) {
+      this.lastCASync = Date.now();
+      await this.importExternalCAs(signal);
+    }
   }
 
   private ref(o: KubeObject): VmiRef {
     return { cluster: this.cluster, namespace: o.metadata?.namespace ?? '', name: o.metadata?.name ?? '' };
+  }
+
+  // ---- virt-operator: kubevirt-external-ca is an inbox drained into kubevirt-ca ----
+
+  /**
+   * As virt-operator's createOrUpdateComponentsWithCertificates (pkg/virt-operator/resource/apply/
+   * core.go): parse the inbox (all or nothing), append each certificate valid now that the bundle
+   * lacks, then empty the inbox, garbage included.
+   */
+  private async importExternalCAs(signal: AbortSignal): Promise<void> {
+    const ext = await this.client.tryGet<DataObj>(Res.configMap, this.ns, 'kubevirt-external-ca', signal);
+    const inbox = ext?.data?.['ca-bundle'] ?? '';
+    if (!ext || !inbox) return;
+    const ca = await this.client.get<DataObj>(Res.configMap, this.ns, 'kubevirt-ca', signal);
+    let bundle = ca.data?.['ca-bundle'] ?? '';
+    const have = new Set(parsePEM(bundle).map((x) => x.fingerprint256));
+    const now = Date.now();
+    for (const x of parsePEM(inbox)) {
+      if (have.has(x.fingerprint256) || Date.parse(x.validFrom) > now || Date.parse(x.validTo) < now) continue;
+      have.add(x.fingerprint256);
+      bundle = `${bundle.trimEnd()}\n${x.toString().trim()}\n`;
+    }
+    if (bundle !== ca.data?.['ca-bundle']) {
+      await this.client.patchMerge(Res.configMap, this.ns, 'kubevirt-ca', { metadata: { resourceVersion: ca.metadata?.resourceVersion }, data: { 'ca-bundle': bundle } }, signal);
+    }
+    await this.client.patchMerge(Res.configMap, this.ns, 'kubevirt-external-ca', { metadata: { resourceVersion: ext.metadata?.resourceVersion }, data: { 'ca-bundle': '' } }, signal);
   }
 
   // ---- VirtualMachine / VirtualMachineInstance ----
@@ -240,11 +301,18 @@ export class KubeVirtStandIn {
     const ns = vm.metadata?.namespace ?? '';
     const name = vm.metadata?.name ?? '';
     if (vm.metadata?.deletionTimestamp) return;
+    const migratedAway = vmi?.status?.phase === 'Succeeded' && vmi.status.migrationState?.completed === true && !vmi.metadata?.annotations?.[KV.createMigrationTarget];
     if (rs === 'Halted') {
       if (vmi && !vmi.metadata?.deletionTimestamp) {
         await this.driver.stop(this.ref(vmi));
         await c.delete(Res.vmi, ns, name);
       }
+    } else if (migratedAway && rs === 'Always') {
+      // vm.go syncRunStrategy: "decentralized migration completed, setting runStrategy to halted".
+      await c.patchMerge(Res.vm, ns, name, { spec: { runStrategy: 'Halted', running: null } });
+      return;
+    } else if (migratedAway && rs === 'RerunOnFailure') {
+      if (vmi && !vmi.metadata?.deletionTimestamp) await c.delete(Res.vmi, ns, name);
     } else if (!vmi) {
       const receiver = rs === 'WaitAsReceiver';
       if (receiver && this.holdReceivers) return;
@@ -252,6 +320,7 @@ export class KubeVirtStandIn {
         apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance',
         metadata: {
           name, namespace: ns, labels: vm.spec.template.metadata?.labels ?? {},
+          ...(receiver ? { annotations: { [KV.createMigrationTarget]: 'true' } } : {}),
           ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', name, uid: vm.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
         },
         spec: vm.spec.template.spec ?? { domain: { devices: {} } },
@@ -261,7 +330,7 @@ export class KubeVirtStandIn {
         : { phase: 'Scheduling', conditions: [] });
       this.stamp(`vmi:${ns}/${name}`);
       vmi = undefined;
-    } else if (vmi.status?.phase === 'Scheduling' && !this.starting.has(key(vmi))) {
+    } else if (vmi.status?.phase === 'Scheduling' && !vmi.metadata?.annotations?.[KV.createMigrationTarget] && !this.starting.has(key(vmi))) {
       const k = key(vmi);
       this.starting.add(k);
       const live = vm.metadata?.annotations?.[ANNOTATIONS.liveMigratable] !== 'false';
@@ -277,7 +346,8 @@ export class KubeVirtStandIn {
       ).catch(() => { this.errors++; }).finally(() => this.starting.delete(k));
     }
     const phase = vmi?.status?.phase;
-    const printable = rs === 'WaitAsReceiver' ? 'WaitingForReceiver' : rs === 'Halted' ? 'Stopped' : phase === 'Running' ? 'Running' : phase === 'Succeeded' ? 'Succeeded' : phase === 'Failed' ? 'Failed' : 'Starting';
+    const printable = rs === 'WaitAsReceiver' ? (!phase || phase === 'WaitingForSync' ? 'WaitingForReceiver' : 'Migrating')
+      : rs === 'Halted' ? 'Stopped' : phase === 'Running' ? 'Running' : phase === 'Succeeded' ? 'Succeeded' : phase === 'Failed' ? 'Failed' : 'Starting';
     if (vm.status?.printableStatus !== printable) {
       await c.patchStatus(Res.vm, ns, name, { printableStatus: printable, ready: printable === 'Running', created: !!vmi });
     }
@@ -289,7 +359,7 @@ export class KubeVirtStandIn {
     const now = new Map<string, string>();
     for (const m of current) {
       const id = m.spec.receive?.migrationID ?? m.spec.sendTo?.migrationID;
-      if (id && m.metadata?.uid && !m.metadata.deletionTimestamp) now.set(m.metadata.uid, id);
+      if (id && m.metadata?.uid) now.set(m.metadata.uid, id);
     }
     for (const [uid, id] of this.seenVmims) {
       if (!now.has(uid)) {
@@ -316,12 +386,33 @@ export class KubeVirtStandIn {
       body.phaseTransitionTimestamps = [...(m.status?.phaseTransitionTimestamps ?? []), { phase, phaseTransitionTimestamp: new Date().toISOString() }];
     }
     if (Object.keys(body).length === 0) return;
-    if (cur === phase && JSON.stringify(extra) === JSON.stringify(pick((m.status ?? {}) as Record<string, unknown>, Object.keys(extra)))) return;
+    if (cur === phase && sameFields(extra, (m.status ?? {}) as Record<string, unknown>)) return;
+    this.writes++;
     await this.client.patchStatus(Res.vmim, m.metadata?.namespace, m.metadata?.name ?? '', body);
   }
 
+  private async patchVmi(vmi: VMI, status: Record<string, unknown>): Promise<void> {
+    if (sameFields(status, (vmi.status ?? {}) as Record<string, unknown>)) return;
+    this.writes++;
+    await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', status);
+  }
+
   private async syncVmim(m: VMIM, vmBy: Map<string, VM>, vmiBy: Map<string, VMI>): Promise<void> {
-    if (m.metadata?.deletionTimestamp) return;
+    const id = m.spec.receive?.migrationID ?? m.spec.sendTo?.migrationID;
+    if (!id) return;
+    const fin = m.metadata?.finalizers ?? [];
+    if (m.metadata?.deletionTimestamp) {
+      // The synchronization controller tells the other side (CancelMigration), then lets go.
+      const r = this.hub.records.get(id);
+      if (r && !terminal(m.status?.phase)) this.hub.fail(r, `migration canceled: VMIM ${m.metadata.namespace}/${m.metadata.name} on ${this.cluster} was deleted`);
+      if (fin.includes(KV.syncFinalizer)) await this.removeSyncFinalizer(m);
+      return;
+    }
+    if (!terminal(m.status?.phase) && !fin.includes(KV.syncFinalizer)) {
+      await this.client.ensureFinalizer(Res.vmim, m, KV.syncFinalizer);
+      return; // resourceVersion changed: act on the fresh object next tick
+    }
+    if (terminal(m.status?.phase) && fin.includes(KV.syncFinalizer)) await this.removeSyncFinalizer(m);
     const ns = m.metadata?.namespace ?? '';
     const vmiName = m.spec.vmiName ?? '';
     const vmi = vmiBy.get(`${ns}/${vmiName}`);
@@ -329,10 +420,12 @@ export class KubeVirtStandIn {
     else if (m.spec.sendTo) await this.syncSender(m, vmi, vmBy.get(`${ns}/${vmiName}`));
   }
 
-  private blockedCondition(r: MigrationRecord): Record<string, unknown> {
-    return r.blocked
-      ? { conditions: [{ type: 'decentralizedMigrationBlocked', status: 'True', reason: 'Blocked', message: r.blocked }] }
-      : {};
+  private async removeSyncFinalizer(m: VMIM): Promise<void> {
+    try {
+      await this.client.removeFinalizer(Res.vmim, m, KV.syncFinalizer);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
   }
 
   private async syncReceiver(m: VMIM, vmi: VMI | undefined, vm: VM | undefined): Promise<void> {
@@ -341,44 +434,53 @@ export class KubeVirtStandIn {
     if (terminal(cur)) return;
     const r = this.hub.record(id);
     r.receiver = { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', vmim: m.metadata?.name ?? '', vmi: m.spec.vmiName ?? '', address: this.syncAddress };
-    if (!cur) { await this.setVmimStatus(m, 'Pending'); return; }
-    if (!vmi) return; // the receiver VMI appears once the WaitAsReceiver VM exists
-    const vk = vmi.metadata?.uid ?? key(vmi);
-    if (!this.prepared.has(vk)) {
-      if (!this.preparing.has(vk)) {
-        this.preparing.add(vk);
-        void this.driver.prepareReceiver({ ...this.ref(vmi), spec: vmi.spec }, id, this.abort.signal)
-          .then(() => { this.prepared.add(vk); }, () => { this.errors++; })
-          .finally(() => this.preparing.delete(vk));
-      }
-      return;
-    }
+    const addresses = { synchronizationAddresses: [this.syncAddress] };
     if (!this.ready(`vmim:${m.metadata?.uid}`)) return;
-    const state = { synchronizationAddresses: [this.syncAddress], ...this.blockedCondition(r) };
-    if (r.phase === 'Failed') {
-      await this.setVmimStatus(m, 'Failed', { ...state, migrationState: { failed: true, failureReason: r.failureReason, endTimestamp: new Date().toISOString() } });
-      await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', {
-        phase: 'Failed', conditions: [{ type: 'DecentralizedLiveMigrationFailure', status: 'True', reason: 'MigrationFailed', message: r.failureReason ?? '' }],
-      });
+    if (r.outcome === 'Failed') {
+      await this.setVmimStatus(m, 'Failed', { ...addresses, conditions: [], migrationState: { failed: true, completed: true, failureReason: r.failureReason, endTimestamp: new Date().toISOString() } });
+      // lifecycle.go: a migration target whose migration failed goes back to WaitingForSync.
+      if (vmi) await this.patchVmi(vmi, { phase: 'WaitingForSync', conditions: [], migrationState: { failed: true, completed: true, migrationUid: id, failureReason: r.failureReason } });
       return;
     }
-    if (r.phase === 'Succeeded' && this.holdCompletion) return;
-    if (r.phase === 'Succeeded') {
-      await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', {
+    if (r.step < 0) {
+      // Until the sender's sync controller connects: WaitingForSync, flagged as blocked.
+      const b = blockedConditions(KV.waitingForSyncMessage);
+      if (vmi) await this.patchVmi(vmi, { conditions: b.vmi });
+      await this.setVmimStatus(m, 'WaitingForSync', { ...addresses, conditions: vmi ? b.vmim : [] });
+      return;
+    }
+    if (vmi && !r.receiverReady && r.step >= AFTER_SYNC.indexOf('Scheduling')) this.prepareReceiver(r, vmi, id);
+    if (r.outcome === 'Succeeded') {
+      if (this.holdCompletion || !vmi) return;
+      await this.patchVmi(vmi, {
         phase: 'Running', nodeName: `${this.cluster}-node`,
         conditions: [{ type: 'Ready', status: 'True' }, { type: 'LiveMigratable', status: 'True' }, { type: 'StorageLiveMigratable', status: 'True' }],
         migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), targetNode: `${this.cluster}-node` },
       });
-      const restore = vm?.metadata?.annotations?.[RESTORE];
-      if (vm && runStrategy(vm) === 'WaitAsReceiver') {
-        await this.client.patchMerge(Res.vm, vm.metadata?.namespace, vm.metadata?.name ?? '', {
-          metadata: { annotations: { [RESTORE]: null } }, spec: { runStrategy: restore ?? 'Always' },
-        });
+      // vm.go, RunStrategyWaitAsReceiver: the run strategy comes back from the annotation, which stays.
+      const restore = vm?.metadata?.annotations?.[KV.restoreRunStrategy];
+      if (vm && runStrategy(vm) === 'WaitAsReceiver' && restore) {
+        await this.client.patchMerge(Res.vm, vm.metadata?.namespace, vm.metadata?.name ?? '', { spec: { runStrategy: restore } });
       }
-      await this.setVmimStatus(m, 'Succeeded', { ...state, migrationState: { completed: true, endTimestamp: new Date().toISOString() } });
+      await this.setVmimStatus(m, 'Succeeded', { ...addresses, conditions: [], migrationState: { completed: true, endTimestamp: new Date().toISOString() } });
       return;
     }
-    await this.setVmimStatus(m, r.phase, state);
+    const phase = AFTER_SYNC[Math.min(r.step, AFTER_SYNC.length - 1)];
+    if (vmi) {
+      const vmiPhase = r.step >= AFTER_SYNC.indexOf('Scheduled') ? 'Scheduled' : r.step >= AFTER_SYNC.indexOf('Scheduling') ? 'Scheduling' : 'WaitingForSync';
+      await this.patchVmi(vmi, { phase: vmiPhase, conditions: [] });
+    }
+    await this.setVmimStatus(m, phase, { ...addresses, conditions: [] });
+  }
+
+  /** Starts the receiver's guest (QEMU -incoming in a real driver) once its pod would exist. */
+  private prepareReceiver(r: MigrationRecord, vmi: VMI, id: string): void {
+    const vk = vmi.metadata?.uid ?? key(vmi);
+    if (this.preparing.has(vk)) return;
+    this.preparing.add(vk);
+    void this.driver.prepareReceiver({ ...this.ref(vmi), spec: vmi.spec }, id, this.abort.signal)
+      .then(() => { r.receiverReady = true; }, (e: unknown) => { this.errors++; this.hub.fail(r, `receiver could not be prepared: ${e instanceof Error ? e.message : String(e)}`); })
+      .finally(() => this.preparing.delete(vk));
   }
 
   private async syncSender(m: VMIM, vmi: VMI | undefined, vm: VM | undefined): Promise<void> {
@@ -386,80 +488,94 @@ export class KubeVirtStandIn {
     const id = send.migrationID;
     const cur = m.status?.phase ?? '';
     if (terminal(cur)) return;
-    const uidKey = `vmim:${m.metadata?.uid}`;
     const r = this.hub.record(id);
     const inject = injection(vm);
     r.sender = { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', vmim: m.metadata?.name ?? '', vmi: m.spec.vmiName ?? '', connectURL: send.connectURL, inject };
-    r.blocked = inject.blocked;
-    if (!this.ready(uidKey)) return;
-    if (!vmi || vmi.status?.phase !== 'Running') {
-      if (!terminal(r.phase)) this.hub.fail(r, `source VMI ${m.spec.vmiName} is not running`);
-    }
-    if (r.phase === 'Failed') {
-      await this.setVmimStatus(m, 'Failed', { ...this.blockedCondition(r), migrationState: { failed: true, failureReason: r.failureReason, endTimestamp: new Date().toISOString() } });
+    if (!this.ready(`vmim:${m.metadata?.uid}`)) return;
+    const addresses = { synchronizationAddresses: [this.syncAddress] };
+    if (!r.outcome && (!vmi || vmi.status?.phase !== 'Running')) this.hub.fail(r, `source VMI ${m.spec.vmiName} is not running`);
+    if (r.outcome === 'Failed') {
+      await this.setVmimStatus(m, 'Failed', { ...addresses, conditions: [], migrationState: { failed: true, completed: true, failureReason: r.failureReason, endTimestamp: new Date().toISOString() } });
       return;
     }
-    if (r.phase === 'Succeeded') {
+    if (r.outcome === 'Succeeded') {
       if (vmi) {
-        await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', {
+        await this.patchVmi(vmi, {
           phase: 'Succeeded',
           migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), sourceNode: `${this.cluster}-node` },
         });
         await this.driver.stop(this.ref(vmi));
       }
-      await this.setVmimStatus(m, 'Succeeded', { migrationState: { completed: true, endTimestamp: new Date().toISOString() } });
+      await this.setVmimStatus(m, 'Succeeded', { ...addresses, migrationState: { completed: true, endTimestamp: new Date().toISOString() } });
       return;
     }
-    // Local scheduling first, then the decentralized phases.
-    const order = ['', 'Pending', 'Scheduling', 'Scheduled', 'WaitingForSync', 'Synchronizing', 'Running'];
-    const next = order[order.indexOf(cur) + 1] ?? cur;
-    if (inject.hangAt && cur === inject.hangAt) return;
-    if (inject.failAt && next === inject.failAt) {
-      this.hub.fail(r, `stand-in: injected failure at ${next}`);
+    if (cur === '') { await this.setVmimStatus(m, 'Synchronizing', addresses); return; }
+    if (cur === 'Synchronizing') { await this.pair(m, r, send.connectURL, inject, addresses); return; }
+    const idx = AFTER_SYNC.indexOf(cur as typeof AFTER_SYNC[number]);
+    if (idx < 0 || cur === 'Running') return; // Running: the transfer job decides
+    if (inject.hangAt === cur) return;
+    const next = AFTER_SYNC[idx + 1];
+    if (inject.failAt === next) { this.hub.fail(r, `stand-in: injected failure at ${next}`); return; }
+    // TargetReady means the target listens: wait for the receiver's driver.
+    if (next === 'TargetReady' && !r.receiverReady) return;
+    r.step = idx + 1;
+    if (next === 'Running') this.startTransfer(m, r, send.connectURL, inject);
+    await this.setVmimStatus(m, next, { ...addresses, ...(next === 'Running' ? { migrationState: { startTimestamp: new Date().toISOString(), sourceNode: `${this.cluster}-node`, migrationUid: id } } : {}) });
+  }
+
+  /** Synchronizing: the sender's sync controller dials connectURL and meets the receiver. */
+  private async pair(m: VMIM, r: MigrationRecord, connectURL: string, inject: Injection, addresses: Record<string, unknown>): Promise<void> {
+    const vmi = (await this.client.tryGet<VMI>(Res.vmi, m.metadata?.namespace, m.spec.vmiName ?? ''));
+    const setBlocked = async (message: string | undefined) => {
+      const b = blockedConditions(message);
+      if (vmi) await this.patchVmi(vmi, { conditions: [...(vmi.status?.conditions ?? []).filter((c) => c.type !== 'DecentralizedLiveMigrationFailure'), ...b.vmi] });
+      await this.setVmimStatus(m, 'Synchronizing', { ...addresses, conditions: b.vmim });
+    };
+    if (inject.blocked) { await setBlocked(inject.blocked); return; }
+    if (r.receiver && r.receiver.address !== connectURL) {
+      await setBlocked(`rpc error: code = Unavailable desc = connection error: dial tcp ${connectURL}: no synchronization controller for migration ${r.migrationID} answers there`);
       return;
     }
-    switch (cur) {
-      case '': case 'Pending': case 'Scheduling':
-        await this.setVmimStatus(m, next);
-        return;
-      case 'Scheduled':
-        await this.setVmimStatus(m, 'WaitingForSync', this.blockedCondition(r));
-        return;
-      case 'WaitingForSync': {
-        // Pairs only when the receiver exists and the connectURL reaches its sync controller.
-        if (r.blocked || !r.receiver || r.receiver.address !== send.connectURL || r.phase !== 'WaitingForSync') return;
-        r.phase = 'Synchronizing';
-        r.since = Date.now();
-        await this.setVmimStatus(m, 'Synchronizing', { migrationState: { startTimestamp: new Date().toISOString(), sourceNode: `${this.cluster}-node`, migrationUid: id } });
-        return;
-      }
-      case 'Synchronizing': {
-        if (r.job) return;
-        r.phase = 'Running';
-        r.since = Date.now();
-        const job = new AbortController();
-        r.job = job;
-        const rec = r.receiver!;
-        void this.driver.migrate({
-          migrationID: id, connectURL: send.connectURL, inject,
-          source: { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', name: m.spec.vmiName ?? '' },
-          target: { cluster: rec.cluster, namespace: rec.namespace, name: rec.vmi },
-        }, job.signal).then(() => {
-          if (r.phase === 'Running') { r.phase = 'Succeeded'; r.since = Date.now(); }
-        }, (e: unknown) => this.hub.fail(r, e instanceof Error ? e.message : String(e)));
-        await this.setVmimStatus(m, 'Running');
-        return;
-      }
-      default:
-        return;
-    }
+    if (!r.receiver) { await setBlocked(undefined); return; } // the target buffers until its VMIM exists
+    if (inject.hangAt && PAIRING_PHASES.has(inject.hangAt)) { await setBlocked(undefined); return; }
+    if (inject.failAt && PAIRING_PHASES.has(inject.failAt)) { this.hub.fail(r, `stand-in: injected failure at ${inject.failAt}`); return; }
+    r.step = 0;
+    r.since = Date.now();
+    if (vmi) await this.patchVmi(vmi, { conditions: (vmi.status?.conditions ?? []).filter((c) => c.type !== 'DecentralizedLiveMigrationFailure') });
+    await this.setVmimStatus(m, AFTER_SYNC[0], { ...addresses, conditions: [] });
+  }
+
+  private startTransfer(m: VMIM, r: MigrationRecord, connectURL: string, inject: Injection): void {
+    if (r.job || !r.receiver) return;
+    const job = new AbortController();
+    r.job = job;
+    const rec = r.receiver;
+    void this.driver.migrate({
+      migrationID: r.migrationID, connectURL, inject,
+      source: { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', name: m.spec.vmiName ?? '' },
+      target: { cluster: rec.cluster, namespace: rec.namespace, name: rec.vmi },
+    }, job.signal).then(() => {
+      if (!r.outcome) { r.outcome = 'Succeeded'; r.since = Date.now(); }
+    }, (e: unknown) => this.hub.fail(r, e instanceof Error ? e.message : String(e)));
   }
 }
 
-function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+function parsePEM(text: string): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  for (const b of text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) {
+    try {
+      out.push(new X509Certificate(b));
+    } catch {
+      return []; // ParseCertsPEM fails as a whole
+    }
+  }
   return out;
+}
+
+/** Every field of `want` already has that value in `have` (JSON equality; [] equals absent). */
+function sameFields(want: Record<string, unknown>, have: Record<string, unknown>): boolean {
+  const norm = (v: unknown) => JSON.stringify(Array.isArray(v) && v.length === 0 ? undefined : v);
+  return Object.keys(want).every((k) => norm(want[k]) === norm(have[k]));
 }
 
 export { FakeDriver } from './driver.ts';

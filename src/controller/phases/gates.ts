@@ -41,10 +41,14 @@ export function phaseDeadlineMs(spec: ResolvedSpec, phase: Phase): number | unde
   }
 }
 
-/** Rough, monotone progress by phase (KubeVirt's VMIM exposes no byte counters). */
+/**
+ * Rough, monotone progress by the sender VMIM's phase (KubeVirt's VMIM exposes no byte counters),
+ * in the order KubeVirt really goes: Synchronizing first, then the usual migration phases
+ * (kubevirt/kubevirt pkg/virt-controller/watch/migration/migration.go).
+ */
 const VMIM_PERCENT: Record<string, number> = {
-  '': 52, Pending: 52, Scheduling: 54, Scheduled: 56, PreparingTarget: 58, TargetReady: 60,
-  WaitingForSync: 62, Synchronizing: 70, Running: 80, Succeeded: 90,
+  '': 52, Synchronizing: 54, Pending: 56, Scheduling: 58, Scheduled: 60, PreparingTarget: 62,
+  TargetReady: 64, Running: 70, Succeeded: 90,
 };
 
 export function phasePercent(phase: Phase, sourceVmimPhase?: string): number {

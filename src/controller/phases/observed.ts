@@ -20,6 +20,12 @@ export interface VmimView {
   blocked?: string;
   failureReason?: string;
   synchronizationAddress?: string;
+  /** Kubernetes uid, used as a delete precondition. */
+  uid?: string;
+  /** It carries a deletionTimestamp (KubeVirt's finalizer holds it while the cancel propagates). */
+  deleting?: boolean;
+  /** It has our deterministic name but not our migration label: someone else's object. */
+  foreign?: boolean;
 }
 
 export interface SourceView {
@@ -43,10 +49,14 @@ export interface TargetView {
   objectsComplete: boolean;
   /** Disks (DataVolumes) the receiver needs that already exist on the target but are not ours. */
   foreignDisks?: string[];
+  /** Secrets/ConfigMaps ("Secret x") on the target that are not ours and differ from the source's. */
+  foreignAux?: string[];
   /** Number of objects on the target labelled as ours (for cleanup). */
   ownedObjects: number;
   /** Each cluster's kubevirt-ca bundle is in the other's kubevirt-external-ca. */
   caTrusted: boolean;
+  /** A kubevirt-ca bundle is missing or is not PEM certificates: CA trust cannot be set up. */
+  caProblem?: { reason: string; message: string };
   /** The target KubeVirt CR's status.synchronizationAddresses[0], if any. */
   kubevirtSyncAddress?: string;
 }

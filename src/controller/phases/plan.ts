@@ -21,9 +21,15 @@ export interface PlanOptions {
   pollMs: number;
   /** How often to re-check while blocked on bad input (no crash loop, no hot loop). */
   blockedRetryMs: number;
+  /**
+   * After this long in RollingBack the migration reports Stalled=True (RollbackStalled): something
+   * keeps an object alive, e.g. a VMIM finalizer stuck after a cancel (kubevirt/kubevirt#18216).
+   * It keeps retrying; it never gives up on cleanup by itself.
+   */
+  rollbackStallMs: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000 };
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
 
 export interface Plan {
   actions: Action[];
@@ -101,8 +107,10 @@ function rollback(c: Ctx, reason: string, message: string): void {
 function continueRollback(c: Ctx): void {
   const { obs } = c;
   let pending = false;
-  if (obs.sourceVMIM) { c.actions.push({ type: 'DeleteSourceVMIM' }); pending = true; }
-  if (obs.targetVMIM) { c.actions.push({ type: 'DeleteTargetVMIM' }); pending = true; }
+  const waitingFor: string[] = [];
+  // Someone else's VMIM that happens to carry our name is neither deleted nor waited for.
+  if (obs.sourceVMIM && !obs.sourceVMIM.foreign) { c.actions.push({ type: 'DeleteSourceVMIM' }); pending = true; waitingFor.push(`source VMIM ${obs.sourceVMIM.name}${obs.sourceVMIM.deleting ? ' (deleting; held by a finalizer)' : ''}`); }
+  if (obs.targetVMIM && !obs.targetVMIM.foreign) { c.actions.push({ type: 'DeleteTargetVMIM' }); pending = true; waitingFor.push(`target VMIM ${obs.targetVMIM.name}${obs.targetVMIM.deleting ? ' (deleting; held by a finalizer)' : ''}`); }
   // The target was touched only if we got as far as preparing it (targetVMRef is set then).
   const touchedTarget = c.st.targetVMRef !== undefined || c.st.vmims?.target !== undefined;
   if (touchedTarget) {
@@ -114,9 +122,17 @@ function continueRollback(c: Ctx): void {
     } else if (obs.target.ownedObjects > 0) {
       c.actions.push({ type: 'DeleteTargetObjects' });
       pending = true;
+      waitingFor.push(`${obs.target.ownedObjects} object(s) labelled as ours on the target`);
     }
   }
-  if (pending) { requeue(c, c.opts.pollMs); return; }
+  if (pending) {
+    requeue(c, c.opts.pollMs);
+    const since = Date.parse(c.st.phaseStartTime ?? '');
+    if (!c.stall && Number.isFinite(since) && obs.now.getTime() - since > c.opts.rollbackStallMs) {
+      c.stall = { reason: 'RollbackStalled', message: `rollback has not finished after ${Math.round(c.opts.rollbackStallMs / 1000)}s; still waiting for: ${waitingFor.join(', ')}` };
+    }
+    return;
+  }
   if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage' });
   const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
   const final = aborted ? Phases.Aborted : Phases.Failed;
@@ -138,6 +154,7 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   if (!obs.targetNamespace.ok) return obs.targetNamespace;
   if (obs.target?.vmExists && !obs.target.vmOwned) return { reason: 'TargetNameCollision', message: `a VirtualMachine ${spec.vmName} not created by this migration already exists in ${spec.targetSite}/${spec.targetNamespace}` };
   if (obs.target?.foreignDisks?.length) return { reason: 'TargetNameCollision', message: `DataVolume(s) ${obs.target.foreignDisks.join(', ')} not created by this migration already exist in ${spec.targetSite}/${spec.targetNamespace}` };
+  if (obs.target?.foreignAux?.length) return { reason: 'TargetNameCollision', message: `${obs.target.foreignAux.join(', ')} not created by this migration already exist in ${spec.targetSite}/${spec.targetNamespace} with content different from the source's` };
   return undefined;
 }
 
@@ -160,6 +177,7 @@ function inFlightBeforeMemory(c: Ctx): boolean {
   if (obs.source.vmiPhase !== 'Running') { rollback(c, 'SourceVMNotRunning', `source VMI is no longer running (phase ${obs.source.vmiPhase ?? 'none'})`); return false; }
   if (obs.target?.vmExists && !obs.target.vmOwned) { rollback(c, 'TargetNameCollision', `a VirtualMachine ${spec.vmName} not created by this migration appeared on the target`); return false; }
   if (obs.target?.foreignDisks?.length) { rollback(c, 'TargetNameCollision', `DataVolume(s) ${obs.target.foreignDisks.join(', ')} not created by this migration appeared on the target`); return false; }
+  if (obs.target?.foreignAux?.length) { rollback(c, 'TargetNameCollision', `${obs.target.foreignAux.join(', ')} not created by this migration, with content different from the source's, appeared on the target`); return false; }
   return true;
 }
 
@@ -212,7 +230,8 @@ function step(c: Ctx): boolean {
     case Phases.PreparingTarget: {
       const t = obs.target!;
       c.st.targetVMRef = { site: spec.targetSite, namespace: spec.targetNamespace, name: spec.vmName };
-      if (!t.caTrusted) c.actions.push({ type: 'EnsureCATrust' });
+      if (t.caProblem) c.stall = t.caProblem; // garbage is never copied into the other cluster's trust store
+      else if (!t.caTrusted) c.actions.push({ type: 'EnsureCATrust' });
       if (!t.objectsComplete) c.actions.push({ type: 'EnsureTargetObjects' });
       if (t.caTrusted && t.objectsComplete && t.vmOwned && t.vmiPhase !== undefined) {
         cond(c, C.TargetPrepared, 'True', 'ReceiverReady', `receiver VM ${spec.vmName} (runStrategy ${t.vmRunStrategy}) and its VMI (${t.vmiPhase}) exist on ${spec.targetSite}; CA trust in place`);
@@ -220,8 +239,8 @@ function step(c: Ctx): boolean {
         return true;
       }
       const missing = [!t.caTrusted && 'CA trust', !t.objectsComplete && 'target objects', t.vmiPhase === undefined && 'receiver VMI'].filter(Boolean).join(', ');
-      cond(c, C.TargetPrepared, 'False', 'Preparing', `waiting for: ${missing}`);
-      requeue(c, c.opts.pollMs);
+      cond(c, C.TargetPrepared, 'False', t.caProblem ? t.caProblem.reason : 'Preparing', t.caProblem ? t.caProblem.message : `waiting for: ${missing}`);
+      requeue(c, t.caProblem ? c.opts.blockedRetryMs : c.opts.pollMs);
       return false;
     }
     case Phases.AwaitingCutover: {
@@ -246,7 +265,15 @@ function stepMemory(c: Ctx): boolean {
   if ((t && !c.st.vmims?.target) || (s && !c.st.vmims?.source)) {
     c.st.vmims = { ...c.st.vmims, ...(t ? { target: t.name } : {}), ...(s ? { source: s.name } : {}) };
   }
+  for (const v of [s, t]) {
+    if (v?.foreign) { rollback(c, 'TargetNameCollision', `a VMIM named ${v.name} that this migration did not create exists; it is left alone`); return false; }
+  }
   const vmims = c.st.vmims ?? {};
+  const cancelled = [s, t].find((v) => v?.deleting && v.phase !== 'Succeeded');
+  if (cancelled) {
+    rollback(c, 'MigrationCancelled', `VMIM ${cancelled.name} is being deleted outside this migration (KubeVirt cancels the migration on both sides)`);
+    return false;
+  }
   if ((vmims.target && !t) || (vmims.source && !s)) {
     rollback(c, 'MigrationCancelled', `VMIM ${vmims.target && !t ? vmims.target : vmims.source} was deleted outside this migration`);
     return false;
@@ -277,8 +304,14 @@ function stepMemory(c: Ctx): boolean {
     cond(c, C.MemoryMigrated, 'False', 'InProgress', `VMIMs: source ${s.phase || 'Unset'}, target ${t.phase || 'Unset'}`);
     mergeProgress(c, obs.relayProgress);
   }
-  const blocked = s?.blocked ?? t?.blocked;
+  // The receiver reports decentralizedMigrationBlocked ("waiting for incoming synchronization")
+  // for as long as it sits in WaitingForSync: normal until the sender connects, so not a stall
+  // (kubevirt/kubevirt pkg/synchronization-controller: updateDecentralizedFailureOnTarget). A
+  // real hang there is caught by the memory deadline.
+  const targetBlocked = t?.phase === 'WaitingForSync' ? undefined : t?.blocked;
+  const blocked = s?.blocked ?? targetBlocked;
   if (blocked !== undefined) c.stall = { reason: 'DecentralizedMigrationBlocked', message: blocked };
+  else if (t?.blocked !== undefined && s) c.note = { reason: 'WaitingForSync', message: `target VMIM ${t.name}: ${t.blocked}` };
   requeue(c, c.opts.pollMs);
   return false;
 }

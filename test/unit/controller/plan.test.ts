@@ -75,10 +75,15 @@ test('happy path end to end, one reconcile at a time', () => {
   assert.equal(cond(st!, 'MemoryMigrated')?.reason, 'WaitingForSyncAddress');
   p = step({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'WaitingForSync', { synchronizationAddress: '192.0.2.10:9185' }) });
   assert.deepEqual(p.actions, [{ type: 'CreateSourceVMIM', connectURL: '192.0.2.10:9185' }]);
-  p = step({ target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'Synchronizing') });
+  p = step({ target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'WaitingForSync') });
   assert.deepEqual(p.actions, []);
   assert.equal(cond(st!, 'MemoryMigrated')?.reason, 'InProgress');
-  assert.equal(st!.progress?.percent, 70);
+  assert.equal(st!.progress?.percent, 54);
+  // KubeVirt's real order after the sync: Pending … Running, shared by both VMIMs.
+  for (const [phase, pct] of [['Pending', 56], ['Scheduling', 58], ['Scheduled', 60], ['PreparingTarget', 62], ['TargetReady', 64], ['Running', 70]] as const) {
+    p = step({ target: preparedTarget, sourceVMIM: vmim(NAMES.source, phase), targetVMIM: vmim(NAMES.target, phase) });
+    assert.equal(st!.progress?.percent, pct, phase);
+  }
   p = step({ target: { ...preparedTarget, vmiPhase: 'Running' }, sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Succeeded') });
   assert.equal(st!.phase, 'CuttingOver', 'waits until the target VM left WaitAsReceiver');
   assert.equal(cond(st!, 'StorageSynced')?.status, 'True');
@@ -223,8 +228,8 @@ describe('deadlines at every phase', () => {
       assert.equal(cond(p.status, 'Reconciling')?.status, 'False');
     });
   }
-  test('a hung VMIM (WaitingForSync forever) is rolled back at the memory deadline, deleting both VMIMs', () => {
-    const o = { target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'WaitingForSync'), targetVMIM: vmim(NAMES.target, 'WaitingForSync') };
+  test('a hung pair (source Synchronizing, target WaitingForSync forever) is rolled back at the memory deadline, deleting both VMIMs', () => {
+    const o = { target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'WaitingForSync') };
     const p = plan(wm({ timeouts: { memorySeconds: 5 } }, statusFor('MigratingMemory')), obs({ ...o, now: later(6) }));
     assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
     assert.equal(p.status.failureReason, 'DeadlineExceeded');
@@ -418,7 +423,7 @@ describe('target disks and relay', () => {
     const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), relayProgress: { bytesSent: 100, bytesOverWan: 25, reductionRatio: 0.25, rounds: 3 } }));
     assert.equal(p.status.progress?.bytesOverWan, 25);
     assert.equal(p.status.progress?.reductionRatio, 0.25);
-    assert.equal(p.status.progress?.percent, 80);
+    assert.equal(p.status.progress?.percent, 70, 'sender VMIM Running');
   });
 });
 
@@ -430,4 +435,73 @@ test('deletion with a target that is gone for good: blocked until skip-target-cl
   const q = plan(wm({}, p.status), obs({ ...down, deleting: true, skipTargetCleanup: true }));
   assert.deepEqual(types(q.actions), ['RemoveFinalizer']);
   assert.ok(q.events.some((e) => e.reason === 'TargetCleanupSkipped'));
+});
+
+describe('fidelity to real KubeVirt (decentralized live migration)', () => {
+  const WAITING = 'waiting for incoming synchronization, unable to proceed';
+  test('the receiver\'s decentralizedMigrationBlocked while WaitingForSync is normal: no stall, no Warning', () => {
+    const o = { ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'WaitingForSync', { blocked: WAITING }) };
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs(o));
+    assert.equal(p.status.phase, 'MigratingMemory');
+    assert.equal(cond(p.status, 'Stalled')?.status, 'False');
+    assert.equal(cond(p.status, 'Reconciling')?.reason, 'WaitingForSync');
+    assert.match(cond(p.status, 'Reconciling')?.message ?? '', /waiting for incoming synchronization/);
+    assert.deepEqual(p.events, []);
+    // Before the sender exists it is just as normal (the sender is created right after).
+    const q = plan(wm({}, inPhase('MigratingMemory', T0, { vmims: { target: NAMES.target } })), obs({ ...o, sourceVMIM: undefined, targetVMIM: vmim(NAMES.target, 'WaitingForSync', { blocked: WAITING, synchronizationAddress: '192.0.2.2:9185' }) }));
+    assert.equal(cond(q.status, 'Stalled')?.status, 'False');
+    assert.deepEqual(types(q.actions), ['CreateSourceVMIM']);
+  });
+  test('the receiver blocked past WaitingForSync, or the sender blocked, is a stall', () => {
+    const t = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: vmim(NAMES.target, 'Scheduling', { blocked: 'x509: certificate signed by unknown authority' }) }));
+    assert.equal(cond(t.status, 'Stalled')?.reason, 'DecentralizedMigrationBlocked');
+    assert.match(cond(t.status, 'Stalled')?.message ?? '', /x509/);
+    const s = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Synchronizing', { blocked: 'connection refused' }), targetVMIM: vmim(NAMES.target, 'WaitingForSync', { blocked: WAITING }) }));
+    assert.equal(cond(s.status, 'Stalled')?.message, 'connection refused');
+  });
+  test('a VMIM someone else is deleting (KubeVirt finalizer holds it) → MigrationCancelled rollback', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: vmim(NAMES.target, 'Running', { deleting: true }) }));
+    assert.equal(p.status.failureReason, 'MigrationCancelled');
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.equal(p.status.phase, 'RollingBack', 'waits until the finalizer lets go');
+  });
+  test('a VMIM with our name but not our label is never deleted nor waited for', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Running', { foreign: true }) }));
+    assert.equal(p.status.failureReason, 'TargetNameCollision');
+    assert.ok(!types(p.actions).includes('DeleteSourceVMIM'));
+    const q = plan(wm({}, p.status), obs({ sourceVMIM: vmim(NAMES.source, 'Running', { foreign: true }), target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0 } }));
+    assert.equal(q.status.phase, 'Failed');
+    assert.deepEqual(types(q.actions), []);
+  });
+  test('a rollback that cannot finish reports Stalled RollbackStalled after rollbackStallMs, and keeps trying', () => {
+    const st = { ...statusFor('MigratingMemory'), phase: 'RollingBack' as Phase, failureReason: 'Aborted' };
+    const stuck = { target: { ...preparedTarget, ownedObjects: 0, vmExists: false }, targetVMIM: vmim(NAMES.target, 'Failed', { deleting: true }) };
+    const early = plan(wm({ abort: true }, st), obs({ ...stuck, now: later(299) }));
+    assert.equal(cond(early.status, 'Stalled')?.status, 'False');
+    const p = plan(wm({ abort: true }, st), obs({ ...stuck, now: later(301) }));
+    assert.equal(p.status.phase, 'RollingBack');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'RollbackStalled');
+    assert.match(cond(p.status, 'Stalled')?.message ?? '', /target VMIM mig-recv-0123abcd00 \(deleting; held by a finalizer\)/);
+    assert.deepEqual(types(p.actions), ['DeleteTargetVMIM']);
+    assert.ok(p.events.some((e) => e.type === 'Warning' && e.reason === 'RollbackStalled'));
+  });
+  test('a kubevirt-ca that is not PEM certificates: Stalled with the reason, nothing copied into the other trust store', () => {
+    const bad = { reason: 'CABundleInvalid', message: 'ConfigMap kubevirt/kubevirt-ca on the source cluster is not a PEM certificate bundle: certificate 1 does not parse as X.509' };
+    const p = plan(wm({}, statusFor('PreparingTarget')), obs({ target: { ...preparedTarget, vmiPhase: undefined, objectsComplete: false, caTrusted: false, caProblem: bad } }));
+    assert.equal(p.status.phase, 'PreparingTarget');
+    assert.ok(!types(p.actions).includes('EnsureCATrust'));
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'CABundleInvalid');
+    assert.equal(cond(p.status, 'TargetPrepared')?.reason, 'CABundleInvalid');
+    assert.ok(p.events.some((e) => e.reason === 'CABundleInvalid'));
+  });
+  test('a Secret/ConfigMap on the target with other content: TargetNameCollision before the start; rollback in flight deletes only ours', () => {
+    const pre = plan(wm(), obs({ target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0, foreignAux: ['Secret vm-a-cloudinit'] } }));
+    assert.equal(pre.status.phase, 'Pending');
+    assert.equal(cond(pre.status, 'Stalled')?.reason, 'TargetNameCollision');
+    assert.match(cond(pre.status, 'Stalled')?.message ?? '', /Secret vm-a-cloudinit .* content different/);
+    assert.deepEqual(pre.actions, []);
+    const mid = plan(wm({}, statusFor('PreparingTarget')), obs({ target: { ...preparedTarget, foreignAux: ['ConfigMap cfg'] } }));
+    assert.equal(mid.status.failureReason, 'TargetNameCollision');
+    assert.deepEqual(types(mid.actions), ['DeleteTargetObjects'], 'only objects labelled with our uid');
+  });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import { resolveSpec } from '../../../src/api/wanmigration.ts';
 import {
-  blankDataVolume, caBundleContains, mergeCABundle, receiverVM, runStrategyOf, sourceVMIM, targetVMIM, volumeRefs, copyObject,
+  blankDataVolume, sameContent, receiverVM, runStrategyOf, sourceVMIM, targetVMIM, volumeRefs, copyObject,
 } from '../../../src/controller/target-objects.ts';
 import { migrationNames } from '../../../src/controller/names.ts';
 import { wm } from './fixtures.ts';
@@ -84,12 +84,11 @@ test('copyObject keeps data and type, drops server metadata', () => {
   assert.deepEqual((c as { data?: unknown }).data, { a: 'Yg==' });
 });
 
-test('CA bundle merge is idempotent and appends only missing certificates', () => {
-  const a = '-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n';
-  const b = '-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n';
-  const ab = mergeCABundle(a, b);
-  assert.ok(caBundleContains(ab, a) && caBundleContains(ab, b));
-  assert.equal(mergeCABundle(ab, b), ab);
-  assert.equal(mergeCABundle(undefined, b), b);
-  assert.ok(!caBundleContains(a, b));
+test('a pre-existing Secret/ConfigMap counts as ours only with identical content', () => {
+  const src = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, type: 'Opaque', data: { a: 'YQ==', b: 'Yg==' } };
+  assert.ok(sameContent(src, { ...src, metadata: { name: 's', uid: 'other', labels: { x: 'y' } }, data: { b: 'Yg==', a: 'YQ==' } }), 'key order and metadata do not matter');
+  assert.ok(!sameContent(src, { ...src, data: { a: 'YQ==', b: 'Yw==' } }), 'a changed value is a collision');
+  assert.ok(!sameContent(src, { ...src, data: { a: 'YQ==' } }), 'a missing key is a collision');
+  assert.ok(!sameContent(src, { ...src, type: 'kubernetes.io/tls' }), 'another type is a collision');
+  assert.ok(!sameContent({ kind: 'ConfigMap', data: { k: 'v' } }, { kind: 'ConfigMap', data: { k: 'v' }, binaryData: { k2: 'AA==' } }));
 });
