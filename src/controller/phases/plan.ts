@@ -90,7 +90,7 @@ function enter(c: Ctx, phase: Phase, message: string): void {
 function pastPointOfNoReturn(c: Ctx): boolean {
   const p = phaseOf(c);
   return p === Phases.CuttingOver || p === Phases.Succeeded || isTrue(c.st.conditions, C.MemoryMigrated)
-    || c.obs.sourceVMIM?.phase === 'Succeeded' || c.obs.targetVMIM?.phase === 'Succeeded';
+    || [c.obs.sourceVMIM, c.obs.targetVMIM].some((v) => v?.phase === 'Succeeded' && !v.foreign);
 }
 
 function rollback(c: Ctx, reason: string, message: string): void {

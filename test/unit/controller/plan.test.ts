@@ -473,6 +473,11 @@ describe('fidelity to real KubeVirt (decentralized live migration)', () => {
     assert.equal(q.status.phase, 'Failed');
     assert.deepEqual(types(q.actions), []);
   });
+  test('a foreign Succeeded VMIM with our name does not count as the point of no return', () => {
+    const p = plan(wm({ abort: true }, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Succeeded', { foreign: true }) }));
+    assert.equal(p.status.failureReason, 'Aborted');
+    assert.ok(!types(p.actions).includes('DeleteSourceVMIM'));
+  });
   test('a rollback that cannot finish reports Stalled RollbackStalled after rollbackStallMs, and keeps trying', () => {
     const st = { ...statusFor('MigratingMemory'), phase: 'RollingBack' as Phase, failureReason: 'Aborted' };
     const stuck = { target: { ...preparedTarget, ownedObjects: 0, vmExists: false }, targetVMIM: vmim(NAMES.target, 'Failed', { deleting: true }) };
