@@ -151,7 +151,8 @@ export class QemuDisk {
     try {
       await this.qmp.executeUntyped('blockdev-mirror', {
         'job-id': MIRROR_JOB, device: this.node, target: MIRROR_NODE, sync: 'none', 'copy-mode': 'write-blocking',
-        'auto-finalize': true, 'auto-dismiss': true,
+        // If the agent itself dies, the guest's writes (already on the source) must not fail.
+        'on-target-error': 'ignore', 'auto-finalize': true, 'auto-dismiss': true,
       });
     } catch (err) {
       await this.qmp.executeUntyped('blockdev-del', { 'node-name': MIRROR_NODE }).catch(() => undefined);
