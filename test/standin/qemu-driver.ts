@@ -111,7 +111,7 @@ export interface MigrationRecord {
   memoryBytes: number;
   result?: MigrationResult;
   error?: string;
-  /** The last query-migrate figures seen (a cancelled migration's result has none). */
+  /** The last active query-migrate figures (a cancelled migration's result has none). */
   lastSample?: MigrationSample;
   /** Set when smart stop-and-copy raised the downtime-limit. */
   smartStop?: StopDecision;
@@ -246,7 +246,8 @@ export class QemuDriver implements VmiDriver {
         parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.tuning.parameters },
         timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
         onSample: (s) => {
-          rec.lastSample = s;
+          // A cancelled migration's final sample carries no RAM figures: keep the last real one.
+          if (s.status === 'active' || s.status === 'completed') rec.lastSample = s;
           this.o.onSample?.(job.migrationID, s);
           const d = smart?.observe(s);
           if (d) {
