@@ -196,4 +196,26 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     console.log(`[e2e] 4 VMs x ${MEM} MiB: WAN bytes with relay ${relayed}, plain ${plain} (${(100 * relayed / plain).toFixed(1)}%)`);
     assert.ok(relayed < plain, 'the relay must not carry more than plain');
   });
+
+  // Last: it leaves the bed without a relay.
+  test('relay pair killed mid-migration: source keeps running, target cleaned up', async () => {
+    const vm = 'vm-relay-kill';
+    bed.driver.route = relayRoute(4);
+    await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
+    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await bed.src.create(Res.wanMigration, sampleMigration(vm, { memorySeconds: 30 }));
+    await waitFor('memory streaming', async () => {
+      const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
+      const rec = wm?.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
+      return rec?.lastSample && rec.lastSample.transferred > 0 ? true : undefined;
+    }, 120_000, 100);
+    bed.killRelay();
+    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
+    assert.notEqual(wm.status?.phase, 'Succeeded');
+    await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
+    assert.equal(await vmiPhase(bed.src, vm), 'Running');
+    const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+    await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
+    assert.equal((await src.qmp.execute('query-status')).status, 'running');
+  });
 });
