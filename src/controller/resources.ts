@@ -1,6 +1,7 @@
 // Resource references for everything the controllers read or write, in either cluster.
 import { GROUP, VERSION } from '../api/meta.ts';
 import type { ResourceRef } from '../kube/types.ts';
+import { Resources } from '../kube/client.ts';
 
 export const Res = {
   wanMigration: { group: GROUP, version: VERSION, plural: 'wanmigrations', kind: 'WanMigration', namespaced: true },
@@ -11,10 +12,11 @@ export const Res = {
   kubevirt: { group: 'kubevirt.io', version: 'v1', plural: 'kubevirts', kind: 'KubeVirt', namespaced: true },
   dataVolume: { group: 'cdi.kubevirt.io', version: 'v1beta1', plural: 'datavolumes', kind: 'DataVolume', namespaced: true },
   pvc: { group: '', version: 'v1', plural: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim', namespaced: true },
-  secret: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
-  configMap: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
-  namespace: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
-  events: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
+  // Core kinds the runtime also uses: one definition, in src/kube/client.ts.
+  secret: Resources.secret,
+  configMap: Resources.configMap,
+  namespace: Resources.namespace,
+  events: Resources.event,
 } as const satisfies Record<string, ResourceRef>;
 
 /** KubeVirt's CA bundle ConfigMaps (both in KubeVirt's namespace, key `ca-bundle`). */
