@@ -127,6 +127,8 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       route: useRelay ? relayRoute(slots) : directRoute(),
       diskMiB: o.diskMiB,
       onSample: o.onSample,
+      // A CPU-starved run measures a lower stream rate: allow more downtime before leaving it to QEMU.
+      smartStop: { maxDowntimeMs: 10_000 },
     });
     cleanups.push(() => driver.stopAll());
 
