@@ -21,6 +21,7 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 test('cloudnet agent source|target over HTTP, observed by the StoragePreCopy provider', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-cli-'));
+  const unregisterDir = onExit(() => rmSync(dir, { recursive: true, force: true }));
   const target = await startTargetProcess(join(dir, 'target.raw'));
   const httpPort = await freeLoopbackPort();
   const disk = join(dir, 'disk.raw');
@@ -74,5 +75,6 @@ test('cloudnet agent source|target over HTTP, observed by the StoragePreCopy pro
     unregister();
     await target.stop();
     rmSync(dir, { recursive: true, force: true });
+    unregisterDir();
   }
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SourceAgent } from '../../src/storage/source.ts';
 import { sha256File } from '../../src/storage/volume.ts';
+import { onExit } from '../env/netns.ts';
 import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
 
 const MiB = 1 << 20;
@@ -37,6 +38,7 @@ async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number
 
 test('a cut link and a killed target agent mid-pass resume without starting over', { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-resume-'));
+  const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
   let target: TargetProcess | undefined;
   let link: Link | undefined;
   let agent: SourceAgent | undefined;
@@ -80,11 +82,13 @@ test('a cut link and a killed target agent mid-pass resume without starting over
     await link?.close();
     await target?.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
+    unregister();
   }
 });
 
 test('a failing target write fails the step cleanly and leaves the source disk untouched', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-fail-'));
+  const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
   let target: TargetProcess | undefined;
   let agent: SourceAgent | undefined;
   try {
@@ -107,5 +111,6 @@ test('a failing target write fails the step cleanly and leaves the source disk u
     await agent?.release();
     await target?.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
+    unregister();
   }
 });
