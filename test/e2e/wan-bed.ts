@@ -4,7 +4,7 @@
 // (sender in site A's node namespace, receiver in site B's, plain TCP inside the WireGuard tunnel),
 // the KubeVirt stand-in in each cluster with the real-QEMU driver, and the operator in-process.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,8 @@ export interface WanBed {
   relayProcs: ChildProcess[];
   /** Kills the relay pair (failure injection). */
   killRelay(): void;
+  /** Relay warnings/errors and the close reasons of failed sessions, for failure messages. */
+  relayDiagnostics(): string;
   stop(): Promise<void>;
 }
 
@@ -116,8 +118,9 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
         '--plain-inside-wireguard', '--cache-mb', cache, '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(sender);
       await waitForLine(sender, /relay sender ready/, 30_000);
-      // Keep draining their logs so a full pipe never stalls them.
-      for (const p of relayProcs) p.stderr?.resume();
+      // Keep their logs (a full pipe would stall them) for diagnostics.
+      receiver.stderr?.pipe(createWriteStream(join(workDir, 'relay-receive.log')));
+      sender.stderr?.pipe(createWriteStream(join(workDir, 'relay-send.log')));
       log(`relay pair up: sender ${sites.a.nodeIp} (127.0.0.1:49152..${49151 + slots}) -> receiver ${sites.b.nodeIp}:7400, plain TCP inside WireGuard`);
     }
 
@@ -161,6 +164,7 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     const bed: WanBed = {
       a, b, src, dst, sites, wg, driver, hub, operator, workDir, relayStatsFile, relayProcs,
       killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
+      relayDiagnostics() { return relayDiagnostics(workDir); },
       stop,
     };
     return bed;
@@ -168,6 +172,25 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     await stop();
     throw e;
   }
+}
+
+function relayDiagnostics(dir: string): string {
+  const out: string[] = [];
+  for (const side of ['send', 'receive']) {
+    const log = join(dir, `relay-${side}.log`);
+    if (existsSync(log)) {
+      const bad = readFileSync(log, 'utf8').split('\n').filter((l) => /"level":"(warn|error)"/.test(l));
+      out.push(...bad.slice(-10).map((l) => `relay ${side}: ${l}`));
+    }
+    const stats = join(dir, `relay-${side}.json`);
+    if (existsSync(stats)) {
+      try {
+        const j = JSON.parse(readFileSync(stats, 'utf8')) as { finished?: Array<{ target?: string; state?: string; closeReason?: string }> };
+        for (const f of j.finished ?? []) if (f.closeReason && f.closeReason !== 'ok') out.push(`relay ${side} session ${f.target}: ${f.state} ${f.closeReason}`);
+      } catch { /* being rewritten */ }
+    }
+  }
+  return out.join('\n');
 }
 
 export interface GuestVmOptions {

@@ -189,7 +189,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
       const before = await bed.sites.stats();
       await Promise.all(vms.map((v) => bed.src.create(Res.wanMigration, sampleMigration(v, { relay }))));
       const done = await Promise.all(vms.map((v) => waitPhase(bed, `${v}-to-site-b`, ['Succeeded', 'Failed'], 300_000)));
-      for (const wm of done) assert.equal(wm.status?.phase, 'Succeeded', `${wm.metadata.name}: ${wm.status?.failureMessage}`);
+      for (const wm of done) assert.equal(wm.status?.phase, 'Succeeded', `${wm.metadata.name}: ${wm.status?.failureMessage}\n${relay ? bed.relayDiagnostics() : ''}`);
       return (await bed.sites.stats()).ab.txBytes - before.ab.txBytes;
     };
     const relayed = await run('r', true);
