@@ -4,29 +4,16 @@
 // runs, not only on hand-written samples: Manual cutover (Progressing → Suspended → Healthy), a
 // hung VMIM (Degraded with the deadline), an abort (Suspended) and a Site (Healthy).
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { useClusters } from '../env/index.ts';
+import { describe, test } from 'node:test';
 import { Res } from '../../src/controller/resources.ts';
-import type { RunningOperator } from '../../src/operator/main.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
-import { createVM, getWM, runOperator, setupBed, waitFor, waitForPhase, wanMigration, type Bed } from '../standin/harness.ts';
+import { createVM, getWM, useOperatorBed, waitFor, waitForPhase, wanMigration, type Bed } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { argoHealth, type Health, type Json } from '../../hack/argo-health.ts';
 
 let bed: Bed;
-let op: RunningOperator;
 
-// Registered before useClusters' own after(): the operator and stand-ins stop before the clusters.
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    op = await runOperator(bed);
-  },
-});
+useOperatorBed((b) => { bed = b; });
 
 interface Seen extends Health { phase: string }
 

@@ -1,26 +1,14 @@
 // Site controller on real API servers: a reachable site is Ready (and says what was measured),
 // bad credentials give a reason and an Event, and fixing the Secret heals the Site.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useClusters } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
-import type { RunningOperator } from '../../src/operator/main.ts';
-import { ensure, OPERATOR_NS, runOperator, setupBed, waitFor, waitForEvent, type Bed } from '../standin/harness.ts';
+import { ensure, OPERATOR_NS, useOperatorBed, waitFor, waitForEvent, type Bed } from '../standin/harness.ts';
 
 let bed: Bed;
-let op: RunningOperator;
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    op = await runOperator(bed);
-  },
-});
+useOperatorBed((b) => { bed = b; });
 
 const getSite = async (name: string) => (await bed.src.tryGet(Res.site, undefined, name)) as unknown as Site | undefined;
 

@@ -1,32 +1,20 @@
 // spec.abort at every phase: before the point of no return the migration rolls back (both VMIMs
 // and every target object we created are deleted) and ends Aborted with the source VM running;
 // after it (memory already moved) the abort is refused with an Event and the migration completes.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useClusters } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
-import type { RunningOperator } from '../../src/operator/main.ts';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import {
-  assertSourceIntact, createVM, ensure, getWM, leftovers, runOperator, setupBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
+  assertSourceIntact, createVM, ensure, getWM, leftovers, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
   waitForSourceVmimPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { HOLD_LINK_ANNOTATION, HoldableLink } from '../standin/test-link.ts';
 
 let bed: Bed;
-let op: RunningOperator;
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    op = await runOperator(bed, { link: new HoldableLink() });
-  },
-});
+useOperatorBed((b) => { bed = b; }, { link: new HoldableLink() });
 
 interface Hold {
   name: string;

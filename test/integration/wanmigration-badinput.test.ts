@@ -1,29 +1,20 @@
 // Bad input: each case yields a Stalled condition with a clear reason and an Event, nothing is
 // deleted, and the reconciler does not error (no crash loop). Removing the cause lets it proceed.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, useClusters } from '../env/index.ts';
+import { freePort } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';
 import {
-  createVM, ensure, getWM, OPERATOR_NS, reconcileErrors, runOperator, setupBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, ensure, getWM, OPERATOR_NS, reconcileErrors, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 
 let bed: Bed;
 let op: RunningOperator;
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    op = await runOperator(bed);
-  },
-});
+useOperatorBed((b, o) => { bed = b; op = o; });
 
 type VMI = KubeObject & { status?: { phase?: string } };
 

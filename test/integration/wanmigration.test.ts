@@ -1,6 +1,6 @@
 // WanMigration end to end on two real API servers with the KubeVirt stand-in: the sample reaches
 // Succeeded, a hung VMIM trips the deadline, and spec changes are guarded or recorded.
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { X509Certificate } from 'node:crypto';
-import { binDir, useClusters } from '../env/index.ts';
+import { binDir } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import { parseCABundle } from '../../src/controller/ca-bundle.ts';
@@ -17,7 +17,7 @@ import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';
 import {
-  createVM, eventsFor, getWM, leftovers, loadSample, runOperator, setupBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, eventsFor, getWM, leftovers, loadSample, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 
@@ -31,17 +31,7 @@ async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await promisify(execFile)(bin, ['--kubeconfig', bed.a.kubeconfigPath, ...args]);
   return stdout;
 }
-// Registered before useClusters' own after(): the operator and stand-ins stop before the clusters.
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    op = await runOperator(bed);
-  },
-});
+useOperatorBed((b, o) => { bed = b; op = o; });
 
 type VM = KubeObject & { spec: { runStrategy?: string }; metadata: { annotations?: Record<string, string> } };
 type VMI = KubeObject & { status?: { phase?: string } };
@@ -145,10 +135,17 @@ describe('deadlines', () => {
     await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-h', timeouts: { memorySeconds: 2 } }));
     await waitForCondition(bed.src, ns, 'mig', 'MemoryMigrated', 'False', 'InProgress');
     // A pair that waits is quiet: the stand-in does not rewrite unchanged status every tick.
-    const writes = () => bed.standA.writes + bed.standB.writes;
-    const w0 = writes();
-    await new Promise((r) => setTimeout(r, 500));
-    assert.ok(writes() - w0 <= 3, `stand-in wrote ${writes() - w0} times in 500 ms while nothing changed`);
+    // Counted in this test's namespace only: other tests of the suite run at the same time.
+    const writes = () => (bed.standA.writesByNamespace.get(ns) ?? 0) + (bed.standB.writesByNamespace.get(ns) ?? 0);
+    // The pair may still be stepping to the hang point on a loaded machine, so look for one quiet
+    // 500 ms window within a few seconds; a write loop never has one.
+    let burst = Infinity;
+    for (let i = 0; i < 8 && burst > 3; i++) {
+      const w0 = writes();
+      await new Promise((r) => setTimeout(r, 500));
+      burst = writes() - w0;
+    }
+    assert.ok(burst <= 3, `stand-in kept writing (${burst} writes in the last 500 ms) while the pair waited`);
     const wm = await waitForPhase(bed.src, ns, 'mig', 'Failed', 20_000);
     const stalled = findCondition(wm.status?.conditions, 'Stalled');
     assert.equal(stalled?.status, 'True');

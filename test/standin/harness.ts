@@ -16,7 +16,8 @@ import type { Site } from '../../src/api/site.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { applyManifestFile, type Cluster } from '../env/index.ts';
+import { after } from 'node:test';
+import { applyManifestFile, useClusters, type Cluster } from '../env/index.ts';
 import { KubeVirtStandIn, SyncHub } from './standin.ts';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -110,6 +111,27 @@ export function operatorFactories(providers: ControllerProviders = {}): Controll
 /** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */
 export function runOperator(bed: Bed, providers: ControllerProviders = {}): Promise<RunningOperator> {
   return startOperator(operatorConfig(bed.a.kubeConfig), operatorFactories(providers));
+}
+
+/**
+ * The shared setup of the operator suites: two clusters, the stand-in bed, and an in-process
+ * operator, handed to `ready` once up. The operator and bed stop before the clusters do, because
+ * this `after` is registered ahead of useClusters' own.
+ */
+export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, providers: ControllerProviders = {}): void {
+  let bed: Bed | undefined;
+  let op: RunningOperator | undefined;
+  after(async () => {
+    await op?.stop();
+    await bed?.stop();
+  });
+  useClusters(2, {
+    setup: async (clusters) => {
+      bed = await setupBed(clusters);
+      op = await runOperator(bed, providers);
+      ready(bed, op);
+    },
+  });
 }
 
 export interface VmOptions {

@@ -158,6 +158,14 @@ export class KubeVirtStandIn {
   private lastCASync = 0;
   /** Status/object writes this stand-in made (tests check it does not write in a loop). */
   writes = 0;
+  /** The same, per namespace, for tests that run next to others in the same clusters. */
+  readonly writesByNamespace = new Map<string, number>();
+
+  private countWrite(namespace: string | undefined): void {
+    this.writes++;
+    const ns = namespace ?? '';
+    this.writesByNamespace.set(ns, (this.writesByNamespace.get(ns) ?? 0) + 1);
+  }
   private loop: Promise<void> | undefined;
   errors = 0;
   /** Test knob: receiver VMIs are not created (KubeVirt slow to schedule the receiver). */
@@ -387,13 +395,13 @@ export class KubeVirtStandIn {
     }
     if (Object.keys(body).length === 0) return;
     if (cur === phase && sameFields(extra, (m.status ?? {}) as Record<string, unknown>)) return;
-    this.writes++;
+    this.countWrite(m.metadata?.namespace);
     await this.client.patchStatus(Res.vmim, m.metadata?.namespace, m.metadata?.name ?? '', body);
   }
 
   private async patchVmi(vmi: VMI, status: Record<string, unknown>): Promise<void> {
     if (sameFields(status, (vmi.status ?? {}) as Record<string, unknown>)) return;
-    this.writes++;
+    this.countWrite(vmi.metadata?.namespace);
     await this.client.patchStatus(Res.vmi, vmi.metadata?.namespace, vmi.metadata?.name ?? '', status);
   }
 
