@@ -70,7 +70,8 @@ test('two managers: exactly one leads and reconciles; graceful stop hands over a
     const t0 = Date.now();
     await leader.stop();
     const lease = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
-    assert.equal(lease.spec?.holderIdentity, undefined, 'the lease was released');
+    // Released: empty, or already taken by the standby if it won the race to this read.
+    assert.ok([undefined, standby.id].includes(lease.spec?.holderIdentity), `the lease was released (holder ${lease.spec?.holderIdentity})`);
     await until('standby takes over', () => standby.manager.isLeader(), timing.leaseDurationMs);
     const tookMs = Date.now() - t0;
     await until('new leader reconciles', () => standby.reconciled.includes('work-1'));
