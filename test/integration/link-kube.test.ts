@@ -87,7 +87,7 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   };
 
   const t0 = Date.now();
-  await pollSite((s) => linkCond(s)?.status === 'True', 'Site site-b LinkReady=True', 60_000);
+  await pollSite((s) => linkCond(s)?.status === 'True', 'Site site-b LinkReady=True', 120_000);
   t.diagnostic(`LinkReady=True ${Date.now() - t0} ms after the gateways started`);
   await new Promise((r) => setTimeout(r, 11_000)); // a full RTT window of steady-state probes
   const up = await siteB();
