@@ -1,0 +1,116 @@
+// Loop that measures how often a TCG guest panics shortly after a live migration (e.g.
+// "profile_tick ... Kernel panic - not syncing: Attempted to kill the idle task!").
+// Each round boots a 128 MiB guest running memwriter, migrates it over loopback TCP, then
+// watches the destination's serial console for ~8 s: a panic/oops line or heartbeats that stop
+// count as a failure. Rounds run PAR at a time, which also adds the host load that widens the
+// timer races. Mitigations are tried through the environment:
+//   RUNS=20 PAR=2 EXTRA_APPEND="nohz=off" EXTRA_QEMU="-machine hpet=off" \
+//     node_modules/.bin/node hack/panic-repro.ts
+import { truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
+import { kernelCmdline, type WorkloadSpec } from '../src/qemu/image.ts';
+import { migrate } from '../src/qemu/migrate.ts';
+import { freeLoopbackPort } from '../src/qemu/stream-tee.ts';
+import { createGuestLab, type GuestLab } from '../test/env/qemu.ts';
+
+const runs = Number(process.env.RUNS ?? 20);
+const parallel = Number(process.env.PAR ?? 2);
+const watchMs = Number(process.env.WATCH_MS ?? 8000);
+// A WAN-like bandwidth cap: several pre-copy rounds, as in the demo and e2e runs that panicked.
+const bandwidthMBps = Number(process.env.BW_MBPS ?? 10);
+const extraAppend = process.env.EXTRA_APPEND ?? '';
+const extraQemu = (process.env.EXTRA_QEMU ?? '').split(/\s+/).filter(Boolean);
+// DISK=1: the integration test's mix (memwriter + sqlload + diskwriter on a virtio disk, migrated
+// with the block capability like the stand-in driver does), closer to the demo runs that panicked.
+const withDisk = process.env.DISK === '1';
+const blocks = 1024;
+const workload: WorkloadSpec = withDisk
+  ? { name: ['memwriter', 'sqlload', 'diskwriter'], params: { 'wss-mb': 32, 'dirty-mbps': 8, blocks, mbps: 1 } }
+  : { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 8 } };
+
+function diskFile(lab: GuestLab, name: string): { path: string; format: 'raw' }[] {
+  if (!withDisk) return [];
+  const path = join(lab.dir, `${name}.img`);
+  writeFileSync(path, '');
+  truncateSync(path, blocks * 4096 * 2);
+  return [{ path, format: 'raw' }];
+}
+const PANIC = /Kernel panic|Oops|Fatal exception|BUG:|general protection|RIP:/;
+
+interface RoundResult {
+  ok: boolean;
+  why: string;
+}
+
+async function round(lab: GuestLab, i: number): Promise<RoundResult> {
+  const common = {
+    memoryMiB: 128,
+    append: kernelCmdline(workload, extraAppend),
+    extraArgs: extraQemu,
+  };
+  const src = await lab.start({ ...common, name: `r${i}-src`, disks: diskFile(lab, `r${i}-src`) });
+  await delay(1000);
+  const dst = await lab.start({ ...common, name: `r${i}-dst`, incoming: true, disks: diskFile(lab, `r${i}-dst`) });
+  const port = await freeLoopbackPort();
+  try {
+    const result = await migrate({
+      source: src.qmp,
+      destination: dst.qmp,
+      incomingUri: `tcp:127.0.0.1:${port}`,
+      uri: `tcp:127.0.0.1:${port}`,
+      capabilities: withDisk ? { block: true } : {},
+      parameters: { 'max-bandwidth': bandwidthMBps * 1024 * 1024 },
+      timeoutMs: 120_000,
+    });
+    if (result.status !== 'completed') return { ok: false, why: `migration ${result.status} ${result.error ?? ''}` };
+    const from = dst.serial.count;
+    const t0 = performance.now();
+    await delay(watchMs);
+    const lines = dst.serial.lines.map((l) => l.text);
+    const bad = lines.find((l) => PANIC.test(l));
+    if (bad) return { ok: false, why: `panic: ${bad.trim()}` };
+    const hbs = dst.serial.heartbeats(from).filter((h) => h.at > t0 + watchMs / 2);
+    if (hbs.length === 0) return { ok: false, why: 'no heartbeat in the last half of the watch window' };
+    return { ok: true, why: `${dst.serial.heartbeats().length} dst heartbeats` };
+  } finally {
+    await Promise.all([src.stop(1000), dst.stop(1000)]);
+  }
+}
+
+async function main(): Promise<void> {
+  const lab = createGuestLab('cloudnet-panic-');
+  let next = 0;
+  let panics = 0;
+  let done = 0;
+  const failures: string[] = [];
+  try {
+    const worker = async () => {
+      while (next < runs) {
+        const i = next++;
+        let r: RoundResult;
+        try {
+          r = await round(lab, i);
+        } catch (err) {
+          r = { ok: false, why: `error: ${(err as Error).message.split('\n')[0]}` };
+        }
+        done++;
+        if (!r.ok) {
+          if (r.why.startsWith('panic') || r.why.startsWith('no heartbeat')) panics++;
+          failures.push(`#${i}: ${r.why}`);
+        }
+        process.stdout.write(`round ${i}: ${r.ok ? 'ok' : 'FAIL'} ${r.why}\n`);
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, worker));
+  } finally {
+    await lab.destroy();
+  }
+  process.stdout.write(
+    `RESULT disk=${withDisk} bw=${bandwidthMBps}MB/s append="${extraAppend}" qemu="${extraQemu.join(' ')}" panics=${panics}/${done}\n${failures.join('\n')}\n`,
+  );
+}
+
+await main();
+process.exit(0);
