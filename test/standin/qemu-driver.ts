@@ -262,7 +262,8 @@ export class QemuDriver implements VmiDriver {
       if (result.destinationStatus !== 'running') throw new Error(`target QEMU is ${result.destinationStatus ?? 'not answering'} after the migration`);
       // The guest must actually go on running at the target: a fresh heartbeat after completion.
       const from = dst.serial.count;
-      await dst.serial.waitFor(/HB \d+/, 20_000, from);
+      // A minute: with eight TCG guests on two cores a resumed guest can take tens of seconds to print.
+      await dst.serial.waitFor(/HB \d+/, 60_000, from);
       const last = src.serial.heartbeats().at(-1);
       const first = dst.serial.heartbeats()[0];
       if (last) rec.lastSourceHeartbeat = { n: last.n, at: last.at };
