@@ -5,7 +5,7 @@
 // (bounded) for in-flight reconciles, THEN release the Lease so the next leader never overlaps.
 import { Controller } from './controller.ts';
 import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector } from './informer.ts';
-import { LeaderElector } from './leader.ts';
+import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
 import { EventRecorder } from './events.ts';
 import { ClusterClients } from './clusters.ts';
 import { KubeClient } from './client.ts';
@@ -14,14 +14,9 @@ import type { KubeObject } from './rest.ts';
 import type { ResourceRef } from './types.ts';
 import { logger, type Logger } from '../util/log.ts';
 
-export interface LeaderElectionConfig {
-  namespace: string;
-  name: string;
-  identity: string;
-  leaseDurationMs?: number;
-  renewDeadlineMs?: number;
-  retryPeriodMs?: number;
-}
+/** The elector's own options minus what the manager supplies (client, callbacks, metrics). */
+export type LeaderElectionConfig = Pick<LeaderElectionOptions,
+  'namespace' | 'name' | 'identity' | 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs'>;
 
 export interface ManagerOptions {
   client: KubeClient;
