@@ -7,6 +7,7 @@ import { KubeClient, Resources } from '../../src/kube/client.ts';
 import { Informer, restListWatcher, type ListWatcher } from '../../src/kube/informer.ts';
 import { RestartBackoff } from '../../src/kube/backoff.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
+import { until } from '../env/until.ts';
 
 let cluster: Cluster;
 let client: KubeClient;
@@ -22,14 +23,6 @@ after(async () => {
   await client?.rest.close();
   await cluster?.stop();
 });
-
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const cm = (name: string, data: Record<string, string> = {}) => ({ kind: 'ConfigMap', metadata: { name, namespace: NS }, data });
 

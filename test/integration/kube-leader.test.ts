@@ -10,6 +10,7 @@ import { Manager } from '../../src/kube/manager.ts';
 import { Controller } from '../../src/kube/controller.ts';
 import { OperatorMetrics } from '../../src/kube/metrics.ts';
 import type { ObjectKey } from '../../src/kube/types.ts';
+import { until } from '../env/until.ts';
 
 let cluster: Cluster;
 const NS = 'default';
@@ -22,14 +23,6 @@ before(async () => {
 after(async () => {
   await cluster?.stop();
 });
-
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function replica(id: string, lease: string) {
   const client = new KubeClient(cluster.kubeConfig);
