@@ -43,6 +43,20 @@ async function vmiPhase(c: WanBed['src'], name: string): Promise<string | undefi
   return v?.status?.phase;
 }
 
+/**
+ * Source safety after an injected failure: the migration did not succeed, the target VM and its
+ * QEMU are gone, and the source VMI and QEMU still run (with a fresh heartbeat when asked).
+ */
+async function expectRolledBack(bed: WanBed, vm: string, o: { heartbeat: boolean }): Promise<void> {
+  const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
+  assert.notEqual(wm.status?.phase, 'Succeeded');
+  await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
+  assert.equal(await vmiPhase(bed.src, vm), 'Running');
+  const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+  if (o.heartbeat) await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
+  assert.equal((await src.qmp.execute('query-status')).status, 'running');
+}
+
 describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
   let bed: WanBed;
   before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true, slots: 4 }); }, { timeout: 240_000 });
@@ -116,13 +130,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     }, 120_000, 100);
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(-tgt.pid, 'SIGKILL');
-    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
-    assert.notEqual(wm.status?.phase, 'Succeeded');
-    await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
-    assert.equal(await vmiPhase(bed.src, vm), 'Running');
-    const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
-    await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
-    assert.equal((await src.qmp.execute('query-status')).status, 'running');
+    await expectRolledBack(bed, vm, { heartbeat: true });
   });
 
   test('link cut mid-migration: the memory deadline rolls back, source keeps running, target cleaned up', async () => {
@@ -137,12 +145,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     await new Promise((r) => setTimeout(r, 1000));
     await bed.sites.setLink({ down: true });
     try {
-      const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
-      assert.notEqual(wm.status?.phase, 'Succeeded');
-      await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
-      assert.equal(await vmiPhase(bed.src, vm), 'Running');
-      const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
-      assert.equal((await src.qmp.execute('query-status')).status, 'running');
+      await expectRolledBack(bed, vm, { heartbeat: false });
     } finally {
       await bed.sites.setLink({ down: false });
     }
@@ -218,12 +221,6 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
       return rec?.lastSample && rec.lastSample.transferred > 0 ? true : undefined;
     }, 120_000, 100);
     bed.killRelay();
-    const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
-    assert.notEqual(wm.status?.phase, 'Succeeded');
-    await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
-    assert.equal(await vmiPhase(bed.src, vm), 'Running');
-    const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
-    await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
-    assert.equal((await src.qmp.execute('query-status')).status, 'running');
+    await expectRolledBack(bed, vm, { heartbeat: true });
   });
 });
