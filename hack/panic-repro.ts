@@ -72,8 +72,11 @@ async function round(lab: GuestLab, i: number): Promise<RoundResult> {
       capabilities: withDisk ? { block: true } : {},
       parameters: { 'max-bandwidth': bandwidthMBps * 1024 * 1024 },
       timeoutMs: 120_000,
+      verifyMemory: { bytes: common.memoryMiB * 1024 * 1024, dir: lab.dir, tag: `r${i}` },
     });
     if (result.status !== 'completed') return { ok: false, why: `migration ${result.status} ${result.error ?? ''}` };
+    const mc = result.memoryCheck;
+    if (mc?.mismatchCount) return { ok: false, why: `memory differs in ${mc.mismatchCount} pages, e.g. ${mc.mismatched.slice(0, 8).join(',')}` };
     const from = dst.serial.count;
     const t0 = performance.now();
     await delay(watchMs);

@@ -6,6 +6,7 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { logger } from '../util/log.ts';
+import { compareGuestMemory, holdDestination, type MemoryCheck } from './memory-check.ts';
 import type { QmpClient } from './qmp.ts';
 import type {
   MigrationCapabilityName, MigrationInfo, MigrationParameters, MigrationStatus, RunState, XbzrleCacheStats,
@@ -31,6 +32,9 @@ export interface MigrateOptions extends MigrationTuning {
   pollMs?: number;
   timeoutMs?: number;
   onSample?: (s: MigrationSample) => void;
+  /** Compare both ends' RAM at switch-over (memory-check.ts): the destination is held paused after
+   *  the load, both memories are dumped into `dir` and compared, then the destination continues. */
+  verifyMemory?: { bytes: number; dir: string; tag: string };
 }
 
 export interface MigrationSample {
@@ -72,6 +76,8 @@ export interface MigrationResult {
   xbzrle?: XbzrleCacheStats;
   /** The destination's run state once the source reported completion. */
   destinationStatus?: RunState;
+  /** Set with verifyMemory on a completed migration. */
+  memoryCheck?: MemoryCheck;
   samples: MigrationSample[];
   info: MigrationInfo;
 }
@@ -92,6 +98,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrationResult> {
   if (o.destination) {
     if (!o.incomingUri) throw new Error('migrate: a destination needs incomingUri');
     await applyTuning(o.destination, o);
+    if (o.verifyMemory) await holdDestination(o.destination);
     await o.destination.execute('migrate-incoming', { uri: o.incomingUri });
   }
   await applyTuning(o.source, o);
@@ -126,7 +133,16 @@ export async function migrate(o: MigrateOptions): Promise<MigrationResult> {
   }
   const wallTimeMs = performance.now() - t0;
   const result = toResult(info, samples, wallTimeMs);
-  if (result.status === 'completed' && o.destination) result.destinationStatus = await waitRunning(o.destination, 10_000);
+  if (result.status === 'completed' && o.destination) {
+    if (o.verifyMemory) {
+      const v = o.verifyMemory;
+      await waitStatus(o.destination, 'paused', 30_000);
+      result.memoryCheck = await compareGuestMemory(o.source, o.destination, v.bytes, v.dir, v.tag, result.pageSize);
+      if (result.memoryCheck.mismatchCount) log.error('target memory differs from source', { tag: v.tag, ...result.memoryCheck });
+      await o.destination.execute('cont');
+    }
+    result.destinationStatus = await waitRunning(o.destination, 10_000);
+  }
   log.info('migration finished', { status: result.status, totalTimeMs: result.totalTimeMs, downtimeMs: result.downtimeMs });
   return result;
 }
@@ -143,11 +159,15 @@ export async function migrateToFile(
   return { ...r, fileBytes: (await stat(path)).size };
 }
 
-async function waitRunning(qmp: QmpClient, timeoutMs: number): Promise<RunState> {
+function waitRunning(qmp: QmpClient, timeoutMs: number): Promise<RunState> {
+  return waitStatus(qmp, 'running', timeoutMs);
+}
+
+async function waitStatus(qmp: QmpClient, want: RunState, timeoutMs: number): Promise<RunState> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const s = await qmp.execute('query-status');
-    if (s.status === 'running' || performance.now() > deadline) return s.status;
+    if (s.status === want || performance.now() > deadline) return s.status;
     await delay(20);
   }
 }

@@ -102,6 +102,9 @@ export interface QemuDriverOptions {
   smartStop?: SmartStopOptions;
   /** Live QEMU figures of a running migration (for progress displays). */
   onSample?: (migrationID: string, s: MigrationSample) => void;
+  /** Compare source and target RAM at switch-over (src/qemu/memory-check.ts) and fail the
+   *  migration on any difference. Default: on when CLOUDNET_VERIFY_MEMORY=1. */
+  verifyMemory?: boolean;
 }
 
 export interface MigrationRecord {
@@ -236,6 +239,7 @@ export class QemuDriver implements VmiDriver {
     const hasDisks = (this.disks.get(key(job.source))?.length ?? 0) > 0;
     // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
     const smart = this.stopRule === 'smart' ? new SmartStop(this.o.smartStop) : undefined;
+    const verifyMemory = this.o.verifyMemory ?? process.env.CLOUDNET_VERIFY_MEMORY === '1';
     const onAbort = (): void => { void src.qmp.execute('migrate_cancel').catch(() => undefined); };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -245,6 +249,7 @@ export class QemuDriver implements VmiDriver {
         capabilities: { ...(hasDisks ? { block: true } : {}), ...this.tuning.capabilities },
         parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.tuning.parameters },
         timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
+        ...(verifyMemory ? { verifyMemory: { bytes: rec.memoryBytes, dir: this.o.workDir, tag: job.migrationID } } : {}),
         onSample: (s) => {
           // A cancelled migration's final sample carries no RAM figures: keep the last real one.
           if (s.status === 'active' || s.status === 'completed') rec.lastSample = s;
@@ -259,6 +264,10 @@ export class QemuDriver implements VmiDriver {
       rec.result = result;
       if (signal.aborted) throw signal.reason;
       if (result.status !== 'completed') throw new Error(`QEMU migration ${result.status}: ${result.error ?? 'no error given'}`);
+      const mc = result.memoryCheck;
+      if (mc?.mismatchCount) {
+        throw new Error(`target RAM differs from the source's in ${mc.mismatchCount} of ${mc.pages} pages (e.g. ${mc.mismatched.slice(0, 8).join(', ')})`);
+      }
       if (result.destinationStatus !== 'running') throw new Error(`target QEMU is ${result.destinationStatus ?? 'not answering'} after the migration`);
       // The guest must actually go on running at the target: a fresh heartbeat after completion.
       const from = dst.serial.count;
