@@ -13,7 +13,7 @@ import { ItemExponentialRateLimiter } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
 import { objectKey, errMessage, type Informer } from './informer.ts';
 import { keyString, parseKey, type ObjectKey, type Reconciler } from './types.ts';
-import type { KubeObject } from './rest.ts';
+import { isConflict, type KubeObject } from './rest.ts';
 import type { OperatorMetrics, ControllerMetrics, ReconcileResultLabel } from './metrics.ts';
 import { logger, type Logger } from '../util/log.ts';
 
@@ -178,7 +178,9 @@ export class Controller<P extends KubeObject = KubeObject> {
         log.error('reconcile failed permanently', { err: errMessage(err) });
       } else {
         queue.addRateLimited(key);
-        log.error('reconcile failed', { err: errMessage(err), retries: queue.numRequeues(key) });
+        // A write conflict only means the cache was behind: the retry reads the newer object.
+        if (isConflict(err)) log.info('reconcile hit a write conflict; requeued', { err: errMessage(err), retries: queue.numRequeues(key) });
+        else log.error('reconcile failed', { err: errMessage(err), retries: queue.numRequeues(key) });
       }
     }
     this.metrics?.reconciled(result, (this.clock.now() - t0) / 1000);
