@@ -1,6 +1,9 @@
-// Batch container: [u8 method][varint rawLen][varint opsLen][payload]. method 0 = ops stored,
-// 1 = ops zstd-compressed. A batch whose zstd output is not smaller is stored, so the wire never
-// carries more than the ops plus a few bytes.
+// Batch container: [u8 method][varint rawLen][varint opsLen][varint inserts+1][payload]. method 0
+// = ops stored, 1 = ops zstd-compressed. `inserts` is how many cache inserts the batch makes (0 in
+// the field = not stated): a receiver that cannot decode the batch still advances its cache by
+// that many slots, which keeps the slot numbering of the lockstep cache aligned. A batch whose
+// zstd output is not smaller is stored, so the wire never carries more than the ops plus a few
+// bytes.
 import zlib from 'node:zlib';
 import { DecodeError, OpReader, OpWriter } from './bytes.ts';
 import { MAX_BATCH_OPS, MAX_BATCH_RAW } from './ops.ts';
@@ -12,8 +15,8 @@ export function zstdCompress(data: Uint8Array, level: number): Buffer {
   return zlib.zstdCompressSync(data, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
 }
 
-/** level 0 = store. Returns the packed batch. */
-export function packBatch(ops: Buffer, rawLen: number, level: number, compressed?: Buffer): Buffer {
+/** level 0 = store. Returns the packed batch. `inserts` < 0: not stated. */
+export function packBatch(ops: Buffer, rawLen: number, level: number, compressed?: Buffer, inserts = -1): Buffer {
   let payload = ops;
   let method = METHOD_STORED;
   if (compressed === undefined && level !== 0) compressed = zstdCompress(ops, level);
@@ -21,26 +24,52 @@ export function packBatch(ops: Buffer, rawLen: number, level: number, compressed
     payload = compressed;
     method = METHOD_ZSTD;
   }
-  const h = new OpWriter(24);
+  const h = new OpWriter(32);
   h.u8(method);
   h.varint(rawLen);
   h.varint(ops.length);
+  h.varint(inserts + 1);
   const out = Buffer.allocUnsafe(h.len + payload.length);
   h.buf.copy(out, 0, 0, h.len);
   payload.copy(out, h.len);
   return out;
 }
 
-export function unpackBatch(frame: Buffer): { ops: Buffer; rawLen: number } {
+export interface BatchHeader {
+  method: number;
+  rawLen: number;
+  opsLen: number;
+  /** Cache inserts the batch makes; -1 when not stated. */
+  inserts: number;
+  /** Where the payload starts. */
+  pos: number;
+}
+
+export function readBatchHeader(frame: Buffer): BatchHeader {
   const r = new OpReader(frame);
   const method = r.u8();
   const rawLen = r.varint();
   const opsLen = r.varint();
+  const inserts = r.varint() - 1;
   if (rawLen > MAX_BATCH_RAW || opsLen > MAX_BATCH_OPS) throw new DecodeError('corrupt', 'batch exceeds limits');
-  const payload = frame.subarray(r.pos);
+  return { method, rawLen, opsLen, inserts, pos: r.pos };
+}
+
+/** The batch's cache insert count, or -1 when the header is unreadable or does not state it. */
+export function batchInserts(frame: Buffer): number {
+  try {
+    return readBatchHeader(frame).inserts;
+  } catch {
+    return -1;
+  }
+}
+
+export function unpackBatch(frame: Buffer): { ops: Buffer; rawLen: number; inserts: number } {
+  const { method, rawLen, opsLen, inserts, pos } = readBatchHeader(frame);
+  const payload = frame.subarray(pos);
   if (method === METHOD_STORED) {
     if (payload.length !== opsLen) throw new DecodeError('corrupt', 'stored batch length mismatch');
-    return { ops: payload, rawLen };
+    return { ops: payload, rawLen, inserts };
   }
   if (method !== METHOD_ZSTD) throw new DecodeError('corrupt', `unknown batch method ${method}`);
   let ops: Buffer;
@@ -51,5 +80,5 @@ export function unpackBatch(frame: Buffer): { ops: Buffer; rawLen: number } {
     throw new DecodeError('corrupt', `zstd: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (ops.length !== opsLen) throw new DecodeError('corrupt', 'decompressed batch length mismatch');
-  return { ops, rawLen };
+  return { ops, rawLen, inserts };
 }

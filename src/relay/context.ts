@@ -1,5 +1,6 @@
 // State shared by all sessions of one relay pair (or one offline encode/decode run).
 import { ContentCache, DigestSet } from './cache.ts';
+import type { DigestStore } from './digest-store.ts';
 
 export const PAGE_SIZE = 4096;
 
@@ -13,7 +14,7 @@ export interface CodecContext {
   /** Sender: digests of seeded content the receiver announced (sent as references). */
   remoteSeeds?: DigestSet;
   /** Receiver: seeded content (never evicted; bounded), resolved like cache references. */
-  seeds?: ContentCache;
+  seeds?: DigestStore;
 }
 
 export const DEFAULT_CACHE_BYTES = 256 << 20;

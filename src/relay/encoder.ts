@@ -4,12 +4,12 @@
 // is reproduced exactly whatever the parser believed, so losing sync costs ratio, never data.
 import { OpWriter } from './bytes.ts';
 import { nextChunk } from './cdc.ts';
-import { digest, DIGEST_WORDS } from './cache.ts';
+import { digest, DIGEST_WORDS, fingerprint, FP_WORDS } from './cache.ts';
 import type { CodecContext } from './context.ts';
 import { PAGE_SIZE } from './context.ts';
 import { encodeDelta } from './delta.ts';
 import * as O from './ops.ts';
-import { PrevTable, PREV_HASH, PREV_ZERO } from './prev.ts';
+import { PrevTable, PREV_SLOT, PREV_ZERO } from './prev.ts';
 import { SessionStats } from './stats.ts';
 
 export type StreamMode = 'auto' | 'qevm' | 'nbd' | 'generic';
@@ -28,6 +28,8 @@ export interface Batch {
   /** A view into the encoder's reusable buffer: consume (compress or copy) it synchronously. */
   ops: Buffer;
   rawLen: number;
+  /** Cache inserts the batch makes (the receiver skips as many slots if it cannot decode it). */
+  inserts: number;
 }
 
 // Parser states.
@@ -67,6 +69,7 @@ export class SessionEncoder {
   private readonly batchRawBytes: number;
   private readonly deltaLimit: number;
   private batchRaw = 0;
+  private batchInserts = 0;
   private pending: Buffer = EMPTY;
   private staging: Buffer = Buffer.allocUnsafeSlow(1 << 17);
   private state: number;
@@ -86,13 +89,12 @@ export class SessionEncoder {
   private nbdIndex = 0;
   private nbdAligned = false;
 
-  // Reusable scratch: an aligned page copy, its words, a digest, a delta buffer.
+  // Reusable scratch: an aligned page copy, its words, a fingerprint, a digest, a delta buffer.
   private readonly cur = Buffer.alloc(PAGE_SIZE);
   private readonly curWords = new Uint32Array(this.cur.buffer, this.cur.byteOffset, PAGE_SIZE / 4);
+  private readonly fp = new Int32Array(FP_WORDS);
   private readonly key = new Uint32Array(DIGEST_WORDS);
-  private readonly baseKey = new Uint32Array(DIGEST_WORDS);
   private readonly deltaBuf = Buffer.alloc(PAGE_SIZE + 64);
-  private readonly slabWords: Uint32Array;
 
   constructor(ctx: CodecContext, onBatch: (b: Batch) => void, opts: EncoderOptions = {}) {
     this.ctx = ctx;
@@ -100,8 +102,6 @@ export class SessionEncoder {
     this.batchOpBytes = opts.batchOpBytes ?? 512 << 10;
     this.batchRawBytes = opts.batchRawBytes ?? 4 << 20;
     this.deltaLimit = opts.deltaLimit ?? 3584;
-    const slab = ctx.cache.slab;
-    this.slabWords = new Uint32Array(slab.buffer, slab.byteOffset, slab.length >>> 2);
     const mode = opts.mode ?? 'auto';
     this.stats.mode = mode;
     this.state = mode === 'generic' ? S_GENERIC : mode === 'nbd' ? S_NBD : S_SNIFF;
@@ -199,8 +199,10 @@ export class SessionEncoder {
     const ops = this.w.view();
     this.stats.opsOut += ops.length;
     const rawLen = this.batchRaw;
+    const inserts = this.batchInserts;
     this.batchRaw = 0;
-    this.onBatch({ ops, rawLen });
+    this.batchInserts = 0;
+    this.onBatch({ ops, rawLen, inserts });
   }
 
   private loseSync(why: string): void {
@@ -223,26 +225,46 @@ export class SessionEncoder {
   /** Generic chunk: a cache reference if the other side holds it, else a literal inserted in the cache. */
   private chunk(src: Buffer, start: number, end: number): void {
     const n = end - start;
-    if (n < 64) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
+    if (n < 64 || n > PAGE_SIZE) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
     const before = this.w.len;
-    const k = this.key;
-    digest(src.subarray(start, end), k);
+    const cur = this.cur;
+    src.copy(cur, 0, start, end);
+    fingerprint(this.curWords, cur, 0, n, this.fp);
     const cache = this.ctx.cache;
     this.stats.cacheLookups++;
-    if (cache.find(k) >= 0 || this.ctx.remoteSeeds?.has(k)) {
+    const slot = cache.find(this.fp, cur, 0, n);
+    if (slot >= 0 || this.seeded(n)) {
       this.stats.cacheHits++;
-      this.w.u8(O.OP_CHUNK_REF);
-      this.putKey(k);
+      if (slot >= 0) { this.w.u8(O.OP_CHUNK_REF); this.putRef(slot); } else { this.w.u8(O.OP_CHUNK_SEED); this.putKey(this.key); }
       this.batchRaw += n;
       this.stats.add(O.T_GENERIC_DEDUP, n, this.w.len - before);
       return;
     }
-    cache.insert(src, start, end, k);
+    cache.insertKnown(cur, 0, n, this.fp);
+    this.batchInserts++;
     this.w.u8(O.OP_CHUNK_LIT);
     this.w.varint(n);
-    this.w.bytes(src, start, end);
+    this.w.bytes(cur, 0, n);
     this.batchRaw += n;
     this.stats.add(O.T_GENERIC_LITERAL, n, this.w.len - before);
+  }
+
+  /** Is cur[0, n) content the receiver holds as a seed? (Its SHA-256 is then in this.key.) */
+  private seeded(n: number): boolean {
+    const seeds = this.ctx.remoteSeeds;
+    if (!seeds?.size) return false;
+    digest(n === PAGE_SIZE ? this.cur : this.cur.subarray(0, n), this.key);
+    return seeds.has(this.key);
+  }
+
+  /** A cache reference: the entry's slot (the same on both sides) and its fingerprint. */
+  private putRef(slot: number): void {
+    const w = this.w;
+    w.varint(slot);
+    const a = this.fp[0];
+    const b = this.fp[1];
+    w.u8(a & 0xff); w.u8((a >>> 8) & 0xff); w.u8((a >>> 16) & 0xff); w.u8(a >>> 24);
+    w.u8(b & 0xff); w.u8((b >>> 8) & 0xff); w.u8((b >>> 16) & 0xff); w.u8(b >>> 24);
   }
 
   private putKey(k: Uint32Array): void {
@@ -261,37 +283,45 @@ export class SessionEncoder {
     dataOff: number, prev: PrevTable, idx: number): void {
     const before = this.w.len;
     const cache = this.ctx.cache;
-    src.copy(this.cur, 0, dataOff, dataOff + PAGE_SIZE);
-    const k = this.key;
-    digest(this.cur, k);
+    const cur = this.cur;
+    src.copy(cur, 0, dataOff, dataOff + PAGE_SIZE);
+    const fp = this.fp;
+    fingerprint(this.curWords, cur, 0, PAGE_SIZE, fp);
     this.stats.cacheLookups++;
-    if (cache.find(k) >= 0 || this.ctx.remoteSeeds?.has(k)) {
+    const hit = cache.find(fp, cur, 0, PAGE_SIZE);
+    if (hit >= 0 || this.seeded(PAGE_SIZE)) {
       this.stats.cacheHits++;
-      this.header(opBase + O.ENC_REF, src, hdrStart, hdrEnd, keyIndex);
-      this.putKey(k);
-      prev.setHash(idx, k);
+      if (hit >= 0) {
+        this.header(opBase + O.ENC_REF, src, hdrStart, hdrEnd, keyIndex);
+        this.putRef(hit);
+        prev.setSlot(idx, hit, fp[0]);
+      } else {
+        this.header(opBase === O.OP_QPAGE_LIT ? O.OP_QPAGE_SEED : O.OP_KPAGE_SEED, src, hdrStart, hdrEnd, keyIndex);
+        this.putKey(this.key);
+        prev.clear(idx);
+      }
       this.batchRaw += hdrEnd - hdrStart + PAGE_SIZE;
       this.stats.add(O.T_DEDUP, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
       return;
     }
     const ps = prev.get(idx);
     let dlen = -1;
-    if (ps === PREV_HASH) {
-      prev.hashOf(idx, this.baseKey);
-      const slot = cache.find(this.baseKey);
+    if (ps === PREV_SLOT) {
+      const slot = prev.baseSlot(idx, cache);
       if (slot >= 0) {
         const off = cache.slotOffset(slot);
-        dlen = encodeDelta(this.slabWords, off >>> 2, cache.slab, off, this.curWords, this.cur, this.deltaBuf, 0, this.deltaLimit);
+        dlen = encodeDelta(cache.words, off >>> 2, cache.slab, off, this.curWords, cur, this.deltaBuf, 0, this.deltaLimit);
       }
     } else if (ps === PREV_ZERO) {
-      dlen = encodeDelta(ZERO_WORDS, 0, ZERO_PAGE, 0, this.curWords, this.cur, this.deltaBuf, 0, this.deltaLimit);
+      dlen = encodeDelta(ZERO_WORDS, 0, ZERO_PAGE, 0, this.curWords, cur, this.deltaBuf, 0, this.deltaLimit);
     }
-    cache.insert(this.cur, 0, PAGE_SIZE, k);
-    prev.setHash(idx, k);
+    const slot = cache.insertKnown(cur, 0, PAGE_SIZE, fp);
+    this.batchInserts++;
+    prev.setSlot(idx, slot, fp[0]);
     if (dlen >= 0) {
       this.header(opBase + O.ENC_DELTA, src, hdrStart, hdrEnd, keyIndex);
-      // Defence in depth: the receiver checks the rebuilt page against 32 bits of its digest.
-      const c = k[0];
+      // Defence in depth: the receiver checks the rebuilt page against its fingerprint.
+      const c = fp[0];
       this.w.u8(c & 0xff); this.w.u8((c >>> 8) & 0xff); this.w.u8((c >>> 16) & 0xff); this.w.u8(c >>> 24);
       this.w.varint(dlen);
       this.w.bytes(this.deltaBuf, 0, dlen);
@@ -300,7 +330,7 @@ export class SessionEncoder {
       return;
     }
     this.header(opBase + O.ENC_LIT, src, hdrStart, hdrEnd, keyIndex);
-    this.w.bytes(this.cur, 0, PAGE_SIZE);
+    this.w.bytes(cur, 0, PAGE_SIZE);
     this.batchRaw += hdrEnd - hdrStart + PAGE_SIZE;
     this.stats.add(O.T_LITERAL, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
   }

@@ -3,7 +3,7 @@
 // frames of all sessions are decoded in the order they were encoded, which is what keeps the
 // shared cache in lockstep.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2; // 2: cache references by slot + fingerprint, batches state their insert count
 export const FILE_MAGIC = Buffer.from('CNRELAY1', 'latin1');
 
 export const F_HELLO = 0x01; // JSON Hello (session 0)

@@ -34,7 +34,7 @@ export function encodeStreams(inputs: Buffer[], opts: OfflineOptions = {}): Enco
   const encoders = inputs.map((_, i) => {
     out.push(F.jsonFrame(F.F_OPEN, i + 1, { mode: opts.mode ?? 'auto' } satisfies F.OpenInfo));
     const enc: SessionEncoder = new SessionEncoder(ctx, (b) => {
-      const packed = packBatch(b.ops, b.rawLen, level);
+      const packed = packBatch(b.ops, b.rawLen, level, undefined, b.inserts);
       enc.stats.wireOut += packed.length;
       out.push(F.frameHeader(F.F_DATA, i + 1, packed.length), packed);
     }, { mode: opts.mode });
@@ -82,9 +82,9 @@ export function decodeFrames(encoded: Buffer, onOutput: (session: number, out: B
     } else if (f.type === F.F_DATA) {
       const dec = sessions.get(f.session);
       if (!dec) throw new DecodeError('corrupt', `DATA for unknown session ${f.session}`);
-      const { ops, rawLen } = unpackBatch(f.payload);
+      const { ops, rawLen, inserts } = unpackBatch(f.payload);
       if (rawLen > into.length) into = Buffer.allocUnsafeSlow(rawLen);
-      out = dec.decode(ops, rawLen, into);
+      out = dec.decode(ops, rawLen, into, inserts);
     }
     const d = process.cpuUsage(t0);
     if (f.type !== F.F_HELLO) cpu += (d.user + d.system) / 1000; // HELLO: one-off cache allocation
@@ -116,8 +116,8 @@ export function decodeStreams(encoded: Buffer, cacheBytesOverride?: number): { o
     } else if (f.type === F.F_DATA) {
       const s = sessions.get(f.session);
       if (!s) throw new DecodeError('corrupt', `DATA for unknown session ${f.session}`);
-      const { ops, rawLen } = unpackBatch(f.payload);
-      s.out.push(s.dec.decode(ops, rawLen));
+      const { ops, rawLen, inserts } = unpackBatch(f.payload);
+      s.out.push(s.dec.decode(ops, rawLen, undefined, inserts));
     }
   }
   const cpu = process.cpuUsage(t0);

@@ -8,8 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../util/log.ts';
 import { DecodeError } from './bytes.ts';
-import { unpackBatch } from './batch.ts';
-import { ContentCache, digest } from './cache.ts';
+import { batchInserts, unpackBatch } from './batch.ts';
+import { digest } from './cache.ts';
+import { DigestStore } from './digest-store.ts';
 import { createContext, PAGE_SIZE } from './context.ts';
 import type { CodecContext } from './context.ts';
 import { SessionDecoder } from './decoder.ts';
@@ -75,10 +76,10 @@ export class ReceiverRelay {
 
   constructor(opts: ReceiverOptions) {
     this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...opts };
-    if (this.opts.seedBytes > 0) this.seedStore = new ContentCache(this.opts.seedBytes, PAGE_SIZE);
+    if (this.opts.seedBytes > 0) this.seedStore = new DigestStore(this.opts.seedBytes, PAGE_SIZE);
   }
 
-  private readonly seedStore: ContentCache | undefined;
+  private readonly seedStore: DigestStore | undefined;
 
   /**
    * Seeds content the target site already holds (e.g. disk blocks written by the storage
@@ -190,7 +191,11 @@ export class ReceiverRelay {
     M.wireBytes.inc({ role: 'receiver', direction: 'in' }, f.payload.length + F.FRAME_HEADER);
     if (f.type === F.F_OPEN) { this.open(p, f); return; }
     const s = p.sessions.get(f.session);
-    if (!s) return;
+    if (!s) {
+      // A batch of a session this side no longer knows still took cache slots at the sender.
+      if (f.type === F.F_DATA) p.ctx.cache.skip(Math.max(0, batchInserts(f.payload)));
+      return;
+    }
     switch (f.type) {
       case F.F_DATA:
         this.data(p, s, f.payload);
@@ -255,18 +260,24 @@ export class ReceiverRelay {
     s.wireIn += payload.length + F.FRAME_HEADER;
     // Frames of a session that already ended are still decoded, so that the cache inserts they
     // carry keep this side in lockstep with the sender; their output goes nowhere.
-    if (s.decodeBroken) return;
+    // A broken session's batches are not decoded, but take the cache slots they took at the sender.
+    if (s.decodeBroken) { p.ctx.cache.skip(Math.max(0, batchInserts(payload))); return; }
     let out: Buffer;
     let pooled: Buffer | undefined;
+    let inserts = -1;
     try {
-      const { ops, rawLen } = unpackBatch(payload);
+      const b = unpackBatch(payload);
+      const { ops, rawLen } = b;
+      inserts = b.inserts;
       // Decode into a pooled buffer (returned when the destination socket has taken the bytes):
       // fresh multi-MB allocations would cost page faults on every batch.
       if (rawLen <= POOL_BUF) pooled = this.pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUF);
-      out = s.dec.decode(ops, rawLen, pooled);
+      out = s.dec.decode(ops, rawLen, pooled, inserts);
     } catch (err) {
       if (pooled) this.pool.push(pooled);
       if (!(err instanceof DecodeError)) throw err;
+      // unpackBatch failed (decode() charges the slots itself): the batch's inserts are lost here.
+      if (inserts < 0) p.ctx.cache.skip(Math.max(0, batchInserts(payload)));
       s.decodeBroken = true;
       this.fail(p, s, err.reason, err.message, true);
       return;

@@ -264,14 +264,14 @@ export class SenderRelay {
     this.pipeline.push(entry);
     this.inflightOps += b.ops.length;
     if (level === 0 || !this.opts.asyncCompression) {
-      entry.payload = packBatch(b.ops, b.rawLen, level, level === 0 ? undefined : zstdCompress(b.ops, level));
+      entry.payload = packBatch(b.ops, b.rawLen, level, level === 0 ? undefined : zstdCompress(b.ops, level), b.inserts);
       this.level.observe(b.ops.length, entry.payload.length);
       this.drainPipeline();
       return;
     }
     const ops = Buffer.from(b.ops); // the encoder reuses its buffer
     zlib.zstdCompress(ops, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
-      entry.payload = packBatch(ops, b.rawLen, err ? 0 : level, err ? undefined : out);
+      entry.payload = packBatch(ops, b.rawLen, err ? 0 : level, err ? undefined : out, b.inserts);
       this.level.observe(ops.length, entry.payload.length);
       this.drainPipeline();
     });

@@ -17,7 +17,7 @@ import { SessionEncoder } from '../../src/relay/encoder.ts';
 import { packBatch } from '../../src/relay/batch.ts';
 import { OP_CHUNK_REF } from '../../src/relay/ops.ts';
 import { relayRegistry } from '../../src/relay/metrics.ts';
-import { syntheticQemuStream } from '../../src/relay/synthetic.ts';
+import { Rng, syntheticQemuStream } from '../../src/relay/synthetic.ts';
 import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 import type { Sink } from './relay-helpers.ts';
 
@@ -116,30 +116,48 @@ test('relay protocol version mismatch: the link is refused with a reason', async
 });
 
 test('corrupt frame, cache desync and truncation close only their sessions; others stay byte-exact', async () => {
-  const b = await bed(4);
+  const b = await bed(5);
   try {
     const link = await fakeSender(b);
     await awaitHello(link);
     const closes = closeFrames(link);
     const ctx = createContext(CACHE);
-    for (let i = 1; i <= 4; i++) link.sendJson(F.F_OPEN, i, { mode: 'auto', target: `t${i - 1}` });
+    for (let i = 1; i <= 5; i++) link.sendJson(F.F_OPEN, i, { mode: 'auto', target: `t${i - 1}` });
 
-    // Session 2 is healthy and interleaved with the bad ones.
+    // Session 2 is healthy and interleaved with the bad ones. Session 5 shares its cache: its
+    // batches take cache slots at the sender, and one of them cannot be decoded at the receiver,
+    // which must skip as many slots for session 2's later references to stay aligned.
     const good = syntheticQemuStream({ seed: 5, pages: 800, rounds: 3 });
     const batches: Buffer[] = [];
-    const enc = new SessionEncoder(ctx, (bt) => batches.push(packBatch(bt.ops, bt.rawLen, 1)), { batchOpBytes: 32 << 10 });
-    for (let o = 0; o < good.length; o += 50_000) enc.write(good.subarray(o, o + 50_000));
+    const lostBatches: Buffer[] = [];
+    const enc = new SessionEncoder(ctx, (bt) => batches.push(packBatch(bt.ops, bt.rawLen, 1, undefined, bt.inserts)), { batchOpBytes: 32 << 10 });
+    const mid = 50_000 * Math.floor(good.length / 100_000);
+    for (let o = 0; o < mid; o += 50_000) enc.write(good.subarray(o, o + 50_000));
+    const half = batches.length;
+    const lost = new SessionEncoder(ctx, (bt) => {
+      const ops = Buffer.from(bt.ops);
+      if (!lostBatches.length) ops[0] = 0xff; // an unknown op: nothing of this batch is decodable
+      lostBatches.push(packBatch(ops, bt.rawLen, 0, undefined, bt.inserts));
+    }, { mode: 'generic' });
+    const noise = Buffer.alloc(300 << 10);
+    new Rng(77).fill(noise);
+    lost.write(noise);
+    lost.end();
+    for (let o = mid; o < good.length; o += 50_000) enc.write(good.subarray(o, o + 50_000));
     enc.end();
-    const half = batches.length >> 1;
+    assert.ok(lost.stats.count.some((c) => c > 0));
     for (const p of batches.slice(0, half)) link.send(F.F_DATA, 2, p);
+    for (const p of lostBatches) link.send(F.F_DATA, 5, p);
 
     // Session 1: a reference to content the receiver never saw (cache desync).
-    const ref = Buffer.alloc(17);
+    // (op, slot 5, a fingerprint no entry has)
+    const ref = Buffer.alloc(10);
     ref[0] = OP_CHUNK_REF;
-    ref.fill(0xab, 1);
+    ref[1] = 5;
+    ref.fill(0xab, 2);
     link.send(F.F_DATA, 1, packBatch(ref, 4096, 0));
     // Session 3: a zstd payload that is garbage (corrupt frame).
-    link.send(F.F_DATA, 3, Buffer.concat([Buffer.from([1, 0x80, 0x20, 0x80, 0x20]), Buffer.alloc(200, 0x5a)]));
+    link.send(F.F_DATA, 3, Buffer.concat([Buffer.from([1, 0x80, 0x20, 0x80, 0x20, 0]), Buffer.alloc(200, 0x5a)]));
     // Session 4: valid prefix, then a batch announcing more output than its ops produce.
     const pre = Buffer.from('prefix bytes that are fine');
     link.send(F.F_DATA, 4, packBatch(Buffer.concat([Buffer.from([0x01, pre.length]), pre]), pre.length, 0));
@@ -162,6 +180,8 @@ test('corrupt frame, cache desync and truncation close only their sessions; othe
     assert.equal(closes.bySession.get(1)?.reason, 'cache-desync');
     assert.equal(closes.bySession.get(3)?.reason, 'corrupt');
     assert.equal(closes.bySession.get(4)?.reason, 'corrupt');
+    assert.equal(closes.bySession.get(5)?.reason, 'corrupt');
+    assert.equal((await b.sinks[4].results[0]).ended, 'reset');
     assert.ok(!closes.bySession.has(2));
     assert.ok(await metric('cloudnet_relay_sessions_closed_total', { role: 'receiver', reason: 'cache-desync' }) >= 1);
     link.close('test done');

@@ -25,9 +25,9 @@ export function roundTrip(p: Pair, input: Buffer, rng: Rng, mode: StreamMode = '
   const dec = new SessionDecoder(p.rx);
   const out: Buffer[] = [];
   const enc = new SessionEncoder(p.tx, (b) => {
-    const packed = packBatch(b.ops, b.rawLen, level);
-    const { ops, rawLen } = unpackBatch(packed);
-    out.push(dec.decode(ops, rawLen));
+    const packed = packBatch(b.ops, b.rawLen, level, undefined, b.inserts);
+    const { ops, rawLen, inserts } = unpackBatch(packed);
+    out.push(dec.decode(ops, rawLen, undefined, inserts));
   }, { mode, batchOpBytes: 1024 + rng.int(65536) });
   let off = 0;
   while (off < input.length) {
