@@ -7,6 +7,9 @@ import type { Logger } from '../util/log.ts';
 import { siteControllerFactory, wanMigrationControllerFactory } from '../controller/index.ts';
 import { GatewayLinkProvider } from '../link/provider.ts';
 import { AgentStoragePreCopy } from '../storage/provider.ts';
+import { Res } from '../controller/resources.ts';
+import type { WanMigration } from '../api/wanmigration.ts';
+import { parseRelayStatsSetting, relayProgressReader } from '../relay/progress-config.ts';
 
 export interface ControllerDeps {
   manager: Manager;
@@ -21,6 +24,9 @@ export type ControllerFactory = (deps: ControllerDeps) => Controller | LeaderRun
 /** Environment switch for the WireGuard link provider: `gateway` when site gateways run. */
 export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
 
+/** Where the sender relays serve their per-session stats (src/relay/progress-config.ts). */
+export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
+
 /**
  * What `cloudnet operator` runs:
  *  - storage pre-copy (src/storage): the agents named by the WanMigration's
@@ -28,16 +34,29 @@ export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
  *  - the WAN link (src/link): with CLOUDNET_LINK_PROVIDER=gateway, the state the site gateways
  *    publish in ConfigMaps in the operator's namespace gates ConnectingLink. Without it (no
  *    gateways deployed) the link step only checks that the target cluster answers, and says so;
- *  - relay progress: not configured (the relay exposes per-session stats, but no operator-side
- *    reader exists yet), so progress comes from phases only.
+ *  - relay progress (src/relay/progress-reader.ts): with CLOUDNET_RELAY_STATS_URL set to the stats
+ *    endpoint of the source site's sender relay (`cloudnet relay send --stats HOST:PORT`), as
+ *    `http://host:port` for every target Site or `site-b=http://...,site-c=http://...` per Site,
+ *    WanMigrations with relay.enabled get status.progress (bytes sent, bytes over WAN, rounds,
+ *    reduction ratio, ETA) from the relay session that carries their stream while memory migrates.
+ *    An unreachable relay leaves progress phase-based. Unset: no reader, and relay.enabled raises a
+ *    RelayUnavailable warning (the operator cannot vouch for a relay it cannot see).
  */
 export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env): ControllerFactory[] {
   const gatewayLink = env[LINK_PROVIDER_ENV] === 'gateway';
   if (env[LINK_PROVIDER_ENV] && !gatewayLink) throw new Error(`${LINK_PROVIDER_ENV} must be "gateway" or unset, not ${env[LINK_PROVIDER_ENV]}`);
   const storage = new AgentStoragePreCopy();
   const link = (d: ControllerDeps) => (gatewayLink ? { link: new GatewayLinkProvider({ client: d.manager.client, namespace: d.namespace }) } : {});
+  // Parsed here so that a bad setting stops the operator at start, not at the first migration.
+  const relayStats = env[RELAY_STATS_URL_ENV] ? parseRelayStatsSetting(env[RELAY_STATS_URL_ENV]) : undefined;
+  const relay = (d: ControllerDeps) => {
+    if (!relayStats) return {};
+    // The controller's own WanMigration informer: every migration that may share a relay session.
+    const migrations = d.manager.informer(Res.wanMigration);
+    return { relay: relayProgressReader(relayStats, { client: d.manager.client, migrations: () => migrations.list() as unknown as WanMigration[] }) };
+  };
   return [
     (d) => siteControllerFactory(link(d))(d),
-    (d) => wanMigrationControllerFactory({ storage, ...link(d) })(d),
+    (d) => wanMigrationControllerFactory({ storage, ...link(d), ...relay(d) })(d),
   ];
 }

@@ -1,56 +1,39 @@
-// A MigrationRelay provider (src/controller/deps.ts) that reads the sender relay's JSON stats file
-// (`cloudnet relay send --stats-file`) and turns the migration's relay session into
-// WanMigration.status.progress: stream bytes, bytes over the WAN, pre-copy rounds, reduction ratio
-// and an ETA. `sessionTarget` names the relay target (listener) the migration's stream uses.
-import { readFileSync } from 'node:fs';
+// The e2e bed's MigrationRelay: the operator's own reader (src/relay/progress-reader.ts) on the
+// sender relay's `--stats-file` (the sender runs in site A's node namespace, where the in-process
+// operator cannot reach its HTTP stats). The QEMU driver knows which relay listener (e.g. mem0)
+// each migration's stream uses and the guest's memory, so the bed passes both in.
+import { pathToFileURL } from 'node:url';
 import type { MigrationRelay, RelayRequest } from '../../src/controller/deps.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
-
-interface RoundJson { rawBytes: number; startMs: number; endMs: number }
-interface SessionJson {
-  target: string; state: string; startedAt: string; bytesIn: number; wireBytes: number; rounds: RoundJson[];
-}
+import { RelayProgressReader } from '../../src/relay/progress-reader.ts';
 
 export interface RelayStatsProgressOptions {
   statsFile: string;
   /** Relay target (e.g. mem0) carrying this migration's stream, once known. */
   sessionTarget(migrationID: string): string | undefined;
-  /** Guest memory in bytes, for the first-round ETA. */
+  /** Guest memory in bytes, for the first-round ETA (0: not known yet). */
   memoryBytes(migrationID: string): number;
 }
 
 export class RelayStatsProgress implements MigrationRelay {
-  private readonly o: RelayStatsProgressOptions;
+  private readonly reader: RelayProgressReader;
 
   constructor(o: RelayStatsProgressOptions) {
-    this.o = o;
+    const url = pathToFileURL(o.statsFile).href;
+    this.reader = new RelayProgressReader({
+      relayFor: () => url,
+      listeners: (m) => {
+        const target = m.status?.migrationID ? o.sessionTarget(m.status.migrationID) : undefined;
+        return target ? [target] : [];
+      },
+      memoryBytes: async (m) => {
+        const b = m.status?.migrationID ? o.memoryBytes(m.status.migrationID) : 0;
+        return b > 0 ? b : undefined;
+      },
+    });
   }
 
-  async progress(req: RelayRequest): Promise<MigrationProgress | undefined> {
-    const id = req.migration.status?.migrationID;
-    const target = id ? this.o.sessionTarget(id) : undefined;
-    if (!target) return undefined;
-    let stats: { sessions?: SessionJson[] };
-    try {
-      stats = JSON.parse(readFileSync(this.o.statsFile, 'utf8')) as { sessions?: SessionJson[] };
-    } catch {
-      return undefined; // not written yet
-    }
-    const s = (stats.sessions ?? []).filter((x) => x.target === target && x.state === 'open').at(-1);
-    if (!s) return undefined;
-    const elapsedS = Math.max(0.001, (Date.now() - Date.parse(s.startedAt)) / 1000);
-    const rateIn = s.bytesIn / elapsedS;
-    const total = this.o.memoryBytes(id!);
-    // First pass: what is left of memory; later passes: about the size of the last round again.
-    const left = s.rounds.length <= 1 ? Math.max(0, total - s.bytesIn) : (s.rounds.at(-2)?.rawBytes ?? 0);
-    return {
-      bytesTotal: total,
-      bytesSent: s.bytesIn,
-      bytesOverWan: s.wireBytes,
-      rounds: s.rounds.length,
-      // The CRD's Ratio column: WAN bytes / raw stream bytes.
-      ...(s.bytesIn > 0 ? { reductionRatio: Math.round((s.wireBytes / s.bytesIn) * 1000) / 1000 } : {}),
-      ...(rateIn > 0 ? { etaSeconds: Math.round(left / rateIn) } : {}),
-    };
+  progress(req: RelayRequest, signal: AbortSignal): Promise<MigrationProgress | undefined> {
+    return this.reader.progress(req, signal);
   }
 }
