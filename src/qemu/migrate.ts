@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { logger } from '../util/log.ts';
-import { compareGuestMemory, holdDestination, type MemoryCheck } from './memory-check.ts';
+import { holdDestination } from './memory-check.ts';
 import type { QmpClient } from './qmp.ts';
 import type {
   MigrationCapabilityName, MigrationInfo, MigrationParameters, MigrationStatus, RunState, XbzrleCacheStats,
@@ -32,9 +32,9 @@ export interface MigrateOptions extends MigrationTuning {
   pollMs?: number;
   timeoutMs?: number;
   onSample?: (s: MigrationSample) => void;
-  /** Compare both ends' RAM at switch-over (memory-check.ts): the destination is held paused after
-   *  the load, both memories are dumped into `dir` and compared, then the destination continues. */
-  verifyMemory?: { bytes: number; dir: string; tag: string };
+  /** Runs at switch-over of a completed migration while both ends are paused: the destination is
+   *  held after the load (memory-check.ts), the hook runs (e.g. compares RAM), then it continues. */
+  atSwitchover?: () => Promise<void>;
 }
 
 export interface MigrationSample {
@@ -76,8 +76,6 @@ export interface MigrationResult {
   xbzrle?: XbzrleCacheStats;
   /** The destination's run state once the source reported completion. */
   destinationStatus?: RunState;
-  /** Set with verifyMemory on a completed migration. */
-  memoryCheck?: MemoryCheck;
   samples: MigrationSample[];
   info: MigrationInfo;
 }
@@ -98,7 +96,7 @@ export async function migrate(o: MigrateOptions): Promise<MigrationResult> {
   if (o.destination) {
     if (!o.incomingUri) throw new Error('migrate: a destination needs incomingUri');
     await applyTuning(o.destination, o);
-    if (o.verifyMemory) await holdDestination(o.destination);
+    if (o.atSwitchover) await holdDestination(o.destination);
     await o.destination.execute('migrate-incoming', { uri: o.incomingUri });
   }
   await applyTuning(o.source, o);
@@ -134,11 +132,11 @@ export async function migrate(o: MigrateOptions): Promise<MigrationResult> {
   const wallTimeMs = performance.now() - t0;
   const result = toResult(info, samples, wallTimeMs);
   if (result.status === 'completed' && o.destination) {
-    if (o.verifyMemory) {
-      const v = o.verifyMemory;
-      await waitStatus(o.destination, 'paused', 30_000);
-      result.memoryCheck = await compareGuestMemory(o.source, o.destination, v.bytes, v.dir, v.tag, result.pageSize);
-      if (result.memoryCheck.mismatchCount) log.error('target memory differs from source', { tag: v.tag, ...result.memoryCheck });
+    if (o.atSwitchover) {
+      const held = await waitStatus(o.destination, 'paused', 30_000);
+      if (held !== 'paused') throw new Error(`destination is ${held}, not paused, after the migration completed`);
+      // A hook that throws leaves the destination paused: its caller discards it.
+      await o.atSwitchover();
       await o.destination.execute('cont');
     }
     result.destinationStatus = await waitRunning(o.destination, 10_000);

@@ -7,7 +7,7 @@
 // timestamps and copied to a log file; QMP is a unix socket in the guest's work directory (unix
 // sockets live in the file system, so the host reaches them whatever the network namespace).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { logger } from '../util/log.ts';
 import { guestImage, kernelCmdline, type WorkloadSpec } from './image.ts';
@@ -50,6 +50,9 @@ export interface GuestOptions {
   serialLog?: string;
   extraArgs?: string[];
   qemuBinary?: string;
+  /** Back guest RAM with this file (a shared mapping, best on tmpfs) so the host can read and
+   *  patch the guest's memory while it is paused (memory-check.ts). Removed when the guest stops. */
+  ramFile?: string;
   /** Wait for the guest's "CLOUDNET READY" line before resolving (not for destinations). Default true. */
   waitReady?: boolean;
   bootTimeoutMs?: number;
@@ -61,6 +64,8 @@ export interface GuestExit {
 }
 
 const live = new Map<number, ChildProcess>();
+/** RAM files of guests not stopped yet: removed on exit too (they hold guest-sized tmpfs memory). */
+const ramFiles = new Set<string>();
 let hookInstalled = false;
 
 function installExitHook(): void {
@@ -68,6 +73,7 @@ function installExitHook(): void {
   hookInstalled = true;
   process.on('exit', () => {
     for (const pid of live.keys()) killGroup(pid, 'SIGKILL');
+    for (const f of ramFiles) rmSync(f, { force: true });
   });
 }
 
@@ -84,7 +90,7 @@ export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {
   const args = [
     '-name', o.name,
     '-accel', 'tcg',
-    '-machine', o.machine ?? 'q35',
+    '-machine', `${o.machine ?? 'q35'}${o.ramFile ? ',memory-backend=ram0' : ''}`,
     '-m', String(o.memoryMiB ?? 256),
     '-smp', String(o.cpus ?? 1),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
@@ -101,6 +107,9 @@ export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {
     args.push('-drive', `file=${d.path},format=${d.format},if=none,id=${id},cache=${d.cache ?? 'writeback'}${ro}`);
     args.push('-device', `virtio-blk-pci,drive=${id},id=${id}-dev`);
   });
+  if (o.ramFile) {
+    args.push('-object', `memory-backend-file,id=ram0,size=${o.memoryMiB ?? 256}M,mem-path=${o.ramFile},share=on`);
+  }
   if (o.incoming) args.push('-incoming', 'defer');
   args.push(...(o.extraArgs ?? []));
   return args;
@@ -113,6 +122,8 @@ export class QemuGuest {
   readonly serial: SerialConsole;
   readonly qemuLog: string;
   readonly exited: Promise<GuestExit>;
+  /** The file behind guest RAM, when started with ramFile. */
+  ramFile?: string;
   private done = false;
 
   constructor(name: string, pid: number, qmp: QmpClient, serial: SerialConsole, qemuLog: string, exited: Promise<GuestExit>) {
@@ -156,6 +167,10 @@ export class QemuGuest {
     killGroup(this.pid, 'SIGKILL'); // anything left in the group
     this.qmp.close();
     this.serial.close();
+    if (this.ramFile) {
+      rmSync(this.ramFile, { force: true });
+      ramFiles.delete(this.ramFile);
+    }
   }
 }
 
@@ -171,6 +186,7 @@ export async function startGuest(o: GuestOptions): Promise<QemuGuest> {
   if (o.cpuList) cmd.push('taskset', '-c', o.cpuList);
   cmd.push(o.qemuBinary ?? 'qemu-system-x86_64', ...qemuArgs(o, qmpPath));
   log.debug('starting guest', { guest: o.name, cmd: cmd.join(' ') });
+  if (o.ramFile) ramFiles.add(o.ramFile);
 
   const child = spawn(cmd[0], cmd.slice(1), { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   const stderrLog = createWriteStream(qemuLog, { flags: 'a' });
@@ -210,9 +226,11 @@ export async function startGuest(o: GuestOptions): Promise<QemuGuest> {
     killGroup(pid, 'SIGKILL');
     await exited;
     serial.close();
+    if (o.ramFile) rmSync(o.ramFile, { force: true });
     throw err;
   }
   const guest = new QemuGuest(o.name, pid, qmp, serial, qemuLog, exited);
+  guest.ramFile = o.ramFile;
   if (!o.incoming && o.waitReady !== false) {
     try {
       await Promise.race([serial.waitFor(/CLOUDNET READY/, o.bootTimeoutMs ?? 90_000), failEarly]);

@@ -14,9 +14,12 @@
 //    source keeps running (QEMU resumes a source whose migration failed).
 // The guest's workload comes from the VMI spec like a real KubeVirt kernel boot:
 // spec.domain.firmware.kernelBoot.kernelArgs is the guest kernel command line (see kernelCmdline).
-import { closeSync, openSync, ftruncateSync, rmSync } from 'node:fs';
+import { closeSync, openSync, ftruncateSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { kernelCmdline } from '../../src/qemu/image.ts';
+import { checkGuestRam, type MemoryCheck } from '../../src/qemu/memory-check.ts';
+import { logger } from '../../src/util/log.ts';
 import { migrate, type MigrationResult, type MigrationSample, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestDisk, type QemuGuest } from '../../src/qemu/process.ts';
 import type { MigrationJob, VmiDriver, VmiInstance, VmiRef } from './driver.ts';
@@ -102,9 +105,11 @@ export interface QemuDriverOptions {
   smartStop?: SmartStopOptions;
   /** Live QEMU figures of a running migration (for progress displays). */
   onSample?: (migrationID: string, s: MigrationSample) => void;
-  /** Compare source and target RAM at switch-over (src/qemu/memory-check.ts) and fail the
-   *  migration on any difference. Default: on when CLOUDNET_VERIFY_MEMORY=1. */
-  verifyMemory?: boolean;
+  /** RAM check at switch-over (src/qemu/memory-check.ts), guests then run with file-backed RAM:
+   *  'repair' (default) restores pages that QEMU 7.2's TCG migration lost from the paused source
+   *  and records how many; 'verify' fails such a migration instead; 'off' skips the check.
+   *  Environment: CLOUDNET_MEMORY_CHECK. */
+  memoryCheck?: MemoryCheckMode;
 }
 
 export interface MigrationRecord {
@@ -118,10 +123,33 @@ export interface MigrationRecord {
   lastSample?: MigrationSample;
   /** Set when smart stop-and-copy raised the downtime-limit. */
   smartStop?: StopDecision;
+  /** The RAM comparison at switch-over (memoryCheck not 'off'), and how long both ends stood
+   *  paused for it (it lengthens the heartbeat pause; QEMU's downtime figure does not include it). */
+  memoryCheck?: MemoryCheck;
+  memoryCheckMs?: number;
+  /** Set once both ends were paused at switch-over: from then on only the source holds good state. */
+  switchedOver?: boolean;
   /** Host ms of the last source and first target heartbeat around the switch-over. */
   lastSourceHeartbeat?: { n: number; at: number };
   firstTargetHeartbeat?: { n: number; at: number };
 }
+
+export type MemoryCheckMode = 'repair' | 'verify' | 'off';
+
+/** Guest RAM files go to tmpfs (CLOUDNET_RAM_DIR, default /dev/shm): one directory per process. */
+let ramDirPath: string | undefined;
+function ramDir(): string {
+  if (!ramDirPath) {
+    const dir = join(process.env.CLOUDNET_RAM_DIR ?? '/dev/shm', `cloudnet-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    // The guests remove their own files when they stop (src/qemu/process.ts); this is the rest.
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    ramDirPath = dir;
+  }
+  return ramDirPath;
+}
+
+const log = logger('qemu-driver');
 
 const key = (r: VmiRef) => `${r.cluster}/${r.namespace}/${r.name}`;
 
@@ -193,6 +221,7 @@ export class QemuDriver implements VmiDriver {
       append: kernelArgs(vmi.spec),
       disks,
       netns: this.site(vmi.cluster).netns,
+      ...(this.memoryCheck !== 'off' ? { ramFile: join(ramDir(), `${vmi.cluster}-${vmi.namespace}-${vmi.name}-${this.seq}.ram`) } : {}),
       incoming,
       waitReady: !incoming,
       bootTimeoutMs: 120_000,
@@ -239,7 +268,6 @@ export class QemuDriver implements VmiDriver {
     const hasDisks = (this.disks.get(key(job.source))?.length ?? 0) > 0;
     // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
     const smart = this.stopRule === 'smart' ? new SmartStop(this.o.smartStop) : undefined;
-    const verifyMemory = this.o.verifyMemory ?? process.env.CLOUDNET_VERIFY_MEMORY === '1';
     const onAbort = (): void => { void src.qmp.execute('migrate_cancel').catch(() => undefined); };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -249,7 +277,7 @@ export class QemuDriver implements VmiDriver {
         capabilities: { ...(hasDisks ? { block: true } : {}), ...this.tuning.capabilities },
         parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.tuning.parameters },
         timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
-        ...(verifyMemory ? { verifyMemory: { bytes: rec.memoryBytes, dir: this.o.workDir, tag: job.migrationID } } : {}),
+        ...(this.memoryCheck !== 'off' ? { atSwitchover: () => this.checkRam(src, dst, rec) } : {}),
         onSample: (s) => {
           // A cancelled migration's final sample carries no RAM figures: keep the last real one.
           if (s.status === 'active' || s.status === 'completed') rec.lastSample = s;
@@ -264,10 +292,7 @@ export class QemuDriver implements VmiDriver {
       rec.result = result;
       if (signal.aborted) throw signal.reason;
       if (result.status !== 'completed') throw new Error(`QEMU migration ${result.status}: ${result.error ?? 'no error given'}`);
-      const mc = result.memoryCheck;
-      if (mc?.mismatchCount) {
-        throw new Error(`target RAM differs from the source's in ${mc.mismatchCount} of ${mc.pages} pages (e.g. ${mc.mismatched.slice(0, 8).join(', ')})`);
-      }
+
       if (result.destinationStatus !== 'running') throw new Error(`target QEMU is ${result.destinationStatus ?? 'not answering'} after the migration`);
       // The guest must actually go on running at the target: a fresh heartbeat after completion.
       const from = dst.serial.count;
@@ -284,12 +309,33 @@ export class QemuDriver implements VmiDriver {
       // after a completed transfer whose target did not come up, the source is paused
       // (postmigrate) and still holds the only good copy: with the target gone, resume it.
       await this.stop(job.target, true);
-      if (rec.result?.status === 'completed') await src.qmp.execute('cont').catch(() => undefined);
+      if (rec.result?.status === 'completed' || rec.switchedOver) await src.qmp.execute('cont').catch(() => undefined);
       throw e;
     } finally {
       signal.removeEventListener('abort', onAbort);
       path.release();
     }
+  }
+
+  private get memoryCheck(): MemoryCheckMode {
+    const mode = this.o.memoryCheck ?? process.env.CLOUDNET_MEMORY_CHECK ?? 'repair';
+    if (mode !== 'repair' && mode !== 'verify' && mode !== 'off') throw new Error(`CLOUDNET_MEMORY_CHECK must be repair, verify or off, not ${mode}`);
+    return mode;
+  }
+
+  /** Both QEMUs are paused: compare their RAM files, and restore lost pages or refuse the target. */
+  private async checkRam(src: QemuGuest, dst: QemuGuest, rec: MigrationRecord): Promise<void> {
+    rec.switchedOver = true;
+    if (!src.ramFile || !dst.ramFile) throw new Error('memory check: guests were started without RAM files');
+    const repair = this.memoryCheck === 'repair';
+    const t0 = performance.now();
+    const mc = await checkGuestRam(src.ramFile, dst.ramFile, { repair });
+    rec.memoryCheckMs = Math.round(performance.now() - t0);
+    rec.memoryCheck = mc;
+    if (!mc.mismatchCount) return;
+    const what = `${mc.mismatchCount} of ${mc.pages} pages (e.g. ${mc.mismatched.slice(0, 8).join(', ')})`;
+    if (!repair) throw new Error(`target RAM differs from the source's in ${what}`);
+    log.warn('restored guest pages the QEMU migration lost (QEMU < 9.0 TCG dirty tracking)', { migrationID: rec.migrationID, pages: mc.repaired, first: mc.mismatched.slice(0, 8) });
   }
 
   async stopAll(): Promise<void> {
