@@ -59,6 +59,9 @@ export interface WanBed {
   killRelay(): void;
   /** Relay warnings/errors and the close reasons of failed sessions, for failure messages. */
   relayDiagnostics(): string;
+  /** Byte-exactness of the relay: SHA-256 of each finished session's input at the sender vs its
+   *  output at the receiver (both run with --hash-streams), from their stats files. */
+  relayStreamCheck(): RelayStreamCheck;
   stop(): Promise<void>;
 }
 
@@ -110,12 +113,12 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       relayStatsFile = join(workDir, 'relay-send.json');
       const env = { ...process.env, LOG_LEVEL: 'info' };
       const receiver = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, ...flags.receive,
-        '--plain-inside-wireguard', '--cache-mb', cache, '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(receiver);
       cleanups.push(() => { for (const p of relayProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
       await waitForLine(receiver, /relay receiver ready/, 30_000);
       const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...flags.send, '--peer', `${sites.b.nodeIp}:7400`,
-        '--plain-inside-wireguard', '--cache-mb', cache, '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(sender);
       await waitForLine(sender, /relay sender ready/, 30_000);
       // Keep their logs (a full pipe would stall them) for diagnostics.
@@ -165,6 +168,7 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       a, b, src, dst, sites, wg, driver, hub, operator, workDir, relayStatsFile, relayProcs,
       killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
       relayDiagnostics() { return relayDiagnostics(workDir); },
+      relayStreamCheck() { return relayStreamCheck(workDir); },
       stop,
     };
     return bed;
@@ -172,6 +176,38 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     await stop();
     throw e;
   }
+}
+
+export interface RelayStreamCheck {
+  /** Sessions both relays hashed (finished cleanly on both sides). */
+  compared: number;
+  /** Session ids whose sender input and receiver output differ. */
+  mismatched: number[];
+}
+
+interface HashedSession { id: number; inputSha256?: string; outputSha256?: string }
+
+function readSessions(file: string): HashedSession[] {
+  if (!existsSync(file)) return [];
+  try {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as { sessions?: HashedSession[]; finished?: HashedSession[] };
+    return [...(j.sessions ?? []), ...(j.finished ?? [])];
+  } catch {
+    return []; // being rewritten: the next read sees it
+  }
+}
+
+function relayStreamCheck(dir: string): RelayStreamCheck {
+  const input = new Map<number, string>();
+  for (const s of readSessions(join(dir, 'relay-send.json'))) if (s.inputSha256) input.set(s.id, s.inputSha256);
+  const out: RelayStreamCheck = { compared: 0, mismatched: [] };
+  for (const s of readSessions(join(dir, 'relay-receive.json'))) {
+    const sent = input.get(s.id);
+    if (!sent || !s.outputSha256) continue;
+    out.compared++;
+    if (sent !== s.outputSha256) out.mismatched.push(s.id);
+  }
+  return out;
 }
 
 function relayDiagnostics(dir: string): string {

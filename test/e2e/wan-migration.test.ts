@@ -106,6 +106,9 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     console.log(`[e2e] heartbeat pause across the switchover: ${gap.toFixed(0)} ms (QEMU downtime ${r.downtimeMs} ms)`);
     assert.ok(gap <= r.downtimeMs + 2000, `heartbeat gap ${gap} ms > downtime ${r.downtimeMs} ms + 2 s`);
     assert.ok(wm.status?.progress?.bytesOverWan, 'relay progress reached the WanMigration status');
+    // The relay is byte-exact: what QEMU sent into the sender is what the receiver handed the target.
+    const exact = await waitFor('relay stream hashes', async () => { const c = bed.relayStreamCheck(); return c.compared ? c : undefined; }, 10_000, 250);
+    assert.deepEqual(exact.mismatched, [], `relay sessions whose output differs from their input: ${exact.mismatched.join(', ')}`);
 
     // sqlite: the target's next checkpoint matches a host run of the same deterministic batches.
     const from = target.serial.count;
@@ -203,7 +206,13 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
       const lost = done.map((wm) => bed.driver.migrations.get(wm.status!.migrationID!)?.memoryCheck?.mismatchCount ?? 0);
       return { bytes: (await bed.sites.stats()).ab.txBytes - before.ab.txBytes, lost };
     };
+    const hashedBefore = bed.relayStreamCheck().compared;
     const relayed = await run('r', true);
+    const exact = await waitFor('relay stream hashes of the 4 sessions', async () => {
+      const c = bed.relayStreamCheck();
+      return c.compared >= hashedBefore + 4 ? c : undefined;
+    }, 10_000, 250);
+    assert.deepEqual(exact.mismatched, [], 'relay output differs from its input');
     const plain = await run('p', false);
     console.log(`[e2e] 4 VMs x ${MEM} MiB: WAN bytes with relay ${relayed.bytes}, plain ${plain.bytes} (${(100 * relayed.bytes / plain.bytes).toFixed(1)}%); ` +
       `pages lost by QEMU and restored: relay ${relayed.lost.join(',')}, plain ${plain.lost.join(',')}`);
