@@ -18,7 +18,7 @@ import { syntheticQemuStream } from '../src/relay/synthetic.ts';
 const { values: args } = parseArgs({
   options: {
     wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
-    levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' }, repeat: { type: 'string' },
+    levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' }, repeat: { type: 'string' }, 'probe-workers': { type: 'boolean' },
     'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, 'mem-mib': { type: 'string' }, workloads: { type: 'string' },
     modes: { type: 'string' }, vms: { type: 'string' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
   },
@@ -153,6 +153,69 @@ const repeat = Math.max(1, Number(args.repeat ?? 3));
 
 if (args.wan) {
   process.exit(await wanBenchmark());
+}
+
+/**
+ * Would a worker_threads pool pay for the per-page work of the encoder? Compares fingerprinting a
+ * batch of pages inline (copy to an aligned scratch + fingerprint, what the encoder does) with
+ * handing the batch to a worker (copy into shared memory, post, wait for the fingerprints).
+ */
+async function probeWorkers(): Promise<void> {
+  const { Worker } = await import('node:worker_threads');
+  const { pathToFileURL } = await import('node:url');
+  const { fingerprint } = await import('../src/relay/cache.ts');
+  const cacheUrl = pathToFileURL(path.join(root, 'src/relay/cache.ts')).href;
+  const rounds = 400;
+  const results = [];
+  for (const pages of [16, 256, 1024]) {
+    const src = Buffer.allocUnsafeSlow(pages * 4096 + 9);
+    crypto.randomFillSync(src);
+    const cur = Buffer.alloc(4096);
+    const cw = new Uint32Array(cur.buffer, cur.byteOffset, 1024);
+    const fp = new Int32Array(2);
+    const inline = (): void => { for (let p = 0; p < pages; p++) { src.copy(cur, 0, 9 + p * 4096, 9 + p * 4096 + 4096); fingerprint(cw, cur, 0, 4096, fp); } };
+    for (let r = 0; r < rounds; r++) inline(); // warm-up
+    let c0 = process.cpuUsage();
+    let t0 = performance.now();
+    for (let r = 0; r < rounds; r++) inline();
+    let c = process.cpuUsage(c0);
+    const inlineUs = { cpu: (c.user + c.system) / rounds, wall: (performance.now() - t0) * 1000 / rounds };
+    const sab = new SharedArrayBuffer(pages * 4096);
+    const shared = Buffer.from(sab);
+    const out = new Int32Array(new SharedArrayBuffer(pages * 8));
+    const worker = new Worker(`
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.cacheUrl).then(({ fingerprint }) => {
+        const words = new Uint32Array(workerData.sab), bytes = new Uint8Array(workerData.sab), fp = new Int32Array(2);
+        parentPort.on('message', (n) => {
+          for (let p = 0; p < n; p++) { fingerprint(words, bytes, p * 4096, 4096, fp); workerData.out[2 * p] = fp[0]; workerData.out[2 * p + 1] = fp[1]; }
+          parentPort.postMessage(n);
+        });
+        parentPort.postMessage(-1);
+      });`, { eval: true, workerData: { sab, out, cacheUrl } });
+    await new Promise((r) => worker.once('message', r));
+    const viaWorker = async (): Promise<void> => {
+      src.copy(shared, 0, 9, 9 + pages * 4096);
+      worker.postMessage(pages);
+      await new Promise((r) => worker.once('message', r));
+    };
+    for (let r = 0; r < 50; r++) await viaWorker();
+    c0 = process.cpuUsage();
+    t0 = performance.now();
+    for (let r = 0; r < rounds; r++) await viaWorker();
+    c = process.cpuUsage(c0);
+    const workerUs = { cpu: (c.user + c.system) / rounds, wall: (performance.now() - t0) * 1000 / rounds };
+    await worker.terminate();
+    results.push({ pages, inlineUs, workerUs });
+    console.log(`${String(pages).padStart(5)} pages: inline ${inlineUs.wall.toFixed(0)} us (CPU ${inlineUs.cpu.toFixed(0)} us); worker round trip ${workerUs.wall.toFixed(0)} us (CPU of both threads ${workerUs.cpu.toFixed(0)} us)`);
+  }
+  const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-workers.json');
+  fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), loadavg: os.loadavg(), results }, null, 1));
+}
+
+if (args['probe-workers']) {
+  await probeWorkers();
+  process.exit(0);
 }
 
 interface Input { name: string; data: Buffer; source: 'recorded' | 'synthetic' }

@@ -78,7 +78,9 @@ export class FrameReader {
     this.chunks.push(chunk);
     this.size += chunk.length;
     const frames: Frame[] = [];
-    let buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+    // A frame spread over many reads is joined once, when it is complete (not on every read).
+    if (this.chunks.length > 1 && this.size < this.firstFrameBytes()) return frames;
+    let buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
     let pos = 0;
     while (buf.length - pos >= FRAME_HEADER) {
       const type = buf[pos];
@@ -93,6 +95,15 @@ export class FrameReader {
     this.chunks = buf.length ? [buf] : [];
     this.size = buf.length;
     return frames;
+  }
+
+  /** Bytes the first buffered frame needs (0 when its header is impossible: parse now, and fail). */
+  private firstFrameBytes(): number {
+    const c = this.chunks[0];
+    if (c.length < FRAME_HEADER) return FRAME_HEADER;
+    const len = c.readUInt32BE(5);
+    if (c[0] < F_HELLO || c[0] > F_SEEDED || len > MAX_FRAME) return 0;
+    return FRAME_HEADER + len;
   }
 
   get buffered(): number {

@@ -56,6 +56,8 @@ export interface SenderOptions {
 
 /** Batches being compressed (at most this many, or this many op bytes) hold the sources back. */
 const MAX_INFLIGHT = 4;
+/** Pooled copy buffers for batches being compressed: the default batch (512 KiB of ops) plus a record. */
+const OPS_POOL_BUF = (512 << 10) + (64 << 10);
 const MAX_INFLIGHT_BYTES = 1 << 20;
 
 interface Pending {
@@ -96,6 +98,7 @@ export class SenderRelay {
   private ctx: CodecContext | undefined;
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
+  private readonly opsPool: Buffer[] = [];
   private nextId = 1;
   private readonly level: AdaptiveLevel;
   private busyMs = 0;
@@ -269,9 +272,15 @@ export class SenderRelay {
       this.drainPipeline();
       return;
     }
-    const ops = Buffer.from(b.ops); // the encoder reuses its buffer
+    // The encoder reuses its buffer: the ops are copied into one of a few pooled buffers for the
+    // thread pool (a fresh 512 KiB per batch would be external memory churn, i.e. full GCs).
+    const spare = this.opsPool.pop();
+    const buf = spare && spare.length >= b.ops.length ? spare : Buffer.allocUnsafeSlow(Math.max(b.ops.length, OPS_POOL_BUF));
+    b.ops.copy(buf);
+    const ops = buf.subarray(0, b.ops.length);
     zlib.zstdCompress(ops, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
       entry.payload = packBatch(ops, b.rawLen, err ? 0 : level, err ? undefined : out, b.inserts);
+      if (this.opsPool.length < MAX_INFLIGHT) this.opsPool.push(buf);
       this.level.observe(ops.length, entry.payload.length);
       this.drainPipeline();
     });
