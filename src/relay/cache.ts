@@ -62,6 +62,17 @@ export function fingerprint(words: Uint32Array, bytes: Uint8Array, off: number, 
   out[1] = fmix(b ^ ((c << 8) | (c >>> 24)) ^ Math.imul(d, 0x85ebca77) ^ ((a << 24) | (a >>> 8)) ^ x);
 }
 
+/**
+ * Bounds on the sender's table work per page. A guest could fill memory with pages crafted to
+ * share a fingerprint (it is not a cryptographic hash): each lookup then examines at most
+ * MAX_PROBE cells and compares the content of at most MAX_COMPARES candidates, and an entry that
+ * finds no free cell within MAX_PROBE of its home is simply not indexed (it keeps its FIFO slot,
+ * so the lockstep is unaffected; the sender just cannot dedup against it). Such pages cost a
+ * literal, never a quadratic slowdown.
+ */
+const MAX_PROBE = 32;
+const MAX_COMPARES = 4;
+
 export class ContentCache {
   readonly slots: number;
   readonly slotSize: number;
@@ -72,8 +83,15 @@ export class ContentCache {
   private readonly fps: Int32Array;
   private readonly lengths: Uint32Array;
   private readonly used: Uint8Array;
-  /** Open-addressing table of slot+1 (0 = empty), linear probing, at most half full. */
+  /** 1 where the slot's entry is in the table. */
+  private readonly listed: Uint8Array;
+  /**
+   * Open-addressing table of slot+1 (0 = empty), linear probing, at most half full. Only the
+   * sender looks content up (the receiver resolves references by slot), so the table is built on
+   * the first lookup and kept from then on: the receiver never pays for it.
+   */
   private readonly table: Int32Array;
+  private indexed = false;
   private readonly mask: number;
   private readonly fpScratch = new Int32Array(FP_WORDS);
   private next = 0;
@@ -92,6 +110,7 @@ export class ContentCache {
     this.fps = new Int32Array(this.slots * FP_WORDS);
     this.lengths = new Uint32Array(this.slots);
     this.used = new Uint8Array(this.slots);
+    this.listed = new Uint8Array(this.slots);
     let t = 1;
     while (t < this.slots * 2) t <<= 1;
     this.table = new Int32Array(t);
@@ -103,23 +122,35 @@ export class ContentCache {
   }
 
   get memoryBytes(): number {
-    return this.slab.length + this.fps.byteLength + this.lengths.byteLength + this.table.byteLength + this.used.length;
+    return this.slab.length + this.fps.byteLength + this.lengths.byteLength + this.table.byteLength + this.used.length + this.listed.length;
   }
 
   /** Slot whose content equals bytes[off, off+len) (whose fingerprint is `fp`), or -1. */
   find(fp: Int32Array, bytes: Buffer, off: number, len: number): number {
+    if (!this.indexed) this.buildIndex();
     const f0 = fp[0];
     const f1 = fp[1];
     let i = f0 & this.mask;
-    for (;;) {
+    let compares = 0;
+    for (let probe = 0; probe < MAX_PROBE; probe++) {
       const v = this.table[i];
       if (v === 0) return -1;
       const s = v - 1;
       if (this.fps[2 * s] === f0 && this.fps[2 * s + 1] === f1 && this.lengths[s] === len) {
         const o = s * this.slotSize;
         if (bytes.compare(this.slab, o, o + len, off, off + len) === 0) return s;
+        if (++compares === MAX_COMPARES) return -1;
       }
       i = (i + 1) & this.mask;
+    }
+    return -1;
+  }
+
+  private buildIndex(): void {
+    this.indexed = true;
+    for (let k = 0; k < this.slots; k++) {
+      const slot = (this.next + k) % this.slots; // oldest first
+      if (this.used[slot]) this.place(slot);
     }
   }
 
@@ -211,13 +242,27 @@ export class ContentCache {
     this.fps[2 * slot] = fp[0];
     this.fps[2 * slot + 1] = fp[1];
     this.lengths[slot] = len;
-    let i = fp[0] & this.mask;
-    while (this.table[i] !== 0) i = (i + 1) & this.mask;
-    this.table[i] = slot + 1;
+    if (this.indexed) this.place(slot);
+  }
+
+  /** Puts a slot in the table within MAX_PROBE cells of its home, or leaves it unlisted. */
+  private place(slot: number): void {
+    let i = this.fps[2 * slot] & this.mask;
+    for (let probe = 0; probe < MAX_PROBE; probe++) {
+      if (this.table[i] === 0) {
+        this.table[i] = slot + 1;
+        this.listed[slot] = 1;
+        return;
+      }
+      i = (i + 1) & this.mask;
+    }
   }
 
   /** Removes a slot from the table (backward-shift deletion keeps probe chains intact). */
   private remove(slot: number): void {
+    this.used[slot] = 0;
+    if (!this.listed[slot]) return;
+    this.listed[slot] = 0;
     let i = this.fps[2 * slot] & this.mask;
     while (this.table[i] !== slot + 1) {
       if (this.table[i] === 0) return;
@@ -237,7 +282,6 @@ export class ContentCache {
       j = (j + 1) & this.mask;
     }
     this.table[hole] = 0;
-    this.used[slot] = 0;
   }
 }
 

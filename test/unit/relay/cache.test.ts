@@ -116,3 +116,35 @@ test('fingerprint: length-sensitive, every byte matters, spreads over the table 
   }
   assert.ok(buckets.size > 550, `buckets ${buckets.size}`);
 });
+
+test('pages crafted to share a fingerprint cost a bounded lookup, and the lockstep is unaffected', () => {
+  const tx = new ContentCache(4096 * 4096);
+  const rx = new ContentCache(4096 * 4096);
+  const forged = new Int32Array([0x1234, 0x5678]);
+  const page = Buffer.alloc(4096);
+  for (let i = 0; i < 3000; i++) {
+    page.writeUInt32LE(i, 4092); // different content, differing only at the end (full compares)
+    assert.equal(tx.find(forged, page, 0, 4096), -1);
+    const s = tx.insertKnown(page, 0, 4096, forged);
+    assert.equal(rx.insert(page, 0, 4096), s, 'same slot on both sides');
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < 2000; i++) { page.writeUInt32LE(100000 + i, 4092); tx.find(forged, page, 0, 4096); }
+  const perLookupUs = (performance.now() - t0) * 1000 / 2000;
+  assert.ok(perLookupUs < 50, `lookup under a fingerprint flood took ${perLookupUs.toFixed(1)} us`);
+  // Ordinary content is still found.
+  const other = Buffer.alloc(4096, 9);
+  const { fp } = fpOf(other);
+  const s = tx.insertKnown(other, 0, 4096, fp);
+  assert.equal(tx.find(fp, other, 0, 4096), s);
+});
+
+test('the table is built on the first lookup: entries inserted before it (seeded caches) are found', () => {
+  const c = new ContentCache(4096 * 64);
+  const pages = Array.from({ length: 100 }, (_, i) => Buffer.alloc(4096, i));
+  const slots = pages.map((p) => c.insert(p, 0, 4096)); // 100 inserts into 64 slots: the first 36 evicted
+  pages.forEach((p, i) => {
+    const { fp } = fpOf(p);
+    assert.equal(c.find(fp, p, 0, 4096), i < 36 ? -1 : slots[i], `page ${i}`);
+  });
+});
