@@ -98,8 +98,13 @@ export function migrationProgress(sessions: readonly RelaySession[], o: { nowMs:
   const eta = mem.state === 'closed'
     ? (mem.closeReason === 'ok' ? 0 : undefined) // the stream ended: nothing left, or it failed and no ETA holds
     : etaSeconds({ bytesIn: mem.bytesIn, elapsedMs: o.nowMs - mem.startedMs, roundRawBytes: mem.roundRawBytes, ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}) });
+  // The step's own percent (the planner maps it into MigratingMemory's band): time so far over
+  // time so far plus the ETA, so it moves with the first pass and slows as rounds repeat.
+  const elapsedS = Math.max(0, (o.nowMs - mem.startedMs) / 1000);
+  const percent = eta === undefined ? undefined : eta === 0 ? 100 : Math.floor((100 * elapsedS) / (elapsedS + eta));
   return {
     ...(o.memoryBytes !== undefined ? { bytesTotal: o.memoryBytes } : {}),
+    ...(percent !== undefined ? { percent } : {}),
     bytesSent: bytesIn,
     bytesOverWan: wire,
     rounds: mem.roundRawBytes.length,

@@ -33,12 +33,15 @@ test('progress adds the sessions of one migration; rounds and ETA come from the 
   const disk = session({ id: 1, target: 'disk', bytesIn: 40 * MiB, wireBytes: 10 * MiB, state: 'closed', closeReason: 'ok' });
   const mem = session({ id: 2, startedMs: T0 + 1000, bytesIn: 100 * MiB, wireBytes: 30 * MiB, roundRawBytes: [90 * MiB, 10 * MiB] });
   const p = migrationProgress([disk, mem], { nowMs: T0 + 11_000, memoryBytes: 256 * MiB });
-  assert.deepEqual(p, { bytesTotal: 256 * MiB, bytesSent: 140 * MiB, bytesOverWan: 40 * MiB, rounds: 2, reductionRatio: 0.286, etaSeconds: 9 });
+  // percent: 10 s of the memory stream so far, 9 s to go.
+  assert.deepEqual(p, { bytesTotal: 256 * MiB, percent: 52, bytesSent: 140 * MiB, bytesOverWan: 40 * MiB, rounds: 2, reductionRatio: 0.286, etaSeconds: 9 });
   const done = migrationProgress([{ ...mem, state: 'closed', closeReason: 'ok' }], { nowMs: T0 + 20_000 });
   assert.equal(done?.etaSeconds, 0, 'a stream that ended cleanly has nothing left');
+  assert.equal(done?.percent, 100);
   assert.equal(done?.bytesTotal, undefined);
   const failed = migrationProgress([{ ...mem, state: 'closed', closeReason: 'peer-lost' }], { nowMs: T0 + 20_000 });
   assert.equal(failed?.etaSeconds, undefined);
+  assert.equal(failed?.percent, undefined, 'no ETA, no percent');
   assert.equal(migrationProgress([], { nowMs: T0 }), undefined);
 });
 
