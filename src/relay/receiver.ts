@@ -190,7 +190,7 @@ export class ReceiverRelay {
   }
 
   private onFrame(p: PeerLink, f: F.Frame): void {
-    M.wireBytes.inc({ role: 'receiver', direction: 'in' }, f.payload.length + F.FRAME_HEADER);
+    M.hot.receiverWireIn.inc(f.payload.length + F.FRAME_HEADER);
     if (f.type === F.F_OPEN) { this.open(p, f); return; }
     const s = p.sessions.get(f.session);
     if (!s) {
@@ -305,7 +305,7 @@ export class ReceiverRelay {
   private noteBuffered(): void {
     let n = 0;
     for (const p of this.peers) for (const s of p.sessions.values()) n += s.queued;
-    M.bufferedBytes.set({ role: 'receiver' }, n);
+    M.hot.receiverBuffered.set(n);
     if (n > this.maxBuffered) { this.maxBuffered = n; M.bufferedBytesMax.set({ role: 'receiver' }, n); }
   }
 
