@@ -91,11 +91,12 @@ interface RunResult {
   exact?: string;
 }
 
-function migrationFor(vm: string, relay: boolean): KubeObject {
+function migrationFor(vm: string, relay: boolean, memorySeconds?: number): KubeObject {
   const wm = loadSample<WanMigration & KubeObject>('wanmigration.yaml')[0];
   if (vm !== wm.spec.vmName) wm.metadata.name = `${vm}-to-site-b`;
   wm.spec.vmName = vm;
   wm.spec.relay = { ...wm.spec.relay, enabled: relay };
+  if (memorySeconds) wm.spec.timeouts = { ...wm.spec.timeouts, memorySeconds };
   return wm as unknown as KubeObject;
 }
 
@@ -118,13 +119,13 @@ function watchView(bed: WanBed): () => void {
   return () => { kubectl.kill('SIGTERM'); };
 }
 
-async function migrateAll(bed: WanBed, vms: string[], mode: Mode): Promise<RunResult> {
+async function migrateAll(bed: WanBed, vms: string[], mode: Mode, memorySeconds?: number): Promise<RunResult> {
   const relay = mode === 'relay';
   bed.driver.route = relay ? relayRoute(vmCount) : directRoute();
   bed.driver.tuning = TUNING[mode];
   const before = await bed.sites.stats();
   const start = Date.now();
-  for (const vm of vms) await bed.src.create(Res.wanMigration, migrationFor(vm, relay));
+  for (const vm of vms) await bed.src.create(Res.wanMigration, migrationFor(vm, relay, memorySeconds));
   say(`applied ${vms.length} WanMigration(s) (config/samples/wanmigration.yaml, relay.enabled=${relay})`);
   const names = vms.map((vm) => (vm === 'vm-a' ? 'vm-a-to-site-b' : `${vm}-to-site-b`));
   const done = new Map<string, WanMigration>();
@@ -239,7 +240,12 @@ async function main(): Promise<number> {
     stopWatch = undefined;
     say('now the same guest(s) once more, plain: straight across the same WAN, no relay');
     await bootGuests(bed, plainVms);
-    const plain = await migrateAll(bed, plainVms, 'plain');
+    // A baseline that cannot converge (QEMU's block migration re-sends a whole 1 MiB chunk per
+    // dirty disk sector) would run for the sample's 30 minutes: its WanMigration gets a memory
+    // deadline instead, after which the operator rolls it back (the source keeps running).
+    const baselineSeconds = Math.max(120, Math.ceil(5 * relayed.wallS));
+    say(`baselines get a memory deadline of ${baselineSeconds} s (5 x the relay's time, at least 120 s)`);
+    const plain = await migrateAll(bed, plainVms, 'plain', baselineSeconds);
     const others: RunResult[] = [];
     if (v.native) {
       for (const mode of ['multifd', 'xbzrle'] as const) {
@@ -247,7 +253,7 @@ async function main(): Promise<number> {
         say(`now the same guest(s) with ${MODE_LABEL[mode]}, straight across the same WAN`);
         const vms = relayVms.map((n) => `${n}-${mode}`);
         await bootGuests(bed, vms);
-        others.push(await migrateAll(bed, vms, mode));
+        others.push(await migrateAll(bed, vms, mode, baselineSeconds));
       }
     }
     console.log('\nSummary (same guest, same link):');
@@ -267,7 +273,8 @@ async function main(): Promise<number> {
       'commit 03bfc2188f); KubeVirt on KVM is not affected.');
     if (relayed.exact) console.log(`Relay: ${relayed.exact}.`);
     if (relayed.exact && !/^(\d+)\/\1 /.test(relayed.exact)) code = 1;
-    if (all.some((r) => r.ok !== vmCount)) code = 1;
+    // The exit status is CloudNet's: the relayed migrations. Baselines that failed show in the table.
+    if (relayed.ok !== vmCount) code = 1;
   } finally {
     stopWatch?.();
     say('tearing down (operator, stand-ins, QEMU, relay, WireGuard, WAN, clusters)');
