@@ -163,6 +163,8 @@ async function migrateAll(bed: WanBed, vms: string[], mode: Mode, memorySeconds?
       res.streamBytes += q.result.ramTransferredBytes;
       res.downtimeMs.push(q.result.downtimeMs);
       res.rounds.push(q.result.rounds);
+    } else if (q?.lastSample) {
+      res.streamBytes += q.lastSample.transferred; // how far a migration that never completed got
     }
     // The RAM check holds both ends paused: leave its time out of the guest's pause.
     if (q?.lastSourceHeartbeat && q.firstTargetHeartbeat) res.pauseMs.push(Math.round(q.firstTargetHeartbeat.at - q.lastSourceHeartbeat.at - (q.memoryCheckMs ?? 0)));
@@ -261,7 +263,7 @@ async function main(): Promise<number> {
     const all = [relayed, plain, ...others];
     const rows = all.map((r) => [
       r.mode, `${r.ok}/${vmCount}`, `${r.wallS.toFixed(1)} s`, mb(r.wanBytes), mb(r.streamBytes),
-      `${((100 * r.wanBytes) / plain.wanBytes).toFixed(1)}%`, `${median(r.downtimeMs)} ms`, r.rounds.join(','), `${median(r.pauseMs)} ms`, r.lostPages.join(',') || '-',
+      plain.ok === vmCount ? `${((100 * r.wanBytes) / plain.wanBytes).toFixed(1)}%` : 'n/a', `${median(r.downtimeMs)} ms`, r.rounds.join(','), `${median(r.pauseMs)} ms`, r.lostPages.join(',') || '-',
     ]);
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     console.log(`| ${head.map((h, i) => pad(h, widths[i])).join(' | ')} |`);
