@@ -260,8 +260,8 @@ export class SenderRelay {
   /**
    * A batch leaves the encoder. Cache inserts were made in encode order, so frames must reach the
    * link in exactly that order, across all sessions: batches go through one FIFO. With async
-   * compression, zstd runs on libuv's thread pool while the main thread parses and hashes the next
-   * input; a frame is sent once it and everything before it are compressed.
+   * compression, zstd runs on libuv's thread pool while the main thread parses and fingerprints
+   * the next input; a frame is sent once it and everything before it are compressed.
    */
   private sendBatch(s: Session, b: Batch): void {
     if (!this.link) return;
