@@ -275,29 +275,54 @@ async function identicalPaused(guest: QemuGuest, a: string, b: string): Promise<
   return x === y;
 }
 
-async function plainWay(lab: GuestLab, base: string): Promise<WayResult> {
-  const { guest, disk } = await bootGuest(lab, base, 'plain');
-  const size = statSync(disk).size;
-  const tgt = await startTargetNbd(lab.dir, join(lab.dir, 'plain-target.raw'), size);
-  const path = await startNbdPath(lab.dir, tgt.server.path, 'none');
+/** What KubeVirt's block migration of a guest's disk cost, measured from start until the mirror is ready. */
+interface BlockMigrationRun {
+  seconds: number;
+  wanForward: number;
+  wanBackward: number;
+  benchCpuS: number;
+  qemuCpuS: number;
+  /** The target volume equals the source disk (compared with the guest paused). */
+  identical: boolean;
+  /** Bytes of NBD writes the target received. */
+  nbdWriteBytes: number;
+  encoderStats: Record<string, unknown> | undefined;
+}
+
+/** KubeVirt's block migration of `disk` into `volume` through an NBD path of `codec` (over the
+ *  shaped link); then the guest is paused, the mirror ended, the disks compared and the guest stopped. */
+async function measureBlockMigration(lab: GuestLab, guest: QemuGuest, disk: string, volume: string, codec: CodecName, ctx?: { s: CodecContext; t: CodecContext }): Promise<BlockMigrationRun> {
+  const tgt = await startTargetNbd(lab.dir, volume, statSync(disk).size);
+  const path = await startNbdPath(lab.dir, tgt.server.path, codec, ctx);
   const c0 = cpuNow(guest);
   const seconds = await blockMigration(guest.qmp, path.ingress);
   const c1 = cpuNow(guest);
-  const fwd = path.link.bytesForward;
-  const back = path.link.bytesBackward;
+  const wanForward = path.link.bytesForward;
+  const wanBackward = path.link.bytesBackward;
   await guest.qmp.executeUntyped('stop');
   await endBlockMigration(guest.qmp);
-  const identical = await identicalPaused(guest, disk, join(lab.dir, 'plain-target.raw'));
+  const identical = await identicalPaused(guest, disk, volume);
   await path.close();
   await tgt.server.close();
   tgt.volume.close();
   await guest.stop();
-  return { way: 'plain (KubeVirt block migration)', seconds, wanBytes: fwd + back, wanForward: fwd, wanBackward: back, benchCpuS: c1.bench - c0.bench, qemuCpuS: c1.qemu - c0.qemu, identical };
+  return {
+    seconds, wanForward, wanBackward, benchCpuS: c1.bench - c0.bench, qemuCpuS: c1.qemu - c0.qemu, identical,
+    nbdWriteBytes: tgt.server.stats.bytes, encoderStats: path.encoderStats(),
+  };
+}
+
+async function plainWay(lab: GuestLab, base: string): Promise<WayResult> {
+  const { guest, disk } = await bootGuest(lab, base, 'plain');
+  const m = await measureBlockMigration(lab, guest, disk, join(lab.dir, 'plain-target.raw'), 'none');
+  return {
+    way: 'plain (KubeVirt block migration)', seconds: m.seconds, wanBytes: m.wanForward + m.wanBackward, wanForward: m.wanForward, wanBackward: m.wanBackward,
+    benchCpuS: m.benchCpuS, qemuCpuS: m.qemuCpuS, identical: m.identical,
+  };
 }
 
 async function precopyWays(lab: GuestLab, base: string): Promise<[WayResult, WayResult]> {
   const { guest, disk } = await bootGuest(lab, base, 'precopy');
-  const size = statSync(disk).size;
   const volume = join(lab.dir, 'precopy-target.raw');
   // One relay pair: the same codec caches carry the pre-copy and, later, KubeVirt's NBD stream.
   const ctx = { s: createContext(CACHE_BYTES), t: createContext(CACHE_BYTES) };
@@ -328,24 +353,13 @@ async function precopyWays(lab: GuestLab, base: string): Promise<[WayResult, Way
   };
 
   // KubeVirt's block migration anyway, into the pre-copied volume, through the same relay pair.
-  const tgt = await startTargetNbd(lab.dir, volume, size);
-  const path = await startNbdPath(lab.dir, tgt.server.path, 'relay', ctx);
-  const c2 = cpuNow(guest);
-  const nbdSeconds = await blockMigration(guest.qmp, path.ingress);
-  const c3 = cpuNow(guest);
-  const nf = path.link.bytesForward;
-  const nb = path.link.bytesBackward;
-  await guest.qmp.executeUntyped('stop');
-  await endBlockMigration(guest.qmp);
-  const identical = await identicalPaused(guest, disk, volume);
-  await path.close();
-  await tgt.server.close();
-  tgt.volume.close();
-  await guest.stop();
+  const nbd = await measureBlockMigration(lab, guest, disk, volume, 'relay', ctx);
+  const nf = nbd.wanForward;
+  const nb = nbd.wanBackward;
   const both: WayResult = {
-    way: 'CloudNet pre-copy + relayed NBD', seconds: seconds + nbdSeconds, wanBytes: agentFwd + agentBack + nf + nb, wanForward: agentFwd + nf, wanBackward: agentBack + nb,
-    benchCpuS: pre.benchCpuS + c3.bench - c2.bench, qemuCpuS: pre.qemuCpuS + c3.qemu - c2.qemu, identical,
-    detail: { syncPhaseWanBytes: agentFwd + agentBack - fwd - back, nbdStreamSeconds: nbdSeconds, nbdStreamWanBytes: nf + nb, nbdStreamRawBytes: tgt.server.stats.bytes, nbdEncoder: path.encoderStats() },
+    way: 'CloudNet pre-copy + relayed NBD', seconds: seconds + nbd.seconds, wanBytes: agentFwd + agentBack + nf + nb, wanForward: agentFwd + nf, wanBackward: agentBack + nb,
+    benchCpuS: pre.benchCpuS + nbd.benchCpuS, qemuCpuS: pre.qemuCpuS + nbd.qemuCpuS, identical: nbd.identical,
+    detail: { syncPhaseWanBytes: agentFwd + agentBack - fwd - back, nbdStreamSeconds: nbd.seconds, nbdStreamWanBytes: nf + nb, nbdStreamRawBytes: nbd.nbdWriteBytes, nbdEncoder: nbd.encoderStats },
   };
   return [pre, both];
 }
