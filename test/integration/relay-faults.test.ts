@@ -53,11 +53,28 @@ async function teardown(b: Bed): Promise<void> {
   b.pki.cleanup();
 }
 
+/** Runs `body` against a fresh bed with `sinks` targets, torn down afterwards even if it throws. */
+async function withBed(sinks: number, body: (b: Bed) => Promise<void>): Promise<void> {
+  const b = await bed(sinks);
+  try {
+    await body(b);
+  } finally {
+    await teardown(b);
+  }
+}
+
 /** A hand-driven sender: valid TLS identity, raw frames. */
 async function fakeSender(b: Bed, version = F.PROTOCOL_VERSION): Promise<Link> {
   const socket = await connectLink({ host: '127.0.0.1', port: b.port }, loadTls(b.pki.ca, b.pki.clientCert, b.pki.clientKey));
   const link = new Link(socket);
   link.sendJson(F.F_HELLO, 0, { magic: 'cloudnet-relay', version, cacheBytes: CACHE, role: 'sender' });
+  return link;
+}
+
+/** A hand-driven sender whose hello the receiver accepted. */
+async function helloSender(b: Bed): Promise<Link> {
+  const link = await fakeSender(b);
+  await awaitHello(link);
   return link;
 }
 
@@ -75,8 +92,7 @@ function closeFrames(link: Link): F.CloseInfo[] & { bySession: Map<number, F.Clo
 }
 
 test('unauthenticated peers are refused: no client certificate, or one from another CA', async () => {
-  const b = await bed(1);
-  try {
+  await withBed(1, async (b) => {
     const before = await metric('cloudnet_relay_peer_rejected_total', { reason: 'unauthenticated' });
     // No client certificate.
     await new Promise<void>((resolve) => {
@@ -97,29 +113,22 @@ test('unauthenticated peers are refused: no client certificate, or one from anot
     await new Promise((r2) => setTimeout(r2, 100));
     assert.ok(await metric('cloudnet_relay_peer_rejected_total', { reason: 'unauthenticated' }) >= before + 2);
     assert.equal(b.sinks[0].server.listening, true);
-  } finally {
-    await teardown(b);
-  }
+  });
 });
 
 test('relay protocol version mismatch: the link is refused with a reason', async () => {
-  const b = await bed(1);
-  try {
+  await withBed(1, async (b) => {
     const before = await metric('cloudnet_relay_peer_rejected_total', { reason: 'version' });
     const link = await fakeSender(b, 99);
     await assert.rejects(awaitHello(link), (err: unknown) => err instanceof HandshakeError && err.reason === 'version');
     link.close('test');
     assert.equal(await metric('cloudnet_relay_peer_rejected_total', { reason: 'version' }), before + 1);
-  } finally {
-    await teardown(b);
-  }
+  });
 });
 
 test('corrupt frame, cache desync and truncation close only their sessions; others stay byte-exact', async () => {
-  const b = await bed(5);
-  try {
-    const link = await fakeSender(b);
-    await awaitHello(link);
+  await withBed(5, async (b) => {
+    const link = await helloSender(b);
     const closes = closeFrames(link);
     const ctx = createContext(CACHE);
     for (let i = 1; i <= 5; i++) link.sendJson(F.F_OPEN, i, { mode: 'auto', target: `t${i - 1}` });
@@ -185,16 +194,12 @@ test('corrupt frame, cache desync and truncation close only their sessions; othe
     assert.ok(!closes.bySession.has(2));
     assert.ok(await metric('cloudnet_relay_sessions_closed_total', { role: 'receiver', reason: 'cache-desync' }) >= 1);
     link.close('test done');
-  } finally {
-    await teardown(b);
-  }
+  });
 });
 
 test('sender vanishes mid-page (truncated frame): the destination sees an abort after a correct prefix', async () => {
-  const b = await bed(1);
-  try {
-    const link = await fakeSender(b);
-    await awaitHello(link);
+  await withBed(1, async (b) => {
+    const link = await helloSender(b);
     link.sendJson(F.F_OPEN, 7, { mode: 'auto', target: 't0' });
     const input = syntheticQemuStream({ seed: 8, pages: 400, rounds: 2 });
     const batches: Buffer[] = [];
@@ -211,29 +216,27 @@ test('sender vanishes mid-page (truncated frame): the destination sees an abort 
     assert.equal(r.ended, 'reset');
     assert.ok(r.bytes > 0 && r.bytes < input.length);
     assert.equal(r.hash, sha256(input.subarray(0, r.bytes)), 'what arrived is an exact prefix');
-  } finally {
-    await teardown(b);
-  }
+  });
 });
 
 test('receiver relay disappears: the sender aborts the migration connection', async () => {
-  const b = await bed(1);
-  const sender = new SenderRelay({
-    listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't0', mode: 'auto' }], peer: { host: '127.0.0.1', port: b.port },
-    security: loadTls(b.pki.ca, b.pki.clientCert, b.pki.clientKey), cacheBytes: CACHE,
+  await withBed(1, async (b) => {
+    const sender = new SenderRelay({
+      listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't0', mode: 'auto' }], peer: { host: '127.0.0.1', port: b.port },
+      security: loadTls(b.pki.ca, b.pki.clientCert, b.pki.clientKey), cacheBytes: CACHE,
+    });
+    try {
+      const [addr] = await sender.start();
+      const s = net.connect(addr.port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.write(syntheticQemuStream({ seed: 2, pages: 100 }).subarray(0, 50_000));
+      await new Promise((r) => setTimeout(r, 300));
+      const closed = new Promise<void>((r) => { s.on('close', () => r()); s.on('error', () => undefined); });
+      await b.receiver.stop();
+      await closed;
+      assert.ok(await metric('cloudnet_relay_sessions_closed_total', { role: 'sender', reason: 'peer-lost' }) >= 1);
+    } finally {
+      await sender.stop();
+    }
   });
-  try {
-    const [addr] = await sender.start();
-    const s = net.connect(addr.port, '127.0.0.1');
-    await new Promise((r) => s.once('connect', r));
-    s.write(syntheticQemuStream({ seed: 2, pages: 100 }).subarray(0, 50_000));
-    await new Promise((r) => setTimeout(r, 300));
-    const closed = new Promise<void>((r) => { s.on('close', () => r()); s.on('error', () => undefined); });
-    await b.receiver.stop();
-    await closed;
-    assert.ok(await metric('cloudnet_relay_sessions_closed_total', { role: 'sender', reason: 'peer-lost' }) >= 1);
-  } finally {
-    await sender.stop();
-    await teardown(b);
-  }
 });
