@@ -28,6 +28,13 @@ function makeDisk(path: string): void {
   writeFileSync(path, buf);
 }
 
+/** A fresh disk in `dir`, its hash before anything touches it, and where the target volume goes. */
+async function prepareDisk(dir: string): Promise<{ disk: string; before: string; volume: string }> {
+  const disk = join(dir, 'disk.raw');
+  makeDisk(disk);
+  return { disk, before: await sha256File(disk), volume: join(dir, 'target.raw') };
+}
+
 async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
@@ -43,10 +50,7 @@ test('a cut link and a killed target agent mid-pass resume without starting over
   let link: Link | undefined;
   let agent: SourceAgent | undefined;
   try {
-    const disk = join(dir, 'disk.raw');
-    makeDisk(disk);
-    const before = await sha256File(disk);
-    const volume = join(dir, 'target.raw');
+    const { disk, before, volume } = await prepareDisk(dir);
     target = await startTargetProcess(volume);
     link = await startLink(target.port, 12 * MiB); // the pass takes a few seconds
     const t = target;
@@ -92,10 +96,7 @@ test('a failing target write fails the step cleanly and leaves the source disk u
   let target: TargetProcess | undefined;
   let agent: SourceAgent | undefined;
   try {
-    const disk = join(dir, 'disk.raw');
-    makeDisk(disk);
-    const before = await sha256File(disk);
-    const volume = join(dir, 'target.raw');
+    const { disk, before, volume } = await prepareDisk(dir);
     // A sparse volume of the right size, but the agent may not write beyond 16 MiB into it.
     writeFileSync(volume, Buffer.alloc(0));
     truncateSync(volume, 64 * MiB);
