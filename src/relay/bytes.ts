@@ -1,6 +1,20 @@
 // Growable output buffer and LEB128 varints for the relay's op stream. One OpWriter is reused for
 // every batch of a session so that the hot path appends into preallocated memory.
 
+/**
+ * Copies src[start, end) into dst at pos without creating a view: Buffer#copy is native, while
+ * `dst.set(src.subarray(...))` allocates a typed-array object per call, i.e. per page.
+ */
+export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, pos: number): void {
+  if (end - start < 32) {
+    for (let i = start; i < end; i++) dst[pos++] = src[i];
+  } else if (Buffer.isBuffer(src)) {
+    src.copy(dst, pos, start, end);
+  } else {
+    dst.set(src.subarray(start, end), pos);
+  }
+}
+
 export class OpWriter {
   buf: Buffer;
   len = 0;
@@ -35,11 +49,7 @@ export class OpWriter {
   bytes(src: Uint8Array, start: number, end: number): void {
     const n = end - start;
     this.ensure(n);
-    if (n < 32) {
-      for (let i = 0; i < n; i++) this.buf[this.len + i] = src[start + i];
-    } else {
-      this.buf.set(src.subarray(start, end), this.len);
-    }
+    copyBytes(src, start, end, this.buf, this.len);
     this.len += n;
   }
 

@@ -13,6 +13,7 @@
 // inserts they carried, and the receiver skips as many slots (see `skip`), which keeps the slot
 // numbering aligned. See README.md.
 import crypto from 'node:crypto';
+import { copyBytes } from './bytes.ts';
 
 export const DIGEST_WORDS = 4; // 128 bits
 
@@ -195,7 +196,7 @@ export class ContentCache {
     const slot = this.claimSlot();
     const len = end - start;
     const o = slot * this.slotSize;
-    this.slab.set(src.subarray(start, end), o);
+    copyBytes(src, start, end, this.slab, o);
     fingerprint(this.words, this.slab, o, len, this.fpScratch);
     this.index(slot, len, this.fpScratch);
     return slot;
@@ -204,7 +205,7 @@ export class ContentCache {
   /** Inserts content whose fingerprint the caller has just computed from the same bytes. */
   insertKnown(src: Uint8Array, start: number, end: number, fp: Int32Array): number {
     const slot = this.claimSlot();
-    this.slab.set(src.subarray(start, end), slot * this.slotSize);
+    copyBytes(src, start, end, this.slab, slot * this.slotSize);
     this.index(slot, end - start, fp);
     return slot;
   }

@@ -12,7 +12,7 @@ import { applyDelta } from './delta.ts';
 import * as O from './ops.ts';
 import { PrevTable, PREV_SLOT, PREV_ZERO } from './prev.ts';
 
-const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 const MAX_BLOCKS = 4096;
 
 export class SessionDecoder {
@@ -222,14 +222,16 @@ export class SessionDecoder {
       const n = r.varint();
       r.need(n);
       const ps = prev.get(idx);
-      let base: Uint8Array;
+      let base: Buffer;
+      let baseOff = 0;
       if (ps === PREV_ZERO) base = ZERO_PAGE;
       else if (ps === PREV_SLOT) {
         const slot = prev.baseSlot(idx, cache);
         if (slot < 0) throw new DecodeError('cache-desync', 'delta base not in the cache (cache desync)');
-        base = cache.slab.subarray(cache.slotOffset(slot), cache.slotOffset(slot) + PAGE_SIZE);
+        base = cache.slab;
+        baseOff = cache.slotOffset(slot);
       } else throw new DecodeError('cache-desync', 'delta against a page the receiver never saw (cache desync)');
-      if (!applyDelta(base, ops, r.pos, r.pos + n, out, o, PAGE_SIZE)) throw new DecodeError('corrupt', 'malformed delta');
+      if (!applyDelta(base, ops, r.pos, r.pos + n, out, o, PAGE_SIZE, baseOff)) throw new DecodeError('corrupt', 'malformed delta');
       r.pos += n;
     }
     const slot = cache.insert(out, o, o + PAGE_SIZE);

@@ -3,6 +3,8 @@
 // Format: repeated [varint skip][varint len][len new bytes] until the page end. The new bytes
 // (not their XOR) are stored because text-like page content compresses better than its XOR.
 
+import { copyBytes } from './bytes.ts';
+
 const WORDS = 1024;
 
 /**
@@ -36,7 +38,7 @@ export function encodeDelta(baseWords: Uint32Array, bw: number, baseBytes: Uint8
     if (outPos + n + 10 > stop) return -1;
     outPos = putVarint(out, outPos, skip);
     outPos = putVarint(out, outPos, n);
-    out.set(curBytes.subarray(s, t), outPos);
+    copyBytes(curBytes, s, t, out, outPos);
     outPos += n;
     lastEnd = t;
     w = e;
@@ -54,12 +56,12 @@ function putVarint(out: Uint8Array, pos: number, v: number): number {
 }
 
 /**
- * Applies a delta: copies `base` to `dst[dstPos..+pageSize)` and overwrites the runs. Returns false
- * when the delta is malformed (the caller treats that as a corrupt frame).
+ * Applies a delta: copies `base[baseOff..+pageSize)` to `dst[dstPos..+pageSize)` and overwrites
+ * the runs. Returns false when the delta is malformed (the caller treats that as a corrupt frame).
  */
 export function applyDelta(base: Uint8Array, src: Uint8Array, pos: number, end: number,
-  dst: Uint8Array, dstPos: number, pageSize: number): boolean {
-  dst.set(base.subarray(0, pageSize), dstPos);
+  dst: Uint8Array, dstPos: number, pageSize: number, baseOff = 0): boolean {
+  copyBytes(base, baseOff, baseOff + pageSize, dst, dstPos);
   let at = 0;
   while (pos < end) {
     let skip = 0;
@@ -82,7 +84,7 @@ export function applyDelta(base: Uint8Array, src: Uint8Array, pos: number, end: 
     }
     at += skip;
     if (n === 0 || at + n > pageSize || pos + n > end) return false;
-    dst.set(src.subarray(pos, pos + n), dstPos + at);
+    copyBytes(src, pos, pos + n, dst, dstPos + at);
     pos += n;
     at += n;
   }
