@@ -5,10 +5,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Res } from '../../src/controller/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
-import type { WanMigration } from '../../src/api/wanmigration.ts';
 import {
-  assertSourceIntact, createVM, ensure, getWM, leftovers, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
-  waitForSourceVmimPhase, wanMigration, type Bed,
+  assertSourceIntact, createVM, ensure, getWM, leftovers, migrateUntilHeld, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
+  waitForSourceVmimPhase, wanMigration, type Bed, type HoldPoint,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { HOLD_LINK_ANNOTATION, HoldableLink } from '../standin/test-link.ts';
@@ -16,13 +15,7 @@ import { HOLD_LINK_ANNOTATION, HoldableLink } from '../standin/test-link.ts';
 let bed: Bed;
 useOperatorBed((b) => { bed = b; }, { link: new HoldableLink() });
 
-interface Hold {
-  name: string;
-  vmAnnotations?: Record<string, string>;
-  wmAnnotations?: Record<string, string>;
-  spec?: Partial<WanMigration['spec']>;
-  before?: () => void;
-  reached: (ns: string) => Promise<unknown>;
+interface Hold extends HoldPoint {
   cleanup?: () => void;
 }
 
@@ -46,12 +39,8 @@ describe('abort', () => {
   holds.forEach((h, i) => {
     test(`at ${h.name}: rolled back, source intact, no target leftovers`, async () => {
       const ns = `abort-${i}`;
-      await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
-      await createVM(bed.src, ns, 'vm', { annotations: h.vmAnnotations ?? {} });
-      h.before?.();
       try {
-        await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', ...h.spec }, h.wmAnnotations));
-        await h.reached(ns);
+        await migrateUntilHeld(bed, ns, h);
         await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { abort: true } });
         const wm = await waitForPhase(bed.src, ns, 'mig', 'Aborted');
         assert.equal(wm.status?.failureReason, 'Aborted');

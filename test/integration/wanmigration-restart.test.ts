@@ -7,10 +7,9 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useClusters } from '../env/index.ts';
 import { Res } from '../../src/controller/resources.ts';
-import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import {
-  createVM, ensure, getWM, setupBed, vmimCount, waitFor, waitForCondition, waitForPhase, waitForSourceVmimPhase, wanMigration, type Bed,
+  getWM, migrateUntilHeld, setupBed, vmimCount, waitFor, waitForCondition, waitForPhase, waitForSourceVmimPhase, type Bed, type HoldPoint,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { HOLD_LINK_ANNOTATION } from '../standin/test-link.ts';
@@ -54,13 +53,7 @@ useClusters(2, {
   },
 });
 
-interface Hold {
-  name: string;
-  vmAnnotations?: Record<string, string>;
-  wmAnnotations?: Record<string, string>;
-  spec?: Partial<WanMigration['spec']>;
-  before?: () => void;
-  reached: (ns: string) => Promise<unknown>;
+interface Hold extends HoldPoint {
   release: (ns: string) => Promise<void>;
 }
 
@@ -97,11 +90,7 @@ describe('operator killed with SIGKILL', () => {
     test(`at ${h.name}: a new process resumes one migration to Succeeded`, async () => {
       const ns = `restart-${i}`;
       child ??= await startChild(); // an earlier case may have failed to restart it
-      await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
-      await createVM(bed.src, ns, 'vm', { annotations: h.vmAnnotations ?? {} });
-      h.before?.();
-      await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', ...h.spec }, h.wmAnnotations));
-      await h.reached(ns);
+      await migrateUntilHeld(bed, ns, h);
       await kill9(child);
       child = undefined;
       await h.release(ns);

@@ -239,6 +239,27 @@ export async function reconcileErrors(op: RunningOperator, controller = 'wanmigr
   return v.filter((x) => x.labels.controller === controller).reduce((a, x) => a + x.value, 0);
 }
 
+/** A point where a test holds migration `mig` of VM `vm`: what sets the hold up and how to see it is reached. */
+export interface HoldPoint {
+  name: string;
+  vmAnnotations?: Record<string, string>;
+  wmAnnotations?: Record<string, string>;
+  spec?: Partial<WanMigration['spec']>;
+  /** Runs after the VM exists, before the WanMigration is created. */
+  before?: () => void;
+  reached: (ns: string) => Promise<unknown>;
+}
+
+/** Creates VM `vm` (and namespace `ns` on both sides), starts WanMigration `mig` of it, and waits
+ *  until the migration is held at `h`. */
+export async function migrateUntilHeld(bed: Bed, ns: string, h: HoldPoint): Promise<void> {
+  await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+  await createVM(bed.src, ns, 'vm', { annotations: h.vmAnnotations ?? {} });
+  h.before?.();
+  await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', ...h.spec }, h.wmAnnotations));
+  await h.reached(ns);
+}
+
 /** VMIMs the stand-ins ever saw for one migration (restart safety: must be exactly 2). */
 export function vmimCount(bed: Bed, migrationID: string): number {
   return bed.hub.vmimsByMigration.get(migrationID)?.size ?? 0;
