@@ -19,6 +19,11 @@ interface Hold extends HoldPoint {
   cleanup?: () => void;
 }
 
+/** Memory migration in flight: the stand-in KubeVirt hangs the source VMIM at `phase`. */
+const memoryHeldAt = (phase: string): Hold => ({
+  name: `MigratingMemory (VMIM ${phase})`, vmAnnotations: { [ANNOTATIONS.hangAt]: phase }, reached: (ns) => waitForSourceVmimPhase(bed, ns, phase),
+});
+
 const holds: Hold[] = [
   { name: 'ConnectingLink', wmAnnotations: { [HOLD_LINK_ANNOTATION]: 'true' }, reached: (ns) => waitForCondition(bed.src, ns, 'mig', 'LinkReady', 'False', 'HeldByTest') },
   { name: 'SyncingStorage', spec: { storage: { mode: 'CloudNetPreCopy' } }, reached: (ns) => waitForCondition(bed.src, ns, 'mig', 'Stalled', 'True', 'StoragePreCopyUnavailable') },
@@ -30,9 +35,7 @@ const holds: Hold[] = [
     },
   },
   { name: 'AwaitingCutover', spec: { cutover: { mode: 'Manual' } }, reached: (ns) => waitForPhase(bed.src, ns, 'mig', 'AwaitingCutover') },
-  ...['Synchronizing', 'Scheduling', 'PreparingTarget', 'Running'].map((p): Hold => ({
-    name: `MigratingMemory (VMIM ${p})`, vmAnnotations: { [ANNOTATIONS.hangAt]: p }, reached: (ns) => waitForSourceVmimPhase(bed, ns, p),
-  })),
+  ...['Synchronizing', 'Scheduling', 'PreparingTarget', 'Running'].map(memoryHeldAt),
 ];
 
 describe('abort', () => {
@@ -64,10 +67,7 @@ describe('abort', () => {
 
   test('deleting the WanMigration mid-flight rolls back the same way (finalizer)', async () => {
     const ns = 'abort-delete';
-    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
-    await createVM(bed.src, ns, 'vm', { annotations: { [ANNOTATIONS.hangAt]: 'Synchronizing' } });
-    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
-    await waitForSourceVmimPhase(bed, ns, 'Synchronizing');
+    await migrateUntilHeld(bed, ns, memoryHeldAt('Synchronizing'));
     const uid = (await getWM(bed.src, ns, 'mig'))!.metadata.uid!;
     await bed.src.delete(Res.wanMigration, ns, 'mig');
     await waitFor('WanMigration gone', async () => !(await getWM(bed.src, ns, 'mig')));
@@ -77,10 +77,7 @@ describe('abort', () => {
 
   test('deleting the target VMIM behind the operator\'s back cancels the pair (KubeVirt finalizer); the operator rolls back with MigrationCancelled', async () => {
     const ns = 'abort-vmim';
-    await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
-    await createVM(bed.src, ns, 'vm', { annotations: { [ANNOTATIONS.hangAt]: 'Running' } });
-    await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm' }));
-    await waitForSourceVmimPhase(bed, ns, 'Running');
+    await migrateUntilHeld(bed, ns, memoryHeldAt('Running'));
     const [target] = (await bed.dst.list(Res.vmim, ns)).items;
     assert.ok(target.metadata?.finalizers?.includes('synchronization.kubevirt.io/migrationFinalizer'), 'KubeVirt holds decentralized VMIMs with a finalizer');
     await bed.dst.delete(Res.vmim, ns, target.metadata?.name ?? '');
