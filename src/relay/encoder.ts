@@ -43,8 +43,20 @@ const S_TOP = 6;
 const S_GENERIC = 7;
 const S_NBD = 8;
 const S_NBD_WRITE = 9;
+const S_BLOCK_RECORDS = 10;
+const S_BLOCK_DATA = 11;
 
 const RAM_IDSTR = Buffer.from([0x03, 0x72, 0x61, 0x6d]); // len=3 "ram"
+const BLOCK_IDSTR = Buffer.from([0x05, 0x62, 0x6c, 0x6f, 0x63, 0x6b]); // len=5 "block"
+const RAM_VERSION = 4;
+const BLOCK_VERSION = 1;
+// QEMU 7.2 block migration (migration/block.c): each record starts with be64 (sector << 9) | flags.
+const BLK_DEVICE_BLOCK = 0x01;
+const BLK_EOS = 0x02;
+const BLK_PROGRESS = 0x04;
+const BLK_ZERO_BLOCK = 0x08;
+const BLK_FLAGS_MASK = 0x1ff;
+const BLK_BLOCK_SIZE = 1 << 20; // BLK_MIG_BLOCK_SIZE: every non-zero DEVICE_BLOCK carries this much
 const QEVM_PREFIX = Buffer.from('QEVM', 'latin1');
 const NBD_MAGIC = Buffer.from([0x25, 0x60, 0x95, 0x13]);
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
@@ -77,13 +89,21 @@ export class SessionEncoder {
 
   // QEVM state
   private ramSectionId = -1;
+  private blockSectionId = -1;
+  /** Section whose records are being parsed: its footer must carry this id. */
+  private curSectionId = -1;
   private memRemaining = 0;
   private preramScanned = 0;
   private readonly blocks = new Map<string, Block>();
   private curBlock: Block | undefined;
   private lastPos = -1;
 
-  // NBD state
+  // Block-migration data state (a 1 MiB block being split into pages).
+  private blkRemaining = 0;
+  private blkIndex = 0;
+
+  // NBD state. The per-page table is also the one for block-migration pages: the decoder keeps
+  // one table per session for every keyed-page op (OP_KPAGE_*), and a session is either NBD or QEVM.
   private readonly nbdPrev = new PrevTable();
   private nbdRemaining = 0;
   private nbdIndex = 0;
@@ -376,23 +396,27 @@ export class SessionEncoder {
         return pos;
       }
       case S_PRERAM: {
-        // The configuration section's layout depends on the QEMU version; find the START of
-        // section "ram": 01 <be32 id> 03 'ram' <be32 instance> <be32 version=4>.
+        // The configuration section's layout depends on the QEMU version; find the first START of
+        // section "ram" (01 <be32 id> 03 'ram' <be32 instance> <be32 version=4>) or "block"
+        // (01 <be32 id> 05 'block' <be32 instance> <be32 version=1>), which S_TOP then parses.
         let from = pos;
         for (;;) {
-          const i = buf.indexOf(RAM_IDSTR, from);
-          if (i < 0 || i + 12 > end) {
-            const keep = final ? end : Math.max(pos, end - 16);
+          const r = buf.indexOf(RAM_IDSTR, from);
+          const b = buf.indexOf(BLOCK_IDSTR, from);
+          const isRam = r >= 0 && (b < 0 || r < b);
+          const i = isRam ? r : b;
+          const hdrEnd = i + (isRam ? RAM_IDSTR.length : BLOCK_IDSTR.length) + 8;
+          if (i < 0 || hdrEnd > end) {
+            const keep = final ? end : Math.max(pos, end - 20);
             this.preramScanned += keep - pos;
             this.raw(buf, pos, keep, O.T_STRUCTURE);
             if (this.preramScanned > PRERAM_SCAN_LIMIT) this.loseSync('no RAM section');
             return keep === pos ? -1 : keep;
           }
-          if (i - 5 >= pos && buf[i - 5] === 0x01 && buf.readUInt32BE(i + 8) === 4) {
-            this.raw(buf, pos, i + 12, O.T_STRUCTURE);
-            this.ramSectionId = buf.readUInt32BE(i - 4);
-            this.state = S_RAM_MEMSIZE;
-            return i + 12;
+          if (i - 5 >= pos && buf[i - 5] === 0x01 && buf.readUInt32BE(hdrEnd - 4) === (isRam ? RAM_VERSION : BLOCK_VERSION)) {
+            this.raw(buf, pos, i - 5, O.T_STRUCTURE);
+            this.state = S_TOP;
+            return i - 5;
           }
           from = i + 1;
         }
@@ -423,7 +447,7 @@ export class SessionEncoder {
         return this.ramRecord(buf, pos, end);
       case S_FOOTER: {
         if (avail < 5) return -1;
-        if (buf[pos] === 0x7e && buf.readUInt32BE(pos + 1) === this.ramSectionId) {
+        if (buf[pos] === 0x7e && buf.readUInt32BE(pos + 1) === this.curSectionId) {
           this.raw(buf, pos, pos + 5, O.T_STRUCTURE);
           this.state = S_TOP;
           return pos + 5;
@@ -435,11 +459,15 @@ export class SessionEncoder {
         const type = buf[pos];
         if (type === 0x02 || type === 0x03) {
           if (avail < 5) return -1;
-          if (buf.readUInt32BE(pos + 1) !== this.ramSectionId) { this.loseSync('non-RAM iterable section'); return pos; }
+          const id = buf.readUInt32BE(pos + 1);
+          if (id === this.ramSectionId) this.state = S_RAM_RECORDS;
+          else if (id === this.blockSectionId) this.state = S_BLOCK_RECORDS;
+          else { this.loseSync('non-RAM iterable section'); return pos; }
+          this.curSectionId = id;
           this.raw(buf, pos, pos + 5, O.T_STRUCTURE);
-          this.state = S_RAM_RECORDS;
           return pos + 5;
         }
+        if (type === 0x01) return this.sectionStart(buf, pos, end);
         if (type === 0x08) {
           if (avail < 5) return -1;
           const len = buf.readUInt16BE(pos + 3);
@@ -462,8 +490,86 @@ export class SessionEncoder {
         return this.nbdStep(buf, pos, end, final);
       case S_NBD_WRITE:
         return this.nbdData(buf, pos, end, final);
+      case S_BLOCK_RECORDS:
+        return this.blockRecord(buf, pos, end);
+      case S_BLOCK_DATA:
+        return this.blockData(buf, pos, end);
     }
     throw new Error(`bad parser state ${this.state}`);
+  }
+
+  /**
+   * QEMU_VM_SECTION_START: 01 <be32 id> <u8 len> <idstr> <be32 instance> <be32 version>. Sections
+   * "ram" and "block" are parsed; another one before RAM is scanned over as the pre-RAM part is,
+   * and after RAM it makes the rest of the stream opaque.
+   */
+  private sectionStart(buf: Buffer, pos: number, end: number): number {
+    if (end - pos < 6) return -1;
+    const len = buf[pos + 5];
+    const hdrEnd = pos + 6 + len + 8;
+    if (hdrEnd > end) return -1;
+    const id = buf.readUInt32BE(pos + 1);
+    const version = buf.readUInt32BE(hdrEnd - 4);
+    const idstr = buf.toString('latin1', pos + 6, pos + 6 + len);
+    if (idstr === 'ram' && version === RAM_VERSION && this.ramSectionId < 0 && id !== this.blockSectionId) {
+      this.ramSectionId = id;
+      this.state = S_RAM_MEMSIZE;
+    } else if (idstr === 'block' && version === BLOCK_VERSION && this.blockSectionId < 0 && id !== this.ramSectionId) {
+      this.blockSectionId = id;
+      this.state = S_BLOCK_RECORDS;
+    } else if (this.ramSectionId < 0) {
+      this.raw(buf, pos, pos + 1, O.T_STRUCTURE);
+      this.state = S_PRERAM;
+      return pos + 1;
+    } else {
+      this.loseSync(`unexpected section "${idstr}"`);
+      return pos;
+    }
+    this.curSectionId = id;
+    this.raw(buf, pos, hdrEnd, O.T_STRUCTURE);
+    return hdrEnd;
+  }
+
+  /** One record of the block-migration section (DEVICE_BLOCK header, PROGRESS or EOS). */
+  private blockRecord(buf: Buffer, pos: number, end: number): number {
+    const avail = end - pos;
+    if (avail < 8) return -1;
+    const hi = buf.readUInt32BE(pos);
+    const lo = buf.readUInt32BE(pos + 4);
+    const flags = lo & BLK_FLAGS_MASK;
+    if (flags === BLK_EOS || flags === BLK_PROGRESS) {
+      this.raw(buf, pos, pos + 8, O.T_STRUCTURE);
+      if (flags === BLK_EOS) this.state = S_FOOTER;
+      return pos + 8;
+    }
+    if (flags !== BLK_DEVICE_BLOCK && flags !== (BLK_DEVICE_BLOCK | BLK_ZERO_BLOCK)) {
+      this.loseSync(`unknown block-migration flags 0x${flags.toString(16)}`);
+      return pos;
+    }
+    if (avail < 9) return -1;
+    const hdrEnd = pos + 9 + buf[pos + 8];
+    if (hdrEnd > end) return -1;
+    this.raw(buf, pos, hdrEnd, O.T_STRUCTURE);
+    if (flags === BLK_DEVICE_BLOCK) {
+      // Keyed by the disk offset (sector << 9, in 4 KiB pages), so a block re-sent in a later
+      // round is a delta against its previous version. Several disks share the key space: a
+      // collision only costs a worse delta base, both sides see the same table.
+      this.blkIndex = hi * 2 ** 20 + Math.floor((lo - flags) / PAGE_SIZE);
+      this.blkRemaining = BLK_BLOCK_SIZE;
+      this.state = S_BLOCK_DATA;
+    }
+    return hdrEnd;
+  }
+
+  /** One 4 KiB page of a block-migration data block, through the same paths as NBD writes. */
+  private blockData(buf: Buffer, pos: number, end: number): number {
+    if (end - pos < PAGE_SIZE) return -1;
+    if (this.blkIndex < O.MAX_PAGE_INDEX) this.page(O.OP_KPAGE_LIT, buf, 0, 0, this.blkIndex, pos, this.nbdPrev, this.blkIndex);
+    else this.chunk(buf, pos, pos + PAGE_SIZE);
+    this.blkIndex++;
+    this.blkRemaining -= PAGE_SIZE;
+    if (this.blkRemaining === 0) this.state = S_BLOCK_RECORDS;
+    return pos + PAGE_SIZE;
   }
 
   private ramRecord(buf: Buffer, pos: number, end: number): number {
@@ -474,6 +580,7 @@ export class SessionEncoder {
     const flags = lo & 0xfff;
     if (flags === O.RAM_EOS) {
       this.raw(buf, pos, pos + 8, O.T_STRUCTURE);
+      this.curSectionId = this.ramSectionId;
       this.state = S_FOOTER;
       return pos + 8;
     }
