@@ -59,7 +59,7 @@ interface Ctx {
 }
 
 /** Overall percent bands of the steps that report their own progress. */
-const BANDS: Partial<Record<Phase, [number, number]>> = { SyncingStorage: [10, 40], MigratingMemory: [52, 90] };
+const BANDS: Partial<Record<Phase, [number, number]>> = { SyncingStorage: [10, 40], MigratingMemory: [70, 90] }; // the stream flows once the VMIM runs (70, gates.ts)
 
 /** Merges a provider's counters; its percent is per step, so it is kept apart and banded. */
 function mergeProgress(c: Ctx, p: MigrationProgress | undefined): void {
