@@ -14,7 +14,8 @@
 //    source keeps running (QEMU resumes a source whose migration failed).
 // The guest's workload comes from the VMI spec like a real KubeVirt kernel boot:
 // spec.domain.firmware.kernelBoot.kernelArgs is the guest kernel command line (see kernelCmdline).
-import { closeSync, openSync, ftruncateSync, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, openSync, ftruncateSync, mkdirSync, rmSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { kernelCmdline } from '../../src/qemu/image.ts';
@@ -136,11 +137,24 @@ export interface MigrationRecord {
 
 export type MemoryCheckMode = 'repair' | 'verify' | 'off';
 
-/** Guest RAM files go to tmpfs (CLOUDNET_RAM_DIR, default /dev/shm): one directory per process. */
+/** Guest RAM files go to tmpfs (CLOUDNET_RAM_DIR, default /dev/shm), one directory per process;
+ *  where /dev/shm is small (container defaults are 64 MiB) to the temp dir instead: slower
+ *  (page-cache writeback), but the guests still fit. */
 let ramDirPath: string | undefined;
+const SHM_NEEDED = 4 * 1024 ** 3;
+function ramBase(): string {
+  if (process.env.CLOUDNET_RAM_DIR) return process.env.CLOUDNET_RAM_DIR;
+  try {
+    const st = statfsSync('/dev/shm');
+    if (st.bavail * st.bsize >= SHM_NEEDED) return '/dev/shm';
+  } catch {
+    // no /dev/shm
+  }
+  return tmpdir();
+}
 function ramDir(): string {
   if (!ramDirPath) {
-    const dir = join(process.env.CLOUDNET_RAM_DIR ?? '/dev/shm', `cloudnet-${process.pid}`);
+    const dir = join(ramBase(), `cloudnet-${process.pid}`);
     mkdirSync(dir, { recursive: true });
     // The guests remove their own files when they stop (src/qemu/process.ts); this is the rest.
     process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
