@@ -58,8 +58,6 @@ export interface SenderOptions {
 const MAX_INFLIGHT = 4;
 /** Pooled copy buffers for batches being compressed: the default batch (512 KiB of ops) plus a record. */
 const OPS_POOL_BUF = (512 << 10) + (64 << 10);
-/** Largest zstd output chunk asked for (a batch beyond it simply takes several chunks). */
-const MAX_CHUNK = 4 << 20;
 const MAX_INFLIGHT_BYTES = 1 << 20;
 
 interface Pending {
@@ -101,8 +99,6 @@ export class SenderRelay {
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
   private readonly opsPool: Buffer[] = [];
-  /** Compressed / ops size of the last batch, to size zstd's output buffer. */
-  private zstdRatio = 0.5;
   private nextId = 1;
   private readonly level: AdaptiveLevel;
   private busyMs = 0;
@@ -282,13 +278,10 @@ export class SenderRelay {
     const buf = spare && spare.length >= b.ops.length ? spare : Buffer.allocUnsafeSlow(Math.max(b.ops.length, OPS_POOL_BUF));
     b.ops.copy(buf);
     const ops = buf.subarray(0, b.ops.length);
-    // One output chunk sized for the whole compressed batch (estimated from the last batch's
-    // ratio): with the default 16 KiB chunks every batch made ~10 round trips between the thread
-    // pool and the main thread, and as many buffers.
-    const chunkSize = Math.min(Math.ceil(ops.length * Math.min(1.01, this.zstdRatio * 1.25)) + (16 << 10), MAX_CHUNK);
-    zlib.zstdCompress(ops, { chunkSize, params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
+    // zlib's default 16 KiB output chunks: one batch-sized output chunk was measured to cost more
+    // main-thread time and event-loop delay in the live relay (a large buffer per batch), not less.
+    zlib.zstdCompress(ops, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
       entry.payload = packBatch(ops, b.rawLen, err ? 0 : level, err ? undefined : out, b.inserts);
-      if (!err && ops.length) this.zstdRatio = out.length / ops.length;
       if (this.opsPool.length < MAX_INFLIGHT) this.opsPool.push(buf);
       this.level.observe(ops.length, entry.payload.length);
       this.drainPipeline();
