@@ -1,8 +1,10 @@
 // Relay benchmarks. `npm run bench:relay` runs (a), the codec benchmark: on the recorded QEMU
 // streams in ${CLOUDNET_CACHE:-.cache}/streams (npm run record:streams), or on synthetic streams
-// (clearly labelled) when there are none. It reports encode/decode MB/s per CPU-second, the
-// reduction by technique and plain zstd -1/-3 of the same bytes, prints a table and writes
-// bench/results/relay-codec.json. (b), the WAN benchmark with real QEMU, is `--wan` (not yet).
+// (clearly labelled) when there are none. It reports encode/decode MB/s per CPU-second (median of
+// --repeat runs, after a warm-up), the reduction by technique and plain zstd -1/-3 of the same
+// bytes, prints a table and writes bench/results/relay-codec.json. (b), the WAN benchmark with
+// real QEMU, is `--wan`; (c), the live relay pair on loopback, `--live`; `--probe-workers`
+// measures whether handing pages to a worker thread would pay.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
