@@ -133,9 +133,10 @@ test('corrupt frame, cache desync and truncation close only their sessions; othe
     const ctx = createContext(CACHE);
     for (let i = 1; i <= 5; i++) link.sendJson(F.F_OPEN, i, { mode: 'auto', target: `t${i - 1}` });
 
-    // Session 2 is healthy and interleaved with the bad ones. Session 5 shares its cache: its
-    // batches take cache slots at the sender, and one of them cannot be decoded at the receiver,
-    // which must skip as many slots for session 2's later references to stay aligned.
+    // Session 2 is healthy and interleaved with the bad ones. Sessions 5 and 99 share its cache:
+    // their batches take cache slots at the sender, but the receiver cannot decode session 5's
+    // first batch (so it skips its later ones too) and has never heard of session 99; it must
+    // skip as many slots for session 2's later references to stay aligned.
     const good = syntheticQemuStream({ seed: 5, pages: 800, rounds: 3 });
     const batches: Buffer[] = [];
     const lostBatches: Buffer[] = [];
@@ -147,16 +148,22 @@ test('corrupt frame, cache desync and truncation close only their sessions; othe
       const ops = Buffer.from(bt.ops);
       if (!lostBatches.length) ops[0] = 0xff; // an unknown op: nothing of this batch is decodable
       lostBatches.push(packBatch(ops, bt.rawLen, 0, undefined, bt.inserts));
-    }, { mode: 'generic' });
+    }, { mode: 'generic', batchOpBytes: 64 << 10 });
     const noise = Buffer.alloc(300 << 10);
     new Rng(77).fill(noise);
     lost.write(noise);
     lost.end();
+    const strayBatches: Buffer[] = [];
+    const stray = new SessionEncoder(ctx, (bt) => strayBatches.push(packBatch(bt.ops, bt.rawLen, 1, undefined, bt.inserts)), { mode: 'generic' });
+    new Rng(78).fill(noise);
+    stray.write(noise);
+    stray.end();
     for (let o = mid; o < good.length; o += 50_000) enc.write(good.subarray(o, o + 50_000));
     enc.end();
-    assert.ok(lost.stats.count.some((c) => c > 0));
+    assert.ok(lostBatches.length > 2 && strayBatches.length > 0);
     for (const p of batches.slice(0, half)) link.send(F.F_DATA, 2, p);
     for (const p of lostBatches) link.send(F.F_DATA, 5, p);
+    for (const p of strayBatches) link.send(F.F_DATA, 99, p);
 
     // Session 1: a reference to content the receiver never saw (cache desync).
     // (op, slot 5, a fingerprint no entry has)
