@@ -7,6 +7,9 @@ import * as F from './frames.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { tlsClientOptions } from './net-util.ts';
 
+/** Frames from this size on are written as header + payload (no copy). */
+const LARGE_FRAME = 16 << 10;
+
 export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
   readonly socket: net.Socket;
   private readonly reader = new F.FrameReader();
@@ -52,6 +55,15 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
 
   send(type: number, session: number, payload?: Buffer): boolean {
     if (this.closed) return false;
+    if (payload && payload.length >= LARGE_FRAME) {
+      // Header and payload in one writev: a batch is not copied again into a framed buffer.
+      this.bytesOut += F.FRAME_HEADER + payload.length;
+      this.socket.cork();
+      this.socket.write(F.frameHeader(type, session, payload.length));
+      const ok = this.socket.write(payload);
+      this.socket.uncork();
+      return ok;
+    }
     const f = F.encodeFrame(type, session, payload);
     this.bytesOut += f.length;
     return this.socket.write(f);
