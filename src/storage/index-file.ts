@@ -1,5 +1,5 @@
 // The target's index of its own content: one 128-bit key per 4 KiB page (the first 16 bytes of the
-// page's SHA-256, the same key the relay's content cache uses), or all-zero bytes for "unknown".
+// page's SHA-256, the same key the relay's seeded content uses), or all-zero bytes for "unknown".
 // It is what makes resumption cheap (the source skips pages whose key already matches) and what
 // a relay can seed its cache from (content the target already holds need not cross the WAN).
 //
