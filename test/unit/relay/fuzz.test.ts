@@ -150,19 +150,25 @@ test('concurrent sessions over one cache pair: random interleaving keeps the cac
       const u = unpackBatch(packBatch(b.ops, b.rawLen, 1, undefined, b.inserts));
       outs[i].push(decs[i].decode(u.ops, u.rawLen, undefined, u.inserts));
     }, { batchOpBytes: 512 + rng.int(16384) }));
-    const offs = inputs.map(() => 0);
-    while (offs.some((o, i) => o < inputs[i].length)) {
-      const i = rng.int(n);
-      if (offs[i] >= inputs[i].length) continue;
-      const len = 1 + rng.int(6000);
-      encs[i].write(inputs[i].subarray(offs[i], offs[i] + len));
-      offs[i] += len;
-      if (rng.int(10) === 0) encs[i].flush(rng.int(4) === 0);
-    }
-    encs.forEach((e) => e.end());
+    interleave(rng, inputs, encs);
     inputs.forEach((inp, i) => assert.ok(Buffer.concat(outs[i]).equals(inp), `case ${c} session ${i}`));
   }
 });
+
+/** Feeds the sessions' inputs to their encoders in random-sized pieces, interleaved at random
+ *  across sessions, with random (sometimes final) flushes, then ends every encoder. */
+function interleave(rng: Rng, inputs: Buffer[], encs: SessionEncoder[]): void {
+  const offs = inputs.map(() => 0);
+  while (offs.some((o, i) => o < inputs[i].length)) {
+    const i = rng.int(inputs.length);
+    if (offs[i] >= inputs[i].length) continue;
+    const len = 1 + rng.int(6000);
+    encs[i].write(inputs[i].subarray(offs[i], offs[i] + len));
+    offs[i] += len;
+    if (rng.int(10) === 0) encs[i].flush(rng.int(4) === 0);
+  }
+  encs.forEach((e) => e.end());
+}
 
 test('dropped batches (a session the receiver cannot decode) never yield wrong bytes in the other sessions', () => {
   const rng = new Rng(4242);
@@ -192,16 +198,7 @@ test('dropped batches (a session the receiver cannot decode) never yield wrong b
         broken[i] = true;
       }
     }, { batchOpBytes: 512 + rng.int(16384) }));
-    const offs = inputs.map(() => 0);
-    while (offs.some((o, i) => o < inputs[i].length)) {
-      const i = rng.int(n);
-      if (offs[i] >= inputs[i].length) continue;
-      const len = 1 + rng.int(6000);
-      encs[i].write(inputs[i].subarray(offs[i], offs[i] + len));
-      offs[i] += len;
-      if (rng.int(10) === 0) encs[i].flush(rng.int(4) === 0);
-    }
-    encs.forEach((e) => e.end());
+    interleave(rng, inputs, encs);
     inputs.forEach((inp, i) => {
       const got = Buffer.concat(outs[i]);
       if (broken[i]) {
