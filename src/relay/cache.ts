@@ -112,10 +112,8 @@ export class ContentCache {
     this.lengths = new Uint32Array(this.slots);
     this.used = new Uint8Array(this.slots);
     this.listed = new Uint8Array(this.slots);
-    let t = 1;
-    while (t < this.slots * 2) t <<= 1;
-    this.table = new Int32Array(t);
-    this.mask = t - 1;
+    this.table = probeTable(this.slots);
+    this.mask = this.table.length - 1;
   }
 
   get full(): boolean {
@@ -328,4 +326,12 @@ export class DigestSet {
     this.table[i] = slot + 1;
     return true;
   }
+}
+
+/** An open-addressing index for `entries` slots: a power of two at least twice as large, so probe
+ *  chains stay short (the mask is its length - 1). */
+export function probeTable(entries: number): Int32Array {
+  let t = 1;
+  while (t < entries * 2) t <<= 1;
+  return new Int32Array(t);
 }

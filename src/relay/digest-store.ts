@@ -2,7 +2,7 @@
 // receiver's seeds (content the target site already holds, e.g. disk blocks of the storage
 // pre-copy). Its digests are announced to the sender, which then sends matching pages as
 // references by digest. Never evicted (seeding stops when full); nothing is allocated per entry.
-import { DIGEST_WORDS } from './cache.ts';
+import { DIGEST_WORDS, probeTable } from './cache.ts';
 
 export class DigestStore {
   readonly slots: number;
@@ -22,10 +22,8 @@ export class DigestStore {
     this.slab = Buffer.allocUnsafeSlow(this.slots * slotSize).fill(0);
     this.keys = new Uint32Array(this.slots * DIGEST_WORDS);
     this.lengths = new Uint32Array(this.slots);
-    let t = 1;
-    while (t < this.slots * 2) t <<= 1;
-    this.table = new Int32Array(t);
-    this.mask = t - 1;
+    this.table = probeTable(this.slots);
+    this.mask = this.table.length - 1;
   }
 
   get full(): boolean {
