@@ -85,6 +85,14 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** CLOUDNET_QEMU_ROOT: a QEMU tree extracted from Debian packages (hack/fetch-qemu.sh puts
+ *  bookworm-backports' QEMU 10 into the cache) to use instead of the system's qemu-system-x86_64. */
+export function qemuTree(env: NodeJS.ProcessEnv = process.env): { binary: string; dataDirs: string[] } | undefined {
+  const root = env.CLOUDNET_QEMU_ROOT;
+  // Firmware search path: the tree's own ROMs and its SeaBIOS (bios-256k.bin), in that order.
+  return root ? { binary: join(root, 'usr/bin/qemu-system-x86_64'), dataDirs: [join(root, 'usr/share/qemu'), join(root, 'usr/share/seabios')] } : undefined;
+}
+
 export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {
   const img = o.kernel && o.initrd ? { kernel: o.kernel, initrd: o.initrd } : guestImage();
   const args = [
@@ -111,6 +119,8 @@ export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {
     args.push('-object', `memory-backend-file,id=ram0,size=${o.memoryMiB ?? 256}M,mem-path=${o.ramFile},share=on`);
   }
   if (o.incoming) args.push('-incoming', 'defer');
+  const tree = o.qemuBinary ? undefined : qemuTree();
+  for (const dir of tree?.dataDirs ?? []) args.push('-L', dir);
   args.push(...(o.extraArgs ?? []));
   return args;
 }
@@ -184,7 +194,7 @@ export async function startGuest(o: GuestOptions): Promise<QemuGuest> {
   if (o.netns) cmd.push('ip', 'netns', 'exec', o.netns);
   cmd.push('setpriv', '--pdeathsig', 'KILL');
   if (o.cpuList) cmd.push('taskset', '-c', o.cpuList);
-  cmd.push(o.qemuBinary ?? 'qemu-system-x86_64', ...qemuArgs(o, qmpPath));
+  cmd.push(o.qemuBinary ?? qemuTree()?.binary ?? 'qemu-system-x86_64', ...qemuArgs(o, qmpPath));
   log.debug('starting guest', { guest: o.name, cmd: cmd.join(' ') });
   if (o.ramFile) ramFiles.add(o.ramFile);
 
