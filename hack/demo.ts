@@ -251,7 +251,7 @@ async function main(): Promise<number> {
     const others: RunResult[] = [];
     if (v.native) {
       for (const mode of ['multifd', 'xbzrle'] as const) {
-        if (mode === 'multifd' && disks) { say('skipping multifd: QEMU cannot combine it with block migration of the disk'); continue; }
+        if (mode === 'multifd' && disks && bed.driver.diskTransport === 'block') { say('skipping multifd: QEMU cannot combine it with block migration of the disk'); continue; }
         say(`now the same guest(s) with ${MODE_LABEL[mode]}, straight across the same WAN`);
         const vms = relayVms.map((n) => `${n}-${mode}`);
         await bootGuests(bed, vms);

@@ -108,7 +108,8 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     let relayStatsFile: string | undefined;
     const useRelay = o.relay ?? true;
     if (useRelay) {
-      const flags = relaySlotFlags(slots);
+      // Memory and NBD disk slots (the disks take that path with CLOUDNET_DISK_TRANSPORT=nbd).
+      const flags = relaySlotFlags(slots, undefined, undefined, sites.b.nodeIp);
       const cache = String(o.relayCacheMb ?? 256);
       relayStatsFile = join(workDir, 'relay-send.json');
       const env = { ...process.env, LOG_LEVEL: 'info' };
@@ -124,7 +125,7 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       // Keep their logs (a full pipe would stall them) for diagnostics.
       receiver.stderr?.pipe(createWriteStream(join(workDir, 'relay-receive.log')));
       sender.stderr?.pipe(createWriteStream(join(workDir, 'relay-send.log')));
-      log(`relay pair up: sender ${sites.a.nodeIp} (127.0.0.1:49152..${49151 + slots}) -> receiver ${sites.b.nodeIp}:7400, plain TCP inside WireGuard`);
+      log(`relay pair up: sender ${sites.a.nodeIp} (127.0.0.1:49152..${49151 + 2 * slots}, memory and disks) -> receiver ${sites.b.nodeIp}:7400, plain TCP inside WireGuard`);
     }
 
     const driver = new QemuDriver({

@@ -95,6 +95,10 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     const r = rec.result!;
     const wan = (await bed.sites.stats()).ab.txBytes - wanBefore.ab.txBytes;
     console.log(`[e2e] relay migration: ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, rounds ${r.rounds}, QEMU sent ${r.ramTransferredBytes} B RAM, WAN ${wan} B; progress ${JSON.stringify(wm.status?.progress)}`);
+    if (bed.driver.diskTransport === 'nbd') {
+      assert.ok(rec.diskMirror?.completeMs !== undefined, 'the disk went by NBD mirror, completed at switch-over');
+      console.log(`[e2e] disk by NBD mirror (relay session ${rec.diskMirror.label}): ready after ${rec.diskMirror.readyMs} ms, ${rec.diskMirror.bytes} B copied, completed in ${rec.diskMirror.completeMs} ms at switch-over`);
+    }
     // Liveness: the heartbeat never goes backwards and its pause is bounded by the downtime.
     const target = bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm })!;
     const hbs = [...source.serial.heartbeats(), ...target.serial.heartbeats()];

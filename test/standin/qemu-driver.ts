@@ -7,8 +7,11 @@
 //    virt-handler proxy). Which proxy that is, is the site's configuration (`StreamRoute`): straight
 //    across the WAN to the target node, or the CloudNet relay sender in the source node namespace,
 //    whose receiver in the target node namespace forwards to the target QEMU;
-//  - disks travel in the same stream (QEMU block migration), as KubeVirt sends them alongside the
-//    memory when storage is not pre-copied;
+//  - disks that are not pre-copied travel either in the memory stream (diskTransport 'block': QEMU's
+//    block migration, removed in QEMU 9.1) or as KubeVirt/libvirt send them (diskTransport 'nbd',
+//    disk-mirror.ts): drive-mirror into an NBD server of the target QEMU on the disk port, whose
+//    stream takes its own path (direct, or the relay's NBD-aware disk listener), the RAM migration
+//    once the mirrors are ready, and the mirrors completed inside the switch-over pause;
 //  - the target VMI runs only once QEMU reports the migration completed, the target QEMU runs, and
 //    its guest's heartbeat continues. On any failure or cancel the target QEMU is stopped and the
 //    source keeps running (QEMU resumes a source whose migration failed).
@@ -23,6 +26,7 @@ import { checkGuestRam, type MemoryCheck } from '../../src/qemu/memory-check.ts'
 import { logger } from '../../src/util/log.ts';
 import { migrate, type MigrationResult, type MigrationSample, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestDisk, type QemuGuest } from '../../src/qemu/process.ts';
+import { DiskMirrors, exportDisks, stopExports, type HostPort, type MirrorFigures } from './disk-mirror.ts';
 import type { MigrationJob, VmiDriver, VmiInstance, VmiRef } from './driver.ts';
 import { SmartStop, type SmartStopOptions, type StopDecision } from './smart-stop.ts';
 
@@ -39,6 +43,9 @@ export interface StreamPath {
   uri: string;
   /** A label the path's accounting knows the migration by (e.g. the relay session label). */
   label?: string;
+  /** The disks' path (diskTransport 'nbd'): where the target's NBD server listens (inside the target
+   *  node namespace) and what the source's mirrors connect to (inside the source node namespace). */
+  disk: { listen: HostPort; connect: HostPort; label?: string };
   release(): void;
 }
 
@@ -46,44 +53,61 @@ export interface StreamRoute {
   acquire(job: MigrationJob, target: SiteNode): StreamPath;
 }
 
+/** KubeVirt's ports, 49152 for memory and 49153 for disks (NBD), for slot 0; slot i's pair is
+ *  memory 49152+2i and disks 49153+2i (all VMs of a stand-in site share one node address). */
+const slotDiskPort = (i: number, base = 49152): number => base + 2 * i + 1;
+
 /** Straight across the WAN: the source connects to the target node's address. */
 export function directRoute(basePort = 49152, slots = 16): StreamRoute {
   const used = new Set<number>();
   return {
     acquire(_job, target) {
-      let port = basePort;
-      while (used.has(port)) port++;
-      if (port >= basePort + slots) throw new Error('direct route: no free migration port');
-      used.add(port);
-      return { incomingUri: `tcp:0.0.0.0:${port}`, uri: `tcp:${target.nodeIp}:${port}`, release: () => used.delete(port) };
+      let i = 0;
+      while (used.has(i)) i++;
+      if (i >= slots) throw new Error('direct route: no free migration port');
+      used.add(i);
+      const port = basePort + 2 * i;
+      const disk = { host: target.nodeIp, port: slotDiskPort(i, basePort) };
+      return { incomingUri: `tcp:0.0.0.0:${port}`, uri: `tcp:${target.nodeIp}:${port}`, disk: { listen: disk, connect: disk }, release: () => used.delete(i) };
     },
   };
 }
 
 /**
- * Through a relay pair: slot i is the sender's listener 127.0.0.1:(sendBase+i)/mem<i> in the source
- * node namespace, and the receiver's target mem<i>=127.0.0.1:(recvBase+i) in the target node namespace.
+ * Through a relay pair: slot i is the sender's listeners 127.0.0.1:(sendBase+2i)/mem<i> (memory)
+ * and 127.0.0.1:(sendBase+2i+1)/disk<i> (NBD) in the source node namespace, and the receiver's
+ * targets mem<i>=127.0.0.1:(recvBase+i) and disk<i>=<target node IP>:(49153+2i) in the target
+ * node namespace (the same disk port as directRoute's: the target's NBD server).
  */
 export function relayRoute(slots: number, sendBase = 49152, recvBase = 49252): StreamRoute {
   const used = new Set<number>();
   return {
-    acquire() {
+    acquire(_job, target) {
       let i = 0;
       while (used.has(i)) i++;
       if (i >= slots) throw new Error(`relay route: all ${slots} relay slots busy`);
       used.add(i);
-      return { incomingUri: `tcp:127.0.0.1:${recvBase + i}`, uri: `tcp:127.0.0.1:${sendBase + i}`, label: `mem${i}`, release: () => used.delete(i) };
+      return {
+        incomingUri: `tcp:127.0.0.1:${recvBase + i}`, uri: `tcp:127.0.0.1:${sendBase + 2 * i}`, label: `mem${i}`,
+        disk: { listen: { host: target.nodeIp, port: slotDiskPort(i) }, connect: { host: '127.0.0.1', port: sendBase + 2 * i + 1 }, label: `disk${i}` },
+        release: () => used.delete(i),
+      };
     },
   };
 }
 
-/** The relay's listener and target flags for `slots` concurrent migrations (matches relayRoute). */
-export function relaySlotFlags(slots: number, sendBase = 49152, recvBase = 49252): { send: string[]; receive: string[] } {
+/** The relay's listener and target flags for `slots` concurrent migrations (matches relayRoute).
+ *  With diskHost (the receiver site's node IP) also the NBD disk slots. */
+export function relaySlotFlags(slots: number, sendBase = 49152, recvBase = 49252, diskHost?: string): { send: string[]; receive: string[] } {
   const send: string[] = [];
   const receive: string[] = [];
   for (let i = 0; i < slots; i++) {
-    send.push('--listen', `127.0.0.1:${sendBase + i}/mem${i}`);
+    send.push('--listen', `127.0.0.1:${sendBase + 2 * i}/mem${i}`);
     receive.push('--target', `mem${i}=127.0.0.1:${recvBase + i}`);
+    if (diskHost) {
+      send.push('--listen', `127.0.0.1:${sendBase + 2 * i + 1}/disk${i}@nbd`);
+      receive.push('--target', `disk${i}=${diskHost}:${slotDiskPort(i)}`);
+    }
   }
   return { send, receive };
 }
@@ -111,7 +135,13 @@ export interface QemuDriverOptions {
    *  and records how many; 'verify' fails such a migration instead; 'off' skips the check.
    *  Environment: CLOUDNET_MEMORY_CHECK. */
   memoryCheck?: MemoryCheckMode;
+  /** How disks that are not pre-copied migrate: 'block', QEMU's block migration inside the memory
+   *  stream (default); 'nbd', KubeVirt's way (drive-mirror to the target's NBD server on its own
+   *  path). Environment: CLOUDNET_DISK_TRANSPORT. */
+  diskTransport?: DiskTransport;
 }
+
+export type DiskTransport = 'block' | 'nbd';
 
 export interface MigrationRecord {
   migrationID: string;
@@ -128,6 +158,8 @@ export interface MigrationRecord {
    *  paused for it (it lengthens the heartbeat pause; QEMU's downtime figure does not include it). */
   memoryCheck?: MemoryCheck;
   memoryCheckMs?: number;
+  /** diskTransport 'nbd': the disk mirrors' figures. */
+  diskMirror?: MirrorFigures & { label?: string };
   /** Set once both ends were paused at switch-over: from then on only the source holds good state. */
   switchedOver?: boolean;
   /** Host ms of the last source and first target heartbeat around the switch-over. */
@@ -279,19 +311,34 @@ export class QemuDriver implements VmiDriver {
     const path = this.route.acquire(job, this.site(job.target.cluster));
     const rec: MigrationRecord = { migrationID: job.migrationID, label: path.label, memoryBytes: this.memory.get(key(job.source)) ?? 0 };
     this.migrations.set(job.migrationID, rec);
-    const hasDisks = (this.disks.get(key(job.source))?.length ?? 0) > 0;
+    const diskIds = (this.disks.get(key(job.source)) ?? []).map((_, i) => `disk${i}`);
+    const transport = this.diskTransport;
+    const mirrors = diskIds.length && transport === 'nbd' ? new DiskMirrors(src.qmp, diskIds) : undefined;
+    const timeoutMs = this.o.migrationTimeoutMs ?? 600_000;
     // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
     const smart = this.stopRule === 'smart' ? new SmartStop(this.o.smartStop) : undefined;
     const onAbort = (): void => { void src.qmp.execute('migrate_cancel').catch(() => undefined); };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal.aborted) throw signal.reason;
+      if (mirrors) {
+        // KubeVirt's order: the target exports its disks, the source mirrors them until every
+        // mirror is ready, and only then does the memory migration start.
+        rec.diskMirror = { label: path.disk.label };
+        await exportDisks(dst.qmp, path.disk.listen, diskIds);
+        await mirrors.start(path.disk.connect);
+        await mirrors.waitReady(signal, timeoutMs);
+        Object.assign(rec.diskMirror, mirrors.figures);
+      }
+      const memoryCheck = this.memoryCheck !== 'off';
       const result = await migrate({
         source: src.qmp, destination: dst.qmp, incomingUri: path.incomingUri, uri: path.uri,
-        capabilities: { ...(hasDisks ? { block: true } : {}), ...this.tuning.capabilities },
+        capabilities: { ...(diskIds.length && !mirrors ? { block: true } : {}), ...this.tuning.capabilities },
         parameters: { 'max-bandwidth': 1024 * 1024 * 1024, 'downtime-limit': 300, ...this.tuning.parameters },
-        timeoutMs: this.o.migrationTimeoutMs ?? 600_000,
-        ...(this.memoryCheck !== 'off' ? { atSwitchover: () => this.checkRam(src, dst, rec) } : {}),
+        timeoutMs,
+        // The target is held paused at switch-over to finish the disk mirrors (as libvirt starts
+        // it only after them) and for the RAM check.
+        ...(memoryCheck || mirrors ? { atSwitchover: () => this.atSwitchover(src, dst, rec, memoryCheck, mirrors) } : {}),
         onSample: (s) => {
           // A cancelled migration's final sample carries no RAM figures: keep the last real one.
           if (s.status === 'active' || s.status === 'completed') rec.lastSample = s;
@@ -319,6 +366,8 @@ export class QemuDriver implements VmiDriver {
       if (last && first && first.n <= last.n) throw new Error(`guest heartbeat went backwards across the migration (${last.n} -> ${first.n})`);
     } catch (e) {
       rec.error = e instanceof Error ? e.message : String(e);
+      // Mirrors still running are cancelled first: the source keeps running and its disks are its own.
+      if (mirrors) await mirrors.cancel().catch(() => undefined);
       // The receiver is useless now. A failed or cancelled pre-copy leaves the source running;
       // after a completed transfer whose target did not come up, the source is paused
       // (postmigrate) and still holds the only good copy: with the target gone, resume it.
@@ -331,6 +380,25 @@ export class QemuDriver implements VmiDriver {
     }
   }
 
+  /** The transport for disks that are not pre-copied (option, else CLOUDNET_DISK_TRANSPORT, else block). */
+  get diskTransport(): DiskTransport {
+    const t = this.o.diskTransport ?? process.env.CLOUDNET_DISK_TRANSPORT ?? 'block';
+    if (t !== 'block' && t !== 'nbd') throw new Error(`CLOUDNET_DISK_TRANSPORT must be block or nbd, not ${t}`);
+    return t;
+  }
+
+  /** Both QEMUs are paused after the RAM migration: the disk mirrors complete (the source cannot
+   *  write any more) and the target's NBD server stops, then the RAM check; the target runs after. */
+  private async atSwitchover(src: QemuGuest, dst: QemuGuest, rec: MigrationRecord, memoryCheck: boolean, mirrors?: DiskMirrors): Promise<void> {
+    rec.switchedOver = true;
+    if (mirrors) {
+      await mirrors.complete();
+      await stopExports(dst.qmp);
+      Object.assign(rec.diskMirror ?? {}, mirrors.figures);
+    }
+    if (memoryCheck) await this.checkRam(src, dst, rec);
+  }
+
   private get memoryCheck(): MemoryCheckMode {
     const mode = this.o.memoryCheck ?? process.env.CLOUDNET_MEMORY_CHECK ?? 'repair';
     if (mode !== 'repair' && mode !== 'verify' && mode !== 'off') throw new Error(`CLOUDNET_MEMORY_CHECK must be repair, verify or off, not ${mode}`);
@@ -339,7 +407,6 @@ export class QemuDriver implements VmiDriver {
 
   /** Both QEMUs are paused: compare their RAM files, and restore lost pages or refuse the target. */
   private async checkRam(src: QemuGuest, dst: QemuGuest, rec: MigrationRecord): Promise<void> {
-    rec.switchedOver = true;
     if (!src.ramFile || !dst.ramFile) throw new Error('memory check: guests were started without RAM files');
     const repair = this.memoryCheck === 'repair';
     const t0 = performance.now();
