@@ -108,7 +108,7 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     let relayStatsFile: string | undefined;
     const useRelay = o.relay ?? true;
     if (useRelay) {
-      // Memory and NBD disk slots (the disks take that path with CLOUDNET_DISK_TRANSPORT=nbd).
+      // Memory and NBD disk slots (the disks take that path unless CLOUDNET_DISK_TRANSPORT=block).
       const flags = relaySlotFlags(slots, undefined, undefined, sites.b.nodeIp);
       const cache = String(o.relayCacheMb ?? 256);
       relayStatsFile = join(workDir, 'relay-send.json');

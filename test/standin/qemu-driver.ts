@@ -7,11 +7,12 @@
 //    virt-handler proxy). Which proxy that is, is the site's configuration (`StreamRoute`): straight
 //    across the WAN to the target node, or the CloudNet relay sender in the source node namespace,
 //    whose receiver in the target node namespace forwards to the target QEMU;
-//  - disks that are not pre-copied travel either in the memory stream (diskTransport 'block': QEMU's
-//    block migration, removed in QEMU 9.1) or as KubeVirt/libvirt send them (diskTransport 'nbd',
-//    disk-mirror.ts): drive-mirror into an NBD server of the target QEMU on the disk port, whose
-//    stream takes its own path (direct, or the relay's NBD-aware disk listener), the RAM migration
-//    once the mirrors are ready, and the mirrors completed inside the switch-over pause;
+//  - disks that are not pre-copied travel as KubeVirt/libvirt send them (diskTransport 'nbd', the
+//    default, disk-mirror.ts), or in the memory stream (diskTransport 'block': QEMU's block
+//    migration, removed in QEMU 9.1). With 'nbd': drive-mirror into an NBD server of the target
+//    QEMU on the disk port, whose stream takes its own path (direct, or the relay's NBD-aware disk
+//    listener), the RAM migration once the mirrors are ready, the mirrors completed inside the
+//    switch-over pause;
 //  - the target VMI runs only once QEMU reports the migration completed, the target QEMU runs, and
 //    its guest's heartbeat continues. On any failure or cancel the target QEMU is stopped and the
 //    source keeps running (QEMU resumes a source whose migration failed).
@@ -135,9 +136,9 @@ export interface QemuDriverOptions {
    *  and records how many; 'verify' fails such a migration instead; 'off' skips the check.
    *  Environment: CLOUDNET_MEMORY_CHECK. */
   memoryCheck?: MemoryCheckMode;
-  /** How disks that are not pre-copied migrate: 'block', QEMU's block migration inside the memory
-   *  stream (default); 'nbd', KubeVirt's way (drive-mirror to the target's NBD server on its own
-   *  path). Environment: CLOUDNET_DISK_TRANSPORT. */
+  /** How disks that are not pre-copied migrate: 'nbd' (default), KubeVirt's way (drive-mirror to
+   *  the target's NBD server, on its own path); 'block', QEMU's block migration inside the memory
+   *  stream (deprecated, gone in QEMU 9.1). Environment: CLOUDNET_DISK_TRANSPORT. */
   diskTransport?: DiskTransport;
 }
 
@@ -380,9 +381,9 @@ export class QemuDriver implements VmiDriver {
     }
   }
 
-  /** The transport for disks that are not pre-copied (option, else CLOUDNET_DISK_TRANSPORT, else block). */
+  /** The transport for disks that are not pre-copied (option, else CLOUDNET_DISK_TRANSPORT, else nbd). */
   get diskTransport(): DiskTransport {
-    const t = this.o.diskTransport ?? process.env.CLOUDNET_DISK_TRANSPORT ?? 'block';
+    const t = this.o.diskTransport ?? process.env.CLOUDNET_DISK_TRANSPORT ?? 'nbd';
     if (t !== 'block' && t !== 'nbd') throw new Error(`CLOUDNET_DISK_TRANSPORT must be block or nbd, not ${t}`);
     return t;
   }
