@@ -37,4 +37,9 @@ fi
 bash hack/build-k8s-binaries.sh
 [[ -x hack/build-guest.sh ]] && bash hack/build-guest.sh
 [[ -x hack/build-wanem.sh ]] && bash hack/build-wanem.sh
+# QEMU 10 from bookworm-backports into the cache (no system install): Debian 12's QEMU 7.2 loses
+# guest writes in TCG migrations (README, "Lost pages"). The system QEMU stays for 7.2-only tests.
+if [[ -x hack/fetch-qemu.sh ]] && ! bash hack/fetch-qemu.sh >/dev/null; then
+  echo "setup: could not fetch QEMU 10 from bookworm-backports; the test bed falls back to the system's QEMU 7.2" >&2
+fi
 echo "setup: done in $(( $(date +%s) - t0 ))s"

@@ -37,7 +37,8 @@ export async function recordBlockStream(lab: GuestLab, name: string, o: BlockStr
     name: ['memwriter', 'diskwriter'],
     params: { 'wss-mb': 16, 'dirty-mbps': o.dirtyMbps ?? 4, mix: 'zero:20,dup:20,random:20,text:40', blocks, mbps: o.diskMbps ?? 2 },
   };
-  const guest = await lab.start({ name, workload, memoryMiB: o.memoryMiB ?? 128, disks: [{ path: disk, format: 'raw' }] });
+  // QEMU 7.2's block migration (the system QEMU): QEMU 9.1 removed it, whatever CLOUDNET_QEMU_ROOT says.
+  const guest = await lab.start({ name, workload, memoryMiB: o.memoryMiB ?? 128, disks: [{ path: disk, format: 'raw' }], qemuBinary: 'qemu-system-x86_64' });
   await guest.serial.waitFor(/MW READY/, 60_000);
   await guest.serial.waitFor(/DISK \d+ /, 60_000);
   await delay(o.warmupMs ?? 500);
