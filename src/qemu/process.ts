@@ -6,7 +6,7 @@
 // The serial console is QEMU's stdout (chardev stdio), read here line by line with host
 // timestamps and copied to a log file; QMP is a unix socket in the guest's work directory (unix
 // sockets live in the file system, so the host reaches them whatever the network namespace).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { logger } from '../util/log.ts';
@@ -91,6 +91,16 @@ export function qemuTree(env: NodeJS.ProcessEnv = process.env): { binary: string
   const root = env.CLOUDNET_QEMU_ROOT;
   // Firmware search path: the tree's own ROMs and its SeaBIOS (bios-256k.bin), in that order.
   return root ? { binary: join(root, 'usr/bin/qemu-system-x86_64'), dataDirs: [join(root, 'usr/share/qemu'), join(root, 'usr/share/seabios')] } : undefined;
+}
+
+/** The QEMU the test bed runs (CLOUDNET_QEMU_ROOT's, else the system's): its --version line. */
+export function qemuVersion(env: NodeJS.ProcessEnv = process.env): string {
+  const binary = qemuTree(env)?.binary ?? 'qemu-system-x86_64';
+  try {
+    return execFileSync(binary, ['--version'], { encoding: 'utf8' }).split('\n')[0].trim();
+  } catch (err) {
+    return `${binary}: ${err instanceof Error ? err.message : String(err)}`;
+  }
 }
 
 export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {

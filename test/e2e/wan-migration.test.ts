@@ -99,7 +99,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     assert.ok(hbs.every((h, i) => i === 0 || h.n > hbs[i - 1].n), 'heartbeat counter went backwards');
     // The stand-in's RAM check holds both ends paused at switch-over (KubeVirt has no such pause).
     assert.ok(rec.memoryCheck, 'the RAM check at switch-over ran');
-    console.log(`[e2e] RAM at switch-over: ${rec.memoryCheck.mismatchCount} of ${rec.memoryCheck.pages} pages lost by QEMU 7.2's TCG migration and restored, check took ${rec.memoryCheckMs} ms`);
+    console.log(`[e2e] RAM at switch-over: ${rec.memoryCheck.mismatchCount} of ${rec.memoryCheck.pages} pages lost by the QEMU migration (a QEMU < 9.0 TCG bug) and restored, check took ${rec.memoryCheckMs} ms`);
     const gap = rec.firstTargetHeartbeat!.at - rec.lastSourceHeartbeat!.at - (rec.memoryCheckMs ?? 0);
     console.log(`[e2e] heartbeat pause across the switchover: ${gap.toFixed(0)} ms (QEMU downtime ${r.downtimeMs} ms)`);
     assert.ok(gap <= r.downtimeMs + 2000, `heartbeat gap ${gap} ms > downtime ${r.downtimeMs} ms + 2 s`);
@@ -191,7 +191,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     const names = ['s0', 's1', 's2', 's3'];
     const workload = { name: 'memwriter' as const, params: { 'wss-mb': 16, 'dirty-mbps': 1 } };
     // Both runs must succeed: the plain one is the byte baseline. The stand-in restores guest pages
-    // that QEMU 7.2's TCG migration loses (README, "Lost pages"); how many is reported per run.
+    // that QEMU < 9.0's TCG migration loses (README, "Lost pages"); how many is reported per run.
     const run = async (suffix: string, relay: boolean): Promise<{ bytes: number; lost: number[] }> => {
       bed.driver.route = relay ? relayRoute(4) : directRoute();
       const vms = names.map((n) => `${n}-${suffix}`);
