@@ -88,7 +88,10 @@ function directDecompressor(): ZstdInternals | undefined {
  */
 export class BatchUnpacker {
   private out = Buffer.allocUnsafeSlow(1 << 20).fill(0);
-  private z = directDecompressor();
+  // Off: the direct path closed sessions in the 4-VM end-to-end test with "decompressed batch
+  // length mismatch" (twice in about ten runs, never with zstdDecompressSync) and the cause is not
+  // found yet; CLOUDNET_RELAY_DIRECT_ZSTD=1 turns it back on for investigation.
+  private z = process.env.CLOUDNET_RELAY_DIRECT_ZSTD === '1' ? directDecompressor() : undefined;
   readonly direct = this.z !== undefined;
 
   /** The batch's ops are a view into this unpacker's buffer, valid until the next call. */

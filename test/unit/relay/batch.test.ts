@@ -4,9 +4,8 @@ import { BatchUnpacker, packBatch, unpackBatch, zstdCompress } from '../../../sr
 import { DecodeError } from '../../../src/relay/bytes.ts';
 import { Rng } from '../../../src/relay/synthetic.ts';
 
-test('the unpacker decompresses into its reused buffer (Node 24 internals present) and agrees with unpackBatch', () => {
+test('the unpacker (direct zstd into its reused buffer when enabled) agrees with unpackBatch', () => {
   const u = new BatchUnpacker();
-  assert.ok(u.direct, 'direct zstd decompression is available on the project\'s Node');
   const rng = new Rng(1);
   for (let i = 0; i < 60; i++) {
     const ops = Buffer.alloc(rng.int(4) ? rng.int(70000) : rng.int(3 << 20));
