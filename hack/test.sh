@@ -7,11 +7,7 @@ cd "$root"
 bash hack/setup.sh
 export PATH="$root/node_modules/.bin:$PATH"
 export CLOUDNET_CACHE="${CLOUDNET_CACHE:-$(readlink -f "$root/.cache")}"
-# The test bed's QEMU: bookworm-backports' QEMU 10 fetched by setup.sh (CLOUDNET_QEMU_ROOT= empty
-# means the system's 7.2). QEMU >= 9.1 has no block migration, so guests' disks travel by NBD
-# mirror, as in KubeVirt.
-export CLOUDNET_QEMU_ROOT="${CLOUDNET_QEMU_ROOT-$(bash hack/fetch-qemu.sh 2>/dev/null)}"
-if [[ -n $CLOUDNET_QEMU_ROOT ]]; then export CLOUDNET_DISK_TRANSPORT="${CLOUDNET_DISK_TRANSPORT:-nbd}"; fi
+source "$root/hack/qemu-env.sh"
 echo "node $(node --version)"
 tsc -p tsconfig.json --noEmit
 eslint src test hack bench

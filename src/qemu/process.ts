@@ -93,9 +93,16 @@ export function qemuTree(env: NodeJS.ProcessEnv = process.env): { binary: string
   return root ? { binary: join(root, 'usr/bin/qemu-system-x86_64'), dataDirs: [join(root, 'usr/share/qemu'), join(root, 'usr/share/seabios')] } : undefined;
 }
 
+/** The QEMU a guest runs: its own qemuBinary (no extra firmware path), else CLOUDNET_QEMU_ROOT's
+ *  tree, else the system's. */
+function qemuFor(o: Pick<GuestOptions, 'qemuBinary'>, env: NodeJS.ProcessEnv = process.env): { binary: string; dataDirs: string[] } {
+  if (o.qemuBinary) return { binary: o.qemuBinary, dataDirs: [] };
+  return qemuTree(env) ?? { binary: 'qemu-system-x86_64', dataDirs: [] };
+}
+
 /** The QEMU the test bed runs (CLOUDNET_QEMU_ROOT's, else the system's): its --version line. */
 export function qemuVersion(env: NodeJS.ProcessEnv = process.env): string {
-  const binary = qemuTree(env)?.binary ?? 'qemu-system-x86_64';
+  const { binary } = qemuFor({}, env);
   try {
     return execFileSync(binary, ['--version'], { encoding: 'utf8' }).split('\n')[0].trim();
   } catch (err) {
@@ -129,8 +136,7 @@ export function qemuArgs(o: GuestOptions, qmpPath: string): string[] {
     args.push('-object', `memory-backend-file,id=ram0,size=${o.memoryMiB ?? 256}M,mem-path=${o.ramFile},share=on`);
   }
   if (o.incoming) args.push('-incoming', 'defer');
-  const tree = o.qemuBinary ? undefined : qemuTree();
-  for (const dir of tree?.dataDirs ?? []) args.push('-L', dir);
+  for (const dir of qemuFor(o).dataDirs) args.push('-L', dir);
   args.push(...(o.extraArgs ?? []));
   return args;
 }
@@ -204,7 +210,7 @@ export async function startGuest(o: GuestOptions): Promise<QemuGuest> {
   if (o.netns) cmd.push('ip', 'netns', 'exec', o.netns);
   cmd.push('setpriv', '--pdeathsig', 'KILL');
   if (o.cpuList) cmd.push('taskset', '-c', o.cpuList);
-  cmd.push(o.qemuBinary ?? qemuTree()?.binary ?? 'qemu-system-x86_64', ...qemuArgs(o, qmpPath));
+  cmd.push(qemuFor(o).binary, ...qemuArgs(o, qmpPath));
   log.debug('starting guest', { guest: o.name, cmd: cmd.join(' ') });
   if (o.ramFile) ramFiles.add(o.ramFile);
 

@@ -117,8 +117,6 @@ export interface QmpCommandMap {
   'migrate_cancel': { args: NoArgs; ret: Record<string, never> };
   'cont': { args: NoArgs; ret: Record<string, never> };
   'stop': { args: NoArgs; ret: Record<string, never> };
-  /** Writes guest-physical memory [val, val+size) to a file (opened by the QEMU process). */
-  'pmemsave': { args: { val: number; size: number; filename: string }; ret: Record<string, never> };
   'quit': { args: NoArgs; ret: Record<string, never> };
   'system_powerdown': { args: NoArgs; ret: Record<string, never> };
   'human-monitor-command': { args: { 'command-line': string; 'cpu-index'?: number }; ret: string };
