@@ -170,6 +170,13 @@ export interface MigrationRecord {
 
 export type MemoryCheckMode = 'repair' | 'verify' | 'off';
 
+/** A driver mode: the option, else the environment variable, else the first allowed value. */
+function choice<T extends string>(option: T | undefined, envName: string, allowed: readonly [T, ...T[]]): T {
+  const v = option ?? process.env[envName] ?? allowed[0];
+  if (!(allowed as readonly string[]).includes(v)) throw new Error(`${envName} must be ${allowed.join(', ')}, not ${v}`);
+  return v as T;
+}
+
 /** Guest RAM files go to tmpfs (CLOUDNET_RAM_DIR, default /dev/shm), one directory per process;
  *  where /dev/shm is small (container defaults are 64 MiB) to the temp dir instead: slower
  *  (page-cache writeback), but the guests still fit. */
@@ -383,9 +390,7 @@ export class QemuDriver implements VmiDriver {
 
   /** The transport for disks that are not pre-copied (option, else CLOUDNET_DISK_TRANSPORT, else nbd). */
   get diskTransport(): DiskTransport {
-    const t = this.o.diskTransport ?? process.env.CLOUDNET_DISK_TRANSPORT ?? 'nbd';
-    if (t !== 'block' && t !== 'nbd') throw new Error(`CLOUDNET_DISK_TRANSPORT must be block or nbd, not ${t}`);
-    return t;
+    return choice(this.o.diskTransport, 'CLOUDNET_DISK_TRANSPORT', ['nbd', 'block']);
   }
 
   /** Both QEMUs are paused after the RAM migration: the disk mirrors complete (the source cannot
@@ -401,9 +406,7 @@ export class QemuDriver implements VmiDriver {
   }
 
   private get memoryCheck(): MemoryCheckMode {
-    const mode = this.o.memoryCheck ?? process.env.CLOUDNET_MEMORY_CHECK ?? 'repair';
-    if (mode !== 'repair' && mode !== 'verify' && mode !== 'off') throw new Error(`CLOUDNET_MEMORY_CHECK must be repair, verify or off, not ${mode}`);
-    return mode;
+    return choice(this.o.memoryCheck, 'CLOUDNET_MEMORY_CHECK', ['repair', 'verify', 'off']);
   }
 
   /** Both QEMUs are paused: compare their RAM files, and restore lost pages or refuse the target. */
