@@ -186,23 +186,26 @@ export interface RelayStreamCheck {
   mismatched: number[];
 }
 
-interface HashedSession { id: number; inputSha256?: string; outputSha256?: string }
+interface StatsSession { id: number; target?: string; state?: string; closeReason?: string; inputSha256?: string; outputSha256?: string }
 
-function readSessions(file: string): HashedSession[] {
-  if (!existsSync(file)) return [];
+/** A relay's stats file (`--stats-file`): its open and its finished sessions. */
+function readSessions(file: string): { sessions: StatsSession[]; finished: StatsSession[] } {
+  if (!existsSync(file)) return { sessions: [], finished: [] };
   try {
-    const j = JSON.parse(readFileSync(file, 'utf8')) as { sessions?: HashedSession[]; finished?: HashedSession[] };
-    return [...(j.sessions ?? []), ...(j.finished ?? [])];
+    const j = JSON.parse(readFileSync(file, 'utf8')) as { sessions?: StatsSession[]; finished?: StatsSession[] };
+    return { sessions: j.sessions ?? [], finished: j.finished ?? [] };
   } catch {
-    return []; // being rewritten: the next read sees it
+    return { sessions: [], finished: [] }; // being rewritten: the next read sees it
   }
 }
 
+const allSessions = (file: string): StatsSession[] => { const r = readSessions(file); return [...r.sessions, ...r.finished]; };
+
 function relayStreamCheck(dir: string): RelayStreamCheck {
   const input = new Map<number, string>();
-  for (const s of readSessions(join(dir, 'relay-send.json'))) if (s.inputSha256) input.set(s.id, s.inputSha256);
+  for (const s of allSessions(join(dir, 'relay-send.json'))) if (s.inputSha256) input.set(s.id, s.inputSha256);
   const out: RelayStreamCheck = { compared: 0, mismatched: [] };
-  for (const s of readSessions(join(dir, 'relay-receive.json'))) {
+  for (const s of allSessions(join(dir, 'relay-receive.json'))) {
     const sent = input.get(s.id);
     if (!sent || !s.outputSha256) continue;
     out.compared++;
@@ -219,12 +222,8 @@ function relayDiagnostics(dir: string): string {
       const bad = readFileSync(log, 'utf8').split('\n').filter((l) => /"level":"(warn|error)"/.test(l));
       out.push(...bad.slice(-10).map((l) => `relay ${side}: ${l}`));
     }
-    const stats = join(dir, `relay-${side}.json`);
-    if (existsSync(stats)) {
-      try {
-        const j = JSON.parse(readFileSync(stats, 'utf8')) as { finished?: Array<{ target?: string; state?: string; closeReason?: string }> };
-        for (const f of j.finished ?? []) if (f.closeReason && f.closeReason !== 'ok') out.push(`relay ${side} session ${f.target}: ${f.state} ${f.closeReason}`);
-      } catch { /* being rewritten */ }
+    for (const f of readSessions(join(dir, `relay-${side}.json`)).finished) {
+      if (f.closeReason && f.closeReason !== 'ok') out.push(`relay ${side} session ${f.target}: ${f.state} ${f.closeReason}`);
     }
   }
   return out.join('\n');
