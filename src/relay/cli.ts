@@ -2,16 +2,16 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { logger } from '../util/log.ts';
-import { analyze, formatReport } from './analyze.ts';
-import type { StreamMode } from './encoder.ts';
-import { decodeStreams, encodeStreams } from './offline.ts';
-import { loadTls, parseHostPort } from './net-util.ts';
-import type { HostPort, LinkSecurity } from './net-util.ts';
-import { ReceiverRelay } from './receiver.ts';
-import { SenderRelay } from './sender.ts';
-import type { ListenSpec } from './sender.ts';
-import { serveStats, writeStatsFile } from './stats-server.ts';
-import type { StatsSource } from './stats-server.ts';
+import { analyze, formatReport } from './tools/analyze.ts';
+import type { StreamMode } from './codec/encoder.ts';
+import { decodeStreams, encodeStreams } from './tools/offline.ts';
+import { loadTls, parseHostPort } from './transport/net-util.ts';
+import type { HostPort, LinkSecurity } from './transport/net-util.ts';
+import { ReceiverRelay } from './transport/receiver.ts';
+import { SenderRelay } from './transport/sender.ts';
+import type { ListenSpec } from './transport/sender.ts';
+import { serveStats, writeStatsFile } from './transport/stats-server.ts';
+import type { StatsSource } from './transport/stats-server.ts';
 
 const log = logger('relay');
 

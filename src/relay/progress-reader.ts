@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { MigrationRelay, RelayRequest } from '../controller/deps.ts';
 import { Phases, type MigrationProgress, type WanMigration } from '../api/wanmigration.ts';
 import { logger } from '../util/log.ts';
-import { migrationProgress, parseSenderStats, type RelaySession } from './progress.ts';
-import { attributeSessions, DEFAULT_CLOCK_SLACK_MS, type Claimant } from './session-owners.ts';
+import { migrationProgress, parseSenderStats, type RelaySession } from './transport/progress.ts';
+import { attributeSessions, DEFAULT_CLOCK_SLACK_MS, type Claimant } from './transport/session-owners.ts';
 
 const log = logger('relay-progress');
 

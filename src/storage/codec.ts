@@ -3,12 +3,12 @@
 // the previous version of a block, zstd) and the target decodes it with SessionDecoder. Each TCP
 // connection gets fresh caches on both sides, so a dropped connection can never leave them out of
 // lockstep. With codec 'none' the stream is sent as is (e.g. when a relay pair carries it).
-import { packBatch, unpackBatch } from '../relay/batch.ts';
-import { createContext, type CodecContext } from '../relay/context.ts';
-import { SessionDecoder } from '../relay/decoder.ts';
-import { SessionEncoder, type StreamMode } from '../relay/encoder.ts';
-import type { SessionStats } from '../relay/stats.ts';
-import { F_DATA, FrameReader, frameHeader } from '../relay/frames.ts';
+import { packBatch, unpackBatch } from '../relay/codec/batch.ts';
+import { createContext, type CodecContext } from '../relay/codec/context.ts';
+import { SessionDecoder } from '../relay/codec/decoder.ts';
+import { SessionEncoder, type StreamMode } from '../relay/codec/encoder.ts';
+import type { SessionStats } from '../relay/codec/stats.ts';
+import { F_DATA, FrameReader, frameHeader } from '../relay/codec/frames.ts';
 
 export type CodecName = 'relay' | 'none';
 

@@ -9,8 +9,8 @@
 // side in between only costs a cache miss: a reference names a strong hash and the receiver checks
 // it against the bytes it holds.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { digest, DIGEST_WORDS } from '../relay/cache.ts';
-import type { CodecContext } from '../relay/context.ts';
+import { digest, DIGEST_WORDS } from '../relay/codec/cache.ts';
+import type { CodecContext } from '../relay/codec/context.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 
@@ -58,7 +58,7 @@ export function seedCache(ctx: CodecContext, path: string, pages: readonly numbe
   return n;
 }
 
-/** A relay receiver that accepts content the target holds (src/relay/receiver.ts ReceiverRelay.seed). */
+/** A relay receiver that accepts content the target holds (src/relay/transport/receiver.ts ReceiverRelay.seed). */
 export interface SeedSink {
   seed(data: Buffer): { added: number; full: boolean };
 }

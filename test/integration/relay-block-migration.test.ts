@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { formatMigration } from '../../src/qemu/migrate.ts';
-import { plainZstdSize } from '../../src/relay/analyze.ts';
-import { decodeStreams, encodeStreams } from '../../src/relay/offline.ts';
-import { T_DEDUP, T_GENERIC_DEDUP, T_GENERIC_LITERAL, T_LITERAL } from '../../src/relay/ops.ts';
+import { plainZstdSize } from '../../src/relay/tools/analyze.ts';
+import { decodeStreams, encodeStreams } from '../../src/relay/tools/offline.ts';
+import { T_DEDUP, T_GENERIC_DEDUP, T_GENERIC_LITERAL, T_LITERAL } from '../../src/relay/codec/ops.ts';
 import { createGuestLab } from '../env/qemu.ts';
 import { recordBlockStream } from './block-stream.ts';
 

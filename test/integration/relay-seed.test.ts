@@ -3,10 +3,10 @@
 // then cross the link as references only, and still arrive byte-exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReceiverRelay } from '../../src/relay/receiver.ts';
-import { SenderRelay } from '../../src/relay/sender.ts';
-import { loadTls } from '../../src/relay/net-util.ts';
-import { Rng } from '../../src/relay/synthetic.ts';
+import { ReceiverRelay } from '../../src/relay/transport/receiver.ts';
+import { SenderRelay } from '../../src/relay/transport/sender.ts';
+import { loadTls } from '../../src/relay/transport/net-util.ts';
+import { Rng } from '../../src/relay/tools/synthetic.ts';
 import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 
 function nbdWrites(image: Buffer, blocksPerWrite: number): Buffer {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BatchUnpacker, packBatch, unpackBatch, zstdCompress } from '../../../src/relay/batch.ts';
-import { DecodeError } from '../../../src/relay/bytes.ts';
-import { Rng } from '../../../src/relay/synthetic.ts';
+import { BatchUnpacker, packBatch, unpackBatch, zstdCompress } from '../../../src/relay/codec/batch.ts';
+import { DecodeError } from '../../../src/relay/codec/bytes.ts';
+import { Rng } from '../../../src/relay/tools/synthetic.ts';
 
 test('the unpacker (direct zstd into its reused buffer when enabled) agrees with unpackBatch', () => {
   const u = new BatchUnpacker();

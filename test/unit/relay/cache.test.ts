@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContentCache, fingerprint, FP_WORDS } from '../../../src/relay/cache.ts';
-import { Rng } from '../../../src/relay/synthetic.ts';
+import { ContentCache, fingerprint, FP_WORDS } from '../../../src/relay/codec/cache.ts';
+import { Rng } from '../../../src/relay/tools/synthetic.ts';
 
 /** An aligned copy of b and its fingerprint. */
 function fpOf(b: Buffer): { bytes: Buffer; fp: Int32Array } {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as F from '../../../src/relay/frames.ts';
-import { Rng } from '../../../src/relay/synthetic.ts';
+import * as F from '../../../src/relay/codec/frames.ts';
+import { Rng } from '../../../src/relay/tools/synthetic.ts';
 
 test('frame reader: any split of the byte stream yields the same frames', () => {
   const rng = new Rng(21);

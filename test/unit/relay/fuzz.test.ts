@@ -6,13 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Rng, syntheticQemuStream } from '../../../src/relay/synthetic.ts';
-import type { StreamMode } from '../../../src/relay/encoder.ts';
+import { Rng, syntheticQemuStream } from '../../../src/relay/tools/synthetic.ts';
+import type { StreamMode } from '../../../src/relay/codec/encoder.ts';
 import { pair, roundTrip } from './helpers.ts';
-import { SessionEncoder } from '../../../src/relay/encoder.ts';
-import { SessionDecoder } from '../../../src/relay/decoder.ts';
-import { packBatch, unpackBatch } from '../../../src/relay/batch.ts';
-import { DecodeError } from '../../../src/relay/bytes.ts';
+import { SessionEncoder } from '../../../src/relay/codec/encoder.ts';
+import { SessionDecoder } from '../../../src/relay/codec/decoder.ts';
+import { packBatch, unpackBatch } from '../../../src/relay/codec/batch.ts';
+import { DecodeError } from '../../../src/relay/codec/bytes.ts';
 
 const CASES = Number(process.env.RELAY_FUZZ_CASES ?? 100_000);
 

@@ -1,12 +1,12 @@
 // Shared by the relay unit tests: run inputs through encoder -> packed batch -> decoder with a
 // chosen write chunking, as the live relay does, and return each session's output.
-import { createContext } from '../../../src/relay/context.ts';
-import type { CodecContext } from '../../../src/relay/context.ts';
-import { SessionEncoder } from '../../../src/relay/encoder.ts';
-import type { StreamMode } from '../../../src/relay/encoder.ts';
-import { SessionDecoder } from '../../../src/relay/decoder.ts';
-import { packBatch, unpackBatch } from '../../../src/relay/batch.ts';
-import { Rng } from '../../../src/relay/synthetic.ts';
+import { createContext } from '../../../src/relay/codec/context.ts';
+import type { CodecContext } from '../../../src/relay/codec/context.ts';
+import { SessionEncoder } from '../../../src/relay/codec/encoder.ts';
+import type { StreamMode } from '../../../src/relay/codec/encoder.ts';
+import { SessionDecoder } from '../../../src/relay/codec/decoder.ts';
+import { packBatch, unpackBatch } from '../../../src/relay/codec/batch.ts';
+import { Rng } from '../../../src/relay/tools/synthetic.ts';
 
 export interface Pair {
   tx: CodecContext;

@@ -1,9 +1,9 @@
-// The relay progress math (src/relay/progress.ts), session attribution (session-owners.ts), the
+// The relay progress math (src/relay/transport/progress.ts), session attribution (transport/session-owners.ts), the
 // operator setting (progress-config.ts) and guest memory quantities: pure, no relay running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/progress.ts';
-import { attributeSessions, type Claimant, type SessionRef } from '../../../src/relay/session-owners.ts';
+import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/transport/progress.ts';
+import { attributeSessions, type Claimant, type SessionRef } from '../../../src/relay/transport/session-owners.ts';
 import { parseRelayStatsSetting, relayFor } from '../../../src/relay/progress-config.ts';
 import { quantityBytes, vmGuestMemoryBytes } from '../../../src/relay/guest-memory.ts';
 

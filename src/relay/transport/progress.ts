@@ -2,7 +2,7 @@
 // SenderRelay.stats()) to WanMigration.status.progress: stream bytes, bytes over the WAN, pre-copy
 // rounds, reduction ratio and an ETA. Pure functions: the reader (progress-reader.ts) fetches and
 // decides which sessions belong to which migration; this file only parses and computes.
-import type { MigrationProgress } from '../api/wanmigration.ts';
+import type { MigrationProgress } from '../../api/wanmigration.ts';
 
 /** The part of one sender session's stats that progress needs. */
 export interface RelaySession {

@@ -3,8 +3,8 @@
 import zlib from 'node:zlib';
 import { encodeStreams } from './offline.ts';
 import type { OfflineOptions } from './offline.ts';
-import { TECHNIQUES } from './ops.ts';
-import { zstdCompress } from './batch.ts';
+import { TECHNIQUES } from '../codec/ops.ts';
+import { zstdCompress } from '../codec/batch.ts';
 
 export interface AnalyzeReport {
   files: { name: string; bytes: number; wireBytes: number; ratio: number; rounds: number; mode: string; syncLost?: string }[];

@@ -1,14 +1,14 @@
 // Offline codec: the same encoder/decoder as the live relay, applied to files. Several inputs in
 // one run share one cache (as concurrent migrations over one relay pair do); the encoded file is
 // the frame stream the sender relay would put on the wire.
-import { createContext, DEFAULT_CACHE_BYTES } from './context.ts';
-import { SessionDecoder } from './decoder.ts';
-import { SessionEncoder } from './encoder.ts';
-import type { StreamMode } from './encoder.ts';
-import { BatchUnpacker, packBatch, unpackBatch } from './batch.ts';
-import * as F from './frames.ts';
-import { DecodeError } from './bytes.ts';
-import type { SessionStats } from './stats.ts';
+import { createContext, DEFAULT_CACHE_BYTES } from '../codec/context.ts';
+import { SessionDecoder } from '../codec/decoder.ts';
+import { SessionEncoder } from '../codec/encoder.ts';
+import type { StreamMode } from '../codec/encoder.ts';
+import { BatchUnpacker, packBatch, unpackBatch } from '../codec/batch.ts';
+import * as F from '../codec/frames.ts';
+import { DecodeError } from '../codec/bytes.ts';
+import type { SessionStats } from '../codec/stats.ts';
 
 export interface EncodeResult {
   out: Buffer[];
