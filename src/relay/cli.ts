@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { logger } from '../util/log.ts';
 import { analyze, formatReport } from './tools/analyze.ts';
-import type { StreamMode } from './codec/encoder.ts';
+import type { StreamMode } from './codec/encoder/session-encoder.ts';
 import { decodeStreams, encodeStreams } from './tools/offline.ts';
 import { loadTls, parseHostPort } from './transport/net-util.ts';
 import type { HostPort, LinkSecurity } from './transport/net-util.ts';

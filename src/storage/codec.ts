@@ -6,7 +6,7 @@
 import { packBatch, unpackBatch } from '../relay/codec/batch.ts';
 import { createContext, type CodecContext } from '../relay/codec/context.ts';
 import { SessionDecoder } from '../relay/codec/decoder.ts';
-import { SessionEncoder, type StreamMode } from '../relay/codec/encoder.ts';
+import { SessionEncoder, type StreamMode } from '../relay/codec/encoder/session-encoder.ts';
 import type { SessionStats } from '../relay/codec/stats.ts';
 import { F_DATA, FrameReader, frameHeader } from '../relay/codec/frames.ts';
 

@@ -13,7 +13,7 @@ import { awaitHello, connectLink, HandshakeError, Link } from '../../src/relay/t
 import { loadTls } from '../../src/relay/transport/net-util.ts';
 import * as F from '../../src/relay/codec/frames.ts';
 import { createContext } from '../../src/relay/codec/context.ts';
-import { SessionEncoder } from '../../src/relay/codec/encoder.ts';
+import { SessionEncoder } from '../../src/relay/codec/encoder/session-encoder.ts';
 import { packBatch } from '../../src/relay/codec/batch.ts';
 import { OP_CHUNK_REF } from '../../src/relay/codec/ops.ts';
 import { relayRegistry } from '../../src/relay/transport/metrics.ts';

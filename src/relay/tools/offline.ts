@@ -3,8 +3,8 @@
 // the frame stream the sender relay would put on the wire.
 import { createContext, DEFAULT_CACHE_BYTES } from '../codec/context.ts';
 import { SessionDecoder } from '../codec/decoder.ts';
-import { SessionEncoder } from '../codec/encoder.ts';
-import type { StreamMode } from '../codec/encoder.ts';
+import { SessionEncoder } from '../codec/encoder/session-encoder.ts';
+import type { StreamMode } from '../codec/encoder/session-encoder.ts';
 import { BatchUnpacker, packBatch, unpackBatch } from '../codec/batch.ts';
 import * as F from '../codec/frames.ts';
 import { DecodeError } from '../codec/bytes.ts';

@@ -2,15 +2,15 @@
 // incrementally (QEMU QEVM v3, NBD requests, or nothing), turns pages/blocks/chunks into cache
 // references, deltas or literals, and emits batches of ops. The parse is only a hint: every byte
 // is reproduced exactly whatever the parser believed, so losing sync costs ratio, never data.
-import { OpWriter } from './bytes.ts';
-import { nextChunk } from './cdc.ts';
-import { digest, DIGEST_WORDS, fingerprint, FP_WORDS } from './cache.ts';
-import type { CodecContext } from './context.ts';
-import { PAGE_SIZE } from './context.ts';
-import { encodeDelta } from './delta.ts';
-import * as O from './ops.ts';
-import { PrevTable, PREV_SLOT, PREV_ZERO } from './prev.ts';
-import { SessionStats } from './stats.ts';
+import { OpWriter } from '../bytes.ts';
+import { nextChunk } from '../cdc.ts';
+import { digest, DIGEST_WORDS, fingerprint, FP_WORDS } from '../cache.ts';
+import type { CodecContext } from '../context.ts';
+import { PAGE_SIZE } from '../context.ts';
+import { encodeDelta } from '../delta.ts';
+import * as O from '../ops.ts';
+import { PrevTable, PREV_SLOT, PREV_ZERO } from '../prev.ts';
+import { SessionStats } from '../stats.ts';
 
 export type StreamMode = 'auto' | 'qevm' | 'nbd' | 'generic';
 
