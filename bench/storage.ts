@@ -27,7 +27,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { cacheDir } from '../src/qemu/image.ts';
 import type { QemuGuest } from '../src/qemu/process.ts';
 import type { QmpClient } from '../src/qemu/qmp.ts';
-import { createContext, type CodecContext } from '../src/relay/codec/context.ts';
+import { createContext, type CodecContext } from '../src/relay/codec/index.ts';
 import { createDecoder, createEncoder, type CodecName } from '../src/storage/codec.ts';
 import { NbdServer } from '../src/storage/nbd-server.ts';
 import { SourceAgent } from '../src/storage/source.ts';

@@ -3,12 +3,8 @@
 // the previous version of a block, zstd) and the target decodes it with SessionDecoder. Each TCP
 // connection gets fresh caches on both sides, so a dropped connection can never leave them out of
 // lockstep. With codec 'none' the stream is sent as is (e.g. when a relay pair carries it).
-import { packBatch, unpackBatch } from '../relay/codec/batch.ts';
-import { createContext, type CodecContext } from '../relay/codec/context.ts';
-import { SessionDecoder } from '../relay/codec/decoder.ts';
-import { SessionEncoder, type StreamMode } from '../relay/codec/encoder/session-encoder.ts';
-import type { SessionStats } from '../relay/codec/stats.ts';
-import { F_DATA, FrameReader, frameHeader } from '../relay/codec/frames.ts';
+import { createContext, F, packBatch, SessionDecoder, SessionEncoder, unpackBatch } from '../relay/codec/index.ts';
+import type { CodecContext, SessionStats, StreamMode } from '../relay/codec/index.ts';
 
 export type CodecName = 'relay' | 'none';
 
@@ -50,7 +46,7 @@ export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts:
   const state = { rawBytes: 0, wireBytes: 0 };
   const enc = new SessionEncoder(ctx, (batch) => {
     const packed = packBatch(batch.ops, batch.rawLen, level);
-    const framed = Buffer.concat([frameHeader(F_DATA, opts.session ?? 1, packed.length), packed]);
+    const framed = Buffer.concat([F.frameHeader(F.F_DATA, opts.session ?? 1, packed.length), packed]);
     state.wireBytes += framed.length;
     emit(framed);
     // Large batches: zstd sees more context (≈9% smaller on file-system images than 256 KiB);
@@ -70,12 +66,12 @@ export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; con
   const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
   // Frames of several sessions may share one connection (and the context), in encoding order.
   const decoders = new Map<number, SessionDecoder>();
-  const frames = new FrameReader();
+  const frames = new F.FrameReader();
   return {
     push(b: Buffer): Buffer[] {
       const out: Buffer[] = [];
       for (const f of frames.push(b)) {
-        if (f.type !== F_DATA) continue;
+        if (f.type !== F.F_DATA) continue;
         const { ops, rawLen } = unpackBatch(f.payload);
         let dec = decoders.get(f.session);
         if (!dec) {

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { CodecContext } from '../relay/codec/context.ts';
+import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
 import { createEncoder, type CodecName, type StreamEncoder } from './codec.ts';
 import { PAGE } from './extents.ts';

@@ -9,8 +9,7 @@
 // side in between only costs a cache miss: a reference names a strong hash and the receiver checks
 // it against the bytes it holds.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { digest, DIGEST_WORDS } from '../relay/codec/cache.ts';
-import type { CodecContext } from '../relay/codec/context.ts';
+import { digest, DIGEST_WORDS, type CodecContext } from '../relay/codec/index.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 

@@ -14,7 +14,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { QmpClient } from '../qemu/qmp.ts';
-import type { CodecContext } from '../relay/codec/context.ts';
+import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
 import type { CodecName } from './codec.ts';
 import { alignExtents, chunks, extentBytes, mergeExtents, PAGE, PageSet, pagesOf, type Extent } from './extents.ts';

@@ -7,7 +7,7 @@
 // crash it is rebuilt from the volume itself, which is the truth (a local read, no WAN bytes).
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { CodecContext } from '../relay/codec/context.ts';
+import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
 import { createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
 import { PAGE } from './extents.ts';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAGE } from '../../../src/storage/extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from '../../../src/storage/index-file.ts';
-import { digest } from '../../../src/relay/codec/cache.ts';
+import { digest } from '../../../src/relay/codec/index.ts';
 
 test('page keys are the relay cache keys (first 128 bits of SHA-256)', () => {
   const page = crypto.randomBytes(PAGE);

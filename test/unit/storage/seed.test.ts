@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createContext } from '../../../src/relay/codec/context.ts';
+import { createContext } from '../../../src/relay/codec/index.ts';
 import { createDecoder, createEncoder } from '../../../src/storage/codec.ts';
 import { PAGE } from '../../../src/storage/extents.ts';
 import { seedablePages, seedCache, seedReceiver } from '../../../src/storage/seed.ts';

@@ -19,7 +19,15 @@ import { QevmParser } from './qevm-parser.ts';
 
 export type { Batch };
 
-export type StreamMode = 'auto' | 'qevm' | 'nbd' | 'generic';
+export const STREAM_MODES = ['auto', 'qevm', 'nbd', 'generic'] as const;
+export type StreamMode = (typeof STREAM_MODES)[number];
+
+/** A mode from the command line (`--mode`, `--listen ...@MODE`); unset is `auto`. */
+export function parseStreamMode(v: string | undefined): StreamMode {
+  const m = v ?? 'auto';
+  if (!(STREAM_MODES as readonly string[]).includes(m)) throw new Error(`bad --mode ${m}`);
+  return m as StreamMode;
+}
 
 export interface EncoderOptions {
   mode?: StreamMode;
