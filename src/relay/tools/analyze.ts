@@ -3,8 +3,7 @@
 import zlib from 'node:zlib';
 import { encodeStreams } from './offline.ts';
 import type { OfflineOptions } from './offline.ts';
-import { TECHNIQUES } from '../codec/ops.ts';
-import { zstdCompress } from '../codec/batch.ts';
+import { TECHNIQUES, zstdCompress } from '../codec/index.ts';
 
 export interface AnalyzeReport {
   files: { name: string; bytes: number; wireBytes: number; ratio: number; rounds: number; mode: string; syncLost?: string }[];

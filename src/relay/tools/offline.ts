@@ -1,14 +1,8 @@
 // Offline codec: the same encoder/decoder as the live relay, applied to files. Several inputs in
 // one run share one cache (as concurrent migrations over one relay pair do); the encoded file is
 // the frame stream the sender relay would put on the wire.
-import { createContext, DEFAULT_CACHE_BYTES } from '../codec/context.ts';
-import { SessionDecoder } from '../codec/decoder.ts';
-import { SessionEncoder } from '../codec/encoder/session-encoder.ts';
-import type { StreamMode } from '../codec/encoder/session-encoder.ts';
-import { BatchUnpacker, packBatch, unpackBatch } from '../codec/batch.ts';
-import * as F from '../codec/frames.ts';
-import { DecodeError } from '../codec/bytes.ts';
-import type { SessionStats } from '../codec/stats.ts';
+import { BatchUnpacker, createContext, DecodeError, DEFAULT_CACHE_BYTES, F, packBatch, SessionDecoder, SessionEncoder, unpackBatch } from '../codec/index.ts';
+import type { SessionStats, StreamMode } from '../codec/index.ts';
 
 export interface EncodeResult {
   out: Buffer[];

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
-import * as F from '../codec/frames.ts';
+import { F } from '../codec/index.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { tlsClientOptions } from './net-util.ts';
 

@@ -8,18 +8,11 @@ import net from 'node:net';
 import zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../util/log.ts';
-import { AdaptiveLevel } from '../codec/adaptive.ts';
-import { packBatch, zstdCompress } from '../codec/batch.ts';
-import { createContext, DigestSet } from '../codec/context.ts';
-import type { CodecContext } from '../codec/context.ts';
-import { SessionEncoder } from '../codec/encoder/session-encoder.ts';
-import type { Batch, StreamMode } from '../codec/encoder/session-encoder.ts';
-import * as F from '../codec/frames.ts';
+import { AdaptiveLevel, convergenceAdvice, createContext, DigestSet, F, packBatch, SessionEncoder, TECHNIQUES, zstdCompress } from '../codec/index.ts';
+import type { Batch, CodecContext, StreamMode } from '../codec/index.ts';
 import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
-import { TECHNIQUES } from '../codec/ops.ts';
-import { convergenceAdvice } from '../codec/convergence.ts';
 
 const log = logger('relay-sender');
 
