@@ -12,10 +12,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
-import { zstdCompress } from '../src/relay/codec/batch.ts';
-import { decodeFrames, encodeStreams } from '../src/relay/tools/offline.ts';
-import { TECHNIQUES } from '../src/relay/codec/ops.ts';
-import { syntheticQemuStream } from '../src/relay/tools/synthetic.ts';
+import { decodeFrames, encodeStreams, syntheticQemuStream } from '../src/relay/tools/index.ts';
+import { TECHNIQUES, zstdCompress } from '../src/relay/codec/index.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -165,8 +163,8 @@ if (args.wan) {
 async function probeWorkers(): Promise<void> {
   const { Worker } = await import('node:worker_threads');
   const { pathToFileURL } = await import('node:url');
-  const { fingerprint } = await import('../src/relay/codec/cache.ts');
-  const cacheUrl = pathToFileURL(path.join(root, 'src/relay/codec/cache.ts')).href;
+  const { fingerprint } = await import('../src/relay/codec/index.ts');
+  const cacheUrl = pathToFileURL(path.join(root, 'src/relay/codec/index.ts')).href;
   const rounds = 400;
   const results = [];
   for (const pages of [16, 256, 1024]) {
@@ -321,8 +319,7 @@ function run(name: string, inputs: Input[], level: number, zstd: { z1: number; z
  * stream goes through sender -> receiver -> a discarding sink as fast as the relay allows.
  */
 async function liveRun(input: Input): Promise<Record<string, number | string | boolean>> {
-  const { SenderRelay } = await import('../src/relay/transport/sender.ts');
-  const { ReceiverRelay } = await import('../src/relay/transport/receiver.ts');
+  const { ReceiverRelay, SenderRelay } = await import('../src/relay/transport/index.ts');
   const net = await import('node:net');
   const h = crypto.createHash('sha256');
   let got = 0;

@@ -6,9 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { formatMigration } from '../../src/qemu/migrate.ts';
-import { plainZstdSize } from '../../src/relay/tools/analyze.ts';
-import { decodeStreams, encodeStreams } from '../../src/relay/tools/offline.ts';
-import { T_DEDUP, T_GENERIC_DEDUP, T_GENERIC_LITERAL, T_LITERAL } from '../../src/relay/codec/ops.ts';
+import { T_DEDUP, T_GENERIC_DEDUP, T_GENERIC_LITERAL, T_LITERAL } from '../../src/relay/codec/index.ts';
+import { decodeStreams, encodeStreams, plainZstdSize } from '../../src/relay/tools/index.ts';
 import { createGuestLab } from '../env/qemu.ts';
 import { recordBlockStream } from './block-stream.ts';
 

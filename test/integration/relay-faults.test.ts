@@ -7,17 +7,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { ReceiverRelay } from '../../src/relay/transport/receiver.ts';
-import { SenderRelay } from '../../src/relay/transport/sender.ts';
+import { loadTls, ReceiverRelay, relayRegistry, SenderRelay } from '../../src/relay/transport/index.ts';
+// Not in the entries: this test speaks the link's handshake itself and crafts a bad op.
 import { awaitHello, connectLink, HandshakeError, Link } from '../../src/relay/transport/link.ts';
-import { loadTls } from '../../src/relay/transport/net-util.ts';
-import * as F from '../../src/relay/codec/frames.ts';
-import { createContext } from '../../src/relay/codec/context.ts';
-import { SessionEncoder } from '../../src/relay/codec/encoder/session-encoder.ts';
-import { packBatch } from '../../src/relay/codec/batch.ts';
+import { createContext, F, packBatch, SessionEncoder } from '../../src/relay/codec/index.ts';
 import { OP_CHUNK_REF } from '../../src/relay/codec/ops.ts';
-import { relayRegistry } from '../../src/relay/transport/metrics.ts';
-import { Rng, syntheticQemuStream } from '../../src/relay/tools/synthetic.ts';
+import { Rng, syntheticQemuStream } from '../../src/relay/tools/index.ts';
 import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 import type { Sink } from './relay-helpers.ts';
 

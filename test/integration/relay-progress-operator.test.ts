@@ -12,7 +12,7 @@ import type { Condition } from '../../src/api/meta.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import { defaultControllerFactories, RELAY_STATS_URL_ENV } from '../../src/operator/controllers.ts';
 import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
-import { syntheticQemuStream } from '../../src/relay/tools/synthetic.ts';
+import { syntheticQemuStream } from '../../src/relay/tools/index.ts';
 import { useClusters } from '../env/index.ts';
 import {
   createVM, ensure, eventsFor, getWM, operatorConfig, setupBed, waitFor, waitForPhase, wanMigration, type Bed,

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { syntheticQemuStream } from '../../src/relay/tools/synthetic.ts';
+import { syntheticQemuStream } from '../../src/relay/tools/index.ts';
 import { RelayProgressReader } from '../../src/relay/progress-reader.ts';
 import { parseRelayStatsSetting, relayFor } from '../../src/relay/progress-config.ts';
 import { Phases, type Phase, type WanMigration } from '../../src/api/wanmigration.ts';

@@ -11,9 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { migrate, formatMigration } from '../../src/qemu/migrate.ts';
 import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
-import { ReceiverRelay } from '../../src/relay/transport/receiver.ts';
-import { SenderRelay } from '../../src/relay/transport/sender.ts';
-import { loadTls } from '../../src/relay/transport/net-util.ts';
+import { loadTls, ReceiverRelay, SenderRelay } from '../../src/relay/transport/index.ts';
 import { createGuestLab } from '../env/qemu.ts';
 import { makePki } from './relay-helpers.ts';
 

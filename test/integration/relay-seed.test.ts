@@ -3,10 +3,8 @@
 // then cross the link as references only, and still arrive byte-exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReceiverRelay } from '../../src/relay/transport/receiver.ts';
-import { SenderRelay } from '../../src/relay/transport/sender.ts';
-import { loadTls } from '../../src/relay/transport/net-util.ts';
-import { Rng } from '../../src/relay/tools/synthetic.ts';
+import { Rng } from '../../src/relay/tools/index.ts';
+import { loadTls, ReceiverRelay, SenderRelay } from '../../src/relay/transport/index.ts';
 import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 
 function nbdWrites(image: Buffer, blocksPerWrite: number): Buffer {

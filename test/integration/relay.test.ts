@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { onExit } from '../env/netns.ts';
-import { Rng, syntheticQemuStream } from '../../src/relay/tools/synthetic.ts';
+import { Rng, syntheticQemuStream } from '../../src/relay/tools/index.ts';
 import { freePort, makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
 
 const NODE = 'node_modules/.bin/node';

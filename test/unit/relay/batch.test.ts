@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BatchUnpacker, packBatch, unpackBatch, zstdCompress } from '../../../src/relay/codec/batch.ts';
-import { DecodeError } from '../../../src/relay/codec/bytes.ts';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
+import { BatchUnpacker, DecodeError, packBatch, unpackBatch, zstdCompress } from '../../../src/relay/codec/index.ts';
 
 test('the unpacker (direct zstd into its reused buffer when enabled) agrees with unpackBatch', () => {
   const u = new BatchUnpacker();

@@ -4,8 +4,8 @@
 // layout (migration/block.c); test/integration/relay-block-migration.test.ts runs a real one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
-import { T_DEDUP, T_DELTA, T_GENERIC_LITERAL } from '../../../src/relay/codec/ops.ts';
+import { T_DEDUP, T_DELTA, T_GENERIC_LITERAL } from '../../../src/relay/codec/index.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
 import { pair, roundTrip } from './helpers.ts';
 
 const PAGE = 4096;

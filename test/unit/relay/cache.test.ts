@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContentCache, fingerprint, FP_WORDS } from '../../../src/relay/codec/cache.ts';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
+import { fingerprint } from '../../../src/relay/codec/index.ts';
+import { ContentCache, FP_WORDS } from '../../../src/relay/codec/cache.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
 
 /** An aligned copy of b and its fingerprint. */
 function fpOf(b: Buffer): { bytes: Buffer; fp: Int32Array } {

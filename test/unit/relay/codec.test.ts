@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { syntheticQemuStream, Rng } from '../../../src/relay/tools/synthetic.ts';
-import { encodeStreams, decodeStreams } from '../../../src/relay/tools/offline.ts';
-import { T_DEDUP, T_DELTA, T_LITERAL, T_ZERO } from '../../../src/relay/codec/ops.ts';
+import { T_DEDUP, T_DELTA, T_LITERAL, T_ZERO } from '../../../src/relay/codec/index.ts';
+import { decodeStreams, encodeStreams, Rng, syntheticQemuStream } from '../../../src/relay/tools/index.ts';
 import { pair, roundTrip } from './helpers.ts';
 
 test('QEVM parser recognises a whole synthetic pre-copy stream and finds its rounds', () => {

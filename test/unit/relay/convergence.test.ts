@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { convergenceAdvice } from '../../../src/relay/codec/convergence.ts';
-import type { RoundStats } from '../../../src/relay/codec/stats.ts';
+import { convergenceAdvice, type RoundStats } from '../../../src/relay/codec/index.ts';
 
 const rounds = (pages: number[]): RoundStats[] => pages.map((p, i) => ({
   round: i + 1, startMs: i * 1000, endMs: i * 1000 + 900, pages: p, zeroPages: 0, rawBytes: p * 4104, opBytes: p * 100,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyDelta, encodeDelta } from '../../../src/relay/codec/delta.ts';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
 
 function words(b: Buffer): Uint32Array {
   return new Uint32Array(b.buffer, b.byteOffset, b.length / 4);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as F from '../../../src/relay/codec/frames.ts';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
+import { F } from '../../../src/relay/codec/index.ts';
 
 test('frame reader: any split of the byte stream yields the same frames', () => {
   const rng = new Rng(21);

@@ -6,13 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Rng, syntheticQemuStream } from '../../../src/relay/tools/synthetic.ts';
-import type { StreamMode } from '../../../src/relay/codec/encoder/session-encoder.ts';
+import { DecodeError, packBatch, SessionDecoder, SessionEncoder, unpackBatch, type StreamMode } from '../../../src/relay/codec/index.ts';
+import { Rng, syntheticQemuStream } from '../../../src/relay/tools/index.ts';
 import { pair, roundTrip } from './helpers.ts';
-import { SessionEncoder } from '../../../src/relay/codec/encoder/session-encoder.ts';
-import { SessionDecoder } from '../../../src/relay/codec/decoder.ts';
-import { packBatch, unpackBatch } from '../../../src/relay/codec/batch.ts';
-import { DecodeError } from '../../../src/relay/codec/bytes.ts';
 
 const CASES = Number(process.env.RELAY_FUZZ_CASES ?? 100_000);
 

@@ -1,12 +1,7 @@
 // Shared by the relay unit tests: run inputs through encoder -> packed batch -> decoder with a
 // chosen write chunking, as the live relay does, and return each session's output.
-import { createContext } from '../../../src/relay/codec/context.ts';
-import type { CodecContext } from '../../../src/relay/codec/context.ts';
-import { SessionEncoder } from '../../../src/relay/codec/encoder/session-encoder.ts';
-import type { StreamMode } from '../../../src/relay/codec/encoder/session-encoder.ts';
-import { SessionDecoder } from '../../../src/relay/codec/decoder.ts';
-import { packBatch, unpackBatch } from '../../../src/relay/codec/batch.ts';
-import { Rng } from '../../../src/relay/tools/synthetic.ts';
+import { createContext, packBatch, SessionDecoder, SessionEncoder, unpackBatch, type CodecContext, type StreamMode } from '../../../src/relay/codec/index.ts';
+import { Rng } from '../../../src/relay/tools/index.ts';
 
 export interface Pair {
   tx: CodecContext;

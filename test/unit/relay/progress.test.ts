@@ -2,8 +2,7 @@
 // operator setting (progress-config.ts) and guest memory quantities: pure, no relay running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/transport/progress.ts';
-import { attributeSessions, type Claimant, type SessionRef } from '../../../src/relay/transport/session-owners.ts';
+import { attributeSessions, etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type Claimant, type RelaySession, type SessionRef } from '../../../src/relay/transport/index.ts';
 import { parseRelayStatsSetting, relayFor } from '../../../src/relay/progress-config.ts';
 import { quantityBytes, vmGuestMemoryBytes } from '../../../src/relay/guest-memory.ts';
 
