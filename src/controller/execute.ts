@@ -6,7 +6,8 @@ import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
 import type { Action } from './phases/actions.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import type { World } from './observe.ts';
-import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
 import {
@@ -167,7 +168,7 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       await deleteTargetObjects(w, signal);
       return;
     case 'ReleaseStorage':
-      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM, source: local, target: w.target }, signal);
+      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM }, signal);
       return;
     case 'FinishSource':
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);

@@ -9,9 +9,11 @@ import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
 import { Phases, TERMINAL_PHASES, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
-import type { Check, Observed, StepReport, TargetView, VmimView } from './phases/observed.ts';
+import type { StepReport } from '../api/ports.ts';
+import type { Check, Observed, TargetView, VmimView } from './phases/observed.ts';
 import type { WanMigrationDeps } from './deps.ts';
-import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
 import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
@@ -315,5 +317,5 @@ async function storageReport(deps: WanMigrationDeps, w: World, phase: string, si
     return { state: 'Unavailable', reason: 'StoragePreCopyUnavailable', message: 'storage.mode is CloudNetPreCopy but this operator has no storage pre-copy provider; use storage.mode KubeVirt or abort' };
   }
   if (!STORAGE_PHASES.includes(phase) || !w.target || !w.sourceVM) return { state: 'Progressing', reason: 'NotStarted', message: 'waiting for the link and the target cluster' };
-  return deps.storage.sync({ migration: w.wm, sourceVM: w.sourceVM, source: w.local, target: w.target }, signal);
+  return deps.storage.sync({ migration: w.wm, sourceVM: w.sourceVM }, signal);
 }

@@ -7,9 +7,10 @@ import { setCondition, findCondition, sameConditions } from '../api/conditions.t
 import { DEFAULT_PROBE_INTERVAL_SECONDS, SiteConditionTypes, type Site, type SiteStatus } from '../api/site.ts';
 import type { ConditionStatus } from '../api/meta.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
-import { systemClock, type Clock, type EventSink, type LinkProvider, type SiteClusters } from './deps.ts';
+import type { Clock, EventSink, LinkProvider } from '../api/ports.ts';
+import { systemClock, type SiteClusters } from './deps.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
 
 export interface SiteDeps {
   local: KubeClient;

@@ -9,7 +9,7 @@ import { DEFAULT_PLAN_OPTIONS, plan } from './phases/plan.ts';
 import { systemClock, type WanMigrationDeps } from './deps.ts';
 import { observe } from './observe.ts';
 import { execute } from './execute.ts';
-import { Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
 
 export class WanMigrationReconciler implements Reconciler {
   private readonly deps: WanMigrationDeps;

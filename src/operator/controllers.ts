@@ -1,25 +1,13 @@
-// The one place where the operator's controllers are registered. Each factory receives the
-// manager (shared informers, Events, remote-cluster clients, metrics) and returns what should run
-// while this replica leads.
-import type { Controller } from '../kube/controller.ts';
-import type { Manager, LeaderRunnable } from '../kube/manager.ts';
-import type { Logger } from '../util/log.ts';
-import { siteControllerFactory, wanMigrationControllerFactory } from '../controller/index.ts';
+// The one place where the operator's controllers are registered, with the providers that fill
+// their ports (src/api/ports.ts). Each factory (src/controller/factory.ts) receives the manager
+// (shared informers, Events, remote-cluster clients, metrics) and returns what should run while
+// this replica leads.
+import { siteControllerFactory, wanMigrationControllerFactory, type ControllerDeps, type ControllerFactory } from '../controller/index.ts';
 import { GatewayLinkProvider } from '../link/provider.ts';
 import { AgentStoragePreCopy } from '../storage/provider.ts';
-import { Res } from '../controller/resources.ts';
+import { Res } from '../api/resources.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import { parseRelayStatsSetting, relayProgressReader } from '../relay/progress-config.ts';
-
-export interface ControllerDeps {
-  manager: Manager;
-  /** Namespace the operator runs in (its Lease, and by default the Sites' kubeconfig Secrets). */
-  namespace: string;
-  maxConcurrentReconciles: number;
-  log: Logger;
-}
-
-export type ControllerFactory = (deps: ControllerDeps) => Controller | LeaderRunnable | Array<Controller | LeaderRunnable>;
 
 /** Environment switch for the WireGuard link provider: `gateway` when site gateways run. */
 export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';

@@ -3,7 +3,7 @@
 // operator cannot reach its HTTP stats). The QEMU driver knows which relay listener (e.g. mem0)
 // each migration's stream uses and the guest's memory, so the bed passes both in.
 import { pathToFileURL } from 'node:url';
-import type { MigrationRelay, RelayRequest } from '../../src/controller/deps.ts';
+import type { MigrationRelay, RelayRequest } from '../../src/api/ports.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
 import { RelayProgressReader } from '../../src/relay/progress-reader.ts';
 

@@ -1,17 +1,10 @@
 // What the WanMigration reconciler saw in both clusters, reduced to the facts the pure planner
 // needs. Gathering it is impure (src/controller/observe.ts); deciding on it is pure (plan.ts).
+import type { StepReport } from '../../api/ports.ts';
 import type { MigrationProgress } from '../../api/wanmigration.ts';
 
 /** Result of a precondition check that can block the start (bad input, unreachable cluster…). */
 export type Check = { ok: true } | { ok: false; reason: string; message: string };
-
-/** A provider step (link, storage pre-copy) as reported by its provider. */
-export interface StepReport {
-  state: 'Ready' | 'Progressing' | 'Failed' | 'Unavailable';
-  reason: string;
-  message: string;
-  progress?: MigrationProgress;
-}
 
 export interface VmimView {
   name: string;
