@@ -1,11 +1,11 @@
 // The relay progress math (src/relay/progress.ts), session attribution (session-owners.ts), the
-// operator setting (progress-config.ts) and guest memory quantities: pure, no relay running.
+// operator setting (src/operator/relay-client/progress-config.ts) and guest memory quantities: pure, no relay running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/progress.ts';
 import { attributeSessions, type Claimant, type SessionRef } from '../../../src/relay/session-owners.ts';
-import { parseRelayStatsSetting, relayFor } from '../../../src/relay/progress-config.ts';
-import { quantityBytes, vmGuestMemoryBytes } from '../../../src/relay/guest-memory.ts';
+import { parseRelayStatsSetting, relayFor } from '../../../src/operator/relay-client/progress-config.ts';
+import { quantityBytes, vmGuestMemoryBytes } from '../../../src/operator/relay-client/guest-memory.ts';
 
 const MiB = 1 << 20;
 const T0 = Date.parse('2026-01-01T00:00:00Z');
