@@ -1,9 +1,13 @@
-// Carries out the planner's actions. Every action is idempotent: creates tolerate AlreadyExists,
-// deletes tolerate NotFound, so a crash between actions is repaired by the next reconcile.
+// Carries out the planner's decisions: the provider steps (runSteps), whose answers feed plan(),
+// and the actions plan() returns (execute). Every action is idempotent: creates tolerate
+// AlreadyExists, deletes tolerate NotFound, so a crash between actions is repaired by the next
+// reconcile; the providers' ensure/sync are idempotent by contract.
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient, Ref } from '../kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
-import type { Action } from './phases/actions.ts';
+import type { WanMigration } from '../api/wanmigration.ts';
+import type { Action, StepAction } from './phases/actions.ts';
+import type { StepResults } from './phases/steps.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import type { World } from './observe.ts';
 import { Res } from '../api/resources.ts';
@@ -125,6 +129,30 @@ async function deleteTargetObjects(w: World, signal: AbortSignal): Promise<void>
       await target.delete(ref, ns, o.metadata?.name ?? '', { propagationPolicy: 'Background', ...(o.metadata?.uid ? { uid: o.metadata.uid } : {}) }, signal);
     }
   }
+}
+
+/** Runs the provider steps in order; their answers are what plan() then decides on. */
+export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly StepAction[], signal: AbortSignal): Promise<StepResults> {
+  const r: StepResults = {};
+  for (const s of steps) {
+    switch (s.type) {
+      case 'ListPeerMigrations':
+        r.peers = (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
+        break;
+      case 'EnsureLink':
+        r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
+        break;
+      case 'SyncStorage':
+        r.storage = await need(deps.storage, 'storage pre-copy provider').sync({ migration: w.wm, sourceVM: need(w.sourceVM, 'source VM') }, signal);
+        break;
+      case 'ReadRelayProgress': {
+        const p = await need(deps.relay, 'relay').progress({ migration: w.wm, site: need(w.site, 'target Site') }, signal);
+        if (p) r.relayProgress = p;
+        break;
+      }
+    }
+  }
+  return r;
 }
 
 export async function execute(deps: WanMigrationDeps, w: World, action: Action, signal: AbortSignal): Promise<void> {
