@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Res } from '../src/controller/resources.ts';
+import { Res } from '../src/api/resources.ts';
 import type { KubeObject } from '../src/kube/rest.ts';
 import type { WanMigration } from '../src/api/wanmigration.ts';
 import type { WorkloadSpec } from '../src/qemu/image.ts';

@@ -4,3 +4,6 @@ export * from './conditions.ts';
 export * from './site.ts';
 export * from './wanmigration.ts';
 export * from './crds.ts';
+export * from './resources.ts';
+export * from './ports.ts';
+export * from './site-kubeconfig.ts';

@@ -1,12 +1,17 @@
-// Carries out the planner's actions. Every action is idempotent: creates tolerate AlreadyExists,
-// deletes tolerate NotFound, so a crash between actions is repaired by the next reconcile.
+// Carries out the planner's decisions: the provider steps (runSteps), whose answers feed plan(),
+// and the actions plan() returns (execute). Every action is idempotent: creates tolerate
+// AlreadyExists, deletes tolerate NotFound, so a crash between actions is repaired by the next
+// reconcile; the providers' ensure/sync are idempotent by contract.
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient, Ref } from '../kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
-import type { Action } from './phases/actions.ts';
+import type { WanMigration } from '../api/wanmigration.ts';
+import type { Action, StepAction } from './phases/actions.ts';
+import type { StepResults } from './phases/steps.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import type { World } from './observe.ts';
-import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
 import {
@@ -126,6 +131,30 @@ async function deleteTargetObjects(w: World, signal: AbortSignal): Promise<void>
   }
 }
 
+/** Runs the provider steps in order; their answers are what plan() then decides on. */
+export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly StepAction[], signal: AbortSignal): Promise<StepResults> {
+  const r: StepResults = {};
+  for (const s of steps) {
+    switch (s.type) {
+      case 'ListPeerMigrations':
+        r.peers = (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
+        break;
+      case 'EnsureLink':
+        r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
+        break;
+      case 'SyncStorage':
+        r.storage = await need(deps.storage, 'storage pre-copy provider').sync({ migration: w.wm, sourceVM: need(w.sourceVM, 'source VM') }, signal);
+        break;
+      case 'ReadRelayProgress': {
+        const p = await need(deps.relay, 'relay').progress({ migration: w.wm, site: need(w.site, 'target Site') }, signal);
+        if (p) r.relayProgress = p;
+        break;
+      }
+    }
+  }
+  return r;
+}
+
 export async function execute(deps: WanMigrationDeps, w: World, action: Action, signal: AbortSignal): Promise<void> {
   const { wm, spec, local } = w;
   const ns = wm.metadata.namespace ?? '';
@@ -167,7 +196,7 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       await deleteTargetObjects(w, signal);
       return;
     case 'ReleaseStorage':
-      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM, source: local, target: w.target }, signal);
+      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM }, signal);
       return;
     case 'FinishSource':
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);

@@ -1,15 +1,16 @@
-// Public surface of the controllers: reconciler factories, controller factories for the
-// operator's manager (src/operator/controllers.ts), and the provider interfaces later issues fill.
+// Public surface of the controllers: reconciler factories and the controller factories the
+// operator's manager runs (src/operator/controllers.ts). The provider ports they take are in
+// src/api/ports.ts.
 import { Controller, mapFromLabels } from '../kube/controller.ts';
-import type { ControllerFactory, ControllerDeps } from '../operator/controllers.ts';
 import type { KubeObject } from '../kube/rest.ts';
+import type { ControllerFactory, ControllerDeps } from './factory.ts';
 import { WanMigrationReconciler } from './wanmigration.ts';
 import { SiteReconciler } from './site.ts';
 import { siteClustersFrom } from './site-clusters.ts';
-import { Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
 import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
-import type { LinkProvider, MigrationRelay, StoragePreCopy } from './deps.ts';
+import type { LinkProvider, MigrationRelay, StoragePreCopy } from '../api/ports.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
 import { WanMigrationMetrics } from './metrics.ts';
@@ -17,12 +18,10 @@ import { WanMigrationMetrics } from './metrics.ts';
 export { WanMigrationReconciler, newWanMigrationReconciler } from './wanmigration.ts';
 export { SiteReconciler, newSiteReconciler, type SiteDeps } from './site.ts';
 export { siteClustersFrom } from './site-clusters.ts';
-export type {
-  WanMigrationDeps, EventSink, SiteClusters, Clock, LinkProvider, LinkRequest, StoragePreCopy, StorageRequest, MigrationRelay, RelayRequest,
-} from './deps.ts';
-export type { StepReport, Observed } from './phases/observed.ts';
+export type { WanMigrationDeps, SiteClusters } from './deps.ts';
+export type { ControllerDeps, ControllerFactory } from './factory.ts';
+export type { Observed } from './phases/observed.ts';
 export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
-export { Res } from './resources.ts';
 export { WanMigrationMetrics } from './metrics.ts';
 export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
 

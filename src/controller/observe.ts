@@ -1,5 +1,6 @@
-// Gathers the Observed facts for one WanMigration from both clusters. Read-only, except for calls
-// into the link / storage providers, whose `ensure`/`sync` are idempotent by contract.
+// Gathers the facts for one WanMigration from both clusters. Read-only: which providers to call
+// (link, storage pre-copy, relay) and when to look for a competing migration is the planner's
+// decision (phases/steps.ts), carried out by the executor (execute.ts runSteps).
 import { createHash } from 'node:crypto';
 import type {
   V1VirtualMachine, V1VirtualMachineInstance, V1VirtualMachineInstanceMigration, V1KubeVirtStatus,
@@ -8,10 +9,11 @@ import type { KubeClient } from '../kube/client.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
-import { Phases, TERMINAL_PHASES, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
-import type { Check, Observed, StepReport, TargetView, VmimView } from './phases/observed.ts';
+import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
+import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
 import type { WanMigrationDeps } from './deps.ts';
-import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA, Res } from './resources.ts';
+import { Res } from '../api/resources.ts';
+import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
 import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
@@ -119,23 +121,6 @@ function vmimView(o: VMIM | undefined, uid: string | undefined): VmimView | unde
   return v;
 }
 
-/** Another non-terminal WanMigration for the same VM that was started first, or created first. */
-async function findConflict(local: KubeClient, wm: WanMigration, signal: AbortSignal): Promise<string | undefined> {
-  const list = await local.list<KubeObject & WanMigration>(Res.wanMigration, wm.metadata.namespace, {}, signal);
-  const mine = { started: !!wm.status?.migrationID, created: wm.metadata.creationTimestamp ?? '', name: wm.metadata.name ?? '' };
-  for (const o of list.items) {
-    if (o.metadata.uid === wm.metadata.uid || o.spec.vmName !== wm.spec.vmName) continue;
-    const phase = o.status?.phase;
-    if (phase && TERMINAL_PHASES.includes(phase)) continue;
-    if (o.metadata.deletionTimestamp) continue;
-    const started = !!o.status?.migrationID;
-    const created = o.metadata.creationTimestamp ?? '';
-    const earlier = created < mine.created || (created === mine.created && (o.metadata.name ?? '') < mine.name);
-    if ((started && !mine.started) || (started === mine.started && earlier)) return o.metadata.name;
-  }
-  return undefined;
-}
-
 async function getData(c: KubeClient, ns: string, name: string, signal: AbortSignal): Promise<DataObj | undefined> {
   return c.tryGet<DataObj>(Res.configMap, ns, name, signal);
 }
@@ -221,22 +206,20 @@ function sourceHandled(spec: ResolvedSpec, vm: VM | undefined, vmi: VMI | undefi
 }
 
 export interface Observation {
-  obs: Observed;
+  facts: Facts;
   world: World;
 }
 
 export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: ResolvedSpec, now: Date, signal: AbortSignal): Promise<Observation> {
   const ns = wm.metadata.namespace ?? '';
   const names = migrationNames(wm);
-  const phase = wm.status?.phase ?? Phases.Pending;
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
   const { site, client: target, check: siteCheck } = await resolveTarget(deps, spec.targetSite, signal);
   const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now };
-  const [vm, vmi, srcVmim, conflictWith] = await Promise.all([
+  const [vm, vmi, srcVmim] = await Promise.all([
     deps.local.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
     deps.local.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
     deps.local.tryGet<VMIM>(Res.vmim, ns, names.sourceVMIM, signal),
-    phase === Phases.Pending ? findConflict(deps.local, wm, signal) : Promise.resolve(undefined),
   ]);
   world.sourceVM = vm;
   let targetCluster: Check = siteCheck.ok ? ok : fail('TargetClusterUnknown', 'no client for the target cluster');
@@ -264,11 +247,13 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     }
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
-  const obs: Observed = {
+  const facts: Facts = {
     now,
     deleting: !!wm.metadata.deletionTimestamp,
     hasFinalizer: wm.metadata.finalizers?.includes(FINALIZER) ?? false,
-    ...(conflictWith ? { conflictWith } : {}),
+    providers: { link: !!deps.link, storage: !!deps.storage, relay: !!deps.relay },
+    siteExists: !!site,
+    ...(world.target ? { targetServer: world.target.rest.server } : {}),
     site: siteCheck,
     targetCluster,
     kubevirt,
@@ -283,37 +268,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     ...(tView ? { target: tView } : {}),
     ...(srcVmim ? { sourceVMIM: vmimView(srcVmim, wm.metadata.uid) } : {}),
     ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim, wm.metadata.uid) } : {}),
-    link: await linkReport(deps, world, targetCluster, phase, signal),
-    ...(spec.storage.mode === 'CloudNetPreCopy' ? { storage: await storageReport(deps, world, phase, signal) } : {}),
-    relayAvailable: !!deps.relay,
     skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
-    ...(deps.relay && site && spec.relay.enabled && phase === Phases.MigratingMemory
-      ? { relayProgress: await deps.relay.progress({ migration: wm, site }, signal) } : {}),
     specHash: specHash(spec),
   };
-  return { obs, world };
-}
-
-async function linkReport(deps: WanMigrationDeps, w: World, cluster: Check, phase: string, signal: AbortSignal): Promise<StepReport> {
-  if (deps.link) {
-    // The provider is asked only once the migration runs: a blocked migration sets nothing up.
-    if (w.site && phase === Phases.ConnectingLink) return deps.link.ensure({ site: w.site, migration: w.wm }, signal);
-    return { state: 'Progressing', reason: 'LinkNotStarted', message: 'the WAN link is set up once the migration starts' };
-  }
-  if (!cluster.ok) return { state: 'Progressing', reason: cluster.reason, message: cluster.message };
-  return {
-    state: 'Ready',
-    reason: 'ClusterAPIReachable',
-    message: `no link provider configured: only checked that the target cluster API (${w.target?.rest.server ?? '?'}) answers; no WAN data-plane link was set up or verified`,
-  };
-}
-
-const STORAGE_PHASES: string[] = [Phases.SyncingStorage, Phases.PreparingTarget, Phases.AwaitingCutover, Phases.MigratingMemory];
-
-async function storageReport(deps: WanMigrationDeps, w: World, phase: string, signal: AbortSignal): Promise<StepReport> {
-  if (!deps.storage) {
-    return { state: 'Unavailable', reason: 'StoragePreCopyUnavailable', message: 'storage.mode is CloudNetPreCopy but this operator has no storage pre-copy provider; use storage.mode KubeVirt or abort' };
-  }
-  if (!STORAGE_PHASES.includes(phase) || !w.target || !w.sourceVM) return { state: 'Progressing', reason: 'NotStarted', message: 'waiting for the link and the target cluster' };
-  return deps.storage.sync({ migration: w.wm, sourceVM: w.sourceVM, source: w.local, target: w.target }, signal);
+  return { facts, world };
 }

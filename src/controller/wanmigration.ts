@@ -1,15 +1,17 @@
-// The WanMigration reconciler: observe both clusters, plan (pure), execute the plan's actions,
-// write status, record Events. Bad input never throws (no crash loop): it becomes a Stalled
+// The WanMigration reconciler: observe both clusters (read-only), plan which provider steps to
+// run (pure), run them, plan the rest (pure), execute the plan's actions, write status, record
+// Events. Bad input never throws (no crash loop): it becomes a Stalled
 // condition with a reason, an Event, and a slow requeue.
 import type { Reconciler, ObjectKey, ReconcileContext, ReconcileResult } from '../kube/types.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import { isNotFound } from '../kube/rest.ts';
 import { resolveSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan } from './phases/plan.ts';
+import { planSteps, withStepResults } from './phases/steps.ts';
 import { systemClock, type WanMigrationDeps } from './deps.ts';
 import { observe } from './observe.ts';
-import { execute } from './execute.ts';
-import { Res } from './resources.ts';
+import { execute, runSteps } from './execute.ts';
+import { Res } from '../api/resources.ts';
 
 export class WanMigrationReconciler implements Reconciler {
   private readonly deps: WanMigrationDeps;
@@ -28,7 +30,10 @@ export class WanMigrationReconciler implements Reconciler {
     const wm = obj as unknown as WanMigration;
     const spec = resolveSpec(wm.spec);
     const now = (deps.clock ?? systemClock).now();
-    const { obs, world } = await observe(deps, wm, spec, now, ctx.signal);
+    const { facts, world } = await observe(deps, wm, spec, now, ctx.signal);
+    const steps = planSteps(wm, facts);
+    for (const s of steps) ctx.log.debug('step', { step: s.type });
+    const obs = withStepResults(wm, facts, await runSteps(deps, world, steps, ctx.signal));
     const p = plan(wm, obs, { ...DEFAULT_PLAN_OPTIONS, ...deps.plan });
     const removeFinalizer = p.actions.some((a) => a.type === 'RemoveFinalizer');
     for (const a of p.actions) {

@@ -4,6 +4,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { RestClient, ContentType, isNotFound, resourcePath, apiVersionOf, type KubeObject, type KubeList } from './rest.ts';
 import type { ResourceRef } from './types.ts';
+import { CoreResources } from '../api/resources.ts';
 
 export type Ref = Pick<ResourceRef, 'group' | 'version' | 'plural'> & { kind?: string };
 
@@ -153,12 +154,9 @@ function requireMeta(obj: KubeObject) {
   return { ...md, name: md.name };
 }
 
-/** Well-known core/built-in resources the runtime itself uses. */
+/** Well-known core/built-in resources the runtime itself uses (the shared ones are defined in src/api). */
 export const Resources = {
-  secret: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
-  configMap: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
-  namespace: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  ...CoreResources,
   lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
-  event: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   coreEvent: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
 } as const satisfies Record<string, ResourceRef>;

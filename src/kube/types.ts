@@ -26,14 +26,8 @@ export interface Reconciler {
   reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void>;
 }
 
-/** A kind the runtime can list/watch through CustomObjectsApi or core APIs. */
-export interface ResourceRef {
-  group: string; // '' for core
-  version: string;
-  plural: string;
-  kind: string;
-  namespaced: boolean;
-}
+// Defined in src/api (which imports nothing of ours) so the provider ports can name kinds too.
+export type { ResourceRef } from '../api/resources.ts';
 
 export function keyString(k: ObjectKey): string {
   return k.namespace ? `${k.namespace}/${k.name}` : k.name;

@@ -151,9 +151,9 @@ interface KubeDeps {
 /** Wires the gateway to the cluster: Secret, ConfigMaps, the peer Site and the peer cluster. */
 async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
   // Loaded lazily so that the file mode never pulls in the Kubernetes client.
-  const [{ KubeConfig }, { KubeClient }, { ClusterClients }, { siteClustersFrom }, { Res }, kube, { hostname }] = await Promise.all([
+  const [{ KubeConfig }, { KubeClient }, { ClusterClients }, { kubeconfigSecretOf }, { Res }, kube, { hostname }] = await Promise.all([
     import('@kubernetes/client-node'), import('../kube/client.ts'), import('../kube/clusters.ts'),
-    import('../controller/site-clusters.ts'), import('../controller/resources.ts'), import('./kube.ts'), import('node:os'),
+    import('../api/site-kubeconfig.ts'), import('../api/resources.ts'), import('./kube.ts'), import('node:os'),
   ]);
   const kc = new KubeConfig();
   kc.loadFromDefault();
@@ -161,7 +161,7 @@ async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
   const namespace = str(flags, 'namespace') ?? kube.DEFAULT_GATEWAY_NAMESPACE;
   const localSite = req(flags, 'site');
   const peerSite = req(flags, 'peer-site');
-  const clusters = siteClustersFrom(new ClusterClients({ local, log }));
+  const clusters = new ClusterClients({ local, log });
   type SiteT = import('../api/site.ts').Site;
   let site: SiteT | undefined;
   const readSite = async (): Promise<SiteT> => {
@@ -194,7 +194,10 @@ async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
     keys: new kube.SecretKeyStore(local, namespace),
     exchange: new kube.ConfigMapExchange({
       local, namespace, localSite, peerSite, ...(peerNamespace ? { peerNamespace } : {}),
-      peerClient: async () => clusters.forSite(site ?? await readSite()),
+      peerClient: async () => {
+        const s = site ?? await readSite();
+        return clusters.forSecret(kubeconfigSecretOf(s), s.metadata.name);
+      },
     }),
     events: new kube.KubeEventSink(local, () => site, hostname()),
     peer,

@@ -1,11 +1,10 @@
-// The Site controller's view of the link (src/controller/deps.ts LinkProvider): it does not touch
+// The Site controller's view of the link (the LinkProvider port, src/api/ports.ts): it does not touch
 // WireGuard itself; it reads what the site's gateway agent published in the ConfigMap
 // `cloudnet-gateway-<site>` (kube.ts) and turns it into a StepReport and Site.status numbers.
 // A gateway that stops publishing is reported, not trusted: its last word goes stale.
 import type { KubeClient } from '../kube/client.ts';
 import type { Site } from '../api/site.ts';
-import type { LinkProvider, LinkRequest } from '../controller/deps.ts';
-import type { StepReport } from '../controller/phases/observed.ts';
+import type { LinkMeasurements, LinkProvider, LinkRequest, StepReport } from '../api/ports.ts';
 import type { PublishedGatewayState } from './exchange.ts';
 import { DEFAULT_GATEWAY_NAMESPACE, readGatewayState } from './kube.ts';
 
@@ -17,8 +16,6 @@ export interface GatewayLinkProviderOptions {
   staleAfterMs?: number;
   now?: () => Date;
 }
-
-export interface LinkMeasurements { rttMs?: number; bandwidthBps?: number; lossRatio?: number }
 
 export const DEFAULT_STALE_AFTER_MS = 15_000;
 

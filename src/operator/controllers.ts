@@ -1,30 +1,18 @@
-// The one place where the operator's controllers are registered. Each factory receives the
-// manager (shared informers, Events, remote-cluster clients, metrics) and returns what should run
-// while this replica leads.
-import type { Controller } from '../kube/controller.ts';
-import type { Manager, LeaderRunnable } from '../kube/manager.ts';
-import type { Logger } from '../util/log.ts';
-import { siteControllerFactory, wanMigrationControllerFactory } from '../controller/index.ts';
+// The one place where the operator's controllers are registered, with the providers that fill
+// their ports (src/api/ports.ts). Each factory (src/controller/factory.ts) receives the manager
+// (shared informers, Events, remote-cluster clients, metrics) and returns what should run while
+// this replica leads.
+import { siteControllerFactory, wanMigrationControllerFactory, type ControllerDeps, type ControllerFactory } from '../controller/index.ts';
 import { GatewayLinkProvider } from '../link/provider.ts';
 import { AgentStoragePreCopy } from '../storage/provider.ts';
-import { Res } from '../controller/resources.ts';
+import { Res } from '../api/resources.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
-import { parseRelayStatsSetting, relayProgressReader } from '../relay/progress-config.ts';
-
-export interface ControllerDeps {
-  manager: Manager;
-  /** Namespace the operator runs in (its Lease, and by default the Sites' kubeconfig Secrets). */
-  namespace: string;
-  maxConcurrentReconciles: number;
-  log: Logger;
-}
-
-export type ControllerFactory = (deps: ControllerDeps) => Controller | LeaderRunnable | Array<Controller | LeaderRunnable>;
+import { parseRelayStatsSetting, relayProgressReader } from './relay-client/progress-config.ts';
 
 /** Environment switch for the WireGuard link provider: `gateway` when site gateways run. */
 export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
 
-/** Where the sender relays serve their per-session stats (src/relay/progress-config.ts). */
+/** Where the sender relays serve their per-session stats (relay-client/progress-config.ts). */
 export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
 
 /**
@@ -34,7 +22,7 @@ export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
  *  - the WAN link (src/link): with CLOUDNET_LINK_PROVIDER=gateway, the state the site gateways
  *    publish in ConfigMaps in the operator's namespace gates ConnectingLink. Without it (no
  *    gateways deployed) the link step only checks that the target cluster answers, and says so;
- *  - relay progress (src/relay/progress-reader.ts): with CLOUDNET_RELAY_STATS_URL set to the stats
+ *  - relay progress (relay-client/progress-reader.ts): with CLOUDNET_RELAY_STATS_URL set to the stats
  *    endpoint of the source site's sender relay (`cloudnet relay send --stats HOST:PORT`), as
  *    `http://host:port` for every target Site or `site-b=http://...,site-c=http://...` per Site,
  *    WanMigrations with relay.enabled get status.progress (bytes sent, bytes over WAN, rounds,

@@ -18,7 +18,8 @@ import { KubeClient } from '../kube/client.ts';
 import { Manager } from '../kube/manager.ts';
 import { OperatorMetrics } from '../kube/metrics.ts';
 import { startMetricsServer, startProbeServer, type BoundServer } from './health.ts';
-import { defaultControllerFactories, type ControllerFactory } from './controllers.ts';
+import type { ControllerFactory } from '../controller/factory.ts';
+import { defaultControllerFactories } from './controllers.ts';
 import { logger } from '../util/log.ts';
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';

@@ -1,4 +1,4 @@
-// The controller's StoragePreCopy (src/controller/deps.ts), backed by the source agent's HTTP API.
+// The StoragePreCopy port (src/api/ports.ts), backed by the source agent's HTTP API.
 //
 // Deployment: per disk, a target agent (`cloudnet agent target`) runs next to the target volume
 // and a source agent (`cloudnet agent source --qmp ... --target ... --http ...`) next to the
@@ -9,8 +9,7 @@
 //
 // Where the agent is: by default the WanMigration's annotation `cloudnet.io/storage-agent`
 // (a base URL, e.g. http://10.0.0.5:9470); several disks: a comma-separated list.
-import type { StoragePreCopy, StorageRequest } from '../controller/deps.ts';
-import type { StepReport } from '../controller/phases/observed.ts';
+import type { StepReport, StoragePreCopy, StorageRequest } from '../api/ports.ts';
 import type { MigrationProgress } from '../api/wanmigration.ts';
 import { toMigrationProgress, type SourceStatus, type Verification } from './status.ts';
 

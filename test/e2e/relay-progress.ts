@@ -1,11 +1,11 @@
-// The e2e bed's MigrationRelay: the operator's own reader (src/relay/progress-reader.ts) on the
+// The e2e bed's MigrationRelay: the operator's own reader (src/operator/relay-client/progress-reader.ts) on the
 // sender relay's `--stats-file` (the sender runs in site A's node namespace, where the in-process
 // operator cannot reach its HTTP stats). The QEMU driver knows which relay listener (e.g. mem0)
 // each migration's stream uses and the guest's memory, so the bed passes both in.
 import { pathToFileURL } from 'node:url';
-import type { MigrationRelay, RelayRequest } from '../../src/controller/deps.ts';
+import type { MigrationRelay, RelayRequest } from '../../src/api/ports.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
-import { RelayProgressReader } from '../../src/relay/progress-reader.ts';
+import { RelayProgressReader } from '../../src/operator/relay-client/progress-reader.ts';
 
 export interface RelayStatsProgressOptions {
   statsFile: string;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeClient } from '../../src/kube/client.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { MigrationSample } from '../../src/qemu/migrate.ts';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';

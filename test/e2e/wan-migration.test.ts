@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import { guestBin } from '../env/qemu.ts';

@@ -5,7 +5,7 @@
 // hung VMIM (Degraded with the deadline), an abort (Suspended) and a Site (Healthy).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import { createVM, getWM, useOperatorBed, waitFor, waitForPhase, wanMigration, type Bed } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';

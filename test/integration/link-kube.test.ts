@@ -10,7 +10,7 @@ import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
 import { siteClustersFrom } from '../../src/controller/site-clusters.ts';
 import { SiteReconciler } from '../../src/controller/site.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { KubeClient, Resources } from '../../src/kube/client.ts';
 import { ClusterClients } from '../../src/kube/clusters.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';

@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Condition } from '../../src/api/meta.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';

@@ -2,7 +2,7 @@
 // bad credentials give a reason and an Event, and fixing the Secret heals the Site.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
 import { ensure, OPERATOR_NS, useOperatorBed, waitFor, waitForEvent, type Bed } from '../standin/harness.ts';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { StorageRequest } from '../../src/controller/deps.ts';
+import type { StorageRequest } from '../../src/api/ports.ts';
 import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
 import { AgentStoragePreCopy, AGENT_ANNOTATION, agentsFromAnnotation } from '../../src/storage/provider.ts';
 import type { SourceStatus, Verification } from '../../src/storage/status.ts';

@@ -3,7 +3,7 @@
 // after it (memory already moved) the abort is refused with an Event and the migration completes.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import {
   assertSourceIntact, createVM, ensure, getWM, leftovers, migrateUntilHeld, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase,

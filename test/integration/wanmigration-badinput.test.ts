@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort } from '../env/index.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';

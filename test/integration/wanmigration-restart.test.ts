@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useClusters } from '../env/index.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import {
   getWM, migrateUntilHeld, setupBed, vmimCount, waitFor, waitForCondition, waitForPhase, waitForSourceVmimPhase, type Bed, type HoldPoint,

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { X509Certificate } from 'node:crypto';
 import { binDir } from '../env/index.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import { parseCABundle } from '../../src/controller/ca-bundle.ts';
 import type { KubeClient } from '../../src/kube/client.ts';

@@ -27,7 +27,7 @@ import type {
 } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists, isNotFound, type KubeObject } from '../../src/kube/rest.ts';
-import { Res } from '../../src/controller/resources.ts';
+import { Res } from '../../src/api/resources.ts';
 import { FakeDriver, type Injection, type VmiDriver, type VmiRef } from './driver.ts';
 import { selfSignedCA } from './ca.ts';
 

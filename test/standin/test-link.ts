@@ -1,8 +1,7 @@
 // A LinkProvider for tests that need to hold a migration in ConnectingLink: it reports the link
 // Progressing while the WanMigration carries the hold annotation, Ready otherwise. It sets up no
 // tunnel and says so (the real provider is issue 6's WireGuard link).
-import type { LinkProvider, LinkRequest } from '../../src/controller/deps.ts';
-import type { StepReport } from '../../src/controller/phases/observed.ts';
+import type { LinkProvider, LinkRequest, StepReport } from '../../src/api/ports.ts';
 
 export const HOLD_LINK_ANNOTATION = 'test.cloudnet.io/hold-link';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
 import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
-import { parseRelayStatsSetting } from '../../src/relay/progress-config.ts';
+import { parseRelayStatsSetting } from '../../src/operator/relay-client/progress-config.ts';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }

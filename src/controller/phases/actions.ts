@@ -16,6 +16,16 @@ export type Action =
   | { type: 'ReleaseStorage' }
   | { type: 'FinishSource'; mode: SourceAfterCutover };
 
+/**
+ * Provider calls the planner asks for before it decides the phase (steps.ts): their answers are
+ * part of what it decides on, so they run first and feed `plan()` in the same reconcile.
+ */
+export type StepAction =
+  | { type: 'ListPeerMigrations' }
+  | { type: 'EnsureLink' }
+  | { type: 'SyncStorage' }
+  | { type: 'ReadRelayProgress' };
+
 export interface EventRecord {
   type: 'Normal' | 'Warning';
   reason: string;

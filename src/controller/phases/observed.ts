@@ -1,17 +1,12 @@
 // What the WanMigration reconciler saw in both clusters, reduced to the facts the pure planner
-// needs. Gathering it is impure (src/controller/observe.ts); deciding on it is pure (plan.ts).
+// needs. Reading them is impure (src/controller/observe.ts, read-only: `Facts`); the provider
+// calls the planner asks for (steps.ts) add their reports, which makes `Observed`; deciding on it
+// is pure (plan.ts).
+import type { StepReport } from '../../api/ports.ts';
 import type { MigrationProgress } from '../../api/wanmigration.ts';
 
 /** Result of a precondition check that can block the start (bad input, unreachable cluster…). */
 export type Check = { ok: true } | { ok: false; reason: string; message: string };
-
-/** A provider step (link, storage pre-copy) as reported by its provider. */
-export interface StepReport {
-  state: 'Ready' | 'Progressing' | 'Failed' | 'Unavailable';
-  reason: string;
-  message: string;
-  progress?: MigrationProgress;
-}
 
 export interface VmimView {
   name: string;
@@ -87,4 +82,14 @@ export interface Observed {
   skipTargetCleanup?: boolean;
   /** Hash of the start-frozen spec fields as they are now. */
   specHash: string;
+}
+
+/** What observe() reads: Observed without what only the provider steps (steps.ts) can tell. */
+export interface Facts extends Omit<Observed, 'conflictWith' | 'link' | 'storage' | 'relayProgress' | 'relayAvailable'> {
+  /** Which providers this operator runs (its configuration, not a cluster read). */
+  providers: { link: boolean; storage: boolean; relay: boolean };
+  /** The target Site object exists (its kubeconfig may still be unusable: see `site`). */
+  siteExists: boolean;
+  /** API server URL of the target cluster when it answered, for messages. */
+  targetServer?: string;
 }

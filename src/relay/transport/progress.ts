@@ -1,7 +1,8 @@
 // From the sender relay's per-session stats (GET /stats, or the --stats-file JSON, written by
 // SenderRelay.stats()) to WanMigration.status.progress: stream bytes, bytes over the WAN, pre-copy
-// rounds, reduction ratio and an ETA. Pure functions: the reader (progress-reader.ts) fetches and
-// decides which sessions belong to which migration; this file only parses and computes.
+// rounds, reduction ratio and an ETA. Pure functions: the operator's reader
+// (src/operator/relay-client/progress-reader.ts) fetches and decides which sessions belong to
+// which migration; this file only parses and computes.
 import type { MigrationProgress } from '../../api/wanmigration.ts';
 
 /** The part of one sender session's stats that progress needs. */

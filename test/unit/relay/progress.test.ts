@@ -1,10 +1,10 @@
-// The relay progress math (src/relay/transport/progress.ts), session attribution (transport/session-owners.ts), the
-// operator setting (progress-config.ts) and guest memory quantities: pure, no relay running.
+// The relay progress math (src/relay/transport/progress.ts), session attribution (session-owners.ts), the
+// operator setting (src/operator/relay-client/progress-config.ts) and guest memory quantities: pure, no relay running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attributeSessions, etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type Claimant, type RelaySession, type SessionRef } from '../../../src/relay/transport/index.ts';
-import { parseRelayStatsSetting, relayFor } from '../../../src/relay/progress-config.ts';
-import { quantityBytes, vmGuestMemoryBytes } from '../../../src/relay/guest-memory.ts';
+import { parseRelayStatsSetting, relayFor } from '../../../src/operator/relay-client/progress-config.ts';
+import { quantityBytes, vmGuestMemoryBytes } from '../../../src/operator/relay-client/guest-memory.ts';
 
 const MiB = 1 << 20;
 const T0 = Date.parse('2026-01-01T00:00:00Z');

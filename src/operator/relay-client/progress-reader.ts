@@ -1,15 +1,15 @@
-// The operator's MigrationRelay (src/controller/deps.ts): reads the sender relay's per-session
+// The operator's MigrationRelay (src/api/ports.ts): reads the sender relay's per-session
 // stats (`cloudnet relay send --stats HOST:PORT` → GET /stats, or a `--stats-file` as a file: URL),
-// finds the sessions that carry the migration (session-owners.ts) and turns them into
-// WanMigration.status.progress (progress.ts). A relay that is down, slow or not yet carrying the
+// finds the sessions that carry the migration (src/relay/session-owners.ts) and turns them into
+// WanMigration.status.progress (src/relay/progress.ts). A relay that is down, slow or not yet carrying the
 // stream yields undefined: progress then stays phase-based, and the reconcile goes on.
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { MigrationRelay, RelayRequest } from '../controller/deps.ts';
-import { Phases, type MigrationProgress, type WanMigration } from '../api/wanmigration.ts';
-import { logger } from '../util/log.ts';
-import { migrationProgress, parseSenderStats, type RelaySession } from './transport/progress.ts';
-import { attributeSessions, DEFAULT_CLOCK_SLACK_MS, type Claimant } from './transport/session-owners.ts';
+import type { MigrationRelay, RelayRequest } from '../../api/ports.ts';
+import { Phases, type MigrationProgress, type WanMigration } from '../../api/wanmigration.ts';
+import { logger } from '../../util/log.ts';
+import { migrationProgress, parseSenderStats, type RelaySession } from '../../relay/transport/progress.ts';
+import { attributeSessions, DEFAULT_CLOCK_SLACK_MS, type Claimant } from '../../relay/transport/session-owners.ts';
 
 const log = logger('relay-progress');
 

@@ -4,9 +4,9 @@
 //   CLOUDNET_RELAY_STATS_URL=site-b=http://10.0.0.7:9410,site-c=http://10.0.0.8:9410
 //       one sender relay per target Site (a sender has one --peer, so one per site pair); a bare URL
 //       among them applies to the Sites not named. file: URLs read a `--stats-file` instead.
-import type { KubeClient } from '../kube/client.ts';
-import { Res } from '../controller/resources.ts';
-import type { WanMigration } from '../api/wanmigration.ts';
+import type { KubeClient } from '../../kube/client.ts';
+import { Res } from '../../api/resources.ts';
+import type { WanMigration } from '../../api/wanmigration.ts';
 import { vmGuestMemoryBytes } from './guest-memory.ts';
 import { RelayProgressReader } from './progress-reader.ts';
 
