@@ -278,9 +278,9 @@ export interface MigrationProgress {
 /** The VM this migration creates on the target site (set once the target is being prepared). */
 export interface TargetVMRef {
   /** Site of the target VM. */
-  site?: string;
+  site: string;
   /** Namespace of the target VM on that site. */
-  namespace?: string;
+  namespace: string;
   /** Name of the target VM. */
-  name?: string;
+  name: string;
 }

@@ -158,6 +158,7 @@ export const wanMigrationStatusSchema: ApiSchema = {
       tsName: 'TargetVMRef',
       type: 'object',
       description: 'The VM this migration creates on the target site (set once the target is being prepared).',
+      required: ['site', 'namespace', 'name'],
       properties: {
         site: { type: 'string', description: 'Site of the target VM.' },
         namespace: { type: 'string', description: 'Namespace of the target VM on that site.' },
