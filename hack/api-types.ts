@@ -7,7 +7,8 @@
 // object with only additionalProperties a Record, an array T[], an enum a union of its literals,
 // string/integer/number/boolean the TypeScript primitive. A node with `tsName` is declared once
 // under that name (in the first module that reaches it) and referenced elsewhere; other nodes are
-// written inline. Descriptions become doc comments, scalar defaults @default tags.
+// written inline; `nullable` adds `| null`. Descriptions become doc comments, scalar defaults
+// @default tags.
 import { isDeepStrictEqual } from 'node:util';
 import type { ApiSchema } from '../src/api/schema/api-schema.ts';
 import { conditionSchema } from '../src/api/schema/condition.ts';
@@ -106,13 +107,19 @@ class ModuleRenderer {
 
   /** A type alias's right-hand side; a long enum gets one literal per line. */
   private aliasBody(name: string, s: ApiSchema): string {
-    const expr = this.expression(s, '', false);
+    const expr = this.structure(s, '');
     if (!s.enum || `export type ${name} = ${expr};`.length <= WIDTH) return ` ${expr}`;
     return s.enum.map((v) => `\n  | ${literal(v)}`).join('');
   }
 
-  private expression(s: ApiSchema, indent: string, allowReference = true): string {
-    if (allowReference && s.tsName) return this.reference(s);
+  /** The type of a node where it is used: its name if it has one, else its structure. */
+  private expression(s: ApiSchema, indent: string): string {
+    const type = s.tsName ? this.reference(s) : this.structure(s, indent);
+    return s.nullable ? `${type} | null` : type;
+  }
+
+  /** The type a node describes, written out (a named node's declaration uses this). */
+  private structure(s: ApiSchema, indent: string): string {
     if (s.enum) return s.enum.map(literal).join(' | ');
     if (s['x-kubernetes-preserve-unknown-fields']) return 'unknown';
     switch (s.type) {
