@@ -34,10 +34,12 @@ export interface CustomResourceDefinition {
   };
 }
 
-// The standard descriptions of the envelope fields, as controller-gen writes them.
+// The standard descriptions of the envelope fields, as controller-gen writes them. metadata gets
+// none: the API server rejects a CRD whose root metadata schema says more than its type
+// ("must not specify anything other than name and generateName"); kubectl explain documents
+// it from ObjectMeta anyway.
 const API_VERSION_DESCRIPTION = 'APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources';
 const KIND_DESCRIPTION = 'Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds';
-const METADATA_DESCRIPTION = 'Standard object metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata';
 
 function rootSchema(description: string, spec: ApiSchema, status: ApiSchema): JSONSchemaProps {
   return {
@@ -47,7 +49,7 @@ function rootSchema(description: string, spec: ApiSchema, status: ApiSchema): JS
     properties: {
       apiVersion: { type: 'string', description: API_VERSION_DESCRIPTION },
       kind: { type: 'string', description: KIND_DESCRIPTION },
-      metadata: { type: 'object', description: METADATA_DESCRIPTION },
+      metadata: { type: 'object' },
       spec: toCRDSchema(spec),
       status: toCRDSchema(status),
     },

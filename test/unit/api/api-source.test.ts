@@ -43,9 +43,12 @@ function* fields(s: JSONSchemaProps, path: string): Generator<[string, JSONSchem
 test('every field of every CRD has a description (kubectl explain documents all of them)', () => {
   let count = 0;
   for (const c of allCRDs()) {
-    for (const [path, f] of fields(c.spec.versions[0].schema.openAPIV3Schema, c.spec.names.kind)) {
+    const kind = c.spec.names.kind;
+    for (const [path, f] of fields(c.spec.versions[0].schema.openAPIV3Schema, kind)) {
       count++;
-      assert.ok(f.description && f.description.trim().length > 3, `${path} has no description`);
+      // The API server rejects any more than `type: object` on the root metadata; explain uses ObjectMeta's docs.
+      if (path === `${kind}.metadata`) assert.deepEqual(f, { type: 'object' }, path);
+      else assert.ok(f.description && f.description.trim().length > 3, `${path} has no description`);
     }
   }
   assert.ok(count >= 97, `walked ${count} fields`); // 31 Site + 66 WanMigration: the walk reaches them all
