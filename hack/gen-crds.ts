@@ -1,5 +1,5 @@
-// Writes the CRDs generated from src/api/ into crds/ and config/crd/bases/.
-// test/unit/api/crds.test.ts fails when the committed files are stale.
+// Writes the CRDs generated from src/api/ (the schemas in src/api/schema/) into crds/ and
+// config/crd/bases/. test/unit/api/crds.test.ts fails when the committed files are stale.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,7 +1,9 @@
-// CustomResourceDefinitions built from the TypeScript schemas: the single source of truth that
-// hack/gen-crds.ts renders into crds/ and config/crd/bases/ (and the chart copies).
+// CustomResourceDefinitions built from the API's one source, the schemas in src/api/schema/:
+// hack/gen-crds.ts renders them into crds/ and config/crd/bases/ (the chart reads crds/ through
+// its crds-src symlink).
 import yaml from 'js-yaml';
 import { GROUP, VERSION, type JSONSchemaProps } from './meta.ts';
+import { toCRDSchema, type ApiSchema } from './schema/api-schema.ts';
 import { SITE_KIND, SITE_PLURAL, siteSpecSchema, siteStatusSchema } from './site.ts';
 import { WANMIGRATION_KIND, WANMIGRATION_PLURAL, wanMigrationSpecSchema, wanMigrationStatusSchema } from './wanmigration.ts';
 
@@ -32,23 +34,30 @@ export interface CustomResourceDefinition {
   };
 }
 
-function rootSchema(description: string, spec: JSONSchemaProps, status: JSONSchemaProps): JSONSchemaProps {
+// The standard descriptions of the envelope fields, as controller-gen writes them. metadata gets
+// none: the API server rejects a CRD whose root metadata schema says more than its type
+// ("must not specify anything other than name and generateName"); kubectl explain documents
+// it from ObjectMeta anyway.
+const API_VERSION_DESCRIPTION = 'APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources';
+const KIND_DESCRIPTION = 'Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds';
+
+function rootSchema(description: string, spec: ApiSchema, status: ApiSchema): JSONSchemaProps {
   return {
     type: 'object',
     description,
     required: ['spec'],
     properties: {
-      apiVersion: { type: 'string' },
-      kind: { type: 'string' },
+      apiVersion: { type: 'string', description: API_VERSION_DESCRIPTION },
+      kind: { type: 'string', description: KIND_DESCRIPTION },
       metadata: { type: 'object' },
-      spec,
-      status,
+      spec: toCRDSchema(spec),
+      status: toCRDSchema(status),
     },
   };
 }
 
 function crd(kind: string, plural: string, scope: 'Namespaced' | 'Cluster', shortNames: string[], description: string,
-  spec: JSONSchemaProps, status: JSONSchemaProps, columns: PrinterColumn[]): CustomResourceDefinition {
+  spec: ApiSchema, status: ApiSchema, columns: PrinterColumn[]): CustomResourceDefinition {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',

@@ -5,17 +5,8 @@ export const GROUP = 'cloudnet.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-export type ConditionStatus = 'True' | 'False' | 'Unknown';
-
-/** metav1.Condition, field for field. */
-export interface Condition {
-  type: string;
-  status: ConditionStatus;
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
-}
+/** metav1.Condition, field for field: generated from its schema (src/api/schema/condition.ts). */
+export type { Condition, ConditionStatus } from './generated/condition.ts';
 
 export interface ObjectMeta {
   name?: string;
@@ -53,25 +44,3 @@ export interface JSONSchemaProps {
   'x-kubernetes-list-map-keys'?: string[];
   'x-kubernetes-preserve-unknown-fields'?: boolean;
 }
-
-/** Schema of metav1.Condition, as controller-gen emits it. */
-export const conditionSchema: JSONSchemaProps = {
-  type: 'object',
-  description: 'metav1.Condition: one aspect of the current state of this resource.',
-  required: ['type', 'status', 'reason', 'message', 'lastTransitionTime'],
-  properties: {
-    type: { type: 'string', maxLength: 316, pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$' },
-    status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-    reason: { type: 'string', minLength: 1, maxLength: 1024, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' },
-    message: { type: 'string', maxLength: 32768 },
-    lastTransitionTime: { type: 'string', format: 'date-time' },
-    observedGeneration: { type: 'integer', minimum: 0 },
-  },
-};
-
-export const conditionsSchema: JSONSchemaProps = {
-  type: 'array',
-  items: conditionSchema,
-  'x-kubernetes-list-type': 'map',
-  'x-kubernetes-list-map-keys': ['type'],
-};

@@ -1,7 +1,7 @@
 // The operator's MigrationRelay (src/api/ports.ts): reads the sender relay's per-session
 // stats (`cloudnet relay send --stats HOST:PORT` → GET /stats, or a `--stats-file` as a file: URL),
-// finds the sessions that carry the migration (src/relay/session-owners.ts) and turns them into
-// WanMigration.status.progress (src/relay/progress.ts). A relay that is down, slow or not yet carrying the
+// finds the sessions that carry the migration (src/relay/transport/session-owners.ts) and turns them into
+// WanMigration.status.progress (src/relay/transport/progress.ts). A relay that is down, slow or not yet carrying the
 // stream yields undefined: progress then stays phase-based, and the reconcile goes on.
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
