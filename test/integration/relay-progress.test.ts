@@ -11,21 +11,13 @@ import { parseRelayStatsSetting, relayFor } from '../../src/relay/progress-confi
 import { Phases, type Phase, type WanMigration } from '../../src/api/wanmigration.ts';
 import type { Site } from '../../src/api/site.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
-import { freePort, startSink } from './relay-helpers.ts';
+import { startSink } from './relay-helpers.ts';
+import { freePort } from '../helpers/ports.ts';
 import { openStream, startRelayPair, type RelayPair } from './relay-progress-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const site: Site = { metadata: { name: 'site-b' }, spec: { kubeconfigSecretRef: { namespace: 'cloudnet-system', name: 'site-b' } } };
 const MEMORY = 64 << 20;
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function migration(id: string, phase: Phase, phaseStartTime = new Date().toISOString()): WanMigration {
   return {
@@ -62,10 +54,10 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   sockets.push(sa.socket);
   const halfA = Math.floor(streamA.length / 2);
   await sa.write(streamA.subarray(0, halfA));
-  const liveA = await until('a attributed with half its stream', async () => {
+  const liveA = await waitFor(async () => {
     const p = await progress(a);
     return p && (p.bytesSent ?? 0) >= halfA ? p : undefined;
-  });
+  }, { what: 'a attributed with half its stream' });
   assert.equal(liveA.bytesTotal, MEMORY);
   assert.ok((liveA.bytesOverWan ?? 0) > 0 && (liveA.bytesOverWan ?? 0) < halfA, `WAN bytes ${liveA.bytesOverWan} of ${halfA}`);
   assert.ok((liveA.rounds ?? 0) >= 1);
@@ -80,20 +72,20 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   await sb.write(streamB);
   sb.end();
   // b gets exactly its own stream's bytes (loopback is fast: the ETA may reach 0 before the end).
-  const finalB = await until('b complete', async () => {
+  const finalB = await waitFor(async () => {
     const p = await progress(b);
     return p && p.bytesSent === streamB.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  }, { what: 'b complete' });
   assert.equal(finalB.rounds, 2);
   const stillA = await progress(a);
   assert.equal(stillA?.bytesSent, liveA.bytesSent, 'a keeps its own session, not b\'s');
 
   await sa.write(streamA.subarray(halfA));
   sa.end();
-  const finalA = await until('a complete', async () => {
+  const finalA = await waitFor(async () => {
     const p = await progress(a);
     return p && p.bytesSent === streamA.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  }, { what: 'a complete' });
   assert.equal(finalA.rounds, 3);
   assert.ok((finalA.bytesOverWan ?? 0) < streamA.length / 2, `relay sent ${finalA.bytesOverWan} B for ${streamA.length} B`);
   const got = await Promise.all(sink.results);
