@@ -47,6 +47,11 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   });
   const progress = (m: WanMigration): Promise<MigrationProgress | undefined> => reader.progress({ migration: m, site }, AbortSignal.timeout(5000));
   assert.equal(await progress(a), undefined, 'no session yet');
+  // All of `stream` counted for `m`, nothing left (loopback is fast: the ETA may reach 0 before the end).
+  const complete = (m: WanMigration, stream: Buffer): Promise<MigrationProgress> => waitFor(async () => {
+    const p = await progress(m);
+    return p && p.bytesSent === stream.length && p.etaSeconds === 0 ? p : undefined;
+  }, { what: `${m.metadata?.name} complete` });
 
   // Migration a: 3 pre-copy rounds, written in two parts; the session stays open in between.
   const streamA = syntheticQemuStream({ seed: 5, pages: 1200, rounds: 3 });
@@ -71,21 +76,15 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   sockets.push(sb.socket);
   await sb.write(streamB);
   sb.end();
-  // b gets exactly its own stream's bytes (loopback is fast: the ETA may reach 0 before the end).
-  const finalB = await waitFor(async () => {
-    const p = await progress(b);
-    return p && p.bytesSent === streamB.length && p.etaSeconds === 0 ? p : undefined;
-  }, { what: 'b complete' });
+  // b gets exactly its own stream's bytes.
+  const finalB = await complete(b, streamB);
   assert.equal(finalB.rounds, 2);
   const stillA = await progress(a);
   assert.equal(stillA?.bytesSent, liveA.bytesSent, 'a keeps its own session, not b\'s');
 
   await sa.write(streamA.subarray(halfA));
   sa.end();
-  const finalA = await waitFor(async () => {
-    const p = await progress(a);
-    return p && p.bytesSent === streamA.length && p.etaSeconds === 0 ? p : undefined;
-  }, { what: 'a complete' });
+  const finalA = await complete(a, streamA);
   assert.equal(finalA.rounds, 3);
   assert.ok((finalA.bytesOverWan ?? 0) < streamA.length / 2, `relay sent ${finalA.bytesOverWan} B for ${streamA.length} B`);
   const got = await Promise.all(sink.results);

@@ -37,6 +37,17 @@ function scripted(lists: KubeObject[][], watches: WatchStep[]) {
   return { lw, watchRVs, listCalls: () => listCalls };
 }
 
+/** What the informer's handlers deliver, as `add:a`, `update:a`, `delete:a`. */
+function recordEvents(inf: Informer<KubeObject>): string[] {
+  const seen: string[] = [];
+  inf.addEventHandler({
+    onAdd: (o) => seen.push(`add:${o.metadata?.name}`),
+    onUpdate: (_o, n) => seen.push(`update:${n.metadata?.name}`),
+    onDelete: (o) => seen.push(`delete:${o.metadata?.name}`),
+  });
+  return seen;
+}
+
 test('a closed watch resumes from the last seen resourceVersion (bookmarks included), without relisting', async () => {
   const s = scripted([[obj('a', '5')]], [
     { events: [{ type: 'MODIFIED', object: obj('a', '7') }], end: 'close' },
@@ -59,15 +70,10 @@ test('errors back off and retry the watch from the same RV; 410 relists and deli
     { events: [], end: new Error('connection reset') },
     { events: [{ type: 'ERROR', object: { code: 410, reason: 'Expired', message: 'too old resource version' } as unknown as KubeObject }], end: 'close' },
   ]);
-  const seen: string[] = [];
   // Backoff on a FakeClock without jitter: the retry must wait exactly the initial 20 ms.
   const clock = new FakeClock();
   const inf = new Informer(s.lw, { backoff: new RestartBackoff(20, 100, () => 0), clock });
-  inf.addEventHandler({
-    onAdd: (o) => seen.push(`add:${o.metadata?.name}`),
-    onUpdate: (_o, n) => seen.push(`update:${n.metadata?.name}`),
-    onDelete: (o) => seen.push(`delete:${o.metadata?.name}`),
-  });
+  const seen = recordEvents(inf);
   inf.start();
   try {
     await waitFor(() => inf.stats.errors === 1 && clock.pendingTimers() === 1, { what: 'the backoff after the error' });
