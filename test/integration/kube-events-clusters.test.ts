@@ -9,16 +9,9 @@ import { KubeClient, Resources } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { ClusterClients, ClusterClientError } from '../../src/kube/clusters.ts';
 import type { KubeObject, KubeList } from '../../src/kube/rest.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const env = useClusters(2, { kubevirtCrds: false });
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface EventObj extends KubeObject {
   reason?: string;
@@ -77,7 +70,7 @@ test('ClusterClients builds a client for cluster B from a Secret in A and refres
 
     // Rotate: point the Secret at cluster A instead.
     await local.update(Resources.secret, { ...(await local.get(Resources.secret, ns, 'site-b')), data: secret('x', { kubeconfig: a.kubeconfigYaml }).data });
-    await until('change notification', () => changes.includes('site-b'));
+    await waitFor(() => changes.includes('site-b'), { what: 'change notification' });
     const rotated = await clusters.forSecret({ namespace: ns, name: 'site-b' }, 'site-b');
     assert.notEqual(rotated, remote);
     assert.equal(rotated.rest.server, a.server);
@@ -85,7 +78,7 @@ test('ClusterClients builds a client for cluster B from a Secret in A and refres
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'nope' }), (e: unknown) => e instanceof ClusterClientError && e.reason === 'SecretNotFound');
     await local.create(Resources.secret, secret('nokey', { other: 'x' }));
     await local.create(Resources.secret, secret('garbage', { kubeconfig: 'token: s3cr3t-value\n  : : [' }));
-    await until('secrets cached', () => clusters.secretInformer(ns).getByName(ns, 'garbage') !== undefined);
+    await waitFor(() => clusters.secretInformer(ns).getByName(ns, 'garbage') !== undefined, { what: 'secrets cached' });
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'nokey' }), (e: unknown) => e instanceof ClusterClientError && e.reason === 'KubeconfigMissing');
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'garbage' }), (e: unknown) =>
       e instanceof ClusterClientError && e.reason === 'KubeconfigInvalid' && !e.message.includes('s3cr3t'));

@@ -20,6 +20,7 @@ import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
 import { cachedTool, chartDir, helmTemplate, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { argoHealth, type Json } from '../../hack/argo-health.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const NS = 'cloudnet-system';
 const RELEASE = 'cloudnet';
@@ -66,15 +67,7 @@ function kubectl(args: string[], input?: string): string {
   return r.stdout;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; operator logs:\n${allLogs().slice(-30).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const operatorLogs = (): string => `operator logs:\n${allLogs().slice(-30).join('\n')}`;
 
 let leaderName = '';
 
@@ -202,17 +195,17 @@ describe('the operator image layout, run as the chart runs it', () => {
   it('runs two replicas: both serve probes and metrics, exactly one holds the Lease', async () => {
     const ports = new Map<Replica, { health: number; metrics: number }>();
     for (const r of replicas) {
-      const started = await until(`"operator started" from ${r.name}`, 30_000, () => logged(r, (e) => e.message === 'operator started'));
+      const started = await waitFor(() => logged(r, (e) => e.message === 'operator started'), { what: `"operator started" from ${r.name}`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
       const p = { health: Number(started.healthPort), metrics: Number(started.metricsPort) };
       assert.ok(p.health > 0 && p.metrics > 0, JSON.stringify(started));
       ports.set(r, p);
-      await until(`${r.name} /healthz 200`, 15_000, async () => ((await httpStatus(p.health, '/healthz'))?.status === 200 ? true : undefined));
-      await until(`${r.name} /readyz 200`, 30_000, async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined));
+      await waitFor(async () => ((await httpStatus(p.health, '/healthz'))?.status === 200 ? true : undefined), { what: `${r.name} /healthz 200`, timeoutMs: 15_000, intervalMs: 200, diagnostics: operatorLogs });
+      await waitFor(async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined), { what: `${r.name} /readyz 200`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     }
-    const holder = await until('the Lease', 30_000, () => {
+    const holder = await waitFor(() => {
       const out = leaseHolder().trim();
       return /^cloudnet-[01]_\S+$/.test(out) ? out : undefined;
-    });
+    }, { what: 'the Lease', timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     leaderName = holder.split('_')[0];
     for (const r of replicas) {
       const metrics = await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics');
@@ -231,20 +224,20 @@ describe('the operator image layout, run as the chart runs it', () => {
       apiVersion: 'cloudnet.io/v1alpha1', kind: 'Site', metadata: { name: 'site-b' },
       spec: { kubeconfigSecretRef: { namespace: NS, name: 'site-b-kubeconfig', key: 'kubeconfig' } },
     }));
-    const site = await until('Site site-b Ready', 60_000, () => {
+    const site = await waitFor(() => {
       const o = JSON.parse(kubectl(['get', 'site/site-b', '-o', 'json'])) as Json & { status?: { conditions?: { type: string; status: string }[] } };
       return o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? o : undefined;
-    });
+    }, { what: 'Site site-b Ready', timeoutMs: 60_000, intervalMs: 200, diagnostics: operatorLogs });
     assert.equal(argoHealth(site).status, 'Healthy');
 
     kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'cloudnet.io/v1alpha1', kind: 'WanMigration', metadata: { name: 'image-probe', namespace: 'default' },
       spec: { vmName: 'no-such-vm', targetSite: 'site-b', targetNamespace: 'default' },
     }));
-    const wm = await until('a WanMigration status written by the operator', 60_000, () => {
+    const wm = await waitFor(() => {
       const o = JSON.parse(kubectl(['-n', 'default', 'get', 'wanmigration/image-probe', '-o', 'json'])) as Json & { status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string }[] } };
       return o.status?.observedGeneration === 1 && o.status.conditions?.some((c) => c.type === 'Stalled') ? o : undefined;
-    });
+    }, { what: 'a WanMigration status written by the operator', timeoutMs: 60_000, intervalMs: 200, diagnostics: operatorLogs });
     const stalled = wm.status?.conditions?.find((c) => c.type === 'Stalled');
     assert.equal(stalled?.status, 'True', JSON.stringify(wm.status));
     const health = argoHealth(wm);
@@ -268,10 +261,10 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.ok(leader && standby);
     leader.proc.kill('SIGTERM');
     assert.equal(await exitWithin(leader, 30_000), 0, `leader exit; log:\n${leader.logs.slice(-20).join('\n')}`);
-    const holder = await until(`${standby.name} to take the Lease`, 30_000, () => {
+    const holder = await waitFor(() => {
       const out = leaseHolder().trim();
       return out.startsWith(`${standby.name}_`) ? out : undefined;
-    });
+    }, { what: `${standby.name} to take the Lease`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     assert.ok(holder);
   });
 

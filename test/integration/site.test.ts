@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
-import { ensure, OPERATOR_NS, useOperatorBed, waitFor, waitForEvent, type Bed } from '../standin/harness.ts';
+import { ensure, OPERATOR_NS, useOperatorBed, waitForEvent, type Bed } from '../standin/harness.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 useOperatorBed((b) => { bed = b; });
@@ -13,11 +14,11 @@ useOperatorBed((b) => { bed = b; });
 const getSite = async (name: string) => (await bed.src.tryGet(Res.site, undefined, name)) as unknown as Site | undefined;
 
 function waitForSite(name: string, status: string, reason: string): Promise<Site> {
-  return waitFor(`Site ${name} Ready=${status} (${reason})`, async () => {
+  return waitFor(async () => {
     const s = await getSite(name);
     const c = findCondition(s?.status?.conditions, 'Ready');
     return c?.status === status && c.reason === reason ? s : undefined;
-  }, 15000);
+  }, { what: `Site ${name} Ready=${status} (${reason})`, timeoutMs: 15000 });
 }
 
 describe('Site', () => {
