@@ -2,7 +2,8 @@
 // applied, then the operator's ServiceAccount is asked a matrix of what it CAN and CANNOT do, three
 // ways that must agree (SelfSubjectAccessReview with a real token for the ServiceAccount,
 // SubjectAccessReview by the admin, `kubectl auth can-i --as=system:serviceaccount:...`), then a
-// few real requests with that token. Finally the documented opt-in rbac.clusterWideVMData.
+// few real requests with that token. Then the documented opt-in rbac.clusterWideVMData, and the
+// receiving side: the identity a peer site's operator uses here (rbac.peer).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -134,6 +135,35 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     forbidden(['-n', 'other', 'create', 'secret', 'generic', 'x', '--from-literal=a=b']);
     forbidden(['create', 'clusterrolebinding', 'grab', '--clusterrole=cluster-admin', `--serviceaccount=${NS}:${RELEASE}`]);
     forbidden(['delete', 'namespace', 'other']);
+  });
+
+  it('rbac.peer: the peer site\'s identity may receive a VM into a listed namespace, nothing of this site\'s own', () => {
+    applyChart(['rbac.vmDataNamespaces={vms}', 'rbac.peer.enabled=true']);
+    const peer = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-peer`);
+    const can = [
+      q('get', '', 'namespaces', '', { name: 'vms' }), q('list', KV, 'kubevirts', 'kubevirt'),
+      q('create', KV, 'virtualmachines', 'vms'), q('list', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'), q('get', KV, 'virtualmachineinstances', 'vms'),
+      q('create', KV, 'virtualmachineinstancemigrations', 'vms'), q('delete', KV, 'virtualmachineinstancemigrations', 'vms'),
+      q('create', CDI, 'datavolumes', 'vms'), q('list', CDI, 'datavolumes', 'vms'),
+      q('create', '', 'secrets', 'vms'), q('list', '', 'configmaps', 'vms'), q('delete', '', 'secrets', 'vms'),
+      q('get', '', 'configmaps', 'kubevirt', CA), q('patch', '', 'configmaps', 'kubevirt', EXT_CA), q('create', '', 'configmaps', 'kubevirt'),
+    ];
+    const cannot = [
+      // This site's own secrets (its Site kubeconfigs) and objects.
+      q('get', '', 'secrets', NS), q('list', '', 'secrets', NS), q('get', '', 'configmaps', NS), q('list', CN, 'sites'), q('get', CN, 'wanmigrations', 'vms'),
+      q('create', 'coordination.k8s.io', 'leases', NS), q('create', 'authentication.k8s.io', 'tokenreviews'),
+      // Outside the listed namespaces, and more than receiving needs.
+      q('get', '', 'secrets', 'other'), q('get', '', 'secrets', 'kube-system'), q('list', '', 'secrets'),
+      q('patch', KV, 'virtualmachines', 'vms'), q('update', KV, 'virtualmachineinstances', 'vms'), q('patch', KV, 'kubevirts', 'kubevirt'),
+      q('create', '', 'pods', 'vms'), q('create', '', 'namespaces'), q('create', RBAC, 'rolebindings', 'vms'), q('patch', '', 'configmaps', 'kubevirt', CA),
+    ];
+    const questions = [...can, ...cannot];
+    const expected = [...can.map(() => true), ...cannot.map(() => false)];
+    assert.deepEqual(mismatches(questions, expected, selfReview(k, peer.path, questions), 'peer SelfSubjectAccessReview'), []);
+    const { user, groups } = serviceAccountUser(NS, `${RELEASE}-peer`);
+    assert.deepEqual(mismatches(questions, expected, questions.map((a) => canIAs(k, user, groups, a)), 'peer kubectl auth can-i --as'), []);
+    const r = k.run(['-n', NS, 'get', 'secrets'], peer.path);
+    assert.match(r.stderr, /forbidden/i, 'the peer cannot read this site\'s kubeconfig Secrets');
   });
 
   it('rbac.clusterWideVMData=true (explicit opt-in) grants VM data in every namespace, and nothing more', () => {

@@ -79,6 +79,7 @@ function operatorDataGrants(docs: K8sObject[], sa = 't-cloudnet'): string[] {
 describe('charts/cloudnet', () => {
   it('passes helm lint --strict, with defaults and with every optional part on', () => {
     const everything = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rbac.vmDataNamespaces={vms}', '--set', 'rbac.clusterWideVMData=true',
+      '--set', 'rbac.peer.enabled=true', '--set', 'rbac.peer.extraSubjects[0].kind=User,rbac.peer.extraSubjects[0].name=site-a',
       '--set', 'metrics.certSecret=cloudnet-metrics-cert', '--set',
       'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24'];
     for (const extra of [[], everything]) {
@@ -207,6 +208,30 @@ describe('charts/cloudnet', () => {
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
       'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
     ]);
+  });
+
+  it('grants a peer site\'s identity (rbac.peer) only what migrating a VM into this cluster needs', () => {
+    assert.equal(render().filter((d) => d.metadata.name.includes('-peer')).length, 0, 'off by default');
+    const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}', 'rbac.peer.extraSubjects[0].kind=User',
+      'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
+      'gateway.enabled=true', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
+    assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
+      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list',
+      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get', 'kubevirt.io/virtualmachineinstances': 'get',
+      'kubevirt.io/virtualmachines': 'create,delete,get,list',
+    });
+    const peerData = operatorDataGrants(docs, 't-cloudnet-peer');
+    assert.deepEqual(peerData, [
+      'cloudnet-system core/configmaps[cloudnet-gateway-site-a]: get',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+      `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`,
+    ], 'no Secret in the release namespace: the Site kubeconfigs there are not the peer\'s business');
+    type Binding = K8sObject & { roleRef: { name: string }; subjects: { kind: string; name: string; namespace?: string }[] };
+    for (const b of docs.filter((d): d is Binding => /Binding$/.test(d.kind) && ['t-cloudnet-peer', 't-cloudnet-peer-gateway', 't-cloudnet-kubevirt-ca', 't-cloudnet-vmdata'].includes(d.metadata.name))) {
+      assert.deepEqual(b.subjects.filter((x) => x.name !== 't-cloudnet').map((x) => `${x.kind}/${x.name}`), ['ServiceAccount/t-cloudnet-peer', 'User/site-a'], `${b.kind} ${b.metadata.name}`);
+    }
+    assert.equal(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer')))['cloudnet.io/sites'], undefined);
   });
 
   it('serves metrics kubebuilder-v4 style (HTTPS, TokenReview + SubjectAccessReview), or plain when turned off', () => {
@@ -358,6 +383,7 @@ describe('charts/cloudnet', () => {
       ['rbac.kubevirtNamespace=Kube_Virt', /'\/rbac\/kubevirtNamespace'/],
       ['metrics.secure=maybe', /'\/metrics\/secure': got string, want boolean/],
       ['metrics.certSecret=Not A Secret', /'\/metrics\/certSecret'/],
+      ['rbac.peer.extraSubjects[0].kind=Robot,rbac.peer.extraSubjects[0].name=x', /'\/rbac\/peer\/extraSubjects\/0\/kind'/],
       ['gateway.enabled=true', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
