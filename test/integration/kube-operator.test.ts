@@ -34,7 +34,9 @@ async function startReplica(kubeconfigPath: string): Promise<Replica> {
   const [metricsPort, healthPort] = [await freePort(), await freePort()];
   const proc = spawn(process.execPath, [join(root, 'src/cli.ts'), 'operator', '--kubeconfig', kubeconfigPath,
     '--leader-elect', '--leader-election-namespace', 'default', '--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '250ms',
-    '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
+    // Plain HTTP metrics: this test reads the leader gauge as admin; the authenticated HTTPS
+    // default is tested in metrics-auth.test.ts and operator-image.test.ts.
+    '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--metrics-secure=false', '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
     '--graceful-shutdown-timeout', '5s'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(proc);
   const logs: string[] = [];

@@ -5,13 +5,15 @@
 // as UID 65532 in a root-owned app dir, with the chart's arguments, against a real API server
 // where the chart is installed, authenticated as the chart's ServiceAccount. So this checks that
 // the image has every runtime dependency, writes nothing, and that the chart's least-privilege
-// RBAC is enough for two replicas to start, elect one leader (Lease), serve probes and metrics,
+// RBAC is enough for two replicas to start, elect one leader (Lease), serve probes and metrics
+// (HTTPS, a scraper's token reviewed by the API server),
 // reconcile a Site and a WanMigration (statuses, Events), hand over on SIGTERM and stop; the
 // Argo CD health check reads the statuses the operator really writes.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -70,12 +72,31 @@ function kubectl(args: string[], input?: string): string {
 const operatorLogs = (): string => `operator logs:\n${allLogs().slice(-30).join('\n')}`;
 
 let leaderName = '';
+/** A token of a ServiceAccount bound to the chart's metrics-reader ClusterRole, as Prometheus has. */
+let scraperToken = '';
 
 async function exitWithin(r: Replica, ms: number): Promise<number | null | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), ms); })]);
   clearTimeout(timer);
   return code;
+}
+
+/** /metrics as Prometheus scrapes it with the chart's defaults: HTTPS (self-signed), bearer token. */
+function scrape(port: number, token: string): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 10_000, rejectUnauthorized: false,
+      headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
 }
 
 /** One GET without connection reuse, so no keep-alive socket outlives the test. */
@@ -121,10 +142,14 @@ describe('the operator image layout, run as the chart runs it', () => {
     cpSync(join(repoRoot, 'package.json'), join(app, 'package.json'));
 
     cluster = await startCluster({ name: 'image' });
+    kubectl(['create', 'namespace', 'kubevirt']); // KubeVirt's namespace, where the chart puts its CA-bundle Role
     const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath]);
     assert.equal(r.status, 0, r.stderr);
     kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
     await installKubevirtCrds(cluster); // the controllers watch VMIMs
+    kubectl(['-n', 'default', 'create', 'serviceaccount', 'prometheus']);
+    kubectl(['create', 'clusterrolebinding', 'prometheus-cloudnet-metrics', `--clusterrole=${RELEASE}-metrics-reader`, '--serviceaccount=default:prometheus']);
+    scraperToken = kubectl(['-n', 'default', 'create', 'token', 'prometheus']).trim();
     const sa = await userKubeconfig(cluster, { user: SA, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'] });
     // Stands in for the projected ServiceAccount token: readable by the runtime user, like the mount.
     const kubeconfig = join(work, 'sa.kubeconfig');
@@ -208,8 +233,9 @@ describe('the operator image layout, run as the chart runs it', () => {
     }, { what: 'the Lease', timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     leaderName = holder.split('_')[0];
     for (const r of replicas) {
-      const metrics = await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics');
-      assert.equal(metrics?.status, 200);
+      assert.equal(await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics'), undefined, 'no plain HTTP on the metrics port (TLS only)');
+      const metrics = await scrape(ports.get(r)?.metrics ?? 0, scraperToken);
+      assert.equal(metrics?.status, 200, metrics?.body);
       const want = r.name === leaderName ? 1 : 0;
       assert.match(metrics?.body ?? '', new RegExp(`^leader_election_master_status\\{name="${RELEASE}"\\} ${want}$`, 'm'), `${r.name} leader gauge ${want}`);
       assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
