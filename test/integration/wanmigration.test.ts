@@ -173,7 +173,9 @@ describe('decentralizedMigrationBlocked', () => {
     await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-b', timeouts: { memorySeconds: 3 } }));
     const wm = await waitForCondition(bed.src, ns, 'mig', 'Stalled', 'True', 'DecentralizedMigrationBlocked');
     assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.message, 'target synchronization controller unreachable');
-    assert.equal(wm.status?.phase, 'MigratingMemory');
+    // The 3 s memory deadline may already have fired when this status is read (a loaded machine):
+    // the stall is reported from MigratingMemory, and the rollback may have begun.
+    assert.ok(['MigratingMemory', 'RollingBack', 'Failed'].includes(wm.status?.phase ?? ''), `phase ${wm.status?.phase}`);
     await waitForEvent(bed.src, ns, 'mig', 'DecentralizedMigrationBlocked');
     const failed = await waitForPhase(bed.src, ns, 'mig', 'Failed');
     assert.equal(failed.status?.failureReason, 'DeadlineExceeded');
