@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -84,9 +84,19 @@ async function exitWithin(r: Replica, ms: number): Promise<number | null | 'time
 
 /** /metrics as Prometheus scrapes it with the chart's defaults: HTTPS (self-signed), bearer token. */
 function scrape(port: number, token: string): Promise<{ status: number; body: string } | undefined> {
+  return fetchOnce(httpsRequest, { host: '127.0.0.1', port, path: '/metrics', timeout: 10_000, rejectUnauthorized: false,
+    headers: { authorization: `Bearer ${token}` } });
+}
+
+/** One GET without connection reuse, so no keep-alive socket outlives the test. */
+function httpStatus(port: number, path: string): Promise<{ status: number; body: string } | undefined> {
+  return fetchOnce(httpGet, { host: '127.0.0.1', port, path, timeout: 2000 });
+}
+
+/** One request on its own connection; undefined on any network error or timeout. */
+function fetchOnce(send: (o: RequestOptions, cb: (res: import('node:http').IncomingMessage) => void) => import('node:http').ClientRequest, opts: RequestOptions): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 10_000, rejectUnauthorized: false,
-      headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const req = send({ ...opts, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { body += d; });
@@ -96,21 +106,6 @@ function scrape(port: number, token: string): Promise<{ status: number; body: st
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(undefined));
     req.end();
-  });
-}
-
-/** One GET without connection reuse, so no keep-alive socket outlives the test. */
-function httpStatus(port: number, path: string): Promise<{ status: number; body: string } | undefined> {
-  return new Promise((resolve) => {
-    const req = httpGet({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve(undefined));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(undefined));
   });
 }
 
