@@ -60,6 +60,8 @@ const CLIENT_ERROR_REASON: Record<string, string> = {
   SecretNotFound: 'KubeconfigSecretNotFound',
   KubeconfigMissing: 'KubeconfigSecretKeyMissing',
   KubeconfigInvalid: 'KubeconfigInvalid',
+  SecretUnreadable: 'KubeconfigSecretUnreadable',
+  SecretNamespaceNotAllowed: 'KubeconfigSecretNamespaceNotAllowed',
 };
 
 export async function resolveTarget(deps: WanMigrationDeps, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
