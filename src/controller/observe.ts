@@ -8,6 +8,7 @@ import type {
 import type { KubeClient } from '../kube/client.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
+import { describeRequestError } from '../kube/request-errors.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
 import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
 import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
@@ -50,11 +51,7 @@ export function specHash(spec: ResolvedSpec): string {
   return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
 }
 
-function errText(e: unknown): string {
-  if (e instanceof KubeApiError) return `HTTP ${e.code} ${e.reason}: ${e.message}`;
-  if (e instanceof Error) return (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message);
-  return String(e);
-}
+const errText = describeRequestError;
 
 const CLIENT_ERROR_REASON: Record<string, string> = {
   SecretNotFound: 'KubeconfigSecretNotFound',

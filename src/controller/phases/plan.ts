@@ -4,7 +4,7 @@
 //
 // Steps: link → storage pre-copy → target prepared → (cutover gate) → memory migration → cutover.
 // Any failure before the point of no return rolls back: delete both VMIMs and every object we
-// created on the target, and leave the source VM running.
+// created on the target, and leave the source VM as it is.
 import { findCondition, isTrue, setCondition } from '../../api/conditions.ts';
 import type { ConditionStatus } from '../../api/meta.ts';
 import {
@@ -139,7 +139,20 @@ function continueRollback(c: Ctx): void {
   c.st.phase = final;
   c.st.phaseStartTime = obs.now.toISOString();
   c.st.completionTime = obs.now.toISOString();
-  c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); the source VM was left running` });
+  c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); ${sourceState(c)}` });
+}
+
+/**
+ * The source VM's state as observed now, for the messages of a migration that ended without
+ * moving it. Before the point of no return the migration never touches the source VM, but the
+ * VM's owner may have stopped or deleted it meanwhile (that may be why it failed).
+ */
+function sourceState(c: Ctx): string {
+  const s = c.obs.source;
+  const vm = `the source VM ${c.wm.metadata.namespace}/${c.spec.vmName}`;
+  if (!s.vmExists) return `${vm} no longer exists`;
+  if (s.vmiPhase === 'Running') return `${vm} is running; this migration did not change it`;
+  return `${vm} is not running (runStrategy ${s.runStrategy ?? 'unknown'}, ${s.vmiPhase !== undefined ? `VMI phase ${s.vmiPhase || 'unset'}` : 'no VMI'}); this migration did not stop it`;
 }
 
 /** Checks that must pass before anything is created. Returns the first failure. */
@@ -369,7 +382,7 @@ function summarize(c: Ctx, prevStall: { reason: string; status: string } | undef
     const reason = c.st.failureReason ?? phase;
     const msg = c.st.failureMessage ?? phase;
     cond(c, C.Ready, 'False', reason, msg);
-    cond(c, C.Reconciling, 'False', phase, `migration ${phase.toLowerCase()}; the source VM was left running`);
+    cond(c, C.Reconciling, 'False', phase, `migration ${phase.toLowerCase()}; ${sourceState(c)}`);
     cond(c, C.Stalled, phase === Phases.Failed ? 'True' : 'False', reason, msg);
   } else if (c.stall) {
     cond(c, C.Ready, 'False', c.stall.reason, c.stall.message);

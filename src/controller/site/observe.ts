@@ -3,6 +3,7 @@
 // only when the planner says so (plan.ts planSiteSteps), by the executor (execute.ts).
 import { ClusterClientError } from '../../kube/clusters.ts';
 import { isNotFound, KubeApiError, type KubeObject } from '../../kube/rest.ts';
+import { describeRequestError } from '../../kube/request-errors.ts';
 import { Res } from '../../api/resources.ts';
 import type { Site } from '../../api/site.ts';
 import type { SiteDeps } from '../site.ts';
@@ -25,9 +26,9 @@ export interface SiteFacts {
 /** Turns what went wrong while reaching the peer (or its link) into a reason the user can act on. */
 export function siteFailure(e: unknown): SiteFailure {
   if (e instanceof ClusterClientError) return { reason: `Kubeconfig${e.reason.replace(/^Kubeconfig/, '')}`, message: e.message };
-  if (e instanceof KubeApiError && (e.code === 401 || e.code === 403)) return { reason: 'ClusterUnauthorized', message: e.message };
-  if (isNotFound(e)) return { reason: 'ClusterAPIUnexpected', message: e instanceof Error ? e.message : String(e) };
-  return { reason: 'ClusterUnreachable', message: e instanceof Error ? `${e.message}${e.cause instanceof Error ? `: ${e.cause.message}` : ''}` : String(e) };
+  if (e instanceof KubeApiError && (e.code === 401 || e.code === 403)) return { reason: 'ClusterUnauthorized', message: `the API server refused the kubeconfig's credentials: ${describeRequestError(e)}` };
+  if (isNotFound(e)) return { reason: 'ClusterAPIUnexpected', message: describeRequestError(e) };
+  return { reason: 'ClusterUnreachable', message: describeRequestError(e) };
 }
 
 /** undefined when the Site is gone. */
