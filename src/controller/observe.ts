@@ -19,6 +19,7 @@ import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
 import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { sameContent, volumeRefs } from './target-objects.ts';
+import { tenancyCheck } from './phases/tenancy.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -246,6 +247,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     }
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+  const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   const facts: Facts = {
     now,
     deleting: !!wm.metadata.deletionTimestamp,
@@ -254,6 +256,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     siteExists: !!site,
     ...(world.target ? { targetServer: world.target.rest.server } : {}),
     site: siteCheck,
+    tenancy,
+    ...(site?.metadata.deletionTimestamp ? { siteDeleting: true } : {}),
     targetCluster,
     kubevirt,
     targetNamespace,

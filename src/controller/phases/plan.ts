@@ -159,7 +159,12 @@ function sourceState(c: Ctx): string {
 function preflight(c: Ctx): { reason: string; message: string } | undefined {
   const { obs, spec } = c;
   if (obs.conflictWith) return { reason: 'Conflict', message: `WanMigration ${obs.conflictWith} already migrates VM ${spec.vmName}` };
-  for (const ch of [obs.site, obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
+  if (!obs.site.ok) return obs.site;
+  // Tenancy before anything about the target: the answer for a refused namespace tells nothing
+  // about it (not even whether it exists there).
+  if (!obs.tenancy.ok) return obs.tenancy;
+  if (obs.siteDeleting) return { reason: 'SiteDeleting', message: `Site ${spec.targetSite} is being deleted: no new migration starts on it` };
+  for (const ch of [obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
   if (!obs.source.vmExists) return { reason: 'VMNotFound', message: `VirtualMachine ${spec.vmName} not found in namespace ${c.wm.metadata.namespace}` };
   if (obs.source.vmiPhase !== 'Running') return { reason: 'VMNotRunning', message: `VirtualMachine ${spec.vmName} is not running (VMI phase: ${obs.source.vmiPhase ?? 'none'})` };
   const lm = obs.source.liveMigratable;
