@@ -233,16 +233,26 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
-      const [lkv, tkv] = await Promise.all([
-        kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
-        kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
-      ]);
-      kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
-      if (t.namespace.ok) {
-        [tView, tgtVmim] = await Promise.all([
-          targetView(world, target, tkv.syncAddress, signal),
-          target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+      try {
+        const [lkv, tkv] = await Promise.all([
+          kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
+          kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
         ]);
+        kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+        if (t.namespace.ok) {
+          [tView, tgtVmim] = await Promise.all([
+            targetView(world, target, tkv.syncAddress, signal),
+            target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+          ]);
+        }
+      } catch (e) {
+        // A read the target refuses (missing rights) or never answers stalls this migration only,
+        // with the reason, instead of failing every reconcile without a status.
+        if (signal.aborted) throw e;
+        world.target = undefined;
+        targetCluster = e instanceof KubeApiError && (e.code === 401 || e.code === 403)
+          ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks)`)
+          : fail('TargetClusterUnreachable', `a read on ${target.clusterName} (${target.rest.server}) failed: ${errText(e)}`);
       }
     }
   }
