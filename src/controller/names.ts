@@ -5,6 +5,8 @@ import { LABEL_VALUE_MAX, truncateName } from '../api/names.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 
 export const FINALIZER = `${GROUP}/wanmigration-cleanup`;
+/** On every Site: its deletion waits until no started, unfinished WanMigration needs it. */
+export const SITE_FINALIZER = `${GROUP}/site-in-use`;
 /** Set on every object this operator creates on the target (and on its VMIMs): value = migration UID. */
 export const MIGRATION_LABEL = `${GROUP}/migration-uid`;
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';

@@ -18,7 +18,9 @@ function site(status?: SiteStatus, probeIntervalSeconds?: number): Site {
 
 const up: SiteFacts['api'] = { ok: true, server: 'https://b:6443', rttMs: 1.5 };
 const down: SiteFacts['api'] = { ok: false, reason: 'ClusterUnreachable', message: 'connect ECONNREFUSED' };
-const facts = (o: Partial<SiteFacts> = {}): SiteFacts => ({ now: T0, site: site(), api: up, providers: { link: true, linkProbe: true }, ...o });
+const facts = (o: Partial<SiteFacts> = {}): SiteFacts => ({
+  now: T0, site: site(), api: up, providers: { link: true, linkProbe: true }, deleting: false, hasFinalizer: true, usedBy: [], access: { denied: [] }, ...o,
+});
 const cond = (st: SiteStatus | undefined, t: string) => findCondition(st?.conditions, t);
 
 describe('planSiteSteps', () => {
