@@ -363,7 +363,10 @@ function checkDeadline(c: Ctx, phaseBefore: Phase): void {
     if (limit !== undefined && Number.isFinite(since)) requeue(c, Math.max(1, since + limit - c.obs.now.getTime() + 1));
     return;
   }
-  const message = `phase ${phase} exceeded its deadline of ${limit / 1000}s${c.stall ? ` (${c.stall.reason}: ${c.stall.message})` : ''}`;
+  // The stall seen now, or else the one recorded last time (e.g. an action that keeps failing).
+  const prev = findCondition(c.st.conditions, C.Stalled);
+  const why = c.stall ?? (prev?.status === 'True' ? { reason: prev.reason, message: prev.message } : undefined);
+  const message = `phase ${phase} exceeded its deadline of ${limit / 1000}s${why ? ` (${why.reason}: ${why.message})` : ''}`;
   // In CuttingOver the target may already run the guest: waiting is the only safe choice.
   if (c.spec.onDeadline === 'Rollback' && phase !== Phases.CuttingOver && !pastPointOfNoReturn(c)) {
     // Drop this pass's forward steps; keep bookkeeping such as AddFinalizer.

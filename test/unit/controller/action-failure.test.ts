@@ -36,6 +36,7 @@ test('with that status written, the deadline of the phase fires and rolls back',
   const p = plan(wm({ timeouts: { targetPreparedSeconds: 5 } }, first), obs({ now: later(6), target: { ...preparedTarget, vmExists: false, vmOwned: false, objectsComplete: false, ownedObjects: 1 } }));
   assert.equal(p.status.phase, 'RollingBack');
   assert.equal(p.status.failureReason, 'DeadlineExceeded');
+  assert.equal(p.status.failureMessage, `phase PreparingTarget exceeded its deadline of 5s (TargetObjectCreateFailed: ${REFUSED})`);
   assert.ok(p.actions.some((a) => a.type === 'DeleteTargetObjects'));
 });
 
