@@ -41,7 +41,7 @@ async function targetContents(ns: string): Promise<string[]> {
 }
 
 async function expectStalled(ns: string, name: string, reason: string): Promise<string> {
-  const wm = await waitForCondition(bed.src, ns, name, 'Stalled', 'True', reason);
+  const wm = await waitForCondition(bed.src, ns, name, 'Stalled', 'True', reason, 30_000);
   assert.equal(wm.status?.phase, 'Pending');
   assert.equal(wm.status?.migrationID, undefined, 'not started');
   assert.equal(findCondition(wm.status?.conditions, 'Ready')?.reason, reason);
