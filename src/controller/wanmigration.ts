@@ -4,7 +4,7 @@
 // condition with a reason, an Event, and a slow requeue.
 import type { Reconciler, ObjectKey, ReconcileContext, ReconcileResult } from '../kube/types.ts';
 import type { KubeObject } from '../kube/rest.ts';
-import { isNotFound } from '../kube/rest.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../kube/rest.ts';
 import { resolveSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan } from './phases/plan.ts';
 import { planSteps, withStepResults } from './phases/steps.ts';
@@ -69,7 +69,9 @@ export class WanMigrationReconciler implements Reconciler {
       try {
         await execute(this.deps, world, a, ctx.signal);
       } catch (e) {
-        if (ctx.signal.aborted) throw e;
+        // A stale resourceVersion (409 Conflict) only means "read again": the workqueue retries
+        // at once, with nothing to report. Aborts end the reconcile.
+        if (ctx.signal.aborted || (isConflict(e) && !isAlreadyExists(e))) throw e;
         const message = e instanceof ActionError ? e.message : `${a.type}: ${describeRequestError(e)}`;
         ctx.log.warn('action failed', { action: a.type, err: message });
         return { index, message };
