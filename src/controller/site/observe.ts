@@ -44,7 +44,7 @@ export interface SiteFacts {
 /** Turns what went wrong while reaching the peer (or its link) into a reason the user can act on. */
 export function siteFailure(e: unknown): SiteFailure {
   if (e instanceof ClusterClientError) return { reason: `Kubeconfig${e.reason.replace(/^Kubeconfig/, '')}`, message: e.message };
-  if (e instanceof KubeApiError && (e.code === 401 || e.code === 403)) return { reason: 'ClusterUnauthorized', message: `the API server refused the kubeconfig's credentials: ${describeRequestError(e)}` };
+  if (e instanceof KubeApiError && (e.code === 401 || e.code === 403)) return { reason: 'ClusterUnauthorized', message: `the API server refused the request: ${describeRequestError(e)}` };
   if (isNotFound(e)) return { reason: 'ClusterAPIUnexpected', message: describeRequestError(e) };
   return { reason: 'ClusterUnreachable', message: describeRequestError(e) };
 }
