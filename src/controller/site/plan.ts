@@ -113,8 +113,9 @@ export function planSite(f: SiteFacts, r: SiteStepResults, opts: SitePlanOptions
   const deferred: Verdict | undefined = f.deleting
     ? { status: 'False', reason: 'DeletionDeferred', message: `the Site is being deleted; its deletion waits until these WanMigrations no longer need it (they finish, fail or are deleted): ${f.usedBy.join(', ')}` }
     : undefined;
-  const ready: Verdict = deferred ?? (api.status !== 'True' ? api : access ?? (link.status !== 'True' ? link
-    : { status: 'True', reason: 'Ready', message: `${api.message}; the credentials hold every right the operator needs there` }));
+  // The first thing that is not right, in this order, is why the Site is not Ready.
+  const ready: Verdict = [deferred, api, access, link].find((v) => v && v.status !== 'True')
+    ?? { status: 'True', reason: 'Ready', message: `${api.message}; the credentials hold every right the operator needs there` };
   const prevReady = findCondition(status.conditions, SiteConditionTypes.Ready);
   let conds = setCondition(status.conditions, { type: SiteConditionTypes.LinkReady, ...link }, gen, now);
   conds = setCondition(conds, { type: SiteConditionTypes.Ready, ...ready }, gen, now);
