@@ -2,6 +2,7 @@
 // bad credentials give a reason and an Event, and fixing the Secret heals the Site.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import yaml from 'js-yaml';
 import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
@@ -60,9 +61,11 @@ describe('Site', () => {
   });
 
   test('a wrong CA in the kubeconfig → ClusterUnreachable naming certificate-authority-data, not a Node.js flag', async () => {
-    const otherCA = Buffer.from(bed.a.ca.certPem).toString('base64');
-    const kc = bed.b.kubeconfigYaml.replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${otherCA}`);
-    assert.notEqual(kc, bed.b.kubeconfigYaml);
+    // Cluster b's kubeconfig with cluster a's CA in place of its own.
+    const doc = yaml.load(bed.b.kubeconfigYaml) as { clusters: { cluster: Record<string, string> }[] };
+    assert.notEqual(bed.a.ca.certPem, bed.b.ca.certPem);
+    doc.clusters[0].cluster['certificate-authority-data'] = Buffer.from(bed.a.ca.certPem).toString('base64');
+    const kc = yaml.dump(doc);
     await ensure(bed.src, Res.secret, { metadata: { name: 'wrongca-kubeconfig', namespace: OPERATOR_NS }, stringData: { kubeconfig: kc } });
     await ensure(bed.src, Res.site, { metadata: { name: 'site-wrongca' }, spec: { kubeconfigSecretRef: { namespace: OPERATOR_NS, name: 'wrongca-kubeconfig' } } });
     const s = await waitForSite('site-wrongca', 'False', 'ClusterUnreachable');
