@@ -64,7 +64,7 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   const events: string[] = [];
   const reconciler = new SiteReconciler({
     local: localA,
-    clusters: siteClustersFrom(clustersA),
+    clusters: siteClustersFrom(clustersA, NS),
     events: { event: (_o, type, reason) => { events.push(`${type}/${reason}`); } },
     link: new GatewayLinkProvider({ client: localA, namespace: NS }),
   });
