@@ -23,6 +23,8 @@ export interface OfflineOptions {
   mode?: StreamMode;
   /** Interleave inputs in slices of this size (like concurrent sessions); 0 = one after another. */
   interleave?: number;
+  /** Ops per batch (the encoder's default: 512 KiB); small values make many small frames (tests). */
+  batchOpBytes?: number;
 }
 
 /** Encodes inputs (whole buffers) into one framed output; returns the file's chunks. */
@@ -42,7 +44,7 @@ export function encodeStreams(inputs: Buffer[], opts: OfflineOptions = {}): Enco
       totals[i].batches++;
       totals[i].bytes += b.rawLen;
       out.push(w.header(F.F_DATA, i + 1, packed), packed);
-    }, { mode: opts.mode });
+    }, { mode: opts.mode, batchOpBytes: opts.batchOpBytes });
     return enc;
   });
   const slice = opts.interleave ?? 0;
