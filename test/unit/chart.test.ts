@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
+import { PEER_CLUSTER_PERMISSIONS } from '../../src/api/peer-permissions.ts';
 import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { parseRelayStatsSetting } from '../../src/operator/relay-client/progress-config.ts';
 import { parseOperatorArgs } from '../../src/operator/main.ts';
@@ -414,4 +415,23 @@ describe('config/ plain manifests', () => {
     const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false'])).map((d) => `${d.kind}/${d.metadata.name}`);
     assert.deepEqual(got, [...chart, 'Namespace/cloudnet-system'].sort());
   });
+});
+
+it('rbac.peer grants every permission the Site reconciler checks in a peer (src/api/peer-permissions.ts)', () => {
+  // The receiving cluster's rights for the peer identity are the peer ClusterRole plus the Roles
+  // its RoleBindings name (VM data in the listed namespaces, the KubeVirt CA bundles). A permission
+  // added to the checked list without a rule here would make every Site report PeerPermissionsMissing.
+  const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}');
+  const peerSubject = (s: { kind: string; name: string }) => s.kind === 'ServiceAccount' && s.name === 't-cloudnet-peer';
+  const bound = new Set(docs.filter((d) => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding')
+    && ((d as K8sObject & { subjects?: { kind: string; name: string }[] }).subjects ?? []).some(peerSubject))
+    .map((d) => `${(d as K8sObject & { roleRef: { kind: string; name: string } }).roleRef.kind}/${(d as K8sObject & { roleRef: { name: string } }).roleRef.name}`));
+  assert.ok(bound.size > 0, 'the peer ServiceAccount is bound to nothing');
+  const granted = docs.filter((d) => (d.kind === 'Role' || d.kind === 'ClusterRole') && bound.has(`${d.kind}/${d.metadata.name}`)).flatMap((d) => rules(d));
+  for (const p of PEER_CLUSTER_PERMISSIONS) {
+    for (const verb of p.verbs) {
+      assert.ok(granted.some((r) => (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
+        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} (${p.why})`);
+    }
+  }
 });
