@@ -29,6 +29,7 @@ import type { QemuGuest } from '../src/qemu/process.ts';
 import type { QmpClient } from '../src/qemu/qmp.ts';
 import { createContext, type CodecContext } from '../src/relay/codec/index.ts';
 import { createDecoder, createEncoder, type CodecName } from '../src/storage/codec.ts';
+import { issueMigrationCredentials } from '../src/storage/agent-auth.ts';
 import { NbdServer } from '../src/storage/nbd-server.ts';
 import { SourceAgent } from '../src/storage/source.ts';
 import type { SourceStatus } from '../src/storage/status.ts';
@@ -326,10 +327,12 @@ async function precopyWays(lab: GuestLab, base: string): Promise<[WayResult, Way
   const volume = join(lab.dir, 'precopy-target.raw');
   // One relay pair: the same codec caches carry the pre-copy and, later, KubeVirt's NBD stream.
   const ctx = { s: createContext(CACHE_BYTES), t: createContext(CACHE_BYTES) };
-  const target = new TargetAgent({ volumePath: volume, codecContext: () => ctx.t });
+  // The agents' link is mutual TLS with per-migration certificates, as the operator runs them.
+  const creds = issueMigrationCredentials('bench');
+  const target = new TargetAgent({ volumePath: volume, codecContext: () => ctx.t, credentials: creds.target });
   const tport = await target.listen();
   const link = await startLink(tport, RATE);
-  const agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir, codec: 'relay',
+  const agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir, codec: 'relay', credentials: creds.source,
     codecContext: () => ctx.s, convergeBytes: 2 * MiB, targetChecksum: () => target.checksum() });
   const c0 = cpuNow(guest);
   const t0 = performance.now();

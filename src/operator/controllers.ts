@@ -4,7 +4,6 @@
 // this replica leads.
 import { siteControllerFactory, wanMigrationControllerFactory, type ControllerDeps, type ControllerFactory } from '../controller/index.ts';
 import { GatewayLinkProvider } from '../link/provider.ts';
-import { AgentStoragePreCopy } from '../storage/provider.ts';
 import { Res } from '../api/resources.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import { parseRelayStatsSetting, relayProgressReader } from './relay-client/progress-config.ts';
@@ -17,8 +16,9 @@ export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
 
 /**
  * What `cloudnet operator` runs:
- *  - storage pre-copy (src/storage): the agents named by the WanMigration's
- *    `cloudnet.io/storage-agent` annotation; it only matters for storage.mode CloudNetPreCopy;
+ *  - storage pre-copy (src/storage): not wired until the operator launches the agents itself
+ *    (an address taken from the WanMigration would let a user aim the operator anywhere), so
+ *    storage.mode CloudNetPreCopy stalls with StoragePreCopyUnavailable;
  *  - the WAN link (src/link): with CLOUDNET_LINK_PROVIDER=gateway, the state the site gateways
  *    publish in ConfigMaps in the operator's namespace gates ConnectingLink. Without it (no
  *    gateways deployed) the link step only checks that the target cluster answers, and says so;
@@ -33,7 +33,6 @@ export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
 export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env): ControllerFactory[] {
   const gatewayLink = env[LINK_PROVIDER_ENV] === 'gateway';
   if (env[LINK_PROVIDER_ENV] && !gatewayLink) throw new Error(`${LINK_PROVIDER_ENV} must be "gateway" or unset, not ${env[LINK_PROVIDER_ENV]}`);
-  const storage = new AgentStoragePreCopy();
   const link = (d: ControllerDeps) => (gatewayLink ? { link: new GatewayLinkProvider({ client: d.manager.client, namespace: d.namespace }) } : {});
   // Parsed here so that a bad setting stops the operator at start, not at the first migration.
   const relayStats = env[RELAY_STATS_URL_ENV] ? parseRelayStatsSetting(env[RELAY_STATS_URL_ENV]) : undefined;
@@ -45,6 +44,6 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
   };
   return [
     (d) => siteControllerFactory(link(d))(d),
-    (d) => wanMigrationControllerFactory({ storage, ...link(d), ...relay(d) })(d),
+    (d) => wanMigrationControllerFactory({ ...link(d), ...relay(d) })(d),
   ];
 }

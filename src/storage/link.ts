@@ -4,10 +4,11 @@
 // the target's current page index, and re-sends only the queued pages the target does not already
 // hold — so a cut link or a restarted target costs at most the window, never a restart from zero.
 import { EventEmitter } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { connect, type TLSSocket } from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
+import { clientTlsOptions, type AgentCredentials } from './agent-auth.ts';
 import { createEncoder, type CodecName, type StreamEncoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
@@ -18,6 +19,8 @@ const log = logger('storage-link');
 export interface LinkOptions {
   host: string;
   port: number;
+  /** The source agent's credentials: TLS to the target agent of the same migration, and the token. */
+  credentials: AgentCredentials;
   volumeBytes: number;
   volumeId: string;
   codec?: CodecName;
@@ -64,7 +67,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   /** What the target holds, as far as the source knows (its index plus everything queued since). */
   expected: PageIndex;
   readonly stats: LinkStats = { rawBytes: 0, wireBytes: 0, payloadBytes: 0, resentBytes: 0, resumeSkippedBytes: 0, reconnects: 0, confirmedSeq: 0 };
-  private socket: Socket | undefined;
+  private socket: TLSSocket | undefined;
   private encoder: StreamEncoder | undefined;
   private readonly queue: Entry[] = [];
   private nextSeq = 1n;
@@ -120,7 +123,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
 
   private connectOnce(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const s = connect({ host: this.o.host, port: this.o.port });
+      const s = connect({ host: this.o.host, port: this.o.port, ...clientTlsOptions(this.o.credentials, 'target') });
       s.setNoDelay(true);
       let buf = Buffer.alloc(0);
       let hello: P.TargetHello | undefined;
@@ -130,7 +133,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
       };
       s.once('error', onError);
       s.once('close', () => reject(new Error('target closed the connection during the hello')));
-      s.once('connect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay' })));
+      s.once('secureConnect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay', token: this.o.credentials.token })));
       const onData = (chunk: Buffer): void => {
         buf = Buffer.concat([buf, chunk]);
         try {
@@ -164,7 +167,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
 
   private readonly replies = new P.ReplyParser();
 
-  private attach(s: Socket, index: PageIndex): void {
+  private attach(s: TLSSocket, index: PageIndex): void {
     const first = !this.connectedOnce;
     this.connectedOnce = true;
     if (!first) this.stats.reconnects++;
@@ -206,7 +209,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.wake();
   }
 
-  private onClose(s: Socket): void {
+  private onClose(s: TLSSocket): void {
     if (this.socket !== s) return;
     this.socket = undefined;
     this.encoder = undefined;
@@ -312,6 +315,27 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.noteExpected(e);
     this.queue.push(e);
     this.transmit(e);
+  }
+
+  /**
+   * The end of the replication: waits (bounded) until the target confirmed everything, then sends
+   * an NBD disconnect, after which the target makes its volume durable and finishes.
+   */
+  async finish(timeoutMs = 30_000): Promise<void> {
+    if (this.failure || this.closing) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('target did not confirm in time')), timeoutMs); });
+    try {
+      await Promise.race([this.flush(), timeout]);
+      const s = this.socket;
+      const enc = this.encoder;
+      if (!s || !enc) return;
+      enc.write(P.encodeRequest({ flags: 0, type: P.CMD_DISC, handle: this.nextSeq++, offset: 0, length: 0 }));
+      enc.flush();
+      await new Promise<void>((resolve) => s.end(resolve));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Closes the connection (pending requests are abandoned). */

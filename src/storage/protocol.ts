@@ -156,6 +156,8 @@ export interface SourceHello {
   /** Identifies the disk being replicated; a target refuses a different one on the same volume. */
   volumeId: string;
   codec: 'relay' | 'none';
+  /** The migration's token (agent-auth.ts); checked before the target opens the volume. */
+  token: string;
 }
 
 export interface TargetHello {

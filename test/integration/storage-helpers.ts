@@ -1,10 +1,14 @@
 // Helpers of the storage pre-copy integration tests: a throttling TCP proxy that can be cut (the
-// WAN link between the agents) and a target agent run as a real `cloudnet agent target` process.
+// WAN link between the agents), a target agent run as a real `cloudnet agent target` process, and
+// a migration's agent credentials written out as the Secret volume the agents read.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
+import { CREDENTIAL_FILES, issueMigrationCredentials, type AgentCredentials, type AgentRole } from '../../src/storage/agent-auth.ts';
+import { callAgent } from '../../src/storage/http.ts';
 import { onExit, requireTool } from '../env/netns.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -78,6 +82,21 @@ export async function startLink(target: number | string, rateBps: number): Promi
   };
 }
 
+/** Writes `creds` as a mounted Secret would hold them; returns the directory. */
+export function writeCredentials(dir: string, creds: AgentCredentials): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, CREDENTIAL_FILES.ca), creds.ca);
+  writeFileSync(join(dir, CREDENTIAL_FILES.cert), creds.cert);
+  writeFileSync(join(dir, CREDENTIAL_FILES.key), creds.key, { mode: 0o600 });
+  writeFileSync(join(dir, CREDENTIAL_FILES.token), creds.token);
+  return dir;
+}
+
+/** A test migration's credentials (one CA, a leaf per role, one token). */
+export function testCredentials(migration = 'test-migration'): Record<AgentRole, AgentCredentials> {
+  return issueMigrationCredentials(migration);
+}
+
 export interface TargetProcess {
   port: number;
   httpPort: number;
@@ -89,7 +108,7 @@ export interface TargetProcess {
 }
 
 /** Runs `cloudnet agent target` (optionally with a file size limit, to make writes fail). */
-export async function startTargetProcess(volume: string, opts: { port?: number; httpPort?: number; fsizeLimit?: number } = {}): Promise<TargetProcess> {
+export async function startTargetProcess(volume: string, creds: AgentCredentials, opts: { port?: number; httpPort?: number; fsizeLimit?: number } = {}): Promise<TargetProcess> {
   requireTool('setpriv', 'util-linux');
   if (opts.fsizeLimit) requireTool('prlimit', 'util-linux');
   const port = opts.port ?? (await freeLoopbackPort());
@@ -97,7 +116,8 @@ export async function startTargetProcess(volume: string, opts: { port?: number; 
   const node = join(repoRoot, 'node_modules/.bin/node');
   const cmd = ['setpriv', '--pdeathsig', 'KILL'];
   if (opts.fsizeLimit) cmd.push('prlimit', `--fsize=${opts.fsizeLimit}`, '--');
-  cmd.push(node, join(repoRoot, 'src/cli.ts'), 'agent', 'target', '--volume', volume, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${httpPort}`);
+  const credDir = writeCredentials(`${volume}.credentials`, creds);
+  cmd.push(node, join(repoRoot, 'src/cli.ts'), 'agent', 'target', '--volume', volume, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${httpPort}`, '--credentials', credDir);
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   const unregister = onExit(() => child.kill('SIGKILL'));
   let stderr = '';
@@ -125,7 +145,8 @@ export async function startTargetProcess(volume: string, opts: { port?: number; 
   };
 }
 
-export async function targetChecksum(httpPort: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/checksum`);
-  return ((await res.json()) as { sha256: string }).sha256;
+/** The target's checksum, asked as `creds` (the source's or the operator's). */
+export async function targetChecksum(httpPort: number, creds: AgentCredentials): Promise<string> {
+  const body = await callAgent(creds, 'target', `https://127.0.0.1:${httpPort}`, '/checksum', { timeoutMs: 120_000 });
+  return (JSON.parse(body.toString('utf8')) as { sha256: string }).sha256;
 }

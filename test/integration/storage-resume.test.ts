@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SourceAgent } from '../../src/storage/source.ts';
 import { sha256File } from '../../src/storage/volume.ts';
 import { onExit } from '../env/netns.ts';
-import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
+import { startLink, startTargetProcess, targetChecksum, testCredentials, type Link, type TargetProcess } from './storage-helpers.ts';
 
 const MiB = 1 << 20;
 
@@ -51,11 +51,12 @@ test('a cut link and a killed target agent mid-pass resume without starting over
   let agent: SourceAgent | undefined;
   try {
     const { disk, before, volume } = await prepareDisk(dir);
-    target = await startTargetProcess(volume);
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target);
     link = await startLink(target.port, 12 * MiB); // the pass takes a few seconds
     const t = target;
-    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none',
-      windowBytes: 2 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort) });
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none', credentials: creds.source,
+      windowBytes: 2 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort, creds.source) });
     const a = agent;
     const done = agent.start();
     const progressed = (frac: number) => async () => (await a.status()).bytesSent > frac * 56 * MiB;
@@ -67,7 +68,7 @@ test('a cut link and a killed target agent mid-pass resume without starting over
     await waitFor(progressed(0.6), 60_000, '60% copied');
     await target.kill();
     await delay(500);
-    target = await startTargetProcess(volume, { port: t.port, httpPort: t.httpPort });
+    target = await startTargetProcess(volume, creds.target, { port: t.port, httpPort: t.httpPort });
     await waitFor(async () => (await a.status()).link.reconnects >= 2, 20_000, 'reconnect to the restarted target');
 
     await done;
@@ -100,8 +101,9 @@ test('a failing target write fails the step cleanly and leaves the source disk u
     // A sparse volume of the right size, but the agent may not write beyond 16 MiB into it.
     writeFileSync(volume, Buffer.alloc(0));
     truncateSync(volume, 64 * MiB);
-    target = await startTargetProcess(volume, { fsizeLimit: 16 * MiB });
-    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: target.port, workDir: dir, reconnectTimeoutMs: 5000 });
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target, { fsizeLimit: 16 * MiB });
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: target.port, workDir: dir, reconnectTimeoutMs: 5000, credentials: creds.source });
     await assert.rejects(agent.start(), /target write failed/);
     const s = await agent.status();
     assert.equal(s.phase, 'Failed');
