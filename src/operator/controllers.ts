@@ -2,8 +2,10 @@
 // their ports (src/api/ports.ts). Each factory (src/controller/factory.ts) receives the manager
 // (shared informers, Events, remote-cluster clients, metrics) and returns what should run while
 // this replica leads.
-import { siteControllerFactory, wanMigrationControllerFactory, type ControllerDeps, type ControllerFactory } from '../controller/index.ts';
+import { siteClustersFrom, siteControllerFactory, wanMigrationControllerFactory, type ControllerDeps, type ControllerFactory } from '../controller/index.ts';
 import { GatewayLinkProvider } from '../link/provider.ts';
+import { KubeAgentLauncher } from '../storage/launch/launcher.ts';
+import { AgentStoragePreCopy } from '../storage/provider.ts';
 import { Res } from '../api/resources.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import { parseRelayStatsSetting, relayProgressReader } from './relay-client/progress-config.ts';
@@ -11,14 +13,19 @@ import { parseRelayStatsSetting, relayProgressReader } from './relay-client/prog
 /** Environment switch for the WireGuard link provider: `gateway` when site gateways run. */
 export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
 
+/** The image the storage agent Pods run (the operator's own image: `cloudnet agent ...`). */
+export const AGENT_IMAGE_ENV = 'CLOUDNET_AGENT_IMAGE';
+export const AGENT_IMAGE_PULL_POLICY_ENV = 'CLOUDNET_AGENT_IMAGE_PULL_POLICY';
+
 /** Where the sender relays serve their per-session stats (relay-client/progress-config.ts). */
 export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
 
 /**
  * What `cloudnet operator` runs:
- *  - storage pre-copy (src/storage): not wired until the operator launches the agents itself
- *    (an address taken from the WanMigration would let a user aim the operator anywhere), so
- *    storage.mode CloudNetPreCopy stalls with StoragePreCopyUnavailable;
+ *  - storage pre-copy (src/storage), with CLOUDNET_AGENT_IMAGE set (the chart sets it to the
+ *    operator's image): for storage.mode CloudNetPreCopy the operator launches the agent Pods
+ *    itself (src/storage/launch) and talks only to them; nothing in a WanMigration names an
+ *    agent. Unset: CloudNetPreCopy stalls with StoragePreCopyUnavailable;
  *  - the WAN link (src/link): with CLOUDNET_LINK_PROVIDER=gateway, the state the site gateways
  *    publish in ConfigMaps in the operator's namespace gates ConnectingLink. Without it (no
  *    gateways deployed) the link step only checks that the target cluster answers, and says so;
@@ -36,6 +43,17 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
   const link = (d: ControllerDeps) => (gatewayLink ? { link: new GatewayLinkProvider({ client: d.manager.client, namespace: d.namespace }) } : {});
   // Parsed here so that a bad setting stops the operator at start, not at the first migration.
   const relayStats = env[RELAY_STATS_URL_ENV] ? parseRelayStatsSetting(env[RELAY_STATS_URL_ENV]) : undefined;
+  const agentImage = env[AGENT_IMAGE_ENV];
+  const pullPolicy = env[AGENT_IMAGE_PULL_POLICY_ENV];
+  if (pullPolicy && !['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) throw new Error(`${AGENT_IMAGE_PULL_POLICY_ENV} must be Always, IfNotPresent or Never`);
+  const storage = (d: ControllerDeps) => (agentImage ? {
+    storage: new AgentStoragePreCopy({
+      launcher: new KubeAgentLauncher({
+        local: d.manager.client, clusters: siteClustersFrom(d.manager.clusters), namespace: d.namespace,
+        image: { image: agentImage, ...(pullPolicy ? { pullPolicy: pullPolicy as 'Always' | 'IfNotPresent' | 'Never' } : {}) },
+      }),
+    }),
+  } : {});
   const relay = (d: ControllerDeps) => {
     if (!relayStats) return {};
     // The controller's own WanMigration informer: every migration that may share a relay session.
@@ -44,6 +62,6 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
   };
   return [
     (d) => siteControllerFactory(link(d))(d),
-    (d) => wanMigrationControllerFactory({ ...link(d), ...relay(d) })(d),
+    (d) => wanMigrationControllerFactory({ ...storage(d), ...link(d), ...relay(d) })(d),
   ];
 }

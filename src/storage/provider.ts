@@ -6,7 +6,7 @@
 // IPs, over mutual TLS with the migration's own CA (agent-auth.ts) and the migration's token. An
 // agent's reply is parsed field by field (agent-reply.ts); conditions and Events get messages
 // written here from those fields, never text from a reply.
-import type { StepReport, StoragePreCopy, StorageRequest } from '../api/ports.ts';
+import type { StepReport, StoragePreCopy, StorageRelease, StorageRequest } from '../api/ports.ts';
 import type { MigrationProgress } from '../api/wanmigration.ts';
 import type { AgentCredentials } from './agent-auth.ts';
 import { parseJson, parseSourceStatus, parseVerification } from './agent-reply.ts';
@@ -29,15 +29,19 @@ export interface LaunchState {
   agents: SourceAgentEndpoint[];
   /** The operator's credentials for this migration's agents. */
   credentials?: AgentCredentials;
+  /** The copy is done and the agents are being stopped (finish() carries on). */
+  finishing?: boolean;
 }
 
 /** Launches and cleans up the agents of a migration (Pods, Secrets, target volumes). */
 export interface AgentLauncher {
   ensure(req: StorageRequest, signal: AbortSignal): Promise<LaunchState>;
-  /** The pre-copy is over (synced or converged): stop the agents, keep the target volumes. */
-  finish(req: StorageRequest, statuses: readonly SourceStatus[], signal: AbortSignal): Promise<StepReport | undefined>;
-  /** Removes everything launched for the migration (after success, failure, abort or deletion). */
-  release(req: StorageRequest, signal: AbortSignal): Promise<void>;
+  /** The pre-copy is over (synced or converged): stop the agents, keep the target volumes.
+   *  Resolves undefined once they are gone, else the report to show meanwhile. */
+  finish(req: StorageRequest, signal: AbortSignal): Promise<StepReport | undefined>;
+  /** Removes everything launched for the migration (after success, failure, abort or deletion);
+   *  the target volumes only after a rollback. */
+  release(req: StorageRequest, how: StorageRelease, signal: AbortSignal): Promise<void>;
 }
 
 export interface AgentStorageOptions {
@@ -105,6 +109,7 @@ export class AgentStoragePreCopy implements StoragePreCopy {
 
   async sync(req: StorageRequest, signal: AbortSignal): Promise<StepReport> {
     const launched = await this.#o.launcher.ensure(req, signal);
+    if (launched.finishing) return (await this.#o.launcher.finish(req, signal)) ?? { state: 'Ready', reason: 'Converged', message: 'disks pre-copied; the agents are done and gone' };
     if (launched.report || !launched.credentials) return launched.report ?? { state: 'Progressing', reason: 'LaunchingAgents', message: 'starting the storage agents' };
     const creds = launched.credentials;
     const statuses: Array<{ agent: SourceAgentEndpoint; status: SourceStatus }> = [];
@@ -120,12 +125,12 @@ export class AgentStoragePreCopy implements StoragePreCopy {
     if (report.state !== 'Ready') return report;
     // Copied: the agents stop (the target agent makes its volume durable) before anything else
     // may open the target volumes.
-    const finishing = await this.#o.launcher.finish(req, statuses.map((s) => s.status), signal);
+    const finishing = await this.#o.launcher.finish(req, signal);
     return finishing ? { ...finishing, progress: report.progress } : report;
   }
 
-  release(req: StorageRequest, signal: AbortSignal): Promise<void> {
-    return this.#o.launcher.release(req, signal);
+  release(req: StorageRequest, how: StorageRelease, signal: AbortSignal): Promise<void> {
+    return this.#o.launcher.release(req, how, signal);
   }
 
   /** Per disk, SHA-256 of source and target (source agent POST /verify; ?pause=1 pauses a QEMU guest). */

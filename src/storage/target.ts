@@ -74,8 +74,9 @@ export class TargetAgent {
     return this.o.indexPath ?? `${this.o.volumePath}.cnidx`;
   }
 
+  /** Which disk the volume holds: next to the index (a block device has no room for it). */
   private get metaPath(): string {
-    return `${this.o.volumePath}.cnmeta`;
+    return `${this.indexPath}.meta`;
   }
 
   async listen(): Promise<number> {
