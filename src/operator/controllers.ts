@@ -16,6 +16,22 @@ export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
 /** The image the storage agent Pods run (the operator's own image: `cloudnet agent ...`). */
 export const AGENT_IMAGE_ENV = 'CLOUDNET_AGENT_IMAGE';
 export const AGENT_IMAGE_PULL_POLICY_ENV = 'CLOUDNET_AGENT_IMAGE_PULL_POLICY';
+/** The receiver relays' seed intakes (`relay receive --seed-listen`): `host:port` for every Site,
+ *  or `site-b=host:port,...` per Site. Target agents of relayed pre-copies seed them when done. */
+export const RELAY_SEED_ADDR_ENV = 'CLOUDNET_RELAY_SEED_ADDR';
+
+/** Parses `HOST:PORT` or `SITE=HOST:PORT[,SITE=HOST:PORT...][,HOST:PORT]`. */
+export function parseSeedAddrSetting(value: string): (site: string) => string | undefined {
+  const bySite = new Map<string, string>();
+  let fallback: string | undefined;
+  for (const entry of value.split(/[\s,]+/).filter(Boolean)) {
+    const m = /^(?:([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)=)?((?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5})$/.exec(entry);
+    if (!m) throw new Error(`${RELAY_SEED_ADDR_ENV}: ${JSON.stringify(entry)} is not [SITE=]HOST:PORT`);
+    if (m[1]) bySite.set(m[1], m[2]);
+    else fallback = m[2];
+  }
+  return (site) => bySite.get(site) ?? fallback;
+}
 
 /** Where the sender relays serve their per-session stats (relay-client/progress-config.ts). */
 export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
@@ -44,6 +60,7 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
   // Parsed here so that a bad setting stops the operator at start, not at the first migration.
   const relayStats = env[RELAY_STATS_URL_ENV] ? parseRelayStatsSetting(env[RELAY_STATS_URL_ENV]) : undefined;
   const agentImage = env[AGENT_IMAGE_ENV];
+  const seedRelay = env[RELAY_SEED_ADDR_ENV] ? parseSeedAddrSetting(env[RELAY_SEED_ADDR_ENV]) : undefined;
   const pullPolicy = env[AGENT_IMAGE_PULL_POLICY_ENV];
   if (pullPolicy && !['Always', 'IfNotPresent', 'Never'].includes(pullPolicy)) throw new Error(`${AGENT_IMAGE_PULL_POLICY_ENV} must be Always, IfNotPresent or Never`);
   const storage = (d: ControllerDeps) => (agentImage ? {
@@ -51,6 +68,7 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
       launcher: new KubeAgentLauncher({
         local: d.manager.client, clusters: siteClustersFrom(d.manager.clusters), namespace: d.namespace,
         image: { image: agentImage, ...(pullPolicy ? { pullPolicy: pullPolicy as 'Always' | 'IfNotPresent' | 'Never' } : {}) },
+        ...(seedRelay ? { seedRelay } : {}),
       }),
     }),
   } : {});

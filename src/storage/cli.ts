@@ -15,7 +15,7 @@ const log = logger('storage-cli');
 
 const USAGE = `usage:
   cloudnet agent target --volume <raw file|block device> --listen <host:port> --http <host:port>
-                        --credentials <dir> [--index <file>]
+                        --credentials <dir> [--index <file>] [--seed-relay <host:port>]
   cloudnet agent source --disk <raw file|block device> --target <host:port> --target-http <https://host:port>
                         --credentials <dir> --http <host:port> [--qmp <socket>] [--device disk0]
                         [--codec relay|none] [--work-dir <dir>] [--converge-mb 4] [--max-passes 10]
@@ -26,7 +26,8 @@ agent's certificate and key, the migration's token). Every connection is mutual 
 that CA, and every request carries the token.
 
 The target writes the volume and answers with its page index; it exits once the source is done
-(the source sends an NBD disconnect when released). The source copies the disk in asynchronous
+(the source sends an NBD disconnect when released), after handing what the volume holds to the
+receiver relay's seed intake (--seed-relay), where KubeVirt's final disk mirror finds it. The source copies the disk in asynchronous
 passes (QEMU dirty bitmaps with --qmp, else hash scans against the target's index) and, with QEMU,
 then mirrors every guest write synchronously. HTTPS API: GET /status on both; source POST /verify
 (?pause=1 with QEMU) and POST /release (operator only); target GET /index and GET /checksum
@@ -50,6 +51,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 async function runTarget(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: {
     volume: { type: 'string' }, listen: { type: 'string' }, http: { type: 'string' }, index: { type: 'string' }, credentials: { type: 'string' },
+    'seed-relay': { type: 'string' },
   } });
   if (!values.volume || !values.listen || !values.http || !values.credentials) {
     console.error(USAGE);
@@ -71,7 +73,12 @@ async function runTarget(argv: string[]): Promise<number> {
   });
   log.info('target agent listening', { data: bound, http: api.port });
   console.log(JSON.stringify({ listening: bound, http: api.port }));
-  await Promise.race([untilSignal(), agent.finished]);
+  const how = await Promise.race([untilSignal(), agent.finished.then(() => 'finished' as const)]);
+  if (how === 'finished' && values['seed-relay']) {
+    // Best effort: without seeds the final mirror still works, it only sends more.
+    const [sh, sp] = parseHostPort(values['seed-relay']);
+    await agent.seedRelay(sh, sp).catch((e: unknown) => log.warn('could not seed the receiver relay', { error: String(e) }));
+  }
   await agent.close();
   await api.close();
   return 0;

@@ -20,6 +20,7 @@ import { createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 import * as P from './protocol.ts';
+import { streamSeeds } from './seed.ts';
 import { sha256File, Volume } from './volume.ts';
 
 const log = logger('storage-target');
@@ -275,6 +276,14 @@ export class TargetAgent {
   private commit(): void {
     this.volume!.sync();
     this.stats.commits++;
+  }
+
+  /** Hands what the volume holds to a receiver relay's seed intake (seed.ts streamSeeds). */
+  async seedRelay(host: string, port: number): Promise<{ pages: number; added: number; full: boolean }> {
+    if (!this.index) throw new Error('no volume open yet');
+    const r = await streamSeeds(host, port, this.o.volumePath, this.index);
+    log.info('seeded the receiver relay', { relay: `${host}:${port}`, ...r });
+    return r;
   }
 
   /** SHA-256 of the whole target volume (call when the source is quiescent). */

@@ -108,7 +108,7 @@ export interface TargetProcess {
 }
 
 /** Runs `cloudnet agent target` (optionally with a file size limit, to make writes fail). */
-export async function startTargetProcess(volume: string, creds: AgentCredentials, opts: { port?: number; httpPort?: number; fsizeLimit?: number } = {}): Promise<TargetProcess> {
+export async function startTargetProcess(volume: string, creds: AgentCredentials, opts: { port?: number; httpPort?: number; fsizeLimit?: number; seedRelay?: string } = {}): Promise<TargetProcess> {
   requireTool('setpriv', 'util-linux');
   if (opts.fsizeLimit) requireTool('prlimit', 'util-linux');
   const port = opts.port ?? (await freeLoopbackPort());
@@ -118,6 +118,7 @@ export async function startTargetProcess(volume: string, creds: AgentCredentials
   if (opts.fsizeLimit) cmd.push('prlimit', `--fsize=${opts.fsizeLimit}`, '--');
   const credDir = writeCredentials(`${volume}.credentials`, creds);
   cmd.push(node, join(repoRoot, 'src/cli.ts'), 'agent', 'target', '--volume', volume, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${httpPort}`, '--credentials', credDir);
+  if (opts.seedRelay) cmd.push('--seed-relay', opts.seedRelay);
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   const unregister = onExit(() => child.kill('SIGKILL'));
   let stderr = '';

@@ -43,6 +43,9 @@ export interface KubeAgentLauncherOptions {
   /** The operator's namespace: where it keeps the migrations' credentials. */
   namespace: string;
   image: AgentImage;
+  /** The seed intake (host:port) of the receiver relay at a target Site (operator configuration,
+   *  CLOUDNET_RELAY_SEED_ADDR), for migrations with relay.enabled. */
+  seedRelay?: (site: string) => string | undefined;
 }
 
 interface PodObj extends KubeObject {
@@ -167,7 +170,8 @@ export class KubeAgentLauncher implements AgentLauncher {
       const tName = names.agentPod(wm, 'target', d);
       let tPod = view(await target.tryGet<PodObj>(POD, tns, tName, signal));
       if (!tPod) {
-        await this.#create(target, POD, targetAgentPod(wm, tns, d, this.#o.image, ownerOf({ apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataVolume', metadata: dv.metadata })), signal);
+        const seed = wm.spec.relay?.enabled ? this.#o.seedRelay?.(wm.spec.targetSite) : undefined;
+        await this.#create(target, POD, targetAgentPod(wm, tns, d, this.#o.image, ownerOf({ apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataVolume', metadata: dv.metadata }), seed), signal);
         tPod = { phase: 'Pending', restarts: 0 };
       }
       const tProblem = podProblem(tPod, 'target', d.claim, `${tns}/${tName}`);

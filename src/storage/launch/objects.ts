@@ -198,10 +198,14 @@ function podBase(wm: WanMigration, role: 'source' | 'target', namespace: string,
   };
 }
 
-/** The target agent: writes the target PVC, listens on the Pod IP. Exits 0 once the source is done. */
-export function targetAgentPod(wm: WanMigration, namespace: string, d: Disk, img: AgentImage, owner: OwnerRef): KubeObject {
+/**
+ * The target agent: writes the target PVC, listens on the Pod IP. Exits 0 once the source is done,
+ * after handing what the volume holds to the site's receiver relay (seedRelay, the operator's
+ * configuration) for KubeVirt's final disk mirror.
+ */
+export function targetAgentPod(wm: WanMigration, namespace: string, d: Disk, img: AgentImage, owner: OwnerRef, seedRelay?: string): KubeObject {
   const args = ['agent', 'target', '--volume', volumePath(d), '--listen', `$(POD_IP):${DATA_PORT}`, '--http', `$(POD_IP):${HTTP_PORT}`,
-    '--credentials', '/credentials', '--index', '/work/index'];
+    '--credentials', '/credentials', '--index', '/work/index', ...(seedRelay ? ['--seed-relay', seedRelay] : [])];
   return {
     ...podBase(wm, 'target', namespace, d, owner),
     spec: {
