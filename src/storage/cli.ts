@@ -19,7 +19,7 @@ const USAGE = `usage:
   cloudnet agent source --disk <raw file|block device> --target <host:port> --target-http <https://host:port>
                         --credentials <dir> --http <host:port> [--qmp <socket>] [--device disk0]
                         [--codec relay|none] [--work-dir <dir>] [--converge-mb 4] [--max-passes 10]
-                        [--window-mb 16] [--reconnect-timeout-s 120] [--no-sync]
+                        [--window-mb 16] [--reconnect-timeout-s 120] [--stall-timeout-s 15] [--no-sync]
 
 --credentials is a directory with ca.crt, tls.crt, tls.key and token (the migration's CA, this
 agent's certificate and key, the migration's token). Every connection is mutual TLS 1.3 against
@@ -91,7 +91,7 @@ async function runSource(argv: string[]): Promise<number> {
       target: { type: 'string' }, 'target-http': { type: 'string' }, qmp: { type: 'string' }, device: { type: 'string' },
       disk: { type: 'string' }, codec: { type: 'string' }, http: { type: 'string' }, 'work-dir': { type: 'string' },
       'converge-mb': { type: 'string' }, 'max-passes': { type: 'string' }, 'window-mb': { type: 'string' }, 'no-sync': { type: 'boolean' },
-      'reconnect-timeout-s': { type: 'string' }, credentials: { type: 'string' },
+      'reconnect-timeout-s': { type: 'string' }, 'stall-timeout-s': { type: 'string' }, credentials: { type: 'string' },
     },
   });
   if (!values.target || !values['target-http'] || !values.http || !values.credentials || (!values.qmp && !values.disk)) {
@@ -115,6 +115,7 @@ async function runSource(argv: string[]): Promise<number> {
     ...(values['max-passes'] ? { maxPasses: Number(values['max-passes']) } : {}),
     ...(values['window-mb'] ? { windowBytes: mb(values['window-mb']) } : {}),
     ...(values['reconnect-timeout-s'] ? { reconnectTimeoutMs: Number(values['reconnect-timeout-s']) * 1000 } : {}),
+    ...(values['stall-timeout-s'] ? { stallTimeoutMs: Number(values['stall-timeout-s']) * 1000 } : {}),
     ...(values['no-sync'] ? { sync: false } : {}),
     targetChecksum: async () => {
       const body = JSON.parse((await callAgent(credentials, 'target', targetHttp, '/checksum', { timeoutMs: 600_000 })).toString('utf8')) as { sha256?: unknown };

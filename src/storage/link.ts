@@ -30,6 +30,10 @@ export interface LinkOptions {
   flushEveryBytes?: number;
   /** Give up when the target stays unreachable this long (default 120 s). */
   reconnectTimeoutMs?: number;
+  /** Drop and reconnect a connection on which unconfirmed data got no reply for this long
+   *  (default 15 s, longer when the link's measured rate needs longer for what is unconfirmed):
+   *  a WAN outage stalls TCP for many minutes before it errors. */
+  stallTimeoutMs?: number;
   /** Codec cache of each new connection (default: a fresh one, which keeps a reconnect in lockstep).
    *  A relay pair that also carries other streams shares its context here. */
   codecContext?: () => CodecContext;
@@ -77,6 +81,11 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   private closing = false;
   private roomWaiters: Array<() => void> = [];
   private connectedOnce = false;
+  private lastReplyAt = 0;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** Payload bytes confirmed since the current connection came up, and when it did: the link's rate. */
+  private confirmedOnConnection = 0;
+  private connectedAt = 0;
 
   constructor(o: LinkOptions) {
     super();
@@ -125,6 +134,8 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     return new Promise((resolve, reject) => {
       const s = connect({ host: this.o.host, port: this.o.port, ...clientTlsOptions(this.o.credentials, 'target') });
       s.setNoDelay(true);
+      // Over a dead WAN a connect hangs for minutes (SYN retries): give up on it and try again.
+      s.setTimeout(10_000, () => s.destroy(new Error('no answer from the target agent within 10 s')));
       let buf = Buffer.alloc(0);
       let hello: P.TargetHello | undefined;
       const onError = (err: Error): void => {
@@ -152,6 +163,8 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
           const index = PageIndex.parse(buf.subarray(0, hello.indexBytes));
           const rest = buf.subarray(hello.indexBytes);
           s.off('data', onData);
+          s.setTimeout(0);
+          s.removeAllListeners('timeout');
           s.removeAllListeners('error');
           s.removeAllListeners('close');
           this.attach(s, index);
@@ -180,6 +193,10 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     s.on('data', (d: Buffer) => this.onReplies(d));
     s.on('error', () => undefined);
     s.on('close', () => this.onClose(s));
+    this.lastReplyAt = Date.now();
+    this.connectedAt = Date.now();
+    this.confirmedOnConnection = 0;
+    this.watchStall();
     log.info('connected to target', { target: `${this.o.host}:${this.o.port}`, knownPages: index.knownPages(), queued: this.queue.length, reconnect: !first });
     // Re-send what is still unconfirmed, minus the pages the target already holds.
     const pending = this.queue.splice(0);
@@ -187,7 +204,24 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.emit('up');
   }
 
+  /** A connection that carries unconfirmed data but hears nothing back is dropped (then resumed). */
+  private watchStall(): void {
+    if (this.stallTimer) return;
+    const limit = this.o.stallTimeoutMs ?? 15_000;
+    this.stallTimer = setInterval(() => {
+      const s = this.socket;
+      if (!s || this.unconfirmed === 0) return;
+      // Three times what the unconfirmed bytes need at the rate seen so far (at least 64 KiB/s).
+      const rate = Math.max(64 << 10, this.confirmedOnConnection / Math.max(1, (Date.now() - this.connectedAt) / 1000));
+      if (Date.now() - this.lastReplyAt < Math.max(limit, 3000 * this.unconfirmed / rate)) return;
+      log.warn('no reply from the target agent: dropping the connection to resume on a new one', { stalledMs: Date.now() - this.lastReplyAt, unconfirmedBytes: this.unconfirmed });
+      s.destroy();
+    }, Math.min(1000, limit));
+    this.stallTimer.unref();
+  }
+
   private onReplies(d: Buffer): void {
+    this.lastReplyAt = Date.now();
     try {
       for (const r of this.replies.push(d)) this.confirm(r);
     } catch (err) {
@@ -202,7 +236,10 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     }
     while (this.queue.length && this.queue[0].seq <= r.handle) {
       const e = this.queue.shift()!;
-      if (e.type === P.CMD_WRITE || e.type === P.CMD_WRITE_ZEROES) this.unconfirmed -= e.length;
+      if (e.type === P.CMD_WRITE || e.type === P.CMD_WRITE_ZEROES) {
+        this.unconfirmed -= e.length;
+        this.confirmedOnConnection += e.length;
+      }
       for (const w of e.waiters) w.resolve();
     }
     this.stats.confirmedSeq = Number(r.handle);
@@ -223,6 +260,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
+    clearInterval(this.stallTimer);
     log.error('storage link failed', { error: err.message });
     for (const e of this.queue.splice(0)) for (const w of e.waiters) w.reject(err);
     this.socket?.destroy();
@@ -341,6 +379,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   /** Closes the connection (pending requests are abandoned). */
   close(): void {
     this.closing = true;
+    clearInterval(this.stallTimer);
     this.socket?.destroy();
     this.socket = undefined;
     this.wake();

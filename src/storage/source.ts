@@ -50,6 +50,8 @@ export interface SourceAgentOptions {
   chunkBytes?: number;
   windowBytes?: number;
   reconnectTimeoutMs?: number;
+  /** See LinkOptions.stallTimeoutMs. */
+  stallTimeoutMs?: number;
   /** Enter synchronous mode after converging (default: when QMP is available). */
   sync?: boolean;
   /** See LinkOptions.codecContext. */
@@ -122,7 +124,7 @@ export class SourceAgent {
     this.link = new SourceLink({
       host: this.o.targetHost, port: this.o.targetPort, credentials: this.o.credentials, volumeBytes: this.size,
       volumeId: this.o.volumeId ?? basename(this.diskPath), codec: this.o.codec,
-      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs, codecContext: this.o.codecContext,
+      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs, codecContext: this.o.codecContext,
     });
     this.link.on('down', () => {
       if (this.st.synced) this.setState({ synced: false, reason: 'TargetUnreachable', message: 'link to the target lost; guest writes wait for it to return' });

@@ -21,6 +21,8 @@ export interface Link {
   readonly bytesBackward: number;
   /** Drops every connection and refuses new ones for `ms`. */
   cut(ms: number): void;
+  /** A WAN outage as TCP sees it: nothing is forwarded either way for `ms`, no connection is closed. */
+  blackhole(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -29,7 +31,14 @@ export interface Link {
 export async function startLink(target: number | string, rateBps: number): Promise<Link> {
   const conns = new Set<Socket>();
   let downUntil = 0;
+  let holdUntil = 0;
   let nextFree = 0;
+  /** Delays delivery until the blackhole ends (data sent into a dead link is not lost, only late). */
+  const whenOpen = (f: () => void): void => {
+    const wait = holdUntil - Date.now();
+    if (wait > 0) setTimeout(() => whenOpen(f), wait);
+    else f();
+  };
   let forwarded = 0;
   let backward = 0;
   const server: Server = createServer((client) => {
@@ -49,19 +58,23 @@ export async function startLink(target: number | string, rateBps: number): Promi
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
     upstream.on('data', (d: Buffer) => {
-      backward += d.length;
-      client.write(d);
+      upstream.pause();
+      whenOpen(() => {
+        backward += d.length;
+        client.write(d);
+        upstream.resume();
+      });
     });
     client.on('data', (d: Buffer) => {
       const now = performance.now();
       nextFree = Math.max(now, nextFree) + (d.length / rateBps) * 1000;
       client.pause();
-      setTimeout(() => {
+      setTimeout(() => whenOpen(() => {
         if (upstream.destroyed) return;
         forwarded += d.length;
         upstream.write(d);
         client.resume();
-      }, Math.max(0, nextFree - now));
+      }), Math.max(0, nextFree - now));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -70,6 +83,9 @@ export async function startLink(target: number | string, rateBps: number): Promi
     port: typeof addr === 'object' && addr ? addr.port : 0,
     get bytesForward() { return forwarded; },
     get bytesBackward() { return backward; },
+    blackhole(ms: number) {
+      holdUntil = Date.now() + ms;
+    },
     cut(ms: number) {
       downUntil = Date.now() + ms;
       for (const c of conns) c.destroy();

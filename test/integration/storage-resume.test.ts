@@ -91,6 +91,38 @@ test('a cut link and a killed target agent mid-pass resume without starting over
   }
 });
 
+test('a WAN outage that TCP does not notice: the agent drops the stalled connection and resumes', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cn-storage-stall-'));
+  const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  let target: TargetProcess | undefined;
+  let link: Link | undefined;
+  let agent: SourceAgent | undefined;
+  try {
+    const { disk, volume } = await prepareDisk(dir);
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target);
+    link = await startLink(target.port, 12 * MiB);
+    const t = target;
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none', credentials: creds.source,
+      windowBytes: 2 * MiB, stallTimeoutMs: 2000, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort, creds.source) });
+    const a = agent;
+    const done = agent.start();
+    await waitFor(async () => (await a.status()).bytesSent > 16 * MiB, 60_000, '16 MiB copied');
+    link.blackhole(5000);
+    await waitFor(async () => (await a.status()).link.reconnects >= 1, 20_000, 'a new connection after the stall');
+    await done;
+    const s = await agent.status();
+    assert.ok((await agent.verify()).match);
+    assert.ok(s.link.resentBytes <= 6 * MiB, `re-sent ${s.link.resentBytes} bytes`);
+  } finally {
+    await agent?.release();
+    await link?.close();
+    await target?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    unregister();
+  }
+});
+
 test('a failing target write fails the step cleanly and leaves the source disk untouched', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-fail-'));
   const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
