@@ -211,9 +211,11 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.stallTimer = setInterval(() => {
       const s = this.socket;
       if (!s || this.unconfirmed === 0) return;
-      // Three times what the unconfirmed bytes need at the rate seen so far (at least 64 KiB/s).
-      const rate = Math.max(64 << 10, this.confirmedOnConnection / Math.max(1, (Date.now() - this.connectedAt) / 1000));
-      if (Date.now() - this.lastReplyAt < Math.max(limit, 3000 * this.unconfirmed / rate)) return;
+      // A slow link gets three times what the unconfirmed bytes need at the rate this connection
+      // has shown (capped at ten times the base limit); before any confirmation, the base limit.
+      const rate = this.confirmedOnConnection / Math.max(1, (Date.now() - this.connectedAt) / 1000);
+      const needMs = rate > 0 ? Math.min(10 * limit, 3000 * this.unconfirmed / rate) : 0;
+      if (Date.now() - this.lastReplyAt < Math.max(limit, needMs)) return;
       log.warn('no reply from the target agent: dropping the connection to resume on a new one', { stalledMs: Date.now() - this.lastReplyAt, unconfirmedBytes: this.unconfirmed });
       s.destroy();
     }, Math.min(1000, limit));
