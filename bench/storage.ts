@@ -8,7 +8,13 @@
 //   precopy+nbd    the pre-copy, then KubeVirt's block migration anyway, its NBD stream carried
 //                  by a relay pair (the relay codec on both ends) whose caches the pre-copy filled
 //
-//   npm run bench:storage   (node bench/storage.ts [--rate-mbit 100] [--disk-mib 192] [--writer-mbps 4])
+//   operator ways  the same comparison as a real install makes it, on the emulated WAN (wanem +
+//                  WireGuard): a WanMigration of a claim-backed VM with storage.mode KubeVirt
+//                  (plain, and through the relay) vs CloudNetPreCopy (the operator launches the
+//                  agents, the target seeds the relay, KubeVirt's final mirror); storage-operator.ts
+//
+//   npm run bench:storage   (node bench/storage.ts [--rate-mbit 100] [--disk-mib 192] [--writer-mbps 4]
+//                            [--operator-only | --skip-operator] [--rtt-ms 50])
 //
 // The disk: [0,16 MiB) rewritten by the guest's disk writer during the copy (text-like and random
 // 4 KiB blocks), [16,128 MiB) an ext4 file system built with mke2fs -d from /usr/share/doc and
@@ -29,6 +35,7 @@ import type { QemuGuest } from '../src/qemu/process.ts';
 import type { QmpClient } from '../src/qemu/qmp.ts';
 import { createContext, type CodecContext } from '../src/relay/codec/index.ts';
 import { createDecoder, createEncoder, storageFrameWriter, type CodecName } from '../src/storage/codec.ts';
+import { issueMigrationCredentials } from '../src/storage/agent-auth.ts';
 import { NbdServer } from '../src/storage/nbd-server.ts';
 import { SourceAgent } from '../src/storage/source.ts';
 import type { SourceStatus } from '../src/storage/status.ts';
@@ -38,10 +45,14 @@ import { createGuestLab, type GuestLab } from '../test/env/qemu.ts';
 import { requireTool } from '../test/env/netns.ts';
 import { processCpuSeconds } from '../test/env/wan.ts';
 import { startLink, type Link } from '../test/integration/storage-helpers.ts';
+import { runOperatorWays } from './storage-operator.ts';
 
 const MiB = 1 << 20;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { values: args } = parseArgs({ options: { 'rate-mbit': { type: 'string' }, 'disk-mib': { type: 'string' }, 'writer-mbps': { type: 'string' } } });
+const { values: args } = parseArgs({ options: {
+  'rate-mbit': { type: 'string' }, 'disk-mib': { type: 'string' }, 'writer-mbps': { type: 'string' }, 'rtt-ms': { type: 'string' },
+  'operator-only': { type: 'boolean' }, 'skip-operator': { type: 'boolean' },
+} });
 const RATE = Number(args['rate-mbit'] ?? 100) * 1e6 / 8;
 const DISK_MIB = Number(args['disk-mib'] ?? 192);
 const WRITER_MBPS = Number(args['writer-mbps'] ?? 4);
@@ -328,10 +339,12 @@ async function precopyWays(lab: GuestLab, base: string): Promise<[WayResult, Way
   const volume = join(lab.dir, 'precopy-target.raw');
   // One relay pair: the same codec caches carry the pre-copy and, later, KubeVirt's NBD stream.
   const ctx = { s: createContext(CACHE_BYTES), t: createContext(CACHE_BYTES) };
-  const target = new TargetAgent({ volumePath: volume, codecContext: () => ctx.t });
+  // The agents' link is mutual TLS with per-migration certificates, as the operator runs them.
+  const creds = issueMigrationCredentials('bench');
+  const target = new TargetAgent({ volumePath: volume, codecContext: () => ctx.t, credentials: creds.target });
   const tport = await target.listen();
   const link = await startLink(tport, RATE);
-  const agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir, codec: 'relay',
+  const agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir, codec: 'relay', credentials: creds.source,
     codecContext: () => ctx.s, convergeBytes: 2 * MiB, targetChecksum: () => target.checksum() });
   const c0 = cpuNow(guest);
   const t0 = performance.now();
@@ -366,11 +379,33 @@ async function precopyWays(lab: GuestLab, base: string): Promise<[WayResult, Way
   return [pre, both];
 }
 
+// ---------------------------------------------------------------- operator ways (wanem)
+
+async function operatorBench(): Promise<void> {
+  const o = { diskMiB: DISK_MIB, rateBps: RATE * 8, rttMs: Number(args['rtt-ms'] ?? 50), writerBlocks: 4096, writerMbps: WRITER_MBPS };
+  const rows = await runOperatorWays(o, (l) => console.log(`[bed] ${l}`));
+  const mb = (n: number | undefined) => (n === undefined ? '-' : (n / 1e6).toFixed(1));
+  const plain = rows[0].wanBytes;
+  console.log(`\noperator-driven, on wanem: ${DISK_MIB} MiB claim-backed disk, guest rewriting 16 MiB at ${WRITER_MBPS} MB/s, ${RATE * 8 / 1e6} Mbit/s, ${o.rttMs} ms RTT\n`);
+  console.log('| way | time (s) | WAN bytes (MB) | vs plain | final disk stream (MB) | bench CPU (s) | wanem CPU (s) | target equal |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.way} | ${r.seconds.toFixed(1)} | ${mb(r.wanBytes)} | ${(100 * r.wanBytes / plain).toFixed(1)}% | ${mb(r.finalDiskStreamWanBytes)} | ${r.benchCpuS.toFixed(1)} | ${r.wanemCpuS.toFixed(1)} | ${r.identical ? 'yes' : 'NO'} |`);
+  }
+  const out = join(root, 'bench/results/storage-operator.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), ...o, results: rows }, null, 2) + '\n');
+  console.log(`\nwrote ${relative(root, out)}`);
+  if (!rows.every((r) => r.identical)) process.exitCode = 1;
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const base = buildImage();
   const allocated = Number(execFileSync('du', ['-B1', base], { encoding: 'utf8' }).split('\t')[0]);
+  if (!args['skip-operator']) await operatorBench();
+  if (args['operator-only']) return;
   const lab = createGuestLab('cn-bench-storage-');
   try {
     const plain = await plainWay(lab, base);

@@ -54,10 +54,17 @@ export interface StorageRequest {
   sourceVM: KubeObjectShape;
 }
 
+/** How a migration ended, for StoragePreCopy.release. */
+export interface StorageRelease {
+  /** Rolled back: the target volumes the pre-copy made go too. Otherwise they are the VM's disks and stay. */
+  rolledBack: boolean;
+}
+
 /** Pre-copies disks to the target before the memory migration (issue 7). Idempotent. */
 export interface StoragePreCopy {
   sync(req: StorageRequest, signal: AbortSignal): Promise<StepReport>;
-  release(req: StorageRequest, signal: AbortSignal): Promise<void>;
+  /** Removes what the pre-copy launched (agents, credentials; volumes only after a rollback). */
+  release(req: StorageRequest, how: StorageRelease, signal: AbortSignal): Promise<void>;
 }
 
 export interface RelayRequest {

@@ -9,7 +9,7 @@ import type {
 import { DEFAULT_MAX_DOWNTIME_MS, DEFAULT_TIMEOUTS, Phases } from './schema/wanmigration.ts';
 
 export type {
-  Compression, CutoverMode, CutoverSpec, CutoverWindow, DeadlinePolicy, MigrationProgress, Phase, RelaySpec, SourceAfterCutover, StorageMode,
+  Compression, CutoverMode, CutoverSpec, CutoverWindow, DeadlinePolicy, DerivedDeadlines, MigrationProgress, Phase, RelaySpec, SourceAfterCutover, StorageMode,
   StorageSpec, TargetVMRef, TimeoutsSpec, WanMigrationSpec, WanMigrationStatus,
 } from './generated/wanmigration.ts';
 export {
@@ -50,7 +50,8 @@ export interface ResolvedSpec {
   relay: Required<RelaySpec>;
   cutover: { mode: CutoverMode; approved: boolean; window?: CutoverWindow };
   maxDowntimeMs: number;
-  timeouts: Required<TimeoutsSpec>;
+  /** storageSeconds and memorySeconds stay undefined when unset: they are derived (status.deadlines). */
+  timeouts: typeof DEFAULT_TIMEOUTS & Pick<TimeoutsSpec, 'storageSeconds' | 'memorySeconds'>;
   onDeadline: DeadlinePolicy;
   sourceAfterCutover: SourceAfterCutover;
   abort: boolean;

@@ -206,7 +206,8 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       await deleteTargetObjects(w, signal);
       return;
     case 'ReleaseStorage':
-      if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM }, signal);
+      // Also when the source VM is gone (sourceAfterCutover Delete): the agents go by label.
+      if (deps.storage) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM ?? { metadata: { name: spec.vmName, namespace: ns } } }, { rolledBack: action.rolledBack }, signal);
       return;
     case 'FinishSource':
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);

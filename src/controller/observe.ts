@@ -20,6 +20,7 @@ import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { sameContent, volumeRefs } from './target-objects.ts';
 import { tenancyCheck } from './phases/tenancy.ts';
+import { readSizing } from './sizing.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -283,6 +284,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim, wm.metadata.uid) } : {}),
     skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
     specHash: specHash(spec),
+    // Deadlines are fixed at the start: sizes are read only until then.
+    ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal) } : {}),
   };
   return { facts, world };
 }

@@ -9,9 +9,10 @@ const USAGE = `usage:
   cloudnet relay send --listen HOST:PORT[/TARGET][@MODE] ... --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
                       [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
   cloudnet relay receive --listen HOST:PORT --target [NAME=]HOST:PORT ... (--ca F --cert F --key F | --plain-inside-wireguard)
-                      [--cache-mb 256] [--seed FILE... --seed-mb 256] [--stats HOST:PORT] [--stats-file F]
+                      [--cache-mb 256] [--seed FILE... --seed-mb 256] [--seed-listen HOST:PORT] [--stats HOST:PORT] [--stats-file F]
                       [--hash-streams]   (both: SHA-256 of every session's input / output in the stats)
                       --seed: content the target already holds (e.g. a pre-copied disk image), sent as references
+                      --seed-listen: take such content at run time from local clients (raw 4 KiB pages per connection)
   cloudnet relay analyze FILE... [--cache-mb 256] [--level 3] [--mode auto|qevm|nbd|generic] [--json]
   cloudnet relay encode IN... OUT [--cache-mb 256] [--level 3] [--mode M]     (- = stdin/stdout)
   cloudnet relay decode IN OUT                                                 (several sessions: OUT.1, OUT.2, ...)
@@ -22,7 +23,7 @@ const common = {
   listen: { type: 'string', multiple: true }, peer: { type: 'string' }, target: { type: 'string', multiple: true },
   ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' },
   'plain-inside-wireguard': { type: 'boolean' }, 'window-mb': { type: 'string' }, stats: { type: 'string' }, 'stats-file': { type: 'string' },
-  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'hash-streams': { type: 'boolean' },
+  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

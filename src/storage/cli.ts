@@ -1,26 +1,37 @@
-// `cloudnet agent source ...` / `cloudnet agent target ...`: the storage pre-copy agents.
-import type { Server } from 'node:http';
+// `cloudnet agent source ...` / `cloudnet agent target ...`: the storage pre-copy agents, as the
+// operator runs them in Pods (src/storage/launch/): credentials come from a mounted Secret
+// (--credentials DIR, agent-auth.ts), there is no plaintext mode.
 import { parseArgs } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logger } from '../util/log.ts';
-import { parseHostPort, serveRoutes } from './http.ts';
+import { loadCredentials, ownIdentity } from './agent-auth.ts';
+import { callAgent, parseHostPort, serveRoutes, type AgentApi } from './http.ts';
 import { SourceAgent } from './source.ts';
 import { TargetAgent } from './target.ts';
 
 const log = logger('storage-cli');
 
 const USAGE = `usage:
-  cloudnet agent target --volume <raw file> --listen <host:port> [--http <host:port>]
-  cloudnet agent source --target <host:port> [--target-http <url>] [--qmp <socket>] [--device disk0]
-                        [--disk <raw file|block device>] [--codec relay|none] [--http <host:port>]
-                        [--work-dir <dir>] [--converge-mb 4] [--max-passes 10] [--window-mb 16] [--no-sync]
+  cloudnet agent target --volume <raw file|block device> --listen <host:port> --http <host:port>
+                        --credentials <dir> [--index <file>] [--seed-relay <host:port>]
+  cloudnet agent source --disk <raw file|block device> --target <host:port> --target-http <https://host:port>
+                        --credentials <dir> --http <host:port> [--qmp <socket>] [--device disk0]
+                        [--codec relay|none] [--work-dir <dir>] [--converge-mb 4] [--max-passes 10]
+                        [--window-mb 16] [--reconnect-timeout-s 120] [--stall-timeout-s 15] [--no-sync]
 
-The target writes the volume and answers with its page index; the source copies the disk in
-asynchronous passes (QEMU dirty bitmaps via --qmp, else hash scans), then mirrors every guest
-write synchronously (QEMU write-blocking mirror). Both serve JSON on --http: GET /status,
-source POST /verify?pause=1 and POST /release, target GET /index and GET /checksum.`;
+--credentials is a directory with ca.crt, tls.crt, tls.key and token (the migration's CA, this
+agent's certificate and key, the migration's token). Every connection is mutual TLS 1.3 against
+that CA, and every request carries the token.
+
+The target writes the volume and answers with its page index; it exits once the source is done
+(the source sends an NBD disconnect when released), after handing what the volume holds to the
+receiver relay's seed intake (--seed-relay), where KubeVirt's final disk mirror finds it. The source copies the disk in asynchronous
+passes (QEMU dirty bitmaps with --qmp, else hash scans against the target's index) and, with QEMU,
+then mirrors every guest write synchronously. HTTPS API: GET /status on both; source POST /verify
+(?pause=1 with QEMU) and POST /release (operator only); target GET /index and GET /checksum
+(operator and source).`;
 
 export async function run(argv: string[]): Promise<number> {
   const [role, ...rest] = argv;
@@ -28,12 +39,6 @@ export async function run(argv: string[]): Promise<number> {
   if (role === 'source') return runSource(rest);
   console.log(USAGE);
   return role === '-h' || role === '--help' ? 0 : 2;
-}
-
-function closeHttp(server: Server | undefined): Promise<void> {
-  if (!server) return Promise.resolve();
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 function untilSignal(): Promise<NodeJS.Signals> {
@@ -44,32 +49,38 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 async function runTarget(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { volume: { type: 'string' }, listen: { type: 'string' }, http: { type: 'string' }, index: { type: 'string' } } });
-  if (!values.volume || !values.listen) {
+  const { values } = parseArgs({ args: argv, options: {
+    volume: { type: 'string' }, listen: { type: 'string' }, http: { type: 'string' }, index: { type: 'string' }, credentials: { type: 'string' },
+    'seed-relay': { type: 'string' },
+  } });
+  if (!values.volume || !values.listen || !values.http || !values.credentials) {
     console.error(USAGE);
     return 2;
   }
+  const credentials = loadCredentials(values.credentials);
+  if (ownIdentity(credentials).role !== 'target') throw new Error('--credentials are not the target agent\'s');
   const [host, port] = parseHostPort(values.listen);
-  const agent = new TargetAgent({ volumePath: values.volume, host, port, ...(values.index ? { indexPath: values.index } : {}) });
+  const agent = new TargetAgent({ volumePath: values.volume, host, port, credentials, ...(values.index ? { indexPath: values.index } : {}) });
   const bound = await agent.listen();
-  let http: Server | undefined;
-  if (values.http) {
-    const [hh, hp] = parseHostPort(values.http);
-    const { server, port: p } = await serveRoutes(hh, hp, {
-      'GET /status': async () => ({ json: agent.status() }),
-      'GET /index': async () => {
-        const b = agent.indexBytes();
-        return b ? { bytes: b } : { status: 404, json: { error: 'no volume open yet' } };
-      },
-      'GET /checksum': async () => ({ json: { sha256: await agent.checksum() } }),
-    });
-    http = server;
-    log.info('target http', { port: p });
+  const [hh, hp] = parseHostPort(values.http);
+  const api = await serveRoutes(hh, hp, credentials, {
+    'GET /status': { roles: ['operator', 'source'], handle: async () => ({ json: agent.status() }) },
+    'GET /index': { roles: ['operator', 'source'], handle: async () => {
+      const b = agent.indexBytes();
+      return b ? { bytes: b } : { status: 404, json: { error: 'no volume open yet' } };
+    } },
+    'GET /checksum': { roles: ['operator', 'source'], handle: async () => ({ json: { sha256: await agent.checksum() } }) },
+  });
+  log.info('target agent listening', { data: bound, http: api.port });
+  console.log(JSON.stringify({ listening: bound, http: api.port }));
+  const how = await Promise.race([untilSignal(), agent.finished.then(() => 'finished' as const)]);
+  if (how === 'finished' && values['seed-relay']) {
+    // Best effort: without seeds the final mirror still works, it only sends more.
+    const [sh, sp] = parseHostPort(values['seed-relay']);
+    await agent.seedRelay(sh, sp).catch((e: unknown) => log.warn('could not seed the receiver relay', { error: String(e) }));
   }
-  console.log(JSON.stringify({ listening: bound }));
-  await untilSignal();
   await agent.close();
-  await closeHttp(http);
+  await api.close();
   return 0;
 }
 
@@ -80,20 +91,22 @@ async function runSource(argv: string[]): Promise<number> {
       target: { type: 'string' }, 'target-http': { type: 'string' }, qmp: { type: 'string' }, device: { type: 'string' },
       disk: { type: 'string' }, codec: { type: 'string' }, http: { type: 'string' }, 'work-dir': { type: 'string' },
       'converge-mb': { type: 'string' }, 'max-passes': { type: 'string' }, 'window-mb': { type: 'string' }, 'no-sync': { type: 'boolean' },
-      'reconnect-timeout-s': { type: 'string' },
+      'reconnect-timeout-s': { type: 'string' }, 'stall-timeout-s': { type: 'string' }, credentials: { type: 'string' },
     },
   });
-  if (!values.target || (!values.qmp && !values.disk)) {
+  if (!values.target || !values['target-http'] || !values.http || !values.credentials || (!values.qmp && !values.disk)) {
     console.error(USAGE);
     return 2;
   }
+  const credentials = loadCredentials(values.credentials);
+  if (ownIdentity(credentials).role !== 'source') throw new Error('--credentials are not the source agent\'s');
   const codec = values.codec ?? 'relay';
   if (codec !== 'relay' && codec !== 'none') throw new Error(`--codec must be relay or none, not ${codec}`);
   const [host, port] = parseHostPort(values.target);
   const targetHttp = values['target-http'];
   const mb = (v: string | undefined) => (v ? Number(v) * (1 << 20) : undefined);
   const agent = new SourceAgent({
-    targetHost: host, targetPort: port, codec,
+    targetHost: host, targetPort: port, codec, credentials,
     ...(values.qmp ? { qmp: values.qmp } : {}),
     ...(values.device ? { device: values.device } : {}),
     ...(values.disk ? { diskPath: values.disk } : {}),
@@ -102,30 +115,31 @@ async function runSource(argv: string[]): Promise<number> {
     ...(values['max-passes'] ? { maxPasses: Number(values['max-passes']) } : {}),
     ...(values['window-mb'] ? { windowBytes: mb(values['window-mb']) } : {}),
     ...(values['reconnect-timeout-s'] ? { reconnectTimeoutMs: Number(values['reconnect-timeout-s']) * 1000 } : {}),
+    ...(values['stall-timeout-s'] ? { stallTimeoutMs: Number(values['stall-timeout-s']) * 1000 } : {}),
     ...(values['no-sync'] ? { sync: false } : {}),
-    ...(targetHttp ? { targetChecksum: async () => ((await (await fetch(`${targetHttp}/checksum`)).json()) as { sha256: string }).sha256 } : {}),
+    targetChecksum: async () => {
+      const body = JSON.parse((await callAgent(credentials, 'target', targetHttp, '/checksum', { timeoutMs: 600_000 })).toString('utf8')) as { sha256?: unknown };
+      if (typeof body.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(body.sha256)) throw new Error('the target agent sent no checksum');
+      return body.sha256;
+    },
   });
   let releasedByApi: () => void = () => undefined;
   const released = new Promise<void>((r) => (releasedByApi = r));
-  let http: Server | undefined;
-  if (values.http) {
-    const [hh, hp] = parseHostPort(values.http);
-    const { server, port: p } = await serveRoutes(hh, hp, {
-      'GET /status': async () => ({ json: await agent.status() }),
-      'POST /verify': async (_req, url) => ({ json: await agent.verify({ pause: url.searchParams.get('pause') === '1', resume: url.searchParams.get('resume') === '1' }) }),
-      'POST /release': async () => {
-        await agent.release();
-        releasedByApi();
-        return { json: { released: true } };
-      },
-    });
-    http = server;
-    log.info('source http', { port: p });
-  }
+  const [hh, hp] = parseHostPort(values.http);
+  const api: AgentApi = await serveRoutes(hh, hp, credentials, {
+    'GET /status': { roles: ['operator'], handle: async () => ({ json: await agent.status() }) },
+    'POST /verify': { roles: ['operator'], handle: async (url) => ({ json: await agent.verify({ pause: url.searchParams.get('pause') === '1', resume: url.searchParams.get('resume') === '1' }) }) },
+    'POST /release': { roles: ['operator'], handle: async () => {
+      await agent.release();
+      releasedByApi();
+      return { json: { released: true } };
+    } },
+  });
+  log.info('source agent serving', { http: api.port });
   agent.start().catch(() => undefined); // failures are in /status
   await Promise.race([untilSignal(), released]);
   await agent.release();
-  await closeHttp(http);
+  await api.close();
   const st = await agent.status();
   console.log(JSON.stringify(st));
   return st.phase === 'Failed' ? 1 : 0;

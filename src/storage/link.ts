@@ -4,10 +4,11 @@
 // the target's current page index, and re-sends only the queued pages the target does not already
 // hold — so a cut link or a restarted target costs at most the window, never a restart from zero.
 import { EventEmitter } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { connect, type TLSSocket } from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
+import { clientTlsOptions, type AgentCredentials } from './agent-auth.ts';
 import { createEncoder, RELAY_CODEC_VERSION, type CodecName, type StreamEncoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
@@ -18,6 +19,8 @@ const log = logger('storage-link');
 export interface LinkOptions {
   host: string;
   port: number;
+  /** The source agent's credentials: TLS to the target agent of the same migration, and the token. */
+  credentials: AgentCredentials;
   volumeBytes: number;
   volumeId: string;
   codec?: CodecName;
@@ -27,6 +30,10 @@ export interface LinkOptions {
   flushEveryBytes?: number;
   /** Give up when the target stays unreachable this long (default 120 s). */
   reconnectTimeoutMs?: number;
+  /** Drop and reconnect a connection on which unconfirmed data got no reply for this long
+   *  (default 15 s, longer when the link's measured rate needs longer for what is unconfirmed):
+   *  a WAN outage stalls TCP for many minutes before it errors. */
+  stallTimeoutMs?: number;
   /** Codec cache of each new connection (default: a fresh one, which keeps a reconnect in lockstep).
    *  A relay pair that also carries other streams shares its context here. */
   codecContext?: () => CodecContext;
@@ -64,7 +71,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   /** What the target holds, as far as the source knows (its index plus everything queued since). */
   expected: PageIndex;
   readonly stats: LinkStats = { rawBytes: 0, wireBytes: 0, payloadBytes: 0, resentBytes: 0, resumeSkippedBytes: 0, reconnects: 0, confirmedSeq: 0 };
-  private socket: Socket | undefined;
+  private socket: TLSSocket | undefined;
   private encoder: StreamEncoder | undefined;
   private readonly queue: Entry[] = [];
   private nextSeq = 1n;
@@ -74,6 +81,11 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   private closing = false;
   private roomWaiters: Array<() => void> = [];
   private connectedOnce = false;
+  private lastReplyAt = 0;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** Payload bytes confirmed since the current connection came up, and when it did: the link's rate. */
+  private confirmedOnConnection = 0;
+  private connectedAt = 0;
 
   constructor(o: LinkOptions) {
     super();
@@ -120,8 +132,10 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
 
   private connectOnce(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const s = connect({ host: this.o.host, port: this.o.port });
+      const s = connect({ host: this.o.host, port: this.o.port, ...clientTlsOptions(this.o.credentials, 'target') });
       s.setNoDelay(true);
+      // Over a dead WAN a connect hangs for minutes (SYN retries): give up on it and try again.
+      s.setTimeout(10_000, () => s.destroy(new Error('no answer from the target agent within 10 s')));
       let buf = Buffer.alloc(0);
       let hello: P.TargetHello | undefined;
       const onError = (err: Error): void => {
@@ -130,7 +144,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
       };
       s.once('error', onError);
       s.once('close', () => reject(new Error('target closed the connection during the hello')));
-      s.once('connect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay', codecVersion: RELAY_CODEC_VERSION })));
+      s.once('secureConnect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay', codecVersion: RELAY_CODEC_VERSION, token: this.o.credentials.token })));
       const onData = (chunk: Buffer): void => {
         buf = Buffer.concat([buf, chunk]);
         try {
@@ -149,6 +163,8 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
           const index = PageIndex.parse(buf.subarray(0, hello.indexBytes));
           const rest = buf.subarray(hello.indexBytes);
           s.off('data', onData);
+          s.setTimeout(0);
+          s.removeAllListeners('timeout');
           s.removeAllListeners('error');
           s.removeAllListeners('close');
           this.attach(s, index);
@@ -164,7 +180,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
 
   private readonly replies = new P.ReplyParser();
 
-  private attach(s: Socket, index: PageIndex): void {
+  private attach(s: TLSSocket, index: PageIndex): void {
     const first = !this.connectedOnce;
     this.connectedOnce = true;
     if (!first) this.stats.reconnects++;
@@ -177,6 +193,10 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     s.on('data', (d: Buffer) => this.onReplies(d));
     s.on('error', () => undefined);
     s.on('close', () => this.onClose(s));
+    this.lastReplyAt = Date.now();
+    this.connectedAt = Date.now();
+    this.confirmedOnConnection = 0;
+    this.watchStall();
     log.info('connected to target', { target: `${this.o.host}:${this.o.port}`, knownPages: index.knownPages(), queued: this.queue.length, reconnect: !first });
     // Re-send what is still unconfirmed, minus the pages the target already holds.
     const pending = this.queue.splice(0);
@@ -184,7 +204,26 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.emit('up');
   }
 
+  /** A connection that carries unconfirmed data but hears nothing back is dropped (then resumed). */
+  private watchStall(): void {
+    if (this.stallTimer) return;
+    const limit = this.o.stallTimeoutMs ?? 15_000;
+    this.stallTimer = setInterval(() => {
+      const s = this.socket;
+      if (!s || this.unconfirmed === 0) return;
+      // A slow link gets three times what the unconfirmed bytes need at the rate this connection
+      // has shown (capped at ten times the base limit); before any confirmation, the base limit.
+      const rate = this.confirmedOnConnection / Math.max(1, (Date.now() - this.connectedAt) / 1000);
+      const needMs = rate > 0 ? Math.min(10 * limit, 3000 * this.unconfirmed / rate) : 0;
+      if (Date.now() - this.lastReplyAt < Math.max(limit, needMs)) return;
+      log.warn('no reply from the target agent: dropping the connection to resume on a new one', { stalledMs: Date.now() - this.lastReplyAt, unconfirmedBytes: this.unconfirmed });
+      s.destroy();
+    }, Math.min(1000, limit));
+    this.stallTimer.unref();
+  }
+
   private onReplies(d: Buffer): void {
+    this.lastReplyAt = Date.now();
     try {
       for (const r of this.replies.push(d)) this.confirm(r);
     } catch (err) {
@@ -199,14 +238,17 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     }
     while (this.queue.length && this.queue[0].seq <= r.handle) {
       const e = this.queue.shift()!;
-      if (e.type === P.CMD_WRITE || e.type === P.CMD_WRITE_ZEROES) this.unconfirmed -= e.length;
+      if (e.type === P.CMD_WRITE || e.type === P.CMD_WRITE_ZEROES) {
+        this.unconfirmed -= e.length;
+        this.confirmedOnConnection += e.length;
+      }
       for (const w of e.waiters) w.resolve();
     }
     this.stats.confirmedSeq = Number(r.handle);
     this.wake();
   }
 
-  private onClose(s: Socket): void {
+  private onClose(s: TLSSocket): void {
     if (this.socket !== s) return;
     this.socket = undefined;
     this.encoder = undefined;
@@ -220,6 +262,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
+    clearInterval(this.stallTimer);
     log.error('storage link failed', { error: err.message });
     for (const e of this.queue.splice(0)) for (const w of e.waiters) w.reject(err);
     this.socket?.destroy();
@@ -314,9 +357,31 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
     this.transmit(e);
   }
 
+  /**
+   * The end of the replication: waits (bounded) until the target confirmed everything, then sends
+   * an NBD disconnect, after which the target makes its volume durable and finishes.
+   */
+  async finish(timeoutMs = 30_000): Promise<void> {
+    if (this.failure || this.closing) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('target did not confirm in time')), timeoutMs); });
+    try {
+      await Promise.race([this.flush(), timeout]);
+      const s = this.socket;
+      const enc = this.encoder;
+      if (!s || !enc) return;
+      enc.write(P.encodeRequest({ flags: 0, type: P.CMD_DISC, handle: this.nextSeq++, offset: 0, length: 0 }));
+      enc.flush();
+      await new Promise<void>((resolve) => s.end(resolve));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Closes the connection (pending requests are abandoned). */
   close(): void {
     this.closing = true;
+    clearInterval(this.stallTimer);
     this.socket?.destroy();
     this.socket = undefined;
     this.wake();

@@ -158,6 +158,8 @@ export interface SourceHello {
   codec: 'relay' | 'none';
   /** The relay frame format of codec 'relay' (its PROTOCOL_VERSION; absent before version 3). */
   codecVersion?: number;
+  /** The migration's token (agent-auth.ts); checked before the target opens the volume. */
+  token: string;
 }
 
 export interface TargetHello {

@@ -1,46 +1,80 @@
-// The StoragePreCopy port (src/api/ports.ts), backed by the source agent's HTTP API.
+// The StoragePreCopy port (src/api/ports.ts): the operator's side of the disk pre-copy.
 //
-// Deployment: per disk, a target agent (`cloudnet agent target`) runs next to the target volume
-// and a source agent (`cloudnet agent source --qmp ... --target ... --http ...`) next to the
-// source VM's QEMU (in KubeVirt: in the virt-launcher pod's network/mount namespace, which owns
-// the QMP socket). The agents start replicating on their own; the provider only observes them:
-// sync() maps GET /status to a StepReport (Ready exactly when the agent reports `synced`), and
-// release() POSTs /release. verify() POSTs /verify at cutover and returns the checksum result.
-//
-// Where the agent is: by default the WanMigration's annotation `cloudnet.io/storage-agent`
-// (a base URL, e.g. http://10.0.0.5:9470); several disks: a comma-separated list.
-import type { StepReport, StoragePreCopy, StorageRequest } from '../api/ports.ts';
+// Where the agents are is never read from the WanMigration: no annotation or spec field holds an
+// agent address. The agents are Pods the operator itself launched for the migration (the
+// AgentLauncher, launch/), and the only addresses this provider ever contacts are those Pods'
+// IPs, over mutual TLS with the migration's own CA (agent-auth.ts) and the migration's token. An
+// agent's reply is parsed field by field (agent-reply.ts); conditions and Events get messages
+// written here from those fields, never text from a reply.
+import type { StepReport, StoragePreCopy, StorageRelease, StorageRequest } from '../api/ports.ts';
 import type { MigrationProgress } from '../api/wanmigration.ts';
+import type { AgentCredentials } from './agent-auth.ts';
+import { parseJson, parseSourceStatus, parseVerification } from './agent-reply.ts';
+import { AgentHttpError, callAgent } from './http.ts';
 import { toMigrationProgress, type SourceStatus, type Verification } from './status.ts';
 
-export const AGENT_ANNOTATION = 'cloudnet.io/storage-agent';
+/** A source agent the launcher started and found serving. */
+export interface SourceAgentEndpoint {
+  /** The disk (claim name) it copies. */
+  disk: string;
+  /** https://<pod IP>:<port>, built from a Pod this operator created. */
+  base: string;
+  /** Namespace/name of the Pod, for messages. */
+  pod: string;
+}
+
+export interface LaunchState {
+  /** Set while the agents are not all serving yet (or cannot be launched): the step's report. */
+  report?: StepReport;
+  agents: SourceAgentEndpoint[];
+  /** The operator's credentials for this migration's agents. */
+  credentials?: AgentCredentials;
+  /** The copy is done and the agents are being stopped (finish() carries on). */
+  finishing?: boolean;
+}
+
+/** Launches and cleans up the agents of a migration (Pods, Secrets, target volumes). */
+export interface AgentLauncher {
+  ensure(req: StorageRequest, signal: AbortSignal): Promise<LaunchState>;
+  /** The pre-copy is over (synced or converged): stop the agents, keep the target volumes.
+   *  Resolves undefined once they are gone, else the report to show meanwhile. */
+  finish(req: StorageRequest, signal: AbortSignal): Promise<StepReport | undefined>;
+  /** Removes everything launched for the migration (after success, failure, abort or deletion);
+   *  the target volumes only after a rollback. */
+  release(req: StorageRequest, how: StorageRelease, signal: AbortSignal): Promise<void>;
+}
 
 export interface AgentStorageOptions {
-  /** Base URLs of the source agents for a migration (default: the annotation above). */
-  agents?: (req: StorageRequest) => string[];
+  launcher: AgentLauncher;
   timeoutMs?: number;
-  fetch?: typeof fetch;
 }
 
-export function agentsFromAnnotation(req: StorageRequest): string[] {
-  const v = req.migration.metadata?.annotations?.[AGENT_ANNOTATION];
-  return v ? v.split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean) : [];
+function describe(s: SourceStatus): string {
+  return `${s.mode} pass ${s.pass}, ${s.remainingDirtyBytes} bytes dirty, ${s.bytesOverWan} bytes over the WAN (${s.reason})`;
 }
 
-/** Pure: the StepReport for a set of agent statuses (all disks must be synced). */
-export function storageReport(statuses: SourceStatus[]): StepReport {
-  if (statuses.length === 0) return { state: 'Unavailable', reason: 'NoStorageAgent', message: `no source storage agent configured (annotation ${AGENT_ANNOTATION})` };
-  const progress = sumProgress(statuses.map(toMigrationProgress));
-  const failed = statuses.find((s) => s.phase === 'Failed');
-  if (failed) return { state: 'Failed', reason: failed.reason, message: failed.message, progress };
-  const released = statuses.find((s) => s.phase === 'Released');
-  if (released) return { state: 'Failed', reason: 'AgentReleased', message: 'a storage agent was released before the disks were synced', progress };
-  if (statuses.every((s) => s.synced)) {
+/** Pure: the StepReport for the disks' statuses (every disk must be synced, or converged without QEMU). */
+export function storageReport(statuses: ReadonlyArray<{ agent: SourceAgentEndpoint; status: SourceStatus }>): StepReport {
+  if (statuses.length === 0) return { state: 'Progressing', reason: 'NoDisks', message: 'the VM has no disk to pre-copy' };
+  const progress = sumProgress(statuses.map((s) => toMigrationProgress(s.status)));
+  const failed = statuses.find((s) => s.status.phase === 'Failed');
+  if (failed) {
+    return { state: 'Failed', reason: failed.status.reason, message: `disk ${failed.agent.disk}: the source agent reports ${failed.status.reason} (logs of Pod ${failed.agent.pod})`, progress };
+  }
+  const released = statuses.find((s) => s.status.phase === 'Released');
+  if (released) return { state: 'Failed', reason: 'AgentReleased', message: `disk ${released.agent.disk}: the source agent was released before the disk was copied`, progress };
+  if (statuses.every((s) => s.status.synced)) {
     return { state: 'Ready', reason: 'Synced', message: `${statuses.length} disk(s) synchronous: target identical up to in-flight writes`, progress };
   }
-  const s = statuses.find((x) => !x.synced)!;
-  const msg = `${s.mode} pass ${s.pass}, ${s.remainingDirtyBytes} bytes dirty, ${s.bytesOverWan} bytes over the WAN: ${s.message}`;
-  return { state: 'Progressing', reason: s.reason, message: msg, progress };
+  if (statuses.every((s) => s.status.synced || s.status.phase === 'Converged')) {
+    const dirty = statuses.reduce((n, s) => n + s.status.remainingDirtyBytes, 0);
+    return {
+      state: 'Ready', reason: 'Converged', progress,
+      message: `${statuses.length} disk(s) pre-copied; ${dirty} bytes changed during the last pass, which KubeVirt's disk mirror carries with the rest as references to what the target holds`,
+    };
+  }
+  const s = statuses.find((x) => !x.status.synced && x.status.phase !== 'Converged')!;
+  return { state: 'Progressing', reason: s.status.reason, message: `disk ${s.agent.disk}: ${describe(s.status)}`, progress };
 }
 
 function sumProgress(ps: MigrationProgress[]): MigrationProgress {
@@ -57,40 +91,54 @@ function sumProgress(ps: MigrationProgress[]): MigrationProgress {
   };
 }
 
+/** Why an agent could not be asked, in the operator's words (no reply text). */
+function unreachable(a: SourceAgentEndpoint, err: unknown): StepReport {
+  const why = err instanceof AgentHttpError ? `HTTP ${err.status}` : err instanceof Error && err.name === 'AgentReplyError' ? `an invalid reply (${err.message})` : 'no TLS connection';
+  return { state: 'Progressing', reason: 'StorageAgentUnreachable', message: `disk ${a.disk}: the source agent (Pod ${a.pod}) gave ${why}; retrying` };
+}
+
 export class AgentStoragePreCopy implements StoragePreCopy {
   readonly #o: AgentStorageOptions;
-  constructor(o: AgentStorageOptions = {}) {
+  constructor(o: AgentStorageOptions) {
     this.#o = o;
   }
 
-  #agents(req: StorageRequest): string[] {
-    return (this.#o.agents ?? agentsFromAnnotation)(req);
-  }
-
-  async #call<T>(url: string, method: 'GET' | 'POST', signal: AbortSignal): Promise<T> {
-    const f = this.#o.fetch ?? fetch;
-    const res = await f(url, { method, signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.timeoutMs ?? 10_000)]) });
-    const body = (await res.json()) as T & { error?: string };
-    if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${body.error ?? ''}`);
-    return body;
+  async #status(creds: AgentCredentials, a: SourceAgentEndpoint, signal: AbortSignal): Promise<SourceStatus> {
+    return parseSourceStatus(parseJson(await callAgent(creds, 'source', a.base, '/status', { signal, timeoutMs: this.#o.timeoutMs })));
   }
 
   async sync(req: StorageRequest, signal: AbortSignal): Promise<StepReport> {
-    const agents = this.#agents(req);
-    try {
-      const statuses = await Promise.all(agents.map((a) => this.#call<SourceStatus>(`${a}/status`, 'GET', signal)));
-      return storageReport(statuses);
-    } catch (err) {
-      return { state: 'Unavailable', reason: 'StorageAgentUnreachable', message: err instanceof Error ? err.message : String(err) };
+    const launched = await this.#o.launcher.ensure(req, signal);
+    if (launched.finishing) return (await this.#o.launcher.finish(req, signal)) ?? { state: 'Ready', reason: 'Converged', message: 'disks pre-copied; the agents are done and gone' };
+    if (launched.report || !launched.credentials) return launched.report ?? { state: 'Progressing', reason: 'LaunchingAgents', message: 'starting the storage agents' };
+    const creds = launched.credentials;
+    const statuses: Array<{ agent: SourceAgentEndpoint; status: SourceStatus }> = [];
+    for (const a of launched.agents) {
+      try {
+        statuses.push({ agent: a, status: await this.#status(creds, a, signal) });
+      } catch (err) {
+        if (signal.aborted) throw err;
+        return unreachable(a, err);
+      }
     }
+    const report = storageReport(statuses);
+    if (report.state !== 'Ready') return report;
+    // Copied: the agents stop (the target agent makes its volume durable) before anything else
+    // may open the target volumes.
+    const finishing = await this.#o.launcher.finish(req, signal);
+    return finishing ? { ...finishing, progress: report.progress } : report;
   }
 
-  async release(req: StorageRequest, signal: AbortSignal): Promise<void> {
-    await Promise.all(this.#agents(req).map((a) => this.#call(`${a}/release`, 'POST', signal)));
+  release(req: StorageRequest, how: StorageRelease, signal: AbortSignal): Promise<void> {
+    return this.#o.launcher.release(req, how, signal);
   }
 
-  /** At cutover (source paused or stopped): per disk, SHA-256 of source and target. */
+  /** Per disk, SHA-256 of source and target (source agent POST /verify; ?pause=1 pauses a QEMU guest). */
   async verify(req: StorageRequest, signal: AbortSignal, opts: { pause?: boolean } = {}): Promise<Verification[]> {
-    return Promise.all(this.#agents(req).map((a) => this.#call<Verification>(`${a}/verify${opts.pause ? '?pause=1&resume=1' : ''}`, 'POST', signal)));
+    const launched = await this.#o.launcher.ensure(req, signal);
+    const creds = launched.credentials;
+    if (!creds) throw new Error('the storage agents are not running');
+    const path = `/verify${opts.pause ? '?pause=1&resume=1' : ''}`;
+    return Promise.all(launched.agents.map(async (a) => parseVerification(parseJson(await callAgent(creds, 'source', a.base, path, { method: 'POST', signal, timeoutMs: 600_000 })))));
   }
 }

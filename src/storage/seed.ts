@@ -9,6 +9,7 @@
 // side in between only costs a cache miss: a reference names a strong hash and the receiver checks
 // it against the bytes it holds.
 import { closeSync, openSync, readSync } from 'node:fs';
+import { connect } from 'node:net';
 import { digest, DIGEST_WORDS, type CodecContext } from '../relay/codec/index.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
@@ -97,4 +98,53 @@ export function seedReceiver(sink: SeedSink, volumePath: string, index: PageInde
     closeSync(fd);
   }
   return added;
+}
+
+/**
+ * Streams the same pages as seedReceiver (distinct, non-zero, indexed, still holding their indexed
+ * content) to a receiver relay's seed intake (`relay receive --seed-listen`) over TCP, and returns
+ * what the relay reports it added. The target agent does this when its pre-copy is done, so that
+ * KubeVirt's final disk mirror finds those blocks at the receiver.
+ */
+export async function streamSeeds(host: string, port: number, volumePath: string, index: PageIndex, timeoutMs = 600_000): Promise<{ pages: number; added: number; full: boolean }> {
+  const s = connect({ host, port });
+  s.setTimeout(timeoutMs, () => s.destroy(new Error('seed intake timed out')));
+  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+  const reply = new Promise<string>((resolve, reject) => {
+    let buf = '';
+    s.on('data', (d: Buffer) => { buf += d.toString('utf8'); });
+    s.on('end', () => resolve(buf));
+    s.on('error', reject);
+  });
+  const fd = openSync(volumePath, 'r');
+  const seen = new Set<string>();
+  let pages = 0;
+  try {
+    const batch = Buffer.alloc(256 * PAGE);
+    let inBatch = 0;
+    const send = async (): Promise<void> => {
+      if (!inBatch) return;
+      const chunk = Buffer.from(batch.subarray(0, inBatch * PAGE));
+      inBatch = 0;
+      if (!s.write(chunk)) await new Promise<void>((r) => s.once('drain', r));
+    };
+    const page = Buffer.alloc(PAGE);
+    for (let p = 0; p < index.pages; p++) {
+      const key = index.key(p);
+      if (!index.known(p) || key.equals(ZERO_PAGE_KEY)) continue;
+      const k = key.toString('latin1');
+      if (seen.has(k)) continue;
+      if (readSync(fd, page, 0, PAGE, p * PAGE) !== PAGE || !pageKey(page).equals(key)) continue;
+      seen.add(k);
+      page.copy(batch, inBatch * PAGE);
+      pages++;
+      if (++inBatch === 256) await send();
+    }
+    await send();
+  } finally {
+    closeSync(fd);
+  }
+  s.end();
+  const r = JSON.parse((await reply).trim() || '{}') as { added?: number; full?: boolean };
+  return { pages, added: Number(r.added ?? 0), full: r.full === true };
 }

@@ -16,6 +16,7 @@ import { basename, join } from 'node:path';
 import { QmpClient } from '../qemu/qmp.ts';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
+import type { AgentCredentials } from './agent-auth.ts';
 import type { CodecName } from './codec.ts';
 import { alignExtents, chunks, extentBytes, mergeExtents, PAGE, PageSet, pagesOf, type Extent } from './extents.ts';
 import { pageKey, ZERO_PAGE_KEY } from './index-file.ts';
@@ -33,6 +34,8 @@ export interface SourceAgentOptions {
   volumeId?: string;
   targetHost: string;
   targetPort: number;
+  /** The source agent's credentials for this migration (agent-auth.ts). */
+  credentials: AgentCredentials;
   codec?: CodecName;
   /** QMP of the running guest (socket path or a connected client); without it, hash scans and no sync mode. */
   qmp?: string | QmpClient;
@@ -47,6 +50,8 @@ export interface SourceAgentOptions {
   chunkBytes?: number;
   windowBytes?: number;
   reconnectTimeoutMs?: number;
+  /** See LinkOptions.stallTimeoutMs. */
+  stallTimeoutMs?: number;
   /** Enter synchronous mode after converging (default: when QMP is available). */
   sync?: boolean;
   /** See LinkOptions.codecContext. */
@@ -117,9 +122,9 @@ export class SourceAgent {
     this.st.bytesTotal = this.size;
     this.fd = openSync(this.diskPath, 'r');
     this.link = new SourceLink({
-      host: this.o.targetHost, port: this.o.targetPort, volumeBytes: this.size,
+      host: this.o.targetHost, port: this.o.targetPort, credentials: this.o.credentials, volumeBytes: this.size,
       volumeId: this.o.volumeId ?? basename(this.diskPath), codec: this.o.codec,
-      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs, codecContext: this.o.codecContext,
+      windowBytes: this.o.windowBytes, reconnectTimeoutMs: this.o.reconnectTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs, codecContext: this.o.codecContext,
     });
     this.link.on('down', () => {
       if (this.st.synced) this.setState({ synced: false, reason: 'TargetUnreachable', message: 'link to the target lost; guest writes wait for it to return' });
@@ -335,6 +340,7 @@ export class SourceAgent {
     this.released = true;
     await this.disk?.cleanup().catch((err: unknown) => log.warn('cleanup failed', { error: String(err) }));
     await this.nbd?.close();
+    if (this.link && !this.link.failed) await this.link.finish().catch((err: unknown) => log.warn('the target did not confirm the end', { error: String(err) }));
     this.link?.close();
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;

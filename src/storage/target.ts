@@ -5,20 +5,30 @@
 //
 // Index durability: the index is saved on clean shutdown and deleted while the agent runs; after a
 // crash it is rebuilt from the volume itself, which is the truth (a local read, no WAN bytes).
+//
+// Who may write (agent-auth.ts): the data port is TLS 1.3 with a client certificate of the
+// migration's CA naming the source role, and the hello carries the migration's token. Until both
+// checks passed, the volume is not opened (nor created) and an existing connection is left alone:
+// a refused peer can neither touch the volume nor take over the source's connection. Only an
+// authenticated source supersedes the current connection (its own reconnect after a cut link).
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { peerRole, serverTlsOptions, tokenMatches, type AgentCredentials } from './agent-auth.ts';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
 import { codecMismatch, createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 import * as P from './protocol.ts';
+import { streamSeeds } from './seed.ts';
 import { sha256File, Volume } from './volume.ts';
 
 const log = logger('storage-target');
 
 export interface TargetAgentOptions {
   volumePath: string;
+  /** The target agent's credentials for this migration (role target). */
+  credentials: AgentCredentials;
   /** Default `<volume>.cnidx`. */
   indexPath?: string;
   host?: string;
@@ -39,6 +49,8 @@ export interface TargetStatus {
   bytesApplied: number;
   writes: number;
   commits: number;
+  /** Peers refused: failed TLS handshakes, wrong role, wrong token. */
+  refused: number;
   lastError?: string;
 }
 
@@ -48,8 +60,12 @@ export class TargetAgent {
   private volume: Volume | undefined;
   private index: PageIndex | undefined;
   private volumeId: string | undefined;
-  private current: Socket | undefined;
-  private readonly stats = { connections: 0, bytesReceivedWire: 0, bytesApplied: 0, writes: 0, commits: 0, lastError: undefined as string | undefined };
+  private current: TLSSocket | undefined;
+  private readonly stats = { connections: 0, bytesReceivedWire: 0, bytesApplied: 0, writes: 0, commits: 0, refused: 0, lastError: undefined as string | undefined };
+
+  private resolveFinished: () => void = () => undefined;
+  /** Resolves once the source said it is done (NBD disconnect after its release): the volume is final. */
+  readonly finished: Promise<void> = new Promise((resolve) => { this.resolveFinished = resolve; });
 
   constructor(o: TargetAgentOptions) {
     this.o = o;
@@ -59,12 +75,17 @@ export class TargetAgent {
     return this.o.indexPath ?? `${this.o.volumePath}.cnidx`;
   }
 
+  /** Which disk the volume holds: next to the index (a block device has no room for it). */
   private get metaPath(): string {
-    return `${this.o.volumePath}.cnmeta`;
+    return `${this.indexPath}.meta`;
   }
 
   async listen(): Promise<number> {
-    const server = createServer((s) => this.accept(s));
+    const server = createServer(serverTlsOptions(this.o.credentials), (s) => this.accept(s));
+    server.on('tlsClientError', (err) => {
+      this.stats.refused++;
+      log.warn('refused a peer without a valid certificate of this migration', { error: err.message });
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -123,11 +144,18 @@ export class TargetAgent {
     this.volumeId = volumeId;
   }
 
-  private accept(s: Socket): void {
-    this.stats.connections++;
+  private refuse(s: TLSSocket, why: string): void {
+    this.stats.refused++;
+    log.warn('refused a source connection', { remote: s.remoteAddress, why });
+    s.destroy();
+  }
+
+  private accept(s: TLSSocket): void {
+    if (peerRole(this.o.credentials, s.getPeerCertificate()) !== 'source') {
+      this.refuse(s, 'the peer certificate is not the source agent\'s');
+      return;
+    }
     s.setNoDelay(true);
-    if (this.current) this.current.destroy(); // a new connection from the source supersedes the old one
-    this.current = s;
     let hello: P.SourceHello | undefined;
     let pending = Buffer.alloc(0);
     let decoder: StreamDecoder | undefined;
@@ -139,11 +167,15 @@ export class TargetAgent {
     };
     s.on('data', (chunk: Buffer) => {
       try {
-        this.stats.bytesReceivedWire += chunk.length;
         if (!hello) {
           pending = Buffer.concat([pending, chunk]);
+          if (pending.length > (1 << 20) + 8) throw new P.ProtocolError('hello too large');
           const h = P.parseHello<P.SourceHello>(pending);
           if (!h) return;
+          if (!tokenMatches(this.o.credentials.token, typeof h.value.token === 'string' ? h.value.token : undefined)) {
+            this.refuse(s, 'wrong token');
+            return;
+          }
           hello = h.value;
           chunk = pending.subarray(h.used);
           pending = Buffer.alloc(0);
@@ -155,12 +187,17 @@ export class TargetAgent {
             s.end(P.encodeHello({ ok: false, error: (err as Error).message, volumeBytes: 0, indexBytes: 0 }));
             return;
           }
+          // Authenticated and for this volume: it supersedes the previous connection (a reconnect).
+          if (this.current && this.current !== s) this.current.destroy();
+          this.current = s;
+          this.stats.connections++;
           const idx = this.index!.serialize();
           const codec: CodecName = hello.codec === 'none' ? 'none' : 'relay';
           decoder = createDecoder(codec, this.o.codecContext ? { context: this.o.codecContext() } : {});
           s.write(Buffer.concat([P.encodeHello({ ok: true, volumeBytes: hello.volumeBytes, indexBytes: idx.length }), idx]));
           log.info('source connected', { volumeId: hello.volumeId, codec, knownPages: this.index!.knownPages() });
         }
+        this.stats.bytesReceivedWire += chunk.length;
         if (!decoder || chunk.length === 0) return;
         const replies: P.Reply[] = [];
         for (const raw of decoder.push(chunk)) {
@@ -207,6 +244,11 @@ export class TargetAgent {
         }
         case P.CMD_FLUSH:
           return { error: 0, handle: req.handle };
+        case P.CMD_DISC:
+          // Everything before it was applied in order: make it durable, then let the agent end.
+          this.commit();
+          this.resolveFinished();
+          return undefined;
         default:
           return { error: P.EINVAL, handle: req.handle };
       }
@@ -236,6 +278,14 @@ export class TargetAgent {
   private commit(): void {
     this.volume!.sync();
     this.stats.commits++;
+  }
+
+  /** Hands what the volume holds to a receiver relay's seed intake (seed.ts streamSeeds). */
+  async seedRelay(host: string, port: number): Promise<{ pages: number; added: number; full: boolean }> {
+    if (!this.index) throw new Error('no volume open yet');
+    const r = await streamSeeds(host, port, this.o.volumePath, this.index);
+    log.info('seeded the receiver relay', { relay: `${host}:${port}`, ...r });
+    return r;
   }
 
   /** SHA-256 of the whole target volume (call when the source is quiescent). */

@@ -30,8 +30,11 @@ export class Volume {
     const existed = existsSync(path) && volumeSize(path) > 0;
     this.fd = openSync(path, opts.readOnly ? 'r' : existed ? 'r+' : 'w+');
     const size = existed ? volumeSize(path) : 0;
+    // A block device may be larger than the source disk (provisioners round sizes up): the disk
+    // is its first `bytes`. A file must have exactly the disk's size (KubeVirt's disk.img).
+    const block = existed && fstatSync(this.fd).isBlockDevice();
     if (!existed && !opts.readOnly) ftruncateSync(this.fd, bytes);
-    else if (size !== bytes) {
+    else if (block ? size < bytes : size !== bytes) {
       closeSync(this.fd);
       throw new Error(`volume ${path} has ${size} bytes, the source disk has ${bytes}`);
     }

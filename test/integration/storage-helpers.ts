@@ -1,12 +1,16 @@
 // Helpers of the storage pre-copy integration tests: a throttling TCP proxy that can be cut (the
-// WAN link between the agents) and a target agent run as a real `cloudnet agent target` process.
+// WAN link between the agents), a target agent run as a real `cloudnet agent target` process, and
+// a migration's agent credentials written out as the Secret volume the agents read.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../helpers/ports.ts';
 import { onExit } from '../helpers/exit.ts';
 import { requireTool } from '../env/netns.ts';
+import { CREDENTIAL_FILES, issueMigrationCredentials, type AgentCredentials, type AgentRole } from '../../src/storage/agent-auth.ts';
+import { callAgent } from '../../src/storage/http.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -18,6 +22,8 @@ export interface Link {
   readonly bytesBackward: number;
   /** Drops every connection and refuses new ones for `ms`. */
   cut(ms: number): void;
+  /** A WAN outage as TCP sees it: nothing is forwarded either way for `ms`, no connection is closed. */
+  blackhole(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -26,7 +32,14 @@ export interface Link {
 export async function startLink(target: number | string, rateBps: number): Promise<Link> {
   const conns = new Set<Socket>();
   let downUntil = 0;
+  let holdUntil = 0;
   let nextFree = 0;
+  /** Delays delivery until the blackhole ends (data sent into a dead link is not lost, only late). */
+  const whenOpen = (f: () => void): void => {
+    const wait = holdUntil - Date.now();
+    if (wait > 0) setTimeout(() => whenOpen(f), wait);
+    else f();
+  };
   let forwarded = 0;
   let backward = 0;
   const server: Server = createServer((client) => {
@@ -46,19 +59,23 @@ export async function startLink(target: number | string, rateBps: number): Promi
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
     upstream.on('data', (d: Buffer) => {
-      backward += d.length;
-      client.write(d);
+      upstream.pause();
+      whenOpen(() => {
+        backward += d.length;
+        client.write(d);
+        upstream.resume();
+      });
     });
     client.on('data', (d: Buffer) => {
       const now = performance.now();
       nextFree = Math.max(now, nextFree) + (d.length / rateBps) * 1000;
       client.pause();
-      setTimeout(() => {
+      setTimeout(() => whenOpen(() => {
         if (upstream.destroyed) return;
         forwarded += d.length;
         upstream.write(d);
         client.resume();
-      }, Math.max(0, nextFree - now));
+      }), Math.max(0, nextFree - now));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -67,6 +84,9 @@ export async function startLink(target: number | string, rateBps: number): Promi
     port: typeof addr === 'object' && addr ? addr.port : 0,
     get bytesForward() { return forwarded; },
     get bytesBackward() { return backward; },
+    blackhole(ms: number) {
+      holdUntil = Date.now() + ms;
+    },
     cut(ms: number) {
       downUntil = Date.now() + ms;
       for (const c of conns) c.destroy();
@@ -77,6 +97,21 @@ export async function startLink(target: number | string, rateBps: number): Promi
       server.close(() => r());
     }),
   };
+}
+
+/** Writes `creds` as a mounted Secret would hold them; returns the directory. */
+export function writeCredentials(dir: string, creds: AgentCredentials): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, CREDENTIAL_FILES.ca), creds.ca);
+  writeFileSync(join(dir, CREDENTIAL_FILES.cert), creds.cert);
+  writeFileSync(join(dir, CREDENTIAL_FILES.key), creds.key, { mode: 0o600 });
+  writeFileSync(join(dir, CREDENTIAL_FILES.token), creds.token);
+  return dir;
+}
+
+/** A test migration's credentials (one CA, a leaf per role, one token). */
+export function testCredentials(migration = 'test-migration'): Record<AgentRole, AgentCredentials> {
+  return issueMigrationCredentials(migration);
 }
 
 export interface TargetProcess {
@@ -90,7 +125,7 @@ export interface TargetProcess {
 }
 
 /** Runs `cloudnet agent target` (optionally with a file size limit, to make writes fail). */
-export async function startTargetProcess(volume: string, opts: { port?: number; httpPort?: number; fsizeLimit?: number } = {}): Promise<TargetProcess> {
+export async function startTargetProcess(volume: string, creds: AgentCredentials, opts: { port?: number; httpPort?: number; fsizeLimit?: number; seedRelay?: string } = {}): Promise<TargetProcess> {
   requireTool('setpriv', 'util-linux');
   if (opts.fsizeLimit) requireTool('prlimit', 'util-linux');
   const port = opts.port ?? (await freePort());
@@ -98,7 +133,9 @@ export async function startTargetProcess(volume: string, opts: { port?: number; 
   const node = join(repoRoot, 'node_modules/.bin/node');
   const cmd = ['setpriv', '--pdeathsig', 'KILL'];
   if (opts.fsizeLimit) cmd.push('prlimit', `--fsize=${opts.fsizeLimit}`, '--');
-  cmd.push(node, join(repoRoot, 'src/cli.ts'), 'agent', 'target', '--volume', volume, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${httpPort}`);
+  const credDir = writeCredentials(`${volume}.credentials`, creds);
+  cmd.push(node, join(repoRoot, 'src/cli.ts'), 'agent', 'target', '--volume', volume, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${httpPort}`, '--credentials', credDir);
+  if (opts.seedRelay) cmd.push('--seed-relay', opts.seedRelay);
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   const unregister = onExit(() => child.kill('SIGKILL'));
   let stderr = '';
@@ -126,7 +163,8 @@ export async function startTargetProcess(volume: string, opts: { port?: number; 
   };
 }
 
-export async function targetChecksum(httpPort: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/checksum`);
-  return ((await res.json()) as { sha256: string }).sha256;
+/** The target's checksum, asked as `creds` (the source's or the operator's). */
+export async function targetChecksum(httpPort: number, creds: AgentCredentials): Promise<string> {
+  const body = await callAgent(creds, 'target', `https://127.0.0.1:${httpPort}`, '/checksum', { timeoutMs: 120_000 });
+  return (JSON.parse(body.toString('utf8')) as { sha256: string }).sha256;
 }

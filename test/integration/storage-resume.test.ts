@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SourceAgent } from '../../src/storage/source.ts';
 import { sha256File } from '../../src/storage/volume.ts';
 import { onExit } from '../helpers/exit.ts';
-import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
+import { startLink, startTargetProcess, targetChecksum, testCredentials, type Link, type TargetProcess } from './storage-helpers.ts';
 import { waitFor } from '../helpers/poll.ts';
 
 const MiB = 1 << 20;
@@ -44,11 +44,12 @@ test('a cut link and a killed target agent mid-pass resume without starting over
   let agent: SourceAgent | undefined;
   try {
     const { disk, before, volume } = await prepareDisk(dir);
-    target = await startTargetProcess(volume);
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target);
     link = await startLink(target.port, 12 * MiB); // the pass takes a few seconds
     const t = target;
-    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none',
-      windowBytes: 2 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort) });
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none', credentials: creds.source,
+      windowBytes: 2 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort, creds.source) });
     const a = agent;
     const done = agent.start();
     const progressed = (frac: number) => async () => (await a.status()).bytesSent > frac * 56 * MiB;
@@ -60,7 +61,7 @@ test('a cut link and a killed target agent mid-pass resume without starting over
     await waitFor(progressed(0.6), { what: '60% copied', timeoutMs: 60_000 });
     await target.kill();
     await delay(500);
-    target = await startTargetProcess(volume, { port: t.port, httpPort: t.httpPort });
+    target = await startTargetProcess(volume, creds.target, { port: t.port, httpPort: t.httpPort });
     await waitFor(async () => (await a.status()).link.reconnects >= 2, { what: 'reconnect to the restarted target', timeoutMs: 20_000 });
 
     await done;
@@ -83,6 +84,38 @@ test('a cut link and a killed target agent mid-pass resume without starting over
   }
 });
 
+test('a WAN outage that TCP does not notice: the agent drops the stalled connection and resumes', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cn-storage-stall-'));
+  const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  let target: TargetProcess | undefined;
+  let link: Link | undefined;
+  let agent: SourceAgent | undefined;
+  try {
+    const { disk, volume } = await prepareDisk(dir);
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target);
+    link = await startLink(target.port, 12 * MiB);
+    const t = target;
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: link.port, workDir: dir, codec: 'none', credentials: creds.source,
+      windowBytes: 2 * MiB, stallTimeoutMs: 2000, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort, creds.source) });
+    const a = agent;
+    const done = agent.start();
+    await waitFor(async () => (await a.status()).bytesSent > 16 * MiB, { what: '16 MiB copied', timeoutMs: 60_000 });
+    link.blackhole(5000);
+    await waitFor(async () => (await a.status()).link.reconnects >= 1, { what: 'a new connection after the stall', timeoutMs: 20_000 });
+    await done;
+    const s = await agent.status();
+    assert.ok((await agent.verify()).match);
+    assert.ok(s.link.resentBytes <= 6 * MiB, `re-sent ${s.link.resentBytes} bytes`);
+  } finally {
+    await agent?.release();
+    await link?.close();
+    await target?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    unregister();
+  }
+});
+
 test('a failing target write fails the step cleanly and leaves the source disk untouched', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-fail-'));
   const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
@@ -93,8 +126,9 @@ test('a failing target write fails the step cleanly and leaves the source disk u
     // A sparse volume of the right size, but the agent may not write beyond 16 MiB into it.
     writeFileSync(volume, Buffer.alloc(0));
     truncateSync(volume, 64 * MiB);
-    target = await startTargetProcess(volume, { fsizeLimit: 16 * MiB });
-    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: target.port, workDir: dir, reconnectTimeoutMs: 5000 });
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target, { fsizeLimit: 16 * MiB });
+    agent = new SourceAgent({ diskPath: disk, targetHost: '127.0.0.1', targetPort: target.port, workDir: dir, reconnectTimeoutMs: 5000, credentials: creds.source });
     await assert.rejects(agent.start(), /target write failed/);
     const s = await agent.status();
     assert.equal(s.phase, 'Failed');

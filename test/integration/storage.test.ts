@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SourceAgent } from '../../src/storage/source.ts';
 import { createGuestLab, guestBin } from '../env/qemu.ts';
-import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
+import { startLink, startTargetProcess, targetChecksum, testCredentials, type Link, type TargetProcess } from './storage-helpers.ts';
 
 const MiB = 1 << 20;
 const WRITER_BLOCKS = 4096; // the disk writer rewrites the first 16 MiB, 2 MB/s
@@ -34,11 +34,12 @@ test('a guest writing during pre-copy ends with a byte-identical target', { time
     const guest = await lab.start({ name: 'vm', workload: { name: 'diskwriter', params: { blocks: WRITER_BLOCKS, mbps: 2 } }, disks: [{ path: disk, format: 'raw' }] });
     await guest.serial.waitFor(/DISK READY/, 60_000);
     const volume = join(lab.dir, 'target.raw');
-    target = await startTargetProcess(volume);
+    const creds = testCredentials();
+    target = await startTargetProcess(volume, creds.target);
     link = await startLink(target.port, 16 * MiB);
     const t = target;
-    agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir,
-      windowBytes: 4 * MiB, convergeBytes: 1 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort) });
+    agent = new SourceAgent({ targetHost: '127.0.0.1', targetPort: link.port, qmp: guest.qmp, workDir: lab.dir, credentials: creds.source,
+      windowBytes: 4 * MiB, convergeBytes: 1 * MiB, reconnectTimeoutMs: 30_000, targetChecksum: () => targetChecksum(t.httpPort, creds.source) });
     const a = agent;
     const synced = agent.start();
 

@@ -121,6 +121,9 @@ export interface QemuDriverOptions {
   route: StreamRoute;
   /** Size of each disk file (default 16 MiB). */
   diskMiB?: number;
+  /** The file behind a VMI disk when its volume is a claim the node stand-in provides (the PVC's
+   *  disk.img, or its block device), as virt-launcher would mount it; undefined: a file of diskMiB. */
+  diskFile?: (vmi: VmiInstance, diskName: string) => string | undefined;
   /** QEMU migration knobs, e.g. downtime-limit and max-bandwidth (QEMU's default cap is 128 MiB/s). */
   tuning?: MigrationTuning;
   /** Bound on one QEMU migration (default 10 min); the operator's own deadline usually comes first. */
@@ -222,6 +225,8 @@ function kernelArgs(spec: VmiInstance['spec']): string {
 export class QemuDriver implements VmiDriver {
   readonly guests = new Map<string, QemuGuest>();
   readonly disks = new Map<string, string[]>();
+  /** Disk files that belong to volumes (diskFile), not to this driver. */
+  private readonly claimedFiles = new Set<string>();
   private readonly memory = new Map<string, number>();
   readonly migrations = new Map<string, MigrationRecord>();
   private readonly o: QemuDriverOptions;
@@ -250,10 +255,13 @@ export class QemuDriver implements VmiDriver {
   }
 
   private makeDisks(vmi: VmiInstance): GuestDisk[] {
-    const n = vmi.spec.domain.devices.disks?.length ?? 0;
+    const disks = vmi.spec.domain.devices.disks ?? [];
+    const n = disks.length;
     const files: string[] = [];
     const size = (this.o.diskMiB ?? 16) * 1024 * 1024;
     for (let i = 0; i < n; i++) {
+      const claimed = this.o.diskFile?.(vmi, disks[i].name);
+      if (claimed) { files.push(claimed); this.claimedFiles.add(claimed); continue; } // the volume's own storage: never created or removed here
       const f = join(this.o.workDir, `${vmi.cluster}-${vmi.namespace}-${vmi.name}-${++this.seq}-disk${i}.raw`);
       const fd = openSync(f, 'w');
       ftruncateSync(fd, size);
@@ -301,7 +309,7 @@ export class QemuDriver implements VmiDriver {
     this.guests.delete(k);
     await g?.stop(2000);
     if (discardDisks) {
-      for (const f of this.disks.get(k) ?? []) rmSync(f, { force: true });
+      for (const f of this.disks.get(k) ?? []) if (!this.claimedFiles.has(f)) rmSync(f, { force: true });
       this.disks.delete(k);
     }
   }

@@ -166,8 +166,9 @@ export interface TimeoutsSpec {
    */
   linkSeconds?: number;
   /**
-   * Deadline of SyncingStorage (the disk pre-copy), seconds.
-   * @default 3600
+   * Deadline of SyncingStorage (the disk pre-copy), seconds. Unset: derived from the VM's memory and disk
+   * sizes and the Site's bandwidth when the migration starts (at least KubeVirt's 150 s per GiB; shown in
+   * status.deadlines).
    */
   storageSeconds?: number;
   /**
@@ -176,8 +177,9 @@ export interface TimeoutsSpec {
    */
   targetPreparedSeconds?: number;
   /**
-   * Deadline of MigratingMemory (the live migration), seconds.
-   * @default 1800
+   * Deadline of MigratingMemory (the live migration, which with storage.mode KubeVirt also copies the disks),
+   * seconds. Unset: derived from the VM's memory and disk sizes and the Site's bandwidth when the migration
+   * starts (at least KubeVirt's 150 s per GiB; shown in status.deadlines).
    */
   memorySeconds?: number;
   /**
@@ -219,6 +221,13 @@ export interface WanMigrationStatus {
   targetVMRef?: TargetVMRef;
   /** ID shared by the source and target VMIMs (the WanMigration UID); set when the migration starts. */
   migrationID?: string;
+  /**
+   * The deadlines of SyncingStorage and MigratingMemory in force, fixed when the migration starts: from
+   * spec.timeouts, or derived from the data.
+   */
+  deadlines?: DerivedDeadlines;
+  /** When the current phase passes its deadline (unset in phases without one). */
+  phaseDeadline?: string;
   /** When the migration started (left Pending). */
   startTime?: string;
   /** When the migration reached Succeeded, Failed or Aborted. */
@@ -294,4 +303,17 @@ export interface TargetVMRef {
   namespace: string;
   /** Name of the target VM. */
   name: string;
+}
+
+/**
+ * The deadlines of SyncingStorage and MigratingMemory in force, fixed when the migration starts: from
+ * spec.timeouts, or derived from the data.
+ */
+export interface DerivedDeadlines {
+  /** Deadline of SyncingStorage, seconds. */
+  storageSeconds?: number;
+  /** Deadline of MigratingMemory, seconds. */
+  memorySeconds?: number;
+  /** How they were reached: sizes, bandwidth and the rule that set each. */
+  basis?: string;
 }

@@ -22,11 +22,11 @@ export const Phases = {
 } as const satisfies { [P in Phase]: P };
 export const ALL_PHASES: readonly Phase[] = Object.values(Phases);
 
-export const DEFAULT_TIMEOUTS: Required<TimeoutsSpec> = {
+/** Fixed defaults. storageSeconds and memorySeconds have none: unset, they are derived from the
+ *  VM's memory and disk sizes and the Site's bandwidth when the migration starts (status.deadlines). */
+export const DEFAULT_TIMEOUTS: Required<Omit<TimeoutsSpec, 'storageSeconds' | 'memorySeconds'>> = {
   linkSeconds: 300,
-  storageSeconds: 3600,
   targetPreparedSeconds: 600,
-  memorySeconds: 1800,
   cutoverSeconds: 600,
 };
 
@@ -34,6 +34,10 @@ export const DEFAULT_MAX_DOWNTIME_MS = 300;
 
 const timeout = (def: number, step: string): ApiField => ({
   type: 'integer', minimum: 1, maximum: 7 * 24 * 3600, default: def, description: `Deadline of ${step}, seconds.`,
+});
+const derivedTimeout = (step: string): ApiField => ({
+  type: 'integer', minimum: 1, maximum: 30 * 24 * 3600,
+  description: `Deadline of ${step}, seconds. Unset: derived from the VM's memory and disk sizes and the Site's bandwidth when the migration starts (at least KubeVirt's 150 s per GiB; shown in status.deadlines).`,
 });
 
 export const wanMigrationSpecSchema: ApiSchema = {
@@ -109,9 +113,9 @@ export const wanMigrationSpecSchema: ApiSchema = {
       description: 'Deadline per step, seconds. KubeVirt can hang (e.g. in WaitingForSync); a passed deadline sets Stalled and, with onDeadline Rollback, rolls back.',
       properties: {
         linkSeconds: timeout(DEFAULT_TIMEOUTS.linkSeconds, 'ConnectingLink (the link to the target site)'),
-        storageSeconds: timeout(DEFAULT_TIMEOUTS.storageSeconds, 'SyncingStorage (the disk pre-copy)'),
+        storageSeconds: derivedTimeout('SyncingStorage (the disk pre-copy)'),
         targetPreparedSeconds: timeout(DEFAULT_TIMEOUTS.targetPreparedSeconds, 'PreparingTarget (target VM, volumes and receiving VMIM)'),
-        memorySeconds: timeout(DEFAULT_TIMEOUTS.memorySeconds, 'MigratingMemory (the live migration)'),
+        memorySeconds: derivedTimeout('MigratingMemory (the live migration, which with storage.mode KubeVirt also copies the disks)'),
         cutoverSeconds: timeout(DEFAULT_TIMEOUTS.cutoverSeconds, 'CuttingOver (memory moved; waiting for the target VMI to run)'),
       },
     },
@@ -167,6 +171,17 @@ export const wanMigrationStatusSchema: ApiSchema = {
       },
     },
     migrationID: { type: 'string', description: 'ID shared by the source and target VMIMs (the WanMigration UID); set when the migration starts.' },
+    deadlines: {
+      tsName: 'DerivedDeadlines',
+      type: 'object',
+      description: 'The deadlines of SyncingStorage and MigratingMemory in force, fixed when the migration starts: from spec.timeouts, or derived from the data.',
+      properties: {
+        storageSeconds: { type: 'integer', description: 'Deadline of SyncingStorage, seconds.' },
+        memorySeconds: { type: 'integer', description: 'Deadline of MigratingMemory, seconds.' },
+        basis: { type: 'string', description: 'How they were reached: sizes, bandwidth and the rule that set each.' },
+      },
+    },
+    phaseDeadline: { type: 'string', format: 'date-time', description: 'When the current phase passes its deadline (unset in phases without one).' },
     startTime: { type: 'string', format: 'date-time', description: 'When the migration started (left Pending).' },
     completionTime: { type: 'string', format: 'date-time', description: 'When the migration reached Succeeded, Failed or Aborted.' },
     phaseStartTime: { type: 'string', format: 'date-time', description: 'When the current phase began: the clock for its deadline.' },

@@ -13,7 +13,7 @@ export type Action =
   | { type: 'DeleteSourceVMIM' }
   | { type: 'DeleteTargetVMIM' }
   | { type: 'DeleteTargetObjects' }
-  | { type: 'ReleaseStorage' }
+  | { type: 'ReleaseStorage'; rolledBack: boolean }
   | { type: 'FinishSource'; mode: SourceAfterCutover };
 
 /**

@@ -1,5 +1,6 @@
 // Cutover gate and per-phase deadlines: small pure functions the planner consults.
-import { Phases, type Phase, type ResolvedSpec } from '../../api/wanmigration.ts';
+import { Phases, type DerivedDeadlines, type Phase, type ResolvedSpec } from '../../api/wanmigration.ts';
+import { DEADLINE_FLOORS } from './deadlines.ts';
 
 export type Gate =
   | { open: true }
@@ -28,14 +29,18 @@ export function cutoverGate(spec: ResolvedSpec, now: Date): Gate {
   return { open: true };
 }
 
-/** Deadline (ms) of a phase, or undefined for phases without one (waiting for input or terminal). */
-export function phaseDeadlineMs(spec: ResolvedSpec, phase: Phase): number | undefined {
+/**
+ * Deadline (ms) of a phase, or undefined for phases without one (waiting for input or terminal).
+ * SyncingStorage and MigratingMemory: the spec's value, else the one derived at the start
+ * (status.deadlines, deadlines.ts), else the floor.
+ */
+export function phaseDeadlineMs(spec: ResolvedSpec, phase: Phase, derived?: DerivedDeadlines): number | undefined {
   const t = spec.timeouts;
   switch (phase) {
     case Phases.ConnectingLink: return t.linkSeconds * 1000;
-    case Phases.SyncingStorage: return t.storageSeconds * 1000;
+    case Phases.SyncingStorage: return (t.storageSeconds ?? derived?.storageSeconds ?? DEADLINE_FLOORS.storageSeconds) * 1000;
     case Phases.PreparingTarget: return t.targetPreparedSeconds * 1000;
-    case Phases.MigratingMemory: return t.memorySeconds * 1000;
+    case Phases.MigratingMemory: return (t.memorySeconds ?? derived?.memorySeconds ?? DEADLINE_FLOORS.memorySeconds) * 1000;
     case Phases.CuttingOver: return t.cutoverSeconds * 1000;
     default: return undefined;
   }

@@ -4,6 +4,7 @@
 // is pure (plan.ts).
 import type { StepReport } from '../../api/ports.ts';
 import type { MigrationProgress } from '../../api/wanmigration.ts';
+import type { Sizing } from './deadlines.ts';
 
 /** Result of a precondition check that can block the start (bad input, unreachable cluster…). */
 export type Check = { ok: true } | { ok: false; reason: string; message: string };
@@ -86,6 +87,8 @@ export interface Observed {
   skipTargetCleanup?: boolean;
   /** Hash of the start-frozen spec fields as they are now. */
   specHash: string;
+  /** Sizes and bandwidth for the derived deadlines (read only until the migration has started). */
+  sizing?: Sizing;
 }
 
 /** What observe() reads: Observed without what only the provider steps (steps.ts) can tell. */

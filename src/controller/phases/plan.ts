@@ -13,6 +13,7 @@ import {
 } from '../../api/wanmigration.ts';
 import type { Action, EventRecord } from './actions.ts';
 import { cutoverGate, phaseDeadlineMs, phasePercent } from './gates.ts';
+import { deriveDeadlines } from './deadlines.ts';
 import type { Observed } from './observed.ts';
 import { migrationNames } from '../names.ts';
 
@@ -133,7 +134,7 @@ function continueRollback(c: Ctx): void {
     }
     return;
   }
-  if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage' });
+  if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: true });
   const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
   const final = aborted ? Phases.Aborted : Phases.Failed;
   c.st.phase = final;
@@ -176,10 +177,22 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   return undefined;
 }
 
+/** The deadlines of the data-bound steps, fixed at the start: the spec's, else derived from the data. */
+function fixDeadlines(c: Ctx): void {
+  const t = c.spec.timeouts;
+  const d = deriveDeadlines(c.spec, c.obs.sizing ?? {});
+  c.st.deadlines = {
+    storageSeconds: t.storageSeconds ?? d.storageSeconds,
+    memorySeconds: t.memorySeconds ?? d.memorySeconds,
+    basis: t.storageSeconds !== undefined && t.memorySeconds !== undefined ? 'spec.timeouts' : `${d.basis}${t.storageSeconds !== undefined || t.memorySeconds !== undefined ? ' (spec.timeouts sets the other)' : ''}`,
+  };
+}
+
 function start(c: Ctx): void {
   const now = c.obs.now.toISOString();
   c.st.migrationID = c.wm.metadata.uid;
   c.st.startTime = now;
+  fixDeadlines(c);
   c.st.startedSpecHash = c.obs.specHash;
   for (const t of STEP_CONDITIONS) cond(c, t, 'Unknown', 'NotStarted', 'step not started yet');
   if (c.spec.relay.enabled && !c.obs.relayAvailable) {
@@ -349,6 +362,8 @@ function stepCutover(c: Ctx): boolean {
     return false;
   }
   cond(c, C.CutoverComplete, 'True', 'TargetRunning', `VM ${spec.vmName} runs on ${spec.targetSite}/${spec.targetNamespace} with runStrategy ${t.vmRunStrategy}; source: ${spec.sourceAfterCutover}`);
+  // The pre-copy's agents and credentials go; its volumes stay: they are the VM's disks now.
+  if (spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: false });
   c.st.completionTime = obs.now.toISOString();
   enter(c, Phases.Succeeded, `VM ${spec.vmName} now runs on ${spec.targetSite}`);
   return false;
@@ -357,7 +372,7 @@ function stepCutover(c: Ctx): boolean {
 function checkDeadline(c: Ctx, phaseBefore: Phase): void {
   const phase = phaseOf(c);
   if (phase !== phaseBefore) return; // moved on: the new phase's clock just started
-  const limit = phaseDeadlineMs(c.spec, phase);
+  const limit = phaseDeadlineMs(c.spec, phase, c.st.deadlines);
   const since = Date.parse(c.st.phaseStartTime ?? '');
   if (limit === undefined || !Number.isFinite(since) || c.obs.now.getTime() - since <= limit) {
     if (limit !== undefined && Number.isFinite(since)) requeue(c, Math.max(1, since + limit - c.obs.now.getTime() + 1));
@@ -477,6 +492,10 @@ function finish(c: Ctx, prevStall: { reason: string; status: string } | undefine
     c.st.progress = { ...c.st.progress, percent: phase === Phases.RollingBack ? prevPct : Math.max(prevPct, pct) };
   }
   summarize(c, prevStall, specChanged);
+  const limit = isTerminal(phase) || phase === Phases.RollingBack ? undefined : phaseDeadlineMs(c.spec, phase, c.st.deadlines);
+  const since = Date.parse(c.st.phaseStartTime ?? '');
+  if (limit !== undefined && Number.isFinite(since)) c.st.phaseDeadline = new Date(since + limit).toISOString();
+  else delete c.st.phaseDeadline;
   c.st.observedGeneration = c.wm.metadata.generation;
   return {
     actions: c.actions,

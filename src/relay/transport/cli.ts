@@ -6,6 +6,7 @@ import { parseStreamMode } from '../codec/index.ts';
 import { loadTls, parseHostPort } from './net-util.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { ReceiverRelay } from './receiver.ts';
+import { startSeedIntake } from './seed-intake.ts';
 import { SenderRelay } from './sender.ts';
 import type { ListenSpec } from './sender.ts';
 import { serveStats, writeStatsFile } from './stats-server.ts';
@@ -28,6 +29,7 @@ export interface LiveArgs {
   'stats-file'?: string;
   seed?: string[];
   'seed-mb'?: string;
+  'seed-listen'?: string;
   'hash-streams'?: boolean;
 }
 
@@ -79,7 +81,7 @@ export async function runSend(v: LiveArgs, cacheBytes: number, level: number | '
 
 export async function runReceive(v: LiveArgs, cacheBytes: number): Promise<number> {
   if (!v.listen?.length || !v.target?.length) throw new Error('receive needs --listen and --target');
-  const seedBytes = v.seed?.length ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
+  const seedBytes = v.seed?.length || v['seed-listen'] ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
   const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes, seedBytes,
     hashStreams: Boolean(v['hash-streams']),
   });
@@ -88,6 +90,7 @@ export async function runReceive(v: LiveArgs, cacheBytes: number): Promise<numbe
     log.info('seeded', { file: f, blocks: String(r.blocks), added: String(r.added), full: String(r.full) });
   }
   const a = await relay.start();
-  log.info('relay receiver ready', { listen: `${a.host}:${a.port}` });
-  return serveUntilSignal(relay, v, () => relay.stop());
+  const intake = v['seed-listen'] ? await startSeedIntake(parseHostPort(v['seed-listen']), relay) : undefined;
+  log.info('relay receiver ready', { listen: `${a.host}:${a.port}`, ...(intake ? { seedListen: String(intake.port) } : {}) });
+  return serveUntilSignal(relay, v, async () => { await intake?.close(); await relay.stop(); });
 }

@@ -5,6 +5,8 @@ export { SenderRelay } from './sender.ts';
 export type { ListenSpec, SenderOptions } from './sender.ts';
 export { ReceiverRelay } from './receiver.ts';
 export type { ReceiverOptions } from './receiver.ts';
+export { startSeedIntake } from './seed-intake.ts';
+export type { SeedIntake } from './seed-intake.ts';
 export { loadTls, parseHostPort } from './net-util.ts';
 export type { HostPort, LinkSecurity } from './net-util.ts';
 export { relayRegistry } from './metrics.ts';

@@ -321,9 +321,16 @@ describe('storage modes', () => {
     assert.equal(q.status.progress?.percent, 25, 'storage percent is banded into 10..40');
     assert.equal(cond(p.status, 'StorageSynced')?.status, 'True');
   });
-  test('rollback of a CloudNetPreCopy migration releases storage', () => {
+  test('rollback of a CloudNetPreCopy migration releases storage, volumes included', () => {
     const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' }, abort: true }, statusFor('SyncingStorage')), obs());
-    assert.deepEqual(types(p.actions), ['ReleaseStorage']);
+    assert.deepEqual(p.actions, [{ type: 'ReleaseStorage', rolledBack: true }]);
+  });
+  test('success of a CloudNetPreCopy migration releases the agents but keeps the volumes, even when it passes CuttingOver in one reconcile', () => {
+    const running = { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' };
+    const done = { target: running, source: { vmExists: true, runStrategy: 'Halted', handled: true }, sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Succeeded') };
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }, { ...inPhase('MigratingMemory'), vmims: NAMES }), obs({ ...done, storage: { state: 'Ready', reason: 'Converged', message: 'x' } }));
+    assert.equal(p.status.phase, 'Succeeded');
+    assert.deepEqual(p.actions.filter((a) => a.type === 'ReleaseStorage'), [{ type: 'ReleaseStorage', rolledBack: false }]);
   });
 });
 

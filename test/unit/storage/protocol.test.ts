@@ -30,9 +30,9 @@ test('ReplyParser and hello framing', () => {
   const bytes = Buffer.concat([P.encodeReply({ error: 0, handle: 7n }), P.encodeReply({ error: P.EIO, handle: 8n })]);
   assert.deepEqual(r.push(bytes.subarray(0, 20)), [{ error: 0, handle: 7n }]);
   assert.deepEqual(r.push(bytes.subarray(20)), [{ error: P.EIO, handle: 8n }]);
-  const h = P.encodeHello({ volumeBytes: 1, volumeId: 'x', codec: 'relay' });
+  const h = P.encodeHello({ volumeBytes: 1, volumeId: 'x', codec: 'relay', token: 't' });
   assert.equal(P.parseHello(h.subarray(0, 5)), undefined);
-  assert.deepEqual(P.parseHello(h)?.value, { volumeBytes: 1, volumeId: 'x', codec: 'relay' });
+  assert.deepEqual(P.parseHello(h)?.value, { volumeBytes: 1, volumeId: 'x', codec: 'relay', token: 't' });
 });
 
 test('the storage stream round-trips through the relay codec and shrinks re-sent blocks', () => {

@@ -132,7 +132,9 @@ export class SessionEncoder {
   flush(force = false): void {
     this.claim();
     if (this.pending.length && (force || this.p.state === S_GENERIC)) {
-      if (this.p.state !== S_GENERIC) this.p.loseSync('stalled mid-record');
+      // Between NBD requests (S_NBD) nothing is lost: the NBD parser finds the next request by its
+      // magic, so the option negotiation, where the client waits for each reply, keeps the parse.
+      if (this.p.state !== S_GENERIC && this.p.state !== S_NBD) this.p.loseSync('stalled mid-record');
       const buf = this.pending;
       this.pending = EMPTY;
       const pos = this.parse(buf, 0, buf.length, true);

@@ -1,0 +1,36 @@
+// The chart's storageAgents switch (issue 13): off by default (no Pod rights, no agent image for
+// the operator); on, the operator gets its own image as CLOUDNET_AGENT_IMAGE and Pod/PVC rights,
+// cluster-wide or only in rbac.vmDataNamespaces.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import yaml from 'js-yaml';
+import { helmTemplate } from '../../hack/packaging.ts';
+import { parseSeedAddrSetting } from '../../src/operator/controllers.ts';
+
+interface Obj { kind: string; metadata: { name: string; namespace?: string }; rules?: Array<{ resources: string[]; verbs: string[] }>; spec?: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } }
+
+const render = (...set: string[]) => (yaml.loadAll(helmTemplate('t', 'cloudnet-system', set)) as Obj[]).filter(Boolean);
+const env = (docs: Obj[]) => Object.fromEntries(docs.find((d) => d.kind === 'Deployment')!.spec!.template.spec.containers[0].env.map((e) => [e.name, e.value]));
+const podRights = (docs: Obj[], kind: string) => docs.filter((d) => d.kind === kind).flatMap((d) => (d.rules ?? []).filter((r) => r.resources.includes('pods')).map((r) => `${d.metadata.namespace ?? '*'}:${r.verbs.join(',')}`));
+
+test('off by default: no agent image, no Pod rights', () => {
+  const docs = render();
+  assert.equal(env(docs).CLOUDNET_AGENT_IMAGE, undefined);
+  assert.deepEqual([...podRights(docs, 'ClusterRole'), ...podRights(docs, 'Role')], []);
+});
+
+test('on: the operator\'s own image for the agents, Pod rights cluster-wide or per vmDataNamespace', () => {
+  const docs = render('storageAgents.enabled=true', 'storageAgents.relaySeedAddr=site-b=198.51.100.2:7401', 'image.tag=1.2.3');
+  const e = env(docs);
+  assert.equal(e.CLOUDNET_AGENT_IMAGE, 'cloudnet/operator:1.2.3');
+  assert.equal(e.CLOUDNET_RELAY_SEED_ADDR, 'site-b=198.51.100.2:7401');
+  assert.equal(parseSeedAddrSetting(e.CLOUDNET_RELAY_SEED_ADDR!)('site-b'), '198.51.100.2:7401');
+  assert.deepEqual(podRights(docs, 'ClusterRole'), ['*:get,list,create,delete']);
+  const confined = render('storageAgents.enabled=true', 'rbac.vmDataNamespaces={vms,kubevirt}');
+  assert.deepEqual(podRights(confined, 'ClusterRole'), []);
+  assert.deepEqual(podRights(confined, 'Role').sort(), ['kubevirt:get,list,create,delete', 'vms:get,list,create,delete']);
+});
+
+test('a bad seed address is refused by the schema', () => {
+  assert.throws(() => render('storageAgents.relaySeedAddr=http://evil/'));
+});
