@@ -4,6 +4,7 @@ export * from './rest.ts';
 export * from './client.ts';
 export * from './clock.ts';
 export * from './backoff.ts';
+export * from './ratelimit.ts';
 export * from './workqueue.ts';
 export * from './informer.ts';
 export * from './controller.ts';

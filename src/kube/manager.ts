@@ -4,13 +4,13 @@
 // ready); controllers run only on the leader. Shutdown order matters: stop handing out work, wait
 // (bounded) for in-flight reconciles, THEN release the Lease so the next leader never overlaps.
 import { Controller } from './controller.ts';
-import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector } from './informer.ts';
+import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector, type TransformFunc } from './informer.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
 import { EventRecorder } from './events.ts';
 import { ClusterClients } from './clusters.ts';
 import { KubeClient } from './client.ts';
 import { OperatorMetrics } from './metrics.ts';
-import type { KubeObject } from './rest.ts';
+import type { KubeObject, RestClientOptions } from './rest.ts';
 import type { ResourceRef } from './types.ts';
 import { logger, type Logger } from '../util/log.ts';
 
@@ -30,7 +30,17 @@ export interface ManagerOptions {
   /** Identity used as Events' reportingInstance (pod name). */
   instance?: string;
   informerOptions?: Omit<InformerOptions, 'name'>;
+  /** Rate limits, user agent and metrics of the clients built for remote clusters. */
+  remoteClientOptions?: RestClientOptions;
+  /** Bound on a controller's wait for its caches to sync at start. Default 2 min. */
+  cacheSyncTimeoutMs?: number;
   log?: Logger;
+}
+
+/** A transform for a shared informer; `id` tells caches of the same resource with different shapes apart. */
+export interface CacheShape {
+  id: string;
+  transform: TransformFunc;
 }
 
 /** Anything besides controllers that should run only while leading. */
@@ -58,20 +68,28 @@ export class Manager {
     this.client = opts.client;
     this.metrics = opts.metrics ?? new OperatorMetrics();
     this.log = opts.log ?? logger('manager');
-    this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions });
+    this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions, clientOptions: opts.remoteClientOptions });
   }
 
-  /** A shared informer of `ref` on `client` (default: the local cluster), started with the manager. */
-  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, sel: ListWatchSelector = {}, client: KubeClient = this.client): Informer<T> {
+  get cacheSyncTimeoutMs(): number {
+    return this.opts.cacheSyncTimeoutMs ?? 120_000;
+  }
+
+  /**
+   * A shared informer of `ref` on `client` (default: the local cluster), started with the manager.
+   * With `shape`, objects are cached stripped; informers of other shapes are separate caches.
+   */
+  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, sel: ListWatchSelector = {}, client: KubeClient = this.client, shape?: CacheShape): Informer<T> {
     let perClient = this.informers.get(client);
     if (!perClient) this.informers.set(client, (perClient = new Map()));
-    const key = JSON.stringify([ref.group, ref.version, ref.plural, sel.namespace ?? '', sel.labelSelector ?? '', sel.fieldSelector ?? '']);
+    const key = JSON.stringify([ref.group, ref.version, ref.plural, sel.namespace ?? '', sel.labelSelector ?? '', sel.fieldSelector ?? '', shape?.id ?? '']);
     let inf = perClient.get(key);
     if (!inf) {
       inf = new Informer(restListWatcher(client.rest, ref, sel), {
         resyncPeriodMs: this.opts.resyncPeriodMs ?? 10 * 60_000,
         ...this.opts.informerOptions,
-        name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}`,
+        ...(shape ? { transform: shape.transform } : {}),
+        name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}${sel.labelSelector ? `{${sel.labelSelector}}` : ''}`,
       });
       perClient.set(key, inf);
       if (this.started) inf.start();

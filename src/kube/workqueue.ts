@@ -4,7 +4,10 @@
 //   being processed is re-queued when the worker calls done();
 // - addAfter() delays an add (the earliest pending time per key wins);
 // - addRateLimited() delays by the key's exponential failure backoff, forget() resets it;
-// - shutDown() stops handing out work; shutDownWithDrain() also waits for in-flight items.
+// - shutDown() stops handing out work; shutDownWithDrain() also waits for in-flight items;
+// - two priorities, as controller-runtime's priority queue: keys added with `low` wait behind the
+//   others (a burst of new objects must not delay reacting to changes of objects in flight); a
+//   key added again at normal priority while it waits low moves up.
 import { ItemExponentialRateLimiter } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
 
@@ -38,8 +41,11 @@ export class Workqueue {
   private readonly limiter: RateLimiter;
   private readonly metrics?: WorkqueueMetricsSink;
 
-  private readonly queue: string[] = [];
-  private readonly dirty = new Set<string>();
+  /** [normal, low]; an entry whose level in `queuedAt` differs is stale (moved up) and skipped. */
+  private readonly queues: [string[], string[]] = [[], []];
+  private readonly queuedAt = new Map<string, 0 | 1>();
+  /** Keys waiting or re-added while in flight, with the priority level they will queue at. */
+  private readonly dirty = new Map<string, 0 | 1>();
   private readonly processing = new Map<string, number>(); // key -> start time
   private readonly addedAt = new Map<string, number>(); // key -> time it entered the queue
   private readonly waiting = new Map<string, { at: number; handle: unknown }>();
@@ -54,10 +60,22 @@ export class Workqueue {
     this.metrics = opts.metrics;
   }
 
-  add(key: string): void {
-    if (this.shuttingDown || this.dirty.has(key)) return;
+  add(key: string, opts: { low?: boolean } = {}): void {
+    if (this.shuttingDown) return;
+    const level: 0 | 1 = opts.low ? 1 : 0;
+    const pending = this.dirty.get(key);
+    if (pending !== undefined) {
+      if (level >= pending) return;
+      this.dirty.set(key, level);
+      // Waiting at low priority: queue it again at normal; the low entry becomes stale.
+      if (this.queuedAt.get(key) === 1) {
+        this.queuedAt.set(key, 0);
+        this.queues[0].push(key);
+      }
+      return;
+    }
     this.metrics?.add();
-    this.dirty.add(key);
+    this.dirty.set(key, level);
     if (this.processing.has(key)) return; // re-queued by done()
     this.enqueue(key);
   }
@@ -93,9 +111,20 @@ export class Workqueue {
   /** Next key to process, or undefined once the queue is shut down. Callers must call done(key). */
   get(): Promise<string | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.queue.shift();
+    const key = this.pop();
     if (key !== undefined) return Promise.resolve(this.startProcessing(key));
     return new Promise((resolve) => this.getters.push(resolve));
+  }
+
+  private pop(): string | undefined {
+    for (const level of [0, 1] as const) {
+      const q = this.queues[level];
+      while (q.length > 0) {
+        const key = q.shift()!;
+        if (this.queuedAt.get(key) === level) return key;
+      }
+    }
+    return undefined;
   }
 
   done(key: string): void {
@@ -145,7 +174,7 @@ export class Workqueue {
 
   /** Keys waiting to be handed out (not counting delayed or in-flight keys). */
   len(): number {
-    return this.queue.length;
+    return this.queuedAt.size;
   }
 
   inFlight(): number {
@@ -180,16 +209,19 @@ export class Workqueue {
       getter(this.startProcessing(key));
       return;
     }
-    this.queue.push(key);
-    this.metrics?.depth(this.queue.length);
+    const level = this.dirty.get(key) ?? 0;
+    this.queuedAt.set(key, level);
+    this.queues[level].push(key);
+    this.metrics?.depth(this.queuedAt.size);
   }
 
   private startProcessing(key: string): string {
     const now = this.clock.now();
     const added = this.addedAt.get(key) ?? now;
     this.addedAt.delete(key);
+    this.queuedAt.delete(key);
     this.metrics?.queueLatency((now - added) / 1000);
-    this.metrics?.depth(this.queue.length);
+    this.metrics?.depth(this.queuedAt.size);
     this.dirty.delete(key);
     this.processing.set(key, now);
     return key;

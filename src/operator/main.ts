@@ -6,7 +6,8 @@
 //   --lease-duration 15s --renew-deadline 10s --retry-period 2s
 //   --metrics-bind-address :8080   ("0" disables)
 //   --health-probe-bind-address :8081
-//   --max-concurrent-reconciles 1
+//   --max-concurrent-reconciles 8
+//   --kube-api-qps 50 --kube-api-burst 75   client-side rate limit per cluster (local and each Site's)
 //   --graceful-shutdown-timeout 30s
 // SIGTERM/SIGINT: stop taking work, wait for in-flight reconciles (bounded), release the Lease, exit 0.
 import { parseArgs } from 'node:util';
@@ -15,6 +16,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../kube/client.ts';
+import type { RestClientOptions } from '../kube/rest.ts';
 import { Manager } from '../kube/manager.ts';
 import { OperatorMetrics } from '../kube/metrics.ts';
 import { startMetricsServer, startProbeServer, type BoundServer } from './health.ts';
@@ -37,7 +39,16 @@ export interface OperatorConfig {
   healthProbeBindAddress: string;
   maxConcurrentReconciles: number;
   gracefulShutdownTimeoutMs: number;
+  /** Client-side rate limit of each cluster's client (0 disables). */
+  kubeApiQps: number;
+  kubeApiBurst: number;
 }
+
+/** Production defaults, shared by the flags, the chart and the benchmark. */
+export const OPERATOR_DEFAULTS = { maxConcurrentReconciles: 8, kubeApiQps: 50, kubeApiBurst: 75 } as const;
+
+/** Identifies the operator's requests in API server logs and audit events. */
+export const OPERATOR_USER_AGENT = 'cloudnet-operator/0.1.0';
 
 /** "15s", "500ms", "2m", "1h" or a bare number of seconds. */
 export function parseDuration(s: string): number {
@@ -75,12 +86,18 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
       'retry-period': { type: 'string', default: '2s' },
       'metrics-bind-address': { type: 'string', default: ':8080' },
       'health-probe-bind-address': { type: 'string', default: ':8081' },
-      'max-concurrent-reconciles': { type: 'string', default: '1' },
+      'max-concurrent-reconciles': { type: 'string', default: String(OPERATOR_DEFAULTS.maxConcurrentReconciles) },
+      'kube-api-qps': { type: 'string', default: String(OPERATOR_DEFAULTS.kubeApiQps) },
+      'kube-api-burst': { type: 'string', default: String(OPERATOR_DEFAULTS.kubeApiBurst) },
       'graceful-shutdown-timeout': { type: 'string', default: '30s' },
     },
   });
   const maxConcurrentReconciles = Number(values['max-concurrent-reconciles']);
   if (!Number.isInteger(maxConcurrentReconciles) || maxConcurrentReconciles < 1) throw new Error('--max-concurrent-reconciles must be a positive integer');
+  const kubeApiQps = Number(values['kube-api-qps']);
+  if (!Number.isFinite(kubeApiQps) || kubeApiQps < 0) throw new Error('--kube-api-qps must be a number ≥ 0 (0: no limit)');
+  const kubeApiBurst = Number(values['kube-api-burst']);
+  if (!Number.isInteger(kubeApiBurst) || kubeApiBurst < 1) throw new Error('--kube-api-burst must be a positive integer');
   return {
     kubeConfig: loadKubeConfig(values.kubeconfig),
     namespace: values['leader-election-namespace'] ?? defaultNamespace(),
@@ -94,6 +111,8 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
     healthProbeBindAddress: values['health-probe-bind-address'] ?? ':8081',
     maxConcurrentReconciles,
     gracefulShutdownTimeoutMs: parseDuration(values['graceful-shutdown-timeout'] ?? '30s'),
+    kubeApiQps,
+    kubeApiBurst,
   };
 }
 
@@ -111,8 +130,13 @@ export interface RunningOperator {
 export async function startOperator(cfg: OperatorConfig, factories: ControllerFactory[] = defaultControllerFactories()): Promise<RunningOperator> {
   const log = logger('operator');
   const metrics = new OperatorMetrics();
+  // Each cluster gets its own limiter: the local one here, each Site's in ClusterClients.
+  const clientOptions = (): RestClientOptions => ({
+    rateLimit: { qps: cfg.kubeApiQps, burst: cfg.kubeApiBurst }, userAgent: OPERATOR_USER_AGENT, metrics: metrics.restClientSink(),
+  });
   const manager = new Manager({
-    client: new KubeClient(cfg.kubeConfig),
+    client: new KubeClient(cfg.kubeConfig, 'local', clientOptions()),
+    remoteClientOptions: clientOptions(),
     metrics,
     instance: cfg.identity,
     gracefulShutdownTimeoutMs: cfg.gracefulShutdownTimeoutMs,

@@ -8,7 +8,7 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../../src/kube/rest.ts';
 import { Res } from '../../src/api/resources.ts';
 import { wanMigrationControllerFactory, siteControllerFactory, type ControllerFactory, type ControllerProviders } from '../../src/controller/index.ts';
-import { startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
+import { OPERATOR_DEFAULTS, startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { Site } from '../../src/api/site.ts';
@@ -100,6 +100,8 @@ export function operatorConfig(kubeConfig: KubeConfig): OperatorConfig {
     healthProbeBindAddress: '0',
     maxConcurrentReconciles: 4,
     gracefulShutdownTimeoutMs: 5000,
+    kubeApiQps: OPERATOR_DEFAULTS.kubeApiQps,
+    kubeApiBurst: OPERATOR_DEFAULTS.kubeApiBurst,
   };
 }
 

@@ -38,7 +38,9 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(d.leaseDurationMs, 15_000);
     assert.equal(d.renewDeadlineMs, 10_000);
     assert.equal(d.retryPeriodMs, 2_000);
-    assert.equal(d.maxConcurrentReconciles, 1);
+    assert.equal(d.maxConcurrentReconciles, 8);
+    assert.equal(d.kubeApiQps, 50);
+    assert.equal(d.kubeApiBurst, 75);
     assert.equal(d.kubeConfig.getCurrentCluster()?.server, 'https://127.0.0.1:6443');
     const o = parseOperatorArgs(['--kubeconfig', kc, '--leader-elect', '--max-concurrent-reconciles', '4', '--leader-election-namespace', 'ops', '--lease-duration', '3s']);
     assert.equal(o.leaderElect, true);
@@ -46,6 +48,10 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(o.namespace, 'ops');
     assert.equal(o.leaseDurationMs, 3000);
     assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--max-concurrent-reconciles', '0']));
+    const r = parseOperatorArgs(['--kubeconfig', kc, '--kube-api-qps', '0', '--kube-api-burst', '10']);
+    assert.equal(r.kubeApiQps, 0, '0 turns the limit off');
+    assert.equal(r.kubeApiBurst, 10);
+    assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--kube-api-burst', '0']));
     assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--no-such-flag']));
   } finally {
     rmSync(dir, { recursive: true, force: true });
