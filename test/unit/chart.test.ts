@@ -97,7 +97,7 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const [c] = pod.containers;
     assert.deepEqual(c.args, ['operator', '--leader-elect', '--leader-election-id=t-cloudnet', '--lease-duration=15s', '--renew-deadline=10s',
-      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=1', '--graceful-shutdown-timeout=25s']);
+      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=8', '--kube-api-qps=50', '--kube-api-burst=75', '--graceful-shutdown-timeout=25s']);
     // The operator must finish its graceful shutdown before the kubelet's SIGKILL.
     assert.ok(25 < (d.spec.template.spec as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds);
     const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');
@@ -272,6 +272,7 @@ describe('charts/cloudnet', () => {
       ['gateway.enabled=true', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
+      ['operator.kubeAPI.burst=0', /'\/operator\/kubeAPI\/burst'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
       ['operator.relayStatsURL=relay-send:9410', /'\/operator\/relayStatsURL'/],
     ];
