@@ -89,8 +89,10 @@ async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d
 
 async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void> {
   const target = need(w.target, 'target cluster');
-  const vm = need(w.sourceVM, 'source VM');
   const ns = w.wm.metadata.namespace ?? '';
+  // The receiver copies the whole spec: read the VM itself, not its cached outline.
+  const vm = await w.local.tryGet<KubeObject & V1VirtualMachine>(Res.vm, ns, w.spec.vmName, signal);
+  if (!vm || (w.sourceVM?.metadata?.uid && vm.metadata?.uid !== w.sourceVM.metadata.uid)) throw new Error(`source VM ${ns}/${w.spec.vmName} changed while preparing the target; will look again`);
   const refs = volumeRefs(vm);
   // Auxiliary objects first, the VM last: KubeVirt starts the receiver as soon as the VM exists.
   for (const name of refs.secrets) {
@@ -137,7 +139,9 @@ export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly
   for (const s of steps) {
     switch (s.type) {
       case 'ListPeerMigrations':
-        r.peers = (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
+        r.peers = w.localReader
+          ? await w.localReader.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, undefined, signal)
+          : (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
         break;
       case 'EnsureLink':
         r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
@@ -173,8 +177,13 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
     case 'EnsureCATrust': {
       const target = need(w.target, 'target cluster');
       const now = w.now ?? new Date();
-      await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, now, signal);
-      await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, now, signal);
+      const exchange = async () => {
+        await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, now, signal);
+        await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, now, signal);
+      };
+      // Once per Site pair and state of its bundles, not once per migration waiting for it.
+      if (deps.caches && w.caPair) await deps.caches.once(`ca-trust:${w.caPair.key}`, w.caPair.version, exchange);
+      else await exchange();
       return;
     }
     case 'EnsureTargetObjects':

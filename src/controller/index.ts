@@ -1,15 +1,14 @@
 // Public surface of the controllers: reconciler factories and the controller factories the
 // operator's manager runs (src/operator/controllers.ts). The provider ports they take are in
 // src/api/ports.ts.
-import { Controller, mapFromLabels } from '../kube/controller.ts';
+import { Controller } from '../kube/controller.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import type { ControllerFactory, ControllerDeps } from './factory.ts';
 import { WanMigrationReconciler } from './wanmigration.ts';
 import { SiteReconciler } from './site.ts';
 import { siteClustersFrom } from './site-clusters.ts';
 import { Res } from '../api/resources.ts';
-import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
-import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
+import { MigrationCaches } from './cache/migration-caches.ts';
 import type { LinkProvider, MigrationRelay, StoragePreCopy } from '../api/ports.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
@@ -23,6 +22,7 @@ export type { ControllerDeps, ControllerFactory } from './factory.ts';
 export type { Observed } from './phases/observed.ts';
 export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
 export { WanMigrationMetrics } from './metrics.ts';
+export { MigrationCaches } from './cache/migration-caches.ts';
 export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
 
 export interface ControllerProviders {
@@ -41,23 +41,33 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
   return (d: ControllerDeps) => {
     const { manager } = d;
     const informer = manager.informer(Res.wanMigration);
-    // Source VMIMs carry labels naming their WanMigration: their phase changes wake us up.
-    const vmims = manager.informer(Res.vmim, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` });
-    return new Controller({
+    // Reads come from caches of both clusters, whose changes wake the migrations they concern.
+    const caches = new MigrationCaches(manager);
+    const controller = new Controller({
       name: 'wanmigration',
       informer,
-      watches: [{ informer: vmims, map: mapFromLabels(MIGRATION_NAMESPACE_LABEL, MIGRATION_NAME_LABEL) }],
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
+      cacheSyncTimeoutMs: manager.cacheSyncTimeoutMs,
       metrics: manager.metrics,
       reconciler: new WanMigrationReconciler({
         local: manager.client,
         clusters: siteClustersFrom(manager.clusters),
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
         metrics: new WanMigrationMetrics(manager.metrics.registry),
+        caches,
         ...providers,
       }),
     });
+    caches.bind(controller);
+    // A rotated kubeconfig Secret: the migrations of the Sites that use it look again.
+    manager.clusters.onSecretChange((ref) => {
+      for (const s of manager.informer(Res.site).list() as unknown as Site[]) {
+        const r = s.spec.kubeconfigSecretRef;
+        if (r.namespace === ref.namespace && r.name === ref.name) caches.enqueueSite(s.metadata.name ?? '');
+      }
+    });
+    return controller;
   };
 }
 
@@ -70,6 +80,7 @@ export function siteControllerFactory(providers: Pick<ControllerProviders, 'link
       informer,
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
+      cacheSyncTimeoutMs: manager.cacheSyncTimeoutMs,
       metrics: manager.metrics,
       reconciler: new SiteReconciler({
         local: manager.client,

@@ -7,6 +7,7 @@ export * from './backoff.ts';
 export * from './ratelimit.ts';
 export * from './workqueue.ts';
 export * from './informer.ts';
+export * from './cached-reader.ts';
 export * from './controller.ts';
 export * from './leader.ts';
 export * from './events.ts';

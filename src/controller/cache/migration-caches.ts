@@ -1,0 +1,223 @@
+// The informer caches behind the WanMigration reconciler, and the watches that map their changes
+// back to WanMigrations (controller-runtime's Watches with a mapping function):
+//  - local cluster: VMs, VMIs, VMIMs (all namespaces, stripped: shapes.ts), the KubeVirt CR and
+//    the CA ConfigMaps (KubeVirt's namespace), next to the WanMigration and Site informers;
+//  - each Site's cluster, from the first reconcile whose target API answered: VMs, VMIs, VMIMs,
+//    DataVolumes, and the KubeVirt CR and CA ConfigMaps in the Site's KubeVirt namespace.
+// A VM or VMI change enqueues the migrations of that VM (an index on the WanMigration informer:
+// source namespace/name, or Site/target namespace/name); a VMIM or DataVolume we created carries
+// labels naming its migration; a KubeVirt CR or CA bundle change enqueues the unfinished
+// migrations of that cluster; a Site spec change, those of the Site.
+// Local caches start at the first reconcile, not with the manager, so that a cache the operator
+// may not be allowed to watch (RBAC) never holds back readiness; reads then go to the API.
+import type { Controller } from '../../kube/controller.ts';
+import type { Manager } from '../../kube/manager.ts';
+import type { KubeClient } from '../../kube/client.ts';
+import type { Informer } from '../../kube/informer.ts';
+import type { KubeObject } from '../../kube/rest.ts';
+import type { ObjectKey } from '../../kube/types.ts';
+import { CachedReader } from '../../kube/cached-reader.ts';
+import { Res } from '../../api/resources.ts';
+import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../../api/site.ts';
+import { TERMINAL_PHASES, Phases, type Phase, type WanMigration } from '../../api/wanmigration.ts';
+import type { MigrationCachesPort, MigrationReads } from '../deps.ts';
+import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from '../target-objects.ts';
+import { Shapes } from './shapes.ts';
+import { SingleFlight, TtlMemo } from './memo.ts';
+
+const BY_SOURCE_VM = 'wanmigration/source-vm';
+const BY_TARGET_VM = 'wanmigration/target-vm';
+const BY_SITE = 'wanmigration/site';
+
+/** Phases in which a change of the CA bundles matters (preflight and target preparation). */
+const CA_PHASES: readonly Phase[] = [Phases.Pending, Phases.PreparingTarget];
+
+interface TargetCaches {
+  client: KubeClient;
+  reader: CachedReader;
+  kubevirtNamespaces: Set<string>;
+  unwatch: Array<() => void>;
+}
+
+export interface MigrationCachesOptions {
+  /** KubeVirt's namespace in the local cluster. Default `kubevirt`. */
+  localKubevirtNamespace?: string;
+  /** Bound on a read's wait for a cache doing its first list. Default 5 s. */
+  syncWaitMs?: number;
+}
+
+export class MigrationCaches implements MigrationCachesPort {
+  private readonly manager: Manager;
+  private readonly migrations: Informer;
+  private readonly sites: Informer;
+  private readonly localKubevirtNs: string;
+  private readonly syncWaitMs: number | undefined;
+  private readonly local: CachedReader;
+  private localStarted = false;
+  private readonly targets = new Map<string, TargetCaches>();
+  private controller: Controller | undefined;
+  private readonly pendingWatches: Array<(c: Controller) => () => void> = [];
+  private readonly memo = new TtlMemo();
+  private readonly flights = new SingleFlight();
+
+  constructor(manager: Manager, opts: MigrationCachesOptions = {}) {
+    this.manager = manager;
+    this.localKubevirtNs = opts.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
+    this.syncWaitMs = opts.syncWaitMs;
+    this.migrations = manager.informer(Res.wanMigration);
+    this.sites = manager.informer(Res.site);
+    this.migrations.addIndexer(BY_SOURCE_VM, (o) => {
+      const wm = o as unknown as WanMigration;
+      return wm.spec?.vmName ? [`${wm.metadata.namespace}/${wm.spec.vmName}`] : [];
+    });
+    this.migrations.addIndexer(BY_TARGET_VM, (o) => {
+      const wm = o as unknown as WanMigration;
+      return wm.spec?.vmName ? [`${wm.spec.targetSite}/${wm.spec.targetNamespace}/${wm.spec.vmName}`] : [];
+    });
+    this.migrations.addIndexer(BY_SITE, (o) => {
+      const site = (o as unknown as WanMigration).spec?.targetSite;
+      return site ? [site] : [];
+    });
+    this.local = new CachedReader(manager.client, { syncWaitMs: opts.syncWaitMs });
+    this.local.register(Res.wanMigration, this.migrations);
+    this.local.register(Res.site, this.sites);
+    // A Site's spec (kubeconfig, KubeVirt namespace) or its existence changed: its migrations look again.
+    this.sites.addEventHandler({
+      onAdd: (s) => this.enqueueSite(s.metadata?.name ?? ''),
+      onDelete: (s) => { this.enqueueSite(s.metadata?.name ?? ''); void this.dropTarget(s.metadata?.name ?? ''); },
+      onUpdate: (o, n) => {
+        if (o !== n && (o.metadata?.generation !== n.metadata?.generation || o.metadata?.deletionTimestamp !== n.metadata?.deletionTimestamp)) this.enqueueSite(n.metadata?.name ?? '');
+      },
+    });
+  }
+
+  /** Connects the watches to the controller that reconciles WanMigrations (once it exists). */
+  bind(controller: Controller): void {
+    this.controller = controller;
+    for (const w of this.pendingWatches.splice(0)) w(controller);
+  }
+
+  /** The unfinished migrations of `site` look again (e.g. its kubeconfig Secret rotated). */
+  enqueueSite(site: string): void {
+    for (const k of this.unfinished(this.migrations.byIndex(BY_SITE, site))) this.controller?.enqueue(k);
+  }
+
+  reads(): MigrationReads {
+    this.startLocal();
+    return {
+      live: false,
+      local: this.local,
+      target: (site, client) => this.target(site, client),
+      remember: (key, ttlMs, ok, fn) => this.memo.get(key, ttlMs, ok, fn),
+    };
+  }
+
+  once(key: string, version: string, fn: () => Promise<void>): Promise<void> {
+    return this.flights.once(key, version, fn);
+  }
+
+  /** Informers of this kind and shape on the local cluster, for tests and metrics. */
+  get readerStats(): { local: CachedReader['stats']; targets: Record<string, CachedReader['stats']> } {
+    return { local: this.local.stats, targets: Object.fromEntries([...this.targets].map(([k, t]) => [k, t.reader.stats])) };
+  }
+
+  private startLocal(): void {
+    if (this.localStarted) return;
+    this.localStarted = true;
+    const m = this.manager;
+    const vms = m.informer(Res.vm, {}, m.client, Shapes.vm);
+    const vmis = m.informer(Res.vmi, {}, m.client, Shapes.vmi);
+    const vmims = m.informer(Res.vmim, {}, m.client, Shapes.vmim);
+    const kv = m.informer(Res.kubevirt, { namespace: this.localKubevirtNs }, m.client, Shapes.kubevirt);
+    const cas = m.informer(Res.configMap, { namespace: this.localKubevirtNs }, m.client, Shapes.caConfigMap);
+    this.local.register(Res.vm, vms);
+    this.local.register(Res.vmi, vmis);
+    this.local.register(Res.vmim, vmims);
+    this.local.register(Res.kubevirt, kv, this.localKubevirtNs);
+    this.local.register(Res.configMap, cas, this.localKubevirtNs);
+    const bySourceVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_SOURCE_VM, `${o.metadata?.namespace}/${o.metadata?.name}`));
+    this.watch(vms, bySourceVM);
+    this.watch(vmis, bySourceVM);
+    this.watch(vmims, byMigrationLabels);
+    this.watch(kv, () => this.unfinished(this.migrations.list()));
+    this.watch(cas, () => this.unfinished(this.migrations.list(), CA_PHASES));
+  }
+
+  private target(site: Site, client: KubeClient): CachedReader {
+    const name = site.metadata.name ?? '';
+    let t = this.targets.get(name);
+    if (t && t.client !== client) {
+      // The kubeconfig Secret rotated: the old client is closed, and its caches with it.
+      void this.dropTarget(name);
+      t = undefined;
+    }
+    if (!t) {
+      t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), kubevirtNamespaces: new Set(), unwatch: [] };
+      this.targets.set(name, t);
+      const m = this.manager;
+      const vms = m.informer(Res.vm, {}, client, Shapes.vm);
+      const vmis = m.informer(Res.vmi, {}, client, Shapes.vmi);
+      const vmims = m.informer(Res.vmim, {}, client, Shapes.vmim);
+      const dvs = m.informer(Res.dataVolume, {}, client, Shapes.dataVolume);
+      t.reader.register(Res.vm, vms);
+      t.reader.register(Res.vmi, vmis);
+      t.reader.register(Res.vmim, vmims);
+      t.reader.register(Res.dataVolume, dvs);
+      const byTargetVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_TARGET_VM, `${name}/${o.metadata?.namespace}/${o.metadata?.name}`));
+      this.watch(vms, byTargetVM, t);
+      this.watch(vmis, byTargetVM, t);
+      this.watch(vmims, byMigrationLabels, t);
+      this.watch(dvs, byMigrationLabels, t);
+    }
+    const kvNs = site.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
+    if (!t.kubevirtNamespaces.has(kvNs)) {
+      t.kubevirtNamespaces.add(kvNs);
+      const kv = this.manager.informer(Res.kubevirt, { namespace: kvNs }, client, Shapes.kubevirt);
+      const cas = this.manager.informer(Res.configMap, { namespace: kvNs }, client, Shapes.caConfigMap);
+      t.reader.register(Res.kubevirt, kv, kvNs);
+      t.reader.register(Res.configMap, cas, kvNs);
+      this.watch(kv, () => this.unfinished(this.migrations.byIndex(BY_SITE, name)), t);
+      this.watch(cas, () => this.unfinished(this.migrations.byIndex(BY_SITE, name), CA_PHASES), t);
+    }
+    return t.reader;
+  }
+
+  private async dropTarget(site: string): Promise<void> {
+    const t = this.targets.get(site);
+    if (!t) return;
+    this.targets.delete(site);
+    for (const u of t.unwatch) u();
+    // Another Site may use the same kubeconfig Secret, hence the same client and informers.
+    if (![...this.targets.values()].some((o) => o.client === t.client)) await this.manager.dropInformers(t.client);
+  }
+
+  private watch(informer: Informer, map: (o: KubeObject) => ObjectKey[], owner?: TargetCaches): void {
+    const add = (c: Controller) => {
+      const unwatch = c.watch({ informer, map });
+      owner?.unwatch.push(unwatch);
+      return unwatch;
+    };
+    if (this.controller) add(this.controller);
+    else this.pendingWatches.push(add);
+  }
+
+  /** Keys of the migrations that are not finished (optionally only in `phases`). */
+  private unfinished(objs: KubeObject[], phases?: readonly Phase[]): ObjectKey[] {
+    const out: ObjectKey[] = [];
+    for (const o of objs) {
+      const phase = (o as unknown as WanMigration).status?.phase ?? Phases.Pending;
+      if (TERMINAL_PHASES.includes(phase) && !o.metadata?.deletionTimestamp) continue;
+      if (phases && !phases.includes(phase)) continue;
+      out.push({ namespace: o.metadata?.namespace, name: o.metadata?.name ?? '' });
+    }
+    return out;
+  }
+}
+
+/** VMIMs and DataVolumes we created carry labels naming their WanMigration (owner references cannot cross clusters). */
+function byMigrationLabels(o: KubeObject): ObjectKey[] {
+  const l = o.metadata?.labels ?? {};
+  const name = l[MIGRATION_NAME_LABEL];
+  const namespace = l[MIGRATION_NAMESPACE_LABEL];
+  return name && namespace ? [{ namespace, name }] : [];
+}
