@@ -16,7 +16,11 @@ export interface SiteClusters {
 
 /** Where observe() reads from: informer caches (live fallback), or the API before a destructive step. */
 export interface MigrationReads {
-  /** Every read goes to the API server. */
+  /**
+   * The objects a migration's progress shows in (VMs, VMIs, VMIMs, DataVolumes, our copies) are
+   * read from the API server, not a cache; configuration (Sites, KubeVirt CRs, CA bundles) may
+   * still come from a cache.
+   */
   readonly live: boolean;
   readonly local: ObjectReader;
   /** Reads of a Site's cluster, once its API answered (starts that cluster's caches on first use). */
@@ -30,7 +34,8 @@ export interface MigrationReads {
 
 /** The informer caches behind the WanMigration reconciler (cache/migration-caches.ts). */
 export interface MigrationCachesPort {
-  reads(): MigrationReads;
+  /** Cached reads; `fresh`: progress read from the API (before a destructive step), configuration cached. */
+  reads(opts?: { fresh?: boolean }): MigrationReads;
   /**
    * Runs fn once per `key` and `version` (e.g. a Site pair and the versions of its CA bundles),
    * however many migrations ask at the same time; concurrent callers share the one run.

@@ -15,14 +15,20 @@ import { isNotFound } from '../kube/rest.ts';
 import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan, type Plan } from './phases/plan.ts';
 import { planSteps, withStepResults } from './phases/steps.ts';
+import { foldPassThroughEvents } from './phases/fold-events.ts';
 import { liveReads, systemClock, type MigrationReads, type WanMigrationDeps } from './deps.ts';
 import { observe, type World } from './observe.ts';
 import { execute, runSteps } from './execute.ts';
 import { Res } from '../api/resources.ts';
 import type { Action } from './phases/actions.ts';
 
-/** Actions that remove or stop something: never decided on a cached view alone. */
-const DESTRUCTIVE: ReadonlySet<Action['type']> = new Set(['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects', 'FinishSource', 'ReleaseStorage', 'RemoveFinalizer']);
+/**
+ * Actions that remove something or let it go: never decided on a cached view alone, because a
+ * cache that lags can miss an object that was just created (and look as if it vanished) or a
+ * VMIM that just succeeded. FinishSource is not among them: it rests only on positive evidence
+ * (the target VMI runs, the receiver left WaitAsReceiver), which a lagging cache cannot invent.
+ */
+const DESTRUCTIVE: ReadonlySet<Action['type']> = new Set(['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects', 'ReleaseStorage', 'RemoveFinalizer']);
 const GIVING_UP: ReadonlySet<Phase> = new Set([Phases.RollingBack, Phases.Failed, Phases.Aborted]);
 
 /** The plan destroys something or gives the migration up: it must rest on fresh reads. */
@@ -93,7 +99,7 @@ export class WanMigrationReconciler implements Reconciler {
       if (fresh.metadata?.resourceVersion) superseded.add(fresh.metadata.resourceVersion);
       wm = fresh as unknown as WanMigration;
       spec = resolveSpec(wm.spec);
-      pass = await this.pass(wm, spec, now, liveReads(deps.local), ctx);
+      pass = await this.pass(wm, spec, now, deps.caches?.reads({ fresh: true }) ?? liveReads(deps.local), ctx);
     }
     const { world, plan: p } = pass;
     const removeFinalizer = p.actions.some((a) => a.type === 'RemoveFinalizer');
@@ -113,7 +119,7 @@ export class WanMigrationReconciler implements Reconciler {
         if (!isNotFound(e)) throw e;
       }
     }
-    for (const e of p.events) deps.events.event(latest, e.type, e.reason, e.message);
+    for (const e of foldPassThroughEvents(p.events)) deps.events.event(latest, e.type, e.reason, e.message);
     if (removeFinalizer) {
       await execute(deps, world, { type: 'RemoveFinalizer' }, ctx.signal);
       this.written.delete(k);

@@ -27,6 +27,18 @@ export function liveReader(client: KubeClient): ObjectReader {
   };
 }
 
+/**
+ * Reads of what `fromCache` selects answered by `cached`, every other read by `live`: e.g. fresh
+ * reads of fast-moving objects before a destructive step, while slow-moving configuration keeps
+ * coming from the cache.
+ */
+export function routedReader(cached: ObjectReader, live: ObjectReader, fromCache: (ref: Ref, namespace: string | undefined) => boolean): ObjectReader {
+  return {
+    get: (ref, ns, name, signal) => (fromCache(ref, ns) ? cached : live).get(ref, ns, name, signal),
+    list: (ref, ns, sel, signal) => (fromCache(ref, ns) ? cached : live).list(ref, ns, sel, signal),
+  };
+}
+
 type Requirement = { key: string; op: '=' | '!=' | 'exists' | '!exists'; value?: string };
 
 /** Equality-based selectors (`a=b`, `a==b`, `a!=b`, `a`, `!a`); undefined for anything else. */

@@ -16,7 +16,8 @@ import type { KubeClient } from '../../kube/client.ts';
 import type { Informer } from '../../kube/informer.ts';
 import type { KubeObject } from '../../kube/rest.ts';
 import type { ObjectKey } from '../../kube/types.ts';
-import { CachedReader } from '../../kube/cached-reader.ts';
+import { CachedReader, liveReader, routedReader, type ObjectReader } from '../../kube/cached-reader.ts';
+import type { Ref } from '../../kube/client.ts';
 import { Res } from '../../api/resources.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../../api/site.ts';
 import { TERMINAL_PHASES, Phases, type Phase, type WanMigration } from '../../api/wanmigration.ts';
@@ -102,12 +103,21 @@ export class MigrationCaches implements MigrationCachesPort {
     for (const k of this.unfinished(this.migrations.byIndex(BY_SITE, site))) this.controller?.enqueue(k);
   }
 
-  reads(): MigrationReads {
+  reads(opts: { fresh?: boolean } = {}): MigrationReads {
     this.startLocal();
+    if (!opts.fresh) {
+      return {
+        live: false,
+        local: this.local,
+        target: (site, client) => this.target(site, client),
+        remember: (key, ttlMs, ok, fn) => this.memo.get(key, ttlMs, ok, fn),
+      };
+    }
+    const fresh = (cached: ObjectReader, client: KubeClient, kubevirtNs: string) => routedReader(cached, liveReader(client), (ref, ns) => isConfiguration(ref, ns, kubevirtNs));
     return {
-      live: false,
-      local: this.local,
-      target: (site, client) => this.target(site, client),
+      live: true,
+      local: fresh(this.local, this.manager.client, this.localKubevirtNs),
+      target: (site, client) => fresh(this.target(site, client), client, site.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE),
       remember: (key, ttlMs, ok, fn) => this.memo.get(key, ttlMs, ok, fn),
     };
   }
@@ -212,6 +222,16 @@ export class MigrationCaches implements MigrationCachesPort {
     }
     return out;
   }
+}
+
+/**
+ * Configuration no destructive decision rests on: Sites, KubeVirt CRs and the ConfigMaps of
+ * KubeVirt's namespace (CA bundles). A fresh read takes them from the cache.
+ */
+function isConfiguration(ref: Ref, ns: string | undefined, kubevirtNs: string): boolean {
+  if (ref.group === Res.site.group && ref.plural === Res.site.plural) return true;
+  if (ref.group === Res.kubevirt.group && ref.plural === Res.kubevirt.plural) return true;
+  return ref.group === '' && ref.plural === Res.configMap.plural && ns === kubevirtNs;
 }
 
 /** VMIMs and DataVolumes we created carry labels naming their WanMigration (owner references cannot cross clusters). */

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { caConfigMapShape, kubevirtShape, vmiShape, vmimShape, vmShape } from '../../../src/controller/cache/shapes.ts';
 import { SingleFlight, TtlMemo } from '../../../src/controller/cache/memo.ts';
+import { foldPassThroughEvents } from '../../../src/controller/phases/fold-events.ts';
 import { volumeRefs } from '../../../src/controller/target-objects.ts';
 import { CachedReader, matchesLabels, parseLabelSelector } from '../../../src/kube/cached-reader.ts';
 import { Informer } from '../../../src/kube/informer.ts';
@@ -132,4 +133,17 @@ test('CachedReader: a healthy informer answers; no informer, or one that cannot 
     await ok.stop();
     await broken.stop();
   }
+});
+
+test('phases passed straight through fold their Event into the next one; the rest keep theirs', () => {
+  const n = (reason: string, message: string) => ({ type: 'Normal' as const, reason, message });
+  assert.deepEqual(foldPassThroughEvents([n('ConnectingLink', 'started'), n('SyncingStorage', 'link ready'), n('PreparingTarget', 'storage copy delegated to KubeVirt')]), [
+    n('ConnectingLink', 'started'), n('PreparingTarget', 'storage copy delegated to KubeVirt (passed through SyncingStorage: link ready)'),
+  ]);
+  assert.deepEqual(foldPassThroughEvents([n('AwaitingCutover', 'target prepared'), n('MigratingMemory', 'gate open')]), [n('MigratingMemory', 'gate open (passed through AwaitingCutover: target prepared)')]);
+  const stays = [n('AwaitingCutover', 'target prepared')];
+  assert.deepEqual(foldPassThroughEvents(stays), stays, 'a phase the migration stays in keeps its Event');
+  const warn = [n('SyncingStorage', 'link ready'), { type: 'Warning' as const, reason: 'StoragePreCopyUnavailable', message: 'x' }];
+  assert.deepEqual(foldPassThroughEvents(warn), warn);
+  assert.deepEqual(foldPassThroughEvents([n('CuttingOver', 'a'), n('Succeeded', 'b')]), [n('CuttingOver', 'a'), n('Succeeded', 'b')]);
 });
