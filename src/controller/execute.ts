@@ -5,6 +5,7 @@
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient, Ref } from '../kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
+import { liveReader } from '../kube/cached-reader.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import type { Action, StepAction } from './phases/actions.ts';
 import type { StepResults } from './phases/steps.ts';
@@ -106,7 +107,7 @@ async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void>
     await createIfMissing(target, Res.configMap, copyObject({ ...c, apiVersion: 'v1', kind: 'ConfigMap' }, w.wm, w.spec), signal);
   }
   for (const d of refs.disks) {
-    if (await target.tryGet(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) continue;
+    if (await (w.targetReader ?? liveReader(target)).get(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) continue;
     await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal), w.wm, w.spec), signal);
   }
   await createIfMissing(target, Res.vm, receiverVM(vm, w.wm, w.spec), signal);

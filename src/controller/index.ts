@@ -30,6 +30,8 @@ export interface ControllerProviders {
   storage?: StoragePreCopy;
   relay?: MigrationRelay;
   plan?: Partial<PlanOptions>;
+  /** See MigrationCachesOptions.coalesceMs (default 500 ms). */
+  coalesceMs?: number;
 }
 
 /** Reconcile on spec changes and on deletion requests, not on our own status writes. */
@@ -42,7 +44,8 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
     const { manager } = d;
     const informer = manager.informer(Res.wanMigration);
     // Reads come from caches of both clusters, whose changes wake the migrations they concern.
-    const caches = new MigrationCaches(manager);
+    const { coalesceMs, ...ports } = providers;
+    const caches = new MigrationCaches(manager, coalesceMs !== undefined ? { coalesceMs } : {});
     const controller = new Controller({
       name: 'wanmigration',
       informer,
@@ -56,7 +59,7 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
         metrics: new WanMigrationMetrics(manager.metrics.registry),
         caches,
-        ...providers,
+        ...ports,
       }),
     });
     caches.bind(controller);

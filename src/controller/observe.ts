@@ -45,8 +45,9 @@ export interface World {
   localKubevirtNs: string;
   targetKubevirtNs: string;
   now?: Date;
-  /** The reader of the local cluster this reconcile used (cache or API). */
+  /** The readers of both clusters this reconcile used (cache or API). */
   localReader?: ObjectReader;
+  targetReader?: ObjectReader;
   /** The Site pair's CA bundles as read: `key` names the pair, `version` their resourceVersions. */
   caPair?: { key: string; version: string };
 }
@@ -266,6 +267,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     if (t.cluster.ok) {
       world.target = target;
       const tr = reads.target(site!, target);
+      world.targetReader = tr;
       const [lkv, tkv] = await Promise.all([
         kubevirtCheck(reads.local, localKubevirtNs, 'source', signal),
         kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),

@@ -31,6 +31,11 @@ export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => ObjectKey[]
 export interface WatchSpec<T extends KubeObject = KubeObject> {
   informer: Informer<T>;
   map: MapFunc<T>;
+  /**
+   * Wait this long before reconciling a key this watch enqueued: changes arriving meanwhile (two
+   * sides of one migration moving a step) fold into one reconcile and one status write. 0: at once.
+   */
+  delayMs?: number;
 }
 
 export interface ControllerOptions<P extends KubeObject = KubeObject> {
@@ -100,7 +105,10 @@ export class Controller<P extends KubeObject = KubeObject> {
       } catch (err) {
         this.log.error('watch map function threw', { err: errMessage(err) });
       }
-      for (const k of keys) this.queue?.add(keyString(k));
+      for (const k of keys) {
+        if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
+        else this.queue?.add(keyString(k));
+      }
     };
     return w.informer.addEventHandler({ onAdd: enqueueMapped, onDelete: enqueueMapped, onUpdate: (o, n) => { if (o !== n) enqueueMapped(n); } });
   }

@@ -22,6 +22,8 @@ import { KubeVirtStandIn, SyncHub } from './standin.ts';
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OPERATOR_NS = 'cloudnet-system';
 export const FAST_PLAN = { pollMs: 100, blockedRetryMs: 400 };
+/** The stand-in moves a phase every ~30 ms: fold its changes for 50 ms, not the production 500. */
+export const FAST_COALESCE_MS = 50;
 
 export interface Bed {
   a: Cluster;
@@ -106,7 +108,7 @@ export function operatorConfig(kubeConfig: KubeConfig): OperatorConfig {
 }
 
 export function operatorFactories(providers: ControllerProviders = {}): ControllerFactory[] {
-  return [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })];
+  return [wanMigrationControllerFactory({ plan: FAST_PLAN, coalesceMs: FAST_COALESCE_MS, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })];
 }
 
 /** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */

@@ -45,6 +45,12 @@ export interface MigrationCachesOptions {
   localKubevirtNamespace?: string;
   /** Bound on a read's wait for a cache doing its first list. Default 5 s. */
   syncWaitMs?: number;
+  /**
+   * How long a change of a watched object waits before its migration is reconciled, so that
+   * changes close together (sender and receiver VMIM moving one step) make one status write.
+   * Default 500 ms.
+   */
+  coalesceMs?: number;
 }
 
 export class MigrationCaches implements MigrationCachesPort {
@@ -53,6 +59,7 @@ export class MigrationCaches implements MigrationCachesPort {
   private readonly sites: Informer;
   private readonly localKubevirtNs: string;
   private readonly syncWaitMs: number | undefined;
+  private readonly coalesceMs: number;
   private readonly local: CachedReader;
   private localStarted = false;
   private readonly targets = new Map<string, TargetCaches>();
@@ -65,6 +72,7 @@ export class MigrationCaches implements MigrationCachesPort {
     this.manager = manager;
     this.localKubevirtNs = opts.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
     this.syncWaitMs = opts.syncWaitMs;
+    this.coalesceMs = opts.coalesceMs ?? 500;
     this.migrations = manager.informer(Res.wanMigration);
     this.sites = manager.informer(Res.site);
     this.migrations.addIndexer(BY_SOURCE_VM, (o) => {
@@ -203,7 +211,7 @@ export class MigrationCaches implements MigrationCachesPort {
 
   private watch(informer: Informer, map: (o: KubeObject) => ObjectKey[], owner?: TargetCaches): void {
     const add = (c: Controller) => {
-      const unwatch = c.watch({ informer, map });
+      const unwatch = c.watch({ informer, map, delayMs: this.coalesceMs });
       owner?.unwatch.push(unwatch);
       return unwatch;
     };

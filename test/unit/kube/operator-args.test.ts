@@ -39,8 +39,8 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(d.renewDeadlineMs, 10_000);
     assert.equal(d.retryPeriodMs, 2_000);
     assert.equal(d.maxConcurrentReconciles, 8);
-    assert.equal(d.kubeApiQps, 50);
-    assert.equal(d.kubeApiBurst, 75);
+    assert.equal(d.kubeApiQps, 80);
+    assert.equal(d.kubeApiBurst, 20);
     assert.equal(d.kubeConfig.getCurrentCluster()?.server, 'https://127.0.0.1:6443');
     const o = parseOperatorArgs(['--kubeconfig', kc, '--leader-elect', '--max-concurrent-reconciles', '4', '--leader-election-namespace', 'ops', '--lease-duration', '3s']);
     assert.equal(o.leaderElect, true);
