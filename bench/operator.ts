@@ -277,6 +277,7 @@ for (const n of sizes) {
   const r = await runOnce(n);
   runs.set(n, r);
   console.log(table([r]));
+  console.log(`  status lag: ${JSON.stringify(r.statusLag)}; requests source ${r.operatorRequests.source}, target ${r.operatorRequests.target}`);
   console.log(`  requests by kind: ${JSON.stringify(r.requestBreakdown)}`);
   writeFileSync(OUT, `${JSON.stringify({
     benchmark: 'operator at scale (issue 16)',

@@ -4,7 +4,7 @@
 
 interface Remembered {
   at: number;
-  value: unknown;
+  value: Promise<unknown>;
 }
 
 export class TtlMemo {
@@ -17,17 +17,25 @@ export class TtlMemo {
     this.maxEntries = maxEntries;
   }
 
-  /** fn's last `ok` result if younger than ttlMs; otherwise runs fn (a bad result is not kept). */
-  async get<T>(key: string, ttlMs: number, ok: (v: T) => boolean, fn: () => Promise<T>): Promise<T> {
+  /**
+   * fn's last `ok` result if younger than ttlMs; otherwise runs fn (a bad result or an error is
+   * not kept). Callers arriving while fn runs share its answer.
+   */
+  get<T>(key: string, ttlMs: number, ok: (v: T) => boolean, fn: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(key);
-    if (hit && this.now() - hit.at < ttlMs) return hit.value as T;
-    const value = await fn();
-    if (ok(value)) {
-      if (this.entries.size >= this.maxEntries) this.evictOld(ttlMs);
-      this.entries.set(key, { at: this.now(), value });
-    } else {
-      this.entries.delete(key);
-    }
+    if (hit && this.now() - hit.at < ttlMs) return hit.value as Promise<T>;
+    if (this.entries.size >= this.maxEntries) this.evictOld(ttlMs);
+    const entry: Remembered = { at: this.now(), value: Promise.resolve() };
+    const value = fn().then((v) => {
+      if (ok(v)) entry.at = this.now();
+      else if (this.entries.get(key) === entry) this.entries.delete(key);
+      return v;
+    }, (err: unknown) => {
+      if (this.entries.get(key) === entry) this.entries.delete(key);
+      throw err;
+    });
+    entry.value = value;
+    this.entries.set(key, entry);
     return value;
   }
 

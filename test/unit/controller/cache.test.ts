@@ -76,6 +76,9 @@ test('TtlMemo reuses good answers for the TTL only; SingleFlight runs once per k
   assert.equal(await memo.get('k', 1000, () => true, fn), 2);
   assert.equal(await memo.get('bad', 1000, () => false, fn), 3);
   assert.equal(await memo.get('bad', 1000, () => false, fn), 4, 'a bad answer is asked again');
+  t = 5000;
+  const together = await Promise.all(Array.from({ length: 20 }, () => memo.get('k', 1000, () => true, fn)));
+  assert.deepEqual(new Set(together), new Set([5]), 'concurrent callers share one run');
 
   const sf = new SingleFlight();
   let runs = 0;
