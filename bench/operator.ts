@@ -66,6 +66,8 @@ export interface OperatorBenchResult {
   statusLagP99Ms: number;
   statusLag: LagReport;
   operatorRssMiB: number;
+  /** The operator's own view at the end (prom-client default metrics), MiB: where the RSS is. */
+  operatorMemoryMiB: { rss: number; heapUsed: number; heapTotal: number; external: number };
   operatorCpuSeconds: number;
   /** Where the requests went (both clusters, "verb resource[/subresource]"). */
   requestBreakdown: Record<string, number>;
@@ -229,6 +231,9 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     clearInterval(rssTimer);
     const hwm = rssMiB(op.pid, 'VmHWM');
     const lag = tracker.report();
+    const metricsText = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text().catch(() => '');
+    const gauge = (name: string) => Math.round(Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? 0) / 2 ** 20);
+    const memory = { rss: gauge('process_resident_memory_bytes'), heapUsed: gauge('nodejs_heap_size_used_bytes'), heapTotal: gauge('nodejs_heap_size_total_bytes'), external: gauge('nodejs_external_memory_bytes') };
     await operator.kill('SIGTERM', 10_000);
     operator = undefined;
 
@@ -249,6 +254,7 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
       statusLagP99Ms: lag.p99Ms,
       statusLag: lag,
       operatorRssMiB: Math.round(Math.max(rssPeak, hwm)),
+      operatorMemoryMiB: memory,
       operatorCpuSeconds: Math.round(cpu * 10) / 10,
       requestBreakdown: breakdown(all),
     };
@@ -277,7 +283,7 @@ for (const n of sizes) {
   const r = await runOnce(n);
   runs.set(n, r);
   console.log(table([r]));
-  console.log(`  status lag: ${JSON.stringify(r.statusLag)}; requests source ${r.operatorRequests.source}, target ${r.operatorRequests.target}`);
+  console.log(`  status lag: ${JSON.stringify(r.statusLag)}; requests source ${r.operatorRequests.source}, target ${r.operatorRequests.target}; memory at the end ${JSON.stringify(r.operatorMemoryMiB)}`);
   console.log(`  requests by kind: ${JSON.stringify(r.requestBreakdown)}`);
   writeFileSync(OUT, `${JSON.stringify({
     benchmark: 'operator at scale (issue 16)',
