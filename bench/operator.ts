@@ -32,6 +32,7 @@ import { KubeVirtStandIn, SyncHub } from '../test/standin/standin.ts';
 import { PacedDriver } from './lib/paced-driver.ts';
 import { auditArgs, breakdown, peakPerSecond, readAudit } from './lib/audit.ts';
 import { StatusLagTracker, type LagReport } from './lib/status-lag.ts';
+import { gaugeValue, histogramQuantile } from './lib/prom.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OPERATOR_USER = 'cloudnet-operator';
@@ -69,6 +70,8 @@ export interface OperatorBenchResult {
   /** The operator's own view at the end (prom-client default metrics), MiB: where the RSS is. */
   operatorMemoryMiB: { rss: number; heapUsed: number; heapTotal: number; external: number };
   operatorCpuSeconds: number;
+  /** The operator's own metrics at the end: where a reconcile's time goes (seconds). */
+  operatorInternals: { queueWaitP99: number; reconcileP99: number; rateLimiterWaitP99: number; reconciles: number };
   /** Where the requests went (both clusters, "verb resource[/subresource]"). */
   requestBreakdown: Record<string, number>;
 }
@@ -232,7 +235,15 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const hwm = rssMiB(op.pid, 'VmHWM');
     const lag = tracker.report();
     const metricsText = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text().catch(() => '');
-    const gauge = (name: string) => Math.round(Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? 0) / 2 ** 20);
+    if (args.keep) writeFileSync(join(dir, 'operator-metrics.txt'), metricsText);
+    const gauge = (name: string) => Math.round((gaugeValue(metricsText, name) ?? 0) / 2 ** 20);
+    const q99 = (name: string, labels = '') => Math.round((histogramQuantile(metricsText, name, 0.99, labels) ?? 0) * 1000) / 1000;
+    const internals = {
+      queueWaitP99: q99('workqueue_queue_duration_seconds', 'name="wanmigration"'),
+      reconcileP99: q99('controller_runtime_reconcile_time_seconds', 'controller="wanmigration"'),
+      rateLimiterWaitP99: q99('rest_client_rate_limiter_duration_seconds'),
+      reconciles: [...metricsText.matchAll(/^controller_runtime_reconcile_total\{controller="wanmigration",result="[^"]+"\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0),
+    };
     const memory = { rss: gauge('process_resident_memory_bytes'), heapUsed: gauge('nodejs_heap_size_used_bytes'), heapTotal: gauge('nodejs_heap_size_total_bytes'), external: gauge('nodejs_external_memory_bytes') };
     await operator.kill('SIGTERM', 10_000);
     operator = undefined;
@@ -255,6 +266,7 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
       statusLag: lag,
       operatorRssMiB: Math.round(Math.max(rssPeak, hwm)),
       operatorMemoryMiB: memory,
+      operatorInternals: internals,
       operatorCpuSeconds: Math.round(cpu * 10) / 10,
       requestBreakdown: breakdown(all),
     };
@@ -283,7 +295,7 @@ for (const n of sizes) {
   const r = await runOnce(n);
   runs.set(n, r);
   console.log(table([r]));
-  console.log(`  status lag: ${JSON.stringify(r.statusLag)}; requests source ${r.operatorRequests.source}, target ${r.operatorRequests.target}; memory at the end ${JSON.stringify(r.operatorMemoryMiB)}`);
+  console.log(`  status lag: ${JSON.stringify(r.statusLag)}; requests source ${r.operatorRequests.source}, target ${r.operatorRequests.target}; memory at the end ${JSON.stringify(r.operatorMemoryMiB)}; internals ${JSON.stringify(r.operatorInternals)}`);
   console.log(`  requests by kind: ${JSON.stringify(r.requestBreakdown)}`);
   writeFileSync(OUT, `${JSON.stringify({
     benchmark: 'operator at scale (issue 16)',

@@ -209,6 +209,8 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       if (deps.storage && w.target && w.sourceVM) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM }, signal);
       return;
     case 'FinishSource':
+      // Already Halted (by us or by KubeVirt): what is left is KubeVirt stopping the VMI, which is watched.
+      if (action.mode === 'Stop' && w.sourceVM?.spec.runStrategy === 'Halted') return;
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);
       // The uid precondition: never delete a VM of the same name that someone created since.
       else if (action.mode === 'Delete') await local.delete(Res.vm, ns, spec.vmName, { propagationPolicy: 'Background', ...(w.sourceVM?.metadata?.uid ? { uid: w.sourceVM.metadata.uid } : {}) }, signal);

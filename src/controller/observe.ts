@@ -162,6 +162,22 @@ function trustOf(sCA: DataObj | undefined, tExt: DataObj | undefined, tCA: DataO
   return { trusted: ok };
 }
 
+/** How long a verdict on the same CA bundles (same resourceVersions) is reused: certificates expire. */
+const CA_VERDICT_TTL_MS = 60_000;
+
+/** caTrusted, parsed once per state of the four bundles rather than once per reconcile of every migration. */
+async function caTrustedOnce(reads: MigrationReads, source: ObjectReader, sourceNs: string, target: ObjectReader, targetNs: string, signal: AbortSignal, now = new Date()): Promise<CATrust & { version: string }> {
+  const [sCA, tExt, tCA, sExt] = await Promise.all([
+    getData(source, sourceNs, KUBEVIRT_CA, signal), getData(target, targetNs, KUBEVIRT_EXTERNAL_CA, signal),
+    getData(target, targetNs, KUBEVIRT_CA, signal), getData(source, sourceNs, KUBEVIRT_EXTERNAL_CA, signal),
+  ]);
+  const uids = [sCA, tExt, tCA, sExt].map((o) => `${o?.metadata?.uid ?? '-'}@${o?.metadata?.resourceVersion ?? '-'}`);
+  const version = [sCA, tExt, tCA, sExt].map((o) => o?.metadata?.resourceVersion ?? '-').join(',');
+  const verdict = await reads.remember(`ca-verdict:${sourceNs}|${targetNs}|${uids.join(',')}`, CA_VERDICT_TTL_MS, () => true,
+    async () => trustOf(sCA, tExt, tCA, sExt, sourceNs, targetNs, now));
+  return { ...verdict, version };
+}
+
 type Aux = KubeObject & { data?: unknown; binaryData?: unknown; type?: unknown };
 
 /** Phases in which the Secrets/ConfigMaps the VM uses are still to be copied (or checked for collisions). */
@@ -183,7 +199,7 @@ async function targetView(w: World, reads: MigrationReads, target: ObjectReader,
     target.list(Res.dataVolume, ns, sel, signal),
     countAux ? target.list(Res.secret, ns, sel, signal) : [],
     countAux ? target.list(Res.configMap, ns, sel, signal) : [],
-    caTrusted(local, w.localKubevirtNs, target, w.targetKubevirtNs, signal, w.now),
+    caTrustedOnce(reads, local, w.localKubevirtNs, target, w.targetKubevirtNs, signal, w.now),
   ]);
   w.caPair = { key: `${w.localKubevirtNs}|${w.site?.metadata.name ?? ''}/${w.targetKubevirtNs}`, version: trusted.version };
   const vmOwned = vm?.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid;

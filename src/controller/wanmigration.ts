@@ -12,6 +12,7 @@ import type { Reconciler, ObjectKey, ReconcileContext, ReconcileResult } from '.
 import { keyString } from '../kube/types.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import { isNotFound } from '../kube/rest.ts';
+import { stripManagedFields } from '../kube/manager.ts';
 import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan, type Plan } from './phases/plan.ts';
 import { planSteps, withStepResults } from './phases/steps.ts';
@@ -60,7 +61,11 @@ interface Written {
   /** resourceVersions our writes superseded: a cache still showing one of them is behind. */
   stale: Set<string>;
   obj: KubeObject;
+  at: number;
 }
+
+/** A cache this far behind our write is not behind but broken: forget the write, read the cache. */
+const WRITTEN_TTL_MS = 60_000;
 
 interface Pass {
   world: World;
@@ -146,7 +151,7 @@ export class WanMigrationReconciler implements Reconciler {
     const cached = await reads.local.get<KubeObject>(Res.wanMigration, key.namespace, key.name, signal);
     const k = keyString(key);
     const w = this.written.get(k);
-    if (w && cached?.metadata?.resourceVersion && w.stale.has(cached.metadata.resourceVersion)) return structuredClone(w.obj);
+    if (w && Date.now() - w.at < WRITTEN_TTL_MS && cached?.metadata?.resourceVersion && w.stale.has(cached.metadata.resourceVersion)) return structuredClone(w.obj);
     if (w) this.written.delete(k);
     return cached ? structuredClone(cached) : undefined;
   }
@@ -160,7 +165,10 @@ export class WanMigrationReconciler implements Reconciler {
     const obj = latest === read ? { ...read, metadata: { ...read.metadata, resourceVersion: rv, finalizers: wm.metadata.finalizers } } : latest;
     const prev = this.written.get(k);
     for (const s of prev?.stale ?? []) superseded.add(s);
-    this.written.set(k, { stale: superseded, obj });
+    const now = Date.now();
+    // Entries of migrations that are not reconciled again (finished) would stay forever.
+    if (this.written.size > 64) for (const [key, w] of this.written) if (now - w.at > WRITTEN_TTL_MS) this.written.delete(key);
+    this.written.set(k, { stale: superseded, obj: stripManagedFields(obj), at: now });
   }
 }
 

@@ -88,7 +88,9 @@ export class Manager {
       inf = new Informer(restListWatcher(client.rest, ref, sel), {
         resyncPeriodMs: this.opts.resyncPeriodMs ?? 10 * 60_000,
         ...this.opts.informerOptions,
-        ...(shape ? { transform: shape.transform } : {}),
+        // managedFields are never read and are often the largest part of an object (controller-
+        // runtime's TransformStripManagedFields): no cache keeps them.
+        transform: shape ? (o: KubeObject) => shape.transform(stripManagedFields(o)) : stripManagedFields,
         name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}${sel.labelSelector ? `{${sel.labelSelector}}` : ''}`,
       });
       perClient.set(key, inf);
@@ -180,4 +182,11 @@ export class Manager {
     await Promise.race([p, timeout]);
     clearTimeout(handle);
   }
+}
+
+/** The object without metadata.managedFields (a shallow copy; the rest is shared). */
+export function stripManagedFields(o: KubeObject): KubeObject {
+  if (!o.metadata?.managedFields) return o;
+  const { managedFields: _drop, ...metadata } = o.metadata;
+  return { ...o, metadata };
 }
