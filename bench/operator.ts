@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     'timeout-minutes': { type: 'string' },
     out: { type: 'string' },
     keep: { type: 'boolean' },
+    'operator-node-options': { type: 'string' },
   },
 });
 const sizes = (args.migrations ?? ['50']).flatMap((s) => s.split(',')).map(Number);
@@ -194,6 +195,8 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     process.env.POD_NAMESPACE = OPERATOR_NS;
     process.env.LOG_LEVEL = 'info';
+    // The operator's own V8 flags (for experiments; production runs with none beyond the image's).
+    if (args['operator-node-options']) process.env.NODE_OPTIONS = args['operator-node-options'];
     operator = startProcess(dir, 'operator', process.execPath, [join(root, 'src/cli.ts'), 'operator', '--kubeconfig', kubeconfigPath, '--leader-elect',
       `--metrics-bind-address=127.0.0.1:${metricsPort}`, `--health-probe-bind-address=127.0.0.1:${healthPort}`]);
     const op = operator;

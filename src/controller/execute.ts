@@ -16,7 +16,7 @@ import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts
 import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
 import {
-  blankDataVolume, copyObject, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk,
+  blankDataVolume, copyObject, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk, type VolumeRefs,
 } from './target-objects.ts';
 
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -73,8 +73,10 @@ interface SizedObj extends KubeObject {
 /** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
 async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal): Promise<SourceDisk> {
   const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
-  const dv = d.kind === 'DataVolume' ? await local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined;
-  const pvc = await local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal);
+  const [dv, pvc] = await Promise.all([
+    d.kind === 'DataVolume' ? local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined,
+    local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal),
+  ]);
   const st = dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
   const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
   if (!storage) throw new Error(`cannot tell the size of disk ${ns}/${d.name} (no DataVolume/PVC with a storage request)`);
@@ -95,21 +97,21 @@ async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void>
   const vm = await w.local.tryGet<KubeObject & V1VirtualMachine>(Res.vm, ns, w.spec.vmName, signal);
   if (!vm || (w.sourceVM?.metadata?.uid && vm.metadata?.uid !== w.sourceVM.metadata.uid)) throw new Error(`source VM ${ns}/${w.spec.vmName} changed while preparing the target; will look again`);
   const refs = volumeRefs(vm);
-  // Auxiliary objects first, the VM last: KubeVirt starts the receiver as soon as the VM exists.
-  for (const name of refs.secrets) {
-    const s = await w.local.tryGet(Res.secret, ns, name, signal);
-    if (!s) throw new Error(`Secret ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
-    await createIfMissing(target, Res.secret, copyObject({ ...s, apiVersion: 'v1', kind: 'Secret' }, w.wm, w.spec), signal);
-  }
-  for (const name of refs.configMaps) {
-    const c = await w.local.tryGet(Res.configMap, ns, name, signal);
-    if (!c) throw new Error(`ConfigMap ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
-    await createIfMissing(target, Res.configMap, copyObject({ ...c, apiVersion: 'v1', kind: 'ConfigMap' }, w.wm, w.spec), signal);
-  }
-  for (const d of refs.disks) {
-    if (await (w.targetReader ?? liveReader(target)).get(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) continue;
+  // Auxiliary objects first (side by side), the VM last: KubeVirt starts the receiver as soon as the VM exists.
+  const copy = async (ref: typeof Res.secret | typeof Res.configMap, name: string) => {
+    const o = await w.local.tryGet(ref, ns, name, signal);
+    if (!o) throw new Error(`${ref.kind} ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
+    await createIfMissing(target, ref, copyObject({ ...o, apiVersion: 'v1', kind: ref.kind }, w.wm, w.spec), signal);
+  };
+  const disk = async (d: VolumeRefs['disks'][number]) => {
+    if (await (w.targetReader ?? liveReader(target)).get(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) return;
     await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal), w.wm, w.spec), signal);
-  }
+  };
+  await Promise.all([
+    ...refs.secrets.map((n) => copy(Res.secret, n)),
+    ...refs.configMaps.map((n) => copy(Res.configMap, n)),
+    ...refs.disks.map(disk),
+  ]);
   await createIfMissing(target, Res.vm, receiverVM(vm, w.wm, w.spec), signal);
 }
 
