@@ -2,7 +2,8 @@
 // (kube-apiserver + etcd each, test/env) with the KubeVirt stand-in (test/standin) acting out
 // KubeVirt at realistic speed (a phase every ≥ 2 s, guests boot in 2–4 s, the memory transfer
 // lasts 20–40 s), and the operator as its own process (`node src/cli.ts operator`) with its
-// production defaults (workers, client rate limits, leader election as the chart runs it).
+// production defaults (workers, client rate limits, leader election and NODE_OPTIONS as the
+// chart runs it).
 //
 //   npm run bench:operator -- --migrations 50 [--migrations 200 …] [--timeout-minutes 20] [--keep]
 //
@@ -130,6 +131,12 @@ async function createVM(c: KubeClient, ns: string, name: string): Promise<void> 
   });
 }
 
+/** operator.nodeOptions from the chart's default values: what the operator's pod runs with. */
+function chartNodeOptions(): string {
+  const values = yaml.load(readFileSync(join(root, 'charts/cloudnet/values.yaml'), 'utf8')) as { operator?: { nodeOptions?: string } };
+  return values.operator?.nodeOptions ?? '';
+}
+
 function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -195,8 +202,8 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     process.env.POD_NAMESPACE = OPERATOR_NS;
     process.env.LOG_LEVEL = 'info';
-    // The operator's own V8 flags (for experiments; production runs with none beyond the image's).
-    if (args['operator-node-options']) process.env.NODE_OPTIONS = args['operator-node-options'];
+    // The chart's NODE_OPTIONS (V8 heap limits), unless an experiment asks for others.
+    process.env.NODE_OPTIONS = args['operator-node-options'] ?? chartNodeOptions();
     operator = startProcess(dir, 'operator', process.execPath, [join(root, 'src/cli.ts'), 'operator', '--kubeconfig', kubeconfigPath, '--leader-elect',
       `--metrics-bind-address=127.0.0.1:${metricsPort}`, `--health-probe-bind-address=127.0.0.1:${healthPort}`]);
     const op = operator;
@@ -304,7 +311,7 @@ for (const n of sizes) {
     benchmark: 'operator at scale (issue 16)',
     updated: new Date().toISOString(),
     machine: { cpus: cpus().length, loadAverage1m: Math.round(loadavg()[0] * 10) / 10 },
-    operator: { ...OPERATOR_DEFAULTS, leaderElect: true },
+    operator: { ...OPERATOR_DEFAULTS, leaderElect: true, nodeOptions: args['operator-node-options'] ?? chartNodeOptions() },
     standIn: { ...STANDIN, bootMs: [2000, 4000], receiverMs: [2000, 5000], memoryMs: [20_000, 40_000] },
     runs: [...runs.values()].sort((x, y) => x.n - y.n),
   }, null, 2)}\n`);

@@ -47,6 +47,11 @@ export interface ControllerOptions<P extends KubeObject = KubeObject> {
   /** Filters primary update events (e.g. generationChanged); adds and deletes always pass. */
   updatePredicate?: (oldObj: P, newObj: P) => boolean;
   maxConcurrentReconciles?: number;
+  /**
+   * Workers that may reconcile new objects (low priority: initial list, creations, resyncs) at
+   * once; the others stay free for changes of objects in flight. Default: all of them.
+   */
+  maxLowPriorityInFlight?: number;
   /** Bound on waiting for in-flight reconciles when stopping. Default 30 s. */
   drainTimeoutMs?: number;
   /**
@@ -146,6 +151,7 @@ export class Controller<P extends KubeObject = KubeObject> {
       name: this.name,
       clock: this.clock,
       rateLimiter: this.opts.newRateLimiter?.() ?? new ItemExponentialRateLimiter(),
+      ...(this.opts.maxLowPriorityInFlight !== undefined ? { maxLowInFlight: this.opts.maxLowPriorityInFlight } : {}),
       metrics: this.opts.metrics?.forQueue(this.name),
     });
     this.opts.metrics?.trackQueue(this.name, queue);

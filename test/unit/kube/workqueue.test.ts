@@ -242,3 +242,24 @@ test('a key re-added low while in flight keeps a normal re-add', async () => {
   q.done('a');
   assert.equal(await q.get(), 'a', 'normal priority from the first re-add');
 });
+
+test('maxLowInFlight keeps workers free for normal keys; a finished low key lets the next one go', async () => {
+  const q = new Workqueue({ name: 't', clock: new FakeClock(), maxLowInFlight: 1 });
+  q.add('new-1', { low: true });
+  q.add('new-2', { low: true });
+  assert.equal(await q.get(), 'new-1');
+  let second: string | undefined;
+  void q.get().then((k) => (second = k));
+  await tick();
+  assert.equal(second, undefined, 'the low slot is taken: the worker waits');
+  q.add('changed');
+  await tick();
+  assert.equal(second, 'changed', 'a normal key goes to the waiting worker at once');
+  let third: string | undefined;
+  void q.get().then((k) => (third = k));
+  await tick();
+  assert.equal(third, undefined);
+  q.done('new-1');
+  await tick();
+  assert.equal(third, 'new-2', 'the freed low slot goes to the next low key');
+});
