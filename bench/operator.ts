@@ -32,7 +32,9 @@ import { processCpuSeconds } from '../test/env/wan.ts';
 import { KubeVirtStandIn, SyncHub } from '../test/standin/standin.ts';
 import { PacedDriver } from './lib/paced-driver.ts';
 import { auditArgs, breakdown, peakPerSecond, readAudit } from './lib/audit.ts';
-import { StatusLagTracker, type LagReport } from './lib/status-lag.ts';
+import type { LagReport } from './lib/status-lag.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { gaugeValue, histogramQuantile } from './lib/prom.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -153,7 +155,7 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
   let clusters: Cluster[] = [];
   let operator: ManagedProcess | undefined;
   const stands: KubeVirtStandIn[] = [];
-  let tracker: StatusLagTracker | undefined;
+  let tracker: LagWatcher | undefined;
   try {
     clusters = await Promise.all([
       startCluster({ name: 'site-a', apiServerArgs: auditA.args }),
@@ -195,8 +197,9 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     }, 15 * 60_000, 2000);
     console.log(`  ${n} VMs running after ${((Date.now() - tVMs) / 1000).toFixed(0)} s`);
 
-    tracker = new StatusLagTracker(src, dst);
-    await tracker.start();
+    writeFileSync(join(dir, 'site-a.kubeconfig'), a.kubeconfigYaml, { mode: 0o600 });
+    writeFileSync(join(dir, 'site-b.kubeconfig'), b.kubeconfigYaml, { mode: 0o600 });
+    tracker = await startLagWatcher(join(dir, 'site-a.kubeconfig'), join(dir, 'site-b.kubeconfig'));
 
     // The operator, as `cloudnet operator` runs in its pod (the chart's flags, defaults otherwise).
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
@@ -243,7 +246,7 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const cpu = processCpuSeconds(op.pid) - cpu0;
     clearInterval(rssTimer);
     const hwm = rssMiB(op.pid, 'VmHWM');
-    const lag = tracker.report();
+    const lag = await tracker.report();
     const metricsText = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text().catch(() => '');
     if (args.keep) writeFileSync(join(dir, 'operator-metrics.txt'), metricsText);
     const gauge = (name: string) => Math.round((gaugeValue(metricsText, name) ?? 0) / 2 ** 20);
@@ -282,12 +285,38 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     };
   } finally {
     await operator?.kill('SIGKILL');
-    await tracker?.stop();
+    tracker?.kill();
     await Promise.all(stands.map((s) => s.stop()));
     await Promise.all(clusters.map((c) => c.stop()));
     if (args.keep) console.log(`  kept ${dir} (operator.log, audit logs)`);
     else rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface LagWatcher {
+  report(): Promise<LagReport>;
+  kill(): void;
+}
+
+/** bench/lib/lag-process.ts as a child process: its timestamps do not wait for the stand-in's work here. */
+async function startLagWatcher(srcKubeconfig: string, dstKubeconfig: string): Promise<LagWatcher> {
+  const child: ChildProcess = spawn(process.execPath, [join(root, 'bench/lib/lag-process.ts'), srcKubeconfig, dstKubeconfig], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const next = async () => {
+    const r = await lines.next();
+    if (r.done) throw new Error('the lag watcher exited');
+    return r.value;
+  };
+  if ((await next()).trim() !== 'ready') throw new Error('the lag watcher did not start');
+  return {
+    async report() {
+      child.stdin!.write('report\n');
+      return JSON.parse(await next()) as LagReport;
+    },
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
 }
 
 function table(rows: OperatorBenchResult[]): string {

@@ -89,6 +89,8 @@ export class Informer<T extends KubeObject = KubeObject> {
   readonly stats: InformerStats = { lists: 0, watches: 0, goneRelists: 0, errors: 0, events: 0 };
   private readonly lw: ListWatcher<T>;
   private readonly store = new Map<string, T>();
+  /** Keys per namespace, so that a namespace's objects are found without a scan of all. */
+  private readonly byNamespace = new Map<string, Set<string>>();
   private readonly indexers = new Map<string, { fn: IndexFunc<T>; index: Map<string, Set<string>> }>();
   private readonly transform: TransformFunc | undefined;
   private readonly handlers = new Set<EventHandlers<T>>();
@@ -202,8 +204,13 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   list(namespace?: string): T[] {
-    const all = [...this.store.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+    if (namespace === undefined) return [...this.store.values()];
+    const out: T[] = [];
+    for (const k of this.byNamespace.get(namespace) ?? []) {
+      const o = this.store.get(k);
+      if (o) out.push(o);
+    }
+    return out;
   }
 
   keys(): string[] {
@@ -324,6 +331,10 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   private put(key: string, obj: T, old: T | undefined): void {
     this.store.set(key, obj);
+    const ns = obj.metadata?.namespace ?? '';
+    let keys = this.byNamespace.get(ns);
+    if (!keys) this.byNamespace.set(ns, (keys = new Set()));
+    keys.add(key);
     for (const entry of this.indexers.values()) {
       if (old) this.indexRemove(entry, key, old);
       this.indexAdd(entry, key, obj);
@@ -332,6 +343,10 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   private remove(key: string, old: T): void {
     this.store.delete(key);
+    const ns = old.metadata?.namespace ?? '';
+    const keys = this.byNamespace.get(ns);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byNamespace.delete(ns);
     for (const entry of this.indexers.values()) this.indexRemove(entry, key, old);
   }
 
