@@ -162,8 +162,12 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
       startCluster({ name: 'site-b', apiServerArgs: auditB.args }),
     ]);
     const [a, b] = clusters;
-    await Promise.all([installKubevirtCrds(a), installKubevirtCrds(b)]);
-    for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(root, f));
+    // A loaded machine can time a request out while the fresh API servers settle: try again.
+    await until('CRDs installed', async () => {
+      await Promise.all([installKubevirtCrds(a), installKubevirtCrds(b)]);
+      for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(root, f));
+      return true;
+    }, 5 * 60_000, 2000);
     const src = new KubeClient(a.kubeConfig, 'site-a');
     const dst = new KubeClient(b.kubeConfig, 'site-b');
     await until('WanMigration storage ready', async () => (await src.list(Res.wanMigration)).items && (await src.list(Res.site)).items, 60_000, 500);

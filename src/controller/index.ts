@@ -51,9 +51,9 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
       informer,
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
-      // New migrations take at most half the workers: a burst of creations never leaves the
-      // migrations in flight waiting for a worker (their status would lag behind).
-      maxLowPriorityInFlight: Math.max(1, Math.floor(d.maxConcurrentReconciles / 2)),
+      // New migrations take at most a quarter of the workers: a burst of creations never leaves
+      // the migrations in flight waiting for a worker (their status would lag behind).
+      maxLowPriorityInFlight: Math.max(1, Math.floor(d.maxConcurrentReconciles / 4)),
       cacheSyncTimeoutMs: manager.cacheSyncTimeoutMs,
       metrics: manager.metrics,
       reconciler: new WanMigrationReconciler({

@@ -6,7 +6,7 @@
 //   --lease-duration 15s --renew-deadline 10s --retry-period 2s
 //   --metrics-bind-address :8080   ("0" disables)
 //   --health-probe-bind-address :8081
-//   --max-concurrent-reconciles 8
+//   --max-concurrent-reconciles 16
 //   --kube-api-qps 80 --kube-api-burst 20   client-side rate limit per cluster (local and each Site's)
 //   --graceful-shutdown-timeout 30s
 // SIGTERM/SIGINT: stop taking work, wait for in-flight reconciles (bounded), release the Lease, exit 0.
@@ -45,7 +45,7 @@ export interface OperatorConfig {
 }
 
 /** Production defaults, shared by the flags, the chart and the benchmark. */
-export const OPERATOR_DEFAULTS = { maxConcurrentReconciles: 8, kubeApiQps: 80, kubeApiBurst: 20 } as const;
+export const OPERATOR_DEFAULTS = { maxConcurrentReconciles: 16, kubeApiQps: 80, kubeApiBurst: 20 } as const;
 
 /** Identifies the operator's requests in API server logs and audit events. */
 export const OPERATOR_USER_AGENT = 'cloudnet-operator/0.1.0';

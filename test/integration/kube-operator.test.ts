@@ -88,8 +88,8 @@ test('two operator replicas: one leads, both ready, SIGTERM releases the lease a
       assert.match(metrics, new RegExp(`^${name}`, 'm'), `${name} exported`);
     }
     // The production default (OPERATOR_DEFAULTS.maxConcurrentReconciles).
-    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="wanmigration"\} 8/);
-    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="site"\} 8/);
+    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="wanmigration"\} 16/);
+    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="site"\} 16/);
 
     const t0 = Date.now();
     leader.proc.kill('SIGTERM');

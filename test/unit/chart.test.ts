@@ -97,7 +97,7 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const [c] = pod.containers;
     assert.deepEqual(c.args, ['operator', '--leader-elect', '--leader-election-id=t-cloudnet', '--lease-duration=15s', '--renew-deadline=10s',
-      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=8', '--kube-api-qps=80', '--kube-api-burst=20', '--graceful-shutdown-timeout=25s']);
+      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=16', '--kube-api-qps=80', '--kube-api-burst=20', '--graceful-shutdown-timeout=25s']);
     // The operator must finish its graceful shutdown before the kubelet's SIGKILL.
     assert.ok(25 < (d.spec.template.spec as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds);
     const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');

@@ -38,7 +38,7 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(d.leaseDurationMs, 15_000);
     assert.equal(d.renewDeadlineMs, 10_000);
     assert.equal(d.retryPeriodMs, 2_000);
-    assert.equal(d.maxConcurrentReconciles, 8);
+    assert.equal(d.maxConcurrentReconciles, 16);
     assert.equal(d.kubeApiQps, 80);
     assert.equal(d.kubeApiBurst, 20);
     assert.equal(d.kubeConfig.getCurrentCluster()?.server, 'https://127.0.0.1:6443');
