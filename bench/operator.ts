@@ -25,8 +25,7 @@ import { isAlreadyExists, type KubeObject } from '../src/kube/rest.ts';
 import { Res } from '../src/api/resources.ts';
 import { TERMINAL_PHASES, type Phase } from '../src/api/wanmigration.ts';
 import { OPERATOR_DEFAULTS } from '../src/operator/main.ts';
-import { applyManifestFile, installKubevirtCrds, startCluster, userKubeconfig, type Cluster } from '../test/env/index.ts';
-import { freePort } from '../test/env/ports.ts';
+import { applyManifestFile, freePort, installKubevirtCrds, startCluster, userKubeconfig, type Cluster } from '../test/env/index.ts';
 import { startProcess, type ManagedProcess } from '../test/env/processes.ts';
 import { processCpuSeconds } from '../test/env/wan.ts';
 import { KubeVirtStandIn, SyncHub } from '../test/standin/standin.ts';
@@ -205,14 +204,15 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     writeFileSync(join(dir, 'site-b.kubeconfig'), b.kubeconfigYaml, { mode: 0o600 });
     tracker = await startLagWatcher(join(dir, 'site-a.kubeconfig'), join(dir, 'site-b.kubeconfig'));
 
-    // The operator, as `cloudnet operator` runs in its pod (the chart's flags, defaults otherwise).
+    // The operator, as `cloudnet operator` runs in its pod (the chart's flags, defaults otherwise;
+    // metrics over plain HTTP, read once at the end, instead of the chart's authenticated HTTPS).
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     process.env.POD_NAMESPACE = OPERATOR_NS;
     process.env.LOG_LEVEL = 'info';
     // The chart's NODE_OPTIONS (V8 heap limits), unless an experiment asks for others.
     process.env.NODE_OPTIONS = args['operator-node-options'] ?? chartNodeOptions();
     operator = startProcess(dir, 'operator', process.execPath, [join(root, 'src/cli.ts'), 'operator', '--kubeconfig', kubeconfigPath, '--leader-elect',
-      `--metrics-bind-address=127.0.0.1:${metricsPort}`, `--health-probe-bind-address=127.0.0.1:${healthPort}`]);
+      `--metrics-bind-address=127.0.0.1:${metricsPort}`, '--metrics-secure=false', `--health-probe-bind-address=127.0.0.1:${healthPort}`]);
     const op = operator;
     await until('operator ready', async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok, 60_000, 250);
     await until('Site site-b Ready', async () => {

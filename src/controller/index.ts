@@ -58,7 +58,7 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
       metrics: manager.metrics,
       reconciler: new WanMigrationReconciler({
         local: manager.client,
-        clusters: siteClustersFrom(manager.clusters),
+        clusters: siteClustersFrom(manager.clusters, d.namespace),
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
         metrics: new WanMigrationMetrics(manager.metrics.registry),
         caches,
@@ -90,7 +90,7 @@ export function siteControllerFactory(providers: Pick<ControllerProviders, 'link
       metrics: manager.metrics,
       reconciler: new SiteReconciler({
         local: manager.client,
-        clusters: siteClustersFrom(manager.clusters),
+        clusters: siteClustersFrom(manager.clusters, d.namespace),
         events: manager.eventRecorder('cloudnet.io/site-controller'),
         ...providers,
       }),

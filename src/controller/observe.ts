@@ -12,6 +12,7 @@ import type { KubeClient } from '../kube/client.ts';
 import type { ObjectReader } from '../kube/cached-reader.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
+import { describeRequestError } from '../kube/request-errors.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
 import { Phases, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
@@ -22,6 +23,7 @@ import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
 import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { sameContent, volumeRefs } from './target-objects.ts';
+import { tenancyCheck } from './phases/tenancy.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -60,16 +62,14 @@ export function specHash(spec: ResolvedSpec): string {
   return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
 }
 
-function errText(e: unknown): string {
-  if (e instanceof KubeApiError) return `HTTP ${e.code} ${e.reason}: ${e.message}`;
-  if (e instanceof Error) return (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message);
-  return String(e);
-}
+const errText = describeRequestError;
 
 const CLIENT_ERROR_REASON: Record<string, string> = {
   SecretNotFound: 'KubeconfigSecretNotFound',
   KubeconfigMissing: 'KubeconfigSecretKeyMissing',
   KubeconfigInvalid: 'KubeconfigInvalid',
+  SecretUnreadable: 'KubeconfigSecretUnreadable',
+  SecretNamespaceNotAllowed: 'KubeconfigSecretNamespaceNotAllowed',
 };
 
 export async function resolveTarget(deps: WanMigrationDeps, reads: MigrationReads, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
@@ -282,22 +282,33 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
-      const tr = reads.target(site!, target);
-      world.targetReader = tr;
-      const [lkv, tkv] = await Promise.all([
-        kubevirtCheck(reads.local, localKubevirtNs, 'source', signal),
-        kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),
-      ]);
-      kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
-      if (t.namespace.ok) {
-        [tView, tgtVmim] = await Promise.all([
-          targetView(world, reads, tr, tkv.syncAddress, signal),
-          tr.get<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+      try {
+        const tr = reads.target(site!, target);
+        world.targetReader = tr;
+        const [lkv, tkv] = await Promise.all([
+          kubevirtCheck(reads.local, localKubevirtNs, 'source', signal),
+          kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),
         ]);
+        kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+        if (t.namespace.ok) {
+          [tView, tgtVmim] = await Promise.all([
+            targetView(world, reads, tr, tkv.syncAddress, signal),
+            tr.get<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+          ]);
+        }
+      } catch (e) {
+        // A read the target refuses (missing rights) or never answers stalls this migration only,
+        // with the reason, instead of failing every reconcile without a status.
+        if (signal.aborted) throw e;
+        world.target = undefined;
+        targetCluster = e instanceof KubeApiError && (e.code === 401 || e.code === 403)
+          ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks)`)
+          : fail('TargetClusterUnreachable', `a read on ${target.clusterName} (${target.rest.server}) failed: ${errText(e)}`);
       }
     }
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+  const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   const facts: Facts = {
     now,
     deleting: !!wm.metadata.deletionTimestamp,
@@ -306,6 +317,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     siteExists: !!site,
     ...(world.target ? { targetServer: world.target.rest.server } : {}),
     site: siteCheck,
+    tenancy,
+    ...(site?.metadata.deletionTimestamp ? { siteDeleting: true } : {}),
     targetCluster,
     kubevirt,
     targetNamespace,

@@ -4,14 +4,14 @@
 // condition with a reason, an Event, and a slow requeue.
 //
 // Reads come from informer caches (deps.caches). A cache may lag a little, so a plan that would
-// destroy or give up something (delete a VMIM or target objects, stop the source, remove the
+// destroy or give up something (delete a VMIM or target objects, release storage, remove the
 // finalizer, enter RollingBack/Failed/Aborted) is made again from a fresh read of the API before
 // any of it runs. Our own writes are remembered until the cache shows them (read-your-writes),
 // so a reconcile that follows one quickly does not act on the status it just replaced.
 import type { Reconciler, ObjectKey, ReconcileContext, ReconcileResult } from '../kube/types.ts';
 import { keyString } from '../kube/types.ts';
 import type { KubeObject } from '../kube/rest.ts';
-import { isNotFound } from '../kube/rest.ts';
+import { isAlreadyExists, isConflict, isNotFound } from '../kube/rest.ts';
 import { stripManagedFields } from '../kube/manager.ts';
 import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan, type Plan } from './phases/plan.ts';
@@ -19,7 +19,9 @@ import { planSteps, withStepResults } from './phases/steps.ts';
 import { foldPassThroughEvents } from './phases/fold-events.ts';
 import { liveReads, systemClock, type MigrationReads, type WanMigrationDeps } from './deps.ts';
 import { observe, type World } from './observe.ts';
-import { execute, runSteps } from './execute.ts';
+import { ActionError, execute, runSteps } from './execute.ts';
+import { withActionFailure, type ActionFailure } from './phases/action-failure.ts';
+import { describeRequestError } from '../kube/request-errors.ts';
 import { Res } from '../api/resources.ts';
 import type { Action } from './phases/actions.ts';
 
@@ -107,32 +109,33 @@ export class WanMigrationReconciler implements Reconciler {
       pass = await this.pass(wm, spec, now, deps.caches?.reads({ fresh: true }) ?? liveReads(deps.local), ctx);
     }
     const { world, plan: p } = pass;
+    const opts = { ...DEFAULT_PLAN_OPTIONS, ...deps.plan };
     const removeFinalizer = p.actions.some((a) => a.type === 'RemoveFinalizer');
-    for (const a of p.actions) {
-      if (a.type === 'RemoveFinalizer') continue; // last, after the final status is written
-      ctx.log.debug('action', { action: a.type });
-      await execute(deps, world, a, ctx.signal);
-    }
+    const failure = await this.runActions(world, p.actions, ctx);
+    // A failed action still lets the status through (the phase's deadline clock, what did
+    // happen), with the failure as a condition; it is retried after blockedRetryMs.
+    const { status, events } = failure ? withActionFailure(wm, p, failure, now) : p;
     let latest: KubeObject = obj;
-    if (!sameJson(p.status, wm.status ?? {})) {
+    if (!sameJson(status, wm.status ?? {})) {
       try {
         if (wm.metadata.resourceVersion) superseded.add(wm.metadata.resourceVersion);
-        latest = await deps.local.patchStatus<KubeObject>(Res.wanMigration, key.namespace, key.name, p.status, ctx.signal);
+        latest = await deps.local.patchStatus<KubeObject>(Res.wanMigration, key.namespace, key.name, status, ctx.signal);
         // The finalizer patch below carries this resourceVersion (optimistic concurrency).
         wm.metadata.resourceVersion = latest.metadata?.resourceVersion;
       } catch (e) {
         if (!isNotFound(e)) throw e;
       }
     }
-    for (const e of foldPassThroughEvents(p.events)) deps.events.event(latest, e.type, e.reason, e.message);
-    if (removeFinalizer) {
+    for (const e of foldPassThroughEvents(events)) deps.events.event(latest, e.type, e.reason, e.message);
+    if (removeFinalizer && !failure) {
       await execute(deps, world, { type: 'RemoveFinalizer' }, ctx.signal);
       this.written.delete(k);
     } else {
       this.remember(k, obj, wm, latest, superseded);
     }
-    if (p.status.phase) deps.metrics?.record(key.namespace ?? '', key.name, wm.metadata.uid ?? '', p.status.phase, p.status.startTime, p.status.completionTime);
-    if (p.status.phase !== wm.status?.phase) ctx.log.info('phase', { from: wm.status?.phase ?? 'none', to: p.status.phase, reason: p.status.failureReason });
+    if (status.phase) deps.metrics?.record(key.namespace ?? '', key.name, wm.metadata.uid ?? '', status.phase, status.startTime, status.completionTime);
+    if (status.phase !== wm.status?.phase) ctx.log.info('phase', { from: wm.status?.phase ?? 'none', to: status.phase, reason: status.failureReason });
+    if (failure) return { requeueAfterMs: withJitter(opts.blockedRetryMs) };
     return p.requeueAfterMs !== undefined ? { requeueAfterMs: withJitter(p.requeueAfterMs) } : undefined;
   }
 
@@ -169,6 +172,25 @@ export class WanMigrationReconciler implements Reconciler {
     // Entries of migrations that are not reconciled again (finished) would stay forever.
     if (this.written.size > 64) for (const [key, w] of this.written) if (now - w.at > WRITTEN_TTL_MS) this.written.delete(key);
     this.written.set(k, { stale: superseded, obj: stripManagedFields(obj), at: now });
+  }
+
+  /** Runs the actions in order (RemoveFinalizer waits for the status write); stops at the first that fails. */
+  private async runActions(world: World, actions: readonly Action[], ctx: ReconcileContext): Promise<ActionFailure | undefined> {
+    for (const [index, a] of actions.entries()) {
+      if (a.type === 'RemoveFinalizer') continue;
+      ctx.log.debug('action', { action: a.type });
+      try {
+        await execute(this.deps, world, a, ctx.signal);
+      } catch (e) {
+        // A stale resourceVersion (409 Conflict) only means "read again": the workqueue retries
+        // at once, with nothing to report. Aborts end the reconcile.
+        if (ctx.signal.aborted || (isConflict(e) && !isAlreadyExists(e))) throw e;
+        const message = e instanceof ActionError ? e.message : `${a.type}: ${describeRequestError(e)}`;
+        ctx.log.warn('action failed', { action: a.type, err: message });
+        return { index, message };
+      }
+    }
+    return undefined;
   }
 }
 

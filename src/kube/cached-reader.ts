@@ -74,6 +74,8 @@ interface Entry {
   informer: Informer;
   /** undefined: all namespaces (or a cluster-scoped kind). */
   namespace?: string;
+  /** Set for an informer of one object (a metadata.name field selector): it answers gets of that name only. */
+  name?: string;
 }
 
 export interface CachedReaderOptions {
@@ -97,16 +99,16 @@ export class CachedReader implements ObjectReader {
     this.syncWaitMs = opts.syncWaitMs ?? 5000;
   }
 
-  /** Serves `ref` in `namespace` (all when undefined) from `informer`. */
-  register(ref: Pick<ResourceRef, 'group' | 'plural'>, informer: Informer, namespace?: string): void {
+  /** Serves `ref` in `namespace` (all when undefined) from `informer`; with `name`, only gets of that object. */
+  register(ref: Pick<ResourceRef, 'group' | 'plural'>, informer: Informer, namespace?: string, name?: string): void {
     const k = refKey(ref);
     const list = this.entries.get(k) ?? [];
-    if (!list.some((e) => e.informer === informer)) list.push({ informer, ...(namespace !== undefined ? { namespace } : {}) });
+    if (!list.some((e) => e.informer === informer)) list.push({ informer, ...(namespace !== undefined ? { namespace } : {}), ...(name !== undefined ? { name } : {}) });
     this.entries.set(k, list);
   }
 
   async get<T extends KubeObject = KubeObject>(ref: Ref, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<T | undefined> {
-    const inf = await this.usable(ref, namespace, signal);
+    const inf = await this.usable(ref, namespace, name, signal);
     if (!inf) {
       this.stats.live++;
       return this.live.get<T>(ref, namespace, name, signal);
@@ -117,7 +119,7 @@ export class CachedReader implements ObjectReader {
 
   async list<T extends KubeObject = KubeObject>(ref: Ref, namespace: string | undefined, labelSelector?: string, signal?: AbortSignal): Promise<T[]> {
     const reqs = parseLabelSelector(labelSelector);
-    const inf = reqs ? await this.usable(ref, namespace, signal) : undefined;
+    const inf = reqs ? await this.usable(ref, namespace, undefined, signal) : undefined;
     if (!inf || !reqs) {
       this.stats.live++;
       return this.live.list<T>(ref, namespace, labelSelector, signal);
@@ -127,8 +129,8 @@ export class CachedReader implements ObjectReader {
   }
 
   /** A healthy informer covering the read, waiting (bounded) for one that is still starting. */
-  private async usable(ref: Pick<ResourceRef, 'group' | 'plural'>, namespace: string | undefined, signal?: AbortSignal): Promise<Informer | undefined> {
-    const candidates = (this.entries.get(refKey(ref)) ?? []).filter((e) => e.namespace === undefined || e.namespace === namespace);
+  private async usable(ref: Pick<ResourceRef, 'group' | 'plural'>, namespace: string | undefined, name: string | undefined, signal?: AbortSignal): Promise<Informer | undefined> {
+    const candidates = (this.entries.get(refKey(ref)) ?? []).filter((e) => (e.namespace === undefined || e.namespace === namespace) && (e.name === undefined || e.name === name));
     const healthy = candidates.find((e) => e.informer.healthy());
     if (healthy) return healthy.informer;
     const starting = candidates.find((e) => !e.informer.hasSynced() && !e.informer.failing());

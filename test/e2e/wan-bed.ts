@@ -6,28 +6,23 @@
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { KubeClient } from '../../src/kube/client.ts';
 import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { MigrationSample } from '../../src/qemu/migrate.ts';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';
 import { kernelCmdline } from '../../src/qemu/image.ts';
-import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
-import { applyManifestFile, installKubevirtCrds, startClusters, type Cluster } from '../env/index.ts';
+import type { RunningOperator } from '../../src/operator/main.ts';
+import { installKubevirtCrds, startClusters } from '../env/index.ts';
 import { createSites, type Sites } from '../env/wan.ts';
 import { createWireGuard, type WireGuardTunnel } from '../env/wireguard.ts';
-import { onExit } from '../env/netns.ts';
+import { onExit } from '../helpers/exit.ts';
 import { requireQemu } from '../env/qemu.ts';
-import { KubeVirtStandIn, SyncHub } from '../standin/standin.ts';
-import { applySiteSample, ensure, operatorConfig, operatorFactories, waitFor } from '../standin/harness.ts';
+import { CLI, NODE, waitForLog } from '../env/relay-cli.ts';
+import { ensure, runOperator, setupBed, type Bed } from '../standin/harness.ts';
 import { directRoute, memoryMiB, QemuDriver, relayRoute, relaySlotFlags } from '../standin/qemu-driver.ts';
 import { RelayStatsProgress } from './relay-progress.ts';
-
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const NODE = join(repoRoot, 'node_modules/.bin/node');
-const CLI = join(repoRoot, 'src/cli.ts');
 
 export interface WanBedOptions {
   rateBps?: number;
@@ -42,15 +37,11 @@ export interface WanBedOptions {
   log?: (line: string) => void;
 }
 
-export interface WanBed {
-  a: Cluster;
-  b: Cluster;
-  src: KubeClient;
-  dst: KubeClient;
+/** The stand-in bed (clusters, clients, stand-ins, hub) plus the WAN, the relays and the operator. */
+export interface WanBed extends Bed {
   sites: Sites;
   wg: WireGuardTunnel;
   driver: QemuDriver;
-  hub: SyncHub;
   operator: RunningOperator;
   workDir: string;
   relayStatsFile?: string;
@@ -63,20 +54,6 @@ export interface WanBed {
    *  output at the receiver (both run with --hash-streams), from their stats files. */
   relayStreamCheck(): RelayStreamCheck;
   stop(): Promise<void>;
-}
-
-function waitForLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((res, rej) => {
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms: ${buf.slice(-1500)}`)), ms);
-    const on = (c: Buffer): void => {
-      buf += c.toString();
-      if (re.test(buf)) { clearTimeout(timer); p.stderr!.off('data', on); p.off('exit', onExitEarly); res(); }
-    };
-    const onExitEarly = (code: number | null): void => { clearTimeout(timer); rej(new Error(`exited (${code}): ${buf.slice(-1500)}`)); };
-    p.stderr!.on('data', on);
-    p.once('exit', onExitEarly);
-  });
 }
 
 export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
@@ -96,7 +73,6 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       startClusters(2, ['site-a', 'site-b']),
       createSites({ rateBps: o.rateBps ?? 100e6, delayMs: rttMs / 2 }),
     ]);
-    const [a, b] = clusters;
     cleanups.push(() => Promise.all(clusters.map((c) => c.stop())).then(() => undefined));
     cleanups.push(() => sites.destroy());
     const wg = await createWireGuard(sites);
@@ -117,11 +93,11 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(receiver);
       cleanups.push(() => { for (const p of relayProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
-      await waitForLine(receiver, /relay receiver ready/, 30_000);
+      await waitForLog(receiver, /relay receiver ready/, 30_000);
       const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...flags.send, '--peer', `${sites.b.nodeIp}:7400`,
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(sender);
-      await waitForLine(sender, /relay sender ready/, 30_000);
+      await waitForLog(sender, /relay sender ready/, 30_000);
       // Keep their logs (a full pipe would stall them) for diagnostics.
       receiver.stderr?.pipe(createWriteStream(join(workDir, 'relay-receive.log')));
       sender.stderr?.pipe(createWriteStream(join(workDir, 'relay-send.log')));
@@ -140,33 +116,22 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     cleanups.push(() => driver.stopAll());
 
     await Promise.all(clusters.map((c) => installKubevirtCrds(c)));
-    for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
-    const src = new KubeClient(a.kubeConfig, 'site-a');
-    const dst = new KubeClient(b.kubeConfig, 'site-b');
-    cleanups.push(() => Promise.all([src.rest.close(), dst.rest.close()]).then(() => undefined));
-    await waitFor('CRD storage ready', async () => {
-      await src.list(Res.wanMigration);
-      await src.list(Res.site);
-      for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
-      return true;
-    }, 60_000);
-    const hub = new SyncHub();
-    const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: `${sites.a.nodeIp}:9185`, driver, phaseDelayMs: 50, tickMs: 100 });
-    const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: `${sites.b.nodeIp}:9185`, driver, phaseDelayMs: 50, tickMs: 100 });
-    await Promise.all([standA.start(), standB.start()]);
-    cleanups.push(() => Promise.all([standA.stop(), standB.stop()]).then(() => undefined));
-    await applySiteSample(src, b);
+    const standInBed = await setupBed(clusters, {
+      standIn: { driver, phaseDelayMs: 50, tickMs: 100 },
+      syncAddresses: [`${sites.a.nodeIp}:9185`, `${sites.b.nodeIp}:9185`],
+    });
+    cleanups.push(() => standInBed.stop());
 
     const relayProvider = relayStatsFile ? new RelayStatsProgress({
       statsFile: relayStatsFile,
       sessionTarget: (id) => driver.migrations.get(id)?.label,
       memoryBytes: (id) => driver.migrations.get(id)?.memoryBytes ?? 0,
     }) : undefined;
-    const operator = await startOperator(operatorConfig(a.kubeConfig), operatorFactories(relayProvider ? { relay: relayProvider } : {}));
+    const operator = await runOperator(standInBed, relayProvider ? { relay: relayProvider } : {});
     cleanups.push(() => operator.stop());
 
     const bed: WanBed = {
-      a, b, src, dst, sites, wg, driver, hub, operator, workDir, relayStatsFile, relayProcs,
+      ...standInBed, sites, wg, driver, operator, workDir, relayStatsFile, relayProcs,
       killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
       relayDiagnostics() { return relayDiagnostics(workDir); },
       relayStreamCheck() { return relayStreamCheck(workDir); },

@@ -22,7 +22,6 @@ import {
   newRunId,
   nsExec,
   nsSpawn,
-  onExit,
   requireRoot,
   requireTool,
   run,
@@ -30,6 +29,7 @@ import {
   type ExecResult,
   type RunOptions,
 } from './netns.ts';
+import { onExit } from '../helpers/exit.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

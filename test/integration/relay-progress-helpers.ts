@@ -1,20 +1,10 @@
 // A real relay pair for the progress reader's tests: `cloudnet relay receive` forwarding to a
 // destination port, and `cloudnet relay send` with one listener (`mem`) and its HTTP stats, plain
 // TCP on loopback (--plain-inside-wireguard: the reader does not care how the link is secured).
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { onExit } from '../env/netns.ts';
-import { freePort } from './relay-helpers.ts';
-
-const NODE = 'node_modules/.bin/node';
-
-function startRelay(args: string[]): ChildProcess {
-  const p = spawn(NODE, ['src/cli.ts', 'relay', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
-  p.stderr!.on('data', (c: Buffer) => process.stderr.write(`[relay ${args[0]}] ${c}`));
-  const unregister = onExit(() => p.kill('SIGKILL')); // also when the test run is interrupted
-  p.once('exit', unregister);
-  return p;
-}
+import { startRelayCli } from '../env/relay-cli.ts';
+import { waitFor } from '../helpers/poll.ts';
+import { freePort } from '../helpers/ports.ts';
 
 export interface RelayPair {
   /** The sender's `mem` listener: where a migration stream goes in. */
@@ -26,8 +16,8 @@ export interface RelayPair {
 export async function startRelayPair(destinationPort: number): Promise<RelayPair> {
   const [recvPort, sendPort, statsPort] = [await freePort(), await freePort(), await freePort()];
   const procs = [
-    startRelay(['receive', '--listen', `127.0.0.1:${recvPort}`, '--target', `mem=127.0.0.1:${destinationPort}`, '--plain-inside-wireguard', '--cache-mb', '32']),
-    startRelay(['send', '--listen', `127.0.0.1:${sendPort}/mem`, '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard',
+    startRelayCli(['receive', '--listen', `127.0.0.1:${recvPort}`, '--target', `mem=127.0.0.1:${destinationPort}`, '--plain-inside-wireguard', '--cache-mb', '32']),
+    startRelayCli(['send', '--listen', `127.0.0.1:${sendPort}/mem`, '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard',
       '--cache-mb', '32', '--level', '3', '--stats', `127.0.0.1:${statsPort}`]),
   ];
   const stop = async (): Promise<void> => {
@@ -36,11 +26,8 @@ export async function startRelayPair(destinationPort: number): Promise<RelayPair
   };
   const statsUrl = `http://127.0.0.1:${statsPort}`;
   // The stats endpoint answers once the sender runs (probing its listener would open a session).
-  const deadline = Date.now() + 20_000;
-  while (!(await fetch(`${statsUrl}/stats`).catch(() => undefined))?.ok) {
-    if (Date.now() > deadline) { await stop(); throw new Error('the sender relay\'s stats endpoint never answered'); }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(async () => (await fetch(`${statsUrl}/stats`)).ok, { what: 'the sender relay\'s stats endpoint', intervalMs: 100 })
+    .catch(async (err: unknown) => { await stop(); throw err; });
   return { sendPort, statsUrl, stop };
 }
 

@@ -11,21 +11,13 @@ import { parseRelayStatsSetting, relayFor } from '../../src/operator/relay-clien
 import { Phases, type Phase, type WanMigration } from '../../src/api/wanmigration.ts';
 import type { Site } from '../../src/api/site.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
-import { freePort, startSink } from './relay-helpers.ts';
+import { startSink } from './relay-helpers.ts';
+import { freePort } from '../helpers/ports.ts';
 import { openStream, startRelayPair, type RelayPair } from './relay-progress-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const site: Site = { metadata: { name: 'site-b' }, spec: { kubeconfigSecretRef: { namespace: 'cloudnet-system', name: 'site-b' } } };
 const MEMORY = 64 << 20;
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function migration(id: string, phase: Phase, phaseStartTime = new Date().toISOString()): WanMigration {
   return {
@@ -55,6 +47,11 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   });
   const progress = (m: WanMigration): Promise<MigrationProgress | undefined> => reader.progress({ migration: m, site }, AbortSignal.timeout(5000));
   assert.equal(await progress(a), undefined, 'no session yet');
+  // All of `stream` counted for `m`, nothing left (loopback is fast: the ETA may reach 0 before the end).
+  const complete = (m: WanMigration, stream: Buffer): Promise<MigrationProgress> => waitFor(async () => {
+    const p = await progress(m);
+    return p && p.bytesSent === stream.length && p.etaSeconds === 0 ? p : undefined;
+  }, { what: `${m.metadata?.name} complete` });
 
   // Migration a: 3 pre-copy rounds, written in two parts; the session stays open in between.
   const streamA = syntheticQemuStream({ seed: 5, pages: 1200, rounds: 3 });
@@ -62,10 +59,10 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   sockets.push(sa.socket);
   const halfA = Math.floor(streamA.length / 2);
   await sa.write(streamA.subarray(0, halfA));
-  const liveA = await until('a attributed with half its stream', async () => {
+  const liveA = await waitFor(async () => {
     const p = await progress(a);
     return p && (p.bytesSent ?? 0) >= halfA ? p : undefined;
-  });
+  }, { what: 'a attributed with half its stream' });
   assert.equal(liveA.bytesTotal, MEMORY);
   assert.ok((liveA.bytesOverWan ?? 0) > 0 && (liveA.bytesOverWan ?? 0) < halfA, `WAN bytes ${liveA.bytesOverWan} of ${halfA}`);
   assert.ok((liveA.rounds ?? 0) >= 1);
@@ -79,21 +76,15 @@ test('relay progress reader: real sender stats over HTTP, per-migration sessions
   sockets.push(sb.socket);
   await sb.write(streamB);
   sb.end();
-  // b gets exactly its own stream's bytes (loopback is fast: the ETA may reach 0 before the end).
-  const finalB = await until('b complete', async () => {
-    const p = await progress(b);
-    return p && p.bytesSent === streamB.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  // b gets exactly its own stream's bytes.
+  const finalB = await complete(b, streamB);
   assert.equal(finalB.rounds, 2);
   const stillA = await progress(a);
   assert.equal(stillA?.bytesSent, liveA.bytesSent, 'a keeps its own session, not b\'s');
 
   await sa.write(streamA.subarray(halfA));
   sa.end();
-  const finalA = await until('a complete', async () => {
-    const p = await progress(a);
-    return p && p.bytesSent === streamA.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  const finalA = await complete(a, streamA);
   assert.equal(finalA.rounds, 3);
   assert.ok((finalA.bytesOverWan ?? 0) < streamA.length / 2, `relay sent ${finalA.bytesOverWan} B for ${streamA.length} B`);
   const got = await Promise.all(sink.results);

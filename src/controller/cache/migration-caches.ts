@@ -1,9 +1,11 @@
 // The informer caches behind the WanMigration reconciler, and the watches that map their changes
 // back to WanMigrations (controller-runtime's Watches with a mapping function):
 //  - local cluster: VMs, VMIs, VMIMs (all namespaces, stripped: shapes.ts), the KubeVirt CR and
-//    the CA ConfigMaps (KubeVirt's namespace), next to the WanMigration and Site informers;
-//  - each Site's cluster, from the first reconcile whose target API answered: VMs, VMIs, VMIMs,
-//    DataVolumes, and the KubeVirt CR and CA ConfigMaps in the Site's KubeVirt namespace.
+//    the two CA ConfigMaps (KubeVirt's namespace, each by name: RBAC grants them by resourceNames),
+//    next to the WanMigration and Site informers;
+//  - each Site's cluster, from the first reconcile whose target API answered: VMs, VMIs, VMIMs and
+//    DataVolumes (in the Site's allowedNamespaces when it lists them, else in all namespaces), and
+//    the KubeVirt CR and CA ConfigMaps in the Site's KubeVirt namespace.
 // A VM or VMI change enqueues the migrations of that VM (an index on the WanMigration informer:
 // source namespace/name, or Site/target namespace/name); a VMIM or DataVolume we created carries
 // labels naming its migration; a KubeVirt CR or CA bundle change enqueues the unfinished
@@ -22,7 +24,8 @@ import { Res } from '../../api/resources.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../../api/site.ts';
 import { TERMINAL_PHASES, Phases, type Phase, type WanMigration } from '../../api/wanmigration.ts';
 import type { MigrationCachesPort, MigrationReads } from '../deps.ts';
-import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from '../target-objects.ts';
+import { MIGRATION_NAME_ANNOTATION, MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from '../target-objects.ts';
+import { KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from '../resources.ts';
 import { Shapes } from './shapes.ts';
 import { SingleFlight, TtlMemo } from './memo.ts';
 
@@ -36,8 +39,16 @@ const CA_PHASES: readonly Phase[] = [Phases.Pending, Phases.PreparingTarget];
 interface TargetCaches {
   client: KubeClient;
   reader: CachedReader;
+  /** Namespaces with informers of VMs, VMIs, VMIMs and DataVolumes ('' = all). */
+  namespaces: Set<string>;
   kubevirtNamespaces: Set<string>;
   unwatch: Array<() => void>;
+}
+
+/** Where the informers of a Site's migrations look: its allowed namespaces, or all of them (''). */
+function targetNamespaces(site: Site): string[] {
+  const allowed = site.spec.allowedNamespaces ?? [];
+  return allowed.length ? [...new Set(allowed)] : [''];
 }
 
 export interface MigrationCachesOptions {
@@ -147,18 +158,24 @@ export class MigrationCaches implements MigrationCachesPort {
     const vmis = m.informer(Res.vmi, {}, m.client, Shapes.vmi);
     const vmims = m.informer(Res.vmim, {}, m.client, Shapes.vmim);
     const kv = m.informer(Res.kubevirt, { namespace: this.localKubevirtNs }, m.client, Shapes.kubevirt);
-    const cas = m.informer(Res.configMap, { namespace: this.localKubevirtNs }, m.client, Shapes.caConfigMap);
+    const cas = this.caInformers(m.client, this.localKubevirtNs);
     this.local.register(Res.vm, vms);
     this.local.register(Res.vmi, vmis);
     this.local.register(Res.vmim, vmims);
     this.local.register(Res.kubevirt, kv, this.localKubevirtNs);
-    this.local.register(Res.configMap, cas, this.localKubevirtNs);
+    for (const [name, inf] of cas) this.local.register(Res.configMap, inf, this.localKubevirtNs, name);
     const bySourceVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_SOURCE_VM, `${o.metadata?.namespace}/${o.metadata?.name}`));
     this.watch(vms, bySourceVM);
     this.watch(vmis, bySourceVM);
     this.watch(vmims, byMigrationLabels);
     this.watch(kv, () => this.unfinished(this.migrations.list()));
-    this.watch(cas, () => this.unfinished(this.migrations.list(), CA_PHASES));
+    for (const inf of cas.values()) this.watch(inf, () => this.unfinished(this.migrations.list(), CA_PHASES));
+  }
+
+  /** One informer per CA ConfigMap (a metadata.name field selector), as RBAC grants them by name. */
+  private caInformers(client: KubeClient, ns: string): Map<string, Informer> {
+    return new Map([KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA].map((name) => [name,
+      this.manager.informer(Res.configMap, { namespace: ns, fieldSelector: `metadata.name=${name}` }, client, Shapes.caConfigMap)]));
   }
 
   private target(site: Site, client: KubeClient): CachedReader {
@@ -170,17 +187,23 @@ export class MigrationCaches implements MigrationCachesPort {
       t = undefined;
     }
     if (!t) {
-      t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), kubevirtNamespaces: new Set(), unwatch: [] };
+      t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), namespaces: new Set(), kubevirtNamespaces: new Set(), unwatch: [] };
       this.targets.set(name, t);
+    }
+    for (const ns of targetNamespaces(site)) {
+      if (t.namespaces.has(ns)) continue;
+      t.namespaces.add(ns);
       const m = this.manager;
-      const vms = m.informer(Res.vm, {}, client, Shapes.vm);
-      const vmis = m.informer(Res.vmi, {}, client, Shapes.vmi);
-      const vmims = m.informer(Res.vmim, {}, client, Shapes.vmim);
-      const dvs = m.informer(Res.dataVolume, {}, client, Shapes.dataVolume);
-      t.reader.register(Res.vm, vms);
-      t.reader.register(Res.vmi, vmis);
-      t.reader.register(Res.vmim, vmims);
-      t.reader.register(Res.dataVolume, dvs);
+      const sel = ns ? { namespace: ns } : {};
+      const vms = m.informer(Res.vm, sel, client, Shapes.vm);
+      const vmis = m.informer(Res.vmi, sel, client, Shapes.vmi);
+      const vmims = m.informer(Res.vmim, sel, client, Shapes.vmim);
+      const dvs = m.informer(Res.dataVolume, sel, client, Shapes.dataVolume);
+      const scope = ns || undefined;
+      t.reader.register(Res.vm, vms, scope);
+      t.reader.register(Res.vmi, vmis, scope);
+      t.reader.register(Res.vmim, vmims, scope);
+      t.reader.register(Res.dataVolume, dvs, scope);
       const byTargetVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_TARGET_VM, `${name}/${o.metadata?.namespace}/${o.metadata?.name}`));
       this.watch(vms, byTargetVM, t);
       this.watch(vmis, byTargetVM, t);
@@ -191,11 +214,12 @@ export class MigrationCaches implements MigrationCachesPort {
     if (!t.kubevirtNamespaces.has(kvNs)) {
       t.kubevirtNamespaces.add(kvNs);
       const kv = this.manager.informer(Res.kubevirt, { namespace: kvNs }, client, Shapes.kubevirt);
-      const cas = this.manager.informer(Res.configMap, { namespace: kvNs }, client, Shapes.caConfigMap);
       t.reader.register(Res.kubevirt, kv, kvNs);
-      t.reader.register(Res.configMap, cas, kvNs);
       this.watch(kv, () => this.unfinished(this.migrations.byIndex(BY_SITE, name)), t);
-      this.watch(cas, () => this.unfinished(this.migrations.byIndex(BY_SITE, name), CA_PHASES), t);
+      for (const [caName, inf] of this.caInformers(client, kvNs)) {
+        t.reader.register(Res.configMap, inf, kvNs, caName);
+        this.watch(inf, () => this.unfinished(this.migrations.byIndex(BY_SITE, name), CA_PHASES), t);
+      }
     }
     return t.reader;
   }
@@ -242,10 +266,14 @@ function isConfiguration(ref: Ref, ns: string | undefined, kubevirtNs: string): 
   return ref.group === '' && ref.plural === Res.configMap.plural && ns === kubevirtNs;
 }
 
-/** VMIMs and DataVolumes we created carry labels naming their WanMigration (owner references cannot cross clusters). */
+/**
+ * VMIMs and DataVolumes we created name their WanMigration (owner references cannot cross
+ * clusters): its namespace in a label, its full name in an annotation (the name label is shortened
+ * beyond 63 characters; the label alone serves objects made before the annotation).
+ */
 function byMigrationLabels(o: KubeObject): ObjectKey[] {
-  const l = o.metadata?.labels ?? {};
-  const name = l[MIGRATION_NAME_LABEL];
-  const namespace = l[MIGRATION_NAMESPACE_LABEL];
+  const md = o.metadata ?? {};
+  const namespace = md.labels?.[MIGRATION_NAMESPACE_LABEL];
+  const name = md.annotations?.[MIGRATION_NAME_ANNOTATION] ?? md.labels?.[MIGRATION_NAME_LABEL];
   return name && namespace ? [{ namespace, name }] : [];
 }

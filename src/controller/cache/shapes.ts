@@ -22,7 +22,14 @@ function keptLabels(labels: unknown): Record<string, string> | undefined {
   return Object.keys(out).length ? out : undefined;
 }
 
-/** Identity, versioning and lifecycle metadata, plus our labels. */
+/** Ours (cloudnet.io/…, e.g. the full name of the WanMigration that made the object). */
+function keptAnnotations(annotations: unknown): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(rec(annotations))) if (k.startsWith(`${GROUP}/`) && typeof v === 'string') out[k] = v;
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** Identity, versioning and lifecycle metadata, plus our labels and annotations. */
 function meta(o: KubeObject): KubeObject['metadata'] {
   const m = o.metadata ?? {};
   const out: Obj = {};
@@ -31,6 +38,8 @@ function meta(o: KubeObject): KubeObject['metadata'] {
   }
   const labels = keptLabels(m.labels);
   if (labels) out.labels = labels;
+  const annotations = keptAnnotations(m.annotations);
+  if (annotations) out.annotations = annotations;
   return out as KubeObject['metadata'];
 }
 
