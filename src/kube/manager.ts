@@ -22,6 +22,12 @@ export interface ManagerOptions {
   client: KubeClient;
   /** Omit to run controllers without leader election (single replica, tests). */
   leaderElection?: LeaderElectionConfig;
+  /**
+   * The client the Lease is renewed with. Give it its own connection pool and no share of the
+   * workers' rate limit (controller-runtime builds its own clientset for it): a renewal queued
+   * behind a burst of reconciles would miss renewDeadline and stop the controllers. Default: `client`.
+   */
+  leaderElectionClient?: KubeClient;
   metrics?: OperatorMetrics;
   /** Resync period of informers created through informer(). Default 10 min; 0 disables. */
   resyncPeriodMs?: number;
@@ -147,7 +153,7 @@ export class Manager {
     const electorAbort = new AbortController();
     if (le) {
       this.elector = new LeaderElector({
-        client: this.client, ...le, metrics: this.metrics,
+        client: this.opts.leaderElectionClient ?? this.client, ...le, metrics: this.metrics,
         onStartedLeading: (termSignal) => runAll(termSignal),
         onStoppedLeading: () => this.log.info('stopped leading; controllers stopped'),
       });
@@ -167,6 +173,7 @@ export class Manager {
     await Promise.all([...this.informers.values()].flatMap((m) => [...m.values()].map((i) => i.stop())));
     await this.clusters.stop();
     await Promise.all([...this.informers.keys()].map((c) => c.rest.close()));
+    if (this.opts.leaderElectionClient && this.opts.leaderElectionClient !== this.client) await this.opts.leaderElectionClient.rest.close();
     this.log.info('shutdown complete', { ms: Date.now() - t0 });
   }
 

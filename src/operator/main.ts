@@ -161,6 +161,8 @@ export async function startOperator(cfg: OperatorConfig, factories: ControllerFa
   const manager = new Manager({
     client: new KubeClient(cfg.kubeConfig, 'local', clientOptions()),
     remoteClientOptions: clientOptions(),
+    // Lease renewals never wait behind the reconcilers' requests (a few per retryPeriod: no limit).
+    leaderElectionClient: new KubeClient(cfg.kubeConfig, 'local', { userAgent: OPERATOR_USER_AGENT, metrics: metrics.restClientSink() }),
     metrics,
     instance: cfg.identity,
     gracefulShutdownTimeoutMs: cfg.gracefulShutdownTimeoutMs,
