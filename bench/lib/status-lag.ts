@@ -30,6 +30,8 @@ export interface LagReport {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** p99 per 30 s window since the first change counted, to tell a burst from a steady tail. */
+  p99ByWindowMs: Record<string, number>;
 }
 
 export class StatusLagTracker {
@@ -87,6 +89,7 @@ export class StatusLagTracker {
 
   report(endT = performance.now()): LagReport {
     const lags: number[] = [];
+    const timed: Array<{ t: number; lag: number }> = [];
     let unreflected = 0;
     for (const [uid, changes] of this.changes) {
       const since = this.senderSeen.get(uid);
@@ -100,12 +103,23 @@ export class StatusLagTracker {
         // Phases only move forward: the first status showing this phase or a later one reflects it
         // (its event may even arrive a hair before the VMIM's, from the other API server).
         const hit = shown.find((s) => BEYOND_MEMORY.has(s.phase) || (s[c.side] !== undefined && order.indexOf(s[c.side]!) >= want));
-        if (hit) lags.push(Math.max(0, hit.t - c.t));
-        else { unreflected++; lags.push(endT - c.t); }
+        const lag = hit ? Math.max(0, hit.t - c.t) : endT - c.t;
+        if (!hit) unreflected++;
+        lags.push(lag);
+        timed.push({ t: c.t, lag });
       }
     }
-    lags.sort((a, b) => a - b);
-    const q = (p: number) => (lags.length ? lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] : 0);
-    return { changes: lags.length, unreflected, p50Ms: Math.round(q(0.5)), p99Ms: Math.round(q(0.99)), maxMs: Math.round(lags.at(-1) ?? 0) };
+    const quantile = (xs: number[], p: number) => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      return sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]) : 0;
+    };
+    const t0 = Math.min(...timed.map((x) => x.t));
+    const windows = new Map<number, number[]>();
+    for (const x of timed) {
+      const w = Math.floor((x.t - t0) / 30_000) * 30;
+      windows.set(w, [...(windows.get(w) ?? []), x.lag]);
+    }
+    const p99ByWindowMs = Object.fromEntries([...windows].sort((a, b) => a[0] - b[0]).map(([w, xs]) => [`${w}s`, quantile(xs, 0.99)]));
+    return { changes: lags.length, unreflected, p50Ms: quantile(lags, 0.5), p99Ms: quantile(lags, 0.99), maxMs: Math.round(Math.max(0, ...lags)), p99ByWindowMs };
   }
 }
