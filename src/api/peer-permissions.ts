@@ -23,12 +23,12 @@ export interface PeerPermission {
 
 export const PEER_CLUSTER_PERMISSIONS: readonly PeerPermission[] = [
   { group: '', resource: 'namespaces', verbs: ['get'], scope: 'Cluster', why: 'check that the target namespace exists' },
-  { group: 'kubevirt.io', resource: 'kubevirts', verbs: ['list'], scope: 'KubeVirtNamespace', why: 'read the KubeVirt CR: feature gates and synchronization address' },
+  { group: 'kubevirt.io', resource: 'kubevirts', verbs: ['list', 'watch'], scope: 'KubeVirtNamespace', why: 'read the KubeVirt CR: feature gates and synchronization address (cached: watch)' },
   { group: '', resource: 'configmaps', verbs: ['get', 'create', 'patch'], scope: 'KubeVirtNamespace', why: 'CA trust: read kubevirt-ca, add the source CA to kubevirt-external-ca' },
-  { group: 'kubevirt.io', resource: 'virtualmachines', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'create the receiver VM; remove it on rollback' },
-  { group: 'kubevirt.io', resource: 'virtualmachineinstances', verbs: ['get'], scope: 'TargetNamespace', why: 'follow the receiver VMI' },
-  { group: 'kubevirt.io', resource: 'virtualmachineinstancemigrations', verbs: ['get', 'create', 'delete'], scope: 'TargetNamespace', why: 'create and cancel the receiving VMIM' },
-  { group: 'cdi.kubevirt.io', resource: 'datavolumes', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'create the blank disks of the receiver; remove them on rollback' },
+  { group: 'kubevirt.io', resource: 'virtualmachines', verbs: ['get', 'list', 'watch', 'create', 'delete'], scope: 'TargetNamespace', why: 'create the receiver VM; remove it on rollback; follow it (cached: watch)' },
+  { group: 'kubevirt.io', resource: 'virtualmachineinstances', verbs: ['get', 'list', 'watch'], scope: 'TargetNamespace', why: 'follow the receiver VMI (cached: list, watch)' },
+  { group: 'kubevirt.io', resource: 'virtualmachineinstancemigrations', verbs: ['get', 'list', 'watch', 'create', 'delete'], scope: 'TargetNamespace', why: 'create and cancel the receiving VMIM; follow it (cached: list, watch)' },
+  { group: 'cdi.kubevirt.io', resource: 'datavolumes', verbs: ['get', 'list', 'watch', 'create', 'delete'], scope: 'TargetNamespace', why: 'create the blank disks of the receiver; remove them on rollback; see them appear (cached: watch)' },
   { group: '', resource: 'secrets', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'copy the Secrets the VM uses; remove the copies on rollback' },
   { group: '', resource: 'configmaps', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'copy the ConfigMaps the VM uses; remove the copies on rollback' },
 ];

@@ -5,6 +5,7 @@
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient, Ref } from '../kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
+import { liveReader } from '../kube/cached-reader.ts';
 import { describeRequestError } from '../kube/request-errors.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import type { Action, StepAction } from './phases/actions.ts';
@@ -16,7 +17,7 @@ import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts
 import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, migrationNames } from './names.ts';
 import {
-  blankDataVolume, copyObject, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk,
+  blankDataVolume, copyObject, receiverVM, sourceVMIM, targetVMIM, volumeRefs, type SourceDisk, type VolumeRefs,
 } from './target-objects.ts';
 
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -82,8 +83,10 @@ interface SizedObj extends KubeObject {
 /** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
 async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal): Promise<SourceDisk> {
   const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
-  const dv = d.kind === 'DataVolume' ? await local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined;
-  const pvc = await local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal);
+  const [dv, pvc] = await Promise.all([
+    d.kind === 'DataVolume' ? local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined,
+    local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal),
+  ]);
   const st = dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
   const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
   if (!storage) throw new Error(`cannot tell the size of disk ${ns}/${d.name} (no DataVolume/PVC with a storage request)`);
@@ -99,24 +102,26 @@ async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d
 
 async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void> {
   const target = need(w.target, 'target cluster');
-  const vm = need(w.sourceVM, 'source VM');
   const ns = w.wm.metadata.namespace ?? '';
+  // The receiver copies the whole spec: read the VM itself, not its cached outline.
+  const vm = await w.local.tryGet<KubeObject & V1VirtualMachine>(Res.vm, ns, w.spec.vmName, signal);
+  if (!vm || (w.sourceVM?.metadata?.uid && vm.metadata?.uid !== w.sourceVM.metadata.uid)) throw new Error(`source VM ${ns}/${w.spec.vmName} changed while preparing the target; will look again`);
   const refs = volumeRefs(vm);
-  // Auxiliary objects first, the VM last: KubeVirt starts the receiver as soon as the VM exists.
-  for (const name of refs.secrets) {
-    const s = await w.local.tryGet(Res.secret, ns, name, signal);
-    if (!s) throw new Error(`Secret ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
-    await createIfMissing(target, Res.secret, copyObject({ ...s, apiVersion: 'v1', kind: 'Secret' }, w.wm, w.spec), signal);
-  }
-  for (const name of refs.configMaps) {
-    const c = await w.local.tryGet(Res.configMap, ns, name, signal);
-    if (!c) throw new Error(`ConfigMap ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
-    await createIfMissing(target, Res.configMap, copyObject({ ...c, apiVersion: 'v1', kind: 'ConfigMap' }, w.wm, w.spec), signal);
-  }
-  for (const d of refs.disks) {
-    if (await target.tryGet(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) continue;
+  // Auxiliary objects first (side by side), the VM last: KubeVirt starts the receiver as soon as the VM exists.
+  const copy = async (ref: typeof Res.secret | typeof Res.configMap, name: string) => {
+    const o = await w.local.tryGet(ref, ns, name, signal);
+    if (!o) throw new Error(`${ref.kind} ${ns}/${name} used by VM ${vm.metadata?.name} not found on the source`);
+    await createIfMissing(target, ref, copyObject({ ...o, apiVersion: 'v1', kind: ref.kind }, w.wm, w.spec), signal);
+  };
+  const disk = async (d: VolumeRefs['disks'][number]) => {
+    if (await (w.targetReader ?? liveReader(target)).get(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) return;
     await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal), w.wm, w.spec), signal);
-  }
+  };
+  await Promise.all([
+    ...refs.secrets.map((n) => copy(Res.secret, n)),
+    ...refs.configMaps.map((n) => copy(Res.configMap, n)),
+    ...refs.disks.map(disk),
+  ]);
   await createIfMissing(target, Res.vm, receiverVM(vm, w.wm, w.spec), signal);
 }
 
@@ -147,7 +152,9 @@ export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly
   for (const s of steps) {
     switch (s.type) {
       case 'ListPeerMigrations':
-        r.peers = (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
+        r.peers = w.localReader
+          ? await w.localReader.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, undefined, signal)
+          : (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
         break;
       case 'EnsureLink':
         r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
@@ -183,8 +190,13 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
     case 'EnsureCATrust': {
       const target = need(w.target, 'target cluster');
       const now = w.now ?? new Date();
-      await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, now, signal);
-      await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, now, signal);
+      const exchange = async () => {
+        await trustOneWay(local, w.localKubevirtNs, target, w.targetKubevirtNs, now, signal);
+        await trustOneWay(target, w.targetKubevirtNs, local, w.localKubevirtNs, now, signal);
+      };
+      // Once per Site pair and state of its bundles, not once per migration waiting for it.
+      if (deps.caches && w.caPair) await deps.caches.once(`ca-trust:${w.caPair.key}`, w.caPair.version, exchange);
+      else await exchange();
       return;
     }
     case 'EnsureTargetObjects':
@@ -210,6 +222,8 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       if (deps.storage) await deps.storage.release({ migration: wm, sourceVM: w.sourceVM ?? { metadata: { name: spec.vmName, namespace: ns } } }, { rolledBack: action.rolledBack }, signal);
       return;
     case 'FinishSource':
+      // Already Halted (by us or by KubeVirt): what is left is KubeVirt stopping the VMI, which is watched.
+      if (action.mode === 'Stop' && w.sourceVM?.spec.runStrategy === 'Halted') return;
       if (action.mode === 'Stop') await local.patchMerge(Res.vm, ns, spec.vmName, { spec: { runStrategy: 'Halted', running: null } }, signal);
       // The uid precondition: never delete a VM of the same name that someone created since.
       else if (action.mode === 'Delete') await local.delete(Res.vm, ns, spec.vmName, { propagationPolicy: 'Background', ...(w.sourceVM?.metadata?.uid ? { uid: w.sourceVM.metadata.uid } : {}) }, signal);

@@ -1,15 +1,14 @@
 // Public surface of the controllers: reconciler factories and the controller factories the
 // operator's manager runs (src/operator/controllers.ts). The provider ports they take are in
 // src/api/ports.ts.
-import { Controller, type MapFunc } from '../kube/controller.ts';
+import { Controller } from '../kube/controller.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import type { ControllerFactory, ControllerDeps } from './factory.ts';
 import { WanMigrationReconciler } from './wanmigration.ts';
 import { SiteReconciler } from './site.ts';
 import { siteClustersFrom } from './site-clusters.ts';
 import { Res } from '../api/resources.ts';
-import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
-import { MIGRATION_NAME_ANNOTATION, MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
+import { MigrationCaches } from './cache/migration-caches.ts';
 import type { LinkProvider, MigrationRelay, StoragePreCopy } from '../api/ports.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
@@ -23,6 +22,7 @@ export type { ControllerDeps, ControllerFactory } from './factory.ts';
 export type { Observed } from './phases/observed.ts';
 export { plan, DEFAULT_PLAN_OPTIONS, type Plan, type PlanOptions } from './phases/plan.ts';
 export { WanMigrationMetrics } from './metrics.ts';
+export { MigrationCaches } from './cache/migration-caches.ts';
 export { FINALIZER, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
 
 export interface ControllerProviders {
@@ -30,18 +30,9 @@ export interface ControllerProviders {
   storage?: StoragePreCopy;
   relay?: MigrationRelay;
   plan?: Partial<PlanOptions>;
+  /** See MigrationCachesOptions.coalesceMs (default 500 ms). */
+  coalesceMs?: number;
 }
-
-/**
- * A VMIM of ours → its WanMigration. The full name is in an annotation, because the name label
- * is shortened beyond 63 characters; the label alone serves VMIMs made before the annotation.
- */
-const mapToMigration: MapFunc = (obj) => {
-  const md = obj.metadata ?? {};
-  const namespace = md.labels?.[MIGRATION_NAMESPACE_LABEL];
-  const name = md.annotations?.[MIGRATION_NAME_ANNOTATION] ?? md.labels?.[MIGRATION_NAME_LABEL];
-  return namespace && name ? [{ namespace, name }] : [];
-};
 
 /** Reconcile on spec changes and on deletion requests, not on our own status writes. */
 function specOrDeletionChanged(o: KubeObject, n: KubeObject): boolean {
@@ -52,23 +43,37 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
   return (d: ControllerDeps) => {
     const { manager } = d;
     const informer = manager.informer(Res.wanMigration);
-    // Source VMIMs carry labels naming their WanMigration: their phase changes wake us up.
-    const vmims = manager.informer(Res.vmim, { labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` });
-    return new Controller({
+    // Reads come from caches of both clusters, whose changes wake the migrations they concern.
+    const { coalesceMs, ...ports } = providers;
+    const caches = new MigrationCaches(manager, coalesceMs !== undefined ? { coalesceMs } : {});
+    const controller = new Controller({
       name: 'wanmigration',
       informer,
-      watches: [{ informer: vmims, map: mapToMigration }],
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
+      // New migrations take at most a quarter of the workers: a burst of creations never leaves
+      // the migrations in flight waiting for a worker (their status would lag behind).
+      maxLowPriorityInFlight: Math.max(1, Math.floor(d.maxConcurrentReconciles / 4)),
+      cacheSyncTimeoutMs: manager.cacheSyncTimeoutMs,
       metrics: manager.metrics,
       reconciler: new WanMigrationReconciler({
         local: manager.client,
         clusters: siteClustersFrom(manager.clusters, d.namespace),
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
         metrics: new WanMigrationMetrics(manager.metrics.registry),
-        ...providers,
+        caches,
+        ...ports,
       }),
     });
+    caches.bind(controller);
+    // A rotated kubeconfig Secret: the migrations of the Sites that use it look again.
+    manager.clusters.onSecretChange((ref) => {
+      for (const s of manager.informer(Res.site).list() as unknown as Site[]) {
+        const r = s.spec.kubeconfigSecretRef;
+        if (r.namespace === ref.namespace && r.name === ref.name) caches.enqueueSite(s.metadata.name ?? '');
+      }
+    });
+    return controller;
   };
 }
 
@@ -81,6 +86,7 @@ export function siteControllerFactory(providers: Pick<ControllerProviders, 'link
       informer,
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
+      cacheSyncTimeoutMs: manager.cacheSyncTimeoutMs,
       metrics: manager.metrics,
       reconciler: new SiteReconciler({
         local: manager.client,

@@ -1,18 +1,22 @@
 // Gathers the facts for one WanMigration from both clusters. Read-only: which providers to call
 // (link, storage pre-copy, relay) and when to look for a competing migration is the planner's
 // decision (phases/steps.ts), carried out by the executor (execute.ts runSteps).
+// Reads go through MigrationReads: informer caches of stripped objects (cache/shapes.ts) in the
+// normal case, the API server when the reconciler re-reads before a destructive step. The few
+// objects no cache holds (Secrets/ConfigMaps a VM uses) are read only in the phases that need them.
 import { createHash } from 'node:crypto';
 import type {
   V1VirtualMachine, V1VirtualMachineInstance, V1VirtualMachineInstanceMigration, V1KubeVirtStatus,
 } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient } from '../kube/client.ts';
+import type { ObjectReader } from '../kube/cached-reader.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
 import { describeRequestError } from '../kube/request-errors.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
-import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
+import { Phases, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
-import type { WanMigrationDeps } from './deps.ts';
+import type { MigrationReads, WanMigrationDeps } from './deps.ts';
 import { Res } from '../api/resources.ts';
 import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
@@ -39,10 +43,16 @@ export interface World {
   local: KubeClient;
   target?: KubeClient;
   site?: Site;
+  /** As cached: stripped to what observe reads (cache/shapes.ts); actions that copy it read it live. */
   sourceVM?: VM;
   localKubevirtNs: string;
   targetKubevirtNs: string;
   now?: Date;
+  /** The readers of both clusters this reconcile used (cache or API). */
+  localReader?: ObjectReader;
+  targetReader?: ObjectReader;
+  /** The Site pair's CA bundles as read: `key` names the pair, `version` their resourceVersions. */
+  caPair?: { key: string; version: string };
 }
 
 const ok: Check = { ok: true };
@@ -63,8 +73,8 @@ const CLIENT_ERROR_REASON: Record<string, string> = {
   SecretNamespaceNotAllowed: 'KubeconfigSecretNamespaceNotAllowed',
 };
 
-export async function resolveTarget(deps: WanMigrationDeps, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
-  const site = await deps.local.tryGet(Res.site, undefined, siteName, signal) as unknown as Site | undefined;
+export async function resolveTarget(deps: WanMigrationDeps, reads: MigrationReads, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
+  const site = await reads.local.get(Res.site, undefined, siteName, signal) as unknown as Site | undefined;
   if (!site) return { check: fail('SiteNotFound', `Site ${siteName} not found`) };
   try {
     return { site, client: await deps.clusters.forSite(site, signal), check: ok };
@@ -91,12 +101,12 @@ async function checkTarget(deps: WanMigrationDeps, client: KubeClient, ns: strin
   }
 }
 
-async function kubevirtCheck(client: KubeClient, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string }> {
-  const list = await client.list<KubeVirtCR>(Res.kubevirt, ns, {}, signal).catch((e: unknown) => {
-    if (isNotFound(e)) return { items: [] as KubeVirtCR[] }; // CRD not installed
+async function kubevirtCheck(reader: ObjectReader, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string }> {
+  const items = await reader.list<KubeVirtCR>(Res.kubevirt, ns, undefined, signal).catch((e: unknown) => {
+    if (isNotFound(e)) return [] as KubeVirtCR[]; // CRD not installed
     throw e;
   });
-  const kv = list.items[0];
+  const kv = items[0];
   if (!kv) return { check: fail('KubeVirtNotFound', `no KubeVirt CR in namespace ${ns} on the ${where} cluster`) };
   const dev = kv.spec?.configuration?.developerConfiguration;
   const version = kv.status?.observedKubeVirtVersion ?? kv.status?.targetKubeVirtVersion;
@@ -122,8 +132,8 @@ function vmimView(o: VMIM | undefined, uid: string | undefined): VmimView | unde
   return v;
 }
 
-async function getData(c: KubeClient, ns: string, name: string, signal: AbortSignal): Promise<DataObj | undefined> {
-  return c.tryGet<DataObj>(Res.configMap, ns, name, signal);
+async function getData(c: ObjectReader, ns: string, name: string, signal: AbortSignal): Promise<DataObj | undefined> {
+  return c.get<DataObj>(Res.configMap, ns, name, signal);
 }
 
 export interface CATrust {
@@ -135,11 +145,16 @@ export interface CATrust {
  * Each cluster's kubevirt-ca certificates (valid now) are in the other's kubevirt-ca or waiting in
  * its kubevirt-external-ca (virt-operator moves them from the latter to the former; see ca-bundle.ts).
  */
-export async function caTrusted(source: KubeClient, sourceNs: string, target: KubeClient, targetNs: string, signal: AbortSignal, now = new Date()): Promise<CATrust> {
+export async function caTrusted(source: ObjectReader, sourceNs: string, target: ObjectReader, targetNs: string, signal: AbortSignal, now = new Date()): Promise<CATrust & { version: string }> {
   const [sCA, tExt, tCA, sExt] = await Promise.all([
     getData(source, sourceNs, KUBEVIRT_CA, signal), getData(target, targetNs, KUBEVIRT_EXTERNAL_CA, signal),
     getData(target, targetNs, KUBEVIRT_CA, signal), getData(source, sourceNs, KUBEVIRT_EXTERNAL_CA, signal),
   ]);
+  const version = [sCA, tExt, tCA, sExt].map((o) => o?.metadata?.resourceVersion ?? '-').join(',');
+  return { ...trustOf(sCA, tExt, tCA, sExt, sourceNs, targetNs, now), version };
+}
+
+function trustOf(sCA: DataObj | undefined, tExt: DataObj | undefined, tCA: DataObj | undefined, sExt: DataObj | undefined, sourceNs: string, targetNs: string, now: Date): CATrust {
   const sb = sCA?.data?.[CA_BUNDLE_KEY];
   const tb = tCA?.data?.[CA_BUNDLE_KEY];
   const problem = bundleProblem('source', sourceNs, sb, !!sCA && sb !== undefined, now) ?? bundleProblem('target', targetNs, tb, !!tCA && tb !== undefined, now);
@@ -148,45 +163,75 @@ export async function caTrusted(source: KubeClient, sourceNs: string, target: Ku
   return { trusted: ok };
 }
 
+/** How long a verdict on the same CA bundles (same resourceVersions) is reused: certificates expire. */
+const CA_VERDICT_TTL_MS = 60_000;
+
+/** caTrusted, parsed once per state of the four bundles rather than once per reconcile of every migration. */
+async function caTrustedOnce(reads: MigrationReads, source: ObjectReader, sourceNs: string, target: ObjectReader, targetNs: string, signal: AbortSignal, now = new Date()): Promise<CATrust & { version: string }> {
+  const [sCA, tExt, tCA, sExt] = await Promise.all([
+    getData(source, sourceNs, KUBEVIRT_CA, signal), getData(target, targetNs, KUBEVIRT_EXTERNAL_CA, signal),
+    getData(target, targetNs, KUBEVIRT_CA, signal), getData(source, sourceNs, KUBEVIRT_EXTERNAL_CA, signal),
+  ]);
+  const uids = [sCA, tExt, tCA, sExt].map((o) => `${o?.metadata?.uid ?? '-'}@${o?.metadata?.resourceVersion ?? '-'}`);
+  const version = [sCA, tExt, tCA, sExt].map((o) => o?.metadata?.resourceVersion ?? '-').join(',');
+  const verdict = await reads.remember(`ca-verdict:${sourceNs}|${targetNs}|${uids.join(',')}`, CA_VERDICT_TTL_MS, () => true,
+    async () => trustOf(sCA, tExt, tCA, sExt, sourceNs, targetNs, now));
+  return { ...verdict, version };
+}
+
 type Aux = KubeObject & { data?: unknown; binaryData?: unknown; type?: unknown };
 
-async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: string | undefined, signal: AbortSignal): Promise<TargetView> {
+/** Phases in which the Secrets/ConfigMaps the VM uses are still to be copied (or checked for collisions). */
+const AUX_PHASES: readonly Phase[] = [Phases.Pending, Phases.ConnectingLink, Phases.SyncingStorage, Phases.PreparingTarget];
+
+async function targetView(w: World, reads: MigrationReads, target: ObjectReader, kubevirtSyncAddress: string | undefined, signal: AbortSignal): Promise<TargetView> {
   const { spec, wm } = w;
   const ns = spec.targetNamespace;
-  const sel = { labelSelector: `${MIGRATION_LABEL}=${wm.metadata.uid}` };
+  const sel = `${MIGRATION_LABEL}=${wm.metadata.uid}`;
+  const local = reads.local;
+  const phase = wm.status?.phase ?? Phases.Pending;
+  // No cache holds Secrets/ConfigMaps (RBAC keeps them out of watches): our copies are counted
+  // from the API only while rolling back, and on the re-read before any destructive step.
+  const countAux = reads.live || phase === Phases.RollingBack;
   const [vm, vmi, vms, dvs, secrets, cms, trusted] = await Promise.all([
-    target.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
-    target.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
+    target.get<VM>(Res.vm, ns, spec.vmName, signal),
+    target.get<VMI>(Res.vmi, ns, spec.vmName, signal),
     target.list(Res.vm, ns, sel, signal),
     target.list(Res.dataVolume, ns, sel, signal),
-    target.list(Res.secret, ns, sel, signal),
-    target.list(Res.configMap, ns, sel, signal),
-    caTrusted(w.local, w.localKubevirtNs, target, w.targetKubevirtNs, signal, w.now),
+    countAux ? target.list(Res.secret, ns, sel, signal) : [],
+    countAux ? target.list(Res.configMap, ns, sel, signal) : [],
+    caTrustedOnce(reads, local, w.localKubevirtNs, target, w.targetKubevirtNs, signal, w.now),
   ]);
+  w.caPair = { key: `${w.localKubevirtNs}|${w.site?.metadata.name ?? ''}/${w.targetKubevirtNs}`, version: trusted.version };
+  const vmOwned = vm?.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid;
   let complete = !!vm;
   const foreignDisks: string[] = [];
   const foreignAux: string[] = [];
   if (w.sourceVM) {
     const refs = volumeRefs(w.sourceVM);
-    const disks = await Promise.all(refs.disks.map((d) => target.tryGet(Res.dataVolume, ns, d.name, signal)));
+    const disks = await Promise.all(refs.disks.map((d) => target.get(Res.dataVolume, ns, d.name, signal)));
     disks.forEach((d, i) => { if (d && d.metadata?.labels?.[MIGRATION_LABEL] !== wm.metadata.uid) foreignDisks.push(refs.disks[i].name); });
     const wanted = [...refs.secrets.map((n) => ({ ref: Res.secret, n })), ...refs.configMaps.map((n) => ({ ref: Res.configMap, n }))];
-    const aux = await Promise.all(wanted.map(({ ref, n }) => target.tryGet<Aux>(ref, ns, n, signal)));
+    // Our receiver VM is created last, after the Secrets/ConfigMaps: once it exists they were in
+    // place, and names are unique, so no foreign one can appear. Before that (and on every live
+    // re-read) they are looked up by name.
+    const checkAux = AUX_PHASES.includes(phase) && (reads.live || !vmOwned);
+    const aux = checkAux ? await Promise.all(wanted.map(({ ref, n }) => target.get<Aux>(ref, ns, n, signal))) : [];
     // A Secret/ConfigMap we did not create is used only if its content is the source's, byte for byte.
     await Promise.all(aux.map(async (t, i) => {
       if (!t || t.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid) return;
       const { ref, n } = wanted[i];
-      const s = await w.local.tryGet<Aux>(ref, wm.metadata.namespace, n, signal);
+      const s = await local.get<Aux>(ref, wm.metadata.namespace, n, signal);
       if (!s || !sameContent(s, t)) foreignAux.push(`${ref.kind} ${n}`);
     }));
     foreignAux.sort();
-    complete = complete && disks.every(Boolean) && aux.every(Boolean);
+    complete = complete && disks.every(Boolean) && (!checkAux || aux.every(Boolean));
   }
   const v: TargetView = {
     vmExists: !!vm,
-    vmOwned: vm?.metadata?.labels?.[MIGRATION_LABEL] === wm.metadata.uid,
+    vmOwned,
     objectsComplete: complete,
-    ownedObjects: vms.items.length + dvs.items.length + secrets.items.length + cms.items.length,
+    ownedObjects: vms.length + dvs.length + secrets.length + cms.length,
     caTrusted: trusted.trusted,
     ...(trusted.problem ? { caProblem: trusted.problem } : {}),
     ...(foreignDisks.length ? { foreignDisks } : {}),
@@ -211,16 +256,19 @@ export interface Observation {
   world: World;
 }
 
-export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: ResolvedSpec, now: Date, signal: AbortSignal): Promise<Observation> {
+/** How long a target namespace that answered counts as reachable and existing without asking again. */
+const NAMESPACE_CHECK_TTL_MS = 30_000;
+
+export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: ResolvedSpec, now: Date, signal: AbortSignal, reads: MigrationReads): Promise<Observation> {
   const ns = wm.metadata.namespace ?? '';
   const names = migrationNames(wm);
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
-  const { site, client: target, check: siteCheck } = await resolveTarget(deps, spec.targetSite, signal);
-  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now };
+  const { site, client: target, check: siteCheck } = await resolveTarget(deps, reads, spec.targetSite, signal);
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, localReader: reads.local };
   const [vm, vmi, srcVmim] = await Promise.all([
-    deps.local.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
-    deps.local.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
-    deps.local.tryGet<VMIM>(Res.vmim, ns, names.sourceVMIM, signal),
+    reads.local.get<VM>(Res.vm, ns, spec.vmName, signal),
+    reads.local.get<VMI>(Res.vmi, ns, spec.vmName, signal),
+    reads.local.get<VMIM>(Res.vmim, ns, names.sourceVMIM, signal),
   ]);
   world.sourceVM = vm;
   let targetCluster: Check = siteCheck.ok ? ok : fail('TargetClusterUnknown', 'no client for the target cluster');
@@ -229,21 +277,24 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   let tView: TargetView | undefined;
   let tgtVmim: VMIM | undefined;
   if (target) {
-    const t = await checkTarget(deps, target, spec.targetNamespace, signal);
+    const t = await reads.remember(`namespace:${target.clusterName}@${target.rest.server}/${spec.targetNamespace}`, NAMESPACE_CHECK_TTL_MS,
+      (r) => r.cluster.ok && r.namespace.ok, () => checkTarget(deps, target, spec.targetNamespace, signal));
     targetCluster = t.cluster;
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
       try {
+        const tr = reads.target(site!, target);
+        world.targetReader = tr;
         const [lkv, tkv] = await Promise.all([
-          kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
-          kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
+          kubevirtCheck(reads.local, localKubevirtNs, 'source', signal),
+          kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),
         ]);
         kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
         if (t.namespace.ok) {
           [tView, tgtVmim] = await Promise.all([
-            targetView(world, target, tkv.syncAddress, signal),
-            target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+            targetView(world, reads, tr, tkv.syncAddress, signal),
+            tr.get<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
           ]);
         }
       } catch (e) {

@@ -2,7 +2,7 @@
 // (merge, JSON and server-side apply)/delete of arbitrary objects addressed by ResourceRef,
 // status-subresource patches, and finalizer add/remove with optimistic concurrency.
 import { KubeConfig } from '@kubernetes/client-node';
-import { RestClient, ContentType, isNotFound, resourcePath, apiVersionOf, type KubeObject, type KubeList } from './rest.ts';
+import { RestClient, ContentType, type RestClientOptions, isNotFound, resourcePath, apiVersionOf, type KubeObject, type KubeList } from './rest.ts';
 import type { ResourceRef } from './types.ts';
 import { CoreResources } from '../api/resources.ts';
 
@@ -33,8 +33,8 @@ export class KubeClient {
   /** A name for logs and metrics ("local", or a Site name). */
   readonly clusterName: string;
 
-  constructor(kubeConfig: KubeConfig | RestClient, clusterName = 'local') {
-    this.rest = kubeConfig instanceof RestClient ? kubeConfig : new RestClient(kubeConfig);
+  constructor(kubeConfig: KubeConfig | RestClient, clusterName = 'local', opts: RestClientOptions = {}) {
+    this.rest = kubeConfig instanceof RestClient ? kubeConfig : new RestClient(kubeConfig, opts);
     this.clusterName = clusterName;
   }
 

@@ -5,7 +5,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient, Resources } from './client.ts';
 import { Informer, restListWatcher, errMessage, type InformerOptions } from './informer.ts';
-import type { KubeObject } from './rest.ts';
+import type { KubeObject, RestClientOptions } from './rest.ts';
 import { logger, type Logger } from '../util/log.ts';
 
 export { KubeClient, hasFinalizer, Resources } from './client.ts';
@@ -49,6 +49,8 @@ interface CachedClient {
 export interface ClusterClientsOptions {
   local: KubeClient;
   informerOptions?: Omit<InformerOptions, 'name'>;
+  /** Rate limits, user agent and metrics of the clients built here. */
+  clientOptions?: RestClientOptions;
   /**
    * Bound on waiting for a namespace's Secret cache to fill, counted from the informer's start:
    * once it has passed, callers fail at once (SecretUnreadable) until the cache fills. Default 10 s.
@@ -138,7 +140,7 @@ export class ClusterClients {
     const b64 = secret.data?.[dataKey];
     if (!b64) throw new ClusterClientError('KubeconfigMissing', `${what} has no key "${dataKey}"`);
     const kc = kubeConfigFromString(Buffer.from(b64, 'base64').toString('utf8'), what);
-    const client = new KubeClient(kc, clusterName);
+    const client = new KubeClient(kc, clusterName, this.opts.clientOptions);
     if (hit) void hit.client.rest.close();
     this.cache.set(cacheKey, { resourceVersion: rv, key: dataKey, client });
     this.log.info('built cluster client', { cluster: clusterName, secret: cacheKey, server: client.rest.server });

@@ -31,6 +31,11 @@ export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => ObjectKey[]
 export interface WatchSpec<T extends KubeObject = KubeObject> {
   informer: Informer<T>;
   map: MapFunc<T>;
+  /**
+   * Wait this long before reconciling a key this watch enqueued: changes arriving meanwhile (two
+   * sides of one migration moving a step) fold into one reconcile and one status write. 0: at once.
+   */
+  delayMs?: number;
 }
 
 export interface ControllerOptions<P extends KubeObject = KubeObject> {
@@ -42,8 +47,19 @@ export interface ControllerOptions<P extends KubeObject = KubeObject> {
   /** Filters primary update events (e.g. generationChanged); adds and deletes always pass. */
   updatePredicate?: (oldObj: P, newObj: P) => boolean;
   maxConcurrentReconciles?: number;
+  /**
+   * Workers that may reconcile new objects (low priority: initial list, creations, resyncs) at
+   * once; the others stay free for changes of objects in flight. Default: all of them.
+   */
+  maxLowPriorityInFlight?: number;
   /** Bound on waiting for in-flight reconciles when stopping. Default 30 s. */
   drainTimeoutMs?: number;
+  /**
+   * Bound on waiting for the caches at start (controller-runtime's CacheSyncTimeout). After it the
+   * workers start anyway: keys arrive as the primary cache fills, and readers fall back to live
+   * reads for caches that are not synced. Default 2 min.
+   */
+  cacheSyncTimeoutMs?: number;
   newRateLimiter?: () => RateLimiter;
   metrics?: OperatorMetrics;
   clock?: Clock;
@@ -70,24 +86,36 @@ export class Controller<P extends KubeObject = KubeObject> {
     this.metrics?.activeWorkers(0);
     const enqueueObj = (obj: KubeObject) => this.queue?.add(objectKey(obj));
     opts.informer.addEventHandler({
-      onAdd: enqueueObj,
+      // New objects (the initial list, a burst of creations) wait behind changes of objects in flight.
+      onAdd: (obj) => this.queue?.add(objectKey(obj), { low: true }),
       onDelete: enqueueObj,
       onUpdate: (o, n) => {
-        if (o === n || !opts.updatePredicate || opts.updatePredicate(o, n)) enqueueObj(n);
+        if (o === n) this.queue?.add(objectKey(n), { low: true }); // periodic resync
+        else if (!opts.updatePredicate || opts.updatePredicate(o, n)) enqueueObj(n);
       },
     });
-    for (const w of opts.watches ?? []) {
-      const enqueueMapped = (obj: KubeObject) => {
-        let keys: ObjectKey[] = [];
-        try {
-          keys = w.map(obj);
-        } catch (err) {
-          this.log.error('watch map function threw', { err: errMessage(err) });
-        }
-        for (const k of keys) this.queue?.add(keyString(k));
-      };
-      w.informer.addEventHandler({ onAdd: enqueueMapped, onDelete: enqueueMapped, onUpdate: (_o, n) => enqueueMapped(n) });
-    }
+    for (const w of opts.watches ?? []) this.watch(w);
+  }
+
+  /**
+   * Enqueues the primary keys that `w.map` returns for every change of `w.informer` (controller-
+   * runtime's Watches with a mapping function). Usable after start, e.g. for the informers of a
+   * remote cluster met at run time; those are not waited for at start. Returns an unregister function.
+   */
+  watch<T extends KubeObject>(w: WatchSpec<T>): () => void {
+    const enqueueMapped = (obj: T) => {
+      let keys: ObjectKey[] = [];
+      try {
+        keys = w.map(obj);
+      } catch (err) {
+        this.log.error('watch map function threw', { err: errMessage(err) });
+      }
+      for (const k of keys) {
+        if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
+        else this.queue?.add(keyString(k));
+      }
+    };
+    return w.informer.addEventHandler({ onAdd: enqueueMapped, onDelete: enqueueMapped, onUpdate: (o, n) => { if (o !== n) enqueueMapped(n); } });
   }
 
   /** All informers this controller reads have synced. */
@@ -111,18 +139,24 @@ export class Controller<P extends KubeObject = KubeObject> {
    */
   async start(signal: AbortSignal): Promise<void> {
     const informers = [this.opts.informer, ...(this.opts.watches ?? []).map((w) => w.informer)];
-    for (const inf of informers) {
-      if (!(await inf.waitForSync(signal))) return;
+    const timeoutMs = this.opts.cacheSyncTimeoutMs ?? 120_000;
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+    const synced = await Promise.all(informers.map((inf) => inf.waitForSync(bounded)));
+    if (signal.aborted) return;
+    if (!synced.every(Boolean)) {
+      const late = informers.filter((i) => !i.hasSynced()).map((i) => i.name);
+      this.log.error('caches did not sync in time; starting anyway (reads fall back to the API)', { timeoutMs, informers: late });
     }
     const queue = new Workqueue({
       name: this.name,
       clock: this.clock,
       rateLimiter: this.opts.newRateLimiter?.() ?? new ItemExponentialRateLimiter(),
+      ...(this.opts.maxLowPriorityInFlight !== undefined ? { maxLowInFlight: this.opts.maxLowPriorityInFlight } : {}),
       metrics: this.opts.metrics?.forQueue(this.name),
     });
     this.opts.metrics?.trackQueue(this.name, queue);
     this.queue = queue;
-    for (const key of this.opts.informer.keys()) queue.add(key);
+    for (const key of this.opts.informer.keys()) queue.add(key, { low: true });
     this.log.info('starting workers', { workers: this.maxConcurrentReconciles });
     const workers = Array.from({ length: this.maxConcurrentReconciles }, () => this.worker(queue, signal));
     await new Promise<void>((resolve) => {

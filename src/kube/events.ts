@@ -1,8 +1,10 @@
 // Kubernetes Events (events.k8s.io/v1) for the objects we reconcile, so `kubectl describe` tells
 // the story. Repeats of the same event (same object, type, reason, action and note) within the
 // aggregation window are folded into one Event's `series` (count + lastObservedTime), roughly as
-// client-go's event broadcaster does, instead of creating a new Event each time. Recording never
-// throws and never blocks a reconcile: failures are logged.
+// client-go's event broadcaster does, instead of creating a new Event each time. As there, the
+// series is written back at most every `seriesUpdateMs` (and on flush()), not once per repeat, so
+// a reconcile loop that repeats itself costs no API calls. Recording never throws and never blocks
+// a reconcile: failures are logged.
 import { randomBytes } from 'node:crypto';
 import { KubeClient, Resources } from './client.ts';
 import { isNotFound, type KubeObject } from './rest.ts';
@@ -21,6 +23,8 @@ export interface EventRecorderOptions {
   reportingInstance: string;
   /** Window in which repeats are aggregated. Default 6 minutes (client-go's isomorphic window). */
   aggregationWindowMs?: number;
+  /** Least time between two writes of one series. Default 30 s. */
+  seriesUpdateMs?: number;
   clock?: Clock;
   log?: Logger;
 }
@@ -31,6 +35,10 @@ interface SeriesState {
   count: number;
   firstMs: number;
   lastMs: number;
+  /** Repeats counted here but not yet written. */
+  unwritten: boolean;
+  lastWriteMs: number;
+  timer?: unknown;
 }
 
 export interface ObjectReference {
@@ -52,6 +60,7 @@ export class EventRecorder {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly windowMs: number;
+  private readonly seriesUpdateMs: number;
   private readonly series = new Map<string, SeriesState>();
   private chain: Promise<void> = Promise.resolve();
 
@@ -60,6 +69,7 @@ export class EventRecorder {
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? logger('events', { controller: opts.reportingController });
     this.windowMs = opts.aggregationWindowMs ?? 6 * 60_000;
+    this.seriesUpdateMs = opts.seriesUpdateMs ?? 30_000;
   }
 
   /** Fire-and-forget: records in the background, in order. */
@@ -74,9 +84,31 @@ export class EventRecorder {
     return run;
   }
 
-  /** Resolves once every event recorded so far has been written (for shutdown and tests). */
-  flush(): Promise<void> {
-    return this.chain;
+  /** Resolves once every event recorded so far has been written, series counts included (for shutdown and tests). */
+  async flush(): Promise<void> {
+    await this.chain;
+    for (const [key, s] of this.series) if (s.unwritten) this.enqueueSeriesWrite(key, s);
+    await this.chain;
+  }
+
+  private enqueueSeriesWrite(key: string, s: SeriesState): void {
+    if (s.timer !== undefined) this.clock.clearTimeout(s.timer);
+    s.timer = undefined;
+    this.chain = this.chain.then(() => this.writeSeries(key, s));
+  }
+
+  private async writeSeries(key: string, s: SeriesState): Promise<void> {
+    if (!s.unwritten) return;
+    s.unwritten = false;
+    s.lastWriteMs = this.clock.now();
+    try {
+      await this.o.client.patchMerge(Resources.event, s.namespace, s.name, {
+        series: { count: s.count, lastObservedTime: microTime(s.lastMs) },
+      }, AbortSignal.timeout(10_000));
+    } catch (err) {
+      if (isNotFound(err)) this.series.delete(key); // expired (TTL): the next repeat starts a new Event
+      else this.log.warn('failed to update event series', { object: `${s.namespace}/${s.name}`, err: errMessage(err) });
+    }
   }
 
   private async write(ref: ObjectReference, type: EventType, reason: string, note: string, action: string): Promise<void> {
@@ -90,15 +122,14 @@ export class EventRecorder {
       if (prev && nowMs - prev.lastMs < this.windowMs) {
         prev.count++;
         prev.lastMs = nowMs;
-        try {
-          await this.o.client.patchMerge(Resources.event, prev.namespace, prev.name, {
-            series: { count: prev.count, lastObservedTime: microTime(Date.now()) },
-          }, AbortSignal.timeout(10_000));
-          return;
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
-          this.series.delete(key); // the Event expired (TTL); start a new one
+        prev.unwritten = true;
+        // Written later, once per seriesUpdateMs, however often it repeats meanwhile.
+        if (prev.timer === undefined) {
+          const due = Math.max(0, prev.lastWriteMs + this.seriesUpdateMs - nowMs);
+          prev.timer = this.clock.setTimeout(() => this.enqueueSeriesWrite(key, prev), due);
+          (prev.timer as { unref?: () => void }).unref?.();
         }
+        return;
       }
       // "<object>.<16 hex>" must stay a valid object name (253 characters) when the object's own
       // name is long: cut it, and never leave a "-" or "." before the dot.
@@ -114,7 +145,7 @@ export class EventRecorder {
         action, reason, note, type,
         regarding: ref,
       }, { signal: AbortSignal.timeout(10_000) });
-      this.series.set(key, { name, namespace, count: 1, firstMs: nowMs, lastMs: nowMs });
+      this.series.set(key, { name, namespace, count: 1, firstMs: nowMs, lastMs: nowMs, unwritten: false, lastWriteMs: nowMs });
     } catch (err) {
       this.log.warn('failed to record event', { reason, object: `${namespace}/${ref.name}`, err: errMessage(err) });
     }
@@ -122,6 +153,6 @@ export class EventRecorder {
 
   private gc(nowMs: number): void {
     if (this.series.size < 1024) return;
-    for (const [k, s] of this.series) if (nowMs - s.lastMs >= this.windowMs) this.series.delete(k);
+    for (const [k, s] of this.series) if (nowMs - s.lastMs >= this.windowMs && !s.unwritten) this.series.delete(k);
   }
 }

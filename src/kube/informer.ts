@@ -5,7 +5,10 @@
 // - any other error restarts the loop after an exponential backoff with jitter;
 // - a relist diffs against the cache, so handlers see the adds/updates/deletes they missed;
 // - an optional periodic resync calls onUpdate(obj, obj) for every cached object (level-based
-//   controllers then re-reconcile everything, healing any missed event).
+//   controllers then re-reconcile everything, healing any missed event);
+// - an optional transform strips each object before it is cached (client-go's TransformFunc), so
+//   a cache of every VM in a big cluster holds only the fields its readers use;
+// - optional indexes (client-go's Indexers) answer "which cached objects have this value".
 import { RestartBackoff } from './backoff.ts';
 import { realClock, sleep, type Clock } from './clock.ts';
 import { KubeApiError, isGone, resourcePath, type KubeList, type KubeObject, type WatchEvent, type RestClient } from './rest.ts';
@@ -44,9 +47,17 @@ export interface EventHandlers<T> {
   onDelete?(obj: T): void;
 }
 
+/** Reduces an object to what the cache's readers need. Must keep metadata.name/namespace/resourceVersion. */
+export type TransformFunc = (obj: KubeObject) => KubeObject;
+
+/** Values under which an object is indexed (e.g. the VM a WanMigration names). */
+export type IndexFunc<T> = (obj: T) => string[];
+
 export interface InformerOptions {
   /** For logs, e.g. "wanmigrations.cloudnet.io@local". */
   name?: string;
+  /** Applied to every listed or watched object before it is cached and handed to handlers. */
+  transform?: TransformFunc;
   /** 0 disables resync. */
   resyncPeriodMs?: number;
   pageSize?: number;
@@ -78,6 +89,10 @@ export class Informer<T extends KubeObject = KubeObject> {
   readonly stats: InformerStats = { lists: 0, watches: 0, goneRelists: 0, errors: 0, events: 0 };
   private readonly lw: ListWatcher<T>;
   private readonly store = new Map<string, T>();
+  /** Keys per namespace, so that a namespace's objects are found without a scan of all. */
+  private readonly byNamespace = new Map<string, Set<string>>();
+  private readonly indexers = new Map<string, { fn: IndexFunc<T>; index: Map<string, Set<string>> }>();
+  private readonly transform: TransformFunc | undefined;
   private readonly handlers = new Set<EventHandlers<T>>();
   private readonly resyncPeriodMs: number;
   private readonly pageSize: number;
@@ -86,6 +101,8 @@ export class Informer<T extends KubeObject = KubeObject> {
   private readonly clock: Clock;
   private readonly log: Logger;
   private resourceVersion = '';
+  /** The last list or watch ended in an error; cleared by a list, a watch event or a clean watch end. */
+  private lastAttemptFailed = false;
   private synced = false;
   private syncWaiters: Array<() => void> = [];
   private abort: AbortController | undefined;
@@ -101,6 +118,42 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.watchTimeout = opts.watchTimeoutSeconds ?? [240, 290];
     this.clock = opts.clock ?? realClock;
     this.log = opts.log ?? logger('informer', { informer: this.name });
+    this.transform = opts.transform;
+  }
+
+  /** Adds an index over the cached objects (existing ones included). Names are unique per informer. */
+  addIndexer(name: string, fn: IndexFunc<T>): void {
+    if (this.indexers.has(name)) throw new Error(`informer ${this.name}: index ${name} already exists`);
+    const entry = { fn, index: new Map<string, Set<string>>() };
+    this.indexers.set(name, entry);
+    for (const [key, obj] of this.store) this.indexAdd(entry, key, obj);
+  }
+
+  /** Cached objects whose index `name` holds `value`. */
+  byIndex(name: string, value: string): T[] {
+    const entry = this.indexers.get(name);
+    if (!entry) throw new Error(`informer ${this.name}: no index ${name}`);
+    const keys = entry.index.get(value);
+    if (!keys) return [];
+    const out: T[] = [];
+    for (const k of keys) {
+      const o = this.store.get(k);
+      if (o) out.push(o);
+    }
+    return out;
+  }
+
+  /**
+   * Synced and its last list/watch attempt did not fail. A cache that cannot reach its API server
+   * keeps its last view, which readers that need fresh data should not trust.
+   */
+  healthy(): boolean {
+    return this.synced && !this.lastAttemptFailed;
+  }
+
+  /** Not synced yet, and the list already failed at least once (e.g. no RBAC, server down). */
+  failing(): boolean {
+    return !this.synced && this.lastAttemptFailed;
   }
 
   /** Registers handlers; objects already cached are replayed as adds. Returns an unregister function. */
@@ -151,8 +204,13 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   list(namespace?: string): T[] {
-    const all = [...this.store.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+    if (namespace === undefined) return [...this.store.values()];
+    const out: T[] = [];
+    for (const k of this.byNamespace.get(namespace) ?? []) {
+      const o = this.store.get(k);
+      if (o) out.push(o);
+    }
+    return out;
   }
 
   keys(): string[] {
@@ -174,11 +232,13 @@ export class Informer<T extends KubeObject = KubeObject> {
         if (signal.aborted) break;
         const started = this.clock.now();
         await this.watchOnce(signal);
+        this.lastAttemptFailed = false;
         // A watch that the server ends right away over and over must not become a hot loop.
         if (this.clock.now() - started < 1000) await sleep(this.backoff.next(), signal, this.clock);
         else this.backoff.reset();
       } catch (err) {
         if (signal.aborted) break;
+        this.lastAttemptFailed = true;
         if (isGone(err)) {
           // Our RV was compacted away: only a relist can restore a consistent view.
           this.stats.goneRelists++;
@@ -201,12 +261,13 @@ export class Informer<T extends KubeObject = KubeObject> {
     let rv = '';
     do {
       const page = await this.lw.list({ limit: this.pageSize, continue: cont, signal });
-      for (const item of page.items) items.push(item);
+      for (const item of page.items) items.push(this.shape(item));
       cont = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion ?? rv;
     } while (cont);
     this.replace(items);
     this.resourceVersion = rv;
+    this.lastAttemptFailed = false;
     this.backoff.reset();
     if (!this.synced) {
       this.synced = true;
@@ -222,13 +283,13 @@ export class Informer<T extends KubeObject = KubeObject> {
     for (const item of items) fresh.set(objectKey(item), item);
     for (const [key, old] of this.store) {
       if (!fresh.has(key)) {
-        this.store.delete(key);
+        this.remove(key, old);
         this.emit('onDelete', old);
       }
     }
     for (const [key, obj] of fresh) {
       const old = this.store.get(key);
-      this.store.set(key, obj);
+      this.put(key, obj, old);
       if (!old) this.emit('onAdd', obj);
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('onUpdate', old, obj);
     }
@@ -247,19 +308,71 @@ export class Informer<T extends KubeObject = KubeObject> {
       throw new KubeApiError(status.code ?? 500, status.reason ?? '', status.message ?? 'watch error');
     }
     this.stats.events++;
+    this.lastAttemptFailed = false;
     const rv = e.object.metadata?.resourceVersion;
     if (rv) this.resourceVersion = rv;
     if (e.type === 'BOOKMARK') return;
-    const key = objectKey(e.object);
+    const obj = this.shape(e.object);
+    const key = objectKey(obj);
     const old = this.store.get(key);
     if (e.type === 'DELETED') {
-      this.store.delete(key);
-      this.emit('onDelete', e.object);
+      if (old) this.remove(key, old);
+      this.emit('onDelete', obj);
       return;
     }
-    this.store.set(key, e.object);
-    if (old) this.emit('onUpdate', old, e.object);
-    else this.emit('onAdd', e.object);
+    this.put(key, obj, old);
+    if (old) this.emit('onUpdate', old, obj);
+    else this.emit('onAdd', obj);
+  }
+
+  private shape(obj: T): T {
+    return this.transform ? this.transform(obj) as T : obj;
+  }
+
+  private put(key: string, obj: T, old: T | undefined): void {
+    this.store.set(key, obj);
+    const ns = obj.metadata?.namespace ?? '';
+    let keys = this.byNamespace.get(ns);
+    if (!keys) this.byNamespace.set(ns, (keys = new Set()));
+    keys.add(key);
+    for (const entry of this.indexers.values()) {
+      if (old) this.indexRemove(entry, key, old);
+      this.indexAdd(entry, key, obj);
+    }
+  }
+
+  private remove(key: string, old: T): void {
+    this.store.delete(key);
+    const ns = old.metadata?.namespace ?? '';
+    const keys = this.byNamespace.get(ns);
+    keys?.delete(key);
+    if (keys?.size === 0) this.byNamespace.delete(ns);
+    for (const entry of this.indexers.values()) this.indexRemove(entry, key, old);
+  }
+
+  private indexAdd(entry: { fn: IndexFunc<T>; index: Map<string, Set<string>> }, key: string, obj: T): void {
+    for (const v of this.indexValues(entry.fn, obj)) {
+      let set = entry.index.get(v);
+      if (!set) entry.index.set(v, (set = new Set()));
+      set.add(key);
+    }
+  }
+
+  private indexRemove(entry: { fn: IndexFunc<T>; index: Map<string, Set<string>> }, key: string, obj: T): void {
+    for (const v of this.indexValues(entry.fn, obj)) {
+      const set = entry.index.get(v);
+      set?.delete(key);
+      if (set?.size === 0) entry.index.delete(v);
+    }
+  }
+
+  private indexValues(fn: IndexFunc<T>, obj: T): string[] {
+    try {
+      return fn(obj);
+    } catch (err) {
+      this.log.error('index function threw', { err: errMessage(err) });
+      return [];
+    }
   }
 
   private scheduleResync(): void {

@@ -4,13 +4,13 @@
 // ready); controllers run only on the leader. Shutdown order matters: stop handing out work, wait
 // (bounded) for in-flight reconciles, THEN release the Lease so the next leader never overlaps.
 import { Controller } from './controller.ts';
-import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector } from './informer.ts';
+import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector, type TransformFunc } from './informer.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
 import { EventRecorder } from './events.ts';
 import { ClusterClients } from './clusters.ts';
 import { KubeClient } from './client.ts';
 import { OperatorMetrics } from './metrics.ts';
-import type { KubeObject } from './rest.ts';
+import type { KubeObject, RestClientOptions } from './rest.ts';
 import type { ResourceRef } from './types.ts';
 import { logger, type Logger } from '../util/log.ts';
 
@@ -22,6 +22,12 @@ export interface ManagerOptions {
   client: KubeClient;
   /** Omit to run controllers without leader election (single replica, tests). */
   leaderElection?: LeaderElectionConfig;
+  /**
+   * The client the Lease is renewed with. Give it its own connection pool and no share of the
+   * workers' rate limit (controller-runtime builds its own clientset for it): a renewal queued
+   * behind a burst of reconciles would miss renewDeadline and stop the controllers. Default: `client`.
+   */
+  leaderElectionClient?: KubeClient;
   metrics?: OperatorMetrics;
   /** Resync period of informers created through informer(). Default 10 min; 0 disables. */
   resyncPeriodMs?: number;
@@ -30,7 +36,17 @@ export interface ManagerOptions {
   /** Identity used as Events' reportingInstance (pod name). */
   instance?: string;
   informerOptions?: Omit<InformerOptions, 'name'>;
+  /** Rate limits, user agent and metrics of the clients built for remote clusters. */
+  remoteClientOptions?: RestClientOptions;
+  /** Bound on a controller's wait for its caches to sync at start. Default 2 min. */
+  cacheSyncTimeoutMs?: number;
   log?: Logger;
+}
+
+/** A transform for a shared informer; `id` tells caches of the same resource with different shapes apart. */
+export interface CacheShape {
+  id: string;
+  transform: TransformFunc;
 }
 
 /** Anything besides controllers that should run only while leading. */
@@ -58,20 +74,30 @@ export class Manager {
     this.client = opts.client;
     this.metrics = opts.metrics ?? new OperatorMetrics();
     this.log = opts.log ?? logger('manager');
-    this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions });
+    this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions, clientOptions: opts.remoteClientOptions });
   }
 
-  /** A shared informer of `ref` on `client` (default: the local cluster), started with the manager. */
-  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, sel: ListWatchSelector = {}, client: KubeClient = this.client): Informer<T> {
+  get cacheSyncTimeoutMs(): number {
+    return this.opts.cacheSyncTimeoutMs ?? 120_000;
+  }
+
+  /**
+   * A shared informer of `ref` on `client` (default: the local cluster), started with the manager.
+   * With `shape`, objects are cached stripped; informers of other shapes are separate caches.
+   */
+  informer<T extends KubeObject = KubeObject>(ref: ResourceRef, sel: ListWatchSelector = {}, client: KubeClient = this.client, shape?: CacheShape): Informer<T> {
     let perClient = this.informers.get(client);
     if (!perClient) this.informers.set(client, (perClient = new Map()));
-    const key = JSON.stringify([ref.group, ref.version, ref.plural, sel.namespace ?? '', sel.labelSelector ?? '', sel.fieldSelector ?? '']);
+    const key = JSON.stringify([ref.group, ref.version, ref.plural, sel.namespace ?? '', sel.labelSelector ?? '', sel.fieldSelector ?? '', shape?.id ?? '']);
     let inf = perClient.get(key);
     if (!inf) {
       inf = new Informer(restListWatcher(client.rest, ref, sel), {
         resyncPeriodMs: this.opts.resyncPeriodMs ?? 10 * 60_000,
         ...this.opts.informerOptions,
-        name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}`,
+        // managedFields are never read and are often the largest part of an object (controller-
+        // runtime's TransformStripManagedFields): no cache keeps them.
+        transform: shape ? (o: KubeObject) => shape.transform(stripManagedFields(o)) : stripManagedFields,
+        name: `${ref.plural}${ref.group ? '.' + ref.group : ''}@${client.clusterName}${sel.namespace ? '/' + sel.namespace : ''}${sel.labelSelector ? `{${sel.labelSelector}}` : ''}`,
       });
       perClient.set(key, inf);
       if (this.started) inf.start();
@@ -127,7 +153,7 @@ export class Manager {
     const electorAbort = new AbortController();
     if (le) {
       this.elector = new LeaderElector({
-        client: this.client, ...le, metrics: this.metrics,
+        client: this.opts.leaderElectionClient ?? this.client, ...le, metrics: this.metrics,
         onStartedLeading: (termSignal) => runAll(termSignal),
         onStoppedLeading: () => this.log.info('stopped leading; controllers stopped'),
       });
@@ -147,6 +173,7 @@ export class Manager {
     await Promise.all([...this.informers.values()].flatMap((m) => [...m.values()].map((i) => i.stop())));
     await this.clusters.stop();
     await Promise.all([...this.informers.keys()].map((c) => c.rest.close()));
+    if (this.opts.leaderElectionClient && this.opts.leaderElectionClient !== this.client) await this.opts.leaderElectionClient.rest.close();
     this.log.info('shutdown complete', { ms: Date.now() - t0 });
   }
 
@@ -162,4 +189,11 @@ export class Manager {
     await Promise.race([p, timeout]);
     clearTimeout(handle);
   }
+}
+
+/** The object without metadata.managedFields (a shallow copy; the rest is shared). */
+export function stripManagedFields(o: KubeObject): KubeObject {
+  if (!o.metadata?.managedFields) return o;
+  const { managedFields: _drop, ...metadata } = o.metadata;
+  return { ...o, metadata };
 }

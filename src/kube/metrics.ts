@@ -3,6 +3,7 @@
 // their own metrics to `registry`.
 import { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
 import type { Workqueue, WorkqueueMetricsSink } from './workqueue.ts';
+import type { RestClientMetricsSink } from './rest.ts';
 
 // controller-runtime's reconcile_time buckets and client-go's workqueue latency buckets.
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
@@ -35,6 +36,9 @@ export class OperatorMetrics {
   private readonly qWork: Histogram<'name' | 'controller'>;
   private readonly qRetries: Counter<'name' | 'controller'>;
   private readonly leaderStatus: Gauge<'name'>;
+  private readonly restRequests: Counter<'host' | 'method' | 'code'>;
+  private readonly restLatency: Histogram<'host' | 'verb'>;
+  private readonly restLimiter: Histogram<'host'>;
   private readonly queues = new Map<string, Workqueue>();
 
   constructor(opts: { registry?: Registry; defaultMetrics?: boolean } = {}) {
@@ -72,6 +76,10 @@ export class OperatorMetrics {
         for (const [name, q] of queues) this.set({ name, controller: name }, q.longestRunningProcessorSeconds());
       },
     });
+    // client-go's names (k8s.io/client-go/tools/metrics), so API load per cluster shows as usual.
+    this.restRequests = new Counter({ name: 'rest_client_requests_total', help: 'Number of HTTP requests, partitioned by status code, method, and host', labelNames: ['host', 'method', 'code'], registers });
+    this.restLatency = new Histogram({ name: 'rest_client_request_duration_seconds', help: 'Request latency in seconds, by verb and host', labelNames: ['host', 'verb'], buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60], registers });
+    this.restLimiter = new Histogram({ name: 'rest_client_rate_limiter_duration_seconds', help: 'Client side rate limiter latency in seconds, by host', labelNames: ['host'], buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60], registers });
     this.leaderStatus = new Gauge({ name: 'leader_election_master_status', help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master', labelNames: ['name'], registers });
   }
 
@@ -113,6 +121,18 @@ export class OperatorMetrics {
   /** Lets the scrape-time gauges read the live queue (a new queue per leadership term replaces the old). */
   trackQueue(name: string, queue: Workqueue): void {
     this.queues.set(name, queue);
+  }
+
+  /** Hooks for the REST clients of every cluster this process talks to. */
+  restClientSink(): RestClientMetricsSink {
+    return {
+      request: (host, method, code, seconds) => {
+        this.restRequests.inc({ host, method, code });
+        // Watches are long by design: their duration says nothing about latency.
+        if (seconds < 60) this.restLatency.observe({ host, verb: method }, seconds);
+      },
+      rateLimiterWait: (host, seconds) => this.restLimiter.observe({ host }, seconds),
+    };
   }
 
   setLeader(leaseName: string, isLeader: boolean): void {

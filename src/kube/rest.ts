@@ -7,6 +7,7 @@ import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { RequestContext, HttpMethod } from '@kubernetes/client-node';
 import { fetch, type Dispatcher } from 'undici';
 import type { ResourceRef } from './types.ts';
+import { TokenBucket, type RateLimit } from './ratelimit.ts';
 
 export interface KubeObject extends KubernetesObject {
   [field: string]: unknown;
@@ -75,16 +76,40 @@ export function apiVersionOf(ref: Pick<ResourceRef, 'group' | 'version'>): strin
   return ref.group ? `${ref.group}/${ref.version}` : ref.version;
 }
 
+/** Hooks for client metrics (client-go's rest_client_* families); the client stays free of prom-client. */
+export interface RestClientMetricsSink {
+  /** One finished request: HTTP method, status code ('<error>' when no answer came) and duration. */
+  request(host: string, method: string, code: string, seconds: number): void;
+  /** Time a request waited for the client-side rate limiter. */
+  rateLimiterWait(host: string, seconds: number): void;
+}
+
+export interface RestClientOptions {
+  /** Client-side QPS/burst (client-go's rest.Config QPS and Burst). Default: unlimited. */
+  rateLimit?: RateLimit;
+  /** Sent as User-Agent, so the API server's logs and audit tell our requests apart. */
+  userAgent?: string;
+  metrics?: RestClientMetricsSink;
+}
+
 export class RestClient {
   readonly kubeConfig: KubeConfig;
   readonly server: string;
+  private readonly host: string;
+  private readonly limiter: TokenBucket | undefined;
+  private readonly userAgent: string | undefined;
+  private readonly metrics: RestClientMetricsSink | undefined;
   private dispatcher: Dispatcher | undefined;
 
-  constructor(kubeConfig: KubeConfig) {
+  constructor(kubeConfig: KubeConfig, opts: RestClientOptions = {}) {
     this.kubeConfig = kubeConfig;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = cluster.server.replace(/\/+$/, '');
+    this.host = hostOf(this.server);
+    this.limiter = opts.rateLimit && opts.rateLimit.qps > 0 ? new TokenBucket(opts.rateLimit) : undefined;
+    this.userAgent = opts.userAgent;
+    this.metrics = opts.metrics;
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -116,6 +141,23 @@ export class RestClient {
   }
 
   private async send(method: string, path: string, opts: RequestOptions, timeoutMs: number) {
+    if (this.limiter) {
+      const t0 = performance.now();
+      await this.limiter.acquire(opts.signal);
+      this.metrics?.rateLimiterWait(this.host, (performance.now() - t0) / 1000);
+    }
+    const t0 = performance.now();
+    try {
+      const res = await this.sendNow(method, path, opts, timeoutMs);
+      this.metrics?.request(this.host, method, String(res.status), (performance.now() - t0) / 1000);
+      return res;
+    } catch (err) {
+      this.metrics?.request(this.host, method, '<error>', (performance.now() - t0) / 1000);
+      throw err;
+    }
+  }
+
+  private async sendNow(method: string, path: string, opts: RequestOptions, timeoutMs: number) {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const ctx = new RequestContext(url.toString(), HttpMethod.GET);
@@ -123,6 +165,7 @@ export class RestClient {
     // Keep one connection pool per client: client-node makes a fresh dispatcher per request.
     this.dispatcher ??= ctx.getDispatcher() as Dispatcher | undefined;
     const headers: Record<string, string> = { ...ctx.getHeaders(), accept: 'application/json' };
+    if (this.userAgent) headers['user-agent'] = this.userAgent;
     let body: string | undefined;
     if (opts.body !== undefined) {
       body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
@@ -138,6 +181,14 @@ export class RestClient {
     const d = this.dispatcher;
     this.dispatcher = undefined;
     await d?.close().catch(() => undefined);
+  }
+}
+
+function hostOf(server: string): string {
+  try {
+    return new URL(server).host;
+  } catch {
+    return server;
   }
 }
 

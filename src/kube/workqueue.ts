@@ -4,7 +4,11 @@
 //   being processed is re-queued when the worker calls done();
 // - addAfter() delays an add (the earliest pending time per key wins);
 // - addRateLimited() delays by the key's exponential failure backoff, forget() resets it;
-// - shutDown() stops handing out work; shutDownWithDrain() also waits for in-flight items.
+// - shutDown() stops handing out work; shutDownWithDrain() also waits for in-flight items;
+// - two priorities, as controller-runtime's priority queue: keys added with `low` wait behind the
+//   others (a burst of new objects must not delay reacting to changes of objects in flight); a
+//   key added again at normal priority while it waits low moves up; `maxLowInFlight` keeps
+//   some workers free for normal keys however many low ones wait.
 import { ItemExponentialRateLimiter } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
 
@@ -27,6 +31,8 @@ export interface RateLimiter {
 
 export interface WorkqueueOptions {
   name?: string;
+  /** At most this many low-priority keys in flight at once (default: no limit). */
+  maxLowInFlight?: number;
   clock?: Clock;
   rateLimiter?: RateLimiter;
   metrics?: WorkqueueMetricsSink;
@@ -38,9 +44,14 @@ export class Workqueue {
   private readonly limiter: RateLimiter;
   private readonly metrics?: WorkqueueMetricsSink;
 
-  private readonly queue: string[] = [];
-  private readonly dirty = new Set<string>();
+  /** [normal, low]; an entry whose level in `queuedAt` differs is stale (moved up) and skipped. */
+  private readonly queues: [string[], string[]] = [[], []];
+  private readonly queuedAt = new Map<string, 0 | 1>();
+  /** Keys waiting or re-added while in flight, with the priority level they will queue at. */
+  private readonly dirty = new Map<string, 0 | 1>();
   private readonly processing = new Map<string, number>(); // key -> start time
+  private readonly lowInFlight = new Set<string>();
+  private readonly maxLowInFlight: number;
   private readonly addedAt = new Map<string, number>(); // key -> time it entered the queue
   private readonly waiting = new Map<string, { at: number; handle: unknown }>();
   private getters: Array<(key: string | undefined) => void> = [];
@@ -52,12 +63,25 @@ export class Workqueue {
     this.clock = opts.clock ?? realClock;
     this.limiter = opts.rateLimiter ?? new ItemExponentialRateLimiter();
     this.metrics = opts.metrics;
+    this.maxLowInFlight = Math.max(1, opts.maxLowInFlight ?? Infinity);
   }
 
-  add(key: string): void {
-    if (this.shuttingDown || this.dirty.has(key)) return;
+  add(key: string, opts: { low?: boolean } = {}): void {
+    if (this.shuttingDown) return;
+    const level: 0 | 1 = opts.low ? 1 : 0;
+    const pending = this.dirty.get(key);
+    if (pending !== undefined) {
+      if (level >= pending) return;
+      this.dirty.set(key, level);
+      // Waiting at low priority: queue it again at normal; the low entry becomes stale.
+      if (this.queuedAt.get(key) === 1) {
+        this.queuedAt.set(key, 0);
+        this.queues[0].push(key);
+      }
+      return;
+    }
     this.metrics?.add();
-    this.dirty.add(key);
+    this.dirty.set(key, level);
     if (this.processing.has(key)) return; // re-queued by done()
     this.enqueue(key);
   }
@@ -93,15 +117,29 @@ export class Workqueue {
   /** Next key to process, or undefined once the queue is shut down. Callers must call done(key). */
   get(): Promise<string | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.queue.shift();
+    const key = this.pop();
     if (key !== undefined) return Promise.resolve(this.startProcessing(key));
     return new Promise((resolve) => this.getters.push(resolve));
+  }
+
+  private pop(): string | undefined {
+    for (const level of [0, 1] as const) {
+      if (level === 1 && this.lowInFlight.size >= this.maxLowInFlight) break;
+      const q = this.queues[level];
+      while (q.length > 0) {
+        const key = q.shift()!;
+        if (this.queuedAt.get(key) === level) return key;
+      }
+    }
+    return undefined;
   }
 
   done(key: string): void {
     const started = this.processing.get(key);
     if (started === undefined) return;
     this.processing.delete(key);
+    // A low slot freed: a worker waiting while only low keys were queued may take one now.
+    if (this.lowInFlight.delete(key)) this.dispatch();
     this.metrics?.workDuration((this.clock.now() - started) / 1000);
     if (this.dirty.has(key) && !this.shuttingDown) this.enqueue(key);
     if (this.processing.size === 0) this.notifyDrained();
@@ -145,7 +183,7 @@ export class Workqueue {
 
   /** Keys waiting to be handed out (not counting delayed or in-flight keys). */
   len(): number {
-    return this.queue.length;
+    return this.queuedAt.size;
   }
 
   inFlight(): number {
@@ -175,21 +213,30 @@ export class Workqueue {
 
   private enqueue(key: string): void {
     this.addedAt.set(key, this.clock.now());
-    const getter = this.getters.shift();
-    if (getter) {
-      getter(this.startProcessing(key));
-      return;
+    const level = this.dirty.get(key) ?? 0;
+    this.queuedAt.set(key, level);
+    this.queues[level].push(key);
+    this.metrics?.depth(this.queuedAt.size);
+    this.dispatch();
+  }
+
+  /** Hands queued keys to waiting workers, as far as priorities and the low limit allow. */
+  private dispatch(): void {
+    while (this.getters.length > 0 && !this.shuttingDown) {
+      const key = this.pop();
+      if (key === undefined) return;
+      this.getters.shift()!(this.startProcessing(key));
     }
-    this.queue.push(key);
-    this.metrics?.depth(this.queue.length);
   }
 
   private startProcessing(key: string): string {
     const now = this.clock.now();
     const added = this.addedAt.get(key) ?? now;
     this.addedAt.delete(key);
+    if (this.queuedAt.get(key) === 1) this.lowInFlight.add(key);
+    this.queuedAt.delete(key);
     this.metrics?.queueLatency((now - added) / 1000);
-    this.metrics?.depth(this.queue.length);
+    this.metrics?.depth(this.queuedAt.size);
     this.dirty.delete(key);
     this.processing.set(key, now);
     return key;

@@ -9,7 +9,8 @@
 //                                  /metrics request authenticated and authorized by the API server
 //   --metrics-cert-dir DIR         tls.crt/tls.key for it (default: self-signed at start)
 //   --health-probe-bind-address :8081
-//   --max-concurrent-reconciles 1
+//   --max-concurrent-reconciles 16
+//   --kube-api-qps 80 --kube-api-burst 20   client-side rate limit per cluster (local and each Site's)
 //   --graceful-shutdown-timeout 30s
 // SIGTERM/SIGINT: stop taking work, wait for in-flight reconciles (bounded), release the Lease, exit 0.
 import { parseArgs } from 'node:util';
@@ -18,6 +19,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../kube/client.ts';
+import type { RestClientOptions } from '../kube/rest.ts';
 import { Manager } from '../kube/manager.ts';
 import { OperatorMetrics } from '../kube/metrics.ts';
 import { startProbeServer, type BoundServer } from './health.ts';
@@ -45,7 +47,16 @@ export interface OperatorConfig {
   healthProbeBindAddress: string;
   maxConcurrentReconciles: number;
   gracefulShutdownTimeoutMs: number;
+  /** Client-side rate limit of each cluster's client (0 disables). */
+  kubeApiQps: number;
+  kubeApiBurst: number;
 }
+
+/** Production defaults, shared by the flags, the chart and the benchmark. */
+export const OPERATOR_DEFAULTS = { maxConcurrentReconciles: 16, kubeApiQps: 80, kubeApiBurst: 20 } as const;
+
+/** Identifies the operator's requests in API server logs and audit events. */
+export const OPERATOR_USER_AGENT = 'cloudnet-operator/0.1.0';
 
 /** "15s", "500ms", "2m", "1h" or a bare number of seconds. */
 export function parseDuration(s: string): number {
@@ -97,12 +108,18 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
       'metrics-secure': { type: 'boolean', default: true },
       'metrics-cert-dir': { type: 'string' },
       'health-probe-bind-address': { type: 'string', default: ':8081' },
-      'max-concurrent-reconciles': { type: 'string', default: '1' },
+      'max-concurrent-reconciles': { type: 'string', default: String(OPERATOR_DEFAULTS.maxConcurrentReconciles) },
+      'kube-api-qps': { type: 'string', default: String(OPERATOR_DEFAULTS.kubeApiQps) },
+      'kube-api-burst': { type: 'string', default: String(OPERATOR_DEFAULTS.kubeApiBurst) },
       'graceful-shutdown-timeout': { type: 'string', default: '30s' },
     },
   });
   const maxConcurrentReconciles = Number(values['max-concurrent-reconciles']);
   if (!Number.isInteger(maxConcurrentReconciles) || maxConcurrentReconciles < 1) throw new Error('--max-concurrent-reconciles must be a positive integer');
+  const kubeApiQps = Number(values['kube-api-qps']);
+  if (!Number.isFinite(kubeApiQps) || kubeApiQps < 0) throw new Error('--kube-api-qps must be a number ≥ 0 (0: no limit)');
+  const kubeApiBurst = Number(values['kube-api-burst']);
+  if (!Number.isInteger(kubeApiBurst) || kubeApiBurst < 1) throw new Error('--kube-api-burst must be a positive integer');
   return {
     kubeConfig: loadKubeConfig(values.kubeconfig),
     namespace: values['leader-election-namespace'] ?? defaultNamespace(),
@@ -118,6 +135,8 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
     healthProbeBindAddress: values['health-probe-bind-address'] ?? ':8081',
     maxConcurrentReconciles,
     gracefulShutdownTimeoutMs: parseDuration(values['graceful-shutdown-timeout'] ?? '30s'),
+    kubeApiQps,
+    kubeApiBurst,
   };
 }
 
@@ -135,8 +154,15 @@ export interface RunningOperator {
 export async function startOperator(cfg: OperatorConfig, factories: ControllerFactory[] = defaultControllerFactories()): Promise<RunningOperator> {
   const log = logger('operator');
   const metrics = new OperatorMetrics();
+  // Each cluster gets its own limiter: the local one here, each Site's in ClusterClients.
+  const clientOptions = (): RestClientOptions => ({
+    rateLimit: { qps: cfg.kubeApiQps, burst: cfg.kubeApiBurst }, userAgent: OPERATOR_USER_AGENT, metrics: metrics.restClientSink(),
+  });
   const manager = new Manager({
-    client: new KubeClient(cfg.kubeConfig),
+    client: new KubeClient(cfg.kubeConfig, 'local', clientOptions()),
+    remoteClientOptions: clientOptions(),
+    // Lease renewals never wait behind the reconcilers' requests (a few per retryPeriod: no limit).
+    leaderElectionClient: new KubeClient(cfg.kubeConfig, 'local', { userAgent: OPERATOR_USER_AGENT, metrics: metrics.restClientSink() }),
     metrics,
     instance: cfg.identity,
     gracefulShutdownTimeoutMs: cfg.gracefulShutdownTimeoutMs,

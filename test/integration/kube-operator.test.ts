@@ -82,8 +82,9 @@ test('two operator replicas: one leads, both ready, SIGTERM releases the lease a
       'workqueue_retries_total', 'workqueue_unfinished_work_seconds', 'workqueue_longest_running_processor_seconds', 'process_cpu_seconds_total']) {
       assert.match(metrics, new RegExp(`^${name}`, 'm'), `${name} exported`);
     }
-    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="wanmigration"\} 1/);
-    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="site"\} 1/);
+    // The production default (OPERATOR_DEFAULTS.maxConcurrentReconciles).
+    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="wanmigration"\} 16/);
+    assert.match(metrics, /controller_runtime_max_concurrent_reconciles\{controller="site"\} 16/);
 
     const t0 = Date.now();
     leader.proc.kill('SIGTERM');

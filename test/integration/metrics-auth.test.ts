@@ -13,7 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
 import { helmTemplate } from '../../hack/packaging.ts';
-import { startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
+import { OPERATOR_DEFAULTS, startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
 import { kubectlIn, serviceAccountUser, type Kubectl } from './rbac-helpers.ts';
 
 const NS = 'cloudnet-system';
@@ -56,7 +56,7 @@ async function runOperatorAs(user: string, groups: string[]): Promise<RunningOpe
     kubeConfig: creds.kubeConfig, namespace: NS, leaderElect: false, leaderElectionId: RELEASE, identity: `${user}-test`,
     leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000,
     metricsBindAddress: '127.0.0.1:0', metricsSecure: true, healthProbeBindAddress: '127.0.0.1:0',
-    maxConcurrentReconciles: 1, gracefulShutdownTimeoutMs: 5_000,
+    maxConcurrentReconciles: 1, gracefulShutdownTimeoutMs: 5_000, kubeApiQps: OPERATOR_DEFAULTS.kubeApiQps, kubeApiBurst: OPERATOR_DEFAULTS.kubeApiBurst,
   };
   const op = await startOperator(cfg, []); // no controllers: only the servers matter here
   operators.push(op);

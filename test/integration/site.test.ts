@@ -83,7 +83,7 @@ describe('Site', () => {
     const s = await waitForSite('site-limited', 'False', 'PeerPermissionsMissing');
     const msg = findCondition(s.status?.conditions, 'Ready')?.message ?? '';
     assert.match(msg, /^the credentials in Secret cloudnet-system\/limited-kubeconfig lack rights the operator needs on https:\/\/127\.0\.0\.1:\d+: namespaces \(get\); /);
-    assert.match(msg, /virtualmachines\.kubevirt\.io \(get, list, create, delete\) in all namespaces/);
+    assert.match(msg, /virtualmachines\.kubevirt\.io \(get, list, watch, create, delete\) in all namespaces/);
     assert.match(msg, /configmaps \(get, create, patch\) in namespace kubevirt/);
     // The API itself answered: LinkReady (API only, no link provider here) stays True.
     assert.equal(findCondition(s.status?.conditions, 'LinkReady')?.status, 'True');

@@ -8,7 +8,7 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../../src/kube/rest.ts';
 import { Res } from '../../src/api/resources.ts';
 import { wanMigrationControllerFactory, siteControllerFactory, type ControllerFactory, type ControllerProviders } from '../../src/controller/index.ts';
-import { startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
+import { OPERATOR_DEFAULTS, startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { Site } from '../../src/api/site.ts';
@@ -23,6 +23,8 @@ import { waitFor } from '../helpers/poll.ts';
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OPERATOR_NS = 'cloudnet-system';
 export const FAST_PLAN = { pollMs: 100, blockedRetryMs: 400 };
+/** The stand-in moves a phase every ~30 ms: fold its changes for 50 ms, not the production 500. */
+export const FAST_COALESCE_MS = 50;
 
 export interface Bed {
   a: Cluster;
@@ -120,11 +122,13 @@ export function operatorConfig(kubeConfig: KubeConfig): OperatorConfig {
     healthProbeBindAddress: '0',
     maxConcurrentReconciles: 4,
     gracefulShutdownTimeoutMs: 5000,
+    kubeApiQps: OPERATOR_DEFAULTS.kubeApiQps,
+    kubeApiBurst: OPERATOR_DEFAULTS.kubeApiBurst,
   };
 }
 
 export function operatorFactories(providers: ControllerProviders = {}): ControllerFactory[] {
-  return [wanMigrationControllerFactory({ plan: FAST_PLAN, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })];
+  return [wanMigrationControllerFactory({ plan: FAST_PLAN, coalesceMs: FAST_COALESCE_MS, ...providers }), siteControllerFactory({ notReadyRetryMs: 500, ...(providers.link ? { link: providers.link } : {}) })];
 }
 
 /** Starts the operator in-process (no leader election) with the WanMigration and Site controllers. */

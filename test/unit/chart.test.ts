@@ -120,8 +120,8 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const [c] = pod.containers;
     assert.deepEqual(c.args, ['operator', '--leader-elect', '--leader-election-id=t-cloudnet', '--lease-duration=15s', '--renew-deadline=10s',
-      '--retry-period=2s', '--metrics-bind-address=:8443', '--metrics-secure=true', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=1',
-      '--graceful-shutdown-timeout=25s']);
+      '--retry-period=2s', '--metrics-bind-address=:8443', '--metrics-secure=true', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=16',
+      '--kube-api-qps=80', '--kube-api-burst=20', '--graceful-shutdown-timeout=25s']);
     // The operator must finish its graceful shutdown before the kubelet's SIGKILL.
     assert.ok(25 < (d.spec.template.spec as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds);
     const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');
@@ -173,12 +173,12 @@ describe('charts/cloudnet', () => {
     const kubevirt = only(docs, 'Role', 't-cloudnet-kubevirt-ca');
     assert.equal(kubevirt.metadata.namespace, 'kubevirt');
     assert.deepEqual(grants(rules(kubevirt)), {
-      'core/configmaps': 'create', 'core/configmaps[kubevirt-ca,kubevirt-external-ca]': 'get', 'core/configmaps[kubevirt-external-ca]': 'patch',
+      'core/configmaps': 'create', 'core/configmaps[kubevirt-ca,kubevirt-external-ca]': 'get,list,watch', 'core/configmaps[kubevirt-external-ca]': 'patch',
     });
     // Everything the operator may do with Secrets and ConfigMaps by default, wherever it is granted.
     assert.deepEqual(operatorDataGrants(docs), [
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
-      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
     ]);
     for (const name of ['t-cloudnet', 't-cloudnet-metrics-auth']) {
       const crb = only<K8sObject & { subjects: { kind: string; name: string; namespace: string }[] }>(docs, 'ClusterRoleBinding', name);
@@ -196,7 +196,7 @@ describe('charts/cloudnet', () => {
     const confined = render('rbac.vmDataNamespaces={vms,vms-b}', 'rbac.kubevirtNamespace=kv');
     assert.deepEqual(operatorDataGrants(confined), [
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
-      'kv core/configmaps: create', 'kv core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kv core/configmaps[kubevirt-external-ca]: patch',
+      'kv core/configmaps: create', 'kv core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kv core/configmaps[kubevirt-external-ca]: patch',
       `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`, `vms-b core/configmaps: ${VM_DATA}`, `vms-b core/secrets: ${VM_DATA}`,
     ]);
     for (const ns of ['vms', 'vms-b']) {
@@ -207,7 +207,7 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(operatorDataGrants(wide), [
       `* core/configmaps: ${VM_DATA}`, `* core/secrets: ${VM_DATA}`,
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
-      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
     ]);
   });
 
@@ -218,14 +218,14 @@ describe('charts/cloudnet', () => {
       'gateway.enabled=true', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
     assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
-      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list',
-      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get', 'kubevirt.io/virtualmachineinstances': 'get',
-      'kubevirt.io/virtualmachines': 'create,delete,get,list',
+      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list,watch', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
+      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get,list,watch', 'kubevirt.io/virtualmachineinstances': 'get,list,watch',
+      'kubevirt.io/virtualmachines': 'create,delete,get,list,watch',
     });
     const peerData = operatorDataGrants(docs, 't-cloudnet-peer');
     assert.deepEqual(peerData, [
       'cloudnet-system core/configmaps[cloudnet-gateway-site-a]: get',
-      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
       `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`,
     ], 'no Secret in the release namespace: the Site kubeconfigs there are not the peer\'s business');
     type Binding = K8sObject & { roleRef: { name: string }; subjects: { kind: string; name: string; namespace?: string }[] };
@@ -388,6 +388,7 @@ describe('charts/cloudnet', () => {
       ['gateway.enabled=true', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
+      ['operator.kubeAPI.burst=0', /'\/operator\/kubeAPI\/burst'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
       ['operator.relayStatsURL=relay-send:9410', /'\/operator\/relayStatsURL'/],
     ];

@@ -18,8 +18,14 @@ import type { Observed } from './observed.ts';
 import { migrationNames } from '../names.ts';
 
 export interface PlanOptions {
-  /** How often to look again while a step is in progress. */
+  /** How often to look again while waiting on progress nothing watches (link, storage agents, relay, an unreachable target). */
   pollMs: number;
+  /**
+   * How long to wait, at most, for a change of watched objects (VMs, VMIs, VMIMs, DataVolumes,
+   * KubeVirt CRs, CA bundles) before looking again anyway: their informers wake the reconciler,
+   * so this is only a safety net.
+   */
+  resyncMs: number;
   /** How often to re-check while blocked on bad input (no crash loop, no hot loop). */
   blockedRetryMs: number;
   /**
@@ -30,7 +36,7 @@ export interface PlanOptions {
   rollbackStallMs: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, resyncMs: 60_000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
 
 export interface Plan {
   actions: Action[];
@@ -127,10 +133,13 @@ function continueRollback(c: Ctx): void {
     }
   }
   if (pending) {
-    requeue(c, c.opts.pollMs);
+    // Deletions of watched objects wake us up; an unreachable target (the only stall so far) is polled.
+    requeue(c, c.stall ? c.opts.pollMs : c.opts.resyncMs);
     const since = Date.parse(c.st.phaseStartTime ?? '');
-    if (!c.stall && Number.isFinite(since) && obs.now.getTime() - since > c.opts.rollbackStallMs) {
-      c.stall = { reason: 'RollbackStalled', message: `rollback has not finished after ${Math.round(c.opts.rollbackStallMs / 1000)}s; still waiting for: ${waitingFor.join(', ')}` };
+    if (!c.stall && Number.isFinite(since)) {
+      const left = since + c.opts.rollbackStallMs - obs.now.getTime();
+      if (left < 0) c.stall = { reason: 'RollbackStalled', message: `rollback has not finished after ${Math.round(c.opts.rollbackStallMs / 1000)}s; still waiting for: ${waitingFor.join(', ')}` };
+      else requeue(c, left + 1);
     }
     return;
   }
@@ -271,7 +280,7 @@ function step(c: Ctx): boolean {
       }
       const missing = [!t.caTrusted && 'CA trust', !t.objectsComplete && 'target objects', t.vmiPhase === undefined && 'receiver VMI'].filter(Boolean).join(', ');
       cond(c, C.TargetPrepared, 'False', t.caProblem ? t.caProblem.reason : 'Preparing', t.caProblem ? t.caProblem.message : `waiting for: ${missing}`);
-      requeue(c, t.caProblem ? c.opts.blockedRetryMs : c.opts.pollMs);
+      requeue(c, t.caProblem ? c.opts.blockedRetryMs : c.opts.resyncMs);
       return false;
     }
     case Phases.AwaitingCutover: {
@@ -343,7 +352,8 @@ function stepMemory(c: Ctx): boolean {
   const blocked = s?.blocked ?? targetBlocked;
   if (blocked !== undefined) c.stall = { reason: 'DecentralizedMigrationBlocked', message: blocked };
   else if (t?.blocked !== undefined && s) c.note = { reason: 'WaitingForSync', message: `target VMIM ${t.name}: ${t.blocked}` };
-  requeue(c, c.opts.pollMs);
+  // VMIM changes are watched; the relay's byte counters are not.
+  requeue(c, spec.relay.enabled && obs.relayAvailable ? c.opts.pollMs : c.opts.resyncMs);
   return false;
 }
 
@@ -352,13 +362,13 @@ function stepCutover(c: Ctx): boolean {
   const t = obs.target!;
   if (t.vmiPhase !== 'Running' || t.vmRunStrategy === 'WaitAsReceiver') {
     cond(c, C.CutoverComplete, 'False', 'WaitingForTargetVMI', `target VMI phase ${t.vmiPhase ?? 'none'}, target VM runStrategy ${t.vmRunStrategy ?? 'unknown'}`);
-    requeue(c, c.opts.pollMs);
+    requeue(c, c.opts.resyncMs);
     return false;
   }
   if (!obs.source.handled) {
     c.actions.push({ type: 'FinishSource', mode: spec.sourceAfterCutover });
     cond(c, C.CutoverComplete, 'False', 'FinishingSource', `target runs; applying sourceAfterCutover=${spec.sourceAfterCutover} to the source VM`);
-    requeue(c, c.opts.pollMs);
+    requeue(c, c.opts.resyncMs);
     return false;
   }
   cond(c, C.CutoverComplete, 'True', 'TargetRunning', `VM ${spec.vmName} runs on ${spec.targetSite}/${spec.targetNamespace} with runStrategy ${t.vmRunStrategy}; source: ${spec.sourceAfterCutover}`);

@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { plan } from '../../../src/controller/phases/plan.ts';
+import { DEFAULT_PLAN_OPTIONS, plan } from '../../../src/controller/phases/plan.ts';
 import type { Action } from '../../../src/controller/phases/actions.ts';
 import { findCondition } from '../../../src/api/conditions.ts';
 import { ALL_PHASES, type Phase, type WanMigrationStatus } from '../../../src/api/wanmigration.ts';
@@ -59,7 +59,8 @@ test('first reconcile without finalizer adds it, starts, and runs through link a
   assert.equal(cond(p.status, 'Reconciling')?.status, 'True');
   assert.equal(cond(p.status, 'Stalled')?.status, 'False');
   assert.deepEqual(p.status.targetVMRef, { site: 'site-b', namespace: 'default', name: 'vm-a' });
-  assert.ok(p.requeueAfterMs! <= 2000);
+  // Everything PreparingTarget waits for is watched: only the safety-net resync is scheduled.
+  assert.equal(p.requeueAfterMs, DEFAULT_PLAN_OPTIONS.resyncMs);
   assert.equal(p.status.observedGeneration, 1);
 });
 
@@ -530,5 +531,31 @@ describe('fidelity to real KubeVirt (decentralized live migration)', () => {
     const mid = plan(wm({}, statusFor('PreparingTarget')), obs({ target: { ...preparedTarget, foreignAux: ['ConfigMap cfg'] } }));
     assert.equal(mid.status.failureReason, 'TargetNameCollision');
     assert.deepEqual(types(mid.actions), ['DeleteTargetObjects'], 'only objects labelled with our uid');
+  });
+});
+
+describe('when to look again (event-driven: watched waits only resync, unwatched progress is polled)', () => {
+  const opts = { ...DEFAULT_PLAN_OPTIONS, pollMs: 2000, resyncMs: 60_000 };
+  const inFlight = obs({ target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Scheduling'), targetVMIM: vmim(NAMES.target, 'Scheduling') });
+  test('MigratingMemory without a relay waits for VMIM changes', () => {
+    const p = plan(wm({}, statusFor('MigratingMemory')), inFlight, opts);
+    assert.equal(p.status.phase, 'MigratingMemory');
+    assert.equal(p.requeueAfterMs, 60_000);
+  });
+  test('MigratingMemory with a relay polls its byte counters', () => {
+    const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true }, opts);
+    assert.equal(p.requeueAfterMs, 2000);
+  });
+  test('a rollback waiting on deletions looks again when RollbackStalled would be due', () => {
+    const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as const, phaseStartTime: T0.toISOString(), failureReason: 'Aborted' };
+    const p = plan(wm({ abort: true }, st), obs({ now: later(10), target: { ...preparedTarget, ownedObjects: 3 } }), { ...opts, rollbackStallMs: 30_000 });
+    assert.deepEqual(types(p.actions), ['DeleteTargetObjects']);
+    assert.equal(p.requeueAfterMs, 20_001);
+  });
+  test('an unreachable target during rollback is polled', () => {
+    const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as const, phaseStartTime: T0.toISOString(), failureReason: 'Aborted' };
+    const p = plan(wm({ abort: true }, st), obs({ now: later(10), target: undefined, targetCluster: { ok: false, reason: 'TargetClusterUnreachable', message: 'down' } }), opts);
+    assert.equal(findCondition(p.status.conditions, 'Stalled')?.reason, 'TargetCleanupBlocked');
+    assert.equal(p.requeueAfterMs, 2000);
   });
 });

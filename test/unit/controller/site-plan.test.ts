@@ -94,7 +94,7 @@ describe('permissions in the peer', () => {
     assert.equal(ready?.status, 'False');
     assert.equal(ready?.reason, 'PeerPermissionsMissing');
     assert.equal(ready?.message, 'the credentials in Secret cloudnet-system/b lack rights the operator needs on https://b:6443: '
-      + 'namespaces (get); virtualmachines.kubevirt.io (get, list, create, delete) in all namespaces');
+      + 'namespaces (get); virtualmachines.kubevirt.io (get, list, watch, create, delete) in all namespaces');
     assert.equal(cond(p.status, 'LinkReady')?.status, 'True');
     assert.deepEqual(p.events.map((e) => [e.type, e.reason]), [['Warning', 'PeerPermissionsMissing']]);
     assert.equal(p.requeueAfterMs, 15_000);

@@ -114,3 +114,34 @@ test('list failures retry with backoff until the first list succeeds; waitForSyn
     await inf.stop();
   }
 });
+
+test('a transform strips objects before caching and handlers; indexes follow adds, updates and deletes', async () => {
+  const big = (name: string, rv: string, vm: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, managedFields: [{}] }, spec: { vm, huge: 'x'.repeat(1000) } });
+  const s = scripted([[big('a', '1', 'vm1'), big('b', '2', 'vm1')]], [
+    { events: [{ type: 'MODIFIED', object: big('a', '3', 'vm2') }, { type: 'DELETED', object: big('b', '4', 'vm1') }], end: 'close' },
+  ]);
+  const inf = new Informer(s.lw, {
+    backoff: new RestartBackoff(1, 2),
+    transform: (o) => ({ metadata: { name: o.metadata?.name, namespace: o.metadata?.namespace, resourceVersion: o.metadata?.resourceVersion }, spec: { vm: (o.spec as { vm: string }).vm } }),
+  });
+  inf.addIndexer('vm', (o) => [(o.spec as { vm: string }).vm]);
+  const handled: KubeObject[] = [];
+  inf.addEventHandler({ onAdd: (o) => handled.push(o), onUpdate: (_o, n) => handled.push(n) });
+  inf.start();
+  try {
+    await inf.waitForSync();
+    assert.deepEqual(inf.byIndex('vm', 'vm1').map((o) => o.metadata?.name).sort(), ['a', 'b']);
+    await waitFor(() => inf.get('ns/b') === undefined, { what: 'watch events applied' });
+    assert.deepEqual(inf.byIndex('vm', 'vm1'), []);
+    assert.deepEqual(inf.byIndex('vm', 'vm2').map((o) => o.metadata?.name), ['a']);
+    for (const o of [...handled, ...inf.list()]) {
+      assert.equal(o.metadata?.managedFields, undefined);
+      assert.deepEqual(Object.keys(o.spec as object), ['vm']);
+    }
+    assert.ok(inf.healthy());
+    inf.addIndexer('late', (o) => [o.metadata?.name ?? '']);
+    assert.equal(inf.byIndex('late', 'a').length, 1, 'a late index covers what is cached');
+  } finally {
+    await inf.stop();
+  }
+});

@@ -38,7 +38,9 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(d.leaseDurationMs, 15_000);
     assert.equal(d.renewDeadlineMs, 10_000);
     assert.equal(d.retryPeriodMs, 2_000);
-    assert.equal(d.maxConcurrentReconciles, 1);
+    assert.equal(d.maxConcurrentReconciles, 16);
+    assert.equal(d.kubeApiQps, 80);
+    assert.equal(d.kubeApiBurst, 20);
     assert.equal(d.metricsSecure, true, 'kubebuilder v4: metrics authenticated and authorized by default');
     assert.equal(d.metricsCertDir, undefined);
     for (const off of [['--metrics-secure=false'], ['--no-metrics-secure']]) assert.equal(parseOperatorArgs(['--kubeconfig', kc, ...off]).metricsSecure, false, off.join(' '));
@@ -51,6 +53,10 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(o.namespace, 'ops');
     assert.equal(o.leaseDurationMs, 3000);
     assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--max-concurrent-reconciles', '0']));
+    const r = parseOperatorArgs(['--kubeconfig', kc, '--kube-api-qps', '0', '--kube-api-burst', '10']);
+    assert.equal(r.kubeApiQps, 0, '0 turns the limit off');
+    assert.equal(r.kubeApiBurst, 10);
+    assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--kube-api-burst', '0']));
     assert.throws(() => parseOperatorArgs(['--kubeconfig', kc, '--no-such-flag']));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -217,3 +217,49 @@ test('N concurrent workers never process the same key concurrently', async () =>
   assert.ok(processed >= 7);
   assert.ok(maxParallel > 1, 'workers ran in parallel');
 });
+
+test('low-priority keys wait behind normal ones; a normal add moves a waiting low key up', async () => {
+  const { q } = newQueue();
+  q.add('new-1', { low: true });
+  q.add('new-2', { low: true });
+  q.add('changed');
+  q.add('new-3', { low: true });
+  q.add('new-2'); // a change of new-2 arrives while it waits
+  assert.equal(q.len(), 4);
+  const got: string[] = [];
+  for (let i = 0; i < 4; i++) { const k = (await q.get())!; got.push(k); q.done(k); }
+  assert.deepEqual(got, ['changed', 'new-2', 'new-1', 'new-3']);
+  assert.equal(q.len(), 0);
+});
+
+test('a key re-added low while in flight keeps a normal re-add', async () => {
+  const { q } = newQueue();
+  q.add('a');
+  await q.get();
+  q.add('a');
+  q.add('a', { low: true });
+  q.add('b', { low: true });
+  q.done('a');
+  assert.equal(await q.get(), 'a', 'normal priority from the first re-add');
+});
+
+test('maxLowInFlight keeps workers free for normal keys; a finished low key lets the next one go', async () => {
+  const q = new Workqueue({ name: 't', clock: new FakeClock(), maxLowInFlight: 1 });
+  q.add('new-1', { low: true });
+  q.add('new-2', { low: true });
+  assert.equal(await q.get(), 'new-1');
+  let second: string | undefined;
+  void q.get().then((k) => (second = k));
+  await tick();
+  assert.equal(second, undefined, 'the low slot is taken: the worker waits');
+  q.add('changed');
+  await tick();
+  assert.equal(second, 'changed', 'a normal key goes to the waiting worker at once');
+  let third: string | undefined;
+  void q.get().then((k) => (third = k));
+  await tick();
+  assert.equal(third, undefined);
+  q.done('new-1');
+  await tick();
+  assert.equal(third, 'new-2', 'the freed low slot goes to the next low key');
+});
