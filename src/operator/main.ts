@@ -219,10 +219,31 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Closing the clients at shutdown ends the requests and watch streams still open on them; a
+  // rejection of one of those that nobody awaits any more is expected then, not a crash. Any other
+  // unhandled rejection still ends the process with a non-zero status, as Node's default does.
+  process.on('unhandledRejection', (reason) => {
+    if (stopping && closedByUs(reason)) {
+      log.debug('request ended by shutdown', { err: reason instanceof Error ? reason.message : String(reason) });
+      return;
+    }
+    log.error('unhandled rejection', { err: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
+    process.exit(1);
+  });
   await op.done;
   await stopping;
   log.info('operator exited');
   // Everything is closed; this only guards against a stray handle keeping a terminated pod alive.
   setTimeout(() => process.exit(0), 2000).unref();
   return 0;
+}
+
+/** An error of a connection or request this process closed or aborted itself (undici, fetch). */
+function closedByUs(reason: unknown): boolean {
+  for (let e: unknown = reason, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as Error & { code?: unknown }).code;
+    if (e.name === 'AbortError' || e.name === 'ClientDestroyedError' || e.name === 'ClientClosedError'
+      || code === 'UND_ERR_DESTROYED' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_ABORTED') return true;
+  }
+  return false;
 }

@@ -63,7 +63,15 @@ function volumeRef(v: unknown): Obj {
   return out;
 }
 
-/** VirtualMachine: run strategy, the names its volumes refer to, printable status. */
+function domainMemory(dom: Obj): Obj {
+  const res = rec(dom.resources);
+  const out: Obj = {};
+  if (dom.memory) out.memory = pick(rec(dom.memory), ['guest']);
+  if (dom.resources) out.resources = { requests: pick(rec(res.requests), ['memory']), limits: pick(rec(res.limits), ['memory']) };
+  return out;
+}
+
+/** VirtualMachine: run strategy, the names its volumes refer to, guest memory, printable status. */
 export function vmShape(o: KubeObject): KubeObject {
   const spec = rec(o.spec);
   const tplSpec = rec(rec(spec.template).spec);
@@ -71,7 +79,9 @@ export function vmShape(o: KubeObject): KubeObject {
     metadata: meta(o),
     spec: {
       ...pick(spec, ['runStrategy', 'running']),
-      template: { spec: { volumes: arr(tplSpec.volumes).map(volumeRef) } },
+      // The guest's memory size (memory.guest, else the memory request or limit): the derived
+      // deadlines (sizing.ts) are computed from it at the start.
+      template: { spec: { volumes: arr(tplSpec.volumes).map(volumeRef), ...(tplSpec.domain ? { domain: domainMemory(rec(tplSpec.domain)) } : {}) } },
       ...(spec.dataVolumeTemplates ? { dataVolumeTemplates: arr(spec.dataVolumeTemplates).map((t) => ({ metadata: pick(rec(rec(t).metadata), ['name']) })) } : {}),
     },
     status: pick(rec(o.status), ['printableStatus']),
