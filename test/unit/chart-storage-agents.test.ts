@@ -7,11 +7,11 @@ import yaml from 'js-yaml';
 import { helmTemplate } from '../../hack/packaging.ts';
 import { parseSeedAddrSetting } from '../../src/operator/controllers.ts';
 
-interface Obj { kind: string; metadata: { name: string; namespace?: string }; rules?: Array<{ resources: string[]; verbs: string[] }>; spec?: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } }
+interface Obj { kind: string; metadata: { name: string; namespace?: string }; rules?: Array<{ resources?: string[]; verbs: string[] }>; spec?: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } }
 
 const render = (...set: string[]) => (yaml.loadAll(helmTemplate('t', 'cloudnet-system', set)) as Obj[]).filter(Boolean);
 const env = (docs: Obj[]) => Object.fromEntries(docs.find((d) => d.kind === 'Deployment')!.spec!.template.spec.containers[0].env.map((e) => [e.name, e.value]));
-const podRights = (docs: Obj[], kind: string) => docs.filter((d) => d.kind === kind).flatMap((d) => (d.rules ?? []).filter((r) => r.resources.includes('pods')).map((r) => `${d.metadata.namespace ?? '*'}:${r.verbs.join(',')}`));
+const podRights = (docs: Obj[], kind: string) => docs.filter((d) => d.kind === kind).flatMap((d) => (d.rules ?? []).filter((r) => (r.resources ?? []).includes('pods')).map((r) => `${d.metadata.namespace ?? '*'}:${r.verbs.join(',')}`));
 
 test('off by default: no agent image, no Pod rights', () => {
   const docs = render();
