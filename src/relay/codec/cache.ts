@@ -84,6 +84,13 @@ export class ContentCache {
   private readonly fps: Int32Array;
   private readonly lengths: Uint32Array;
   private readonly used: Uint8Array;
+  /**
+   * 1 where `fps` holds the entry's fingerprint. The receiver inserts without hashing (most
+   * entries are never referenced) and hashes an entry the first time something asks for its
+   * fingerprint (a reference to check, a delta result): the same check, computed from the same
+   * bytes, only later, and at most once per entry.
+   */
+  private readonly hashed: Uint8Array;
   /** 1 where the slot's entry is in the table. */
   private readonly listed: Uint8Array;
   /**
@@ -116,6 +123,7 @@ export class ContentCache {
     this.fps = new Int32Array(this.slots * FP_WORDS);
     this.lengths = new Uint32Array(this.slots);
     this.used = new Uint8Array(this.slots);
+    this.hashed = new Uint8Array(this.slots);
     this.listed = new Uint8Array(this.slots);
     this.table = probeTable(this.slots);
     this.mask = this.table.length - 1;
@@ -126,7 +134,7 @@ export class ContentCache {
   }
 
   get memoryBytes(): number {
-    return this.slab.length + this.fps.byteLength + this.lengths.byteLength + this.table.byteLength + this.used.length + this.listed.length;
+    return this.slab.length + this.fps.byteLength + this.lengths.byteLength + this.table.byteLength + this.used.length + this.hashed.length + this.listed.length;
   }
 
   /** Slot whose content equals bytes[off, off+len) (whose fingerprint is `fp`), or -1. */
@@ -157,21 +165,40 @@ export class ContentCache {
     this.indexed = true;
     for (let k = 0; k < this.slots; k++) {
       const slot = (this.next + k) % this.slots; // oldest first
-      if (this.used[slot]) this.place(slot);
+      if (this.used[slot]) { this.ensureHashed(slot); this.place(slot); }
     }
+  }
+
+  /** Computes the fingerprint of an entry inserted without one (see `hashed`). */
+  private ensureHashed(slot: number): void {
+    if (this.hashed[slot]) return;
+    fingerprint(this.words, this.slab, slot * this.slotSize, this.lengths[slot], this.fpScratch);
+    this.fps[2 * slot] = this.fpScratch[0];
+    this.fps[2 * slot + 1] = this.fpScratch[1];
+    this.hashed[slot] = 1;
   }
 
   /** Receiver: does `slot` hold an entry whose fingerprint is (f0, f1)? */
   holds(slot: number, f0: number, f1: number): boolean {
-    return slot >= 0 && slot < this.slots && this.used[slot] === 1 && this.fps[2 * slot] === f0 && this.fps[2 * slot + 1] === f1;
+    if (!(slot >= 0 && slot < this.slots && this.used[slot] === 1)) return false;
+    this.ensureHashed(slot);
+    return this.fps[2 * slot] === f0 && this.fps[2 * slot + 1] === f1;
   }
 
   /** First fingerprint word of the entry in `slot`, if it is a full page; else undefined. */
   pageFp0(slot: number): number | undefined {
-    return this.used[slot] === 1 && this.lengths[slot] === this.slotSize ? this.fps[2 * slot] : undefined;
+    if (!(this.used[slot] === 1 && this.lengths[slot] === this.slotSize)) return undefined;
+    this.ensureHashed(slot);
+    return this.fps[2 * slot];
+  }
+
+  /** Does `slot` hold a full page? (The receiver's delta base: which slot is the sender's choice.) */
+  holdsPage(slot: number): boolean {
+    return slot >= 0 && slot < this.slots && this.used[slot] === 1 && this.lengths[slot] === this.slotSize;
   }
 
   fp(slot: number, i: number): number {
+    this.ensureHashed(slot);
     return this.fps[2 * slot + i];
   }
 
@@ -195,16 +222,17 @@ export class ContentCache {
 
   /**
    * Inserts content (length <= slotSize), evicting the oldest entry; its fingerprint is computed
-   * from the stored bytes. (A fourth argument, the SHA-256 key that callers of the previous,
-   * digest-keyed cache pass, is ignored.)
+   * from the stored bytes when first needed (at once if this cache is indexed, i.e. a sender's).
+   * (A fourth argument, the SHA-256 key that callers of the previous, digest-keyed cache pass, is
+   * ignored.)
    */
   insert(src: Uint8Array, start: number, end: number, _key?: Uint32Array): number {
     const slot = this.claimSlot();
     const len = end - start;
-    const o = slot * this.slotSize;
-    copyBytes(src, start, end, this.slab, o);
-    fingerprint(this.words, this.slab, o, len, this.fpScratch);
-    this.index(slot, len, this.fpScratch);
+    copyBytes(src, start, end, this.slab, slot * this.slotSize);
+    this.lengths[slot] = len;
+    this.hashed[slot] = 0;
+    if (this.indexed) { this.ensureHashed(slot); this.place(slot); }
     return slot;
   }
 
@@ -246,6 +274,7 @@ export class ContentCache {
   }
 
   private index(slot: number, len: number, fp: Int32Array): void {
+    this.hashed[slot] = 1;
     this.fps[2 * slot] = fp[0];
     this.fps[2 * slot + 1] = fp[1];
     this.lengths[slot] = len;

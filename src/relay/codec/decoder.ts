@@ -239,7 +239,7 @@ export class SessionDecoder {
       let baseOff = 0;
       if (ps === PREV_ZERO) base = ZERO_PAGE;
       else if (ps === PREV_SLOT) {
-        const slot = prev.baseSlot(idx, cache);
+        const slot = prev.receiverBaseSlot(idx, cache);
         if (slot < 0) throw new DecodeError('cache-desync', 'delta base not in the cache (cache desync)');
         base = cache.slab;
         baseOff = cache.slotOffset(slot);
@@ -248,8 +248,9 @@ export class SessionDecoder {
       r.pos += n;
     }
     const slot = cache.insert(out, o, o + PAGE_SIZE);
-    const fp0 = cache.fp(slot, 0);
-    if (check !== undefined && fp0 !== check) throw new DecodeError('cache-desync', 'delta result does not match its check (cache desync)');
-    prev.setSlot(idx, slot, fp0);
+    // Only a rebuilt page is hashed here (a literal came whole, under the frame's CRC); the
+    // receiver's table needs no fingerprint (receiverBaseSlot).
+    if (check !== undefined && cache.fp(slot, 0) !== check) throw new DecodeError('cache-desync', 'delta result does not match its check (cache desync)');
+    prev.setSlot(idx, slot, 0);
   }
 }

@@ -54,9 +54,20 @@ export class PrevTable {
     if (idx < this.state.length) this.state[idx] = PREV_NONE;
   }
 
-  /** The cache slot still holding the previous version of `idx` (a full page), or -1. */
+  /** Sender: the cache slot still holding the previous version of `idx` (a full page), or -1. */
   baseSlot(idx: number, cache: ContentCache): number {
     const slot = this.slots[idx];
     return cache.pageFp0(slot) === this.fp0s[idx] ? slot : -1;
+  }
+
+  /**
+   * Receiver: the slot of the delta base, or -1. The sender decided that the base is still there
+   * (baseSlot); both caches hold the same content in that slot, so the receiver only checks that
+   * the slot holds a page, and the rebuilt page is checked against the sender's fingerprint. It
+   * needs no fingerprint of the base, so the receiver never hashes a literal page it inserts.
+   */
+  receiverBaseSlot(idx: number, cache: ContentCache): number {
+    const slot = this.slots[idx];
+    return cache.holdsPage(slot) ? slot : -1;
   }
 }
