@@ -112,13 +112,15 @@ export class ContentCache {
   probes = 0;
   compares = 0;
 
-  constructor(bytes: number, slotSize = 4096) {
+  /** prefault: touch the whole slab now (the live relays: an honest resident bound, no page
+   *  faults on the hot path); an offline run leaves it to the kernel to fault in what it uses. */
+  constructor(bytes: number, slotSize = 4096, prefault = true) {
     if (slotSize % 4) throw new Error('slot size must be a multiple of 4');
     this.slotSize = slotSize;
     this.slots = Math.max(16, Math.floor(bytes / slotSize));
     // Touch every page now: the configured bound is resident from the start, and the hot path
     // does not pay first-touch page faults (measured: ~2 us of system time per 4 KiB insert).
-    this.slab = Buffer.allocUnsafeSlow(this.slots * slotSize).fill(0);
+    this.slab = prefault ? Buffer.allocUnsafeSlow(this.slots * slotSize).fill(0) : Buffer.alloc(this.slots * slotSize);
     this.words = new Uint32Array(this.slab.buffer, this.slab.byteOffset, this.slab.length >>> 2);
     this.fps = new Int32Array(this.slots * FP_WORDS);
     this.lengths = new Uint32Array(this.slots);

@@ -19,8 +19,9 @@ export interface CodecContext {
 
 export const DEFAULT_CACHE_BYTES = 256 << 20;
 
-export function createContext(cacheBytes = DEFAULT_CACHE_BYTES): CodecContext {
-  return { cache: new ContentCache(cacheBytes, PAGE_SIZE) };
+/** prefault false: the cache's memory is faulted in as it fills (offline runs; see ContentCache). */
+export function createContext(cacheBytes = DEFAULT_CACHE_BYTES, opts: { prefault?: boolean } = {}): CodecContext {
+  return { cache: new ContentCache(cacheBytes, PAGE_SIZE, opts.prefault ?? true) };
 }
 
 export { DigestSet };

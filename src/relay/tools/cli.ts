@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { analyze, formatReport } from './analyze.ts';
 import { DecodeError } from '../codec/index.ts';
-import { decodeStreams, encodeStreams } from './offline.ts';
+import { decodeFrames, decodeStreams, OfflineEncoder } from './offline.ts';
 import type { OfflineOptions } from './offline.ts';
 
 function readInput(name: string): Buffer {
@@ -23,15 +23,72 @@ export function runAnalyze(files: string[], opts: OfflineOptions, json: boolean)
   return 0;
 }
 
+/** Reads a file (or stdin) in pieces into one reused buffer, handing each piece to `fn`. */
+function readPieces(name: string, piece: Buffer, fn: (chunk: Buffer) => void): number {
+  if (name === '-') { const all = fs.readFileSync(0); fn(all); return all.length; }
+  const fd = fs.openSync(name, 'r');
+  let total = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, piece, 0, piece.length, null);
+      if (n === 0) return total;
+      total += n;
+      fn(piece.subarray(0, n));
+    }
+  } finally { fs.closeSync(fd); }
+}
+
+/** Writes to a file (or stdout) as pieces come, in large writes. */
+class PieceWriter {
+  private readonly fd: number;
+  private readonly buf = Buffer.allocUnsafeSlow(4 << 20);
+  private len = 0;
+  bytes = 0;
+  constructor(name: string) {
+    this.fd = name === '-' ? 1 : fs.openSync(name, 'w');
+  }
+  write(piece: Buffer): void {
+    this.bytes += piece.length;
+    if (this.len + piece.length > this.buf.length) this.flush();
+    if (piece.length >= this.buf.length) { writeAll(this.fd, piece); return; }
+    piece.copy(this.buf, this.len);
+    this.len += piece.length;
+  }
+  flush(): void {
+    if (this.len) writeAll(this.fd, this.buf.subarray(0, this.len));
+    this.len = 0;
+  }
+  close(): void {
+    this.flush();
+    if (this.fd !== 1) fs.closeSync(this.fd);
+  }
+}
+
+function writeAll(fd: number, b: Buffer): void {
+  for (let o = 0; o < b.length;) {
+    try {
+      o += fs.writeSync(fd, b, o, b.length - o);
+    } catch (err) {
+      // stdout may be a non-blocking pipe: wait for it instead of failing.
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+}
+
+/** Encodes the inputs as they are read (1 MiB at a time) and writes the file as it is made. */
 export function runEncode(positionals: string[], opts: OfflineOptions): number {
   if (positionals.length < 2) throw new Error('encode needs IN... OUT');
   const outName = positionals[positionals.length - 1];
-  const inputs = positionals.slice(0, -1).map(readInput);
-  const r = encodeStreams(inputs, opts);
-  writeOutput(outName, r.out);
-  const inB = inputs.reduce((a, b) => a + b.length, 0);
-  const outB = r.out.reduce((a, b) => a + b.length, 0);
-  process.stderr.write(`encoded ${inputs.length} stream(s): ${inB} -> ${outB} bytes (${(100 * outB / Math.max(1, inB)).toFixed(1)}%)\n`);
+  const names = positionals.slice(0, -1);
+  const out = new PieceWriter(outName);
+  const enc = new OfflineEncoder(names.length, (p) => out.write(p), opts);
+  const piece = Buffer.allocUnsafeSlow(1 << 20);
+  let inB = 0;
+  names.forEach((name, i) => { inB += readPieces(name, piece, (chunk) => enc.write(i, chunk)); });
+  enc.end();
+  out.close();
+  process.stderr.write(`encoded ${names.length} stream(s): ${inB} -> ${out.bytes} bytes (${(100 * out.bytes / Math.max(1, inB)).toFixed(1)}%)\n`);
   return 0;
 }
 
@@ -43,18 +100,41 @@ export function runEncode(positionals: string[], opts: OfflineOptions): number {
 export function runDecode(positionals: string[]): number {
   if (positionals.length !== 2) throw new Error('decode needs IN OUT');
   const [inName, outName] = positionals;
-  let outputs: Buffer[][];
-  try {
-    outputs = decodeStreams(readInput(inName)).outputs;
-  } catch (err) {
+  const input = readInput(inName);
+  const fail = (err: unknown): number => {
     if (!(err instanceof DecodeError)) throw err;
     process.stderr.write(`relay decode: ${inName === '-' ? 'stdin' : inName}: ${err.message}\n`);
     return 1;
+  };
+  if (outName === '-') {
+    // stdout cannot be taken back: decode everything first.
+    let outputs: Buffer[][];
+    try { outputs = decodeStreams(input).outputs; } catch (err) { return fail(err); }
+    if (outputs.length !== 1) throw new Error('the file holds several sessions; give an output file name, not -');
+    writeOutput(outName, outputs[0]);
+    return 0;
   }
-  if (outputs.length === 1) writeOutput(outName, outputs[0]);
-  else {
-    if (outName === '-') throw new Error('the file holds several sessions; give an output file name, not -');
-    outputs.forEach((o, i) => writeOutput(`${outName}.${i + 1}`, o));
+  // Into temporary files beside the outputs, renamed once the whole file has decoded (a batch
+  // that fails to decode removes them): a damaged file leaves no output behind.
+  const tmp = `${outName}.partial-${process.pid}`;
+  const writers = new Map<number, { w: PieceWriter; name: string }>();
+  let order: number[];
+  try {
+    order = decodeFrames(input, (session, out) => {
+      let entry = writers.get(session);
+      if (!entry) writers.set(session, entry = { w: new PieceWriter(`${tmp}.${session}`), name: `${tmp}.${session}` });
+      entry.w.write(out);
+    }).sessions;
+  } catch (err) {
+    for (const { w, name } of writers.values()) { w.close(); fs.rmSync(name, { force: true }); }
+    return fail(err);
   }
+  for (const { w } of writers.values()) w.close();
+  const finalName = (i: number): string => (order.length === 1 ? outName : `${outName}.${i + 1}`);
+  order.forEach((session, i) => {
+    const entry = writers.get(session);
+    if (entry) fs.renameSync(entry.name, finalName(i));
+    else fs.writeFileSync(finalName(i), ''); // a session without data
+  });
   return 0;
 }

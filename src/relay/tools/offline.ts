@@ -27,41 +27,71 @@ export interface OfflineOptions {
   batchOpBytes?: number;
 }
 
+/**
+ * Encodes sessions into one framed file, handing every piece of the file to `sink` as soon as it
+ * exists (a caller that writes it out holds no more than one batch). `write(i, chunk)` may reuse
+ * `chunk` once it returns: the encoder copies what it keeps.
+ */
+export class OfflineEncoder {
+  readonly encoders: SessionEncoder[];
+  private readonly w = new F.FrameWriter();
+  private readonly totals: { batches: number; bytes: number }[];
+  private readonly sink: (piece: Buffer) => void;
+
+  constructor(sessions: number, sink: (piece: Buffer) => void, opts: OfflineOptions = {}) {
+    const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    // Not pre-faulted: a file run touches only the part of the cache its streams fill.
+    const ctx = createContext(cacheBytes, { prefault: false });
+    const level = opts.level ?? 3;
+    const w = this.w;
+    this.sink = sink;
+    sink(F.FILE_MAGIC);
+    sink(w.json(F.F_HELLO, 0, { magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes, role: 'file' } satisfies F.Hello));
+    this.totals = Array.from({ length: sessions }, () => ({ batches: 0, bytes: 0 }));
+    this.encoders = this.totals.map((t, i) => {
+      sink(w.json(F.F_OPEN, i + 1, { mode: opts.mode ?? 'auto' } satisfies F.OpenInfo));
+      const enc: SessionEncoder = new SessionEncoder(ctx, (b) => {
+        const packed = packBatch(b.ops, b.rawLen, level, undefined, b.inserts);
+        enc.stats.wireOut += packed.length + F.FRAME_HEADER;
+        t.batches++;
+        t.bytes += b.rawLen;
+        sink(w.header(F.F_DATA, i + 1, packed));
+        sink(packed);
+      }, { mode: opts.mode, batchOpBytes: opts.batchOpBytes });
+      return enc;
+    });
+  }
+
+  write(session: number, chunk: Buffer): void {
+    this.encoders[session].write(chunk);
+  }
+
+  /** Ends every session (FIN with its totals) and the file (END). */
+  end(): void {
+    this.encoders.forEach((e, i) => { e.end(); this.sink(this.w.frame(F.F_FIN, i + 1, F.totalsPayload(this.totals[i]))); });
+    this.sink(this.w.frame(F.F_END, 0, F.fileTotalsPayload({ frames: this.w.frames, sessions: this.encoders.length })));
+  }
+}
+
 /** Encodes inputs (whole buffers) into one framed output; returns the file's chunks. */
 export function encodeStreams(inputs: Buffer[], opts: OfflineOptions = {}): EncodeResult {
-  const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
-  const ctx = createContext(cacheBytes);
-  const level = opts.level ?? 3;
-  const w = new F.FrameWriter();
-  const out: Buffer[] = [F.FILE_MAGIC, w.json(F.F_HELLO, 0, { magic: 'cloudnet-relay', version: F.PROTOCOL_VERSION, cacheBytes, role: 'file' } satisfies F.Hello)];
+  const out: Buffer[] = [];
+  const enc = new OfflineEncoder(inputs.length, (piece) => out.push(piece), opts);
   const t0 = process.cpuUsage();
-  const totals = inputs.map(() => ({ batches: 0, bytes: 0 }));
-  const encoders = inputs.map((_, i) => {
-    out.push(w.json(F.F_OPEN, i + 1, { mode: opts.mode ?? 'auto' } satisfies F.OpenInfo));
-    const enc: SessionEncoder = new SessionEncoder(ctx, (b) => {
-      const packed = packBatch(b.ops, b.rawLen, level, undefined, b.inserts);
-      enc.stats.wireOut += packed.length + F.FRAME_HEADER;
-      totals[i].batches++;
-      totals[i].bytes += b.rawLen;
-      out.push(w.header(F.F_DATA, i + 1, packed), packed);
-    }, { mode: opts.mode, batchOpBytes: opts.batchOpBytes });
-    return enc;
-  });
   const slice = opts.interleave ?? 0;
   if (slice > 0) {
     const maxLen = Math.max(0, ...inputs.map((b) => b.length));
     for (let off = 0; off < maxLen; off += slice) {
-      inputs.forEach((b, i) => { if (off < b.length) encoders[i].write(b.subarray(off, off + slice)); });
+      inputs.forEach((b, i) => { if (off < b.length) enc.write(i, b.subarray(off, off + slice)); });
     }
   } else {
     inputs.forEach((b, i) => {
-      for (let off = 0; off < b.length; off += 1 << 16) encoders[i].write(b.subarray(off, off + (1 << 16)));
+      for (let off = 0; off < b.length; off += 1 << 16) enc.write(i, b.subarray(off, off + (1 << 16)));
     });
   }
-  encoders.forEach((e, i) => { e.end(); out.push(w.frame(F.F_FIN, i + 1, F.totalsPayload(totals[i]))); });
-  out.push(w.frame(F.F_END, 0, F.fileTotalsPayload({ frames: w.frames, sessions: inputs.length })));
+  enc.end();
   const cpu = process.cpuUsage(t0);
-  return { out, stats: encoders.map((e) => e.stats), cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { out, stats: enc.encoders.map((e) => e.stats), cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 const MAX_FILE_CACHE = 64 * 2 ** 30;
@@ -149,7 +179,7 @@ export function decodeFrames(encoded: Buffer, onOutput: (session: number, out: B
   const t0 = process.cpuUsage();
   const { hello, frames } = checkRelayFile(encoded);
   const checked = process.cpuUsage(t0);
-  const ctx = createContext(cacheBytesOverride ?? hello.cacheBytes); // not timed: a one-off cache allocation
+  const ctx = createContext(cacheBytesOverride ?? hello.cacheBytes, { prefault: false }); // faulted in as it fills
   let cpuMs = (checked.user + checked.system) / 1000;
   const sessions = new Map<number, SessionDecoder>();
   let into = Buffer.allocUnsafeSlow(8 << 20).fill(0);
