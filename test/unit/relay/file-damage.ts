@@ -1,7 +1,7 @@
 // Damaged relay files, decoded in-process: the engine behind the file fuzz tests. A corpus of small
 // encoded files (a few sessions of QEVM-like, NBD-like and random input, small batches, a tiny
 // cache) is damaged in every way the issue names, and each damaged file is decoded as
-// `cloudnet relay decode` does (decodeStreams). The decoder must either throw a DecodeError (a
+// `cloudnet relay decode` does (decodeStreams; the CLI decodes the same way into files). The decoder must either throw a DecodeError (a
 // named error) or return exactly the original streams; anything else (other output, another
 // exception) is a failure. Damage:
 //   flip     one bit, walking every bit position of every file in turn (exhaustive per file)
