@@ -9,6 +9,7 @@
 // Each reconcile gets a uuid reconcileID and a child logger keyed controller/namespace/name/reconcileID.
 import { randomUUID } from 'node:crypto';
 import { Workqueue, type RateLimiter } from './workqueue.ts';
+import { requestPriority } from './ratelimit.ts';
 import { ItemExponentialRateLimiter } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
 import { objectKey, errMessage, type Informer } from './informer.ts';
@@ -191,7 +192,8 @@ export class Controller<P extends KubeObject = KubeObject> {
     const t0 = this.clock.now();
     let result: ReconcileResultLabel;
     try {
-      const res = (await this.opts.reconciler.reconcile(objKey, { log, reconcileID, signal })) ?? {};
+      // The requests of a reconcile of a new object queue behind the others at the rate limiter.
+      const res = (await requestPriority.run(queue.isLow(key) ? 'low' : 'normal', () => this.opts.reconciler.reconcile(objKey, { log, reconcileID, signal }))) ?? {};
       if (res.requeueAfterMs !== undefined && res.requeueAfterMs > 0) {
         queue.forget(key);
         queue.addAfter(key, res.requeueAfterMs);

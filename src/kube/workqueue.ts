@@ -190,6 +190,11 @@ export class Workqueue {
     return this.processing.size;
   }
 
+  /** The key in flight was handed out at low priority (a new object). */
+  isLow(key: string): boolean {
+    return this.lowInFlight.has(key);
+  }
+
   /** Keys scheduled by addAfter/addRateLimited and not yet due. */
   delayed(): number {
     return this.waiting.size;
