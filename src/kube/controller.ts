@@ -219,7 +219,7 @@ export class Controller<P extends KubeObject = KubeObject> {
         else log.error('reconcile failed', { err: errMessage(err), retries: queue.numRequeues(key) });
       }
     }
-    this.metrics?.reconciled(result, (this.clock.now() - t0) / 1000);
+    this.metrics?.reconciled(result, (this.clock.now() - t0) / 1000, queue.isLow(key));
   }
 }
 

@@ -16,8 +16,8 @@ import { realClock, type Clock } from './clock.ts';
 export interface WorkqueueMetricsSink {
   add(): void;
   depth(n: number): void;
-  /** Seconds an item waited between add and get. */
-  queueLatency(seconds: number): void;
+  /** Seconds an item waited between add and get, and whether it waited at low priority. */
+  queueLatency(seconds: number, low?: boolean): void;
   /** Seconds an item was processed between get and done. */
   workDuration(seconds: number): void;
   retry(): void;
@@ -240,7 +240,7 @@ export class Workqueue {
     this.addedAt.delete(key);
     if (this.queuedAt.get(key) === 1) this.lowInFlight.add(key);
     this.queuedAt.delete(key);
-    this.metrics?.queueLatency((now - added) / 1000);
+    this.metrics?.queueLatency((now - added) / 1000, this.lowInFlight.has(key));
     this.metrics?.depth(this.queuedAt.size);
     this.dirty.delete(key);
     this.processing.set(key, now);
