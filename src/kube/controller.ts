@@ -27,7 +27,10 @@ export class TerminalError extends Error {
 }
 
 /** Maps a related object to the primary keys it affects. */
-export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => ObjectKey[];
+/** A primary key a watch maps to; `lowPriority`: it waits behind changes of objects in flight (e.g. it has not started). */
+export type MappedKey = ObjectKey & { lowPriority?: boolean };
+
+export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => MappedKey[];
 
 export interface WatchSpec<T extends KubeObject = KubeObject> {
   informer: Informer<T>;
@@ -105,14 +108,15 @@ export class Controller<P extends KubeObject = KubeObject> {
    */
   watch<T extends KubeObject>(w: WatchSpec<T>): () => void {
     const enqueueMapped = (obj: T) => {
-      let keys: ObjectKey[] = [];
+      let keys: MappedKey[] = [];
       try {
         keys = w.map(obj);
       } catch (err) {
         this.log.error('watch map function threw', { err: errMessage(err) });
       }
       for (const k of keys) {
-        if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
+        if (k.lowPriority) this.queue?.add(keyString(k), { low: true });
+        else if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
         else this.queue?.add(keyString(k));
       }
     };
@@ -125,8 +129,8 @@ export class Controller<P extends KubeObject = KubeObject> {
   }
 
   /** Queues a reconcile from outside the informers (e.g. a remote cluster's credentials changed). */
-  enqueue(key: ObjectKey): void {
-    this.queue?.add(keyString(key));
+  enqueue(key: MappedKey): void {
+    this.queue?.add(keyString(key), key.lowPriority ? { low: true } : {});
   }
 
   enqueueAfter(key: ObjectKey, ms: number): void {

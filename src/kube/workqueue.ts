@@ -77,6 +77,7 @@ export class Workqueue {
       if (this.queuedAt.get(key) === 1) {
         this.queuedAt.set(key, 0);
         this.queues[0].push(key);
+        this.addedAt.set(key, this.clock.now()); // its wait as a change starts now
       }
       return;
     }
