@@ -34,9 +34,14 @@ export interface PlanOptions {
    * It keeps retrying; it never gives up on cleanup by itself.
    */
   rollbackStallMs: number;
+  /**
+   * With sourceAfterCutover Stop, how long to leave halting the source VM to KubeVirt, which does
+   * it itself for runStrategy Always once the VMI migrated away, before doing it ourselves.
+   */
+  sourceHaltGraceMs: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, resyncMs: 60_000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, resyncMs: 60_000, blockedRetryMs: 15000, rollbackStallMs: 300_000, sourceHaltGraceMs: 30_000 };
 
 export interface Plan {
   actions: Action[];
@@ -366,6 +371,16 @@ function stepCutover(c: Ctx): boolean {
     return false;
   }
   if (!obs.source.handled) {
+    // KubeVirt halts a source VM with runStrategy Always itself once its VMI migrated away
+    // (Succeeded): stopping it too would only race KubeVirt. Wait for that (watched), and step in
+    // only if it has not happened sourceHaltGraceMs into CuttingOver.
+    const since = Date.parse(c.st.phaseStartTime ?? '');
+    const left = since + c.opts.sourceHaltGraceMs - obs.now.getTime();
+    if (spec.sourceAfterCutover === 'Stop' && obs.source.runStrategy === 'Always' && obs.source.vmiPhase === 'Succeeded' && Number.isFinite(since) && left > 0) {
+      cond(c, C.CutoverComplete, 'False', 'WaitingForSourceHalt', `target runs; KubeVirt halts the source VM once its VMI migrated away (the operator stops it after ${Math.round(c.opts.sourceHaltGraceMs / 1000)}s otherwise)`);
+      requeue(c, left + 1);
+      return false;
+    }
     c.actions.push({ type: 'FinishSource', mode: spec.sourceAfterCutover });
     cond(c, C.CutoverComplete, 'False', 'FinishingSource', `target runs; applying sourceAfterCutover=${spec.sourceAfterCutover} to the source VM`);
     requeue(c, c.opts.resyncMs);

@@ -559,3 +559,13 @@ describe('when to look again (event-driven: watched waits only resync, unwatched
     assert.equal(p.requeueAfterMs, 2000);
   });
 });
+
+test('Stop leaves halting a migrated-away source VM to KubeVirt for sourceHaltGraceMs, then does it', () => {
+  const o = obs({ now: later(5), target: { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' }, source: { vmExists: true, runStrategy: 'Always', vmiPhase: 'Succeeded', handled: false } });
+  const waiting = plan(wm({}, inPhase('CuttingOver')), o);
+  assert.deepEqual(waiting.actions, []);
+  assert.equal(cond(waiting.status, 'CutoverComplete')?.reason, 'WaitingForSourceHalt');
+  assert.equal(waiting.requeueAfterMs, DEFAULT_PLAN_OPTIONS.sourceHaltGraceMs - 5000 + 1, 'looks again when the grace ends');
+  const late = plan(wm({}, inPhase('CuttingOver')), { ...o, now: later(DEFAULT_PLAN_OPTIONS.sourceHaltGraceMs / 1000 + 1) });
+  assert.deepEqual(late.actions, [{ type: 'FinishSource', mode: 'Stop' }]);
+});
