@@ -30,6 +30,8 @@ export const ConditionTypes = {
   TargetPrepared: 'TargetPrepared',
   MemoryMigrated: 'MemoryMigrated',
   CutoverComplete: 'CutoverComplete',
+  /** spec.relay.enabled: whether the relay intercepts and optimizes the migration's stream. */
+  RelayOptimizing: 'RelayOptimizing',
 } as const;
 export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
 

@@ -24,7 +24,10 @@ type VMI = V1VirtualMachineInstance & KubeObject;
 type VMIM = V1VirtualMachineInstanceMigration & KubeObject;
 /** The generated V1KubeVirtSpec names `configuration` `_configuration`; this is the wire shape. */
 type KubeVirtCR = KubeObject & {
-  spec?: { configuration?: { developerConfiguration?: { featureGates?: string[]; disabledFeatureGates?: string[] } } };
+  spec?: { configuration?: {
+    developerConfiguration?: { featureGates?: string[]; disabledFeatureGates?: string[] };
+    migrations?: { disableTLS?: boolean };
+  } };
   status?: V1KubeVirtStatus;
 };
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -40,6 +43,10 @@ export interface World {
   localKubevirtNs: string;
   targetKubevirtNs: string;
   now?: Date;
+  /** Read from the receiver VMI (TargetView.migrationEndpoint), for the relay registration. */
+  migrationEndpoint?: { address: string; ports: number[] };
+  /** KubeVirt's node-to-node migration TLS is on (source KubeVirt CR). */
+  migrationTLS: boolean;
 }
 
 const ok: Check = { ok: true };
@@ -90,7 +97,7 @@ async function checkTarget(deps: WanMigrationDeps, client: KubeClient, ns: strin
   }
 }
 
-async function kubevirtCheck(client: KubeClient, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string }> {
+async function kubevirtCheck(client: KubeClient, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string; migrationTLS?: boolean }> {
   const list = await client.list<KubeVirtCR>(Res.kubevirt, ns, {}, signal).catch((e: unknown) => {
     if (isNotFound(e)) return { items: [] as KubeVirtCR[] }; // CRD not installed
     throw e;
@@ -103,7 +110,8 @@ async function kubevirtCheck(client: KubeClient, ns: string, where: string, sign
   if (!gate.enabled) {
     return { check: fail('DecentralizedLiveMigrationDisabled', gateOffMessage(where, `${ns}/${kv.metadata?.name ?? '?'}`, gate.how, version)) };
   }
-  return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0] };
+  // KubeVirt's default: virt-handlers speak TLS to each other unless migrations.disableTLS is true.
+  return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0], migrationTLS: kv.spec?.configuration?.migrations?.disableTLS !== true };
 }
 
 function vmimView(o: VMIM | undefined, uid: string | undefined): VmimView | undefined {
@@ -193,8 +201,22 @@ async function targetView(w: World, target: KubeClient, kubevirtSyncAddress: str
   };
   if (vm) v.vmRunStrategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
   if (vmi) v.vmiPhase = vmi.status?.phase ?? '';
+  const ep = vmi ? migrationEndpoint(vmi, wm.status?.migrationID) : undefined;
+  if (ep) v.migrationEndpoint = ep;
   if (kubevirtSyncAddress) v.kubevirtSyncAddress = kubevirtSyncAddress;
   return v;
+}
+
+/**
+ * The receiver's migration proxy as virt-handler publishes it on the target VMI: the node address
+ * and its node ports (keys of targetDirectMigrationNodePorts; the values name the libvirt port each
+ * one stands for: 49152 memory, 49153 disks, 0 the libvirt connection). Only for this migration.
+ */
+export function migrationEndpoint(vmi: VMI, migrationID: string | undefined): { address: string; ports: number[] } | undefined {
+  const ms = vmi.status?.migrationState;
+  if (!ms?.targetNodeAddress || !migrationID || (ms.migrationUid !== undefined && ms.migrationUid !== migrationID)) return undefined;
+  const ports = Object.keys(ms.targetDirectMigrationNodePorts ?? {}).map(Number).filter((p) => Number.isInteger(p) && p > 0 && p < 65536).sort((a, b) => a - b);
+  return ports.length ? { address: ms.targetNodeAddress, ports } : undefined;
 }
 
 function sourceHandled(spec: ResolvedSpec, vm: VM | undefined, vmi: VMI | undefined): boolean {
@@ -215,7 +237,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   const names = migrationNames(wm);
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
   const { site, client: target, check: siteCheck } = await resolveTarget(deps, spec.targetSite, signal);
-  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now };
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, migrationTLS: true };
   const [vm, vmi, srcVmim] = await Promise.all([
     deps.local.tryGet<VM>(Res.vm, ns, spec.vmName, signal),
     deps.local.tryGet<VMI>(Res.vmi, ns, spec.vmName, signal),
@@ -238,6 +260,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
         kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
       ]);
       kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+      world.migrationTLS = lkv.migrationTLS ?? true;
       if (t.namespace.ok) {
         [tView, tgtVmim] = await Promise.all([
           targetView(world, target, tkv.syncAddress, signal),
@@ -270,6 +293,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim, wm.metadata.uid) } : {}),
     skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
     specHash: specHash(spec),
+    migrationTLS: world.migrationTLS,
   };
+  if (tView?.migrationEndpoint) world.migrationEndpoint = tView.migrationEndpoint;
   return { facts, world };
 }

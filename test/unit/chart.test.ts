@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
 import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
-import { parseRelayStatsSetting } from '../../src/operator/relay-client/progress-config.ts';
+import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }
@@ -246,14 +246,19 @@ describe('charts/cloudnet', () => {
     assert.equal(render().filter((d) => d.metadata.name.includes('gateway')).length, 0, 'no gateway by default');
   });
 
-  it('passes operator.relayStatsURL to the operator as CLOUDNET_RELAY_STATS_URL', () => {
+  it('passes operator.relayAPI and its token Secret to the operator (CLOUDNET_RELAY_API*)', () => {
     const env = (...set: string[]) => only<Deployment>(render(...set), 'Deployment').spec.template.spec.containers[0].env;
-    assert.equal(env().find((e) => e.name === 'CLOUDNET_RELAY_STATS_URL'), undefined, 'no relay reader by default');
-    for (const url of ['http://relay-send.cloudnet-system:9410', 'site-b=http://10.0.0.7:9410']) {
-      const value = env(`operator.relayStatsURL=${url}`).find((e) => e.name === 'CLOUDNET_RELAY_STATS_URL')?.value;
+    assert.equal(env().find((e) => e.name === 'CLOUDNET_RELAY_API'), undefined, 'no relay by default');
+    for (const url of ['https://relay.cloudnet-system:9443', 'site-b=https://10.0.0.7:9443']) {
+      const e = env(`operator.relayAPI=${url}`, 'operator.relayAPISecret=relay-api');
+      const value = e.find((x) => x.name === 'CLOUDNET_RELAY_API')?.value;
       assert.equal(value, url);
-      assert.ok(parseRelayStatsSetting(value), 'the operator accepts what the chart passes');
+      assert.ok(parseRelayApiSetting(value!), 'the operator accepts what the chart passes');
+      assert.equal(e.find((x) => x.name === 'CLOUDNET_RELAY_API_TOKEN_FILE')?.value, '/var/run/cloudnet/relay-api/token');
     }
+    const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', 'operator.relayAPI=https://r:9443']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /relayAPISecret is required/);
   });
 
   it('rejects bad values through values.schema.json', () => {
@@ -273,7 +278,7 @@ describe('charts/cloudnet', () => {
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
-      ['operator.relayStatsURL=relay-send:9410', /'\/operator\/relayStatsURL'/],
+      ['operator.relayAPI=http://relay-send:9410', /'\/operator\/relayAPI'/],
     ];
     for (const [set, why] of cases) {
       const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', set]);

@@ -27,9 +27,15 @@ export interface PlanOptions {
    * It keeps retrying; it never gives up on cleanup by itself.
    */
   rollbackStallMs: number;
+  /**
+   * How often to look for the target's migration proxy while relay flows wait to be registered:
+   * the source connects soon after the proxy listens, and a flow that starts unregistered passes
+   * the relay by.
+   */
+  relayPollMs: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, blockedRetryMs: 15000, rollbackStallMs: 300_000, relayPollMs: 250 };
 
 export interface Plan {
   actions: Action[];
@@ -134,6 +140,7 @@ function continueRollback(c: Ctx): void {
     return;
   }
   if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage' });
+  if (c.spec.relay.enabled && c.obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
   const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
   const final = aborted ? Phases.Aborted : Phases.Failed;
   c.st.phase = final;
@@ -281,8 +288,10 @@ function stepMemory(c: Ctx): boolean {
   for (const [side, v] of [['source', s], ['target', t]] as const) {
     if (v?.phase === 'Failed') { rollback(c, 'MigrationFailed', `${side} VMIM ${v.name} failed${v.failureReason ? `: ${v.failureReason}` : ''}`); return false; }
   }
+  relayCondition(c);
   if (t?.phase === 'Succeeded' || s?.phase === 'Succeeded') {
     cond(c, C.MemoryMigrated, 'True', 'MigrationSucceeded', `VMIMs: source ${s?.phase ?? 'gone'}, target ${t?.phase ?? 'gone'}`);
+    relayAfterMemory(c);
     if (spec.storage.mode === 'KubeVirt') cond(c, C.StorageSynced, 'True', 'DelegatedToKubeVirt', 'KubeVirt copied the disks as part of the live migration');
     enter(c, Phases.CuttingOver, 'memory migrated; waiting for the target VMI to run');
     return true;
@@ -314,6 +323,47 @@ function stepMemory(c: Ctx): boolean {
   else if (t?.blocked !== undefined && s) c.note = { reason: 'WaitingForSync', message: `target VMIM ${t.name}: ${t.blocked}` };
   requeue(c, c.opts.pollMs);
   return false;
+}
+
+export const MIGRATION_TLS_MESSAGE = 'KubeVirt encrypts the migration between the virt-handlers (KubeVirt CR '
+  + 'spec.configuration.migrations.disableTLS is not true), so the relay carries the flows opaquely: no compression, '
+  + 'deduplication or page deltas, WAN bytes about those of a plain migration. The WAN hop stays protected by WireGuard '
+  + 'and the relay pair\'s mutual TLS; with disableTLS: true the relay can optimize the stream, and the hops inside '
+  + 'each site (node to gateway) then carry it unencrypted.';
+
+/** RelayOptimizing while memory moves: are the migration's flows registered, and can the relay reduce them? */
+function relayCondition(c: Ctx): void {
+  const { obs } = c;
+  if (!c.spec.relay.enabled) return;
+  if (!obs.relayAvailable) {
+    cond(c, C.RelayOptimizing, 'False', 'RelayUnavailable', 'relay.enabled is set but this operator runs no relay: the migration crosses the WAN without it');
+    return;
+  }
+  const r = obs.relayRegistration;
+  if (!r) {
+    if (findCondition(c.st.conditions, C.RelayOptimizing)?.status !== 'True') {
+      cond(c, C.RelayOptimizing, 'Unknown', 'WaitingForMigrationEndpoint', 'waiting for the target\'s migration proxy (receiver VMI status.migrationState) to register its flows with the relay');
+    }
+    requeue(c, Math.min(c.opts.pollMs, c.opts.relayPollMs));
+    return;
+  }
+  if (r.state !== 'Ready') {
+    cond(c, C.RelayOptimizing, 'False', r.reason, r.message);
+    requeue(c, Math.min(c.opts.pollMs, c.opts.relayPollMs));
+    return;
+  }
+  if (obs.migrationTLS) cond(c, C.RelayOptimizing, 'False', 'MigrationTLSEnabled', `${MIGRATION_TLS_MESSAGE} ${r.message}`);
+  else cond(c, C.RelayOptimizing, 'True', r.reason, r.message);
+}
+
+/** Memory moved: release the flows, and say so if the relay never carried them. */
+function relayAfterMemory(c: Ctx): void {
+  if (!c.spec.relay.enabled || !c.obs.relayAvailable) return;
+  c.actions.push({ type: 'ReleaseRelayFlows' });
+  const rc = findCondition(c.st.conditions, C.RelayOptimizing);
+  if (rc?.status === 'True' && !c.st.progress?.bytesOverWan) {
+    cond(c, C.RelayOptimizing, 'False', 'FlowNotIntercepted', 'the flows were registered, but no relay session carried them: the migration connected before the registration, or took a path that bypasses the site gateway');
+  }
 }
 
 function stepCutover(c: Ctx): boolean {
