@@ -6,14 +6,14 @@ import type { ObjectMeta } from './meta.ts';
 import type {
   CutoverMode, CutoverWindow, DeadlinePolicy, Phase, RelaySpec, SourceAfterCutover, StorageMode, TimeoutsSpec, WanMigrationSpec, WanMigrationStatus,
 } from './generated/wanmigration.ts';
-import { DEFAULT_MAX_DOWNTIME_MS, DEFAULT_TIMEOUTS, Phases } from './schema/wanmigration.ts';
+import { DEFAULT_TIMEOUTS, Phases } from './schema/wanmigration.ts';
 
 export type {
   Compression, CutoverMode, CutoverSpec, CutoverWindow, DeadlinePolicy, MigrationProgress, Phase, RelaySpec, SourceAfterCutover, StorageMode,
   StorageSpec, TargetVMRef, TimeoutsSpec, WanMigrationSpec, WanMigrationStatus,
 } from './generated/wanmigration.ts';
 export {
-  ALL_PHASES, DEFAULT_MAX_DOWNTIME_MS, DEFAULT_TIMEOUTS, Phases, wanMigrationSpecSchema, wanMigrationStatusSchema,
+  ALL_PHASES, DEFAULT_TIMEOUTS, Phases, wanMigrationSpecSchema, wanMigrationStatusSchema,
 } from './schema/wanmigration.ts';
 
 export const WANMIGRATION_KIND = 'WanMigration';
@@ -51,7 +51,6 @@ export interface ResolvedSpec {
   storage: { mode: StorageMode; storageClassMap: Record<string, string>; defaultStorageClass?: string };
   relay: Required<RelaySpec>;
   cutover: { mode: CutoverMode; approved: boolean; window?: CutoverWindow };
-  maxDowntimeMs: number;
   timeouts: Required<TimeoutsSpec>;
   onDeadline: DeadlinePolicy;
   sourceAfterCutover: SourceAfterCutover;
@@ -80,7 +79,6 @@ export function resolveSpec(s: WanMigrationSpec): ResolvedSpec {
       approved: s.cutover?.approved ?? false,
       ...(s.cutover?.window ? { window: s.cutover.window } : {}),
     },
-    maxDowntimeMs: s.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS,
     timeouts: { ...DEFAULT_TIMEOUTS, ...(s.timeouts ?? {}) },
     onDeadline: s.onDeadline ?? 'Rollback',
     sourceAfterCutover: s.sourceAfterCutover ?? 'Stop',

@@ -53,7 +53,7 @@ const ok: Check = { ok: true };
 const fail = (reason: string, message: string): Check => ({ ok: false, reason, message });
 
 export function specHash(spec: ResolvedSpec): string {
-  const frozen = { storage: spec.storage, relay: spec.relay, maxDowntimeMs: spec.maxDowntimeMs };
+  const frozen = { storage: spec.storage, relay: spec.relay };
   return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
 }
 

@@ -61,7 +61,7 @@ async function expectRolledBack(bed: WanBed, vm: string, o: { heartbeat: boolean
   assert.equal((await src.qmp.execute('query-status')).status, 'running');
 }
 
-describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
+describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
   let bed: WanBed;
   before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true }); }, { timeout: 240_000 });
   after(async () => { await bed?.stop(); });
@@ -74,6 +74,8 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     });
     await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
     const source = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+    const [nodeA, nodeB] = [bed.sites.a.nodes[0], bed.sites.b.nodes[0]];
+    assert.equal((await bed.src.get<KubeObject & { status?: { nodeName?: string } }>(Res.vmi, NS, vm)).status?.nodeName, nodeA.name, 'the VM runs on a worker node, not the gateway node');
     // The disk pass finishes before the migration, so both disk images must end up identical.
     await source.serial.waitFor(/DISK (?:DONE )?1 blocks=\d+ sum=[0-9a-f]+ ok/, 60_000);
     const wanBefore = await bed.sites.stats();
@@ -99,8 +101,6 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     // The path: the source on a worker node dialled the target worker node's published proxy
     // ports itself; the gateway intercepted exactly those flows, and every relay session names
     // this WanMigration.
-    const [nodeA, nodeB] = [bed.sites.a.nodes[0], bed.sites.b.nodes[0]];
-    assert.equal((await bed.src.get<KubeObject & { status?: { nodeName?: string } }>(Res.vmi, NS, vm)).status?.nodeName, nodeA.name, 'the VM ran on a worker node');
     assert.equal(rec.path?.address, nodeB.ip, 'the source connected to the target node\'s address, not to a relay');
     assert.deepEqual(rec.path?.tls, { source: false, target: false }, 'migration TLS off in this bed (KubeVirt CR migrations.disableTLS)');
     const mine = bed.relaySessions().filter((x) => x.migration?.migrationID === wm.status!.migrationID);

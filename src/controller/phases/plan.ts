@@ -428,7 +428,7 @@ function summarize(c: Ctx, prevStall: { reason: string; status: string } | undef
   } else {
     const reason = specChanged ? 'SpecChangeIgnored' : c.note?.reason ?? phase;
     const message = specChanged
-      ? 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps the values it started with'
+      ? 'storage or relay changed after the migration started; the running migration keeps the values it started with'
       : c.note?.message ?? `phase ${phase}`;
     cond(c, C.Ready, 'False', phase, `phase ${phase}`);
     cond(c, C.Reconciling, 'True', reason, message);
@@ -484,7 +484,7 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
   }
 
   const specChanged = st.startedSpecHash !== undefined && st.startedSpecHash !== obs.specHash;
-  if (specChanged && newGeneration) c.events.push({ type: 'Warning', reason: 'SpecChangeIgnored', message: 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps its original values' });
+  if (specChanged && newGeneration) c.events.push({ type: 'Warning', reason: 'SpecChangeIgnored', message: 'storage or relay changed after the migration started; the running migration keeps its original values' });
 
   for (let i = 0; i < ALL_STEPS; i++) {
     const before = phaseOf(c);

@@ -41,3 +41,13 @@ test('IPv6 networks are refused (the bed and the gateway route IPv4)', async () 
   const agent = new RouteAgent({ desired: async () => [{ via: '192.0.2.1', networks: ['2001:db8::/32'] }], ip: fakeIp([]).ip });
   await assert.rejects(agent.reconcile(), /only IPv4/);
 });
+
+test('in a cluster: each gateway that names its node routes its peer networks there', async () => {
+  const { targetsFromStates } = await import('../../../src/link/route-agent-cli.ts');
+  const base = { site: 'site-a', publicKey: 'k', updatedAt: '2026-01-01T00:00:00Z' };
+  assert.deepEqual(targetsFromStates([
+    { ...base, nodeAddress: '192.0.2.1', peerNetworks: ['198.51.100.0/24', '198.18.48.0/20'] },
+    { ...base, peerNetworks: ['203.0.113.0/24'] }, // an older gateway: no node address published
+    undefined,
+  ]), [{ via: '192.0.2.1', networks: ['198.51.100.0/24', '198.18.48.0/20'] }]);
+});
