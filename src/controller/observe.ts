@@ -262,10 +262,17 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
       kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
       world.migrationTLS = lkv.migrationTLS ?? true;
       if (t.namespace.ok) {
-        [tView, tgtVmim] = await Promise.all([
-          targetView(world, target, tkv.syncAddress, signal),
-          target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
-        ]);
+        try {
+          [tView, tgtVmim] = await Promise.all([
+            targetView(world, target, tkv.syncAddress, signal),
+            target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
+          ]);
+        } catch (e) {
+          // The Site's credentials may not touch this namespace (e.g. the target's chart lists
+          // other peerAccess.namespaces): bad input, reported, not a failing reconcile.
+          if (!(e instanceof KubeApiError && e.code === 403)) throw e;
+          targetNamespace = fail('TargetNamespaceForbidden', `the credentials of Site ${spec.targetSite} may not manage VMs in namespace ${spec.targetNamespace} on ${target.clusterName} (${errText(e)}); the target's admin grants it with the chart's peerAccess.namespaces`);
+        }
       }
     }
   }

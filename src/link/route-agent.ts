@@ -7,6 +7,7 @@
 // Its routes carry their own routing protocol number (`proto 211`), so the agent can tell them from
 // everyone else's: each round it replaces the routes it wants and deletes its own that are no
 // longer wanted; on exit it removes all of its own. It never touches a route it did not make.
+import { networkInterfaces } from 'node:os';
 import { logger } from '../util/log.ts';
 import { normalizeCidr, parseCidr } from './cidr.ts';
 import { run } from './exec.ts';
@@ -29,6 +30,13 @@ export interface RouteAgentOptions {
   intervalMs?: number;
   /** Runs `ip` with these arguments, returning stdout (tests replace it). */
   ip?(args: string[]): Promise<string>;
+  /** This node's own addresses (default: its interfaces'). A target via one of them is this node:
+   *  the gateway node itself, which routes its peers through the tunnel, not via itself. */
+  localAddresses?(): string[];
+}
+
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address));
 }
 
 interface RouteRow { dst?: string; gateway?: string }
@@ -55,7 +63,11 @@ export class RouteAgent {
   /** One round: our routes become exactly the desired ones. */
   async reconcile(): Promise<void> {
     const want = new Map<string, string>();
-    for (const t of await this.o.desired()) for (const n of t.networks) want.set(normalize(n), t.via);
+    const own = new Set((this.o.localAddresses ?? ownAddresses)());
+    for (const t of await this.o.desired()) {
+      if (own.has(t.via)) continue;
+      for (const n of t.networks) want.set(normalize(n), t.via);
+    }
     const have = JSON.parse((await this.ip(['-j', '-4', 'route', 'show', 'proto', String(ROUTE_PROTO)])) || '[]') as RouteRow[];
     for (const r of have) {
       if (!r.dst) continue;

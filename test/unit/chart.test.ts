@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
-import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
+import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, OPERATOR_ONLY, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }
 interface PolicyRule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
 interface Container {
+  name: string;
   image: string;
   args: string[];
   env: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
@@ -32,7 +33,12 @@ interface Deployment extends K8sObject {
 function parse(out: string): K8sObject[] {
   return yaml.loadAll(out).filter((d): d is K8sObject => typeof d === 'object' && d !== null);
 }
+/** The operator alone (most cases look at it); data-plane cases switch the gateway back on. */
 function render(...set: string[]): K8sObject[] {
+  return parse(helmTemplate('t', 'cloudnet-system', [...OPERATOR_ONLY, ...set]));
+}
+/** With the chart's defaults: operator, site data plane and peer access. */
+function renderDefaults(...set: string[]): K8sObject[] {
   return parse(helmTemplate('t', 'cloudnet-system', set));
 }
 function only<T extends K8sObject>(docs: K8sObject[], kind: string, name?: string): T {
@@ -74,7 +80,7 @@ describe('charts/cloudnet', () => {
     assert.equal(chart.appVersion, pkg.version);
   });
 
-  it('renders the expected objects by default', () => {
+  it('renders the operator alone with gateway and peerAccess off', () => {
     const kinds = render().map((d) => `${d.kind}/${d.metadata.name}`).sort();
     assert.deepEqual(kinds, [
       'ClusterRole/t-cloudnet', 'ClusterRole/t-cloudnet-editor', 'ClusterRole/t-cloudnet-viewer',
@@ -199,7 +205,7 @@ describe('charts/cloudnet', () => {
     assert.equal(sm.spec.endpoints[0].port, 'metrics');
     const digest = `sha256:${'a'.repeat(64)}`;
     const pinned = only<Deployment>(render(`image.digest=${digest}`), 'Deployment').spec.template.spec.containers[0];
-    assert.equal(pinned.image, `cloudnet/operator@${digest}`);
+    assert.equal(pinned.image, `ghcr.io/cloudnet-io/cloudnet@${digest}`);
     const confined = render('rbac.vmDataNamespaces={vms,kubevirt}');
     const clusterWide = grants(rules(only(confined, 'ClusterRole', 't-cloudnet')));
     assert.equal(clusterWide['core/secrets'], undefined, 'no cluster-wide Secret rights when namespaces are listed');
@@ -214,7 +220,7 @@ describe('charts/cloudnet', () => {
   });
 
   it('renders one locked-down host-network gateway per peer when gateway.enabled', () => {
-    const docs = render('gateway.enabled=true', 'gateway.site=site-a',
+    const docs = render('gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false',
       'gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24', 'gateway.peers[0].networks={192.0.2.0/24}',
       'gateway.peers[1].site=site-c', 'gateway.peers[1].interface=cn-c', 'gateway.peers[1].tunnelAddress=198.18.11.1/24', 'gateway.peers[1].listenPort=51821');
     const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
@@ -222,7 +228,7 @@ describe('charts/cloudnet', () => {
     const [b] = gws;
     const c = b.spec.template.spec.containers[0];
     assert.deepEqual(c.args, ['gateway', '--kube', '--site=site-a', '--peer-site=site-b', '--interface=cn-b', '--tunnel-address=198.18.10.1/24',
-      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--network=192.0.2.0/24']);
+      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--node-address=$(NODE_IP)', '--network=192.0.2.0/24']);
     assert.equal(b.spec.template.spec.hostNetwork, true);
     assert.equal(b.spec.template.spec.serviceAccountName, 't-cloudnet-gateway');
     assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
@@ -244,6 +250,68 @@ describe('charts/cloudnet', () => {
     assert.equal(events.metadata.namespace, 'default');
     assert.deepEqual(grants(rules(events)), { 'core/events': 'create,patch' });
     assert.equal(render().filter((d) => d.metadata.name.includes('gateway')).length, 0, 'no gateway by default');
+  });
+
+  it('with defaults renders the site data plane: gateway with the relay pair, route agent, peer access', () => {
+    const docs = renderDefaults();
+    type Pod = { hostNetwork?: boolean; containers: Container[]; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: { matchExpressions: { key: string; operator: string; values: string[] }[] }[] } } }; nodeSelector?: Record<string, string> };
+    const gw = only<K8sObject & { spec: { template: { spec: Pod } } }>(docs, 'Deployment', 't-cloudnet-gateway-site-b');
+    const pod = gw.spec.template.spec;
+    assert.equal(pod.hostNetwork, true);
+    assert.deepEqual(pod.nodeSelector, { 'cloudnet.io/gateway': 'true' });
+    assert.deepEqual(pod.containers.map((c) => c.name), ['gateway', 'relay-send', 'relay-receive']);
+    const [, send, receive] = pod.containers;
+    for (const c of pod.containers) assert.match(c.image, /^ghcr\.io\/cloudnet-io\/cloudnet-gateway:/);
+    assert.deepEqual(send.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'the sender owns its nftables table');
+    assert.ok(send.args.includes('--intercept=nft:cloudnet_site_b') && send.args.includes('--api=$(POD_IP):9443'), send.args.join(' '));
+    assert.ok(send.args.includes('--peer=198.18.10.2:7400') && send.args.includes('--servername=relay.site-b.cloudnet'));
+    assert.deepEqual(receive.securityContext.capabilities, { drop: ['ALL'] }, 'the receiver needs no privilege');
+    assert.equal(receive.securityContext.runAsNonRoot, true);
+    assert.ok(receive.args.includes('--listen=198.18.10.1:7400') && receive.args.includes('--allow-destination=192.0.2.0/24'), receive.args.join(' '));
+    // The relay's own argument parser accepts what the chart passes (--help stops it there).
+    for (const c of [send, receive]) {
+      const r = spawnSync(process.execPath, [join(repoRoot, 'src', 'cli.ts'), ...c.args, '--help'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0, `cloudnet ${c.args.join(' ')} --help: ${r.stderr}`);
+    }
+    const svc = only<K8sObject & { spec: { ports: { port: number; targetPort: number }[]; selector: Record<string, string> } }>(docs, 'Service', 't-cloudnet-relay-site-b');
+    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[443, 9443]]);
+    assert.equal(svc.spec.selector['cloudnet.io/peer-site'], 'site-b');
+    assert.ok(only(docs, 'Secret', 't-cloudnet-relay-api'), 'a generated API token');
+    // The operator: link provider on, relay API from the Service, token and CA mounted.
+    const op = only<Deployment>(docs, 'Deployment', 't-cloudnet').spec.template.spec.containers[0];
+    const env = Object.fromEntries(op.env.map((e) => [e.name, e.value]));
+    assert.equal(env.CLOUDNET_LINK_PROVIDER, 'gateway');
+    assert.equal(env.CLOUDNET_RELAY_API, 'site-b=https://t-cloudnet-relay-site-b.cloudnet-system.svc:443');
+    assert.ok(parseRelayApiSetting(env.CLOUDNET_RELAY_API!));
+    assert.match(op.image, /^ghcr\.io\/cloudnet-io\/cloudnet:/);
+    // Route agent: every node but the gateway nodes, host network, NET_ADMIN only, reads configmaps only.
+    const ds = only<K8sObject & { spec: { template: { spec: Pod } } }>(docs, 'DaemonSet', 't-cloudnet-route-agent');
+    assert.deepEqual(ds.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions,
+      [{ key: 'cloudnet.io/gateway', operator: 'NotIn', values: ['true'] }]);
+    assert.deepEqual(ds.spec.template.spec.containers[0].args, ['route-agent', '--kube', '--namespace=cloudnet-system', '--interval-ms=5000']);
+    assert.deepEqual(ds.spec.template.spec.containers[0].securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.deepEqual(grants(rules(only(docs, 'Role', 't-cloudnet-route-agent'))), { 'core/configmaps': 'list' });
+    // Peer access: what peers may do here, confined; no wildcard anywhere.
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), { 'core/namespaces': 'get' });
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer-vmdata'))), {
+      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list', 'core/configmaps': 'create,delete,get,list', 'core/secrets': 'create,delete,get,list',
+      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get', 'kubevirt.io/virtualmachineinstances': 'get', 'kubevirt.io/virtualmachines': 'create,delete,get,list',
+    });
+    const vmdata = only<K8sObject & { roleRef: { kind: string; name: string } }>(docs, 'RoleBinding', 't-cloudnet-peer-vmdata');
+    assert.equal(vmdata.metadata.namespace, 'default', 'per listed namespace, not cluster-wide');
+    assert.equal(docs.filter((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 't-cloudnet-peer-vmdata').length, 0);
+    assert.equal(only(docs, 'Role', 't-cloudnet-peer').metadata.namespace, 'kubevirt');
+    for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
+      for (const r of rules(d)) for (const v of [...r.apiGroups, ...r.resources, ...r.verbs]) assert.ok(!v.includes('*'), `${d.metadata.name}: wildcard`);
+    }
+    // cert-manager: a Certificate for the relay's TLS Secret only when its CRD exists.
+    assert.equal(docs.filter((d) => d.kind === 'Certificate').length, 0);
+    const r = runHelm(['template', 't', chartDir, '--namespace', 'cloudnet-system', '--kube-version', KUBE_VERSION, '--api-versions', 'cert-manager.io/v1/Certificate']);
+    assert.equal(r.status, 0, r.stderr);
+    const cert = only<K8sObject & { spec: { secretName: string; dnsNames: string[]; usages: string[] } }>(parse(r.stdout), 'Certificate');
+    assert.equal(cert.spec.secretName, 't-cloudnet-relay-tls');
+    assert.deepEqual(cert.spec.dnsNames, ['relay.site-a.cloudnet', 't-cloudnet-relay-site-b.cloudnet-system.svc']);
+    assert.ok(cert.spec.usages.includes('server auth') && cert.spec.usages.includes('client auth'));
   });
 
   it('passes operator.relayAPI and its token Secret to the operator (CLOUDNET_RELAY_API*)', () => {
@@ -274,7 +342,7 @@ describe('charts/cloudnet', () => {
       ['securityContext.allowPrivilegeEscalation=true', /'\/securityContext\/allowPrivilegeEscalation': value must be false/],
       ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
       ['rbac.vmDataNamespaces={Not_A_Namespace}', /'\/rbac\/vmDataNamespaces\/0'/],
-      ['gateway.enabled=true', /'\/gateway\/site': minLength/],
+      ['gateway.site=', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
@@ -301,7 +369,7 @@ describe('config/ plain manifests', () => {
     const r = spawnSync(cachedTool('kubectl'), ['kustomize', join(repoRoot, 'config', 'default')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const got = parse(r.stdout).map((d) => `${d.kind}/${d.metadata.name}`).sort();
-    const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false'])).map((d) => `${d.kind}/${d.metadata.name}`);
+    const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false', ...OPERATOR_ONLY])).map((d) => `${d.kind}/${d.metadata.name}`);
     assert.deepEqual(got, [...chart, 'Namespace/cloudnet-system'].sort());
   });
 });

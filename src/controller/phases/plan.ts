@@ -196,7 +196,8 @@ function step(c: Ctx): boolean {
   const before = phase === Phases.ConnectingLink || phase === Phases.SyncingStorage || phase === Phases.PreparingTarget || phase === Phases.AwaitingCutover;
   if (before && !inFlightBeforeMemory(c)) return false;
   if (!reachable && phase !== Phases.ConnectingLink && phase !== Phases.SyncingStorage) {
-    const why = !obs.site.ok ? obs.site : !obs.targetCluster.ok ? obs.targetCluster : { reason: 'TargetClusterUnreachable', message: 'target cluster state unknown' };
+    const why = !obs.site.ok ? obs.site : !obs.targetCluster.ok ? obs.targetCluster : !obs.targetNamespace.ok ? obs.targetNamespace
+      : { reason: 'TargetClusterUnreachable', message: 'target cluster state unknown' };
     c.stall = { reason: why.reason, message: why.message };
     requeue(c, c.opts.pollMs);
     return false;

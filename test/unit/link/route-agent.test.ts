@@ -21,7 +21,7 @@ function fakeIp(initial: { dst: string; gateway?: string; protocol: string }[]) 
 test('routes the peer networks via the gateway node, replaces what changed, leaves others alone', async () => {
   const f = fakeIp([{ dst: '10.9.0.0/16', gateway: '192.0.2.254', protocol: 'static' }, { dst: '203.0.113.0/24', gateway: '192.0.2.1', protocol: '211' }]);
   let want = [{ via: '192.0.2.1', networks: ['198.51.100.0/24', '198.18.50.7/20'] }];
-  const agent = new RouteAgent({ desired: async () => want, ip: f.ip });
+  const agent = new RouteAgent({ desired: async () => want, ip: f.ip, localAddresses: () => ['192.0.2.9'] });
   await agent.reconcile();
   const ours = () => f.table().filter((r) => r.protocol === '211').map((r) => `${r.dst} via ${r.gateway}`).sort();
   assert.deepEqual(ours(), ['198.18.48.0/20 via 192.0.2.1', '198.51.100.0/24 via 192.0.2.1'], 'networks normalised; a stale route of ours removed');
@@ -37,8 +37,15 @@ test('routes the peer networks via the gateway node, replaces what changed, leav
   assert.ok(f.table().some((r) => r.dst === '10.9.0.0/16'));
 });
 
+test('on the gateway node itself (the target is one of its own addresses) nothing is routed', async () => {
+  const f = fakeIp([]);
+  const agent = new RouteAgent({ desired: async () => [{ via: '192.0.2.1', networks: ['198.51.100.0/24'] }], ip: f.ip, localAddresses: () => ['127.0.0.1', '192.0.2.1'] });
+  await agent.reconcile();
+  assert.deepEqual(f.table(), []);
+});
+
 test('IPv6 networks are refused (the bed and the gateway route IPv4)', async () => {
-  const agent = new RouteAgent({ desired: async () => [{ via: '192.0.2.1', networks: ['2001:db8::/32'] }], ip: fakeIp([]).ip });
+  const agent = new RouteAgent({ desired: async () => [{ via: '192.0.2.1', networks: ['2001:db8::/32'] }], ip: fakeIp([]).ip, localAddresses: () => [] });
   await assert.rejects(agent.reconcile(), /only IPv4/);
 });
 
