@@ -214,10 +214,18 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     }, 60_000);
     const hub = new SyncHub();
     const migrations = { disableTLS: !(o.migrationTLS ?? false) };
-    // The synchronization controllers run on node-3 of each site (their addresses are labels: the
-    // stand-ins pair through the in-process SyncHub).
-    const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: `${sites.a.nodes[1].ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeA.name, nodeAddress: nodeA.ip, migrations });
-    const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: `${sites.b.nodes[1].ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeB.name, nodeAddress: nodeB.ip, migrations });
+    // The synchronization controllers run on node-3 of each site: a port that answers there, and
+    // the sender's controller dials its peer's from its own node before the pair meets (through
+    // the route agent and the gateways, like the migration itself; the state itself goes through
+    // the in-process SyncHub).
+    const sync = { a: sites.a.nodes[1], b: sites.b.nodes[1] };
+    const syncProcs = [sync.a, sync.b].map((n) => sites.spawn(n.ns, 'socat', [`TCP-LISTEN:9185,bind=${n.ip},reuseaddr,fork`, 'EXEC:/bin/true'], { stdio: 'ignore' }));
+    cleanups.push(() => { for (const p of syncProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+    const dialFrom = (ns: string) => async (address: string): Promise<void> => {
+      await sites.exec(ns, 'socat', ['-u', 'OPEN:/dev/null', `TCP:${address},connect-timeout=3`], { timeoutMs: 5000 });
+    };
+    const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: `${sync.a.ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeA.name, nodeAddress: nodeA.ip, migrations, syncDial: dialFrom(sync.a.ns) });
+    const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: `${sync.b.ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeB.name, nodeAddress: nodeB.ip, migrations, syncDial: dialFrom(sync.b.ns) });
     await Promise.all([standA.start(), standB.start()]);
     cleanups.push(() => Promise.all([standA.stop(), standB.stop()]).then(() => undefined));
     await applySiteSample(src, b);

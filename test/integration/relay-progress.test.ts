@@ -124,6 +124,7 @@ test('relay provider: a relay that is down or silent yields a report and no prog
     assert.equal(await provider.progress({ migration: m, site }, AbortSignal.timeout(10_000)), undefined, url);
     const r = await provider.register({ migration: m, site, encrypted: false, destinations: [{ host: '127.0.0.1', port: 1 }] }, AbortSignal.timeout(10_000));
     assert.equal(r.reason, 'RelayUnreachable', url);
+    await provider.release({ migration: m, site }, AbortSignal.timeout(10_000)); // never holds a rollback hostage
     assert.ok(Date.now() - t0 < 3000, `${url}: took ${Date.now() - t0} ms`);
   }
 });

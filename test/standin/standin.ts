@@ -126,6 +126,12 @@ export interface StandInOptions {
   nodeName?: string;
   /** That node's migration address (its certificate is issued for it). Default 127.0.0.1. */
   nodeAddress?: string;
+  /**
+   * How this cluster's synchronization controller reaches a peer's (`connectURL`): resolves when
+   * a TCP connection to it opens from where the controller runs, rejects with the dial error.
+   * Default: not dialled (the pair meets through the SyncHub alone).
+   */
+  syncDial?(address: string, signal: AbortSignal): Promise<void>;
 }
 
 const terminal = (p: string | undefined) => p === 'Succeeded' || p === 'Failed';
@@ -165,6 +171,7 @@ export class KubeVirtStandIn {
   private readonly migrations: { disableTLS?: boolean } | undefined;
   readonly nodeName: string;
   readonly nodeAddress: string;
+  private readonly syncDial: StandInOptions['syncDial'];
   private ca: KeyPair | undefined;
   private nodeCert: KeyPair | undefined;
   private readonly abort = new AbortController();
@@ -203,6 +210,7 @@ export class KubeVirtStandIn {
     this.migrations = o.migrations;
     this.nodeName = o.nodeName ?? `${o.client.clusterName}-node`;
     this.nodeAddress = o.nodeAddress ?? '127.0.0.1';
+    this.syncDial = o.syncDial;
   }
 
   get cluster(): string {
@@ -614,6 +622,11 @@ export class KubeVirtStandIn {
       return;
     }
     if (!r.receiver) { await setBlocked(undefined); return; } // the target buffers until its VMIM exists
+    if (this.syncDial) {
+      // The sync controllers talk over the network: an unreachable peer blocks the pair here.
+      const err = await this.syncDial(connectURL, AbortSignal.timeout(5000)).then(() => undefined, (e: unknown) => (e instanceof Error ? e.message : String(e)));
+      if (err !== undefined) { await setBlocked(`rpc error: code = Unavailable desc = connection error: dial tcp ${connectURL}: ${err}`); return; }
+    }
     if (inject.hangAt && PAIRING_PHASES.has(inject.hangAt)) { await setBlocked(undefined); return; }
     if (inject.failAt && PAIRING_PHASES.has(inject.failAt)) { this.hub.fail(r, `stand-in: injected failure at ${inject.failAt}`); return; }
     r.step = 0;

@@ -67,11 +67,22 @@ export class RelayApiProvider implements MigrationRelay {
     }
   }
 
+  /**
+   * Best effort: a relay that is gone took its registrations with it (they live in its memory),
+   * and one that is unreachable must not hold a finished migration or its rollback hostage; a
+   * registration left behind only names ports of a migration that is over.
+   */
   async release(req: RelayRequest, signal: AbortSignal): Promise<void> {
     const id = req.migration.status?.migrationID;
     const c = this.client(req.site.metadata.name ?? '');
     this.memory.delete(id ?? '');
-    if (c && id) await c.release(id, signal);
+    if (!c || !id) return;
+    try {
+      await c.release(id, signal);
+    } catch (e) {
+      if (signal.aborted) throw e;
+      log.warn('could not release the migration\'s relay flows; going on', { relay: c.url, migrationID: id, error: errText(e) });
+    }
   }
 
   async progress(req: RelayRequest, signal: AbortSignal): Promise<MigrationProgress | undefined> {
