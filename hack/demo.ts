@@ -207,7 +207,7 @@ async function relayExactness(bed: WanBed, sessions: number): Promise<string> {
 
 async function bootGuests(bed: WanBed, vms: string[]): Promise<void> {
   for (const vm of vms) await createGuestVM(bed.src, NS, vm, { workload, memoryMiB, disks });
-  say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) in site A's node namespace`);
+  say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) on ${bed.sites.a.nodes[0].name} (${bed.sites.a.nodes[0].ip}), a worker node of site A`);
   await waitFor('guests running', async () => {
     for (const vm of vms) {
       const vmi = await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, NS, vm);
@@ -230,7 +230,7 @@ const median = (xs: number[]): string => {
 async function main(): Promise<number> {
   say(`${qemuVersion()} (TCG), guest disks by ${process.env.CLOUDNET_DISK_TRANSPORT ?? 'nbd'}${process.env.CLOUDNET_QEMU_ROOT ? ', from hack/fetch-qemu.sh' : ''}`);
   say(`WAN: ${rateMbps} Mbit/s each way, RTT ${rttMs} ms (one-way delay ${rttMs / 2} ms), queue one RTT's worth; ` +
-    'site A 192.0.2.0/24 (gw 203.0.113.1) <-> site B 198.51.100.0/24 (gw 203.0.113.2), WireGuard between the gateways');
+    'site A 192.0.2.0/24 (gateway node 192.0.2.1, WAN 203.0.113.1) <-> site B 198.51.100.0/24 (gateway node 198.51.100.1, WAN 203.0.113.2), WireGuard between the gateway nodes; workers node-2, node-3 in each site');
   const bed = await startWanBed({ rateBps: rateMbps * 1e6, rttMs, relay: true, log: say, onSample: (id, s) => latest.set(id, s) });
   let stopWatch: (() => void) | undefined;
   let code = 0;
@@ -259,7 +259,7 @@ async function main(): Promise<number> {
     if (!attributed) code = 1;
     stopWatch();
     stopWatch = undefined;
-    say('now the same guest(s) once more, plain: straight across the same WAN, no relay');
+    say('now the same guest(s) once more, plain (relay.enabled=false: nothing registered, the flows pass the gateway untouched), across the same WAN');
     await bootGuests(bed, plainVms);
     // A baseline that cannot converge (QEMU's block migration re-sends a whole 1 MiB chunk per
     // dirty disk sector) would run for the sample's 30 minutes: its WanMigration gets a memory
