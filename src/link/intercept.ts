@@ -11,7 +11,11 @@
 //     map flows { type ipv4_addr . inet_service : inet_service; elements = { 198.51.100.3 . 40123 : 35001 } }
 //     chain prerouting { type nat hook prerouting priority dstnat; ... redirect to ip daddr . tcp dport map @flows }
 //     chain output     { type nat hook output priority -100; ...  (connections made on the gateway node itself) }
+//     set ports { type inet_service; elements = { 35001 } }
+//     chain input      { type filter hook input priority 0; ... tcp dport @ports ct status dnat accept; tcp dport @ports drop }
 //   }
+// The input rule keeps the per-flow ports for redirected connections only: nobody can reach a
+// flow's relay port directly and be carried (and counted) as that migration.
 import { run } from './exec.ts';
 
 /** One redirect: TCP to destination goes to the local port instead. */
@@ -41,6 +45,7 @@ export function nftScript(table: string, flows: readonly RedirectFlow[]): string
   if (!TABLE.test(table)) throw new Error(`interception: bad nftables table name ${table}`);
   flows.forEach(checkFlow);
   const elements = flows.map((f) => `${f.destination.host} . ${f.destination.port} : ${f.localPort}`);
+  const ports = [...new Set(flows.map((f) => f.localPort))];
   const rule = 'meta l4proto tcp redirect to ip daddr . tcp dport map @flows';
   return [
     // `add` then `delete` makes the delete safe when the table does not exist yet.
@@ -50,6 +55,8 @@ export function nftScript(table: string, flows: readonly RedirectFlow[]): string
     `  map flows { type ipv4_addr . inet_service : inet_service;${elements.length ? ` elements = { ${elements.join(', ')} }` : ''} }`,
     `  chain prerouting { type nat hook prerouting priority dstnat; policy accept; ${rule}; }`,
     `  chain output { type nat hook output priority -100; policy accept; ${rule}; }`,
+    `  set ports { type inet_service;${ports.length ? ` elements = { ${ports.join(', ')} }` : ''} }`,
+    '  chain input { type filter hook input priority 0; policy accept; tcp dport @ports ct status dnat accept; tcp dport @ports drop; }',
     '}',
     '',
   ].join('\n');

@@ -100,6 +100,11 @@ test('gateway interception: registered flows go through the relay pair, others p
     assert.equal(rx?.migration?.migrationID, 'uid-1234', 'the receiver knows the owner too');
   });
 
+  await test('the flow\'s relay port takes only redirected connections', async () => {
+    const r = await sites.exec(sites.a.nodeNs, 'socat', ['-u', 'OPEN:/dev/null', `TCP:${sites.a.gwLanIp}:${state.flows[0].localPort},connect-timeout=2`], { allowFail: true, timeoutMs: 10_000 });
+    assert.notEqual(r.code, 0, 'a direct connection to the relay\'s flow port is dropped');
+  });
+
   await test('an unregistered flow passes through untouched', async () => {
     const r = await runTransfer(sites.a.nodeNs, dest, otherPort, 1 << 20, { hash: true, rttSamples: 0 });
     assert.equal(r.sha256Match, true);

@@ -10,6 +10,8 @@ test('one table replaced in one transaction: a map from (daddr, dport) to the lo
   assert.match(s, /elements = \{ 198\.51\.100\.2 \. 40000 : 35001, 198\.51\.100\.2 \. 40001 : 35002 \}/);
   assert.match(s, /type nat hook prerouting priority dstnat; policy accept; meta l4proto tcp redirect to ip daddr \. tcp dport map @flows;/);
   assert.match(s, /type nat hook output priority -100/);
+  assert.match(s, /set ports \{ type inet_service; elements = \{ 35001, 35002 \} \}/);
+  assert.match(s, /tcp dport @ports ct status dnat accept; tcp dport @ports drop;/, 'flow ports only for redirected connections');
   assert.doesNotMatch(nftScript('t', []), /elements/, 'no flows: an empty map, nothing redirected');
 });
 
