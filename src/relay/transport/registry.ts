@@ -77,6 +77,8 @@ export class FlowRegistry {
         throw new RegistrationError(409, `migration ID ${id} is registered by ${prev.reg.owner.namespace}/${prev.reg.owner.name}`);
       }
       const entry: Entry = prev ?? { reg, registeredAt: new Date().toISOString(), listeners: new Map() };
+      // The operator re-registers on every reconcile: only a change is worth a log line.
+      const changed = !prev || JSON.stringify([prev.reg.destinations, prev.reg.settings]) !== JSON.stringify([reg.destinations, reg.settings]);
       entry.reg = reg;
       const cacheMiB = Math.min(reg.settings.cacheSizeMiB, this.o.cacheMiB);
       const wanted = new Set(reg.destinations.map(flowKey));
@@ -103,7 +105,7 @@ export class FlowRegistry {
       } finally {
         for (const s of removed) s.close();
       }
-      log.info('flows registered', { migration: `${reg.owner.namespace}/${reg.owner.name}`, migrationID: id, flows: [...wanted].join(',') });
+      if (changed) log.info('flows registered', { migration: `${reg.owner.namespace}/${reg.owner.name}`, migrationID: id, flows: [...wanted].join(','), settings: JSON.stringify(reg.settings) });
       return this.state(entry);
     });
   }

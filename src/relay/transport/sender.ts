@@ -465,7 +465,10 @@ export class SenderRelay {
     clearTimeout(s.batchTimer);
     if (!s.source.destroyed) s.source.resetAndDestroy(); // QEMU must see an abort, not a clean end
     if (notifyPeer) this.link?.sendJson(F.F_CLOSE, s.id, { reason, message: `sender closed session: ${reason}` } satisfies F.CloseInfo);
-    if (this.ctx?.active === s.enc) this.ctx.active = undefined;
+    // The open batch already made its cache inserts on this side: it still goes out (the receiver
+    // decodes a closed session's frames for exactly this), or the caches fall out of lockstep
+    // and a later session referencing that content fails with cache-desync.
+    if (this.ctx?.active === s.enc) s.enc.emitPending();
     this.retire(s);
     M.sessionsClosed.inc({ role: 'sender', reason });
     log.warn('session closed', { session: String(s.id), reason });
