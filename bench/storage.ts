@@ -28,7 +28,7 @@ import { cacheDir } from '../src/qemu/image.ts';
 import type { QemuGuest } from '../src/qemu/process.ts';
 import type { QmpClient } from '../src/qemu/qmp.ts';
 import { createContext, type CodecContext } from '../src/relay/codec/index.ts';
-import { createDecoder, createEncoder, type CodecName } from '../src/storage/codec.ts';
+import { createDecoder, createEncoder, storageFrameWriter, type CodecName } from '../src/storage/codec.ts';
 import { NbdServer } from '../src/storage/nbd-server.ts';
 import { SourceAgent } from '../src/storage/source.ts';
 import type { SourceStatus } from '../src/storage/status.ts';
@@ -175,8 +175,10 @@ async function startNbdPath(dir: string, egress: string, codec: CodecName, ctx?:
     const emit = (b: Buffer): void => { w.write(b); };
     // The NBD handshake (small, interactive) is its own session, flushed at once; the
     // transmission phase is parsed as NBD requests, as the relay's sender does with KubeVirt's stream.
-    const hs = createEncoder(codec, emit, { ...(ctx ? { context: ctx.s } : {}), session: 1, mode: 'generic' });
-    const tx = createEncoder(codec, emit, { ...(ctx ? { context: ctx.s } : {}), session: 2 });
+    // Both sessions' frames share the connection, so they share its frame writer (one CRC chain).
+    const frames = storageFrameWriter();
+    const hs = createEncoder(codec, emit, { ...(ctx ? { context: ctx.s } : {}), session: 1, mode: 'generic', frames });
+    const tx = createEncoder(codec, emit, { ...(ctx ? { context: ctx.s } : {}), session: 2, frames });
     lastTx = tx;
     const shake = new HandshakeTracker();
     let scheduled = false;

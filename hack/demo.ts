@@ -22,10 +22,11 @@ import type { KubeObject } from '../src/kube/rest.ts';
 import type { WanMigration } from '../src/api/wanmigration.ts';
 import type { WorkloadSpec } from '../src/qemu/image.ts';
 import { binDir } from '../test/env/cluster.ts';
-import { getWM, loadSample, waitFor } from '../test/standin/harness.ts';
+import { getWM, loadSample } from '../test/standin/harness.ts';
 import type { MigrationTuning } from '../src/qemu/migrate.ts';
 import { qemuVersion } from '../src/qemu/process.ts';
 import { createGuestVM, startWanBed, type WanBed } from '../test/e2e/wan-bed.ts';
+import { waitFor } from '../test/helpers/poll.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -208,13 +209,13 @@ async function relayExactness(bed: WanBed, sessions: number): Promise<string> {
 async function bootGuests(bed: WanBed, vms: string[]): Promise<void> {
   for (const vm of vms) await createGuestVM(bed.src, NS, vm, { workload, memoryMiB, disks });
   say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) on ${bed.sites.a.nodes[0].name} (${bed.sites.a.nodes[0].ip}), a worker node of site A`);
-  await waitFor('guests running', async () => {
+  await waitFor(async () => {
     for (const vm of vms) {
       const vmi = await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, NS, vm);
       if (vmi?.status?.phase !== 'Running') return false;
     }
     return true;
-  }, 300_000, 500);
+  }, { what: 'guests running', timeoutMs: 300_000, intervalMs: 500 });
   // Let the workload reach its steady state (memwriter fills its working set).
   await new Promise((r) => setTimeout(r, 3000));
   say('guest(s) running; heartbeat on the serial console');

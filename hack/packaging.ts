@@ -16,7 +16,7 @@ export const CONFIG_RELEASE = 'cloudnet';
 export const CONFIG_NAMESPACE = 'cloudnet-system';
 /** config/ holds the operator alone: the data plane (gateway, relay, route agent) and the peer
  *  access rights are per site and need their values, so they come from the chart only. */
-export const OPERATOR_ONLY = ['gateway.enabled=false', 'peerAccess.enabled=false'];
+export const OPERATOR_ONLY = ['gateway.enabled=false'];
 /** helm template's built-in Kubernetes version is below the chart's kubeVersion; render for ours. */
 export const KUBE_VERSION = '1.35.0';
 
@@ -94,11 +94,16 @@ export function splitRendered(out: string): RenderedDoc[] {
   return docs;
 }
 
-/** Where each chart template lands under config/ (templates not listed are chart-only). */
+/**
+ * Where each chart template lands under config/ (templates not listed are chart-only; so are the
+ * vmdata Roles, which the defaults do not render: add Roles for your VM namespaces yourself).
+ */
 const CONFIG_LAYOUT: Record<string, string> = {
   'templates/serviceaccount.yaml': 'config/rbac/service_account.yaml',
   'templates/clusterrole.yaml': 'config/rbac/cluster_role.yaml',
   'templates/role.yaml': 'config/rbac/role.yaml',
+  'templates/kubevirt-role.yaml': 'config/rbac/kubevirt_role.yaml',
+  'templates/metrics-rbac.yaml': 'config/rbac/metrics_rbac.yaml',
   'templates/user-roles.yaml': 'config/rbac/user_roles.yaml',
   'templates/deployment.yaml': 'config/manager/manager.yaml',
   'templates/service.yaml': 'config/manager/metrics_service.yaml',

@@ -25,7 +25,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { kernelCmdline, type WorkloadSpec } from '../src/qemu/image.ts';
 import { checkGuestRam, type MemoryCheck } from '../src/qemu/memory-check.ts';
 import { migrate } from '../src/qemu/migrate.ts';
-import { freeLoopbackPort } from '../src/qemu/stream-tee.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import { createGuestLab, type GuestLab } from '../test/env/qemu.ts';
 
 const runs = Number(process.env.RUNS ?? 20);
@@ -79,7 +79,7 @@ async function round(lab: GuestLab, i: number): Promise<RoundResult> {
   await delay(warmupMs);
   const dst = await lab.start({ ...common, name: `r${i}-dst`, incoming: true, disks: diskFile(lab, `r${i}-dst`), ramFile: ramFile(`r${i}-dst`) });
   let check: MemoryCheck | undefined;
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   try {
     const result = await migrate({
       source: src.qmp,

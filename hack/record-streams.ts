@@ -16,7 +16,8 @@ import { parseArgs } from 'node:util';
 import { cacheDir, kernelCmdline, type WorkloadSpec } from '../src/qemu/image.ts';
 import { formatMigration, migrate, migrateToFile, type MigrationResult, type MigrationTuning } from '../src/qemu/migrate.ts';
 import { startGuest, type QemuGuest } from '../src/qemu/process.ts';
-import { freeLoopbackPort, startStreamTee } from '../src/qemu/stream-tee.ts';
+import { startStreamTee } from '../src/qemu/stream-tee.ts';
+import { freePort } from '../test/helpers/ports.ts';
 
 const MIB = 1024 * 1024;
 const MIX = 'zero:20,dup:20,random:20,text:40';
@@ -88,7 +89,7 @@ async function record(rec: Recording, outDir: string, work: string): Promise<voi
     } else {
       const dst = await startGuest({ ...common, name: `${rec.name}-dst`, incoming: true });
       guests.push(dst);
-      const incoming = await freeLoopbackPort();
+      const incoming = await freePort();
       await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${incoming}` });
       const tee = await startStreamTee({ targetHost: '127.0.0.1', targetPort: incoming, recordPath: partial });
       try {

@@ -7,3 +7,6 @@ export * from './crds.ts';
 export * from './resources.ts';
 export * from './ports.ts';
 export * from './site-kubeconfig.ts';
+export * from './names.ts';
+export * from './tenancy.ts';
+export * from './peer-permissions.ts';

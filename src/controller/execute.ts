@@ -5,6 +5,7 @@
 import type { V1VirtualMachine } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { KubeClient, Ref } from '../kube/client.ts';
 import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
+import { describeRequestError } from '../kube/request-errors.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
 import type { Action, StepAction } from './phases/actions.ts';
 import type { StepResults } from './phases/steps.ts';
@@ -20,13 +21,22 @@ import {
 
 type DataObj = KubeObject & { data?: Record<string, string> };
 
+/** An action's failure, with the object it was about and the API server's answer, for the status. */
+export class ActionError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`${what}: ${describeRequestError(cause)}`, { cause });
+    this.name = 'ActionError';
+  }
+}
+
 async function createIfMissing(c: KubeClient, ref: Ref, obj: KubeObject, signal: AbortSignal): Promise<boolean> {
   try {
     await c.create(ref, obj, { signal });
     return true;
   } catch (e) {
     if (isAlreadyExists(e)) return false;
-    throw e;
+    if (signal.aborted) throw e;
+    throw new ActionError(`cannot create ${ref.kind} ${obj.metadata?.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata?.name} on ${c.clusterName}`, e);
   }
 }
 

@@ -1,7 +1,7 @@
 // Public surface of the controllers: reconciler factories and the controller factories the
 // operator's manager runs (src/operator/controllers.ts). The provider ports they take are in
 // src/api/ports.ts.
-import { Controller, mapFromLabels } from '../kube/controller.ts';
+import { Controller, type MapFunc } from '../kube/controller.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import type { ControllerFactory, ControllerDeps } from './factory.ts';
 import { WanMigrationReconciler } from './wanmigration.ts';
@@ -9,7 +9,7 @@ import { SiteReconciler } from './site.ts';
 import { siteClustersFrom } from './site-clusters.ts';
 import { Res } from '../api/resources.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL } from './names.ts';
-import { MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
+import { MIGRATION_NAME_ANNOTATION, MIGRATION_NAME_LABEL, MIGRATION_NAMESPACE_LABEL } from './target-objects.ts';
 import type { LinkProvider, MigrationRelay, StoragePreCopy } from '../api/ports.ts';
 import type { PlanOptions } from './phases/plan.ts';
 import type { Site } from '../api/site.ts';
@@ -32,6 +32,17 @@ export interface ControllerProviders {
   plan?: Partial<PlanOptions>;
 }
 
+/**
+ * A VMIM of ours → its WanMigration. The full name is in an annotation, because the name label
+ * is shortened beyond 63 characters; the label alone serves VMIMs made before the annotation.
+ */
+const mapToMigration: MapFunc = (obj) => {
+  const md = obj.metadata ?? {};
+  const namespace = md.labels?.[MIGRATION_NAMESPACE_LABEL];
+  const name = md.annotations?.[MIGRATION_NAME_ANNOTATION] ?? md.labels?.[MIGRATION_NAME_LABEL];
+  return namespace && name ? [{ namespace, name }] : [];
+};
+
 /** Reconcile on spec changes and on deletion requests, not on our own status writes. */
 function specOrDeletionChanged(o: KubeObject, n: KubeObject): boolean {
   return o.metadata?.generation !== n.metadata?.generation || o.metadata?.deletionTimestamp !== n.metadata?.deletionTimestamp;
@@ -46,13 +57,13 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
     return new Controller({
       name: 'wanmigration',
       informer,
-      watches: [{ informer: vmims, map: mapFromLabels(MIGRATION_NAMESPACE_LABEL, MIGRATION_NAME_LABEL) }],
+      watches: [{ informer: vmims, map: mapToMigration }],
       updatePredicate: specOrDeletionChanged,
       maxConcurrentReconciles: d.maxConcurrentReconciles,
       metrics: manager.metrics,
       reconciler: new WanMigrationReconciler({
         local: manager.client,
-        clusters: siteClustersFrom(manager.clusters),
+        clusters: siteClustersFrom(manager.clusters, d.namespace),
         events: manager.eventRecorder('cloudnet.io/wanmigration-controller'),
         metrics: new WanMigrationMetrics(manager.metrics.registry),
         ...providers,
@@ -73,7 +84,7 @@ export function siteControllerFactory(providers: Pick<ControllerProviders, 'link
       metrics: manager.metrics,
       reconciler: new SiteReconciler({
         local: manager.client,
-        clusters: siteClustersFrom(manager.clusters),
+        clusters: siteClustersFrom(manager.clusters, d.namespace),
         events: manager.eventRecorder('cloudnet.io/site-controller'),
         ...providers,
       }),

@@ -8,6 +8,7 @@ import type {
 import type { KubeClient } from '../kube/client.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
+import { describeRequestError } from '../kube/request-errors.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
 import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
 import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
@@ -18,6 +19,7 @@ import { decentralizedGate, gateOffMessage } from './feature-gate.ts';
 import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { sameContent, volumeRefs } from './target-objects.ts';
+import { tenancyCheck } from './phases/tenancy.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -57,16 +59,14 @@ export function specHash(spec: ResolvedSpec): string {
   return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
 }
 
-function errText(e: unknown): string {
-  if (e instanceof KubeApiError) return `HTTP ${e.code} ${e.reason}: ${e.message}`;
-  if (e instanceof Error) return (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message);
-  return String(e);
-}
+const errText = describeRequestError;
 
 const CLIENT_ERROR_REASON: Record<string, string> = {
   SecretNotFound: 'KubeconfigSecretNotFound',
   KubeconfigMissing: 'KubeconfigSecretKeyMissing',
   KubeconfigInvalid: 'KubeconfigInvalid',
+  SecretUnreadable: 'KubeconfigSecretUnreadable',
+  SecretNamespaceNotAllowed: 'KubeconfigSecretNamespaceNotAllowed',
 };
 
 export async function resolveTarget(deps: WanMigrationDeps, siteName: string, signal: AbortSignal): Promise<{ site?: Site; client?: KubeClient; check: Check }> {
@@ -255,28 +255,32 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
-      const [lkv, tkv] = await Promise.all([
-        kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
-        kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
-      ]);
-      kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
-      world.migrationTLS = lkv.migrationTLS ?? true;
-      if (t.namespace.ok) {
-        try {
+      try {
+        const [lkv, tkv] = await Promise.all([
+          kubevirtCheck(deps.local, localKubevirtNs, 'source', signal),
+          kubevirtCheck(target, world.targetKubevirtNs, 'target', signal),
+        ]);
+        kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+        world.migrationTLS = lkv.migrationTLS ?? true;
+        if (t.namespace.ok) {
           [tView, tgtVmim] = await Promise.all([
             targetView(world, target, tkv.syncAddress, signal),
             target.tryGet<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
           ]);
-        } catch (e) {
-          // The Site's credentials may not touch this namespace (e.g. the target's chart lists
-          // other peerAccess.namespaces): bad input, reported, not a failing reconcile.
-          if (!(e instanceof KubeApiError && e.code === 403)) throw e;
-          targetNamespace = fail('TargetNamespaceForbidden', `the credentials of Site ${spec.targetSite} may not manage VMs in namespace ${spec.targetNamespace} on ${target.clusterName} (${errText(e)}); the target's admin grants it with the chart's peerAccess.namespaces`);
         }
+      } catch (e) {
+        // A read the target refuses (missing rights) or never answers stalls this migration only,
+        // with the reason, instead of failing every reconcile without a status.
+        if (signal.aborted) throw e;
+        world.target = undefined;
+        targetCluster = e instanceof KubeApiError && (e.code === 401 || e.code === 403)
+          ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks; the target's chart grants them with rbac.peer and rbac.vmDataNamespaces)`)
+          : fail('TargetClusterUnreachable', `a read on ${target.clusterName} (${target.rest.server}) failed: ${errText(e)}`);
       }
     }
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+  const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   const facts: Facts = {
     now,
     deleting: !!wm.metadata.deletionTimestamp,
@@ -285,6 +289,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     siteExists: !!site,
     ...(world.target ? { targetServer: world.target.rest.server } : {}),
     site: siteCheck,
+    tenancy,
+    ...(site?.metadata.deletionTimestamp ? { siteDeleting: true } : {}),
     targetCluster,
     kubevirt,
     targetNamespace,

@@ -7,18 +7,38 @@ import type {
 import type { KubeObject } from '../kube/rest.ts';
 import type { ResolvedSpec, WanMigration } from '../api/wanmigration.ts';
 import { GROUP } from '../api/meta.ts';
+import { labelValue } from '../api/names.ts';
+import { copiedMetadata } from '../api/tenancy.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL, MIGRATION_LABEL, RESTORE_RUN_STRATEGY, migrationNames } from './names.ts';
 
+/** The WanMigration's name as a label value: shortened and hashed beyond 63 characters (api/names.ts). */
 export const MIGRATION_NAME_LABEL = `${GROUP}/migration-name`;
 export const MIGRATION_NAMESPACE_LABEL = `${GROUP}/migration-namespace`;
+/** The WanMigration's full name (a name may be longer than a label value may be). */
+export const MIGRATION_NAME_ANNOTATION = `${GROUP}/migration-name`;
 
 /** Labels on every object we create, so we find (and only ever delete) our own. */
 export function ownedLabels(wm: WanMigration): Record<string, string> {
   return {
     [MIGRATION_LABEL]: wm.metadata.uid ?? '',
-    [MIGRATION_NAME_LABEL]: wm.metadata.name ?? '',
+    [MIGRATION_NAME_LABEL]: labelValue(wm.metadata.name ?? ''),
     [MIGRATION_NAMESPACE_LABEL]: wm.metadata.namespace ?? '',
     [MANAGED_BY_LABEL]: MANAGED_BY,
+  };
+}
+
+/** Annotations on every object we create: who created it, by full name. */
+export function ownedAnnotations(wm: WanMigration): Record<string, string> {
+  return { [MIGRATION_NAME_ANNOTATION]: wm.metadata.name ?? '' };
+}
+
+/** Labels and annotations of a copy: the source's, filtered by the tenancy rule (api/tenancy.ts), then ours. */
+function copyMetadata(
+  md: { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined, wm: WanMigration, extraAnnotations: Record<string, string> = {},
+): { labels: Record<string, string>; annotations: Record<string, string> } {
+  return {
+    labels: { ...copiedMetadata(md?.labels), ...ownedLabels(wm) },
+    annotations: { ...copiedMetadata(md?.annotations), ...extraAnnotations, ...ownedAnnotations(wm) },
   };
 }
 
@@ -67,8 +87,7 @@ export function receiverVM(source: V1VirtualMachine, wm: WanMigration, spec: Res
     metadata: {
       name: spec.vmName,
       namespace: spec.targetNamespace,
-      labels: { ...(md.labels ?? {}), ...ownedLabels(wm) },
-      annotations: { [RESTORE_RUN_STRATEGY]: runStrategyOf(source) },
+      ...copyMetadata(md, wm, { [RESTORE_RUN_STRATEGY]: runStrategyOf(source) }),
     },
     spec: vmSpec,
   };
@@ -97,7 +116,7 @@ export function blankDataVolume(disk: SourceDisk, wm: WanMigration, spec: Resolv
       name: disk.name,
       namespace: spec.targetNamespace,
       labels: ownedLabels(wm),
-      annotations: { 'cdi.kubevirt.io/storage.usePopulator': 'true' },
+      annotations: { 'cdi.kubevirt.io/storage.usePopulator': 'true', ...ownedAnnotations(wm) },
     },
     spec: {
       source: { blank: {} },
@@ -119,7 +138,7 @@ export function copyObject(obj: KubeObject & { data?: unknown; stringData?: unkn
     metadata: {
       name: obj.metadata?.name,
       namespace: spec.targetNamespace,
-      labels: { ...(obj.metadata?.labels ?? {}), ...ownedLabels(wm) },
+      ...copyMetadata(obj.metadata, wm),
     },
   };
   for (const k of ['data', 'binaryData', 'type', 'immutable'] as const) if (obj[k] !== undefined) out[k] = obj[k];
@@ -131,7 +150,7 @@ export function targetVMIM(wm: WanMigration, spec: ResolvedSpec): V1VirtualMachi
   return {
     apiVersion: 'kubevirt.io/v1',
     kind: 'VirtualMachineInstanceMigration',
-    metadata: { name: n.targetVMIM, namespace: spec.targetNamespace, labels: ownedLabels(wm) },
+    metadata: { name: n.targetVMIM, namespace: spec.targetNamespace, labels: ownedLabels(wm), annotations: ownedAnnotations(wm) },
     spec: { receive: { migrationID: n.migrationID }, vmiName: spec.vmName },
   };
 }
@@ -141,7 +160,7 @@ export function sourceVMIM(wm: WanMigration, spec: ResolvedSpec, connectURL: str
   return {
     apiVersion: 'kubevirt.io/v1',
     kind: 'VirtualMachineInstanceMigration',
-    metadata: { name: n.sourceVMIM, namespace: wm.metadata.namespace, labels: ownedLabels(wm) },
+    metadata: { name: n.sourceVMIM, namespace: wm.metadata.namespace, labels: ownedLabels(wm), annotations: ownedAnnotations(wm) },
     spec: { sendTo: { connectURL, migrationID: n.migrationID }, vmiName: spec.vmName },
   };
 }

@@ -18,7 +18,12 @@ export interface SecretRef {
   key?: string;
 }
 
-export type ClusterClientErrorReason = 'SecretNotFound' | 'KubeconfigMissing' | 'KubeconfigInvalid';
+/**
+ * SecretUnreadable: the Secret cache of the namespace did not fill within its bound (no right to
+ * list/watch Secrets there, or the API server does not answer); SecretNamespaceNotAllowed: the
+ * caller's policy forbids the namespace (the controllers accept only the operator's own).
+ */
+export type ClusterClientErrorReason = 'SecretNotFound' | 'KubeconfigMissing' | 'KubeconfigInvalid' | 'SecretUnreadable' | 'SecretNamespaceNotAllowed';
 
 /** Bad or missing credentials: retrying will not help until the Secret changes. */
 export class ClusterClientError extends Error {
@@ -44,8 +49,15 @@ interface CachedClient {
 export interface ClusterClientsOptions {
   local: KubeClient;
   informerOptions?: Omit<InformerOptions, 'name'>;
+  /**
+   * Bound on waiting for a namespace's Secret cache to fill, counted from the informer's start:
+   * once it has passed, callers fail at once (SecretUnreadable) until the cache fills. Default 10 s.
+   */
+  secretSyncTimeoutMs?: number;
   log?: Logger;
 }
+
+const DEFAULT_SECRET_SYNC_TIMEOUT_MS = 10_000;
 
 /** Builds a KubeConfig from kubeconfig YAML, with an error that never echoes the contents. */
 export function kubeConfigFromString(yaml: string, what: string): KubeConfig {
@@ -71,6 +83,7 @@ export class ClusterClients {
   private readonly opts: ClusterClientsOptions;
   private readonly log: Logger;
   private readonly informers = new Map<string, Informer<Secret>>();
+  private readonly startedAt = new Map<string, number>();
   private readonly cache = new Map<string, CachedClient>();
   private readonly listeners = new Set<(ref: { namespace: string; name: string }) => void>();
 
@@ -90,6 +103,7 @@ export class ClusterClients {
       const onChange = (s: Secret) => this.secretChanged(namespace, s.metadata?.name ?? '', s.metadata?.resourceVersion);
       inf.addEventHandler({ onUpdate: (_o, n) => onChange(n), onDelete: (s) => onChange({ ...s, metadata: { ...s.metadata, resourceVersion: '' } }), onAdd: onChange });
       this.informers.set(namespace, inf);
+      this.startedAt.set(namespace, Date.now());
       inf.start();
     }
     return inf;
@@ -107,8 +121,13 @@ export class ClusterClients {
    */
   async forSecret(ref: SecretRef, clusterName = `${ref.namespace}/${ref.name}`, signal?: AbortSignal): Promise<KubeClient> {
     const inf = this.secretInformer(ref.namespace);
-    if (!(await inf.waitForSync(signal))) throw new Error('aborted while waiting for the Secret cache');
     const what = `Secret ${ref.namespace}/${ref.name}`;
+    if (!(await this.waitForSecrets(ref.namespace, inf, signal))) {
+      if (signal?.aborted) throw new Error('aborted while waiting for the Secret cache');
+      const s = Math.round(this.syncTimeoutMs() / 1000);
+      throw new ClusterClientError('SecretUnreadable', `${what}: the operator could not list the Secrets of namespace ${ref.namespace} within ${s}s `
+        + '(it needs get, list and watch on Secrets there, and the API server must answer); it keeps trying');
+    }
     const secret = inf.getByName(ref.namespace, ref.name);
     if (!secret) throw new ClusterClientError('SecretNotFound', `${what} not found`);
     const dataKey = ref.key ?? 'kubeconfig';
@@ -124,6 +143,23 @@ export class ClusterClients {
     this.cache.set(cacheKey, { resourceVersion: rv, key: dataKey, client });
     this.log.info('built cluster client', { cluster: clusterName, secret: cacheKey, server: client.rest.server });
     return client;
+  }
+
+  private syncTimeoutMs(): number {
+    return this.opts.secretSyncTimeoutMs ?? DEFAULT_SECRET_SYNC_TIMEOUT_MS;
+  }
+
+  /**
+   * True once the namespace's Secret cache has filled. A wait never outlasts the bound counted from
+   * the informer's start, so a namespace that cannot be read costs each caller at most that once,
+   * then nothing: the informer keeps retrying in the background and the next call sees it fill.
+   */
+  private async waitForSecrets(namespace: string, inf: Informer<Secret>, signal?: AbortSignal): Promise<boolean> {
+    if (inf.hasSynced()) return true;
+    const left = (this.startedAt.get(namespace) ?? 0) + this.syncTimeoutMs() - Date.now();
+    if (left <= 0) return false;
+    const bound = AbortSignal.timeout(left);
+    return inf.waitForSync(signal ? AbortSignal.any([signal, bound]) : bound);
   }
 
   hasSynced(): boolean {

@@ -100,7 +100,11 @@ export class EventRecorder {
           this.series.delete(key); // the Event expired (TTL); start a new one
         }
       }
-      const name = `${ref.name ?? 'object'}.${randomBytes(8).toString('hex')}`;
+      // "<object>.<16 hex>" must stay a valid object name (253 characters) when the object's own
+      // name is long: cut it, and never leave a "-" or "." before the dot.
+      const suffix = randomBytes(8).toString('hex');
+      const prefix = (ref.name ?? '').slice(0, 253 - suffix.length - 1).replace(/[^A-Za-z0-9]+$/, '');
+      const name = `${prefix || 'object'}.${suffix}`;
       await this.o.client.create(Resources.event, {
         apiVersion: 'events.k8s.io/v1', kind: 'Event',
         metadata: { name, namespace },

@@ -8,6 +8,7 @@
 import { Resources, type KubeClient } from '../kube/client.ts';
 import { isNotFound, type KubeObject } from '../kube/rest.ts';
 import type { Site } from '../api/site.ts';
+import { OBJECT_NAME_MAX, boundedName, labelValue } from '../api/names.ts';
 import type { LinkEvent, LinkEventSink } from './events.ts';
 import type { GatewayExchange, PublishedGatewayState } from './exchange.ts';
 import { decodeKeys, encodeKeys, KEY_SECRET_NAME, type KeyStore, type StoredKeys } from './keystore.ts';
@@ -17,8 +18,9 @@ export const FIELD_MANAGER = 'cloudnet-gateway';
 export const STATE_KEY = 'state.json';
 export const DEFAULT_GATEWAY_NAMESPACE = 'cloudnet-system';
 
+/** Site names may have 253 characters: the ConfigMap name is shortened and hashed to stay valid (both sides derive the same). */
 export function gatewayStateName(peerSite: string): string {
-  return `cloudnet-gateway-${peerSite}`;
+  return boundedName(`cloudnet-gateway-${peerSite}`, OBJECT_NAME_MAX);
 }
 
 interface SecretObj extends KubeObject { data?: Record<string, string>; type?: string }
@@ -74,7 +76,7 @@ export class ConfigMapExchange implements GatewayExchange {
     const cm: ConfigMapObj = {
       apiVersion: 'v1', kind: 'ConfigMap',
       metadata: { name: gatewayStateName(this.#o.peerSite), namespace: this.#o.namespace,
-        labels: { 'app.kubernetes.io/part-of': 'cloudnet', 'app.kubernetes.io/component': 'gateway', 'cloudnet.io/peer-site': this.#o.peerSite } },
+        labels: { 'app.kubernetes.io/part-of': 'cloudnet', 'app.kubernetes.io/component': 'gateway', 'cloudnet.io/peer-site': labelValue(this.#o.peerSite) } },
       data: { [STATE_KEY]: JSON.stringify(state) },
     };
     await this.#o.local.apply(Resources.configMap, cm, { fieldManager: FIELD_MANAGER });

@@ -1,9 +1,14 @@
 // The operator's two HTTP endpoints, on separate ports as in kubebuilder projects:
-//   metrics: /metrics (Prometheus text format from the manager's registry)
-//   probes:  /healthz (200 while the event loop serves requests), /readyz (200 once caches synced)
+//   metrics: /metrics (Prometheus text format from the manager's registry); by default HTTPS, and
+//            every request authenticated and authorized by the API server (metrics-auth.ts)
+//   probes:  /healthz (200 while the event loop serves requests), /readyz (200 once caches synced);
+//            plain HTTP without authentication, because the kubelet probes them
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { MetricsAuthorizer } from './metrics-auth.ts';
+import type { ServingCert } from './self-signed-cert.ts';
 
 export interface BoundServer {
   server: Server;
@@ -21,15 +26,19 @@ export function parseBindAddress(bind: string): { host?: string; port: number } 
   return { host, port };
 }
 
-async function listen(bind: string, handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>): Promise<BoundServer | undefined> {
+type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+async function listen(bind: string, handler: Handler, tls?: ServingCert): Promise<BoundServer | undefined> {
   const addr = parseBindAddress(bind);
   if (!addr) return undefined;
-  const server = createServer((req, res) => {
+  const guarded: Handler = (req, res) => {
     Promise.resolve(handler(req, res)).catch((err: unknown) => {
       res.statusCode = 500;
       res.end(err instanceof Error ? err.message : 'internal error');
     });
-  });
+  };
+  // HTTP/1.1 only and TLS 1.2+, like controller-runtime's metrics server with HTTP/2 off.
+  const server = tls ? createTlsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, guarded) : createServer(guarded);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(addr.port, addr.host, () => resolve());
@@ -44,9 +53,28 @@ async function listen(bind: string, handler: (req: IncomingMessage, res: ServerR
   };
 }
 
-export function startMetricsServer(bind: string, registry: Registry): Promise<BoundServer | undefined> {
+export interface MetricsServerOptions {
+  /** Serve HTTPS with this certificate. */
+  tls?: ServingCert;
+  /** Check every request with the API server (401 without a valid token, 403 without the right). */
+  authorizer?: MetricsAuthorizer;
+}
+
+export function startMetricsServer(bind: string, registry: Registry, opts: MetricsServerOptions = {}): Promise<BoundServer | undefined> {
   return listen(bind, async (req, res) => {
-    if (req.url?.split('?')[0] !== '/metrics') {
+    const path = req.url?.split('?')[0] ?? '/';
+    if (opts.authorizer) {
+      // Every path is checked, so an unauthenticated caller cannot even learn which ones exist.
+      const d = await opts.authorizer.check(req.headers.authorization, path);
+      if (d.status !== 200) {
+        res.statusCode = d.status;
+        res.setHeader('content-type', 'text/plain');
+        if (d.status === 401) res.setHeader('www-authenticate', 'Bearer');
+        res.end(`${d.message}\n`);
+        return;
+      }
+    }
+    if (path !== '/metrics') {
       res.statusCode = 404;
       res.end('not found\n');
       return;
@@ -54,7 +82,7 @@ export function startMetricsServer(bind: string, registry: Registry): Promise<Bo
     const body = await registry.metrics();
     res.setHeader('content-type', registry.contentType);
     res.end(body);
-  });
+  }, opts.tls);
 }
 
 export interface ProbeChecks {

@@ -5,6 +5,9 @@
 //   --leader-election-id NAME      Lease name (default cloudnet-operator-leader)
 //   --lease-duration 15s --renew-deadline 10s --retry-period 2s
 //   --metrics-bind-address :8080   ("0" disables)
+//   --metrics-secure               (default; --metrics-secure=false turns it off) HTTPS, and every
+//                                  /metrics request authenticated and authorized by the API server
+//   --metrics-cert-dir DIR         tls.crt/tls.key for it (default: self-signed at start)
 //   --health-probe-bind-address :8081
 //   --max-concurrent-reconciles 1
 //   --graceful-shutdown-timeout 30s
@@ -17,7 +20,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../kube/client.ts';
 import { Manager } from '../kube/manager.ts';
 import { OperatorMetrics } from '../kube/metrics.ts';
-import { startMetricsServer, startProbeServer, type BoundServer } from './health.ts';
+import { startProbeServer, type BoundServer } from './health.ts';
+import { serveMetrics } from './metrics-serving.ts';
 import type { ControllerFactory } from '../controller/factory.ts';
 import { defaultControllerFactories } from './controllers.ts';
 import { logger } from '../util/log.ts';
@@ -34,6 +38,10 @@ export interface OperatorConfig {
   renewDeadlineMs: number;
   retryPeriodMs: number;
   metricsBindAddress: string;
+  /** Serve /metrics over HTTPS with API-server authentication and authorization. Default true. */
+  metricsSecure?: boolean;
+  /** Directory with tls.crt and tls.key for the metrics server; self-signed when unset. */
+  metricsCertDir?: string;
   healthProbeBindAddress: string;
   maxConcurrentReconciles: number;
   gracefulShutdownTimeoutMs: number;
@@ -61,10 +69,22 @@ function defaultNamespace(): string {
   return 'default';
 }
 
+const BOOLEAN_FLAGS = ['leader-elect', 'metrics-secure'];
+
+/** Go's flag package accepts `--flag=true|false` for booleans (kubebuilder's docs use it); node's parseArgs wants `--flag` / `--no-flag`. */
+function normalizeBooleans(argv: string[]): string[] {
+  return argv.map((a) => {
+    const m = /^--([\w-]+)=(true|false)$/.exec(a);
+    if (!m || !BOOLEAN_FLAGS.includes(m[1])) return a;
+    return m[2] === 'true' ? `--${m[1]}` : `--no-${m[1]}`;
+  });
+}
+
 export function parseOperatorArgs(argv: string[]): OperatorConfig {
   const { values } = parseArgs({
-    args: argv,
+    args: normalizeBooleans(argv),
     strict: true,
+    allowNegative: true,
     options: {
       kubeconfig: { type: 'string' },
       'leader-elect': { type: 'boolean', default: false },
@@ -74,6 +94,8 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
       'renew-deadline': { type: 'string', default: '10s' },
       'retry-period': { type: 'string', default: '2s' },
       'metrics-bind-address': { type: 'string', default: ':8080' },
+      'metrics-secure': { type: 'boolean', default: true },
+      'metrics-cert-dir': { type: 'string' },
       'health-probe-bind-address': { type: 'string', default: ':8081' },
       'max-concurrent-reconciles': { type: 'string', default: '1' },
       'graceful-shutdown-timeout': { type: 'string', default: '30s' },
@@ -91,6 +113,8 @@ export function parseOperatorArgs(argv: string[]): OperatorConfig {
     renewDeadlineMs: parseDuration(values['renew-deadline'] ?? '10s'),
     retryPeriodMs: parseDuration(values['retry-period'] ?? '2s'),
     metricsBindAddress: values['metrics-bind-address'] ?? ':8080',
+    metricsSecure: values['metrics-secure'] ?? true,
+    ...(values['metrics-cert-dir'] ? { metricsCertDir: values['metrics-cert-dir'] } : {}),
     healthProbeBindAddress: values['health-probe-bind-address'] ?? ':8081',
     maxConcurrentReconciles,
     gracefulShutdownTimeoutMs: parseDuration(values['graceful-shutdown-timeout'] ?? '30s'),
@@ -128,14 +152,14 @@ export async function startOperator(cfg: OperatorConfig, factories: ControllerFa
   const servers: BoundServer[] = [];
   const closeServers = () => Promise.all(servers.map((s) => s.close()));
   try {
-    const m = await startMetricsServer(cfg.metricsBindAddress, metrics.registry);
+    const m = await serveMetrics({ bindAddress: cfg.metricsBindAddress, secure: cfg.metricsSecure ?? true, certDir: cfg.metricsCertDir }, metrics.registry, manager.client.rest);
     if (m) servers.push(m);
     const h = await startProbeServer(cfg.healthProbeBindAddress, { ready: () => manager.ready() });
     if (h) servers.push(h);
     const abort = new AbortController();
     const done = manager.start(abort.signal);
     log.info('operator started', {
-      identity: cfg.identity, leaderElect: cfg.leaderElect, namespace: cfg.namespace, metricsPort: m?.port, healthPort: h?.port,
+      identity: cfg.identity, leaderElect: cfg.leaderElect, namespace: cfg.namespace, metricsPort: m?.port, metricsSecure: cfg.metricsSecure ?? true, healthPort: h?.port,
     });
     return {
       manager,

@@ -81,13 +81,3 @@ export async function startStreamTee(o: StreamTeeOptions): Promise<StreamTee> {
     },
   };
 }
-
-/** A loopback TCP port that was free a moment ago (the kernel's pick, so parallel users do not collide). */
-export async function freeLoopbackPort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}

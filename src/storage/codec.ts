@@ -3,10 +3,22 @@
 // the previous version of a block, zstd) and the target decodes it with SessionDecoder. Each TCP
 // connection gets fresh caches on both sides, so a dropped connection can never leave them out of
 // lockstep. With codec 'none' the stream is sent as is (e.g. when a relay pair carries it).
+// The frames are the relay's (protocol version 3): each carries a CRC-32 chained over the
+// connection, so a damaged, lost or repeated frame fails the connection instead of writing wrong
+// blocks. The version is agreed in the storage HELLO (no relay envelope frame here).
 import { createContext, F, packBatch, SessionDecoder, SessionEncoder, unpackBatch } from '../relay/codec/index.ts';
 import type { CodecContext, SessionStats, StreamMode } from '../relay/codec/index.ts';
 
 export type CodecName = 'relay' | 'none';
+
+/** The relay frame format the 'relay' codec speaks; source and target must agree (storage HELLO). */
+export const RELAY_CODEC_VERSION = F.PROTOCOL_VERSION;
+
+/** Why a target refuses a source's codec, or undefined when it can decode its stream. */
+export function codecMismatch(codec: CodecName, sourceVersion: number | undefined): string | undefined {
+  if (codec !== 'relay' || sourceVersion === RELAY_CODEC_VERSION) return undefined;
+  return `relay codec version mismatch: source ${sourceVersion ?? '2 or older'}, target ${RELAY_CODEC_VERSION} (upgrade both agents together)`;
+}
 
 export interface StreamEncoder {
   /** Raw (decoded) bytes written so far. */
@@ -34,6 +46,13 @@ export interface EncoderOpts {
   /** Relay session number of the frames (default 1); sessions share the context. */
   session?: number;
   mode?: StreamMode;
+  /** The connection's frame writer, when several encoders (sessions) share one connection. */
+  frames?: F.FrameWriter;
+}
+
+/** A frame writer for a storage connection (shared by the encoders whose frames it carries). */
+export function storageFrameWriter(): F.FrameWriter {
+  return new F.FrameWriter({ envelope: false });
 }
 
 export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts: EncoderOpts = {}): StreamEncoder {
@@ -44,9 +63,10 @@ export function createEncoder(codec: CodecName, emit: (b: Buffer) => void, opts:
   const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
   const level = opts.level ?? 3;
   const state = { rawBytes: 0, wireBytes: 0 };
+  const frames = opts.frames ?? storageFrameWriter();
   const enc = new SessionEncoder(ctx, (batch) => {
     const packed = packBatch(batch.ops, batch.rawLen, level);
-    const framed = Buffer.concat([F.frameHeader(F.F_DATA, opts.session ?? 1, packed.length), packed]);
+    const framed = frames.frame(F.F_DATA, opts.session ?? 1, packed);
     state.wireBytes += framed.length;
     emit(framed);
     // Large batches: zstd sees more context (≈9% smaller on file-system images than 256 KiB);
@@ -66,7 +86,7 @@ export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; con
   const ctx = opts.context ?? createContext(opts.cacheBytes ?? DEFAULT_CODEC_CACHE);
   // Frames of several sessions may share one connection (and the context), in encoding order.
   const decoders = new Map<number, SessionDecoder>();
-  const frames = new F.FrameReader();
+  const frames = new F.FrameReader({ envelope: false });
   return {
     push(b: Buffer): Buffer[] {
       const out: Buffer[] = [];

@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
-import { createEncoder, type CodecName, type StreamEncoder } from './codec.ts';
+import { createEncoder, RELAY_CODEC_VERSION, type CodecName, type StreamEncoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 import * as P from './protocol.ts';
@@ -130,7 +130,7 @@ export class SourceLink extends EventEmitter<{ up: []; down: [Error]; failed: [E
       };
       s.once('error', onError);
       s.once('close', () => reject(new Error('target closed the connection during the hello')));
-      s.once('connect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay' })));
+      s.once('connect', () => s.write(P.encodeHello({ volumeBytes: this.o.volumeBytes, volumeId: this.o.volumeId, codec: this.o.codec ?? 'relay', codecVersion: RELAY_CODEC_VERSION })));
       const onData = (chunk: Buffer): void => {
         buf = Buffer.concat([buf, chunk]);
         try {

@@ -156,6 +156,8 @@ export interface SourceHello {
   /** Identifies the disk being replicated; a target refuses a different one on the same volume. */
   volumeId: string;
   codec: 'relay' | 'none';
+  /** The relay frame format of codec 'relay' (its PROTOCOL_VERSION; absent before version 3). */
+  codecVersion?: number;
 }
 
 export interface TargetHello {

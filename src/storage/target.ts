@@ -9,7 +9,7 @@ import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { CodecContext } from '../relay/codec/index.ts';
 import { logger } from '../util/log.ts';
-import { createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
+import { codecMismatch, createDecoder, type CodecName, type StreamDecoder } from './codec.ts';
 import { PAGE } from './extents.ts';
 import { PageIndex, pageKey, ZERO_PAGE_KEY } from './index-file.ts';
 import * as P from './protocol.ts';
@@ -148,6 +148,8 @@ export class TargetAgent {
           chunk = pending.subarray(h.used);
           pending = Buffer.alloc(0);
           try {
+            const mismatch = codecMismatch(hello.codec === 'none' ? 'none' : 'relay', hello.codecVersion);
+            if (mismatch) throw new Error(mismatch);
             this.open(hello.volumeBytes, hello.volumeId);
           } catch (err) {
             s.end(P.encodeHello({ ok: false, error: (err as Error).message, volumeBytes: 0, indexBytes: 0 }));

@@ -16,31 +16,27 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { KubeClient } from '../../src/kube/client.ts';
 import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { MigrationSample } from '../../src/qemu/migrate.ts';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';
 import { kernelCmdline } from '../../src/qemu/image.ts';
-import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
+import type { RunningOperator } from '../../src/operator/main.ts';
 import { RelayApiClient } from '../../src/operator/relay-client/api-client.ts';
 import { vmGuestMemoryBytes } from '../../src/operator/relay-client/guest-memory.ts';
 import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
 import { RelayApiProvider } from '../../src/operator/relay-client/relay-provider.ts';
-import { applyManifestFile, installKubevirtCrds, startClusters, type Cluster } from '../env/index.ts';
+import { installKubevirtCrds, startClusters } from '../env/index.ts';
 import { createSites, type SiteInfo, type Sites } from '../env/wan.ts';
 import { createWireGuard, type WireGuardTunnel } from '../env/wireguard.ts';
-import { onExit } from '../env/netns.ts';
+import { onExit } from '../helpers/exit.ts';
 import { requireQemu } from '../env/qemu.ts';
-import { KubeVirtStandIn, SyncHub } from '../standin/standin.ts';
-import { applySiteSample, ensure, operatorConfig, operatorFactories, waitFor } from '../standin/harness.ts';
+import { CLI, NODE, waitForLog } from '../env/relay-cli.ts';
+import { ensure, runOperator, setupBed, type Bed } from '../standin/harness.ts';
 import { memoryMiB, QemuDriver } from '../standin/qemu-driver.ts';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const NODE = join(repoRoot, 'node_modules/.bin/node');
-const CLI = join(repoRoot, 'src/cli.ts');
 const RELAY_PORT = 7400;
 
 export interface WanBedOptions {
@@ -71,15 +67,11 @@ export interface RelaySessionStats {
   opaque?: boolean;
 }
 
-export interface WanBed {
-  a: Cluster;
-  b: Cluster;
-  src: KubeClient;
-  dst: KubeClient;
+/** The stand-in bed (clusters, clients, stand-ins, hub) plus the WAN, the relays and the operator. */
+export interface WanBed extends Bed {
   sites: Sites;
   wg: WireGuardTunnel;
   driver: QemuDriver;
-  hub: SyncHub;
   operator: RunningOperator;
   workDir: string;
   relayStatsFile?: string;
@@ -100,27 +92,13 @@ export interface WanBed {
   stop(): Promise<void>;
 }
 
-function waitForLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((res, rej) => {
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms: ${buf.slice(-1500)}`)), ms);
-    const on = (c: Buffer): void => {
-      buf += c.toString();
-      if (re.test(buf)) { clearTimeout(timer); p.stderr!.off('data', on); p.off('exit', onExitEarly); res(); }
-    };
-    const onExitEarly = (code: number | null): void => { clearTimeout(timer); rej(new Error(`exited (${code}): ${buf.slice(-1500)}`)); };
-    p.stderr!.on('data', on);
-    p.once('exit', onExitEarly);
-  });
-}
-
 /** `cloudnet route-agent` on each worker node of `site`: the peer's networks via the gateway node. */
 async function startRouteAgents(sites: Sites, site: SiteInfo, peer: SiteInfo, procs: ChildProcess[], workDir: string): Promise<void> {
   for (const n of site.nodes) {
     const p = sites.spawn(n.ns, NODE, [CLI, 'route-agent', '--via', site.gwLanIp, ...peer.networks.flatMap((x) => ['--network', x])],
       { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
     procs.push(p);
-    await waitForLine(p, /route agent ready/, 30_000);
+    await waitForLog(p, /route agent ready/, 30_000);
     p.stderr?.pipe(createWriteStream(join(workDir, `route-agent-${n.ns}.log`)));
   }
 }
@@ -142,7 +120,6 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
       startClusters(2, ['site-a', 'site-b']),
       createSites({ rateBps: o.rateBps ?? 100e6, delayMs: rttMs / 2, workers: 2, nodeRoutes: 'agent', podNetworks: true }),
     ]);
-    const [a, b] = clusters;
     cleanups.push(() => Promise.all(clusters.map((c) => c.stop())).then(() => undefined));
     cleanups.push(() => sites.destroy());
     const wg = await createWireGuard(sites);
@@ -156,8 +133,7 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
 
     const relayProcs: ChildProcess[] = [];
     let relayStatsFile: string | undefined;
-    let relayApi: RelayApiClient | undefined;
-    let relayProvider: RelayApiProvider | undefined;
+    let relayApi: { url: string; token: string; client: RelayApiClient } | undefined;
     if (o.relay ?? true) {
       const cache = String(o.relayCacheMb ?? 256);
       relayStatsFile = join(workDir, 'relay-send.json');
@@ -171,22 +147,18 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(receiver);
       cleanups.push(() => { for (const p of relayProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
-      await waitForLine(receiver, /relay receiver ready/, 30_000);
+      await waitForLog(receiver, /relay receiver ready/, 30_000);
       const sender = sites.spawn(sites.a.gwNs, NODE, [CLI, 'relay', 'send', '--peer', `${wg.b.tunnelIp}:${RELAY_PORT}`,
         '--api', `unix:${apiSocket}`, '--api-token-file', tokenFile, '--intercept', 'nft',
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(sender);
-      await waitForLine(sender, /relay sender ready/, 30_000);
+      await waitForLog(sender, /relay sender ready/, 30_000);
       // Keep their logs (a full pipe would stall them) for diagnostics.
       receiver.stderr?.pipe(createWriteStream(join(workDir, 'relay-receive.log')));
       sender.stderr?.pipe(createWriteStream(join(workDir, 'relay-send.log')));
       const apiUrl = `unix://${apiSocket}`;
-      relayApi = new RelayApiClient({ url: apiUrl, token });
+      relayApi = { url: apiUrl, token, client: new RelayApiClient({ url: apiUrl, token }) };
       log(`relay pair up on the gateway nodes: sender ${sites.a.gwLanIp} (registration API ${apiUrl}, nftables interception of registered flows) -> receiver ${wg.b.tunnelIp}:${RELAY_PORT} (delivers to ${sites.b.networks.join(', ')}), plain TCP inside WireGuard`);
-      relayProvider = new RelayApiProvider({
-        setting: parseRelayApiSetting(`site-b=${apiUrl}`), token,
-        memoryBytes: async (m, signal) => { const vm = await src.tryGet(Res.vm, m.metadata.namespace, m.spec.vmName, signal); return vm ? vmGuestMemoryBytes(vm) : undefined; },
-      });
     }
 
     // VMs run on node-2 of each site: a worker, not the gateway node.
@@ -202,17 +174,6 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     cleanups.push(() => driver.stopAll());
 
     await Promise.all(clusters.map((c) => installKubevirtCrds(c)));
-    for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
-    const src = new KubeClient(a.kubeConfig, 'site-a');
-    const dst = new KubeClient(b.kubeConfig, 'site-b');
-    cleanups.push(() => Promise.all([src.rest.close(), dst.rest.close()]).then(() => undefined));
-    await waitFor('CRD storage ready', async () => {
-      await src.list(Res.wanMigration);
-      await src.list(Res.site);
-      for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
-      return true;
-    }, 60_000);
-    const hub = new SyncHub();
     const migrations = { disableTLS: !(o.migrationTLS ?? false) };
     // The synchronization controllers run on node-3 of each site: a port that answers there, and
     // the sender's controller dials its peer's from its own node before the pair meets (through
@@ -224,17 +185,26 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     const dialFrom = (ns: string) => async (address: string): Promise<void> => {
       await sites.exec(ns, 'socat', ['-u', 'OPEN:/dev/null', `TCP:${address},connect-timeout=3`], { timeoutMs: 5000 });
     };
-    const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: `${sync.a.ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeA.name, nodeAddress: nodeA.ip, migrations, syncDial: dialFrom(sync.a.ns) });
-    const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: `${sync.b.ip}:9185`, driver, phaseDelayMs: 50, tickMs: 100, nodeName: nodeB.name, nodeAddress: nodeB.ip, migrations, syncDial: dialFrom(sync.b.ns) });
-    await Promise.all([standA.start(), standB.start()]);
-    cleanups.push(() => Promise.all([standA.stop(), standB.stop()]).then(() => undefined));
-    await applySiteSample(src, b);
+    const standInBed = await setupBed(clusters, {
+      standIn: { driver, phaseDelayMs: 50, tickMs: 100, migrations },
+      syncAddresses: [`${sync.a.ip}:9185`, `${sync.b.ip}:9185`],
+      perSite: [
+        { nodeName: nodeA.name, nodeAddress: nodeA.ip, syncDial: dialFrom(sync.a.ns) },
+        { nodeName: nodeB.name, nodeAddress: nodeB.ip, syncDial: dialFrom(sync.b.ns) },
+      ],
+    });
+    cleanups.push(() => standInBed.stop());
+    const { src, dst } = standInBed;
 
-    const operator = await startOperator(operatorConfig(a.kubeConfig), operatorFactories(relayProvider ? { relay: relayProvider } : {}));
+    const relayProvider = relayApi ? new RelayApiProvider({
+      setting: parseRelayApiSetting(`site-b=${relayApi.url}`), token: relayApi.token,
+      memoryBytes: async (m, signal) => { const vm = await src.tryGet(Res.vm, m.metadata.namespace, m.spec.vmName, signal); return vm ? vmGuestMemoryBytes(vm) : undefined; },
+    }) : undefined;
+    const operator = await runOperator(standInBed, relayProvider ? { relay: relayProvider } : {});
     cleanups.push(() => operator.stop());
 
     const bed: WanBed = {
-      a, b, src, dst, sites, wg, driver, hub, operator, workDir, relayStatsFile, relayApi, relayProcs,
+      ...standInBed, sites, wg, driver, operator, workDir, relayStatsFile, relayApi: relayApi?.client, relayProcs,
       killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
       relayDiagnostics() { return relayDiagnostics(workDir); },
       relayStreamCheck() { return relayStreamCheck(workDir); },

@@ -16,8 +16,9 @@ import type { KubeObject } from '../../src/kube/rest.ts';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import { guestBin } from '../env/qemu.ts';
 import { findCondition } from '../../src/api/conditions.ts';
-import { getWM, loadSample, waitFor } from '../standin/harness.ts';
+import { getWM, loadSample } from '../standin/harness.ts';
 import { createGuestVM, startWanBed, type WanBed } from './wan-bed.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const MEM = Number(process.env.E2E_MEMORY_MIB ?? 128);
 const RATE = Number(process.env.E2E_RATE_MBPS ?? 100) * 1e6;
@@ -36,10 +37,10 @@ function sampleMigration(vm: string, o: { relay?: boolean; memorySeconds?: numbe
 }
 
 async function waitPhase(bed: WanBed, name: string, phases: string[], timeoutMs: number): Promise<WanMigration> {
-  return waitFor(`${name} in ${phases.join('|')}`, async () => {
+  return waitFor(async () => {
     const wm = await getWM(bed.src, NS, name);
     return wm?.status?.phase && phases.includes(wm.status.phase) ? wm : undefined;
-  }, timeoutMs, 250);
+  }, { what: `${name} in ${phases.join('|')}`, timeoutMs, intervalMs: 250 });
 }
 
 async function vmiPhase(c: WanBed['src'], name: string): Promise<string | undefined> {
@@ -54,7 +55,7 @@ async function vmiPhase(c: WanBed['src'], name: string): Promise<string | undefi
 async function expectRolledBack(bed: WanBed, vm: string, o: { heartbeat: boolean }): Promise<void> {
   const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Failed', 'Aborted', 'Succeeded'], 120_000);
   assert.notEqual(wm.status?.phase, 'Succeeded');
-  await waitFor('target cleaned up', async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), 60_000, 250);
+  await waitFor(async () => !bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm }) && !(await bed.dst.tryGet(Res.vm, NS, vm)), { what: 'target cleaned up', timeoutMs: 60_000, intervalMs: 250 });
   assert.equal(await vmiPhase(bed.src, vm), 'Running');
   const src = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
   if (o.heartbeat) await src.serial.waitFor(/HB \d+/, 10_000, src.serial.count);
@@ -72,7 +73,7 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
       memoryMiB: MEM,
       workload: { name: ['sqlload', 'diskwriter'], params: { 'check-every': 5, 'pause-ms': 100, blocks: BLOCKS, passes: 1, mbps: 4 } },
     });
-    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     const source = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
     const [nodeA, nodeB] = [bed.sites.a.nodes[0], bed.sites.b.nodes[0]];
     assert.equal((await bed.src.get<KubeObject & { status?: { nodeName?: string } }>(Res.vmi, NS, vm)).status?.nodeName, nodeA.name, 'the VM runs on a worker node, not the gateway node');
@@ -120,7 +121,7 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     assert.ok(gap <= r.downtimeMs + 2000, `heartbeat gap ${gap} ms > downtime ${r.downtimeMs} ms + 2 s`);
     assert.ok(wm.status?.progress?.bytesOverWan, 'relay progress reached the WanMigration status');
     // The relay is byte-exact: what QEMU sent into the sender is what the receiver handed the target.
-    const exact = await waitFor('relay stream hashes', async () => { const c = bed.relayStreamCheck(); return c.compared ? c : undefined; }, 10_000, 250);
+    const exact = await waitFor(async () => { const c = bed.relayStreamCheck(); return c.compared ? c : undefined; }, { what: 'relay stream hashes', timeoutMs: 10_000, intervalMs: 250 });
     assert.deepEqual(exact.mismatched, [], `relay sessions whose output differs from their input: ${exact.mismatched.join(', ')}`);
 
     // sqlite: the target's next checkpoint matches a host run of the same deterministic batches.
@@ -131,8 +132,8 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     // Disk: source image (its QEMU is stopped) == target image, and the image verifies.
     const [srcDisk] = bed.driver.diskFiles({ cluster: 'site-a', namespace: NS, name: vm });
     const [dstDisk] = bed.driver.diskFiles({ cluster: 'site-b', namespace: NS, name: vm });
-    await waitFor('source QEMU stopped', async () => !bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm }), 30_000, 200);
-    await waitFor('source QEMU exited', async () => sourceExitAt !== undefined, 10_000, 50);
+    await waitFor(async () => !bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm }), { what: 'source QEMU stopped', timeoutMs: 30_000, intervalMs: 200 });
+    await waitFor(async () => sourceExitAt !== undefined, { what: 'source QEMU exited', timeoutMs: 10_000, intervalMs: 50 });
     assert.ok(sourceExitAt! >= rec.firstTargetHeartbeat!.at, `the source QEMU exited ${(rec.firstTargetHeartbeat!.at - sourceExitAt!).toFixed(0)} ms before the target guest's first heartbeat`);
     assert.equal(sha256(dstDisk), sha256(srcDisk), 'disk checksum source != target');
     assert.match(execFileSync(guestBin('diskwriter'), ['--verify', '--dev', dstDisk, '--blocks', String(BLOCKS)], { encoding: 'utf8' }), /DISK VERIFY ok/);
@@ -141,14 +142,14 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
   test('target QEMU killed mid-migration: source keeps running, target cleaned up', async () => {
     const vm = 'vm-kill';
     await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
-    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     await bed.src.create(Res.wanMigration, sampleMigration(vm));
-    const tgt = await waitFor('target QEMU streaming', async () => {
+    const tgt = await waitFor(async () => {
       const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
       const rec = wm?.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
       const g = bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm });
       return rec && g ? g : undefined;
-    }, 120_000, 100);
+    }, { what: 'target QEMU streaming', timeoutMs: 120_000, intervalMs: 100 });
     await new Promise((r) => setTimeout(r, 1500));
     process.kill(-tgt.pid, 'SIGKILL');
     await expectRolledBack(bed, vm, { heartbeat: true });
@@ -157,12 +158,12 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
   test('link cut mid-migration: the memory deadline rolls back, source keeps running, target cleaned up', async () => {
     const vm = 'vm-cut';
     await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
-    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     await bed.src.create(Res.wanMigration, sampleMigration(vm, { memorySeconds: 15 }));
-    await waitFor('memory streaming', async () => {
+    await waitFor(async () => {
       const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
       return wm?.status?.migrationID && bed.driver.migrations.get(wm.status.migrationID) ? true : undefined;
-    }, 120_000, 100);
+    }, { what: 'memory streaming', timeoutMs: 120_000, intervalMs: 100 });
     await new Promise((r) => setTimeout(r, 1000));
     await bed.sites.setLink({ down: true });
     try {
@@ -179,7 +180,7 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     const outcome = async (vm: string, rule: 'qemu' | 'smart'): Promise<{ phase?: string; rec?: ReturnType<WanBed['driver']['migrations']['get']>; s: number }> => {
       bed.driver.stopRule = rule;
       await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload });
-      await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+      await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
       await new Promise((r) => setTimeout(r, 2000));
       const t = Date.now();
       // QEMU's rule gets a short deadline (it is not expected to finish); smart stop a loaded machine's worth.
@@ -209,7 +210,7 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     const run = async (suffix: string, relay: boolean): Promise<{ bytes: number; lost: number[]; ids: string[] }> => {
       const vms = names.map((n) => `${n}-${suffix}`);
       await Promise.all(vms.map((v) => createGuestVM(bed.src, NS, v, { memoryMiB: MEM, disks: 0, workload })));
-      await waitFor('4 source VMIs Running', async () => (await Promise.all(vms.map((v) => vmiPhase(bed.src, v)))).every((p) => p === 'Running'), 180_000, 500);
+      await waitFor(async () => (await Promise.all(vms.map((v) => vmiPhase(bed.src, v)))).every((p) => p === 'Running'), { what: '4 source VMIs Running', timeoutMs: 180_000, intervalMs: 500 });
       const before = await bed.sites.stats();
       await Promise.all(vms.map((v) => bed.src.create(Res.wanMigration, sampleMigration(v, { relay }))));
       const done = await Promise.all(vms.map((v) => waitPhase(bed, `${v}-to-site-b`, ['Succeeded', 'Failed'], 300_000)));
@@ -227,10 +228,10 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     assert.ok(fresh.length >= 4, `${fresh.length} relay sessions for 4 migrations`);
     for (const x of fresh) assert.ok(x.migration && relayed.ids.includes(x.migration.migrationID), `session ${x.id} (${x.destination}) names ${JSON.stringify(x.migration)}`);
     for (const id of relayed.ids) assert.ok(fresh.some((x) => x.migration?.migrationID === id), `migration ${id} has its session`);
-    const exact = await waitFor('relay stream hashes of the 4 sessions', async () => {
+    const exact = await waitFor(async () => {
       const c = bed.relayStreamCheck();
       return c.compared >= hashedBefore + 4 ? c : undefined;
-    }, 10_000, 250);
+    }, { what: 'relay stream hashes of the 4 sessions', timeoutMs: 10_000, intervalMs: 250 });
     assert.deepEqual(exact.mismatched, [], 'relay output differs from its input');
     const sessionsBeforePlain = bed.relaySessions().length;
     const plain = await run('p', false);
@@ -246,7 +247,7 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
     await bed.setMigrationTLS(true);
     try {
       await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 16, 'dirty-mbps': 1 } } });
-      await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+      await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
       const before = await bed.sites.stats();
       await bed.src.create(Res.wanMigration, sampleMigration(vm));
       const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Succeeded', 'Failed'], 240_000);
@@ -273,13 +274,13 @@ describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
   test('relay pair killed mid-migration: source keeps running, target cleaned up', async () => {
     const vm = 'vm-relay-kill';
     await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
-    await waitFor('source VMI Running', async () => (await vmiPhase(bed.src, vm)) === 'Running', 120_000, 250);
+    await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     await bed.src.create(Res.wanMigration, sampleMigration(vm, { memorySeconds: 30 }));
-    await waitFor('memory streaming', async () => {
+    await waitFor(async () => {
       const wm = await getWM(bed.src, NS, `${vm}-to-site-b`);
       const rec = wm?.status?.migrationID ? bed.driver.migrations.get(wm.status.migrationID) : undefined;
       return rec?.lastSample && rec.lastSample.transferred > 0 ? true : undefined;
-    }, 120_000, 100);
+    }, { what: 'memory streaming', timeoutMs: 120_000, intervalMs: 100 });
     bed.killRelay();
     await expectRolledBack(bed, vm, { heartbeat: true });
   });

@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCertAuthority, createSigningKeyPair, issueCertificate, type CertAuthority, type PemFiles } from './certs.ts';
-import { freePort } from './ports.ts';
+import { waitFor } from '../helpers/poll.ts';
+import { freePort } from '../helpers/ports.ts';
 import { ownDir, releaseDir, startProcess, startWatchdog, tailFile, type ManagedProcess } from './processes.ts';
 import type { RestCredentials } from './rest.ts';
 
@@ -118,17 +119,10 @@ function etcdHealthy(port: number): Promise<boolean> {
 }
 
 async function waitReady(what: ManagedProcess, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (what.hasExited()) {
-      throw new Error(`${what.name} exited during startup; log tail:\n${tailFile(what.logPath)}`);
-    }
-    if (await check()) return;
-    if (Date.now() > deadline) {
-      throw new Error(`${what.name} not ready after ${timeoutMs} ms; log tail:\n${tailFile(what.logPath)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(async () => {
+    if (what.hasExited()) throw new Error(`${what.name} exited during startup; log tail:\n${tailFile(what.logPath)}`);
+    return check();
+  }, { what: `${what.name} ready`, timeoutMs, intervalMs: 100, retryErrors: false, diagnostics: () => `log tail:\n${tailFile(what.logPath)}` });
 }
 
 function etcdArgs(dir: string, name: string, clientPort: number, peerPort: number): string[] {

@@ -18,7 +18,7 @@ import { installKubevirtCrds } from './manifests.ts';
 export * from './cluster.ts';
 export * from './manifests.ts';
 export * from './rest.ts';
-export { freePort } from './ports.ts';
+export { freePort } from '../helpers/ports.ts';
 
 export interface ClusterFixtureOptions {
   /** Install the generated KubeVirt + CDI CRDs (default true). */

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Cluster } from './cluster.ts';
 import { kubeRequest, KubeRequestError, type RestCredentials } from './rest.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const FIELD_MANAGER = 'cloudnet-test-env';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -59,17 +60,14 @@ export async function collectionPath(creds: RestCredentials, m: Pick<Manifest, '
 
 /** Polls until the CRD's Established condition is True (the apiserver serves the kind). */
 export async function waitForCrdEstablished(cluster: Cluster, name: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  let conditions: Condition[] | undefined;
+  await waitFor(async () => {
     const crd = await kubeRequest<{ status?: { conditions?: Condition[] } }>(
       cluster.credentials, 'GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`,
     );
-    if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return;
-    if (Date.now() > deadline) {
-      throw new Error(`CRD ${name} not Established after ${timeoutMs} ms: ${JSON.stringify(crd.status?.conditions)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    conditions = crd.status?.conditions;
+    return conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+  }, { what: `CRD ${name} Established`, timeoutMs, retryErrors: false, diagnostics: () => `conditions: ${JSON.stringify(conditions)}` });
 }
 
 async function applyOne(creds: RestCredentials, m: Manifest): Promise<Manifest> {

@@ -3,11 +3,12 @@
 // Names are `cnw-<pid>-<rand>-<role>`: unique per test run (parallel test files never collide) and
 // tagged with the owning pid, so namespaces left behind by a SIGKILLed test process can be swept
 // by the next run. Interface names live inside the namespaces and so need no uniqueness at all.
-// Cleanup is layered: destroy() in the test, then synchronous 'exit'/SIGINT/SIGTERM hooks here.
+// Cleanup is layered: destroy() in the test, then the synchronous exit hooks of exit.ts.
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { onExit, pidAlive } from '../helpers/exit.ts';
 
 export const NETNS_PREFIX = 'cnw-';
 
@@ -96,6 +97,7 @@ export function listNetns(): string[] {
 }
 
 export async function addNetns(name: string): Promise<void> {
+  hookNamespaces();
   ownedNamespaces.add(name);
   await run('ip', ['netns', 'add', name]);
   await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
@@ -129,15 +131,6 @@ export function killQuietly(pid: number, signal: NodeJS.Signals = 'SIGTERM'): vo
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Deletes `cnw-<pid>-…` namespaces whose owning process is gone (left by a SIGKILLed run). */
 export function sweepStaleNetns(): string[] {
   const swept: string[] = [];
@@ -151,42 +144,15 @@ export function sweepStaleNetns(): string[] {
   return swept;
 }
 
-// ---- exit hooks: namespaces and helper processes must not outlive a crashed test ----
+// ---- namespaces must not outlive a crashed test: the exit hooks (exit.ts) delete what is left ----
 
 const ownedNamespaces = new Set<string>();
-const exitCallbacks = new Set<() => void>();
-let hooksInstalled = false;
+let namespacesHooked = false;
 
-function cleanupSync(): void {
-  for (const cb of exitCallbacks) {
-    try {
-      cb();
-    } catch {
-      // best effort at exit
-    }
-  }
-  exitCallbacks.clear();
-  for (const ns of [...ownedNamespaces]) deleteNetnsSync(ns);
-}
-
-/** Registers a synchronous cleanup run at process exit or on SIGINT/SIGTERM; returns an unregister function. */
-export function onExit(cb: () => void): () => void {
-  if (!hooksInstalled) {
-    hooksInstalled = true;
-    process.on('exit', cleanupSync);
-    for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-      process.once(sig, () => {
-        cleanupSync();
-        // Other harness modules may have their own handler that exits; if not, exit here.
-        if (process.listenerCount(sig) === 0) process.exit(code);
-      });
-    }
-  }
-  exitCallbacks.add(cb);
-  return () => exitCallbacks.delete(cb);
-}
-
-/** Makes sure namespaces created through addNetns are removed at exit even without destroy(). */
-export function ensureExitHooks(): void {
-  onExit(() => undefined);
+function hookNamespaces(): void {
+  if (namespacesHooked) return;
+  namespacesHooked = true;
+  onExit(() => {
+    for (const ns of [...ownedNamespaces]) deleteNetnsSync(ns);
+  });
 }

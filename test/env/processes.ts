@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { onExit } from '../helpers/exit.ts';
 
 export interface ManagedProcess {
   readonly name: string;
@@ -42,13 +43,7 @@ function cleanupSync(): void {
 function installHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
-  process.on('exit', cleanupSync);
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-    process.once(sig, () => {
-      cleanupSync();
-      process.exit(code);
-    });
-  }
+  onExit(cleanupSync);
 }
 
 /** Registers a directory to be removed by the exit hooks if its owner never cleans up. */

@@ -14,8 +14,10 @@ import { cacheDir, type WorkloadSpec } from '../../src/qemu/image.ts';
 import { migrate, type MigrationResult, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestOptions, type QemuGuest } from '../../src/qemu/process.ts';
 import type { Heartbeat } from '../../src/qemu/serial.ts';
-import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
-import { onExit, requireTool } from './netns.ts';
+import { startStreamTee } from '../../src/qemu/stream-tee.ts';
+import { freePort } from '../helpers/ports.ts';
+import { onExit } from '../helpers/exit.ts';
+import { requireTool } from './netns.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -110,7 +112,7 @@ export interface LiveMigrationReport {
 export async function liveMigrate(lab: GuestLab, o: LiveMigrationOptions): Promise<LiveMigrationReport> {
   const name = o.name ?? 'vm';
   const inNamespaces = Boolean(o.sourceNetns || o.destinationNetns);
-  const port = o.port ?? (inNamespaces ? 49152 : await freeLoopbackPort());
+  const port = o.port ?? (inNamespaces ? 49152 : await freePort());
   const common = { workload: o.workload, memoryMiB: o.memoryMiB ?? 256, disks: o.disks };
   const t0 = performance.now();
   const source = await lab.start({ ...common, name: `${name}-src`, netns: o.sourceNetns });

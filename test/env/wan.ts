@@ -28,7 +28,6 @@ import {
   newRunId,
   nsExec,
   nsSpawn,
-  onExit,
   requireRoot,
   requireTool,
   run,
@@ -36,6 +35,7 @@ import {
   type ExecResult,
   type RunOptions,
 } from './netns.ts';
+import { onExit } from '../helpers/exit.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -8,7 +8,9 @@ import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listNetns, nsSpawn, onExit, requireTool, run } from './netns.ts';
+import { waitFor } from '../helpers/poll.ts';
+import { onExit } from '../helpers/exit.ts';
+import { listNetns, nsSpawn, requireTool, run } from './netns.ts';
 import type { SiteInfo, Sites } from './wan.ts';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
@@ -45,14 +47,6 @@ async function genKeyPair(): Promise<{ privateKey: string; publicKey: string }> 
 
 function socketPath(ifname: string): string {
   return `${WG_SOCKET_DIR}/${ifname}.sock`;
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /**
@@ -129,7 +123,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
       await waitFor(() => {
         if (child.exitCode !== null) throw new Error(`wireguard-go ${end.ifname} exited (${child.exitCode}): ${err.trim()}`);
         return existsSync(socketPath(end.ifname));
-      }, `wireguard-go ${end.ifname} control socket`);
+      }, { what: `wireguard-go ${end.ifname} control socket`, timeoutMs: 10_000, intervalMs: 20, retryErrors: false });
     }
     for (const [me, peer] of [
       [ends[0], ends[1]],

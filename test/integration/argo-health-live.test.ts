@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
-import { createVM, getWM, useOperatorBed, waitFor, waitForPhase, wanMigration, type Bed } from '../standin/harness.ts';
+import { createVM, getWM, useOperatorBed, waitForPhase, wanMigration, type Bed } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { argoHealth, type Health, type Json } from '../../hack/argo-health.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 
@@ -43,16 +44,16 @@ const healthOf = (o: unknown) => argoHealth(o as Json);
 /** A running source VM (a VM whose VMI is not running yet is, rightly, a Stalled bad input). */
 async function runningVM(ns: string, name: string, annotations: Record<string, string> = {}): Promise<void> {
   await createVM(bed.src, ns, name, { annotations });
-  await waitFor(`source VMI ${ns}/${name} Running`, async () => (await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, ns, name))?.status?.phase === 'Running');
+  await waitFor(async () => (await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, ns, name))?.status?.phase === 'Running', { what: `source VMI ${ns}/${name} Running` });
   await bed.dst.create(Res.namespace, { metadata: { name: ns } }).catch(() => undefined);
 }
 
 describe('Argo CD health on live operator statuses', () => {
   test('Site: Healthy once its cluster answers', async () => {
-    const site = await waitFor('Site site-b Ready', async () => {
+    const site = await waitFor(async () => {
       const s = await bed.src.tryGet<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(Res.site, undefined, 'site-b');
       return s?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? s : undefined;
-    });
+    }, { what: 'Site site-b Ready' });
     assert.equal(healthOf(site).status, 'Healthy');
   });
 
@@ -71,7 +72,7 @@ describe('Argo CD health on live operator statuses', () => {
       await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { cutover: { approved: true } } });
       const done = await waitForPhase(bed.src, ns, 'mig', 'Succeeded', 30_000);
       assert.equal(healthOf(done).status, 'Healthy');
-      await waitFor('the tracker to see Succeeded', async () => track.seen.at(-1)?.phase === 'Succeeded');
+      await waitFor(async () => track.seen.at(-1)?.phase === 'Succeeded', { what: 'the tracker to see Succeeded' });
     } finally {
       await track.stop();
     }
@@ -97,7 +98,7 @@ describe('Argo CD health on live operator statuses', () => {
       const h = healthOf(failed);
       assert.equal(h.status, 'Degraded');
       assert.match(h.message, /^DeadlineExceeded: /);
-      await waitFor('the tracker to see Failed', async () => track.seen.at(-1)?.phase === 'Failed');
+      await waitFor(async () => track.seen.at(-1)?.phase === 'Failed', { what: 'the tracker to see Failed' });
     } finally {
       await track.stop();
     }
@@ -109,11 +110,11 @@ describe('Argo CD health on live operator statuses', () => {
     const ns = 'argo-stopped';
     await createVM(bed.src, ns, 'vm-s', { runStrategy: 'Halted' });
     await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-s' }));
-    const h = await waitFor('Degraded', async () => {
+    const h = await waitFor(async () => {
       const wm = await getWM(bed.src, ns, 'mig');
       const r = wm?.status ? healthOf(wm) : undefined;
       return r?.status === 'Degraded' ? r : undefined;
-    });
+    }, { what: 'Degraded' });
     assert.match(h.message, /^VMNotRunning: /);
   });
 

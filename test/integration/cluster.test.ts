@@ -18,6 +18,7 @@ import {
   type Cluster,
   type Manifest,
 } from '../env/index.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const env = useClusters(2, { kubevirtCrds: false });
 
@@ -63,14 +64,6 @@ function alive(pid: number): boolean {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
-  }
-}
-
-async function eventually(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -211,14 +204,14 @@ test('a test process that crashes leaves nothing behind (exit hook)', async () =
   const exited = new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
   child.stdin?.write('crash\n');
   await exited;
-  await eventually('crash cleanup', () => processesUsing(dir).length === 0 && !existsSync(dir));
+  await waitFor(() => processesUsing(dir).length === 0 && !existsSync(dir), { what: 'crash cleanup' });
 });
 
 test('a SIGKILLed test process leaves nothing behind (watchdog)', async () => {
   const { dir, child } = await clusterInDoomedProcess('hang');
   assert.ok(processesUsing(dir).length >= 2, 'etcd and kube-apiserver were running');
   child.kill('SIGKILL');
-  await eventually('watchdog cleanup', () => processesUsing(dir).length === 0 && !existsSync(dir));
+  await waitFor(() => processesUsing(dir).length === 0 && !existsSync(dir), { what: 'watchdog cleanup' });
 });
 
 // Registered after useClusters' own `after`, so it runs once the shared clusters are stopped.

@@ -1,108 +1,70 @@
 // `helm install` of charts/cloudnet into a real kube-apiserver (no kubelet: pods never run, which
 // is fine here), then the RBAC boundaries of the operator's ServiceAccount, checked twice: with
 // `kubectl auth can-i --as=...` (SubjectAccessReview) and with real requests made as that identity.
-// Finally `helm upgrade` (RBAC confined to named namespaces) and `helm uninstall`, which must
-// leave the CRDs in place.
+// Finally `helm upgrade` (VM data in rbac.vmDataNamespaces, a site gateway) and `helm uninstall`,
+// which must leave the CRDs in place. test/integration/rbac-matrix.test.ts has the full matrix.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
-import { cachedTool, chartDir, runHelm } from '../../hack/packaging.ts';
+import { chartDir, runHelm } from '../../hack/packaging.ts';
+import { canIAs, describeAccess, kubectlIn, mismatches, q, reviewAs, serviceAccountUser, type Access, type Kubectl } from './rbac-helpers.ts';
 
 const NS = 'cloudnet-system';
 const RELEASE = 'cloudnet';
-const SA = `system:serviceaccount:${NS}:${RELEASE}`;
+const { user: SA, groups: SA_GROUPS } = serviceAccountUser(NS, RELEASE);
 
 let cluster: Cluster;
 let work: string;
 let saKubeconfig: string;
+let k: Kubectl;
 
-interface Run { status: number; stdout: string; stderr: string }
-
-function kubectl(args: string[], kubeconfig = cluster.kubeconfigPath, input?: string): Run {
-  const r = spawnSync(cachedTool('kubectl'), ['--kubeconfig', kubeconfig, '--cache-dir', join(work, 'kube-cache'), ...args], {
-    encoding: 'utf8', input, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: work },
-  });
-  if (r.error) throw r.error;
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-function kubectlOk(args: string[], kubeconfig?: string, input?: string): string {
-  const r = kubectl(args, kubeconfig, input);
-  assert.equal(r.status, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const kubectl = (args: string[], kubeconfig?: string, input?: string) => k.run(args, kubeconfig, input);
+const kubectlOk = (args: string[], kubeconfig?: string, input?: string) => k.ok(args, kubeconfig, input);
 function helm(args: string[]): string {
   const r = runHelm([...args, '--kubeconfig', cluster.kubeconfigPath]);
   assert.equal(r.status, 0, `helm ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
-const SA_GROUPS = ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'];
-
-/** One access question: verb on group/resource[/subresource] in a namespace ('' = cluster-wide). */
-interface Access { verb: string; group: string; resource: string; ns: string; sub?: string }
-const describeAccess = (a: Access) => `${a.verb} ${a.group ? `${a.resource}.${a.group}` : a.resource}${a.sub ? `/${a.sub}` : ''} in ${a.ns || 'all namespaces'}`;
-
-/**
- * Asks the API server (SubjectAccessReview, what `kubectl auth can-i --as` sends) for all questions
- * in one kubectl call; unlike can-i it needs no discovery, so KubeVirt/CDI kinds need no CRDs here.
- */
-function reviewAll(questions: Access[], user = SA): boolean[] {
-  const list = {
-    apiVersion: 'v1', kind: 'List',
-    items: questions.map((q) => ({
-      apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview',
-      spec: { user, groups: SA_GROUPS, resourceAttributes: { verb: q.verb, group: q.group, resource: q.resource, namespace: q.ns, ...(q.sub ? { subresource: q.sub } : {}) } },
-    })),
-  };
-  // kubectl prints one result per created review, in order.
-  const out = kubectlOk(['create', '-f', '-', '-o', 'jsonpath={.status.allowed}{"\\n"}'], undefined, JSON.stringify(list));
-  const answers = out.split('\n').filter(Boolean);
-  assert.equal(answers.length, questions.length, out);
-  return answers.map((a) => a === 'true');
-}
-
+/** SubjectAccessReview (what `kubectl auth can-i --as` sends) for all questions in one kubectl call; needs no discovery. */
+const reviewAll = (questions: Access[], user = SA): boolean[] => reviewAs(k, user, SA_GROUPS, questions);
 /** `kubectl auth can-i` as the operator's ServiceAccount (for kinds the server serves). */
-function canI(a: Access): boolean {
-  const res = a.group ? `${a.resource}.${a.group}` : a.resource;
-  const args = ['auth', 'can-i', a.verb, res, `--as=${SA}`, ...SA_GROUPS.map((g) => `--as-group=${g}`)];
-  args.push(...(a.ns ? ['-n', a.ns] : ['--all-namespaces']));
-  if (a.sub) args.push(`--subresource=${a.sub}`);
-  const r = kubectl(args);
-  const answer = r.stdout.trim();
-  assert.ok(answer === 'yes' || answer === 'no', `kubectl ${args.join(' ')}: ${r.stdout}${r.stderr}`);
-  return answer === 'yes';
-}
+const canI = (a: Access): boolean => canIAs(k, SA, SA_GROUPS, a);
 
-const q = (verb: string, group: string, resource: string, ns = '', sub?: string): Access => ({ verb, group, resource, ns, ...(sub ? { sub } : {}) });
 const CN = 'cloudnet.io';
 const KV = 'kubevirt.io';
+const sub = (s: string) => ({ sub: s });
+/** Granted with the defaults (no rbac.vmDataNamespaces). */
 const NEEDED: Access[] = [
-  q('watch', CN, 'wanmigrations'), q('patch', CN, 'wanmigrations', 'default', 'status'),
-  q('update', CN, 'wanmigrations', 'default', 'finalizers'), q('list', CN, 'sites'), q('patch', CN, 'sites', '', 'status'),
+  q('watch', CN, 'wanmigrations'), q('patch', CN, 'wanmigrations', 'default', sub('status')),
+  q('update', CN, 'wanmigrations', 'default', sub('finalizers')), q('list', CN, 'sites'), q('patch', CN, 'sites', '', sub('status')),
   q('create', KV, 'virtualmachineinstancemigrations', 'default'), q('delete', KV, 'virtualmachineinstancemigrations', 'default'),
   q('watch', KV, 'virtualmachineinstancemigrations'), q('create', KV, 'virtualmachines', 'default'), q('patch', KV, 'virtualmachines', 'default'),
   q('delete', KV, 'virtualmachines', 'default'), q('watch', KV, 'virtualmachineinstances'), q('get', KV, 'kubevirts', 'kubevirt'),
   q('create', 'cdi.kubevirt.io', 'datavolumes', 'default'), q('delete', 'cdi.kubevirt.io', 'datavolumes', 'default'),
-  q('get', '', 'secrets', 'default'), q('create', '', 'secrets', 'default'), q('list', '', 'secrets', 'default'),
-  q('delete', '', 'configmaps', 'default'), q('update', '', 'configmaps', 'kubevirt'), q('get', '', 'persistentvolumeclaims', 'default'),
-  q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS),
+  q('get', '', 'configmaps', 'kubevirt', { name: 'kubevirt-ca' }), q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }),
+  q('create', '', 'configmaps', 'kubevirt'), q('get', '', 'persistentvolumeclaims', 'default'),
+  q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS),
   q('create', '', 'events', 'default'), q('patch', 'events.k8s.io', 'events', 'default'), q('get', '', 'namespaces'),
   q('get', 'coordination.k8s.io', 'leases', NS), q('create', 'coordination.k8s.io', 'leases', NS), q('update', 'coordination.k8s.io', 'leases', NS),
+  q('create', 'authentication.k8s.io', 'tokenreviews'), q('create', 'authorization.k8s.io', 'subjectaccessreviews'),
 ];
 const NOT_NEEDED: Access[] = [
   q('delete', '', 'namespaces'), q('create', '', 'namespaces'), q('create', '', 'pods', 'default'), q('create', '', 'pods', NS),
   q('watch', '', 'secrets'), q('watch', '', 'secrets', 'kube-system'), q('watch', '', 'configmaps'),
+  // VM data is not granted anywhere until rbac.vmDataNamespaces names the namespaces.
+  q('get', '', 'secrets', 'default'), q('list', '', 'secrets', 'default'), q('create', '', 'configmaps', 'default'), q('get', '', 'secrets', 'kube-system'),
+  q('get', '', 'configmaps', 'kubevirt', { name: 'kubevirt-install-strategy' }), q('update', '', 'configmaps', 'kubevirt', { name: 'kubevirt-ca' }),
   q('create', '', 'persistentvolumeclaims', 'default'),
   q('create', CN, 'wanmigrations', 'default'), q('delete', CN, 'wanmigrations', 'default'), q('delete', CN, 'sites'),
   q('update', KV, 'virtualmachineinstances', 'default'), q('delete', KV, 'virtualmachineinstances', 'default'),
-  q('patch', KV, 'kubevirts', 'kubevirt'), q('update', KV, 'virtualmachines', 'default', 'status'),
+  q('patch', KV, 'kubevirts', 'kubevirt'), q('update', KV, 'virtualmachines', 'default', sub('status')),
   q('create', 'coordination.k8s.io', 'leases', 'default'), q('delete', 'coordination.k8s.io', 'leases', NS),
   q('update', 'apps', 'deployments', NS), q('create', 'rbac.authorization.k8s.io', 'clusterrolebindings'),
   q('escalate', 'rbac.authorization.k8s.io', 'clusterroles'), q('bind', 'rbac.authorization.k8s.io', 'roles', NS),
-  q('create', 'apiextensions.k8s.io', 'customresourcedefinitions'), q('create', '', 'serviceaccounts', NS, 'token'),
+  q('create', 'apiextensions.k8s.io', 'customresourcedefinitions'), q('create', '', 'serviceaccounts', NS, sub('token')),
   q('impersonate', '', 'users'), q('create', '', 'nodes'),
 ];
 
@@ -110,6 +72,9 @@ describe('helm install charts/cloudnet into a real API server', () => {
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'cloudnet-helm-it-'));
     cluster = await startCluster({ name: 'helm' });
+    k = kubectlIn(cluster, work);
+    // KubeVirt's namespace exists before the chart (its Role for the CA bundles goes there).
+    kubectlOk(['create', 'namespace', 'kubevirt']);
     // The operator's identity as a client cert: username and groups exactly as a SA token would carry.
     const sa = await userKubeconfig(cluster, { user: SA, groups: SA_GROUPS });
     saKubeconfig = join(work, 'sa.kubeconfig');
@@ -121,15 +86,18 @@ describe('helm install charts/cloudnet into a real API server', () => {
   });
 
   it('installs CRDs, ServiceAccount, RBAC, Deployment and Service', () => {
-    // The operator alone first (the site data plane and peer access need their sites' values).
-    const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s', '--set', 'gateway.enabled=false,peerAccess.enabled=false']);
+    // The operator alone first (the site data plane needs its sites' values).
+    const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s', '--set', 'gateway.enabled=false']);
     assert.match(out, /STATUS: deployed/);
     assert.match(out, /CloudNet operator .* is installed in namespace cloudnet-system/, 'NOTES.txt rendered');
+    assert.match(out, /NOTE: rbac.vmDataNamespaces is empty/, 'NOTES.txt says VM data is not granted anywhere yet');
     kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
     const crd = JSON.parse(kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', '-o', 'json'])) as { metadata: { annotations: Record<string, string> } };
     assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
     kubectlOk(['-n', NS, 'get', `serviceaccount/${RELEASE}`, `role/${RELEASE}`, `rolebinding/${RELEASE}`, `service/${RELEASE}-metrics`, `poddisruptionbudget/${RELEASE}`]);
-    kubectlOk(['get', `clusterrole/${RELEASE}`, `clusterrolebinding/${RELEASE}`, `clusterrole/${RELEASE}-editor`, `clusterrole/${RELEASE}-viewer`]);
+    kubectlOk(['get', `clusterrole/${RELEASE}`, `clusterrolebinding/${RELEASE}`, `clusterrole/${RELEASE}-editor`, `clusterrole/${RELEASE}-viewer`,
+      `clusterrole/${RELEASE}-metrics-auth`, `clusterrolebinding/${RELEASE}-metrics-auth`, `clusterrole/${RELEASE}-metrics-reader`]);
+    kubectlOk(['-n', 'kubevirt', 'get', `role/${RELEASE}-kubevirt-ca`, `rolebinding/${RELEASE}-kubevirt-ca`]);
     const dep = JSON.parse(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'json'])) as {
       spec: { replicas: number; template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } };
     };
@@ -139,12 +107,8 @@ describe('helm install charts/cloudnet into a real API server', () => {
   });
 
   it('grants the ServiceAccount what the operator needs and nothing else (SubjectAccessReview)', () => {
-    const answers = reviewAll([...NEEDED, ...NOT_NEEDED]);
-    const wrong = [
-      ...NEEDED.filter((_, i) => !answers[i]).map((a) => `denied but needed: ${describeAccess(a)}`),
-      ...NOT_NEEDED.filter((_, i) => answers[NEEDED.length + i]).map((a) => `allowed but not needed: ${describeAccess(a)}`),
-    ];
-    assert.deepEqual(wrong, []);
+    const questions = [...NEEDED, ...NOT_NEEDED];
+    assert.deepEqual(mismatches(questions, [...NEEDED.map(() => true), ...NOT_NEEDED.map(() => false)], reviewAll(questions), 'SubjectAccessReview'), []);
   });
 
   it('agrees with kubectl auth can-i --as for the kinds this server serves', () => {
@@ -173,22 +137,25 @@ describe('helm install charts/cloudnet into a real API server', () => {
     }
   });
 
-  it('upgrades: Secret/ConfigMap rights confined to rbac.vmDataNamespaces, site gateway added', () => {
+  it('upgrades: Secret/ConfigMap rights in rbac.vmDataNamespaces only, site gateway added', () => {
     kubectlOk(['create', 'namespace', 'vms']);
-    kubectlOk(['create', 'namespace', 'kubevirt']);
-    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,kubevirt}', '--timeout', '120s',
-      '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,peerAccess.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
+    kubectlOk(['create', 'namespace', 'vms-b']);
+    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
+      '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
-    const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('patch', '', 'configmaps', 'kubevirt'), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];
-    const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default')];
+    const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'vms-b'),
+      q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];
+    const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default'),
+      q('update', '', 'secrets', 'vms'), q('watch', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'kubevirt')];
     const answers = reviewAll([...granted, ...refused]);
     assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],
       [...granted, ...refused].map((a, i) => `${describeAccess(a)}: ${answers[i]}`).join('\n'));
     // The site gateway's own ServiceAccount: its Secret and ConfigMaps here, Site reads, Site Events.
     kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}-gateway-site-b`, `serviceaccount/${RELEASE}-gateway`]);
-    const gwGranted = [q('get', CN, 'sites'), q('create', '', 'secrets', NS), q('update', '', 'secrets', NS), q('watch', '', 'secrets', NS),
-      q('patch', '', 'configmaps', NS), q('create', '', 'events', 'default')];
-    const gwRefused = [q('list', CN, 'sites'), q('patch', CN, 'sites', '', 'status'), q('get', '', 'secrets', 'default'), q('list', '', 'secrets'),
+    const gwGranted = [q('get', CN, 'sites'), q('create', '', 'secrets', NS), q('update', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('watch', '', 'secrets', NS),
+      q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('create', '', 'events', 'default')];
+    const gwRefused = [q('list', CN, 'sites'), q('patch', CN, 'sites', '', sub('status')), q('get', '', 'secrets', 'default'), q('list', '', 'secrets'),
+      q('update', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }),
       q('create', '', 'configmaps', 'kubevirt'), q('create', '', 'events', NS), q('create', '', 'pods', NS), q('get', KV, 'virtualmachines', 'default')];
     const gwAnswers = reviewAll([...gwGranted, ...gwRefused], `system:serviceaccount:${NS}:${RELEASE}-gateway`);
     assert.deepEqual(gwAnswers, [...gwGranted.map(() => true), ...gwRefused.map(() => false)],
@@ -204,6 +171,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     assert.notEqual(kubectl(['-n', NS, 'get', `deployment/${RELEASE}`]).status, 0, 'Deployment removed');
     assert.notEqual(kubectl(['get', `clusterrole/${RELEASE}`]).status, 0, 'ClusterRole removed');
     assert.notEqual(kubectl(['-n', 'vms', 'get', `role/${RELEASE}-vmdata`]).status, 0, 'vmdata Role removed');
+    assert.notEqual(kubectl(['-n', 'kubevirt', 'get', `role/${RELEASE}-kubevirt-ca`]).status, 0, 'kubevirt-ca Role removed');
     assert.notEqual(kubectl(['-n', 'default', 'get', `role/${RELEASE}-gateway-events`]).status, 0, 'gateway events Role removed');
     kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', 'sites.cloudnet.io']);
     kubectlOk(['-n', 'default', 'get', 'wanmigration/rbac-probe']);

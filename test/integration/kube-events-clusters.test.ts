@@ -1,24 +1,18 @@
 // Events and remote-cluster clients against two real API servers: an Event is created and its
 // repeats are folded into a series; a kubeconfig Secret in cluster A yields a working client for
 // cluster B, which is rebuilt when the Secret changes; bad Secrets give typed errors that never
-// echo the kubeconfig.
+// echo the kubeconfig; a Secret namespace the operator cannot read costs a bounded wait, not a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useClusters } from '../env/index.ts';
+import { useClusters, userKubeconfig } from '../env/index.ts';
+import { RestartBackoff } from '../../src/kube/backoff.ts';
 import { KubeClient, Resources } from '../../src/kube/client.ts';
 import { EventRecorder } from '../../src/kube/events.ts';
 import { ClusterClients, ClusterClientError } from '../../src/kube/clusters.ts';
 import type { KubeObject, KubeList } from '../../src/kube/rest.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const env = useClusters(2, { kubevirtCrds: false });
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface EventObj extends KubeObject {
   reason?: string;
@@ -77,7 +71,7 @@ test('ClusterClients builds a client for cluster B from a Secret in A and refres
 
     // Rotate: point the Secret at cluster A instead.
     await local.update(Resources.secret, { ...(await local.get(Resources.secret, ns, 'site-b')), data: secret('x', { kubeconfig: a.kubeconfigYaml }).data });
-    await until('change notification', () => changes.includes('site-b'));
+    await waitFor(() => changes.includes('site-b'), { what: 'change notification' });
     const rotated = await clusters.forSecret({ namespace: ns, name: 'site-b' }, 'site-b');
     assert.notEqual(rotated, remote);
     assert.equal(rotated.rest.server, a.server);
@@ -85,7 +79,7 @@ test('ClusterClients builds a client for cluster B from a Secret in A and refres
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'nope' }), (e: unknown) => e instanceof ClusterClientError && e.reason === 'SecretNotFound');
     await local.create(Resources.secret, secret('nokey', { other: 'x' }));
     await local.create(Resources.secret, secret('garbage', { kubeconfig: 'token: s3cr3t-value\n  : : [' }));
-    await until('secrets cached', () => clusters.secretInformer(ns).getByName(ns, 'garbage') !== undefined);
+    await waitFor(() => clusters.secretInformer(ns).getByName(ns, 'garbage') !== undefined, { what: 'secrets cached' });
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'nokey' }), (e: unknown) => e instanceof ClusterClientError && e.reason === 'KubeconfigMissing');
     await assert.rejects(clusters.forSecret({ namespace: ns, name: 'garbage' }), (e: unknown) =>
       e instanceof ClusterClientError && e.reason === 'KubeconfigInvalid' && !e.message.includes('s3cr3t'));
@@ -113,5 +107,40 @@ test('ensureFinalizer/removeFinalizer, server-side apply and status patches on a
     assert.equal(await client.delete(Resources.configMap, 'default', 'ssa'), false);
   } finally {
     await client.rest.close();
+  }
+});
+
+test('a Secret namespace the operator cannot read costs a bounded wait once, then fails at once (SecretUnreadable), and heals when access is granted', async () => {
+  const [a] = env.clusters;
+  const admin = new KubeClient(a.kubeConfig);
+  // The operator as a user with no rights on Secrets yet (cluster A's CA signs its certificate).
+  const user = 'cloudnet-operator-limited';
+  const restricted = new KubeClient((await userKubeconfig(a, { user })).kubeConfig, 'restricted');
+  const clusters = new ClusterClients({ local: restricted, secretSyncTimeoutMs: 1500, informerOptions: { backoff: new RestartBackoff(50, 200) } });
+  const ns = 'locked-secrets';
+  const ref = { namespace: ns, name: 'site-x' };
+  const unreadable = (e: unknown) => e instanceof ClusterClientError && e.reason === 'SecretUnreadable' && /could not list the Secrets of namespace locked-secrets within 2s/.test(e.message);
+  try {
+    await admin.create(Resources.namespace, { kind: 'Namespace', metadata: { name: ns } });
+    await admin.create(Resources.secret, { kind: 'Secret', metadata: { name: 'site-x', namespace: ns }, stringData: { kubeconfig: a.kubeconfigYaml } });
+    let t0 = Date.now();
+    await assert.rejects(clusters.forSecret(ref), unreadable);
+    const first = Date.now() - t0;
+    assert.ok(first >= 1000, `waited its bound first (${first} ms)`);
+    t0 = Date.now();
+    await assert.rejects(clusters.forSecret(ref), unreadable);
+    assert.ok(Date.now() - t0 < 1000, 'then fails at once: one unreadable namespace never holds a worker again');
+    // Granting list/watch lets the informer (still retrying) fill its cache: the next call works.
+    const rbac = (plural: string, kind: string) => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind });
+    await admin.create(rbac('roles', 'Role'), { metadata: { name: 'read-secrets', namespace: ns }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }] });
+    await admin.create(rbac('rolebindings', 'RoleBinding'), {
+      metadata: { name: 'read-secrets', namespace: ns },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-secrets' },
+      subjects: [{ kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: user }],
+    });
+    await waitFor(async () => (await clusters.forSecret(ref).then(() => true, () => false)), { what: 'the Secret cache fills once access is granted', timeoutMs: 20_000 });
+  } finally {
+    await clusters.stop();
+    await Promise.all([admin.rest.close(), restricted.rest.close()]);
   }
 });

@@ -7,7 +7,7 @@ import { KubeClient, Resources } from '../../src/kube/client.ts';
 import { Informer, restListWatcher, type ListWatcher } from '../../src/kube/informer.ts';
 import { RestartBackoff } from '../../src/kube/backoff.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
-import { until } from '../env/until.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let cluster: Cluster;
 let client: KubeClient;
@@ -43,7 +43,7 @@ test('lists, watches, and delivers add/update/delete to handlers', async () => {
     await client.create(Resources.configMap, cm('a'));
     await client.patchMerge(Resources.configMap, NS, 'a', { data: { k: 'v' } });
     await client.delete(Resources.configMap, NS, 'a');
-    await until('delete event', () => seen.includes('delete:a'));
+    await waitFor(() => seen.includes('delete:a'), { what: 'delete event' });
     assert.deepEqual(seen, ['add:pre-existing', 'add:a', 'update:a', 'delete:a']);
     assert.equal(inf.getByName(NS, 'a'), undefined);
   } finally {
@@ -62,11 +62,11 @@ test('resumes after an API server restart and sees changes made afterwards', asy
     await cluster.restartApiServer();
     const t0 = Date.now();
     await client.create(Resources.configMap, cm('after-restart'));
-    await until('object created after restart', () => inf.getByName(NS, 'after-restart') !== undefined, 30_000);
+    await waitFor(() => inf.getByName(NS, 'after-restart') !== undefined, { what: 'object created after restart', timeoutMs: 30_000 });
     console.log(`informer: change seen ${Date.now() - t0} ms after the restarted API server came back (errors ${inf.stats.errors})`);
     assert.ok(inf.stats.watches > watchesBefore, 'the watch was re-established');
     await client.delete(Resources.configMap, NS, 'after-restart');
-    await until('delete after restart', () => inf.getByName(NS, 'after-restart') === undefined);
+    await waitFor(() => inf.getByName(NS, 'after-restart') === undefined, { what: 'delete after restart' });
   } finally {
     await inf.stop();
   }
@@ -85,10 +85,10 @@ test('a watch answered with 410 Gone triggers a relist that catches up with miss
   inf.start();
   try {
     await inf.waitForSync(AbortSignal.timeout(10_000));
-    await until('relist after 410', () => inf.stats.goneRelists >= 1);
+    await waitFor(() => inf.stats.goneRelists >= 1, { what: 'relist after 410' });
     assert.equal(inf.stats.lists, 2);
     await client.patchMerge(Resources.configMap, NS, 'gone-test', { data: { x: '1' } });
-    await until('update after relist', () => inf.getByName(NS, 'gone-test')?.data !== undefined);
+    await waitFor(() => inf.getByName(NS, 'gone-test')?.data !== undefined, { what: 'update after relist' });
   } finally {
     await inf.stop();
   }
@@ -103,7 +103,7 @@ test('periodic resync re-delivers every cached object as an update', async () =>
     await inf.waitForSync(AbortSignal.timeout(10_000));
     const objects = inf.keys().length;
     assert.ok(objects >= 1);
-    await until('two resync rounds', () => resyncs >= 2 * objects, 5000);
+    await waitFor(() => resyncs >= 2 * objects, { what: 'two resync rounds', timeoutMs: 5000 });
   } finally {
     await inf.stop();
   }
@@ -114,9 +114,9 @@ test('watches the server ends (timeoutSeconds) are resumed from the last resourc
   inf.start();
   try {
     await inf.waitForSync(AbortSignal.timeout(10_000));
-    await until('three watches', () => inf.stats.watches >= 3, 10_000);
+    await waitFor(() => inf.stats.watches >= 3, { what: 'three watches', timeoutMs: 10_000 });
     await client.create(Resources.configMap, cm('between-watches'));
-    await until('seen', () => inf.getByName(NS, 'between-watches') !== undefined);
+    await waitFor(() => inf.getByName(NS, 'between-watches') !== undefined, { what: 'seen' });
     assert.equal(inf.stats.lists, 1, 'no relist');
     assert.equal(inf.stats.errors, 0, 'a server-side end is not an error');
   } finally {

@@ -10,7 +10,7 @@ import { Manager } from '../../src/kube/manager.ts';
 import { Controller } from '../../src/kube/controller.ts';
 import { OperatorMetrics } from '../../src/kube/metrics.ts';
 import type { ObjectKey } from '../../src/kube/types.ts';
-import { until } from '../env/until.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let cluster: Cluster;
 const NS = 'default';
@@ -50,10 +50,10 @@ test('two managers: exactly one leads and reconciles; graceful stop hands over a
   const a = replica('a', 'le-graceful');
   const b = replica('b', 'le-graceful');
   try {
-    await until('a leader', () => a.manager.isLeader() || b.manager.isLeader());
-    await until('both ready (standby caches synced too)', () => a.manager.ready() && b.manager.ready());
+    await waitFor(() => a.manager.isLeader() || b.manager.isLeader(), { what: 'a leader' });
+    await waitFor(() => a.manager.ready() && b.manager.ready(), { what: 'both ready (standby caches synced too)' });
     const [leader, standby] = a.manager.isLeader() ? [a, b] : [b, a];
-    await until('leader reconciled', () => leader.reconciled.includes('work-1'));
+    await waitFor(() => leader.reconciled.includes('work-1'), { what: 'leader reconciled' });
     await new Promise((r) => setTimeout(r, timing.retryPeriodMs * 4));
     assert.equal(standby.manager.isLeader(), false);
     assert.deepEqual(standby.reconciled, [], 'the standby never reconciles');
@@ -65,9 +65,9 @@ test('two managers: exactly one leads and reconciles; graceful stop hands over a
     const lease = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
     // Released: empty, or already taken by the standby if it won the race to this read.
     assert.ok([undefined, standby.id].includes(lease.spec?.holderIdentity), `the lease was released (holder ${lease.spec?.holderIdentity})`);
-    await until('standby takes over', () => standby.manager.isLeader(), timing.leaseDurationMs);
+    await waitFor(() => standby.manager.isLeader(), { what: 'standby takes over', timeoutMs: timing.leaseDurationMs });
     const tookMs = Date.now() - t0;
-    await until('new leader reconciles', () => standby.reconciled.includes('work-1'));
+    await waitFor(() => standby.reconciled.includes('work-1'), { what: 'new leader reconciles' });
     assert.ok(tookMs < timing.leaseDurationMs, `takeover after release took ${tookMs} ms`);
     console.log(`leader: takeover after a graceful release ${tookMs} ms`);
     const after = await admin.get<Lease>(Resources.lease, NS, 'le-graceful');
@@ -88,7 +88,7 @@ test('a leader that dies without releasing is replaced within the lease duration
     onStartedLeading: () => undefined,
   });
   const ghostRun = ghost.run(crashed.signal);
-  await until('ghost leads', () => ghost.isLeader());
+  await waitFor(() => ghost.isLeader(), { what: 'ghost leads' });
   const b = replica('b', 'le-crash');
   try {
     await new Promise((r) => setTimeout(r, 500));
@@ -96,7 +96,7 @@ test('a leader that dies without releasing is replaced within the lease duration
     crashed.abort(); // stops renewing, does not release: like kill -9
     await ghostRun;
     const t0 = Date.now();
-    await until('standby takes over', () => b.manager.isLeader(), timing.leaseDurationMs + 2 * timing.retryPeriodMs * 2.2 + 1000);
+    await waitFor(() => b.manager.isLeader(), { what: 'standby takes over', timeoutMs: timing.leaseDurationMs + 2 * timing.retryPeriodMs * 2.2 + 1000 });
     const tookMs = Date.now() - t0;
     assert.ok(tookMs <= timing.leaseDurationMs + 1500, `takeover took ${tookMs} ms`);
     console.log(`leader: takeover after a crashed leader ${tookMs} ms (lease ${timing.leaseDurationMs} ms)`);
@@ -114,7 +114,7 @@ test('two electors racing for a fresh lease: exactly one wins', async () => {
   }));
   const runs = electors.map((e) => e.run(stop.signal));
   try {
-    await until('someone leads', () => electors.some((e) => e.isLeader()));
+    await waitFor(() => electors.some((e) => e.isLeader()), { what: 'someone leads' });
     for (let i = 0; i < 10; i++) {
       assert.equal(electors.filter((e) => e.isLeader()).length, 1);
       await new Promise((r) => setTimeout(r, 100));
@@ -138,19 +138,19 @@ test('a leader whose lease is taken over stops reconciling: its term signal abor
   });
   const run = elector.run(stop.signal);
   try {
-    await until('victim leads', () => elector.isLeader());
+    await waitFor(() => elector.isLeader(), { what: 'victim leads' });
     const lease = await client.get<Lease>(Resources.lease, NS, 'le-stolen');
     const now = new Date().toISOString().replace('Z', '000Z');
     await client.update<Lease>(Resources.lease, { ...lease, spec: { ...lease.spec, holderIdentity: 'thief', renewTime: now, acquireTime: now } });
     const t0 = Date.now();
-    await until('term aborted', () => terms[0].aborted, timing.renewDeadlineMs + 1000);
+    await waitFor(() => terms[0].aborted, { what: 'term aborted', timeoutMs: timing.renewDeadlineMs + 1000 });
     const lostMs = Date.now() - t0;
     assert.ok(lostMs <= timing.retryPeriodMs * 2 + 500, `noticed the takeover after ${lostMs} ms`);
     assert.equal(elector.isLeader(), false);
     assert.equal(elector.getLeader(), 'thief');
     assert.equal(stopped, 1);
     // The thief never renews: after the lease duration the victim wins again, in a new term.
-    await until('re-elected', () => elector.isLeader(), timing.leaseDurationMs * 2 + 2000);
+    await waitFor(() => elector.isLeader(), { what: 're-elected', timeoutMs: timing.leaseDurationMs * 2 + 2000 });
     assert.equal(terms.length, 2);
     assert.equal(terms[1].aborted, false);
   } finally {

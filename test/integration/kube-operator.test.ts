@@ -10,6 +10,7 @@ import { useClusters, applyManifests, freePort, type Manifest } from '../env/ind
 import { allCRDs } from '../../src/api/crds.ts';
 import { KubeClient, Resources } from '../../src/kube/client.ts';
 import type { Lease } from '../../src/kube/leader.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const LEASE = 'cloudnet-operator-leader';
@@ -33,7 +34,9 @@ async function startReplica(kubeconfigPath: string): Promise<Replica> {
   const [metricsPort, healthPort] = [await freePort(), await freePort()];
   const proc = spawn(process.execPath, [join(root, 'src/cli.ts'), 'operator', '--kubeconfig', kubeconfigPath,
     '--leader-elect', '--leader-election-namespace', 'default', '--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '250ms',
-    '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
+    // Plain HTTP metrics: this test reads the leader gauge as admin; the authenticated HTTPS
+    // default is tested in metrics-auth.test.ts and operator-image.test.ts.
+    '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--metrics-secure=false', '--health-probe-bind-address', `127.0.0.1:${healthPort}`,
     '--graceful-shutdown-timeout', '5s'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(proc);
   const logs: string[] = [];
@@ -51,14 +54,6 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   }
 }
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const leaderGauge = (metrics: string) => /leader_election_master_status\{name="cloudnet-operator-leader"\} (\d)/.exec(metrics)?.[1];
 
 test('two operator replicas: one leads, both ready, SIGTERM releases the lease and the standby takes over', async () => {
@@ -69,15 +64,15 @@ test('two operator replicas: one leads, both ready, SIGTERM releases the lease a
     const a = await startReplica(cluster.kubeconfigPath);
     const b = await startReplica(cluster.kubeconfigPath);
     for (const r of [a, b]) {
-      await until('healthz', async () => (await get(r.healthPort, '/healthz')).status === 200);
-      await until('readyz', async () => (await get(r.healthPort, '/readyz')).status === 200);
+      await waitFor(async () => (await get(r.healthPort, '/healthz')).status === 200, { what: 'healthz' });
+      await waitFor(async () => (await get(r.healthPort, '/readyz')).status === 200, { what: 'readyz' });
     }
     console.log(`operator: both replicas ready after ${Date.now() - t} ms`);
     t = Date.now();
     assert.equal((await get(a.healthPort, '/nope')).status, 404);
-    await until('a leader', async () => (await admin.tryGet<Lease>(Resources.lease, 'default', LEASE))?.spec?.holderIdentity !== undefined);
+    await waitFor(async () => (await admin.tryGet<Lease>(Resources.lease, 'default', LEASE))?.spec?.holderIdentity !== undefined, { what: 'a leader' });
     const gauges = async () => [leaderGauge((await get(a.metricsPort, '/metrics')).body), leaderGauge((await get(b.metricsPort, '/metrics')).body)];
-    await until('one master, one backup', async () => (await gauges()).sort().join() === '0,1');
+    await waitFor(async () => (await gauges()).sort().join() === '0,1', { what: 'one master, one backup' });
     console.log(`operator: leader elected ${Date.now() - t} ms after readiness`);
     const [ga] = await gauges();
     const [leader, standby] = ga === '1' ? [a, b] : [b, a];
@@ -94,7 +89,7 @@ test('two operator replicas: one leads, both ready, SIGTERM releases the lease a
     leader.proc.kill('SIGTERM');
     assert.equal(await leader.exited, 0, leader.logs.join(''));
     const stopMs = Date.now() - t0;
-    await until('standby leads', async () => leaderGauge((await get(standby.metricsPort, '/metrics')).body) === '1', 3000);
+    await waitFor(async () => leaderGauge((await get(standby.metricsPort, '/metrics')).body) === '1', { what: 'standby leads', timeoutMs: 3000 });
     const takeoverMs = Date.now() - t0;
     assert.ok(stopMs < 5000, `graceful stop took ${stopMs} ms`);
     assert.ok(takeoverMs < 3000, `takeover after SIGTERM took ${takeoverMs} ms (lease duration 3 s)`);

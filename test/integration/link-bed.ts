@@ -135,17 +135,6 @@ export async function createLinkBed(opts: LinkBedOptions = {}): Promise<LinkBed>
   };
 }
 
-/** Polls until `cond` returns a value (not undefined/false) or fails with `what` and diagnostics. */
-export async function waitFor<T>(cond: () => T | undefined | false, what: string, timeoutMs: number, diag: () => string = () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = cond();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${diag()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 export function diagnostics(bed: LinkBed): string {
   return ['a', 'b'].map((s) => {
     const g = s === 'a' ? bed.a : bed.b;

@@ -20,6 +20,7 @@ import { logger } from '../../src/util/log.ts';
 import { applyManifests, createNamespace, startClusters, type Cluster, type Manifest } from '../env/index.ts';
 import { SITE_A, SITE_B } from '../env/wan.ts';
 import { createLinkBed, TUNNEL, WG_PORT } from './link-bed.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const NS = 'cloudnet-system';
 const ONE_WAY_MS = 50;
@@ -63,7 +64,7 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   const events: string[] = [];
   const reconciler = new SiteReconciler({
     local: localA,
-    clusters: siteClustersFrom(clustersA),
+    clusters: siteClustersFrom(clustersA, NS),
     events: { event: (_o, type, reason) => { events.push(`${type}/${reason}`); } },
     link: new GatewayLinkProvider({ client: localA, namespace: NS }),
   });
@@ -76,14 +77,12 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   };
   const linkCond = (s: Site) => findCondition(s.status?.conditions, 'LinkReady');
   const diag = (): string => `gateway a:\n${bed.a.stderr().slice(-2500)}\ngateway b:\n${bed.b.stderr().slice(-2500)}`;
-  const pollSite = async (pred: (s: Site) => boolean, what: string, timeoutMs: number): Promise<Site> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const s = await siteB();
-      if (pred(s)) return s;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; LinkReady=${JSON.stringify(linkCond(s))}\n${diag()}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+  const pollSite = (pred: (s: Site) => boolean, what: string, timeoutMs: number): Promise<Site> => {
+    let last: Site | undefined;
+    return waitFor(async () => {
+      last = await siteB();
+      return pred(last) && last;
+    }, { what, timeoutMs, intervalMs: 500, diagnostics: () => `LinkReady=${JSON.stringify(last && linkCond(last))}\n${diag()}` });
   };
 
   const t0 = Date.now();
@@ -125,14 +124,10 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   // Rotation on request through the Site annotation: the Secret and the published key move together.
   const before = (await readGatewayState(localA, NS, 'site-b'))?.publicKey;
   await localA.patchMerge(Res.site, undefined, 'site-b', { metadata: { annotations: { 'cloudnet.io/rotate-gateway-key': String(Date.now()) } } });
-  const deadline = Date.now() + 30_000;
-  let after: string | undefined;
-  while (Date.now() < deadline) {
+  const after = await waitFor(async () => {
     const st = await readGatewayState(localA, NS, 'site-b');
-    if (st && st.publicKey !== before && !st.nextPublicKey) { after = st.publicKey; break; }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.ok(after, `gateway a did not rotate its key\n${diag()}`);
+    return st && st.publicKey !== before && !st.nextPublicKey && st.publicKey;
+  }, { what: 'gateway a to rotate its key', timeoutMs: 30_000, intervalMs: 250, diagnostics: diag });
   const rotated = await localA.get<KubeObject & { data?: Record<string, string> }>(Resources.secret, NS, 'cloudnet-gateway-key');
   const sk2 = Buffer.from(rotated.data?.['private-key'] ?? '', 'base64').toString('utf8');
   assert.equal(execFileSync('wg', ['pubkey'], { input: `${sk2}\n`, encoding: 'utf8' }).trim(), after);

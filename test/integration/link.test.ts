@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { generateKeyPair } from '../../src/link/keys.ts';
 import { listNetns, nsExec } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
-import { createLinkBed, diagnostics, waitFor, type LinkBed } from './link-bed.ts';
+import { createLinkBed, diagnostics, type LinkBed } from './link-bed.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const ONE_WAY_MS = 50;
 /** The outage-detection bound stated in src/link/status.ts for the default probe settings. */
@@ -22,7 +23,7 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
   t.after(() => bed.stop());
   const diag = (): string => diagnostics(bed);
   const t0 = Date.now();
-  await waitFor(() => bothReady(bed), 'LinkReady on both gateways', 40_000, diag);
+  await waitFor(() => bothReady(bed), { what: 'LinkReady on both gateways', timeoutMs: 40_000, diagnostics: diag });
   t.diagnostic(`link ready after ${Date.now() - t0} ms`);
 
   // Ten more probe rounds so the RTT median is over steady-state samples only.
@@ -58,7 +59,7 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
   // Cut the WAN: LinkReady=False within the stated bound, on both sides.
   const cutAt = Date.now();
   await bed.sites.setLink({ down: true });
-  await waitFor(() => !bed.a.state()?.link?.ready && !bed.b.state()?.link?.ready, 'LinkReady=False after the cut', 20_000, diag);
+  await waitFor(() => !bed.a.state()?.link?.ready && !bed.b.state()?.link?.ready, { what: 'LinkReady=False after the cut', timeoutMs: 20_000, diagnostics: diag });
   const detectMs = Date.now() - cutAt;
   t.diagnostic(`cut detected after ${detectMs} ms (bound ${DETECT_BOUND_MS} ms): ${bed.a.state()?.link?.reason} / ${bed.b.state()?.link?.reason}`);
   assert.equal(bed.a.state()?.link?.reason, 'PeerUnreachable', diag());
@@ -67,7 +68,7 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
 
   const restoreAt = Date.now();
   await bed.sites.setLink({ down: false });
-  await waitFor(() => bothReady(bed), 'LinkReady=True after restoring the WAN', 30_000, diag);
+  await waitFor(() => bothReady(bed), { what: 'LinkReady=True after restoring the WAN', timeoutMs: 30_000, diagnostics: diag });
   t.diagnostic(`recovered ${Date.now() - restoreAt} ms after the WAN was restored`);
 
   for (const g of [bed.a, bed.b]) {
@@ -82,8 +83,8 @@ test('link comes up, measures the emulated RTT within 10%, carries LAN traffic, 
   assert.ok(wgPid, 'wireguard-go of gateway b not found');
   const killedAt = Date.now() / 1000;
   process.kill(wgPid, 'SIGKILL');
-  await waitFor(() => bed.b.events().some((e) => e.reason === 'DataPlaneRestarted'), 'gateway b to restart wireguard-go', 15_000, diag);
-  await waitFor(() => bothReady(bed) && (bed.b.state()?.link?.latestHandshakeSec ?? 0) >= killedAt - 1, 'a fresh handshake after the restart', 30_000, diag);
+  await waitFor(() => bed.b.events().some((e) => e.reason === 'DataPlaneRestarted'), { what: 'gateway b to restart wireguard-go', timeoutMs: 15_000, diagnostics: diag });
+  await waitFor(() => bothReady(bed) && (bed.b.state()?.link?.latestHandshakeSec ?? 0) >= killedAt - 1, { what: 'a fresh handshake after the restart', timeoutMs: 30_000, diagnostics: diag });
   t.diagnostic(`data plane restarted and re-handshaken ${Math.round(Date.now() - killedAt * 1000)} ms after wireguard-go was killed`);
 });
 
@@ -92,7 +93,7 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   const bed = await createLinkBed({ wan: { delayMs: 10, rateBps: 40e6 } });
   t.after(() => bed.stop());
   const diag = (): string => diagnostics(bed);
-  await waitFor(() => bothReady(bed), 'LinkReady on both gateways', 40_000, diag);
+  await waitFor(() => bothReady(bed), { what: 'LinkReady on both gateways', timeoutMs: 40_000, diagnostics: diag });
   const oldKey = bed.a.state()?.publicKey;
   assert.ok(oldKey, diag());
 
@@ -101,7 +102,7 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   const bytes = 24 << 20;
   const started = Date.now();
   const transfer = runTransfer(bed.sites.a.nodeNs, bed.sites.b.nodeIp, 5202, bytes, { hash: true, rttSamples: 1, timeoutMs: 120_000 });
-  await waitFor(() => sink.progressBytes() > 2 << 20, 'the transfer to get going', 30_000, diag);
+  await waitFor(() => sink.progressBytes() > 2 << 20, { what: 'the transfer to get going', timeoutMs: 30_000, diagnostics: diag });
   const rotateAt = Date.now();
   // Longest time the receiver saw no progress, sampled every 20 ms: the rotation's tunnel gap.
   let lastBytes = sink.progressBytes(), lastMove = Date.now(), maxStallMs = 0, maxStallAt = 0;
@@ -117,9 +118,9 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   const newKey = await waitFor(() => {
     const s = bed.a.state();
     return s && s.publicKey !== oldKey && !s.nextPublicKey ? s.publicKey : undefined;
-  }, 'gateway a to switch to its next key', 30_000, diag);
+  }, { what: 'gateway a to switch to its next key', timeoutMs: 30_000, diagnostics: diag });
   const rotatedMs = Date.now() - rotateAt;
-  await waitFor(() => bed.b.state()?.peerKeys?.join() === newKey, 'gateway b to carry traffic on the new key only', 10_000, diag);
+  await waitFor(() => bed.b.state()?.peerKeys?.join() === newKey, { what: 'gateway b to carry traffic on the new key only', timeoutMs: 10_000, diagnostics: diag });
   const progressAtRotation = sink.progressBytes();
   const result = await transfer;
   clearInterval(sampler);
@@ -134,7 +135,7 @@ test('a key rotation during a running transfer loses no bytes', { timeout: 180_0
   // The old key is gone from the peer's interface; the link is still ready on the new key.
   const dump = execFileSync('ip', ['netns', 'exec', bed.sites.b.gwNs, 'wg', 'show', bed.b.ifname, 'peers'], { encoding: 'utf8' }).trim();
   assert.equal(dump, newKey);
-  await waitFor(() => bothReady(bed), 'LinkReady after the rotation', 10_000, diag);
+  await waitFor(() => bothReady(bed), { what: 'LinkReady after the rotation', timeoutMs: 10_000, diagnostics: diag });
   assert.ok(bed.a.events().some((e) => e.reason === 'KeyRotated'), `a events: ${bed.a.events().map((e) => e.reason).join(',')}`);
   assert.ok(bed.b.events().some((e) => e.reason === 'PeerKeyRotated'), `b events: ${bed.b.events().map((e) => e.reason).join(',')}`);
 });
@@ -144,8 +145,7 @@ test('a wrong peer key is refused and named in the condition; an unsafe range is
   const bed = await createLinkBed({ extraA: ['--peer-public-key', wrong] });
   t.after(() => bed.stop());
   const diag = (): string => diagnostics(bed);
-  await waitFor(() => bed.a.state()?.link?.reason === 'PeerKeyMismatch' && bed.b.state()?.link?.reason === 'PeerKeyMismatch',
-    'PeerKeyMismatch on both gateways', 40_000, diag);
+  await waitFor(() => bed.a.state()?.link?.reason === 'PeerKeyMismatch' && bed.b.state()?.link?.reason === 'PeerKeyMismatch', { what: 'PeerKeyMismatch on both gateways', timeoutMs: 40_000, diagnostics: diag });
   const a = bed.a.state()?.link, b = bed.b.state()?.link;
   t.diagnostic(`a: ${a?.message}`);
   t.diagnostic(`b: ${b?.message}`);
@@ -157,7 +157,7 @@ test('a wrong peer key is refused and named in the condition; an unsafe range is
 
   // Asking for a default route through the peer without allowDefaultRoute is refused, not applied.
   await bed.restart('a', ['--peer-network', '0.0.0.0/0']);
-  await waitFor(() => bed.a.state()?.link?.reason === 'ConfigInvalid', 'ConfigInvalid', 30_000, diag);
+  await waitFor(() => bed.a.state()?.link?.reason === 'ConfigInvalid', { what: 'ConfigInvalid', timeoutMs: 30_000, diagnostics: diag });
   assert.match(bed.a.state()?.link?.message ?? '', /0\.0\.0\.0\/0/);
   const peers = execFileSync('ip', ['netns', 'exec', bed.sites.a.gwNs, 'wg', 'show', bed.a.ifname, 'allowed-ips'], { encoding: 'utf8' });
   assert.doesNotMatch(peers, /0\.0\.0\.0\/0/);

@@ -5,13 +5,15 @@
 // as UID 65532 in a root-owned app dir, with the chart's arguments, against a real API server
 // where the chart is installed, authenticated as the chart's ServiceAccount. So this checks that
 // the image has every runtime dependency, writes nothing, and that the chart's least-privilege
-// RBAC is enough for two replicas to start, elect one leader (Lease), serve probes and metrics,
+// RBAC is enough for two replicas to start, elect one leader (Lease), serve probes and metrics
+// (HTTPS, a scraper's token reviewed by the API server),
 // reconcile a Site and a WanMigration (statuses, Events), hand over on SIGTERM and stop; the
 // Argo CD health check reads the statuses the operator really writes.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,6 +22,7 @@ import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
 import { cachedTool, chartDir, helmTemplate, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { argoHealth, type Json } from '../../hack/argo-health.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const NS = 'cloudnet-system';
 const RELEASE = 'cloudnet';
@@ -44,7 +47,7 @@ function leaseHolder(): string {
 
 /** The operator container's args from `helm template` of the release this test installs. */
 function chartContainerArgs(): string[] {
-  const docs = yaml.loadAll(helmTemplate(RELEASE, NS, ['gateway.enabled=false', 'peerAccess.enabled=false'])) as { kind?: string; metadata?: { name?: string }; spec?: { template: { spec: { containers: { args: string[] }[] } } } }[];
+  const docs = yaml.loadAll(helmTemplate(RELEASE, NS, ['gateway.enabled=false'])) as { kind?: string; metadata?: { name?: string }; spec?: { template: { spec: { containers: { args: string[] }[] } } } }[];
   const dep = docs.find((d) => d?.kind === 'Deployment' && d.metadata?.name === RELEASE);
   assert.ok(dep?.spec, 'the chart renders the operator Deployment');
   const args = dep.spec.template.spec.containers[0].args;
@@ -66,17 +69,11 @@ function kubectl(args: string[], input?: string): string {
   return r.stdout;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; operator logs:\n${allLogs().slice(-30).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const operatorLogs = (): string => `operator logs:\n${allLogs().slice(-30).join('\n')}`;
 
 let leaderName = '';
+/** A token of a ServiceAccount bound to the chart's metrics-reader ClusterRole, as Prometheus has. */
+let scraperToken = '';
 
 async function exitWithin(r: Replica, ms: number): Promise<number | null | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
@@ -85,10 +82,21 @@ async function exitWithin(r: Replica, ms: number): Promise<number | null | 'time
   return code;
 }
 
+/** /metrics as Prometheus scrapes it with the chart's defaults: HTTPS (self-signed), bearer token. */
+function scrape(port: number, token: string): Promise<{ status: number; body: string } | undefined> {
+  return fetchOnce(httpsRequest, { host: '127.0.0.1', port, path: '/metrics', timeout: 10_000, rejectUnauthorized: false,
+    headers: { authorization: `Bearer ${token}` } });
+}
+
 /** One GET without connection reuse, so no keep-alive socket outlives the test. */
 function httpStatus(port: number, path: string): Promise<{ status: number; body: string } | undefined> {
+  return fetchOnce(httpGet, { host: '127.0.0.1', port, path, timeout: 2000 });
+}
+
+/** One request on its own connection; undefined on any network error or timeout. */
+function fetchOnce(send: (o: RequestOptions, cb: (res: import('node:http').IncomingMessage) => void) => import('node:http').ClientRequest, opts: RequestOptions): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
-    const req = httpGet({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
+    const req = send({ ...opts, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { body += d; });
@@ -97,6 +105,7 @@ function httpStatus(port: number, path: string): Promise<{ status: number; body:
     });
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(undefined));
+    req.end();
   });
 }
 
@@ -128,10 +137,14 @@ describe('the operator image layout, run as the chart runs it', () => {
     cpSync(join(repoRoot, 'package.json'), join(app, 'package.json'));
 
     cluster = await startCluster({ name: 'image' });
-    const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath, '--set', 'gateway.enabled=false,peerAccess.enabled=false']);
+    kubectl(['create', 'namespace', 'kubevirt']); // KubeVirt's namespace, where the chart puts its CA-bundle Role
+    const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath, '--set', 'gateway.enabled=false']);
     assert.equal(r.status, 0, r.stderr);
     kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
     await installKubevirtCrds(cluster); // the controllers watch VMIMs
+    kubectl(['-n', 'default', 'create', 'serviceaccount', 'prometheus']);
+    kubectl(['create', 'clusterrolebinding', 'prometheus-cloudnet-metrics', `--clusterrole=${RELEASE}-metrics-reader`, '--serviceaccount=default:prometheus']);
+    scraperToken = kubectl(['-n', 'default', 'create', 'token', 'prometheus']).trim();
     const sa = await userKubeconfig(cluster, { user: SA, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'] });
     // Stands in for the projected ServiceAccount token: readable by the runtime user, like the mount.
     const kubeconfig = join(work, 'sa.kubeconfig');
@@ -202,21 +215,22 @@ describe('the operator image layout, run as the chart runs it', () => {
   it('runs two replicas: both serve probes and metrics, exactly one holds the Lease', async () => {
     const ports = new Map<Replica, { health: number; metrics: number }>();
     for (const r of replicas) {
-      const started = await until(`"operator started" from ${r.name}`, 30_000, () => logged(r, (e) => e.message === 'operator started'));
+      const started = await waitFor(() => logged(r, (e) => e.message === 'operator started'), { what: `"operator started" from ${r.name}`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
       const p = { health: Number(started.healthPort), metrics: Number(started.metricsPort) };
       assert.ok(p.health > 0 && p.metrics > 0, JSON.stringify(started));
       ports.set(r, p);
-      await until(`${r.name} /healthz 200`, 15_000, async () => ((await httpStatus(p.health, '/healthz'))?.status === 200 ? true : undefined));
-      await until(`${r.name} /readyz 200`, 30_000, async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined));
+      await waitFor(async () => ((await httpStatus(p.health, '/healthz'))?.status === 200 ? true : undefined), { what: `${r.name} /healthz 200`, timeoutMs: 15_000, intervalMs: 200, diagnostics: operatorLogs });
+      await waitFor(async () => ((await httpStatus(p.health, '/readyz'))?.status === 200 ? true : undefined), { what: `${r.name} /readyz 200`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     }
-    const holder = await until('the Lease', 30_000, () => {
+    const holder = await waitFor(() => {
       const out = leaseHolder().trim();
       return /^cloudnet-[01]_\S+$/.test(out) ? out : undefined;
-    });
+    }, { what: 'the Lease', timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     leaderName = holder.split('_')[0];
     for (const r of replicas) {
-      const metrics = await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics');
-      assert.equal(metrics?.status, 200);
+      assert.equal(await httpStatus(ports.get(r)?.metrics ?? 0, '/metrics'), undefined, 'no plain HTTP on the metrics port (TLS only)');
+      const metrics = await scrape(ports.get(r)?.metrics ?? 0, scraperToken);
+      assert.equal(metrics?.status, 200, metrics?.body);
       const want = r.name === leaderName ? 1 : 0;
       assert.match(metrics?.body ?? '', new RegExp(`^leader_election_master_status\\{name="${RELEASE}"\\} ${want}$`, 'm'), `${r.name} leader gauge ${want}`);
       assert.match(metrics?.body ?? '', /^# TYPE controller_runtime_reconcile_total counter$/m);
@@ -231,20 +245,20 @@ describe('the operator image layout, run as the chart runs it', () => {
       apiVersion: 'cloudnet.io/v1alpha1', kind: 'Site', metadata: { name: 'site-b' },
       spec: { kubeconfigSecretRef: { namespace: NS, name: 'site-b-kubeconfig', key: 'kubeconfig' } },
     }));
-    const site = await until('Site site-b Ready', 60_000, () => {
+    const site = await waitFor(() => {
       const o = JSON.parse(kubectl(['get', 'site/site-b', '-o', 'json'])) as Json & { status?: { conditions?: { type: string; status: string }[] } };
       return o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? o : undefined;
-    });
+    }, { what: 'Site site-b Ready', timeoutMs: 60_000, intervalMs: 200, diagnostics: operatorLogs });
     assert.equal(argoHealth(site).status, 'Healthy');
 
     kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'cloudnet.io/v1alpha1', kind: 'WanMigration', metadata: { name: 'image-probe', namespace: 'default' },
       spec: { vmName: 'no-such-vm', targetSite: 'site-b', targetNamespace: 'default' },
     }));
-    const wm = await until('a WanMigration status written by the operator', 60_000, () => {
+    const wm = await waitFor(() => {
       const o = JSON.parse(kubectl(['-n', 'default', 'get', 'wanmigration/image-probe', '-o', 'json'])) as Json & { status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string }[] } };
       return o.status?.observedGeneration === 1 && o.status.conditions?.some((c) => c.type === 'Stalled') ? o : undefined;
-    });
+    }, { what: 'a WanMigration status written by the operator', timeoutMs: 60_000, intervalMs: 200, diagnostics: operatorLogs });
     const stalled = wm.status?.conditions?.find((c) => c.type === 'Stalled');
     assert.equal(stalled?.status, 'True', JSON.stringify(wm.status));
     const health = argoHealth(wm);
@@ -268,10 +282,10 @@ describe('the operator image layout, run as the chart runs it', () => {
     assert.ok(leader && standby);
     leader.proc.kill('SIGTERM');
     assert.equal(await exitWithin(leader, 30_000), 0, `leader exit; log:\n${leader.logs.slice(-20).join('\n')}`);
-    const holder = await until(`${standby.name} to take the Lease`, 30_000, () => {
+    const holder = await waitFor(() => {
       const out = leaseHolder().trim();
       return out.startsWith(`${standby.name}_`) ? out : undefined;
-    });
+    }, { what: `${standby.name} to take the Lease`, timeoutMs: 30_000, intervalMs: 200, diagnostics: operatorLogs });
     assert.ok(holder);
   });
 

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { readFileSync, statSync } from 'node:fs';
 import { formatMigration, migrate, migrateToFile } from '../../src/qemu/migrate.ts';
-import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
+import { startStreamTee } from '../../src/qemu/stream-tee.ts';
+import { freePort } from '../helpers/ports.ts';
 import { createGuestLab, guestBin, liveMigrate, type LiveMigrationReport } from '../env/qemu.ts';
 import { createSites } from '../env/wan.ts';
 
@@ -99,7 +100,7 @@ describe('QEMU live migration', { timeout: 180_000 }, () => {
     const workload = { name: 'idle' as const };
     const src = await lab.start({ name: 'rec-src', workload, memoryMiB: 128 });
     const dst = await lab.start({ name: 'rec-dst', workload, memoryMiB: 128, incoming: true });
-    const port = await freeLoopbackPort();
+    const port = await freePort();
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
     const recording = join(lab.dir, 'idle.qemu');
     const tee = await startStreamTee({ targetHost: '127.0.0.1', targetPort: port, recordPath: recording });

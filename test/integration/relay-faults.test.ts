@@ -175,7 +175,7 @@ test('corrupt frame, cache desync and truncation close only their sessions; othe
     link.send(F.F_DATA, 4, packBatch(Buffer.from([0x01, 3, 1, 2, 3]), 10, 0));
 
     for (const p of batches.slice(half)) link.send(F.F_DATA, 2, p);
-    link.send(F.F_FIN, 2);
+    link.send(F.F_FIN, 2, F.totalsPayload({ batches: batches.length, bytes: good.length }));
     const okResult = await b.sinks[1].results[0];
     assert.equal(okResult.hash, sha256(good), 'healthy session arrived byte-exact');
     assert.equal(okResult.ended, 'end');
@@ -210,7 +210,7 @@ test('sender vanishes mid-page (truncated frame): the destination sees an abort 
     enc.end();
     assert.ok(batches.length > 4);
     for (const p of batches.slice(0, 3)) link.send(F.F_DATA, 7, p);
-    const partial = F.encodeFrame(F.F_DATA, 7, batches[3]);
+    const partial = link.writer.frame(F.F_DATA, 7, batches[3]);
     link.socket.write(partial.subarray(0, partial.length >> 1)); // cut in the middle of a frame
     await new Promise((r) => setTimeout(r, 100));
     link.socket.destroy();

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { onExit } from '../env/netns.ts';
+import { onExit } from '../helpers/exit.ts';
 
 export interface Pki {
   dir: string;
@@ -111,12 +111,4 @@ export function sendStream(port: number, data: Buffer, piece = 65536): Promise<{
 
 export function sha256(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex');
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }

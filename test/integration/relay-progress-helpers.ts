@@ -3,25 +3,15 @@
 // unix socket (plain TCP between them, --plain-inside-wireguard: the provider does not care how the
 // link is secured). No gateway here: a test stands in for the redirect by connecting to the local
 // port the sender opened for a registered flow.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { RelayApiClient } from '../../src/operator/relay-client/api-client.ts';
-import { onExit } from '../env/netns.ts';
-import { freePort } from './relay-helpers.ts';
-
-const NODE = 'node_modules/.bin/node';
-
-function startRelay(args: string[]): ChildProcess {
-  const p = spawn(NODE, ['src/cli.ts', 'relay', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
-  p.stderr!.on('data', (c: Buffer) => process.stderr.write(`[relay ${args[0]}] ${c}`));
-  const unregister = onExit(() => p.kill('SIGKILL')); // also when the test run is interrupted
-  p.once('exit', unregister);
-  return p;
-}
+import { startRelayCli } from '../env/relay-cli.ts';
+import { waitFor } from '../helpers/poll.ts';
+import { freePort } from '../helpers/ports.ts';
 
 export interface RelayPair {
   /** The sender's registration API: unix://PATH. */
@@ -40,8 +30,8 @@ export async function startRelayPair(): Promise<RelayPair> {
   const sock = path.join(dir, 'api.sock');
   const recvPort = await freePort();
   const procs = [
-    startRelay(['receive', '--listen', `127.0.0.1:${recvPort}`, '--allow-destination', '127.0.0.0/8', '--plain-inside-wireguard', '--cache-mb', '32']),
-    startRelay(['send', '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard', '--cache-mb', '32', '--level', '3',
+    startRelayCli(['receive', '--listen', `127.0.0.1:${recvPort}`, '--allow-destination', '127.0.0.0/8', '--plain-inside-wireguard', '--cache-mb', '32']),
+    startRelayCli(['send', '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard', '--cache-mb', '32', '--level', '3',
       '--api', `unix:${sock}`, '--api-token-file', path.join(dir, 'token'), '--flow-listen', '127.0.0.1']),
   ];
   const stop = async (): Promise<void> => {
@@ -51,11 +41,8 @@ export async function startRelayPair(): Promise<RelayPair> {
   };
   const apiUrl = `unix://${sock}`;
   const api = new RelayApiClient({ url: apiUrl, token });
-  const deadline = Date.now() + 20_000;
-  while (!(await api.registrations().then(() => true, () => false))) {
-    if (Date.now() > deadline) { await stop(); throw new Error('the sender relay\'s API never answered'); }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(() => api.registrations().then(() => true, () => false), { what: 'the sender relay\'s API', intervalMs: 100 })
+    .catch(async (err: unknown) => { await stop(); throw err; });
   const flowPort = async (destination: string): Promise<number> => {
     for (const r of await api.registrations()) for (const f of r.flows) if (f.destination === destination) return f.localPort;
     throw new Error(`no registered flow to ${destination}`);

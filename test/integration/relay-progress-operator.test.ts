@@ -22,11 +22,12 @@ import { startOperator, type RunningOperator } from '../../src/operator/main.ts'
 import { syntheticQemuStream } from '../../src/relay/tools/index.ts';
 import { useClusters } from '../env/index.ts';
 import {
-  createVM, ensure, eventsFor, getWM, operatorConfig, setupBed, waitFor, waitForCondition, waitForPhase, wanMigration, type Bed,
+  createVM, ensure, eventsFor, getWM, operatorConfig, setupBed, waitForCondition, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { startSink, type Sink } from './relay-helpers.ts';
 import { openStream, startRelayPair, type RelayPair } from './relay-progress-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed | undefined;
 let op: RunningOperator | undefined;
@@ -62,10 +63,10 @@ describe('operator with CLOUDNET_RELAY_API', { timeout: 240_000 }, () => {
     await ensure(dst, Res.namespace, { metadata: { name: ns } });
     await createVM(src, ns, 'vm', { annotations: { [ANNOTATIONS.hangAt]: 'Running' } }); // 512Mi guest
     // The Site first (a migration created before it is Ready waits out the default 15 s retry).
-    await waitFor('Site site-b Ready', async () => {
+    await waitFor(async () => {
       const site = await src.tryGet<KubeObject & { status?: { conditions?: Condition[] } }>(Res.site, undefined, 'site-b');
       return findCondition(site?.status?.conditions, 'Ready')?.status === 'True';
-    }, 60_000, 200);
+    }, { what: 'Site site-b Ready', timeoutMs: 60_000, intervalMs: 200 });
     await src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm', relay: { enabled: true, cacheSizeMiB: 16 } }));
     const wm = await waitForPhase(src, ns, 'mig', 'MigratingMemory', 60_000);
     return wm.status!.migrationID!;
@@ -77,7 +78,7 @@ describe('operator with CLOUDNET_RELAY_API', { timeout: 240_000 }, () => {
     const ns = 'relay-progress';
     const id = await startHeld(ns);
     // What the operator registered: exactly the target VMI's migrationState, with the spec's settings.
-    const reg = await waitFor('flows registered', async () => (await relays!.api.registrations()).find((r) => r.owner.migrationID === id), 30_000, 100);
+    const reg = await waitFor(async () => (await relays!.api.registrations()).find((r) => r.owner.migrationID === id), { what: 'flows registered', timeoutMs: 30_000, intervalMs: 100 });
     const vmi = await dst.get<KubeObject & { status?: { migrationState?: { targetNodeAddress?: string; targetDirectMigrationNodePorts?: Record<string, number> } } }>(Res.vmi, ns, 'vm');
     const ms = vmi.status?.migrationState;
     assert.deepEqual(reg.flows.map((f) => f.destination).sort(), Object.keys(ms?.targetDirectMigrationNodePorts ?? {}).map((p) => `${ms?.targetNodeAddress}:${p}`).sort());
@@ -94,19 +95,19 @@ describe('operator with CLOUDNET_RELAY_API', { timeout: 240_000 }, () => {
     sockets.push(s.socket);
     const half = Math.floor(stream.length / 2);
     await s.write(stream.subarray(0, half));
-    const live = await waitFor('relay figures in status.progress', async () => {
+    const live = await waitFor(async () => {
       const p = (await getWM(src, ns, 'mig'))?.status?.progress;
       return p?.bytesOverWan && (p.bytesSent ?? 0) >= half ? p : undefined;
-    }, 30_000, 200);
+    }, { what: 'relay figures in status.progress', timeoutMs: 30_000, intervalMs: 200 });
     assert.equal(live.bytesTotal, 512 * 2 ** 20, 'the total is the VM\'s guest memory');
     assert.ok((live.rounds ?? 0) >= 1);
     assert.ok(live.reductionRatio !== undefined && live.reductionRatio > 0 && live.reductionRatio < 1, `ratio ${live.reductionRatio}`);
     await s.write(stream.subarray(half));
     s.end();
-    const done = await waitFor('the whole stream in status.progress', async () => {
+    const done = await waitFor(async () => {
       const p = (await getWM(src, ns, 'mig'))?.status?.progress;
       return p?.bytesSent === stream.length ? p : undefined;
-    }, 30_000, 200);
+    }, { what: 'the whole stream in status.progress', timeoutMs: 30_000, intervalMs: 200 });
     assert.ok((done.bytesOverWan ?? 0) < stream.length / 2, `WAN ${done.bytesOverWan} B for ${stream.length} B`);
     assert.equal(done.rounds, 3);
     const reasons = (await eventsFor(src, ns, 'mig')).map((e) => e.reason);
@@ -115,7 +116,7 @@ describe('operator with CLOUDNET_RELAY_API', { timeout: 240_000 }, () => {
     // Roll the held migration back: its flows are released.
     await src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { abort: true } });
     await waitForPhase(src, ns, 'mig', 'Aborted', 60_000);
-    await waitFor('flows released', async () => !(await relays!.api.registrations()).some((r) => r.owner.migrationID === id), 20_000, 200);
+    await waitFor(async () => !(await relays!.api.registrations()).some((r) => r.owner.migrationID === id), { what: 'flows released', timeoutMs: 20_000, intervalMs: 200 });
   });
 
   test('with KubeVirt\'s migration TLS on, flows are carried opaquely and RelayOptimizing says why', async () => {

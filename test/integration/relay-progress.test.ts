@@ -15,19 +15,10 @@ import type { Site } from '../../src/api/site.ts';
 import type { MigrationProgress } from '../../src/api/wanmigration.ts';
 import { startSink } from './relay-helpers.ts';
 import { openStream, startRelayPair, type RelayPair } from './relay-progress-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const site: Site = { metadata: { name: 'site-b' }, spec: { kubeconfigSecretRef: { namespace: 'cloudnet-system', name: 'site-b' } } };
 const MEMORY = 64 << 20;
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function migration(id: string, relay: Partial<NonNullable<WanMigration['spec']['relay']>> = {}): WanMigration {
   return {
@@ -76,26 +67,26 @@ test('relay provider: registered flows, sessions attributed by registration, liv
   const halfA = Math.floor(streamA.length / 2);
   await Promise.all([sa.write(streamA.subarray(0, halfA)), sb.write(streamB)]);
   sb.end();
-  const liveA = await until('a with half its stream', async () => {
+  const liveA = await waitFor(async () => {
     const p = await progress(a);
     return p && (p.bytesSent ?? 0) >= halfA ? p : undefined;
-  });
+  }, { what: 'a attributed with half its stream' });
   assert.equal(liveA.bytesTotal, MEMORY);
   assert.equal(liveA.bytesSent, halfA, 'exactly a\'s own bytes');
   assert.ok((liveA.bytesOverWan ?? 0) > 0 && (liveA.bytesOverWan ?? 0) < halfA, `WAN bytes ${liveA.bytesOverWan} of ${halfA}`);
   assert.ok(liveA.etaSeconds !== undefined && liveA.etaSeconds >= 0, 'an ETA while the stream runs');
-  const finalB = await until('b complete', async () => {
+  const finalB = await waitFor(async () => {
     const p = await progress(b);
     return p && p.bytesSent === streamB.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  }, { what: 'b complete' });
   assert.ok((finalB.bytesOverWan ?? 0) >= streamB.length, 'b (no cache, no compression) crosses the WAN at full size');
 
   await sa.write(streamA.subarray(halfA));
   sa.end();
-  const finalA = await until('a complete', async () => {
+  const finalA = await waitFor(async () => {
     const p = await progress(a);
     return p && p.bytesSent === streamA.length && p.etaSeconds === 0 ? p : undefined;
-  });
+  }, { what: 'a complete' });
   assert.equal(finalA.rounds, 3);
   assert.ok((finalA.bytesOverWan ?? 0) < streamA.length / 2, `relay sent ${finalA.bytesOverWan} B for ${streamA.length} B`);
   const [gotA, gotB] = await Promise.all([sinkA.results[0], sinkB.results[0]]);

@@ -10,7 +10,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { migrate, formatMigration } from '../../src/qemu/migrate.ts';
-import { freeLoopbackPort, startStreamTee } from '../../src/qemu/stream-tee.ts';
+import { startStreamTee } from '../../src/qemu/stream-tee.ts';
+import { freePort } from '../helpers/ports.ts';
 import { loadTls, ReceiverRelay, SenderRelay } from '../../src/relay/transport/index.ts';
 import { createGuestLab } from '../env/qemu.ts';
 import { makePki } from './relay-helpers.ts';
@@ -30,7 +31,7 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
   const src = await lab.start({ name: 'relay-src', workload, memoryMiB: 128 });
   await src.serial.waitFor(/MW READY/, 60_000);
   const dst = await lab.start({ name: 'relay-dst', workload, memoryMiB: 128, incoming: true });
-  const port = await freeLoopbackPort();
+  const port = await freePort();
 
   const outRec = path.join(lab.dir, 'out.qemu');
   const inRec = path.join(lab.dir, 'in.qemu');

@@ -8,43 +8,19 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { formatMigration, migrate } from '../../src/qemu/migrate.ts';
 import { createGuestLab } from '../env/qemu.ts';
 import { createSites } from '../env/wan.ts';
+import { CLI, NODE, waitForLog } from '../env/relay-cli.ts';
 import { makePki } from './relay-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
-const NODE = path.resolve('node_modules/.bin/node');
-const CLI = path.resolve('src/cli.ts');
 
-function waitForLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`no ${re} from relay within ${ms} ms; output: ${buf.slice(-2000)}`)), ms);
-    const on = (c: Buffer): void => {
-      buf += c.toString();
-      if (re.test(buf)) {
-        clearTimeout(timer);
-        p.stderr!.off('data', on);
-        p.stderr!.resume(); // keep draining: a full pipe would block the relay's logging
-        resolve();
-      }
-    };
-    p.stderr!.on('data', on);
-    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`relay exited (${code}): ${buf.slice(-2000)}`)); });
-  });
-}
-
-async function finished(file: string, ms: number): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (fs.existsSync(file)) {
-      const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { finished: Record<string, unknown>[] };
-      if (j.finished.length) return j.finished[0];
-    }
-    if (Date.now() > deadline) throw new Error(`no finished session in ${file}`);
-    await delay(250);
-  }
+function finished(file: string, ms: number): Promise<Record<string, unknown>> {
+  return waitFor(() => {
+    if (!fs.existsSync(file)) return undefined;
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { finished: Record<string, unknown>[] }).finished[0];
+  }, { what: `a finished session in ${file}`, timeoutMs: ms, intervalMs: 250 });
 }
 
 test('QEMU migration across the emulated WAN through the relay pair', { timeout: 300_000 }, async (t) => {
@@ -69,13 +45,13 @@ test('QEMU migration across the emulated WAN through the relay pair', { timeout:
   const receiver = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, '--target', 'mem=127.0.0.1:49152',
     '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, '--cache-mb', '128', '--hash-streams', '--stats-file', recvStats], { env });
   procs.push(receiver);
-  await waitForLine(receiver, /relay receiver ready/, 20_000);
+  await waitForLog(receiver, /relay receiver ready/, 20_000);
   const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', '--listen', '127.0.0.1:49152/mem', '--peer', `${sites.b.nodeIp}:7400`,
     '--servername', 'localhost', '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--cache-mb', '128', '--hash-streams',
     ...(process.env.RELAY_WINDOW_MB ? ['--window-mb', process.env.RELAY_WINDOW_MB] : []),
     '--stats-file', sendStats], { env });
   procs.push(sender);
-  await waitForLine(sender, /relay sender ready/, 20_000);
+  await waitForLog(sender, /relay sender ready/, 20_000);
 
   const before = await sites.stats();
   const result = await migrate({

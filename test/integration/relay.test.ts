@@ -3,34 +3,20 @@
 // the return path must come back unchanged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { onExit } from '../env/netns.ts';
+import { startRelayCli } from '../env/relay-cli.ts';
 import { Rng, syntheticQemuStream } from '../../src/relay/tools/index.ts';
-import { freePort, makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
+import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
+import { freePort } from '../helpers/ports.ts';
 
-const NODE = 'node_modules/.bin/node';
-
-function startCli(args: string[]): ChildProcess {
-  const p = spawn(NODE, ['src/cli.ts', 'relay', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: process.env.RELAY_TEST_DEBUG ? 'info' : 'warn' } });
-  p.stderr!.on('data', (c: Buffer) => process.stderr.write(`[relay ${args[0]}] ${c}`));
-  const unregister = onExit(() => p.kill('SIGKILL')); // also when the test run is interrupted
-  p.once('exit', unregister);
-  return p;
-}
-
-async function waitForPort(port: number, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} never opened`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Whether something accepts connections on loopback `port`. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise<boolean>((r) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); });
+    s.on('error', () => r(false));
+  });
 }
 
 test('relay pair over mutual TLS: concurrent sessions arrive byte-exact, return path intact', async (t) => {
@@ -44,15 +30,15 @@ test('relay pair over mutual TLS: concurrent sessions arrive byte-exact, return 
   });
   const [recvPort, recvStats, sendPort, sendStats] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const tlsArgs = ['--ca', pki.ca, '--key'];
-  procs.push(startCli(['receive', '--listen', `127.0.0.1:${recvPort}`, '--target', `mem=127.0.0.1:${sink.port}`,
+  procs.push(startRelayCli(['receive', '--listen', `127.0.0.1:${recvPort}`, '--target', `mem=127.0.0.1:${sink.port}`,
     ...tlsArgs, pki.serverKey, '--cert', pki.serverCert, '--cache-mb', '64', '--stats', `127.0.0.1:${recvStats}`]));
-  procs.push(startCli(['send', '--listen', `127.0.0.1:${sendPort}/mem`, '--peer', `127.0.0.1:${recvPort}`,
+  procs.push(startRelayCli(['send', '--listen', `127.0.0.1:${sendPort}/mem`, '--peer', `127.0.0.1:${recvPort}`,
     ...tlsArgs, pki.clientKey, '--cert', pki.clientCert, '--cache-mb', '64', '--stats', `127.0.0.1:${sendStats}`,
     // Fixed level: on loopback under CPU load the adaptive policy may store, and the ratio check would flake.
     '--level', '3']));
   // The stats ports open once the relays listen (probing the relay ports would open sessions).
-  await waitForPort(recvStats);
-  await waitForPort(sendStats);
+  await waitFor(() => accepts(recvStats), { what: `the receiver's stats port ${recvStats}`, intervalMs: 100 });
+  await waitFor(() => accepts(sendStats), { what: `the sender's stats port ${sendStats}`, intervalMs: 100 });
 
   const random = Buffer.alloc(3 << 20);
   new Rng(77).fill(random);

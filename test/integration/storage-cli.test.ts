@@ -10,11 +10,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { StorageRequest } from '../../src/api/ports.ts';
-import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
+import { freePort } from '../helpers/ports.ts';
 import { AgentStoragePreCopy, AGENT_ANNOTATION, agentsFromAnnotation } from '../../src/storage/provider.ts';
 import type { SourceStatus, Verification } from '../../src/storage/status.ts';
 import { sha256File } from '../../src/storage/volume.ts';
-import { onExit } from '../env/netns.ts';
+import { onExit } from '../helpers/exit.ts';
 import { startTargetProcess } from './storage-helpers.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,7 +23,7 @@ test('cloudnet agent source|target over HTTP, observed by the StoragePreCopy pro
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-cli-'));
   const unregisterDir = onExit(() => rmSync(dir, { recursive: true, force: true }));
   const target = await startTargetProcess(join(dir, 'target.raw'));
-  const httpPort = await freeLoopbackPort();
+  const httpPort = await freePort();
   const disk = join(dir, 'disk.raw');
   const data = Buffer.alloc(16 << 20);
   crypto.randomFillSync(data, 0, 4 << 20);

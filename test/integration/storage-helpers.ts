@@ -4,8 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freeLoopbackPort } from '../../src/qemu/stream-tee.ts';
-import { onExit, requireTool } from '../env/netns.ts';
+import { freePort } from '../helpers/ports.ts';
+import { onExit } from '../helpers/exit.ts';
+import { requireTool } from '../env/netns.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -92,8 +93,8 @@ export interface TargetProcess {
 export async function startTargetProcess(volume: string, opts: { port?: number; httpPort?: number; fsizeLimit?: number } = {}): Promise<TargetProcess> {
   requireTool('setpriv', 'util-linux');
   if (opts.fsizeLimit) requireTool('prlimit', 'util-linux');
-  const port = opts.port ?? (await freeLoopbackPort());
-  const httpPort = opts.httpPort ?? (await freeLoopbackPort());
+  const port = opts.port ?? (await freePort());
+  const httpPort = opts.httpPort ?? (await freePort());
   const node = join(repoRoot, 'node_modules/.bin/node');
   const cmd = ['setpriv', '--pdeathsig', 'KILL'];
   if (opts.fsizeLimit) cmd.push('prlimit', `--fsize=${opts.fsizeLimit}`, '--');

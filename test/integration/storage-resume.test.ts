@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SourceAgent } from '../../src/storage/source.ts';
 import { sha256File } from '../../src/storage/volume.ts';
-import { onExit } from '../env/netns.ts';
+import { onExit } from '../helpers/exit.ts';
 import { startLink, startTargetProcess, targetChecksum, type Link, type TargetProcess } from './storage-helpers.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const MiB = 1 << 20;
 
@@ -35,14 +36,6 @@ async function prepareDisk(dir: string): Promise<{ disk: string; before: string;
   return { disk, before: await sha256File(disk), volume: join(dir, 'target.raw') };
 }
 
-async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(50);
-  }
-}
-
 test('a cut link and a killed target agent mid-pass resume without starting over', { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cn-storage-resume-'));
   const unregister = onExit(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,15 +53,15 @@ test('a cut link and a killed target agent mid-pass resume without starting over
     const done = agent.start();
     const progressed = (frac: number) => async () => (await a.status()).bytesSent > frac * 56 * MiB;
 
-    await waitFor(progressed(0.25), 60_000, '25% copied');
+    await waitFor(progressed(0.25), { what: '25% copied', timeoutMs: 60_000 });
     link.cut(1000);
-    await waitFor(async () => (await a.status()).link.reconnects >= 1, 20_000, 'reconnect after the cut');
+    await waitFor(async () => (await a.status()).link.reconnects >= 1, { what: 'reconnect after the cut', timeoutMs: 20_000 });
 
-    await waitFor(progressed(0.6), 60_000, '60% copied');
+    await waitFor(progressed(0.6), { what: '60% copied', timeoutMs: 60_000 });
     await target.kill();
     await delay(500);
     target = await startTargetProcess(volume, { port: t.port, httpPort: t.httpPort });
-    await waitFor(async () => (await a.status()).link.reconnects >= 2, 20_000, 'reconnect to the restarted target');
+    await waitFor(async () => (await a.status()).link.reconnects >= 2, { what: 'reconnect to the restarted target', timeoutMs: 20_000 });
 
     await done;
     const s = await agent.status();

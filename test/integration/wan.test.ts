@@ -8,19 +8,12 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { listNetns, sweepStaleNetns } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
+import { pidAlive } from '../helpers/exit.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 /** TCP payload per 1500-byte IP packet with timestamps: 1500 - 20 (IP) - 32 (TCP + options). */
 const TCP_PAYLOAD_SHARE = 1448 / 1500;
 const PORT = 5201;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function destroyAndAssertClean(sites: Sites): Promise<void> {
   await sites.destroy();
@@ -163,11 +156,7 @@ function crashingOwner(mode: 'exit' | 'kill') {
   return { child, exited, info };
 }
 
-async function waitDead(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  return !pidAlive(pid);
-}
+const gone = (pid: number, what: string) => waitFor(() => !pidAlive(pid), { what, timeoutMs: 2000, intervalMs: 20 });
 
 test('a test process that exits without destroy() or is SIGKILLed leaves nothing behind', { timeout: 60_000 }, async () => {
   const exiting = crashingOwner('exit');
@@ -175,14 +164,14 @@ test('a test process that exits without destroy() or is SIGKILLed leaves nothing
   await exiting.exited;
   assert.equal(existsSync(a.controlSocketDir), false, 'exit hook left the control dir');
   assert.deepEqual(listNetns().filter((ns) => a.namespaces.includes(ns)), [], 'exit hook left namespaces');
-  assert.ok(await waitDead(a.wanemPid, 2000), 'exit hook left wanem running');
+  await gone(a.wanemPid, 'the exit hook to stop wanem');
 
   const killed = crashingOwner('kill');
   const b = await killed.info;
   killed.child.kill('SIGKILL');
   await killed.exited;
   // wanem follows its parent (PR_SET_PDEATHSIG); the namespaces wait for the next sweep.
-  assert.ok(await waitDead(b.wanemPid, 2000), 'wanem outlived its SIGKILLed owner');
+  await gone(b.wanemPid, 'wanem to die with its SIGKILLed owner');
   const swept = sweepStaleNetns(); // may also sweep leftovers of other dead runs
   for (const ns of b.namespaces) assert.ok(swept.includes(ns), `${ns} not swept`);
   assert.ok(existsSync(b.controlSocketDir), 'expected the killed owner to leave its control dir');

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import {
-  assertSourceIntact, createVM, ensure, getWM, leftovers, migrateUntilHeld, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase,
+  assertSourceIntact, createVM, ensure, getWM, leftovers, migrateUntilHeld, useOperatorBed, waitForCondition, waitForEvent, waitForPhase,
   waitForSourceVmimPhase, wanMigration, type Bed, type HoldPoint,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { HOLD_LINK_ANNOTATION, HoldableLink } from '../standin/test-link.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 useOperatorBed((b) => { bed = b; }, { link: new HoldableLink() });
@@ -31,7 +32,7 @@ const holds: Hold[] = [
     name: 'PreparingTarget', before: () => { bed.standB.holdReceivers = true; }, cleanup: () => { bed.standB.holdReceivers = false; },
     reached: async (ns) => {
       await waitForPhase(bed.src, ns, 'mig', 'PreparingTarget');
-      await waitFor('target VM created', () => bed.dst.tryGet(Res.vm, ns, 'vm'));
+      await waitFor(() => bed.dst.tryGet(Res.vm, ns, 'vm'), { what: 'target VM created' });
     },
   },
   { name: 'AwaitingCutover', spec: { cutover: { mode: 'Manual' } }, reached: (ns) => waitForPhase(bed.src, ns, 'mig', 'AwaitingCutover') },
@@ -57,7 +58,7 @@ describe('abort', () => {
         await assertSourceIntact(bed, ns, 'vm');
         // The finished, aborted migration can be deleted without side effects.
         await bed.src.delete(Res.wanMigration, ns, 'mig');
-        await waitFor('deleted', async () => !(await getWM(bed.src, ns, 'mig')));
+        await waitFor(async () => !(await getWM(bed.src, ns, 'mig')), { what: 'deleted' });
         await assertSourceIntact(bed, ns, 'vm');
       } finally {
         h.cleanup?.();
@@ -70,7 +71,7 @@ describe('abort', () => {
     await migrateUntilHeld(bed, ns, memoryHeldAt('Synchronizing'));
     const uid = (await getWM(bed.src, ns, 'mig'))!.metadata.uid!;
     await bed.src.delete(Res.wanMigration, ns, 'mig');
-    await waitFor('WanMigration gone', async () => !(await getWM(bed.src, ns, 'mig')));
+    await waitFor(async () => !(await getWM(bed.src, ns, 'mig')), { what: 'WanMigration gone' });
     assert.deepEqual(await leftovers(bed, ns, ns, uid), []);
     await assertSourceIntact(bed, ns, 'vm');
   });

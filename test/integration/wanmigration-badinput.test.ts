@@ -8,9 +8,10 @@ import { findCondition } from '../../src/api/conditions.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';
 import {
-  createVM, ensure, getWM, OPERATOR_NS, reconcileErrors, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, ensure, getWM, OPERATOR_NS, reconcileErrors, useOperatorBed, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 let op: RunningOperator;
@@ -64,7 +65,7 @@ describe('bad input', () => {
   test('VM not live-migratable → VMNotLiveMigratable', async () => {
     const n = await ns('bi-nolm');
     await createVM(bed.src, n, 'vm', { annotations: { [ANNOTATIONS.liveMigratable]: 'false' } });
-    await waitFor('VMI running', async () => (await bed.src.tryGet<VMI>(Res.vmi, n, 'vm'))?.status?.phase === 'Running');
+    await waitFor(async () => (await bed.src.tryGet<VMI>(Res.vmi, n, 'vm'))?.status?.phase === 'Running', { what: 'VMI running' });
     await expectBlocked(n, 'mig', 'VMNotLiveMigratable', { vmName: 'vm' });
   });
 

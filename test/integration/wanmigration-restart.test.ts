@@ -9,10 +9,11 @@ import { useClusters } from '../env/index.ts';
 import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import {
-  getWM, migrateUntilHeld, setupBed, vmimCount, waitFor, waitForCondition, waitForPhase, waitForSourceVmimPhase, type Bed, type HoldPoint,
+  getWM, migrateUntilHeld, setupBed, vmimCount, waitForCondition, waitForPhase, waitForSourceVmimPhase, type Bed, type HoldPoint,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
 import { HOLD_LINK_ANNOTATION } from '../standin/test-link.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let bed: Bed;
@@ -65,7 +66,7 @@ const holds: Hold[] = [
   },
   {
     name: 'PreparingTarget', before: () => { bed.standB.holdReceivers = true; },
-    reached: async (ns) => { await waitForPhase(bed.src, ns, 'mig', 'PreparingTarget'); await waitFor('target VM', () => bed.dst.tryGet(Res.vm, ns, 'vm')); },
+    reached: async (ns) => { await waitForPhase(bed.src, ns, 'mig', 'PreparingTarget'); await waitFor(() => bed.dst.tryGet(Res.vm, ns, 'vm'), { what: 'target VM' }); },
     release: async () => { bed.standB.holdReceivers = false; },
   },
   {

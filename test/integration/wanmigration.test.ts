@@ -17,9 +17,10 @@ import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';
 import {
-  createVM, eventsFor, getWM, leftovers, loadSample, useOperatorBed, waitFor, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, eventsFor, getWM, leftovers, loadSample, useOperatorBed, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 import { ANNOTATIONS } from '../standin/standin.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 let op: RunningOperator;
@@ -39,7 +40,7 @@ type VMI = KubeObject & { status?: { phase?: string } };
 describe('config/samples/wanmigration.yaml', () => {
   test('reaches Succeeded with every condition True; the target VM runs with its run strategy restored', async () => {
     await createVM(bed.src, 'default', 'vm-a');
-    await waitFor('source VMI Running', async () => (await bed.src.tryGet<VMI>(Res.vmi, 'default', 'vm-a'))?.status?.phase === 'Running');
+    await waitFor(async () => (await bed.src.tryGet<VMI>(Res.vmi, 'default', 'vm-a'))?.status?.phase === 'Running', { what: 'source VMI Running' });
     assert.equal(loadSample<KubeObject>('wanmigration.yaml')[0].metadata?.name, 'vm-a-to-site-b');
     await kubectl('apply', '-f', join(repoRoot, 'config/samples/wanmigration.yaml'));
     const wm = await waitForPhase(bed.src, 'default', 'vm-a-to-site-b', 'Succeeded', 30_000);
@@ -83,11 +84,11 @@ describe('config/samples/wanmigration.yaml', () => {
       own.set(c, new X509Certificate(ca.data['ca-bundle']).fingerprint256);
     }
     for (const [from, to] of [[bed.src, bed.dst], [bed.dst, bed.src]] as const) {
-      await waitFor(`${to.clusterName} trusts ${from.clusterName}'s CA in kubevirt-ca`, async () => {
+      await waitFor(async () => {
         const ca = await to.get<KubeObject & { data: Record<string, string> }>(Res.configMap, 'kubevirt', 'kubevirt-ca');
         return parseCABundle(ca.data['ca-bundle']).certs.some((x) => x.fingerprint256 === own.get(from));
-      });
-      await waitFor(`${to.clusterName}'s kubevirt-external-ca drained`, async () => (await to.get<KubeObject & { data: Record<string, string> }>(Res.configMap, 'kubevirt', 'kubevirt-external-ca')).data['ca-bundle'] === '');
+      }, { what: `${to.clusterName} trusts ${from.clusterName}'s CA in kubevirt-ca` });
+      await waitFor(async () => (await to.get<KubeObject & { data: Record<string, string> }>(Res.configMap, 'kubevirt', 'kubevirt-external-ca')).data['ca-bundle'] === '', { what: `${to.clusterName}'s kubevirt-external-ca drained` });
     }
     // Exactly one VMIM pair, sharing the migration ID, both Succeeded.
     const sv = (await bed.src.list<KubeObject & { spec: { sendTo?: { migrationID: string; connectURL: string } }; status?: { phase?: string } }>(Res.vmim, 'default')).items;
@@ -105,7 +106,7 @@ describe('config/samples/wanmigration.yaml', () => {
     assert.match(metrics, /cloudnet_wanmigration_duration_seconds_count\{outcome="Succeeded"\} 1/);
     // Deleting a finished migration leaves the migrated VM alone.
     await bed.src.delete(Res.wanMigration, 'default', 'vm-a-to-site-b');
-    await waitFor('WanMigration gone', async () => !(await getWM(bed.src, 'default', 'vm-a-to-site-b')));
+    await waitFor(async () => !(await getWM(bed.src, 'default', 'vm-a-to-site-b')), { what: 'WanMigration gone' });
     assert.ok(await bed.dst.tryGet(Res.vm, 'default', 'vm-a'));
   });
 });
@@ -122,7 +123,7 @@ describe('sourceAfterCutover', () => {
       if (mode === 'Delete') assert.equal(await bed.src.tryGet<VM>(Res.vm, ns, 'vm'), undefined);
       // KubeVirt itself halts a runStrategy Always source once its VMI migrated away (vm.go); Keep
       // only means the operator leaves the VM object alone.
-      else await waitFor('source VM kept and halted by KubeVirt', async () => (await bed.src.tryGet<VM>(Res.vm, ns, 'vm'))?.spec.runStrategy === 'Halted');
+      else await waitFor(async () => (await bed.src.tryGet<VM>(Res.vm, ns, 'vm'))?.spec.runStrategy === 'Halted', { what: 'source VM kept and halted by KubeVirt' });
     });
   }
 });
@@ -172,7 +173,9 @@ describe('decentralizedMigrationBlocked', () => {
     await bed.src.create(Res.wanMigration, wanMigration(ns, 'mig', { vmName: 'vm-b', timeouts: { memorySeconds: 3 } }));
     const wm = await waitForCondition(bed.src, ns, 'mig', 'Stalled', 'True', 'DecentralizedMigrationBlocked');
     assert.equal(findCondition(wm.status?.conditions, 'Stalled')?.message, 'target synchronization controller unreachable');
-    assert.equal(wm.status?.phase, 'MigratingMemory');
+    // The 3 s memory deadline may already have fired when this status is read (a loaded machine):
+    // the stall is reported from MigratingMemory, and the rollback may have begun.
+    assert.ok(['MigratingMemory', 'RollingBack', 'Failed'].includes(wm.status?.phase ?? ''), `phase ${wm.status?.phase}`);
     await waitForEvent(bed.src, ns, 'mig', 'DecentralizedMigrationBlocked');
     const failed = await waitForPhase(bed.src, ns, 'mig', 'Failed');
     assert.equal(failed.status?.failureReason, 'DeadlineExceeded');

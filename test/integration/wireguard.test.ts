@@ -7,17 +7,10 @@ import { createSites } from '../env/wan.ts';
 import { createWireGuard, WG_SOCKET_DIR } from '../env/wireguard.ts';
 import { listNetns, run } from '../env/netns.ts';
 import { runTransfer, startSink } from '../env/tcp-probe.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const PORT = 5202;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(cond: () => boolean, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 test('TCP through WireGuard over the emulated WAN survives a cut and restore', { timeout: 180_000 }, async (t) => {
   const rateBps = 50e6;
@@ -31,7 +24,7 @@ test('TCP through WireGuard over the emulated WAN survives a cut and restore', {
     const bytes = 16e6;
     const transfer = runTransfer(sites.a.nodeNs, sites.b.nodeIp, PORT, bytes, { rttSamples: 3, hash: true, timeoutMs: 120_000 });
     transfer.catch(() => undefined); // awaited below; avoid an unhandled rejection while we cut the link
-    await waitUntil(() => sink.progressBytes() >= 2e6, '2 MB through the tunnel', 30_000);
+    await waitFor(() => sink.progressBytes() >= 2e6, { what: '2 MB through the tunnel', timeoutMs: 30_000 });
 
     await sites.setLink({ down: true });
     const cutAt = sink.progressBytes();

@@ -17,7 +17,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 import { applyManifestFile, useClusters, type Cluster } from '../env/index.ts';
-import { KubeVirtStandIn, SyncHub } from './standin.ts';
+import { KubeVirtStandIn, SyncHub, type StandInOptions } from './standin.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OPERATOR_NS = 'cloudnet-system';
@@ -61,31 +62,55 @@ export async function applySiteSample(local: KubeClient, target: Cluster, name =
   return site;
 }
 
-export async function setupBed(clusters: Cluster[], opts: { phaseDelayMs?: number } = {}): Promise<Bed> {
+type SiteStandIn = Pick<StandInOptions, 'nodeName' | 'nodeAddress' | 'syncDial'>;
+
+export interface BedOptions {
+  /** What both stand-ins share beyond their cluster: phase pacing, a VMI driver (default 30 ms phases, no driver). */
+  standIn?: Pick<StandInOptions, 'phaseDelayMs' | 'tickMs' | 'driver' | 'migrations'>;
+  /** What each stand-in has of its own, site-a's then site-b's: its node, how it dials its sync peer (the multi-node e2e bed). */
+  perSite?: [SiteStandIn, SiteStandIn];
+  /** The stand-ins' sync addresses, site-a's then site-b's (default TEST-NET addresses nobody dials). */
+  syncAddresses?: [string, string];
+  /** How long the API servers may take to serve the CRDs (default 60 s: cold clusters on a busy machine). */
+  storageTimeoutMs?: number;
+}
+
+/**
+ * The stand-in bed on two running clusters (with the KubeVirt CRDs): the cloudnet CRDs on site-a,
+ * clients for both, a KubeVirt stand-in in each and the Site sample for site-b. Shared by the
+ * operator suites (useOperatorBed) and the end-to-end bed (test/e2e/wan-bed.ts).
+ */
+export async function setupBed(clusters: Cluster[], opts: BedOptions = {}): Promise<Bed> {
   const [a, b] = clusters;
   for (const f of ['crds/cloudnet.io_sites.yaml', 'crds/cloudnet.io_wanmigrations.yaml']) await applyManifestFile(a, join(repoRoot, f));
   const src = new KubeClient(a.kubeConfig, 'site-a');
   const dst = new KubeClient(b.kubeConfig, 'site-b');
-  // A CRD can be Established while its storage still answers "storage is (re)initializing".
-  await waitFor('WanMigration storage ready', async () => {
-    await src.create(Res.wanMigration, { metadata: { name: 'storage-probe', namespace: 'default' }, spec: { vmName: 'x', targetSite: 'x', targetNamespace: 'x' } });
-    await src.delete(Res.wanMigration, 'default', 'storage-probe');
-    await src.list(Res.site);
-    for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
-    return true;
-  });
   const hub = new SyncHub();
-  const standA = new KubeVirtStandIn({ client: src, hub, syncAddress: '192.0.2.1:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
-  const standB = new KubeVirtStandIn({ client: dst, hub, syncAddress: '192.0.2.2:9185', phaseDelayMs: opts.phaseDelayMs ?? 30 });
-  await Promise.all([standA.start(), standB.start()]);
-  await applySiteSample(src, b);
-  return {
-    a, b, src, dst, hub, standA, standB,
-    async stop() {
-      await Promise.all([standA.stop(), standB.stop()]);
-      await Promise.all([src.rest.close(), dst.rest.close()]);
-    },
+  const [syncA, syncB] = opts.syncAddresses ?? ['192.0.2.1:9185', '192.0.2.2:9185'];
+  const standIn = { hub, phaseDelayMs: 30, ...opts.standIn };
+  const [ownA, ownB] = opts.perSite ?? [{}, {}];
+  const standA = new KubeVirtStandIn({ ...standIn, ...ownA, client: src, syncAddress: syncA });
+  const standB = new KubeVirtStandIn({ ...standIn, ...ownB, client: dst, syncAddress: syncB });
+  const stop = async (): Promise<void> => {
+    await Promise.all([standA.stop(), standB.stop()]);
+    await Promise.all([src.rest.close(), dst.rest.close()]);
   };
+  try {
+    // A CRD can be Established while its storage still answers "storage is (re)initializing".
+    await waitFor(async () => {
+      await src.create(Res.wanMigration, { metadata: { name: 'storage-probe', namespace: 'default' }, spec: { vmName: 'x', targetSite: 'x', targetNamespace: 'x' } });
+      await src.delete(Res.wanMigration, 'default', 'storage-probe');
+      await src.list(Res.site);
+      for (const c of [src, dst]) for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.kubevirt, Res.dataVolume]) await c.list(ref);
+      return true;
+    }, { what: 'WanMigration storage ready', timeoutMs: opts.storageTimeoutMs ?? 60_000 });
+    await Promise.all([standA.start(), standB.start()]);
+    await applySiteSample(src, b);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { a, b, src, dst, hub, standA, standB, stop };
 }
 
 export function operatorConfig(kubeConfig: KubeConfig): OperatorConfig {
@@ -179,34 +204,19 @@ export async function getWM(c: KubeClient, ns: string, name: string): Promise<Wa
   return (await c.tryGet(Res.wanMigration, ns, name)) as unknown as WanMigration | undefined;
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 export function waitForPhase(c: KubeClient, ns: string, name: string, phase: string, timeoutMs = 20000): Promise<WanMigration> {
-  return waitFor(`${ns}/${name} phase ${phase}`, async () => {
+  return waitFor(async () => {
     const wm = await getWM(c, ns, name);
     return wm?.status?.phase === phase ? wm : undefined;
-  }, timeoutMs);
+  }, { what: `${ns}/${name} phase ${phase}`, timeoutMs });
 }
 
 export function waitForCondition(c: KubeClient, ns: string, name: string, type: string, status: string, reason?: string, timeoutMs = 20000): Promise<WanMigration> {
-  return waitFor(`${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`, async () => {
+  return waitFor(async () => {
     const wm = await getWM(c, ns, name);
     const cnd = findCondition(wm?.status?.conditions, type);
     return cnd?.status === status && (!reason || cnd.reason === reason) ? wm : undefined;
-  }, timeoutMs);
+  }, { what: `${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`, timeoutMs });
 }
 
 interface EventObj extends KubeObject { reason?: string; note?: string; type?: string; regarding?: { name?: string } }
@@ -217,7 +227,7 @@ export async function eventsFor(c: KubeClient, ns: string, name: string): Promis
 }
 
 export function waitForEvent(c: KubeClient, ns: string, name: string, reason: string, timeoutMs = 10000): Promise<EventObj> {
-  return waitFor(`Event ${reason} for ${ns}/${name}`, async () => (await eventsFor(c, ns, name)).find((e) => e.reason === reason), timeoutMs);
+  return waitFor(async () => (await eventsFor(c, ns, name)).find((e) => e.reason === reason), { what: `Event ${reason} for ${ns}/${name}`, timeoutMs });
 }
 
 /** Objects this migration left on the target (by our label), plus VMIMs on both sides. */
@@ -268,7 +278,7 @@ type VMIMObj = KubeObject & { status?: { phase?: string } };
 
 /** Waits until the source VMIM of the migration in `ns` reports `phase`. */
 export function waitForSourceVmimPhase(bed: Bed, ns: string, phase: string, timeoutMs = 20000): Promise<VMIMObj> {
-  return waitFor(`source VMIM in ${ns} at ${phase}`, async () => (await bed.src.list<VMIMObj>(Res.vmim, ns)).items.find((m) => m.status?.phase === phase), timeoutMs);
+  return waitFor(async () => (await bed.src.list<VMIMObj>(Res.vmim, ns)).items.find((m) => m.status?.phase === phase), { what: `source VMIM in ${ns} at ${phase}`, timeoutMs });
 }
 
 /** The source VM is as it was: run strategy Always, VMI Running. */

@@ -3,17 +3,19 @@
 // manifests under config/ generated from it. test/integration/helm.test.ts installs it for real.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
+import { PEER_CLUSTER_PERMISSIONS } from '../../src/api/peer-permissions.ts';
 import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, OPERATOR_ONLY, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
 import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
+import { parseOperatorArgs } from '../../src/operator/main.ts';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }
-interface PolicyRule { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }
+interface PolicyRule { apiGroups?: string[]; resources?: string[]; verbs: string[]; resourceNames?: string[]; nonResourceURLs?: string[] }
 interface Container {
   name: string;
   image: string;
@@ -37,7 +39,7 @@ function parse(out: string): K8sObject[] {
 function render(...set: string[]): K8sObject[] {
   return parse(helmTemplate('t', 'cloudnet-system', [...OPERATOR_ONLY, ...set]));
 }
-/** With the chart's defaults: operator, site data plane and peer access. */
+/** With the chart's defaults: operator and site data plane. */
 function renderDefaults(...set: string[]): K8sObject[] {
   return parse(helmTemplate('t', 'cloudnet-system', set));
 }
@@ -49,11 +51,14 @@ function only<T extends K8sObject>(docs: K8sObject[], kind: string, name?: strin
 function rules(o: K8sObject): PolicyRule[] {
   return (o as K8sObject & { rules: PolicyRule[] }).rules;
 }
-/** group/resource → sorted verbs, merging rules so the assertion does not depend on how rules are grouped. */
+/**
+ * group/resource[names] → sorted verbs, merging rules so the assertion does not depend on how rules
+ * are grouped; rules limited to resourceNames keep them in the key.
+ */
 function grants(rs: PolicyRule[]): Record<string, string> {
   const m: Record<string, Set<string>> = {};
-  for (const r of rs) for (const g of r.apiGroups) for (const res of r.resources) {
-    const k = `${g || 'core'}/${res}`;
+  for (const r of rs) for (const g of r.apiGroups ?? []) for (const res of r.resources ?? []) {
+    const k = `${g || 'core'}/${res}${r.resourceNames ? `[${r.resourceNames.join(',')}]` : ''}`;
     m[k] ??= new Set();
     for (const v of r.verbs) m[k].add(v);
   }
@@ -61,10 +66,28 @@ function grants(rs: PolicyRule[]): Record<string, string> {
 }
 
 const CRUD = 'create,delete,get,list,patch,update,watch';
+const VM_DATA = 'create,delete,get,list';
+/** Every Secret/ConfigMap grant of the operator's ServiceAccount, as "namespace group/resource[names]: verbs". */
+function operatorDataGrants(docs: K8sObject[], sa = 't-cloudnet'): string[] {
+  const bound = (d: K8sObject) => {
+    const b = docs.find((x) => (x.kind === 'RoleBinding' || x.kind === 'ClusterRoleBinding') && (x as K8sObject & { roleRef: { kind: string; name: string } }).roleRef.name === d.metadata.name
+      && (x.kind === 'ClusterRoleBinding') === (d.kind === 'ClusterRole') && x.metadata.namespace === d.metadata.namespace);
+    return (b as (K8sObject & { subjects: { kind: string; name: string }[] }) | undefined)?.subjects.some((x) => x.kind === 'ServiceAccount' && x.name === sa);
+  };
+  const out: string[] = [];
+  for (const d of docs.filter((x) => (x.kind === 'Role' || x.kind === 'ClusterRole') && bound(x))) {
+    for (const [k, v] of Object.entries(grants(rules(d)))) {
+      if (/^core\/(secrets|configmaps)/.test(k)) out.push(`${d.metadata.namespace ?? '*'} ${k}: ${v}`);
+    }
+  }
+  return out.sort();
+}
 
 describe('charts/cloudnet', () => {
   it('passes helm lint --strict, with defaults and with every optional part on', () => {
-    const everything = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rbac.vmDataNamespaces={vms}', '--set',
+    const everything = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rbac.vmDataNamespaces={vms}', '--set', 'rbac.clusterWideVMData=true',
+      '--set', 'rbac.peer.enabled=true', '--set', 'rbac.peer.extraSubjects[0].kind=User,rbac.peer.extraSubjects[0].name=site-a',
+      '--set', 'metrics.certSecret=cloudnet-metrics-cert', '--set',
       'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24'];
     for (const extra of [[], everything]) {
       const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION, ...extra]);
@@ -80,14 +103,14 @@ describe('charts/cloudnet', () => {
     assert.equal(chart.appVersion, pkg.version);
   });
 
-  it('renders the operator alone with gateway and peerAccess off', () => {
+  it('renders the operator alone with the gateway off', () => {
     const kinds = render().map((d) => `${d.kind}/${d.metadata.name}`).sort();
     assert.deepEqual(kinds, [
-      'ClusterRole/t-cloudnet', 'ClusterRole/t-cloudnet-editor', 'ClusterRole/t-cloudnet-viewer',
-      'ClusterRoleBinding/t-cloudnet',
+      'ClusterRole/t-cloudnet', 'ClusterRole/t-cloudnet-editor', 'ClusterRole/t-cloudnet-metrics-auth', 'ClusterRole/t-cloudnet-metrics-reader',
+      'ClusterRole/t-cloudnet-viewer', 'ClusterRoleBinding/t-cloudnet', 'ClusterRoleBinding/t-cloudnet-metrics-auth',
       'CustomResourceDefinition/sites.cloudnet.io', 'CustomResourceDefinition/wanmigrations.cloudnet.io',
-      'Deployment/t-cloudnet', 'PodDisruptionBudget/t-cloudnet', 'Role/t-cloudnet', 'RoleBinding/t-cloudnet',
-      'Service/t-cloudnet-metrics', 'ServiceAccount/t-cloudnet',
+      'Deployment/t-cloudnet', 'PodDisruptionBudget/t-cloudnet', 'Role/t-cloudnet', 'Role/t-cloudnet-kubevirt-ca',
+      'RoleBinding/t-cloudnet', 'RoleBinding/t-cloudnet-kubevirt-ca', 'Service/t-cloudnet-metrics', 'ServiceAccount/t-cloudnet',
     ]);
   });
 
@@ -103,12 +126,13 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
     const [c] = pod.containers;
     assert.deepEqual(c.args, ['operator', '--leader-elect', '--leader-election-id=t-cloudnet', '--lease-duration=15s', '--renew-deadline=10s',
-      '--retry-period=2s', '--metrics-bind-address=:8080', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=1', '--graceful-shutdown-timeout=25s']);
+      '--retry-period=2s', '--metrics-bind-address=:8443', '--metrics-secure=true', '--health-probe-bind-address=:8081', '--max-concurrent-reconciles=1',
+      '--graceful-shutdown-timeout=25s']);
     // The operator must finish its graceful shutdown before the kubelet's SIGKILL.
     assert.ok(25 < (d.spec.template.spec as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds);
     const podNs = c.env.find((e) => e.name === 'POD_NAMESPACE');
     assert.equal(podNs?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
-    assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [['metrics', 8080], ['health', 8081]]);
+    assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [['metrics', 8443], ['health', 8081]]);
     assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'health' });
     assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'health' });
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
@@ -119,15 +143,17 @@ describe('charts/cloudnet', () => {
     assert.ok(c.resources.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory, 'requests and a memory limit');
     assert.ok(c.volumeMounts.some((m) => m.mountPath === '/tmp'), 'writable /tmp for a read-only root');
     const svc = only<K8sObject & { spec: { ports: { port: number; targetPort: string }[] } }>(docs, 'Service');
-    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[8080, 'metrics']]);
+    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[8443, 'metrics']]);
     assert.ok(only(docs, 'PodDisruptionBudget'));
   });
 
-  it('grants least privilege: no wildcards, Secrets watched only in its own namespace', () => {
+  it('grants least privilege: no wildcards, Secrets/ConfigMaps only in named namespaces', () => {
     const docs = render();
     for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
       for (const r of rules(d)) {
-        for (const v of [...r.apiGroups, ...r.resources, ...r.verbs]) assert.ok(!v.includes('*'), `${d.kind} ${d.metadata.name} has a wildcard: ${JSON.stringify(r)}`);
+        for (const v of [...(r.apiGroups ?? []), ...(r.resources ?? []), ...r.verbs, ...(r.nonResourceURLs ?? [])]) {
+          assert.ok(!v.includes('*'), `${d.kind} ${d.metadata.name} has a wildcard: ${JSON.stringify(r)}`);
+        }
       }
     }
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet'))), {
@@ -138,22 +164,116 @@ describe('charts/cloudnet', () => {
       'cloudnet.io/wanmigrations': 'get,list,patch,update,watch',
       'cloudnet.io/wanmigrations/finalizers': 'update',
       'cloudnet.io/wanmigrations/status': 'get,patch,update',
-      'core/configmaps': 'create,delete,get,list,patch,update',
       'core/events': 'create,patch',
       'core/namespaces': 'get',
       'core/persistentvolumeclaims': 'get',
-      'core/secrets': 'create,delete,get,list,patch,update',
       'events.k8s.io/events': 'create,patch',
       'kubevirt.io/kubevirts': 'get,list,watch',
       'kubevirt.io/virtualmachineinstancemigrations': CRUD,
       'kubevirt.io/virtualmachineinstances': 'get,list,watch',
       'kubevirt.io/virtualmachines': CRUD,
     });
-    const role = only(docs, 'Role');
+    const role = only(docs, 'Role', 't-cloudnet');
     assert.equal(role.metadata.namespace, 'cloudnet-system');
     assert.deepEqual(grants(rules(role)), { 'coordination.k8s.io/leases': 'create,get,update', 'core/configmaps': 'get', 'core/secrets': 'get,list,watch' });
-    const crb = only<K8sObject & { subjects: { kind: string; name: string; namespace: string }[] }>(docs, 'ClusterRoleBinding');
-    assert.deepEqual(crb.subjects, [{ kind: 'ServiceAccount', name: 't-cloudnet', namespace: 'cloudnet-system' }]);
+    const kubevirt = only(docs, 'Role', 't-cloudnet-kubevirt-ca');
+    assert.equal(kubevirt.metadata.namespace, 'kubevirt');
+    assert.deepEqual(grants(rules(kubevirt)), {
+      'core/configmaps': 'create', 'core/configmaps[kubevirt-ca,kubevirt-external-ca]': 'get', 'core/configmaps[kubevirt-external-ca]': 'patch',
+    });
+    // Everything the operator may do with Secrets and ConfigMaps by default, wherever it is granted.
+    assert.deepEqual(operatorDataGrants(docs), [
+      'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+    ]);
+    for (const name of ['t-cloudnet', 't-cloudnet-metrics-auth']) {
+      const crb = only<K8sObject & { subjects: { kind: string; name: string; namespace: string }[] }>(docs, 'ClusterRoleBinding', name);
+      assert.deepEqual(crb.subjects, [{ kind: 'ServiceAccount', name: 't-cloudnet', namespace: 'cloudnet-system' }]);
+    }
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-metrics-auth'))), {
+      'authentication.k8s.io/tokenreviews': 'create', 'authorization.k8s.io/subjectaccessreviews': 'create',
+    });
+    assert.deepEqual(rules(only(docs, 'ClusterRole', 't-cloudnet-metrics-reader')), [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }]);
+    assert.equal(docs.filter((d) => d.kind === 'ClusterRoleBinding' && (d as K8sObject & { roleRef: { name: string } }).roleRef.name === 't-cloudnet-metrics-reader').length, 0,
+      'metrics-reader is for scrapers to bind, not bound by the chart');
+  });
+
+  it('grants VM data per namespace (rbac.vmDataNamespaces), cluster-wide only on explicit opt-in', () => {
+    const confined = render('rbac.vmDataNamespaces={vms,vms-b}', 'rbac.kubevirtNamespace=kv');
+    assert.deepEqual(operatorDataGrants(confined), [
+      'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
+      'kv core/configmaps: create', 'kv core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kv core/configmaps[kubevirt-external-ca]: patch',
+      `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`, `vms-b core/configmaps: ${VM_DATA}`, `vms-b core/secrets: ${VM_DATA}`,
+    ]);
+    for (const ns of ['vms', 'vms-b']) {
+      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding');
+      assert.deepEqual(binding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
+    }
+    const wide = render('rbac.clusterWideVMData=true');
+    assert.deepEqual(operatorDataGrants(wide), [
+      `* core/configmaps: ${VM_DATA}`, `* core/secrets: ${VM_DATA}`,
+      'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+    ]);
+  });
+
+  it('grants a peer site\'s identity (rbac.peer) only what migrating a VM into this cluster needs', () => {
+    assert.equal(render().filter((d) => d.metadata.name.includes('-peer')).length, 0, 'off by default');
+    const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}', 'rbac.peer.extraSubjects[0].kind=User',
+      'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
+      'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
+    assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
+    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
+      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list',
+      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get', 'kubevirt.io/virtualmachineinstances': 'get',
+      'kubevirt.io/virtualmachines': 'create,delete,get,list',
+    });
+    const peerData = operatorDataGrants(docs, 't-cloudnet-peer');
+    assert.deepEqual(peerData, [
+      'cloudnet-system core/configmaps[cloudnet-gateway-site-a]: get',
+      'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+      `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`,
+    ], 'no Secret in the release namespace: the Site kubeconfigs there are not the peer\'s business');
+    type Binding = K8sObject & { roleRef: { name: string }; subjects: { kind: string; name: string; namespace?: string }[] };
+    for (const b of docs.filter((d): d is Binding => /Binding$/.test(d.kind) && ['t-cloudnet-peer', 't-cloudnet-peer-gateway', 't-cloudnet-kubevirt-ca', 't-cloudnet-vmdata'].includes(d.metadata.name))) {
+      assert.deepEqual(b.subjects.filter((x) => x.name !== 't-cloudnet').map((x) => `${x.kind}/${x.name}`), ['ServiceAccount/t-cloudnet-peer', 'User/site-a'], `${b.kind} ${b.metadata.name}`);
+    }
+    assert.equal(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer')))['cloudnet.io/sites'], undefined);
+  });
+
+  it('serves metrics kubebuilder-v4 style (HTTPS, TokenReview + SubjectAccessReview), or plain when turned off', () => {
+    const container = (docs: K8sObject[]) => only<Deployment>(docs, 'Deployment').spec.template.spec.containers[0];
+    const plain = render('metrics.secure=false', 'metrics.port=8080');
+    assert.ok(container(plain).args.includes('--metrics-secure=false'));
+    assert.ok(container(plain).args.includes('--metrics-bind-address=:8080'));
+    assert.equal(plain.filter((d) => d.metadata.name.includes('metrics-auth') || d.metadata.name.includes('metrics-reader')).length, 0);
+    type Monitor = K8sObject & { spec: { endpoints: { scheme?: string; bearerTokenFile?: string; tlsConfig?: Record<string, unknown> }[] } };
+    assert.equal(only<Monitor>(render('metrics.secure=false', 'metrics.serviceMonitor.enabled=true'), 'ServiceMonitor').spec.endpoints[0].scheme, undefined);
+    const selfSigned = only<Monitor>(render('metrics.serviceMonitor.enabled=true'), 'ServiceMonitor').spec.endpoints[0];
+    assert.equal(selfSigned.scheme, 'https');
+    assert.equal(selfSigned.bearerTokenFile, '/var/run/secrets/kubernetes.io/serviceaccount/token');
+    assert.deepEqual(selfSigned.tlsConfig, { insecureSkipVerify: true });
+    const certDocs = render('metrics.certSecret=metrics-cert', 'metrics.serviceMonitor.enabled=true');
+    const c = container(certDocs);
+    assert.ok(c.args.includes('--metrics-cert-dir=/tmp/k8s-metrics-server/metrics-certs'));
+    assert.deepEqual(c.volumeMounts.find((m) => m.name === 'metrics-certs'), { name: 'metrics-certs', mountPath: '/tmp/k8s-metrics-server/metrics-certs', readOnly: true });
+    const vol = (only<Deployment>(certDocs, 'Deployment').spec.template.spec as unknown as { volumes: { name: string; secret?: { secretName: string } }[] }).volumes.find((v) => v.name === 'metrics-certs');
+    assert.equal(vol?.secret?.secretName, 'metrics-cert');
+    assert.deepEqual(only<Monitor>(certDocs, 'ServiceMonitor').spec.endpoints[0].tlsConfig, {
+      serverName: 't-cloudnet-metrics.cloudnet-system.svc', insecureSkipVerify: false, ca: { secret: { name: 'metrics-cert', key: 'ca.crt' } },
+    });
+    // The operator's own (strict) flag parser accepts every flag the chart passes, in each mode.
+    const dir = mkdtempSync(join(tmpdir(), 'cloudnet-chart-args-'));
+    try {
+      const kc = join(dir, 'kubeconfig');
+      writeFileSync(kc, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+      const parsed = (docs: K8sObject[]) => parseOperatorArgs([...container(docs).args.slice(1), '--kubeconfig', kc]);
+      assert.deepEqual([parsed(render()).metricsSecure, parsed(render()).metricsCertDir], [true, undefined]);
+      assert.equal(parsed(plain).metricsSecure, false);
+      assert.equal(parsed(certDocs).metricsCertDir, '/tmp/k8s-metrics-server/metrics-certs');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders CRDs identical to crds/*.yaml, kept on uninstall', () => {
@@ -199,24 +319,13 @@ describe('charts/cloudnet', () => {
     assert.equal(single.filter((d) => d.kind === 'PodDisruptionBudget').length, 0, 'no PDB for a single replica');
     const noLe = render('leaderElection.enabled=false');
     assert.ok(!only<Deployment>(noLe, 'Deployment').spec.template.spec.containers[0].args.includes('--leader-elect'));
-    assert.equal(grants(rules(only(noLe, 'Role')))['coordination.k8s.io/leases'], undefined);
+    assert.equal(grants(rules(only(noLe, 'Role', 't-cloudnet')))['coordination.k8s.io/leases'], undefined);
     assert.equal(render().filter((d) => d.kind === 'ServiceMonitor').length, 0, 'ServiceMonitor is off by default');
     const sm = only<K8sObject & { spec: { endpoints: { port: string }[] } }>(render('metrics.serviceMonitor.enabled=true'), 'ServiceMonitor');
     assert.equal(sm.spec.endpoints[0].port, 'metrics');
     const digest = `sha256:${'a'.repeat(64)}`;
     const pinned = only<Deployment>(render(`image.digest=${digest}`), 'Deployment').spec.template.spec.containers[0];
     assert.equal(pinned.image, `ghcr.io/cloudnet-io/cloudnet@${digest}`);
-    const confined = render('rbac.vmDataNamespaces={vms,kubevirt}');
-    const clusterWide = grants(rules(only(confined, 'ClusterRole', 't-cloudnet')));
-    assert.equal(clusterWide['core/secrets'], undefined, 'no cluster-wide Secret rights when namespaces are listed');
-    assert.equal(clusterWide['core/configmaps'], undefined);
-    for (const ns of ['vms', 'kubevirt']) {
-      const role = confined.find((d) => d.kind === 'Role' && d.metadata.namespace === ns);
-      assert.ok(role, `Role in ${ns}`);
-      assert.deepEqual(grants(rules(role)), { 'core/configmaps': 'create,delete,get,list,patch,update', 'core/secrets': 'create,delete,get,list,patch,update' });
-      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding');
-      assert.deepEqual(binding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
-    }
   });
 
   it('renders one locked-down host-network gateway per peer when gateway.enabled', () => {
@@ -244,15 +353,17 @@ describe('charts/cloudnet', () => {
     const op = only<Deployment & { spec: { selector: { matchLabels: Record<string, string> } } }>(docs, 'Deployment', 't-cloudnet');
     assert.equal(op.spec.selector.matchLabels['app.kubernetes.io/component'], 'operator');
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-gateway'))), { 'cloudnet.io/sites': 'get' });
-    assert.deepEqual(grants(rules(only(docs.filter((d) => d.metadata.namespace === 'cloudnet-system'), 'Role', 't-cloudnet-gateway'))),
-      { 'core/configmaps': 'create,get,patch,update', 'core/secrets': 'create,get,list,update,watch' });
+    assert.deepEqual(grants(rules(only(docs.filter((d) => d.metadata.namespace === 'cloudnet-system'), 'Role', 't-cloudnet-gateway'))), {
+      'core/configmaps': 'create,get', 'core/configmaps[cloudnet-gateway-site-b,cloudnet-gateway-site-c]': 'patch,update',
+      'core/secrets': 'create,get,list,watch', 'core/secrets[cloudnet-gateway-key]': 'update',
+    });
     const events = only(docs, 'Role', 't-cloudnet-gateway-events');
     assert.equal(events.metadata.namespace, 'default');
     assert.deepEqual(grants(rules(events)), { 'core/events': 'create,patch' });
     assert.equal(render().filter((d) => d.metadata.name.includes('gateway')).length, 0, 'no gateway by default');
   });
 
-  it('with defaults renders the site data plane: gateway with the relay pair, route agent, peer access', () => {
+  it('with defaults renders the site data plane: gateway with the relay pair, route agent; no peer identity', () => {
     const docs = renderDefaults();
     type Pod = { hostNetwork?: boolean; containers: Container[]; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: { matchExpressions: { key: string; operator: string; values: string[] }[] }[] } } }; nodeSelector?: Record<string, string> };
     const gw = only<K8sObject & { spec: { template: { spec: Pod } } }>(docs, 'Deployment', 't-cloudnet-gateway-site-b');
@@ -291,18 +402,10 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(ds.spec.template.spec.containers[0].args, ['route-agent', '--kube', '--namespace=cloudnet-system', '--interval-ms=5000']);
     assert.deepEqual(ds.spec.template.spec.containers[0].securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
     assert.deepEqual(grants(rules(only(docs, 'Role', 't-cloudnet-route-agent'))), { 'core/configmaps': 'list' });
-    // Peer access: what peers may do here, confined; no wildcard anywhere.
-    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), { 'core/namespaces': 'get' });
-    assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer-vmdata'))), {
-      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list', 'core/configmaps': 'create,delete,get,list', 'core/secrets': 'create,delete,get,list',
-      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get', 'kubevirt.io/virtualmachineinstances': 'get', 'kubevirt.io/virtualmachines': 'create,delete,get,list',
-    });
-    const vmdata = only<K8sObject & { roleRef: { kind: string; name: string } }>(docs, 'RoleBinding', 't-cloudnet-peer-vmdata');
-    assert.equal(vmdata.metadata.namespace, 'default', 'per listed namespace, not cluster-wide');
-    assert.equal(docs.filter((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 't-cloudnet-peer-vmdata').length, 0);
-    assert.equal(only(docs, 'Role', 't-cloudnet-peer').metadata.namespace, 'kubevirt');
+    // The peer identity is rbac.peer (off by default: a cluster admin opts in where VMs arrive); no wildcard anywhere.
+    assert.equal(docs.filter((d) => d.metadata.name.startsWith('t-cloudnet-peer')).length, 0, 'rbac.peer is off by default');
     for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
-      for (const r of rules(d)) for (const v of [...r.apiGroups, ...r.resources, ...r.verbs]) assert.ok(!v.includes('*'), `${d.metadata.name}: wildcard`);
+      for (const r of rules(d)) for (const v of [...(r.apiGroups ?? []), ...(r.resources ?? []), ...r.verbs]) assert.ok(!v.includes('*'), `${d.metadata.name}: wildcard`);
     }
     // cert-manager: a Certificate for the relay's TLS Secret only when its CRD exists.
     assert.equal(docs.filter((d) => d.kind === 'Certificate').length, 0);
@@ -342,6 +445,11 @@ describe('charts/cloudnet', () => {
       ['securityContext.allowPrivilegeEscalation=true', /'\/securityContext\/allowPrivilegeEscalation': value must be false/],
       ['podSecurityContext.runAsNonRoot=false', /'\/podSecurityContext\/runAsNonRoot': value must be true/],
       ['rbac.vmDataNamespaces={Not_A_Namespace}', /'\/rbac\/vmDataNamespaces\/0'/],
+      ['rbac.clusterWideVMData=yes', /'\/rbac\/clusterWideVMData': got string, want boolean/],
+      ['rbac.kubevirtNamespace=Kube_Virt', /'\/rbac\/kubevirtNamespace'/],
+      ['metrics.secure=maybe', /'\/metrics\/secure': got string, want boolean/],
+      ['metrics.certSecret=Not A Secret', /'\/metrics\/certSecret'/],
+      ['rbac.peer.extraSubjects[0].kind=Robot,rbac.peer.extraSubjects[0].name=x', /'\/rbac\/peer\/extraSubjects\/0\/kind'/],
       ['gateway.site=', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
@@ -372,4 +480,32 @@ describe('config/ plain manifests', () => {
     const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false', ...OPERATOR_ONLY])).map((d) => `${d.kind}/${d.metadata.name}`);
     assert.deepEqual(got, [...chart, 'Namespace/cloudnet-system'].sort());
   });
+});
+
+it('rbac.peer grants every permission the Site reconciler checks in a peer, where it checks it (src/api/peer-permissions.ts)', () => {
+  // The receiving cluster's rights for the peer identity are the peer ClusterRole plus the Roles
+  // its RoleBindings name (VM data in the listed namespaces, the KubeVirt CA bundles). A permission
+  // added to the checked list without a rule here would make every Site report PeerPermissionsMissing.
+  // rbac.peer is the chart's one mechanism for the peer identity.
+  const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}');
+  type Binding = K8sObject & { subjects?: { kind: string; name: string }[]; roleRef: { kind: string; name: string } };
+  const peerSubject = (s: { kind: string; name: string }) => s.kind === 'ServiceAccount' && s.name === 't-cloudnet-peer';
+  const bindings = docs.filter((d): d is Binding => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding') && ((d as Binding).subjects ?? []).some(peerSubject));
+  assert.ok(bindings.length > 0, 'the peer ServiceAccount is bound to nothing');
+  // Each granted rule with where it applies: '*' for a ClusterRoleBinding, else the RoleBinding's namespace.
+  const granted = bindings.flatMap((bd) => {
+    const where = bd.kind === 'ClusterRoleBinding' ? '*' : bd.metadata.namespace!;
+    const role = docs.find((d) => d.kind === bd.roleRef.kind && d.metadata.name === bd.roleRef.name
+      && (d.kind === 'ClusterRole' || d.metadata.namespace === bd.metadata.namespace));
+    assert.ok(role, `${bd.kind} ${bd.metadata.name} names a rendered ${bd.roleRef.kind}`);
+    return rules(role).map((r) => ({ where, r }));
+  });
+  const scopeNamespace = { Cluster: '*', KubeVirtNamespace: 'kubevirt', TargetNamespace: 'vms' } as const;
+  for (const p of PEER_CLUSTER_PERMISSIONS) {
+    const ns = scopeNamespace[p.scope];
+    for (const verb of p.verbs) {
+      assert.ok(granted.some(({ where, r }) => (where === '*' || where === ns) && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
+        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in ${ns === '*' ? 'the cluster' : `namespace ${ns}`} (${p.why})`);
+    }
+  }
 });

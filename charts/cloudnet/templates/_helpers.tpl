@@ -58,3 +58,15 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The identities of peer sites' operators in this cluster (rbac.peer), as RBAC subjects. */}}
+{{- define "cloudnet.peerSubjects" -}}
+{{- if .Values.rbac.peer.enabled -}}
+- kind: ServiceAccount
+  name: {{ include "cloudnet.fullname" . }}-peer
+  namespace: {{ .Release.Namespace }}
+{{- with .Values.rbac.peer.extraSubjects }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- end }}

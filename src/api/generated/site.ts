@@ -4,7 +4,11 @@ import type { Condition } from './condition.ts';
 
 /** How to reach the peer cluster: its API (kubeconfig), its WAN gateway and the networks routed to it. */
 export interface SiteSpec {
-  /** Secret in the operator cluster holding a kubeconfig for this site. */
+  /**
+   * Secret in the operator cluster holding a kubeconfig for this site. It must be in the operator's own
+   * namespace (the release namespace): a Site naming a Secret elsewhere is not used (Ready=False, reason
+   * KubeconfigSecretNamespaceNotAllowed).
+   */
   kubeconfigSecretRef: SecretKeyRef;
   /** The site's WAN gateway: the WireGuard peer that the link to this site connects to. */
   gateway?: SiteGateway;
@@ -17,9 +21,23 @@ export interface SiteSpec {
    * @default "kubevirt"
    */
   kubevirtNamespace?: string;
+  /**
+   * Target-cluster namespaces that WanMigrations to this Site may use as spec.targetNamespace. Unset or empty
+   * (the default): only the namespace of the WanMigration itself (a WanMigration in namespace N may migrate
+   * only into N on this site). Set: only the namespaces listed, by exact name; the list is authoritative, so
+   * the WanMigration's own namespace must be listed too if it is to be allowed. A WanMigration whose target
+   * namespace is not allowed does not start: Stalled=True with reason TargetNamespaceNotAllowed and a Warning
+   * Event, and nothing is created on the target. The check is made before a migration starts; a running
+   * migration is not stopped by a later change of this list.
+   */
+  allowedNamespaces?: string[];
 }
 
-/** Secret in the operator cluster holding a kubeconfig for this site. */
+/**
+ * Secret in the operator cluster holding a kubeconfig for this site. It must be in the operator's own
+ * namespace (the release namespace): a Site naming a Secret elsewhere is not used (Ready=False, reason
+ * KubeconfigSecretNamespaceNotAllowed).
+ */
 export interface SecretKeyRef {
   /** Namespace of the Secret. */
   namespace: string;
@@ -59,7 +77,11 @@ export interface SiteWan {
 export interface SiteStatus {
   /** metadata.generation of the spec this status describes. */
   observedGeneration?: number;
-  /** LinkReady (the link to the site, or only its API when no link provider runs) and Ready. */
+  /**
+   * LinkReady (the link to the site, or only its API when no link provider runs) and Ready (the API answers,
+   * the credentials hold every right the operator needs there, the link is up, and the Site is not being
+   * deleted).
+   */
   conditions?: Condition[];
   /** Last measured round-trip time, ms (what was measured is stated in the LinkReady message). */
   rttMs?: number;

@@ -2,13 +2,24 @@
 // run `npm run gen:api-types && npm run gen:crds` (test/unit/api/api-source.test.ts checks both).
 import type { Condition } from './condition.ts';
 
-/** Which VM moves where, and how: disks, WAN relay, cutover, deadlines and what happens to the source. */
+/**
+ * Which VM moves where, and how: disks, WAN relay, cutover, deadlines and what happens to the source. Labels
+ * and annotations of the source VirtualMachine and of the Secrets and ConfigMaps it uses are copied to the
+ * objects created on the target, except keys whose prefix is exactly kubernetes.io/, k8s.io/, kubevirt.io/,
+ * cdi.kubevirt.io/, cloudnet.io/, argocd.argoproj.io/ (e.g. kubevirt.io/foo is not copied,
+ * app.kubernetes.io/name is) and the key kubectl.kubernetes.io/last-applied-configuration. The VM template
+ * (spec.template) is copied as it is: it is the definition of the VM.
+ */
 export interface WanMigrationSpec {
   /** VirtualMachine in this namespace to migrate. */
   vmName: string;
   /** Name of the Site to migrate to. */
   targetSite: string;
-  /** Namespace on the target site (must exist). */
+  /**
+   * Namespace on the target site (must exist). It must be allowed by the target Site's
+   * spec.allowedNamespaces; by default only this WanMigration's own namespace is (reason
+   * TargetNamespaceNotAllowed otherwise).
+   */
   targetNamespace: string;
   /** How the disks move: KubeVirt copies them during the live migration, or CloudNet pre-copies them first. */
   storage?: StorageSpec;

@@ -3,6 +3,7 @@
 // applies them; the controllers read the same constants for objects that predate a default.
 import { conditionsField } from './condition.ts';
 import { DNS1123_LABEL, type ApiSchema } from './api-schema.ts';
+import { ALLOWED_NAMESPACES_RULE } from '../tenancy.ts';
 
 export const DEFAULT_KUBECONFIG_KEY = 'kubeconfig';
 export const DEFAULT_KUBEVIRT_NAMESPACE = 'kubevirt';
@@ -17,7 +18,7 @@ export const siteSpecSchema: ApiSchema = {
     kubeconfigSecretRef: {
       tsName: 'SecretKeyRef',
       type: 'object',
-      description: 'Secret in the operator cluster holding a kubeconfig for this site.',
+      description: "Secret in the operator cluster holding a kubeconfig for this site. It must be in the operator's own namespace (the release namespace): a Site naming a Secret elsewhere is not used (Ready=False, reason KubeconfigSecretNamespaceNotAllowed).",
       required: ['namespace', 'name'],
       properties: {
         namespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: 'Namespace of the Secret.' },
@@ -57,6 +58,11 @@ export const siteSpecSchema: ApiSchema = {
       type: 'string', pattern: DNS1123_LABEL, default: DEFAULT_KUBEVIRT_NAMESPACE,
       description: 'Namespace of KubeVirt on that site (its KubeVirt CR and the kubevirt-ca ConfigMap).',
     },
+    allowedNamespaces: {
+      type: 'array', maxItems: 64, 'x-kubernetes-list-type': 'set',
+      items: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL },
+      description: ALLOWED_NAMESPACES_RULE,
+    },
   },
 };
 
@@ -66,7 +72,7 @@ export const siteStatusSchema: ApiSchema = {
   description: "Observed state of the site: reachability (conditions) and the link's last measurements.",
   properties: {
     observedGeneration: { type: 'integer', description: 'metadata.generation of the spec this status describes.' },
-    conditions: conditionsField('LinkReady (the link to the site, or only its API when no link provider runs) and Ready.'),
+    conditions: conditionsField('LinkReady (the link to the site, or only its API when no link provider runs) and Ready (the API answers, the credentials hold every right the operator needs there, the link is up, and the Site is not being deleted).'),
     rttMs: { type: 'number', description: 'Last measured round-trip time, ms (what was measured is stated in the LinkReady message).' },
     bandwidthBps: { type: 'number', description: 'Estimated throughput through the tunnel, bytes/s (median of recent packet-train probes; set only by a link provider).' },
     lossRatio: { type: 'number', description: 'Share of recent tunnel probes left unanswered, 0 to 1 (set only by a link provider).' },

@@ -4,6 +4,7 @@
 import { conditionsField } from './condition.ts';
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN, immutable, type ApiField, type ApiSchema } from './api-schema.ts';
 import type { Phase, TimeoutsSpec } from '../generated/wanmigration.ts';
+import { METADATA_COPY_RULE } from '../tenancy.ts';
 
 /** The phases, one per CloudNet step plus the terminal ones; `satisfies` keeps them equal to the generated Phase. */
 export const Phases = {
@@ -36,12 +37,12 @@ const timeout = (def: number, step: string): ApiField => ({
 export const wanMigrationSpecSchema: ApiSchema = {
   tsName: 'WanMigrationSpec',
   type: 'object',
-  description: 'Which VM moves where, and how: disks, WAN relay, cutover, deadlines and what happens to the source.',
+  description: `Which VM moves where, and how: disks, WAN relay, cutover, deadlines and what happens to the source. ${METADATA_COPY_RULE}`,
   required: ['vmName', 'targetSite', 'targetNamespace'],
   properties: {
     vmName: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: 'VirtualMachine in this namespace to migrate.', 'x-kubernetes-validations': immutable('vmName') },
     targetSite: { type: 'string', minLength: 1, maxLength: 253, pattern: DNS1123_SUBDOMAIN, description: 'Name of the Site to migrate to.', 'x-kubernetes-validations': immutable('targetSite') },
-    targetNamespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: 'Namespace on the target site (must exist).', 'x-kubernetes-validations': immutable('targetNamespace') },
+    targetNamespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: "Namespace on the target site (must exist). It must be allowed by the target Site's spec.allowedNamespaces; by default only this WanMigration's own namespace is (reason TargetNamespaceNotAllowed otherwise).", 'x-kubernetes-validations': immutable('targetNamespace') },
     storage: {
       tsName: 'StorageSpec',
       type: 'object',

@@ -69,6 +69,10 @@ export interface Observed {
   /** Name of another active WanMigration for the same VM that takes precedence, if any. */
   conflictWith?: string;
   site: Check; // Site exists, kubeconfig Secret exists and parses
+  /** The Site accepts the target namespace for a WanMigration of this namespace (api/tenancy.ts). */
+  tenancy: Check;
+  /** The Site is being deleted: nothing new starts on it (running migrations finish). */
+  siteDeleting?: boolean;
   targetCluster: Check; // target API reachable
   kubevirt: Check; // KubeVirt with DecentralizedLiveMigration on both clusters
   targetNamespace: Check;

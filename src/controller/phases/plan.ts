@@ -4,7 +4,7 @@
 //
 // Steps: link → storage pre-copy → target prepared → (cutover gate) → memory migration → cutover.
 // Any failure before the point of no return rolls back: delete both VMIMs and every object we
-// created on the target, and leave the source VM running.
+// created on the target, and leave the source VM as it is.
 import { findCondition, isTrue, setCondition } from '../../api/conditions.ts';
 import type { ConditionStatus } from '../../api/meta.ts';
 import {
@@ -146,14 +146,32 @@ function continueRollback(c: Ctx): void {
   c.st.phase = final;
   c.st.phaseStartTime = obs.now.toISOString();
   c.st.completionTime = obs.now.toISOString();
-  c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); the source VM was left running` });
+  c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); ${sourceState(c)}` });
+}
+
+/**
+ * The source VM's state as observed now, for the messages of a migration that ended without
+ * moving it. Before the point of no return the migration never touches the source VM, but the
+ * VM's owner may have stopped or deleted it meanwhile (that may be why it failed).
+ */
+function sourceState(c: Ctx): string {
+  const s = c.obs.source;
+  const vm = `the source VM ${c.wm.metadata.namespace}/${c.spec.vmName}`;
+  if (!s.vmExists) return `${vm} no longer exists`;
+  if (s.vmiPhase === 'Running') return `${vm} is running; this migration did not change it`;
+  return `${vm} is not running (runStrategy ${s.runStrategy ?? 'unknown'}, ${s.vmiPhase !== undefined ? `VMI phase ${s.vmiPhase || 'unset'}` : 'no VMI'}); this migration did not stop it`;
 }
 
 /** Checks that must pass before anything is created. Returns the first failure. */
 function preflight(c: Ctx): { reason: string; message: string } | undefined {
   const { obs, spec } = c;
   if (obs.conflictWith) return { reason: 'Conflict', message: `WanMigration ${obs.conflictWith} already migrates VM ${spec.vmName}` };
-  for (const ch of [obs.site, obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
+  if (!obs.site.ok) return obs.site;
+  // Tenancy before anything about the target: the answer for a refused namespace tells nothing
+  // about it (not even whether it exists there).
+  if (!obs.tenancy.ok) return obs.tenancy;
+  if (obs.siteDeleting) return { reason: 'SiteDeleting', message: `Site ${spec.targetSite} is being deleted: no new migration starts on it` };
+  for (const ch of [obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
   if (!obs.source.vmExists) return { reason: 'VMNotFound', message: `VirtualMachine ${spec.vmName} not found in namespace ${c.wm.metadata.namespace}` };
   if (obs.source.vmiPhase !== 'Running') return { reason: 'VMNotRunning', message: `VirtualMachine ${spec.vmName} is not running (VMI phase: ${obs.source.vmiPhase ?? 'none'})` };
   const lm = obs.source.liveMigratable;
@@ -396,7 +414,10 @@ function checkDeadline(c: Ctx, phaseBefore: Phase): void {
     if (limit !== undefined && Number.isFinite(since)) requeue(c, Math.max(1, since + limit - c.obs.now.getTime() + 1));
     return;
   }
-  const message = `phase ${phase} exceeded its deadline of ${limit / 1000}s${c.stall ? ` (${c.stall.reason}: ${c.stall.message})` : ''}`;
+  // The stall seen now, or else the one recorded last time (e.g. an action that keeps failing).
+  const prev = findCondition(c.st.conditions, C.Stalled);
+  const why = c.stall ?? (prev?.status === 'True' ? { reason: prev.reason, message: prev.message } : undefined);
+  const message = `phase ${phase} exceeded its deadline of ${limit / 1000}s${why ? ` (${why.reason}: ${why.message})` : ''}`;
   // In CuttingOver the target may already run the guest: waiting is the only safe choice.
   if (c.spec.onDeadline === 'Rollback' && phase !== Phases.CuttingOver && !pastPointOfNoReturn(c)) {
     // Drop this pass's forward steps; keep bookkeeping such as AddFinalizer.
@@ -420,7 +441,7 @@ function summarize(c: Ctx, prevStall: { reason: string; status: string } | undef
     const reason = c.st.failureReason ?? phase;
     const msg = c.st.failureMessage ?? phase;
     cond(c, C.Ready, 'False', reason, msg);
-    cond(c, C.Reconciling, 'False', phase, `migration ${phase.toLowerCase()}; the source VM was left running`);
+    cond(c, C.Reconciling, 'False', phase, `migration ${phase.toLowerCase()}; ${sourceState(c)}`);
     cond(c, C.Stalled, phase === Phases.Failed ? 'True' : 'False', reason, msg);
   } else if (c.stall) {
     cond(c, C.Ready, 'False', c.stall.reason, c.stall.message);

@@ -1,6 +1,7 @@
-// Carries out the Site planner's decisions: the link provider calls it asked for, then the status
-// write and the Event.
-import { isNotFound } from '../../kube/rest.ts';
+// Carries out the Site planner's decisions: the link provider calls it asked for, then the
+// finalizer, the status write and the Event.
+import { isNotFound, type KubeObject } from '../../kube/rest.ts';
+import { SITE_FINALIZER } from '../names.ts';
 import { Res } from '../../api/resources.ts';
 import type { Site } from '../../api/site.ts';
 import type { SiteDeps } from '../site.ts';
@@ -25,8 +26,11 @@ export async function runSiteSteps(deps: SiteDeps, site: Site, steps: readonly S
 }
 
 export async function executeSitePlan(deps: SiteDeps, site: Site, p: SitePlan, signal: AbortSignal): Promise<void> {
+  const obj = site as unknown as KubeObject;
+  if (p.finalizer === 'Add') await deps.local.ensureFinalizer(Res.site, obj, SITE_FINALIZER, signal);
   if (p.status) {
     await deps.local.patchStatus(Res.site, undefined, site.metadata.name ?? '', p.status, signal).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
   }
   for (const e of p.events) deps.events.event(site, e.type, e.reason, e.message);
+  if (p.finalizer === 'Remove') await deps.local.removeFinalizer(Res.site, obj, SITE_FINALIZER, signal).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
 }

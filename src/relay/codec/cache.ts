@@ -71,8 +71,8 @@ export function fingerprint(words: Uint32Array, bytes: Uint8Array, off: number, 
  * so the lockstep is unaffected; the sender just cannot dedup against it). Such pages cost a
  * literal, never a quadratic slowdown.
  */
-const MAX_PROBE = 32;
-const MAX_COMPARES = 4;
+export const MAX_PROBE = 32;
+export const MAX_COMPARES = 4;
 
 export class ContentCache {
   readonly slots: number;
@@ -99,6 +99,11 @@ export class ContentCache {
   size = 0;
   inserts = 0;
   evictions = 0;
+  /** Work counters of find(): lookups, table cells examined, full content compares. They bound
+   *  a lookup's cost in units a test can assert (the time per unit is bench/cache-flood.ts's). */
+  lookups = 0;
+  probes = 0;
+  compares = 0;
 
   constructor(bytes: number, slotSize = 4096) {
     if (slotSize % 4) throw new Error('slot size must be a multiple of 4');
@@ -131,12 +136,15 @@ export class ContentCache {
     const f1 = fp[1];
     let i = f0 & this.mask;
     let compares = 0;
+    this.lookups++;
     for (let probe = 0; probe < MAX_PROBE; probe++) {
       const v = this.table[i];
+      this.probes++;
       if (v === 0) return -1;
       const s = v - 1;
       if (this.fps[2 * s] === f0 && this.fps[2 * s + 1] === f1 && this.lengths[s] === len) {
         const o = s * this.slotSize;
+        this.compares++;
         if (bytes.compare(this.slab, o, o + len, off, off + len) === 0) return s;
         if (++compares === MAX_COMPARES) return -1;
       }

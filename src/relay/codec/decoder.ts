@@ -25,6 +25,8 @@ export class SessionDecoder {
   private slotFp0 = 0;
   private qIdx = 0;
   private qHdrStart = 0;
+  /** Batches decoded and the bytes they produced: what the session's FIN must state. */
+  batches = 0;
   bytesOut = 0;
 
   constructor(ctx: CodecContext) {
@@ -49,6 +51,16 @@ export class SessionDecoder {
       if (inserts > made) cache.skip(inserts - made);
       throw err;
     }
+  }
+
+  /**
+   * The session's FIN: the sender's count of batches and bytes must be exactly what was decoded.
+   * Anything else means frames were lost or repeated on the way, so the output is not the stream.
+   */
+  finish(sent: { batches: number; bytes: number }): void {
+    if (sent.batches === this.batches && sent.bytes === this.bytesOut) return;
+    const short = sent.batches > this.batches || sent.bytes > this.bytesOut;
+    throw new DecodeError(short ? 'truncated' : 'corrupt', `${short ? 'incomplete' : 'excess'} session: the sender sent ${sent.batches} batches of ${sent.bytes} bytes, ${this.batches} batches of ${this.bytesOut} bytes were received`);
   }
 
   private replay(ops: Buffer, rawLen: number, into?: Buffer): Buffer {
@@ -141,6 +153,7 @@ export class SessionDecoder {
     }
     if (o !== rawLen) throw new DecodeError('corrupt', `batch output ${o} bytes, announced ${rawLen}`);
     this.bytesOut += rawLen;
+    this.batches++;
     return out;
   }
 

@@ -2,6 +2,7 @@
 // streams, or carrying a stream by hand). Arguments are parsed once, in ../cli.ts.
 import fs from 'node:fs';
 import { analyze, formatReport } from './analyze.ts';
+import { DecodeError } from '../codec/index.ts';
 import { decodeStreams, encodeStreams } from './offline.ts';
 import type { OfflineOptions } from './offline.ts';
 
@@ -34,10 +35,22 @@ export function runEncode(positionals: string[], opts: OfflineOptions): number {
   return 0;
 }
 
+/**
+ * Writes nothing unless the whole file decodes: a damaged or cut file is exit code 1 and one line
+ * on stderr naming what is wrong (e.g. "relay decode: vm.cnr: corrupt frame 12 at byte 3456 (crc
+ * mismatch)", "... truncated: session 3 has no FIN"), never a short or wrong output.
+ */
 export function runDecode(positionals: string[]): number {
   if (positionals.length !== 2) throw new Error('decode needs IN OUT');
   const [inName, outName] = positionals;
-  const { outputs } = decodeStreams(readInput(inName));
+  let outputs: Buffer[][];
+  try {
+    outputs = decodeStreams(readInput(inName)).outputs;
+  } catch (err) {
+    if (!(err instanceof DecodeError)) throw err;
+    process.stderr.write(`relay decode: ${inName === '-' ? 'stdin' : inName}: ${err.message}\n`);
+    return 1;
+  }
   if (outputs.length === 1) writeOutput(outName, outputs[0]);
   else {
     if (outName === '-') throw new Error('the file holds several sessions; give an output file name, not -');

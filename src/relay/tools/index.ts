@@ -1,6 +1,6 @@
 // The offline tools' public entry: the codec applied to files (encode, decode, analyze), and
 // synthetic QEVM streams for tests and for benchmarks when no recorded stream exists.
-export { decodeFrames, decodeStreams, encodeStreams } from './offline.ts';
+export { checkRelayFile, decodeFrames, decodeStreams, encodeStreams } from './offline.ts';
 export type { EncodeResult, OfflineOptions } from './offline.ts';
 export { analyze, formatReport, plainZstdSize } from './analyze.ts';
 export type { AnalyzeReport } from './analyze.ts';

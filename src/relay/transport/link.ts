@@ -1,5 +1,8 @@
 // One connection between a sender relay and a receiver relay: frame I/O and the version/cache
-// handshake. The sender opens it; the receiver accepts it.
+// handshake. The sender opens it; the receiver accepts it. Each direction is one checked frame
+// stream (frames.ts): the first frame (HELLO, or the CLOSE that refuses the link) in the
+// version-independent envelope, then every frame with the chained CRC. A frame that fails its
+// check closes the link (`failure` says why); frames before it were intact and are delivered.
 import net from 'node:net';
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
@@ -13,8 +16,12 @@ const LARGE_FRAME = 16 << 10;
 export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
   readonly socket: net.Socket;
   private readonly reader = new F.FrameReader();
+  /** Public for tests that put raw (half or damaged) frames on the socket. */
+  readonly writer = new F.FrameWriter();
   private queued: F.Frame[] = [];
   closed = false;
+  /** Why the incoming stream is unusable, if it failed a check (damaged, lost or repeated frame). */
+  failure: F.FrameError | undefined;
   bytesOut = 0;
   bytesIn = 0;
 
@@ -24,13 +31,7 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
-      let frames: F.Frame[];
-      try {
-        frames = this.reader.push(chunk);
-      } catch (err) {
-        this.close(`protocol error: ${(err as Error).message}`);
-        return;
-      }
+      const { frames, error } = this.reader.read(chunk);
       for (const f of frames) {
         if (this.closed) return;
         // Frames that arrive right behind the HELLO, before the session handler is attached,
@@ -38,11 +39,15 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
         if (this.listenerCount('frame') === 0) this.queued.push(f);
         else this.emit('frame', f);
       }
+      if (error && !this.closed) {
+        this.failure = error;
+        this.close(`protocol error: ${error.message}`);
+      }
     });
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err) => this.close(`link error: ${err.message}`));
-    socket.on('close', () => this.close('link closed'));
-    socket.on('end', () => this.close('link ended by peer'));
+    socket.on('close', () => this.close(this.cut('link closed')));
+    socket.on('end', () => this.close(this.cut('link ended by peer')));
   }
 
   /** Attaches the long-lived frame handler and hands it any frames that arrived before. */
@@ -57,14 +62,15 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     if (this.closed) return false;
     if (payload && payload.length >= LARGE_FRAME) {
       // Header and payload in one writev: a batch is not copied again into a framed buffer.
-      this.bytesOut += F.FRAME_HEADER + payload.length;
+      const h = this.writer.header(type, session, payload);
+      this.bytesOut += h.length + payload.length;
       this.socket.cork();
-      this.socket.write(F.frameHeader(type, session, payload.length));
+      this.socket.write(h);
       const ok = this.socket.write(payload);
       this.socket.uncork();
       return ok;
     }
-    const f = F.encodeFrame(type, session, payload);
+    const f = this.writer.frame(type, session, payload);
     this.bytesOut += f.length;
     return this.socket.write(f);
   }
@@ -75,6 +81,14 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
 
   get backlog(): number {
     return this.socket.writableLength;
+  }
+
+  /** The link ended: if it stopped inside a frame, that is a failure too. */
+  private cut(why: string): string {
+    const err = this.closed ? undefined : this.reader.end();
+    if (!err) return why;
+    this.failure ??= err;
+    return `${why}: ${err.message}`;
   }
 
   close(why: string): void {
@@ -126,7 +140,10 @@ export function awaitHello(link: Link, timeoutMs = 10_000): Promise<F.Hello> {
       }
       const h = f.type === F.F_HELLO ? safeJson<F.Hello>(f.payload) : undefined;
       if (!h || h.magic !== 'cloudnet-relay') { reject(new HandshakeError('protocol', 'peer is not a cloudnet relay')); return; }
-      if (h.version !== F.PROTOCOL_VERSION) { reject(new HandshakeError('version', `relay protocol version mismatch: peer ${h.version}, local ${F.PROTOCOL_VERSION}`)); return; }
+      if (h.version !== F.PROTOCOL_VERSION) {
+        reject(new HandshakeError('version', `relay protocol version mismatch: peer ${h.version}, local ${F.PROTOCOL_VERSION} (both relays of a pair must run the same protocol version)`));
+        return;
+      }
       if (!(h.cacheBytes > 0)) { reject(new HandshakeError('protocol', 'bad cache size in HELLO')); return; }
       resolve(h);
     };

@@ -15,7 +15,7 @@ export const sessionsOpened = new client.Counter({
   name: 'cloudnet_relay_sessions_total', help: 'Migration sessions opened', labelNames: ['role'], registers: [relayRegistry],
 });
 export const sessionsClosed = new client.Counter({
-  name: 'cloudnet_relay_sessions_closed_total', help: 'Migration sessions ended, by reason (ok, corrupt, cache-desync, version, peer-lost, ...)',
+  name: 'cloudnet_relay_sessions_closed_total', help: 'Migration sessions ended, by reason (ok, corrupt, truncated, cache-desync, version, peer-lost, ...)',
   labelNames: ['role', 'reason'], registers: [relayRegistry],
 });
 export const peersRejected = new client.Counter({

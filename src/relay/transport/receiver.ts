@@ -2,7 +2,9 @@
 // in link order (which keeps the shared cache in lockstep), and writes the exact original bytes to
 // the real destination (QEMU's incoming socket or virt-handler's proxy). Bytes the destination
 // sends back are forwarded unchanged. A session whose batch cannot be decoded is closed before
-// any byte of that batch is written; the other sessions carry on.
+// any byte of that batch is written; the other sessions carry on. A session ends cleanly only on a
+// FIN whose totals match what was decoded; a link that ends or fails a frame check before the FIN
+// aborts it (a TCP reset downstream, so QEMU's migration fails and the source keeps running).
 import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -57,6 +59,7 @@ interface Session {
   finReceived: boolean;
   targetEnded: boolean;
   queued: number;
+  returnBytes: number;
   decodeBroken: boolean;
   hash?: crypto.Hash;
   outputSha256?: string;
@@ -188,8 +191,10 @@ export class ReceiverRelay {
     link.on('close', (why) => {
       this.peers.delete(p);
       M.cacheMemory.dec({ role: 'receiver' }, p.ctx.cache.memoryBytes);
+      // A damaged link stream names its sessions' failure 'corrupt' (or 'truncated'), a lost one 'peer-lost'.
+      const reason = link.failure?.reason ?? 'peer-lost';
       for (const s of p.sessions.values()) {
-        if (s.state === 'open') this.fail(p, s, 'peer-lost', `link to sender relay lost: ${why}`, false);
+        if (s.state === 'open') this.fail(p, s, reason, `link to sender relay lost before the session's FIN (stream incomplete): ${why}`, false);
         else if (s.state === 'fin') this.retire(p, s); // input complete; let the destination finish
       }
     });
@@ -209,12 +214,7 @@ export class ReceiverRelay {
         this.data(p, s, f.payload);
         break;
       case F.F_FIN:
-        s.finReceived = true;
-        if (s.hash && s.state === 'open') s.outputSha256 = s.hash.digest('hex');
-        if (s.state === 'open') {
-          s.state = 'fin';
-          s.target?.end();
-        }
+        this.fin(p, s, f.payload);
         break;
       case F.F_CLOSE: {
         const c = safeJson<F.CloseInfo>(f.payload);
@@ -226,11 +226,29 @@ export class ReceiverRelay {
     }
   }
 
+  /** The sender's FIN: the destination gets its clean end only if every batch arrived. */
+  private fin(p: PeerLink, s: Session, payload: Buffer): void {
+    s.finReceived = true;
+    if (s.state !== 'open') return;
+    const sent = F.parseTotals(payload);
+    try {
+      if (!sent) throw new DecodeError('corrupt', 'malformed FIN');
+      s.dec.finish(sent);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.fail(p, s, err.reason, err.message, true);
+      return;
+    }
+    if (s.hash) s.outputSha256 = s.hash.digest('hex');
+    s.state = 'fin';
+    s.target?.end();
+  }
+
   private open(p: PeerLink, f: F.Frame): void {
     const info = safeJson<SessionOpen>(f.payload);
     const s: Session = {
       id: f.session, label: info?.label ?? '', dec: new SessionDecoder(p.ctx), state: 'open', pendingCredit: 0, bytesOut: 0, wireIn: 0,
-      finReceived: false, targetEnded: false, queued: 0, decodeBroken: false,
+      finReceived: false, targetEnded: false, queued: 0, returnBytes: 0, decodeBroken: false,
       ...(typeof info?.destination === 'string' ? { destination: info.destination } : {}),
       ...(info?.owner ? { owner: info.owner } : {}),
     };
@@ -248,11 +266,12 @@ export class ReceiverRelay {
     s.target = target;
     log.info('session opened', { session: String(s.id), label: s.label, target: `${dst.host}:${dst.port}` });
     target.on('data', (chunk: Buffer) => {
+      s.returnBytes += chunk.length;
       p.link.send(F.F_RDATA, s.id, chunk);
     });
     target.on('end', () => {
       s.targetEnded = true;
-      p.link.send(F.F_RFIN, s.id);
+      p.link.send(F.F_RFIN, s.id, F.countPayload(s.returnBytes));
       if (s.state === 'fin') this.retire(p, s);
     });
     target.on('error', (err) => {

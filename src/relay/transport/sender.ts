@@ -110,6 +110,8 @@ interface Session {
   closeReason?: string;
   returnBytes: number;
   rfin: boolean;
+  /** DATA frames and the raw bytes they carry: the FIN states them, the receiver checks them. */
+  sent: F.SessionTotals;
   hash?: crypto.Hash;
   inputSha256?: string;
   /** What has been added to the Prometheus counters already (they are fed incrementally). */
@@ -195,7 +197,8 @@ export class SenderRelay {
       link.on('drain', () => this.resumeAll());
       link.on('close', (why) => {
         if (!this.stopped) log.warn('link to receiver relay lost; closing its sessions', { why, sessions: this.sessions.size });
-        for (const s of this.sessions.values()) this.closeSession(s, 'peer-lost', false);
+        // A damaged return stream names the sessions' failure 'corrupt' (or 'truncated').
+        for (const s of this.sessions.values()) this.closeSession(s, link.failure?.reason ?? 'peer-lost', false);
         this.pipeline.length = 0; // compressions still running finish into nothing
         this.inflightOps = 0;
         if (this.link === link) { this.link = undefined; this.linkReady = undefined; }
@@ -229,7 +232,7 @@ export class SenderRelay {
     const ctx = this.ctx!;
     const s: Session = {
       id, label, target: spec.target, spec, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
-      startedAt: Date.now(), returnBytes: 0, rfin: false,
+      startedAt: Date.now(), returnBytes: 0, rfin: false, sent: { batches: 0, bytes: 0 },
       accounted: { raw: new Float64Array(TECHNIQUES.length), lookups: 0, hits: 0 },
       enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode, ...spec.encoder }),
     };
@@ -249,7 +252,7 @@ export class SenderRelay {
       s.state = 'fin';
       clearTimeout(s.stallTimer);
       clearTimeout(s.batchTimer);
-      this.sendAfterBatches(s, F.F_FIN);
+      this.sendAfterBatches(s, F.F_FIN, F.totalsPayload(s.sent));
       if (s.rfin) this.finishSession(s);
     });
     source.on('error', (err) => log.warn('source connection error', { session: String(id), error: err.message }));
@@ -298,6 +301,8 @@ export class SenderRelay {
     if (!this.link) return;
     const level = s.spec.stored || this.level.skip(b.ops) ? 0 : this.level.next();
     s.credit -= b.rawLen;
+    s.sent.batches++;
+    s.sent.bytes += b.rawLen;
     const entry: Pending = { session: s, type: F.F_DATA, rawLen: b.rawLen, opsLen: b.ops.length };
     this.pipeline.push(entry);
     this.inflightOps += b.ops.length;
@@ -328,8 +333,8 @@ export class SenderRelay {
   }
 
   /** Queues a control frame behind the session's pending batches. */
-  private sendAfterBatches(s: Session, type: number): void {
-    this.pipeline.push({ session: s, type, rawLen: 0, opsLen: 0, payload: Buffer.alloc(0) });
+  private sendAfterBatches(s: Session, type: number, payload: Buffer): void {
+    this.pipeline.push({ session: s, type, rawLen: 0, opsLen: 0, payload });
     this.drainPipeline();
   }
 
@@ -422,6 +427,12 @@ export class SenderRelay {
         s.source.write(f.payload);
         break;
       case F.F_RFIN:
+        if (F.parseCount(f.payload) !== s.returnBytes) {
+          // Return-path bytes were lost or repeated: the source must not see a clean end.
+          log.error('return path incomplete', { session: String(s.id), stated: String(F.parseCount(f.payload)), received: String(s.returnBytes) });
+          this.closeSession(s, 'corrupt', true);
+          break;
+        }
         s.rfin = true;
         s.source.end();
         if (s.state === 'fin') this.finishSession(s);

@@ -23,6 +23,7 @@ export function obs(o: Partial<Observed> = {}): Observed {
     deleting: false,
     hasFinalizer: true,
     site: { ok: true },
+    tenancy: { ok: true },
     targetCluster: { ok: true },
     kubevirt: { ok: true },
     targetNamespace: { ok: true },

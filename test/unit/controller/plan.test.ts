@@ -24,6 +24,8 @@ describe('preflight: bad input blocks with a reason, deletes nothing, retries sl
     ['VM stopped', { source: { vmExists: true, runStrategy: 'Halted', handled: false } }, 'VMNotRunning'],
     ['not live-migratable', { source: { vmExists: true, vmiPhase: 'Running', liveMigratable: { status: 'False', reason: 'DisksNotLiveMigratable' }, handled: false } }, 'VMNotLiveMigratable'],
     ['missing target ns', { targetNamespace: { ok: false, reason: 'TargetNamespaceNotFound', message: 'x' } }, 'TargetNamespaceNotFound'],
+    ['target namespace not allowed by the Site', { tenancy: { ok: false, reason: 'TargetNamespaceNotAllowed', message: 'x' } }, 'TargetNamespaceNotAllowed'],
+    ['site being deleted', { siteDeleting: true }, 'SiteDeleting'],
     ['name collision', { target: { ...preparedTarget, vmOwned: false, ownedObjects: 0 } }, 'TargetNameCollision'],
   ];
   for (const [name, o, reason] of cases) {
@@ -282,6 +284,19 @@ describe('failures', () => {
     assert.equal(p.status.phase, 'MigratingMemory');
     assert.equal(cond(p.status, 'Stalled')?.reason, 'TargetClusterUnreachable');
     assert.deepEqual(p.actions, []);
+  });
+  test('the end of a rollback states the source VM\'s real state, not "left running" by default', () => {
+    const rolling = { ...statusFor('ConnectingLink'), phase: 'RollingBack' as Phase, failureReason: 'SourceVMLost' };
+    const gone = plan(wm({}, rolling), obs({ target: undefined, source: { vmExists: false, handled: false } }));
+    assert.equal(gone.status.phase, 'Failed');
+    assert.match(gone.events.at(-1)?.message ?? '', /source VM default\/vm-a no longer exists/);
+    assert.match(cond(gone.status, 'Reconciling')?.message ?? '', /no longer exists/);
+    assert.doesNotMatch(JSON.stringify(gone), /left running|is running/);
+    const stopped = plan(wm({}, { ...rolling, failureReason: 'SourceVMNotRunning' }), obs({ target: undefined, source: { vmExists: true, runStrategy: 'Halted', handled: false } }));
+    assert.match(stopped.events.at(-1)?.message ?? '', /is not running \(runStrategy Halted, no VMI\); this migration did not stop it/);
+    const aborted = plan(wm({ abort: true }, { ...rolling, failureReason: 'Aborted' }), obs({ target: undefined }));
+    assert.equal(aborted.status.phase, 'Aborted');
+    assert.match(aborted.events.at(-1)?.message ?? '', /source VM default\/vm-a is running; this migration did not change it/);
   });
   test('rollback waits for an unreachable target and says why', () => {
     const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as Phase, failureReason: 'Aborted' };

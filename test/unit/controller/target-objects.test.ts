@@ -92,3 +92,29 @@ test('a pre-existing Secret/ConfigMap counts as ours only with identical content
   assert.ok(!sameContent(src, { ...src, type: 'kubernetes.io/tls' }), 'another type is a collision');
   assert.ok(!sameContent({ kind: 'ConfigMap', data: { k: 'v' } }, { kind: 'ConfigMap', data: { k: 'v' }, binaryData: { k2: 'AA==' } }));
 });
+
+test('copies carry the source\'s labels and annotations minus the system keys (api/tenancy.ts), then ours', () => {
+  const w = wm();
+  const spec = resolveSpec(w.spec);
+  const src = structuredClone(vm);
+  src.metadata = {
+    ...src.metadata,
+    labels: { app: 'db', 'app.kubernetes.io/name': 'db', 'kubevirt.io/domain': 'x', 'cloudnet.io/migration-uid': 'forged', 'argocd.argoproj.io/instance': 'prod' },
+    annotations: { note: 'kept', 'kubectl.kubernetes.io/last-applied-configuration': '{}', 'kubevirt.io/restore-run-strategy': 'Manual' },
+  };
+  const r = receiverVM(src, w, spec);
+  assert.deepEqual(Object.keys(r.metadata?.labels ?? {}).sort(), [
+    'app', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/name', 'cloudnet.io/migration-name', 'cloudnet.io/migration-namespace', 'cloudnet.io/migration-uid',
+  ]);
+  assert.equal(r.metadata?.labels?.['cloudnet.io/migration-uid'], w.metadata.uid, 'a forged ownership label never survives');
+  assert.deepEqual(r.metadata?.annotations, { note: 'kept', 'kubevirt.io/restore-run-strategy': 'Always', 'cloudnet.io/migration-name': 'mig' });
+  const secret = copyObject({
+    apiVersion: 'v1', kind: 'Secret',
+    metadata: { name: 's', namespace: 'default', labels: { team: 'a', 'k8s.io/x': 'y' }, annotations: { 'kubernetes.io/service-account.name': 'sa', owner: 'me' } },
+    data: {},
+  }, w, spec);
+  const md = secret.metadata as { labels: Record<string, string>; annotations: Record<string, string> };
+  assert.equal(md.labels.team, 'a');
+  assert.equal(md.labels['k8s.io/x'], undefined);
+  assert.deepEqual(md.annotations, { owner: 'me', 'cloudnet.io/migration-name': 'mig' });
+});

@@ -3,12 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { setImmediate } from 'node:timers/promises';
 import winston from 'winston';
 import { Informer, type ListWatcher } from '../../../src/kube/informer.ts';
 import { Controller, TerminalError, mapFromLabels, mapToOwners, generationChanged } from '../../../src/kube/controller.ts';
 import { OperatorMetrics } from '../../../src/kube/metrics.ts';
+import { FakeClock, type Clock } from '../../../src/kube/clock.ts';
 import type { KubeObject, WatchEvent } from '../../../src/kube/rest.ts';
 import type { ObjectKey, ReconcileContext, ReconcileResult } from '../../../src/kube/types.ts';
+import { waitFor } from '../../helpers/poll.ts';
 
 /** A ListWatcher over an in-memory set of objects; push() emits watch events. */
 function memoryListWatcher(initial: KubeObject[]) {
@@ -30,14 +33,6 @@ function memoryListWatcher(initial: KubeObject[]) {
 
 const obj = (name: string, extra: Partial<KubeObject> = {}): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: '1', generation: 1 }, ...extra });
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
 function captureLogger() {
   const lines: Array<Record<string, unknown>> = [];
   const stream = new Writable({ write(chunk, _enc, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
@@ -45,12 +40,12 @@ function captureLogger() {
   return { log, lines };
 }
 
-function run(reconcile: (key: ObjectKey, ctx: ReconcileContext) => Promise<ReconcileResult | void>, objects = [obj('a')]) {
+function run(reconcile: (key: ObjectKey, ctx: ReconcileContext) => Promise<ReconcileResult | void>, objects = [obj('a')], clock?: Clock) {
   const { lw, push } = memoryListWatcher(objects);
   const informer = new Informer(lw);
   const metrics = new OperatorMetrics({ defaultMetrics: false });
   const { log, lines } = captureLogger();
-  const ctrl = new Controller({ name: 'test', informer, reconciler: { reconcile }, metrics, log, maxConcurrentReconciles: 2, drainTimeoutMs: 2000 });
+  const ctrl = new Controller({ name: 'test', informer, reconciler: { reconcile }, metrics, log, maxConcurrentReconciles: 2, drainTimeoutMs: 2000, clock });
   const abort = new AbortController();
   informer.start();
   const done = ctrl.start(abort.signal);
@@ -58,16 +53,22 @@ function run(reconcile: (key: ObjectKey, ctx: ReconcileContext) => Promise<Recon
 }
 
 test('errors are retried with growing backoff, then success forgets', async () => {
-  const calls: number[] = [];
+  // The queue's time is a FakeClock: each retry must wait exactly its backoff, not a tick less.
+  const clock = new FakeClock();
+  let calls = 0;
   const h = run(async () => {
-    calls.push(Date.now());
-    if (calls.length < 5) throw new Error('boom');
-  });
+    calls++;
+    if (calls < 5) throw new Error('boom');
+  }, [obj('a')], clock);
   try {
-    await until('5 attempts', () => calls.length >= 5);
-    const gaps = calls.slice(1).map((t, i) => t - calls[i]);
-    // 5, 10, 20, 40 ms (timer granularity makes them at least that).
-    assert.ok(gaps[3] >= 40, `gaps ${gaps}`);
+    for (const [i, backoffMs] of [5, 10, 20, 40].entries()) {
+      await waitFor(() => calls === i + 1 && clock.pendingTimers() === 1, { what: `retry ${i + 1} scheduled` });
+      clock.advance(backoffMs - 1);
+      await setImmediate();
+      assert.equal(calls, i + 1, `retry ${i + 1} waits ${backoffMs} ms`);
+      clock.advance(1);
+    }
+    await waitFor(() => calls === 5, { what: '5 attempts' });
     const text = await h.metrics.registry.metrics();
     assert.match(text, /controller_runtime_reconcile_errors_total\{controller="test"\} 4/);
     assert.match(text, /controller_runtime_reconcile_total\{controller="test",result="success"\} 1/);
@@ -86,7 +87,7 @@ test('requeueAfterMs schedules a new reconcile; TerminalError does not retry', a
     if (key.name === 'bad') throw new TerminalError('invalid spec');
   }, [obj('a'), obj('bad')]);
   try {
-    await until('a twice', () => calls.filter((c) => c === 'a').length === 2);
+    await waitFor(() => calls.filter((c) => c === 'a').length === 2, { what: 'a twice' });
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(calls.filter((c) => c === 'bad').length, 1);
     assert.equal(calls.filter((c) => c === 'a').length, 2);
@@ -102,9 +103,9 @@ test('each reconcile gets a unique reconcileID and a logger keyed controller/nam
     ctx.log.info('hello');
   }, [obj('a'), obj('b')]);
   try {
-    await until('2 reconciles', () => ids.length === 2);
+    await waitFor(() => ids.length === 2, { what: '2 reconciles' });
     h.push('MODIFIED', obj('a'));
-    await until('3 reconciles', () => ids.length === 3);
+    await waitFor(() => ids.length === 3, { what: '3 reconciles' });
     assert.equal(new Set(ids).size, 3);
     const hello = h.lines.filter((l) => l.message === 'hello');
     assert.equal(hello.length, 3);
@@ -130,7 +131,7 @@ test('shutdown waits for the in-flight reconcile, whose signal is aborted', asyn
     await new Promise((r) => setTimeout(r, 50));
     finished = true;
   });
-  await until('started', () => started);
+  await waitFor(() => started, { what: 'started' });
   await h.stop();
   assert.ok(sawAbort);
   assert.ok(finished, 'stop() returned only after the reconcile finished');
@@ -152,9 +153,9 @@ test('related objects map to primary keys (owners, labels for other clusters)', 
   const abort = new AbortController();
   const done = ctrl.start(abort.signal);
   try {
-    await until('initial', () => reconciled.length === 1);
+    await waitFor(() => reconciled.length === 1, { what: 'initial' });
     related.push('ADDED', { metadata: { name: 'remote-vm', namespace: 'other', labels: { 'example.io/ns': 'ns', 'example.io/name': 'vm-mig' } } });
-    await until('mapped', () => reconciled.length === 2);
+    await waitFor(() => reconciled.length === 2, { what: 'mapped' });
     related.push('ADDED', { metadata: { name: 'unlabelled', namespace: 'other' } });
     await new Promise((r) => setTimeout(r, 30));
     assert.deepEqual(reconciled, ['ns/vm-mig', 'ns/vm-mig']);
@@ -183,18 +184,25 @@ test('shutdown gives up waiting for a reconcile that ignores its signal after dr
   const stuck = new Promise<void>((r) => (release = r));
   const { lw } = memoryListWatcher([obj('a')]);
   const informer = new Informer(lw);
-  const ctrl = new Controller({ name: 'stuck', informer, drainTimeoutMs: 100, log: captureLogger().log,
+  const clock = new FakeClock();
+  const { log, lines } = captureLogger();
+  const ctrl = new Controller({ name: 'stuck', informer, drainTimeoutMs: 100, log, clock,
     reconciler: { reconcile: async () => { started = true; await stuck; } } });
   informer.start();
   const abort = new AbortController();
   const done = ctrl.start(abort.signal);
+  let stopped = false;
   try {
-    await until('started', () => started);
-    const t0 = Date.now();
+    await waitFor(() => started, { what: 'started' });
     abort.abort();
-    await done;
-    const ms = Date.now() - t0;
-    assert.ok(ms >= 90 && ms < 1000, `stopped after ${ms} ms`);
+    const finished = done.then(() => { stopped = true; });
+    await waitFor(() => clock.pendingTimers() === 1, { what: 'the drain timer' });
+    clock.advance(99);
+    await setImmediate();
+    assert.equal(stopped, false, 'still draining before drainTimeoutMs');
+    clock.advance(1);
+    await finished;
+    assert.ok(lines.some((l) => l.level === 'warn' && /did not finish before the drain timeout/.test(String(l.message))), 'the give-up is logged');
   } finally {
     release();
     await informer.stop();

@@ -2,9 +2,12 @@
 // watch ends, backoff after errors, relist on 410 with a diff (missed deletes are delivered).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setImmediate } from 'node:timers/promises';
 import { Informer, type ListWatcher } from '../../../src/kube/informer.ts';
 import { RestartBackoff } from '../../../src/kube/backoff.ts';
+import { FakeClock } from '../../../src/kube/clock.ts';
 import { KubeApiError, type KubeObject, type WatchEvent } from '../../../src/kube/rest.ts';
+import { waitFor } from '../../helpers/poll.ts';
 
 const obj = (name: string, rv: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv } });
 
@@ -34,12 +37,15 @@ function scripted(lists: KubeObject[][], watches: WatchStep[]) {
   return { lw, watchRVs, listCalls: () => listCalls };
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
+/** What the informer's handlers deliver, as `add:a`, `update:a`, `delete:a`. */
+function recordEvents(inf: Informer<KubeObject>): string[] {
+  const seen: string[] = [];
+  inf.addEventHandler({
+    onAdd: (o) => seen.push(`add:${o.metadata?.name}`),
+    onUpdate: (_o, n) => seen.push(`update:${n.metadata?.name}`),
+    onDelete: (o) => seen.push(`delete:${o.metadata?.name}`),
+  });
+  return seen;
 }
 
 test('a closed watch resumes from the last seen resourceVersion (bookmarks included), without relisting', async () => {
@@ -50,7 +56,7 @@ test('a closed watch resumes from the last seen resourceVersion (bookmarks inclu
   const inf = new Informer(s.lw, { backoff: new RestartBackoff(1, 2) });
   inf.start();
   try {
-    await until('third watch', () => s.watchRVs.length === 3);
+    await waitFor(() => s.watchRVs.length === 3, { what: 'third watch' });
     assert.deepEqual(s.watchRVs, ['5', '7', '9']);
     assert.equal(s.listCalls(), 1);
     assert.equal(inf.get('ns/a')?.metadata?.resourceVersion, '7');
@@ -64,18 +70,18 @@ test('errors back off and retry the watch from the same RV; 410 relists and deli
     { events: [], end: new Error('connection reset') },
     { events: [{ type: 'ERROR', object: { code: 410, reason: 'Expired', message: 'too old resource version' } as unknown as KubeObject }], end: 'close' },
   ]);
-  const seen: string[] = [];
-  const inf = new Informer(s.lw, { backoff: new RestartBackoff(20, 100) });
-  inf.addEventHandler({
-    onAdd: (o) => seen.push(`add:${o.metadata?.name}`),
-    onUpdate: (_o, n) => seen.push(`update:${n.metadata?.name}`),
-    onDelete: (o) => seen.push(`delete:${o.metadata?.name}`),
-  });
-  const t0 = Date.now();
+  // Backoff on a FakeClock without jitter: the retry must wait exactly the initial 20 ms.
+  const clock = new FakeClock();
+  const inf = new Informer(s.lw, { backoff: new RestartBackoff(20, 100, () => 0), clock });
+  const seen = recordEvents(inf);
   inf.start();
   try {
-    await until('relist', () => s.listCalls() === 2 && s.watchRVs.length === 3);
-    assert.ok(Date.now() - t0 >= 20, 'waited at least the initial backoff after the error');
+    await waitFor(() => inf.stats.errors === 1 && clock.pendingTimers() === 1, { what: 'the backoff after the error' });
+    clock.advance(19);
+    await setImmediate();
+    assert.equal(s.watchRVs.length, 1, 'no retry before the initial backoff');
+    clock.advance(1);
+    await waitFor(() => s.listCalls() === 2 && s.watchRVs.length === 3, { what: 'relist' });
     assert.deepEqual(s.watchRVs, ['6', '6', '9']);
     assert.equal(inf.stats.errors, 1);
     assert.equal(inf.stats.goneRelists, 1);

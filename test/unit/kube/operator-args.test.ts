@@ -39,6 +39,11 @@ test('parseOperatorArgs: defaults like a kubebuilder manager, flags override', (
     assert.equal(d.renewDeadlineMs, 10_000);
     assert.equal(d.retryPeriodMs, 2_000);
     assert.equal(d.maxConcurrentReconciles, 1);
+    assert.equal(d.metricsSecure, true, 'kubebuilder v4: metrics authenticated and authorized by default');
+    assert.equal(d.metricsCertDir, undefined);
+    for (const off of [['--metrics-secure=false'], ['--no-metrics-secure']]) assert.equal(parseOperatorArgs(['--kubeconfig', kc, ...off]).metricsSecure, false, off.join(' '));
+    assert.equal(parseOperatorArgs(['--kubeconfig', kc, '--metrics-secure=true', '--metrics-cert-dir', '/certs']).metricsCertDir, '/certs');
+    assert.equal(parseOperatorArgs(['--kubeconfig', kc, '--leader-elect=true']).leaderElect, true);
     assert.equal(d.kubeConfig.getCurrentCluster()?.server, 'https://127.0.0.1:6443');
     const o = parseOperatorArgs(['--kubeconfig', kc, '--leader-elect', '--max-concurrent-reconciles', '4', '--leader-election-namespace', 'ops', '--lease-duration', '3s']);
     assert.equal(o.leaderElect, true);
