@@ -543,8 +543,12 @@ describe('when to look again (event-driven: watched waits only resync, unwatched
     assert.equal(p.requeueAfterMs, 60_000);
   });
   test('MigratingMemory with a relay polls its byte counters', () => {
-    const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true }, opts);
+    const registered = { state: 'Ready' as const, reason: 'FlowsRegistered', message: 'registered' };
+    const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true, relayRegistration: registered }, opts);
     assert.equal(p.requeueAfterMs, 2000);
+    // Until the flows are registered it looks sooner: a flow that starts unregistered passes the relay by.
+    const waiting = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true }, opts);
+    assert.equal(waiting.requeueAfterMs, opts.relayPollMs);
   });
   test('a rollback waiting on deletions looks again when RollbackStalled would be due', () => {
     const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as const, phaseStartTime: T0.toISOString(), failureReason: 'Aborted' };
