@@ -74,7 +74,7 @@ export interface OperatorBenchResult {
   operatorMemoryMiB: { rss: number; heapUsed: number; heapTotal: number; external: number };
   operatorCpuSeconds: number;
   /** The operator's own metrics at the end: where a reconcile's time goes (seconds). */
-  operatorInternals: { queueWaitP99: number; reconcileP99: number; rateLimiterWaitP99: number; reconciles: number };
+  operatorInternals: { queueWaitP99: number; normalQueueWaitP99: number; reconcileP99: number; normalReconcileP99: number; rateLimiterWaitP99: number; reconciles: number };
   /** Where the requests went (both clusters, "verb resource[/subresource]"). */
   requestBreakdown: Record<string, number>;
 }
@@ -257,7 +257,9 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const q99 = (name: string, labels = '') => Math.round((histogramQuantile(metricsText, name, 0.99, labels) ?? 0) * 1000) / 1000;
     const internals = {
       queueWaitP99: q99('workqueue_queue_duration_seconds', 'name="wanmigration"'),
+      normalQueueWaitP99: q99('cloudnet_workqueue_queue_duration_seconds', 'name="wanmigration",priority="normal"'),
       reconcileP99: q99('controller_runtime_reconcile_time_seconds', 'controller="wanmigration"'),
+      normalReconcileP99: q99('cloudnet_reconcile_time_seconds', 'controller="wanmigration",priority="normal"'),
       rateLimiterWaitP99: q99('rest_client_rate_limiter_duration_seconds'),
       reconciles: [...metricsText.matchAll(/^controller_runtime_reconcile_total\{controller="wanmigration",result="[^"]+"\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0),
     };

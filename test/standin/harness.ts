@@ -64,9 +64,13 @@ export async function applySiteSample(local: KubeClient, target: Cluster, name =
   return site;
 }
 
+type SiteStandIn = Pick<StandInOptions, 'nodeName' | 'nodeAddress' | 'syncDial'>;
+
 export interface BedOptions {
   /** What both stand-ins share beyond their cluster: phase pacing, a VMI driver (default 30 ms phases, no driver). */
-  standIn?: Pick<StandInOptions, 'phaseDelayMs' | 'tickMs' | 'driver'>;
+  standIn?: Pick<StandInOptions, 'phaseDelayMs' | 'tickMs' | 'driver' | 'migrations'>;
+  /** What each stand-in has of its own, site-a's then site-b's: its node, how it dials its sync peer (the multi-node e2e bed). */
+  perSite?: [SiteStandIn, SiteStandIn];
   /** The stand-ins' sync addresses, site-a's then site-b's (default TEST-NET addresses nobody dials). */
   syncAddresses?: [string, string];
   /** How long the API servers may take to serve the CRDs (default 60 s: cold clusters on a busy machine). */
@@ -86,8 +90,9 @@ export async function setupBed(clusters: Cluster[], opts: BedOptions = {}): Prom
   const hub = new SyncHub();
   const [syncA, syncB] = opts.syncAddresses ?? ['192.0.2.1:9185', '192.0.2.2:9185'];
   const standIn = { hub, phaseDelayMs: 30, ...opts.standIn };
-  const standA = new KubeVirtStandIn({ ...standIn, client: src, syncAddress: syncA });
-  const standB = new KubeVirtStandIn({ ...standIn, client: dst, syncAddress: syncB });
+  const [ownA, ownB] = opts.perSite ?? [{}, {}];
+  const standA = new KubeVirtStandIn({ ...standIn, ...ownA, client: src, syncAddress: syncA });
+  const standB = new KubeVirtStandIn({ ...standIn, ...ownB, client: dst, syncAddress: syncB });
   const stop = async (): Promise<void> => {
     await Promise.all([standA.stop(), standB.stop()]);
     await Promise.all([src.rest.close(), dst.rest.close()]);
