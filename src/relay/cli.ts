@@ -2,8 +2,12 @@
 // (transport/cli.ts) or the offline tools (tools/cli.ts).
 import { parseArgs } from 'node:util';
 import { parseStreamMode } from './codec/index.ts';
-import { runAnalyze, runDecode, runEncode } from './tools/cli.ts';
-import { runReceive, runSend, type RelayHooks } from './transport/cli.ts';
+import type { RelayHooks } from './transport/cli.ts';
+
+// Loaded per subcommand: the offline tools do not pull in TLS, sockets, metrics and the API
+// (a third of a second of start-up per `relay encode`/`decode`, measured).
+const tools = (): Promise<typeof import('./tools/cli.ts')> => import('./tools/cli.ts');
+const transport = (): Promise<typeof import('./transport/cli.ts')> => import('./transport/cli.ts');
 
 const USAGE = `usage:
   cloudnet relay send [--listen HOST:PORT[/TARGET][@MODE] ...] --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
@@ -43,15 +47,15 @@ export async function run(argv: string[], hooks: RelayHooks = {}): Promise<numbe
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });
   switch (sub) {
     case 'send':
-      return runSend(v, cacheBytes, level, hooks);
+      return (await transport()).runSend(v, cacheBytes, level, hooks);
     case 'receive':
-      return runReceive(v, cacheBytes);
+      return (await transport()).runReceive(v, cacheBytes);
     case 'analyze':
-      return runAnalyze(positionals, offline(), Boolean(v.json));
+      return (await tools()).runAnalyze(positionals, offline(), Boolean(v.json));
     case 'encode':
-      return runEncode(positionals, offline());
+      return (await tools()).runEncode(positionals, offline());
     case 'decode':
-      return runDecode(positionals);
+      return (await tools()).runDecode(positionals);
     default:
       console.error(`unknown relay command ${sub}\n${USAGE}`);
       return 2;
