@@ -1,13 +1,35 @@
-// Adaptive compression level. When the link is the bottleneck (its socket has a backlog, or the
-// sessions have their credit windows in flight), spend CPU on a stronger level; when the relay
-// itself is the bottleneck (the encoder keeps the main thread busy while the link idles), back off
-// to a faster level or to no compression, but only after it persists, so that a short burst does
-// not cost ratio. Incompressible data (e.g. random pages) is recognised per batch from a small
-// sample and stored, without giving up on the compressible batches that follow.
+// Adaptive effort: how much CPU the sender spends per byte. When the link is the bottleneck (its
+// socket has a backlog, or the sessions have their credit windows in flight), spend CPU on a
+// stronger zstd level; when the relay itself is the bottleneck (its CPU is busy while the link
+// idles), shed work step by step, but only after it persists, so that a short burst does not cost
+// ratio: a lower zstd level, then stored batches, then no deltas, then pages passed through
+// (neither hashed nor cached). The relay then costs about what carrying the bytes costs, so it is
+// never much slower than a plain migration. Incompressible data (e.g. random pages) is recognised
+// per batch from a small sample and stored, without giving up on the compressible batches that
+// follow.
 import { zstdCompress } from './batch.ts';
 
+/** What the encoder does with a page (OpOutput.effort). */
+export const EFFORT_PASS = 0; // passed through: no fingerprint, no cache, no delta
+export const EFFORT_NO_DELTA = 1; // deduplicated, literal when new
+export const EFFORT_FULL = 2; // deduplicated, delta against the previous version, else literal
+
+interface Step { effort: number; level: number; mode: string }
+
+/** The ladder, least effort first; the adaptive policy moves one step at a time. */
+export const STEPS: readonly Step[] = [
+  { effort: EFFORT_PASS, level: 0, mode: 'pass-through' },
+  { effort: EFFORT_NO_DELTA, level: 0, mode: 'no-deltas' },
+  { effort: EFFORT_FULL, level: 0, mode: 'stored' },
+  { effort: EFFORT_FULL, level: 1, mode: 'zstd-1' },
+  { effort: EFFORT_FULL, level: 3, mode: 'zstd-3' },
+  { effort: EFFORT_FULL, level: 6, mode: 'zstd-6' },
+];
 export const LEVELS = [0, 1, 3, 6] as const;
+const DEFAULT_STEP = 4; // zstd-3
 const SAMPLE = 16 << 10;
+/** Feedback periods (~100 ms each) in a row with the CPU as the bottleneck before a step down. */
+const DOWN_AFTER = 2;
 
 export class AdaptiveLevel {
   private i: number;
@@ -15,17 +37,30 @@ export class AdaptiveLevel {
   private readonly fixedLevel: number;
   private incompressibleRun = 0;
   private downStreak = 0;
+  /** Steps taken (down, up): the stats say how often the relay shed work. */
+  stepsDown = 0;
+  stepsUp = 0;
 
   constructor(initial: number | 'auto' = 'auto') {
     this.fixed = initial !== 'auto';
     this.fixedLevel = initial === 'auto' ? -1 : initial;
-    const idx = LEVELS.indexOf((initial === 'auto' ? 3 : initial) as (typeof LEVELS)[number]);
-    this.i = idx >= 0 ? idx : 2;
+    const idx = STEPS.findIndex((s) => s.effort === EFFORT_FULL && s.level === initial);
+    this.i = idx >= 0 ? idx : DEFAULT_STEP;
   }
 
   /** Level for the next batch (0 = store). */
   next(): number {
-    return this.fixed ? this.fixedLevel : LEVELS[this.i];
+    return this.fixed ? this.fixedLevel : STEPS[this.i].level;
+  }
+
+  /** What the encoder does with pages now (EFFORT_*); a fixed level keeps full effort. */
+  get effort(): number {
+    return this.fixed ? EFFORT_FULL : STEPS[this.i].effort;
+  }
+
+  /** The current step's name, for the stats ('zstd-3', 'stored', 'no-deltas', 'pass-through'). */
+  get mode(): string {
+    return this.fixed ? (this.fixedLevel === 0 ? 'stored' : `zstd-${this.fixedLevel}`) : STEPS[this.i].mode;
   }
 
   /**
@@ -52,10 +87,11 @@ export class AdaptiveLevel {
     if (this.fixed) return;
     if (linkBusy && !cpuBusy) {
       this.downStreak = 0;
-      if (this.i < LEVELS.length - 1) this.i++;
+      if (this.i < STEPS.length - 1) { this.i++; this.stepsUp++; }
     } else if (cpuBusy && !linkBusy) {
-      if (++this.downStreak >= 3 && this.i > 0) {
+      if (++this.downStreak >= DOWN_AFTER && this.i > 0) {
         this.i--;
+        this.stepsDown++;
         this.downStreak = 0;
       }
     } else {

@@ -10,6 +10,9 @@ export interface RoundStats {
   zeroPages: number;
   rawBytes: number;
   opBytes: number;
+  /** Input bytes of the round by the sender's mode when it was encoded ('zstd-3', 'stored',
+   *  'no-deltas', 'pass-through'...; adaptive.ts): which rounds shed work. */
+  modes: Record<string, number>;
 }
 
 export class SessionStats {
@@ -23,6 +26,8 @@ export class SessionStats {
   cacheHits = 0;
   syncLost = '';
   mode = 'auto';
+  /** The sender's current work mode (adaptive.ts), credited to the rounds as they are encoded. */
+  effortMode = '';
   rounds: RoundStats[] = [];
   currentRound: RoundStats | undefined;
 
@@ -34,9 +39,16 @@ export class SessionStats {
 
   startRound(nowMs: number): void {
     if (this.currentRound) this.currentRound.endMs = nowMs;
-    this.currentRound = { round: this.rounds.length + 1, startMs: nowMs, endMs: nowMs, pages: 0, zeroPages: 0, rawBytes: 0, opBytes: 0 };
+    this.currentRound = { round: this.rounds.length + 1, startMs: nowMs, endMs: nowMs, pages: 0, zeroPages: 0, rawBytes: 0, opBytes: 0, modes: {} };
     this.rounds.push(this.currentRound);
     if (this.rounds.length > 1000) this.rounds.splice(0, this.rounds.length - 1000);
+  }
+
+  /** A record of the current round: raw input and op bytes, under the current work mode. */
+  addToRound(round: RoundStats, raw: number, op: number): void {
+    round.rawBytes += raw;
+    round.opBytes += op;
+    if (this.effortMode) round.modes[this.effortMode] = (round.modes[this.effortMode] ?? 0) + raw;
   }
 
   toJSON(): Record<string, unknown> {

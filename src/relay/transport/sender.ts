@@ -131,6 +131,8 @@ export class SenderRelay {
   private readonly level: AdaptiveLevel;
   private busyMs = 0;
   private windowStart = performance.now();
+  private cpuStart = process.cpuUsage();
+  private lastMode = '';
   private linkBusySamples = 0;
   private samples = 0;
   private maxBuffered = 0;
@@ -236,6 +238,7 @@ export class SenderRelay {
       accounted: { raw: new Float64Array(TECHNIQUES.length), lookups: 0, hits: 0 },
       enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode, ...spec.encoder }),
     };
+    s.enc.setEffort(this.level.effort, this.level.mode);
     if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
     this.sessions.set(id, s);
     M.sessionsOpened.inc({ role: 'sender' });
@@ -369,10 +372,19 @@ export class SenderRelay {
     const now = performance.now();
     const elapsed = now - this.windowStart;
     if (elapsed >= 100) {
-      const cpuBusy = this.busyMs / elapsed > 0.7;
+      // The relay's CPU is the bottleneck when the encoder keeps the main thread busy, or the
+      // whole process (sockets, TLS, zstd on the thread pool) uses most of a core.
+      const cpu = process.cpuUsage(this.cpuStart);
+      this.cpuStart = process.cpuUsage();
+      const cpuBusy = this.busyMs / elapsed > 0.7 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9;
       const linkBusy = this.linkBusySamples / this.samples > 0.5;
+      const effort = this.level.effort;
       this.level.feedback(linkBusy, cpuBusy);
       M.compressionLevel.set(this.level.level);
+      if (this.level.effort !== effort || this.level.mode !== this.lastMode) {
+        this.lastMode = this.level.mode;
+        for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
+      }
       this.windowStart = now;
       this.busyMs = 0;
       this.samples = 0;
@@ -520,6 +532,10 @@ export class SenderRelay {
       role: 'sender',
       link: this.link ? { up: true, bytesOut: this.link.bytesOut, bytesIn: this.link.bytesIn, backlog: this.link.backlog } : { up: false },
       zstdLevel: this.level.level,
+      // The adaptive work mode now, and how often it shed work or took it back (adaptive.ts);
+      // each round's bytes by mode are in its session's rounds[].modes.
+      mode: this.level.mode,
+      modeSteps: { down: this.level.stepsDown, up: this.level.stepsUp },
       bufferedBytes: this.bufferedBytes(),
       maxBufferedBytes: this.maxBuffered,
       cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { convergenceAdvice, type RoundStats } from '../../../src/relay/codec/index.ts';
 
 const rounds = (pages: number[]): RoundStats[] => pages.map((p, i) => ({
-  round: i + 1, startMs: i * 1000, endMs: i * 1000 + 900, pages: p, zeroPages: 0, rawBytes: p * 4104, opBytes: p * 100,
+  round: i + 1, startMs: i * 1000, endMs: i * 1000 + 900, pages: p, zeroPages: 0, rawBytes: p * 4104, opBytes: p * 100, modes: {},
 }));
 
 test('keeps iterating while rounds shrink, stops when the dirty set plateaus', () => {

@@ -6,6 +6,7 @@ import { OpWriter } from '../bytes.ts';
 import { digest, DIGEST_WORDS, fingerprint, FP_WORDS } from '../cache.ts';
 import type { CodecContext } from '../context.ts';
 import { PAGE_SIZE } from '../context.ts';
+import { EFFORT_FULL, EFFORT_NO_DELTA, EFFORT_PASS } from '../adaptive.ts';
 import { encodeDelta } from '../delta.ts';
 import * as O from '../ops.ts';
 import { PREV_SLOT, PREV_ZERO, type PrevTable } from '../prev.ts';
@@ -56,6 +57,12 @@ export class OpOutput {
   private readonly window: number;
   private batchRaw = 0;
   private batchInserts = 0;
+  /**
+   * How much work a page gets now (adaptive.ts, EFFORT_*; the sender lowers it while its CPU is
+   * the bottleneck). Any value keeps both sides in lockstep: a passed-through page is neither
+   * cached nor remembered as a delta base, on either side.
+   */
+  effort = EFFORT_FULL;
 
   // Reusable scratch: an aligned page copy, its words, a fingerprint, a digest, a delta buffer.
   private readonly cur = Buffer.alloc(PAGE_SIZE);
@@ -149,7 +156,7 @@ export class OpOutput {
   chunk(src: Buffer, start: number, end: number): void {
     const n = end - start;
     // Chunks are cached only to be referenced later: without dedup (or a cache) they go raw.
-    if (n < 64 || n > PAGE_SIZE || !this.dedup || this.window === 0) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
+    if (n < 64 || n > PAGE_SIZE || !this.dedup || this.window === 0 || this.effort === EFFORT_PASS) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
     const before = this.w.len;
     const cur = this.cur;
     src.copy(cur, 0, start, end);
@@ -181,6 +188,7 @@ export class OpOutput {
    */
   page(opBase: number, src: Buffer, hdrStart: number, hdrEnd: number, keyIndex: number,
     dataOff: number, prev: PrevTable, idx: number): void {
+    if (this.effort === EFFORT_PASS) { this.passPage(opBase, src, hdrStart, hdrEnd, dataOff, prev, idx); return; }
     const before = this.w.len;
     const cache = this.ctx.cache;
     const cur = this.cur;
@@ -204,7 +212,7 @@ export class OpOutput {
       this.stats.add(O.T_DEDUP, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
       return;
     }
-    const ps = this.deltas ? prev.get(idx) : -1;
+    const ps = this.deltas && this.effort !== EFFORT_NO_DELTA ? prev.get(idx) : -1;
     let dlen = -1;
     if (ps === PREV_SLOT) {
       const slot = this.usable(prev.baseSlot(idx, cache));
@@ -231,6 +239,23 @@ export class OpOutput {
     }
     this.header(opBase + O.ENC_LIT, src, hdrStart, hdrEnd, keyIndex);
     this.w.bytes(cur, 0, PAGE_SIZE);
+    this.batchRaw += hdrEnd - hdrStart + PAGE_SIZE;
+    this.stats.add(O.T_LITERAL, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
+  }
+
+  /**
+   * A page passed through, not hashed: a QEMU page as an opaque page record (the receiver still
+   * follows the RAM block and forgets the page, as for QEMU's own XBZRLE records), a keyed page as
+   * raw bytes. Both sides forget its previous version, so no later delta refers to it.
+   */
+  private passPage(opBase: number, src: Buffer, hdrStart: number, hdrEnd: number, dataOff: number, prev: PrevTable, idx: number): void {
+    prev.clear(idx);
+    if (opBase !== O.OP_QPAGE_LIT) { this.raw(src, dataOff, dataOff + PAGE_SIZE, O.T_LITERAL); return; }
+    const before = this.w.len;
+    this.w.u8(O.OP_QOTHER);
+    this.w.bytes(src, hdrStart, hdrEnd);
+    this.w.varint(PAGE_SIZE);
+    this.w.bytes(src, dataOff, dataOff + PAGE_SIZE);
     this.batchRaw += hdrEnd - hdrStart + PAGE_SIZE;
     this.stats.add(O.T_LITERAL, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
   }

@@ -136,10 +136,7 @@ export class RamSectionParser {
       this.out.qemuOpaque(buf, pos, hdrEnd, recEnd);
       block.prev.clear(idx);
     }
-    if (round) {
-      round.rawBytes += recEnd - pos;
-      round.opBytes += this.out.opLen - opBefore;
-    }
+    if (round) this.stats.addToRound(round, recEnd - pos, this.out.opLen - opBefore);
     return recEnd;
   }
 

@@ -84,6 +84,12 @@ export class SessionEncoder {
     return this.keyedPrev.memoryBytes + this.staging.length + this.out.memoryBytes + this.qevm.memoryBytes;
   }
 
+  /** The sender's work mode (adaptive.ts): what pages get from now on, and its name for the stats. */
+  setEffort(effort: number, mode: string): void {
+    this.out.effort = effort;
+    this.stats.effortMode = mode;
+  }
+
   /** Bytes received but not yet encoded (an incomplete record). */
   get pendingBytes(): number {
     return this.pending.length;

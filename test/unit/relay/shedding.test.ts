@@ -1,0 +1,77 @@
+// Adaptive shedding (adaptive.ts): the sender lowers its work per page while its CPU is the
+// bottleneck (zstd level, then stored, then no deltas, then pages passed through unhashed) and
+// takes it back when the link is the bottleneck. Whatever the mode, and however often it changes
+// in the middle of a stream, both caches stay in lockstep and the output is byte-exact.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AdaptiveLevel, EFFORT_FULL, EFFORT_NO_DELTA, EFFORT_PASS, packBatch, SessionDecoder, SessionEncoder, STEPS, T_DEDUP, T_DELTA, unpackBatch } from '../../../src/relay/codec/index.ts';
+import { Rng, syntheticQemuStream } from '../../../src/relay/tools/index.ts';
+import { pair } from './helpers.ts';
+
+test('CPU-bound: the ladder steps down to pass-through; link-bound: back up to zstd-6; a fixed level never moves', () => {
+  const a = new AdaptiveLevel('auto');
+  assert.equal(a.mode, 'zstd-3');
+  const seen = [a.mode];
+  for (let i = 0; i < 20; i++) { a.feedback(false, true); if (seen.at(-1) !== a.mode) seen.push(a.mode); }
+  assert.deepEqual(seen, ['zstd-3', 'zstd-1', 'stored', 'no-deltas', 'pass-through']);
+  assert.equal(a.effort, EFFORT_PASS);
+  assert.equal(a.level, 0);
+  assert.equal(a.stepsDown, 4);
+  // One busy period alone does not shed (a burst); both busy (or neither) holds the step.
+  const b = new AdaptiveLevel('auto');
+  b.feedback(false, true); b.feedback(true, true); b.feedback(false, true);
+  assert.equal(b.mode, 'zstd-3');
+  for (let i = 0; i < 10; i++) a.feedback(true, false);
+  assert.equal(a.mode, STEPS.at(-1)!.mode);
+  assert.equal(a.effort, EFFORT_FULL);
+  const f = new AdaptiveLevel(1);
+  for (let i = 0; i < 10; i++) f.feedback(false, true);
+  assert.equal(f.level, 1);
+  assert.equal(f.effort, EFFORT_FULL);
+});
+
+function run(input: Buffer, effortAt: (batch: number) => number, seed: number): { output: Buffer; enc: SessionEncoder } {
+  const p = pair(8 << 20);
+  const rng = new Rng(seed);
+  const dec = new SessionDecoder(p.rx);
+  const out: Buffer[] = [];
+  let batch = 0;
+  const enc: SessionEncoder = new SessionEncoder(p.tx, (b) => {
+    const packed = packBatch(b.ops, b.rawLen, batch % 2, undefined, b.inserts);
+    const u = unpackBatch(packed);
+    out.push(Buffer.from(dec.decode(u.ops, u.rawLen, undefined, u.inserts)));
+    batch++;
+    enc.setEffort(effortAt(batch), `mode-${effortAt(batch)}`);
+  }, { batchOpBytes: 4096 + rng.int(32768) });
+  enc.setEffort(effortAt(0), `mode-${effortAt(0)}`);
+  for (let off = 0; off < input.length;) {
+    const n = 1 + rng.int(9000);
+    enc.write(input.subarray(off, off + n));
+    off += n;
+  }
+  enc.end();
+  return { output: Buffer.concat(out), enc };
+}
+
+test('every mode, and modes changing from batch to batch, stay byte-exact and in lockstep', () => {
+  const input = syntheticQemuStream({ seed: 11, pages: 800, rounds: 4 });
+  const modes = [EFFORT_PASS, EFFORT_NO_DELTA, EFFORT_FULL];
+  for (const m of modes) {
+    const { output, enc } = run(input, () => m, m + 1);
+    assert.ok(output.equals(input), `effort ${m}`);
+    if (m === EFFORT_PASS) assert.equal(enc.stats.cacheLookups, 0, 'pass-through hashes nothing');
+    if (m === EFFORT_NO_DELTA) assert.equal(enc.stats.count[T_DELTA], 0);
+    if (m === EFFORT_FULL) assert.ok(enc.stats.count[T_DELTA] > 0 && enc.stats.count[T_DEDUP] > 0);
+  }
+  for (let seed = 1; seed <= 6; seed++) {
+    const r = new Rng(seed * 7);
+    const plan = Array.from({ length: 4096 }, () => modes[r.int(3)]);
+    const { output, enc } = run(input, (b) => plan[b % plan.length], seed);
+    assert.ok(output.equals(input), `seed ${seed}`);
+    // Each round says how much of it went in which mode.
+    const rounds = enc.stats.rounds;
+    assert.equal(rounds.length, 4);
+    for (const round of rounds) assert.equal(Object.values(round.modes).reduce((x, y) => x + y, 0), round.rawBytes);
+    assert.ok(rounds.some((round) => Object.keys(round.modes).length > 1));
+  }
+});
