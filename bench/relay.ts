@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
     wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
     levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' }, repeat: { type: 'string' }, 'probe-workers': { type: 'boolean' },
     'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, 'mem-mib': { type: 'string' }, workloads: { type: 'string' },
-    modes: { type: 'string' }, vms: { type: 'string' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
+    modes: { type: 'string' }, vms: { type: 'string' }, 'live-levels': { type: 'string' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
   },
 });
 
@@ -143,6 +143,7 @@ async function wanBenchmark(): Promise<number> {
 
 
 const root = path.resolve(import.meta.dirname, '..');
+const machineLine = (): string => `machine: ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`;
 const cacheDir = process.env.CLOUDNET_CACHE ?? path.join(root, '.cache');
 const streamsDir = path.join(cacheDir, 'streams');
 const maxBytes = Math.round(Number(args['max-mb'] ?? 1e6) * 1e6);
@@ -282,43 +283,55 @@ function plainZstd(data: Buffer, level: number): [number, number] {
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 
-function run(name: string, inputs: Input[], level: number, zstd: { z1: number; z3: number; s1: number; s3: number }): Row {
+/** Encodes and decodes `inputs` at each level, `repeat` times, the levels interleaved (1, 3, 1, 3...). */
+function run(name: string, inputs: Input[], lvls: number[], zstd: { z1: number; z3: number; s1: number; s3: number }): Row[] {
   const datas = inputs.map((i) => i.data);
   const inputBytes = datas.reduce((a, b) => a + b.length, 0);
   const want = datas.map(sha);
-  const encodeRuns: number[] = [];
-  const decodeRuns: number[] = [];
-  let enc!: ReturnType<typeof encodeStreams>;
-  let encoded!: Buffer;
-  let exact = true;
+  const per = lvls.map(() => ({ encodeRuns: [] as number[], decodeRuns: [] as number[], exact: true, enc: undefined as ReturnType<typeof encodeStreams> | undefined, wire: 0 }));
   for (let r = 0; r < repeat; r++) {
-    enc = encodeStreams(datas, { cacheBytes, level });
-    encoded = Buffer.concat(enc.out);
-    const hashes = datas.map(() => crypto.createHash('sha256'));
-    const dec = decodeFrames(encoded, (s, out) => hashes[s - 1].update(out));
-    exact &&= hashes.every((h, i) => h.digest('hex') === want[i]);
-    encodeRuns.push(inputBytes / 1e6 / (enc.cpuMs / 1000));
-    decodeRuns.push(inputBytes / 1e6 / (dec.cpuMs / 1000));
+    lvls.forEach((level, li) => {
+      const p = per[li];
+      const enc = encodeStreams(datas, { cacheBytes, level });
+      const encoded = Buffer.concat(enc.out);
+      // Exactness: a first, untimed decode hashes the output. The timed decodes hand their output
+      // to a sink that only counts it (the relay's own work, not SHA-256's).
+      if (r === 0) {
+        const hashes = datas.map(() => crypto.createHash('sha256'));
+        decodeFrames(encoded, (s, out) => hashes[s - 1].update(out));
+        p.exact &&= hashes.every((h, i) => h.digest('hex') === want[i]);
+      }
+      let outBytes = 0;
+      const dec = decodeFrames(encoded, (_s, out) => { outBytes += out.length; });
+      p.exact &&= outBytes === inputBytes;
+      p.encodeRuns.push(inputBytes / 1e6 / (enc.cpuMs / 1000));
+      p.decodeRuns.push(inputBytes / 1e6 / (dec.cpuMs / 1000));
+      p.enc = enc;
+      p.wire = encoded.length;
+    });
   }
-  const techniques: Row['techniques'] = {};
-  TECHNIQUES.forEach((t, i) => {
-    techniques[t] = { count: 0, inputBytes: 0, opBytes: 0 };
-    for (const s of enc.stats) { techniques[t].count += s.count[i]; techniques[t].inputBytes += s.rawBytes[i]; techniques[t].opBytes += s.opBytes[i]; }
+  return lvls.map((level, li) => {
+    const { encodeRuns, decodeRuns, exact, enc, wire } = per[li];
+    const techniques: Row['techniques'] = {};
+    TECHNIQUES.forEach((t, i) => {
+      techniques[t] = { count: 0, inputBytes: 0, opBytes: 0 };
+      for (const st of enc!.stats) { techniques[t].count += st.count[i]; techniques[t].inputBytes += st.rawBytes[i]; techniques[t].opBytes += st.opBytes[i]; }
+    });
+    return {
+      name, source: inputs[0].source, inputBytes, level, wireBytes: wire, ratio: wire / inputBytes,
+      encodeMBps: median(encodeRuns), decodeMBps: median(decodeRuns),
+      encodeRuns: encodeRuns.map((x) => Math.round(x)), decodeRuns: decodeRuns.map((x) => Math.round(x)),
+      zstd1Bytes: zstd.z1, zstd3Bytes: zstd.z3, zstd1MBps: zstd.s1, zstd3MBps: zstd.s3, vsZstd3: wire / zstd.z3, exact,
+      rounds: Math.max(...enc!.stats.map((st) => st.rounds.length)), techniques,
+    };
   });
-  return {
-    name, source: inputs[0].source, inputBytes, level, wireBytes: encoded.length, ratio: encoded.length / inputBytes,
-    encodeMBps: median(encodeRuns), decodeMBps: median(decodeRuns),
-    encodeRuns: encodeRuns.map((x) => Math.round(x)), decodeRuns: decodeRuns.map((x) => Math.round(x)),
-    zstd1Bytes: zstd.z1, zstd3Bytes: zstd.z3, zstd1MBps: zstd.s1, zstd3MBps: zstd.s3, vsZstd3: encoded.length / zstd.z3, exact,
-    rounds: Math.max(...enc.stats.map((s) => s.rounds.length)), techniques,
-  };
 }
 
 /**
  * (c) Live relay pair on loopback (plain link: this measures the relay, not TLS or a WAN): each
  * stream goes through sender -> receiver -> a discarding sink as fast as the relay allows.
  */
-async function liveRun(input: Input): Promise<Record<string, number | string | boolean>> {
+async function liveRun(input: Input, level: number | 'auto'): Promise<Record<string, number | string | boolean>> {
   const { ReceiverRelay, SenderRelay } = await import('../src/relay/transport/index.ts');
   const net = await import('node:net');
   const h = crypto.createHash('sha256');
@@ -327,7 +340,7 @@ async function liveRun(input: Input): Promise<Record<string, number | string | b
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
   const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets: { t: { host: '127.0.0.1', port: (sink.address() as { port: number }).port } }, security: { kind: 'plain-inside-wireguard' }, cacheBytes });
   const r = await receiver.start();
-  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: r.port }, security: { kind: 'plain-inside-wireguard' }, cacheBytes, level: 3 });
+  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: r.port }, security: { kind: 'plain-inside-wireguard' }, cacheBytes, level });
   const [a] = await sender.start();
   await sender.connect();
   // How long the event loop is blocked (both relays share it here): batches are encoded and
@@ -350,11 +363,14 @@ async function liveRun(input: Input): Promise<Record<string, number | string | b
   const wall = performance.now() - t0;
   const cpu = process.cpuUsage(c0);
   loop.disable();
-  const st = sender.stats() as { maxBufferedBytes: number; finished: { wireBytes: number }[] };
+  const st = sender.stats() as { maxBufferedBytes: number; mode: string; finished: { wireBytes: number; rounds: { modes: Record<string, number> }[] }[] };
+  const modes: Record<string, number> = {};
+  for (const r of st.finished[0]?.rounds ?? []) for (const [m, b] of Object.entries(r.modes)) modes[m] = (modes[m] ?? 0) + b;
   const rs = receiver.stats() as { maxBufferedBytes: number };
   await sender.stop(); await receiver.stop(); sink.close();
   return {
-    name: input.name, inputBytes: input.data.length, wallMs: Math.round(wall), mbPerS: input.data.length / 1e6 / (wall / 1000),
+    name: input.name, level: String(level), modes: JSON.stringify(modes), inputBytes: input.data.length, wallMs: Math.round(wall), mbPerS: input.data.length / 1e6 / (wall / 1000),
+    mbPerCpuS: input.data.length / 1e6 / ((cpu.user + cpu.system) / 1e6),
     cpuSeconds: (cpu.user + cpu.system) / 1e6, wireRatio: (st.finished[0]?.wireBytes ?? 0) / input.data.length,
     senderMaxBufferedBytes: st.maxBufferedBytes, receiverMaxBufferedBytes: rs.maxBufferedBytes,
     exact: got === input.data.length && h.digest('hex') === sha(input.data),
@@ -363,15 +379,33 @@ async function liveRun(input: Input): Promise<Record<string, number | string | b
 }
 
 const inputs = loadInputs();
+console.log(`${machineLine()} (at the start)`);
 if (args.live) {
-  const live = [];
-  for (const i of inputs) {
-    const r = await liveRun(i);
-    live.push(r);
-    console.log(`live ${String(r.name).padEnd(32)} ${(Number(r.inputBytes) / 1e6).toFixed(1).padStart(7)} MB in ${r.wallMs} ms = ${Number(r.mbPerS).toFixed(0)} MB/s (CPU ${Number(r.cpuSeconds).toFixed(2)} s, both relays in one process), wire ${pct(Number(r.wireRatio))}, max buffered: sender ${(Number(r.senderMaxBufferedBytes) / 1024).toFixed(0)} KiB, receiver ${(Number(r.receiverMaxBufferedBytes) / 1024).toFixed(0)} KiB, event loop delay p99 ${Number(r.loopDelayP99Ms).toFixed(1)} ms max ${Number(r.loopDelayMaxMs).toFixed(1)} ms, exact ${r.exact}`);
+  // Each stream at each level (default: the adaptive policy and a fixed zstd-3), `repeat` times,
+  // interleaved; the summary gives the medians.
+  const liveLevels = (args['live-levels'] ?? 'auto,3').split(',').map((l) => (l === 'auto' ? 'auto' as const : Number(l)));
+  const live: Record<string, number | string | boolean>[] = [];
+  for (let rep = 0; rep < repeat; rep++) {
+    for (const i of inputs) {
+      for (const level of liveLevels) {
+        const r = await liveRun(i, level);
+        live.push({ ...r, run: rep + 1 });
+        console.log(`live run ${rep + 1} ${String(r.name).padEnd(24)} level ${String(level).padEnd(4)} ${(Number(r.inputBytes) / 1e6).toFixed(1).padStart(7)} MB in ${r.wallMs} ms = ${Number(r.mbPerS).toFixed(0)} MB/s, ${Number(r.mbPerCpuS).toFixed(0)} MB per CPU-s (both relays in one process), wire ${pct(Number(r.wireRatio))}, modes ${r.modes}, max buffered: sender ${(Number(r.senderMaxBufferedBytes) / 1024).toFixed(0)} KiB, receiver ${(Number(r.receiverMaxBufferedBytes) / 1024).toFixed(0)} KiB, loop delay p99 ${Number(r.loopDelayP99Ms).toFixed(1)} ms, exact ${r.exact}`);
+      }
+    }
   }
+  const summary = [];
+  for (const i of inputs) {
+    for (const level of liveLevels) {
+      const rs = live.filter((r) => r.name === i.name && r.level === String(level));
+      const row = { name: i.name, level: String(level), runs: rs.length, mbPerS: median(rs.map((r) => Number(r.mbPerS))), mbPerCpuS: median(rs.map((r) => Number(r.mbPerCpuS))), wireRatio: median(rs.map((r) => Number(r.wireRatio))), exact: rs.every((r) => r.exact) };
+      summary.push(row);
+      console.log(`median ${row.name.padEnd(24)} level ${row.level.padEnd(4)} ${row.mbPerS.toFixed(0)} MB/s, ${row.mbPerCpuS.toFixed(0)} MB of stream per CPU-s, wire ${pct(row.wireRatio)} (${row.runs} runs), exact ${row.exact}`);
+    }
+  }
+  console.log(machineLine());
   const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-live.json');
-  fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), live }, null, 1));
+  fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), machine: machineLine(), repeat, summary, live }, null, 1));
   process.exit(live.every((r) => r.exact) ? 0 : 1);
 }
 // Warm-up (not reported): the relay is a long-running process, so its steady state is what counts,
@@ -386,13 +420,13 @@ for (const i of inputs) {
   const [z1, s1] = plainZstd(i.data, 1);
   const [z3, s3] = plainZstd(i.data, 3);
   zstdOf.set(i.name, { z1, z3, s1, s3 });
-  for (const level of levels) rows.push(run(i.name, [i], level, zstdOf.get(i.name)!));
+  rows.push(...run(i.name, [i], levels, zstdOf.get(i.name)!));
 }
 // Concurrent migrations over one relay pair share the cache: all inputs in one run.
 if (inputs.length > 1) {
   const sum = (k: 'z1' | 'z3'): number => inputs.reduce((a, i) => a + zstdOf.get(i.name)![k], 0);
   const z = { z1: sum('z1'), z3: sum('z3'), s1: 0, s3: 0 };
-  for (const level of levels) rows.push(run(`ALL ${inputs.length} streams, one shared cache`, inputs, level, z));
+  rows.push(...run(`ALL ${inputs.length} streams, one shared cache`, inputs, levels, z));
 }
 
 console.log('');
@@ -407,7 +441,7 @@ for (const r of rows.filter((x) => x.level === levels[0])) {
   console.log(`  ${r.name.slice(0, 40).padEnd(40)} ${parts.join(', ')}`);
 }
 const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadavg: os.loadavg() };
-console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, load average ${machine.loadavg.map((l) => l.toFixed(1)).join(' ')} (MB/s are per CPU-second of this process, median of ${repeat} runs)`);
+console.log(`\n${machineLine()} (at the end; MB/s are per CPU-second of this process, median of ${repeat} runs, levels interleaved; exactness from a separate untimed decode)`);
 const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-codec.json');
 fs.mkdirSync(path.dirname(outFile), { recursive: true });
 fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), machine, cacheBytes, repeat, rows }, null, 1));

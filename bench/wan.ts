@@ -9,10 +9,12 @@
 // a run that does not converge within it is cancelled and reported as such. Then the CloudNet
 // scenario: several VMs migrating at once (plain vs relay; the relay pair shares one cache).
 //
-//   npm run bench:wan [-- --profiles 100m50,1g10 --workloads idle,memwriter,sqlload
+//   npm run bench:wan [-- --profiles 100m50,1g10,unshaped --workloads idle,memwriter,sqlload
 //                         --modes plain,xbzrle,multifd-zstd,relay --mem-mib 512 --timeout-s 120
-//                         --multi-vms 4 --multi-mem-mib 256 --multi-modes plain,relay --no-multi
-//                         --downtime-ms 300 --pin --quick --out bench/results/wan.json]
+//                         --multi-vms 4 --multi-mem-mib 256 --multi-modes plain,xbzrle,multifd-zstd,relay --no-multi
+//                         --repeat 3 --downtime-ms 300 --pin --quick --out bench/results/wan.json]
+//   --repeat N: every cell N times, interleaved (all cells of a link once, then again), so that a
+//   drift in the shared machine's load hits every mode alike; the table shows each figure's median.
 //   --update: keep the rows already in the output file and replace those this run measures again
 //   npm run bench:wan -- --report bench/results/wan.json   (table of a saved run)
 import fs from 'node:fs';
@@ -22,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { createGuestLab } from '../test/env/qemu.ts';
 import { createSites, type SitesOptions } from '../test/env/wan.ts';
 import { makePki } from '../test/integration/relay-helpers.ts';
-import { compare, table, targetsSummary } from './lib/wan-report.ts';
+import { compare, medianRows, table, targetsSummary } from './lib/wan-report.ts';
 import { MODES, runCell, serialTails, type CellOptions, type CellRow, type Mode, type WorkloadDef } from './lib/wan-run.ts';
 
 const { values: args } = parseArgs({
@@ -31,7 +33,7 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string' }, 'downtime-ms': { type: 'string' }, 'warmup-s': { type: 'string' },
     'multi-vms': { type: 'string' }, 'multi-mem-mib': { type: 'string' }, 'multi-modes': { type: 'string' }, 'no-multi': { type: 'boolean' },
     'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, 'relay-window-mb': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
-    out: { type: 'string' }, update: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    out: { type: 'string' }, update: { type: 'boolean' }, repeat: { type: 'string' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   },
 });
 
@@ -39,6 +41,8 @@ const PROFILES: Record<string, { label: string; sites: SitesOptions }> = {
   '100m50': { label: '100 Mbit/s, 50 ms RTT', sites: { rateBps: 100e6, delayMs: 25 } },
   // gso: at 1 Gbit/s wanem's per-packet work is the first limit (see test/env/wan.ts).
   '1g10': { label: '1 Gbit/s, 10 ms RTT', sites: { rateBps: 1e9, delayMs: 5, gso: true } },
+  // wanem's fastest: no rate limit, no delay (what the emulator itself forwards on this machine).
+  unshaped: { label: 'unshaped (wanem, no rate limit or delay)', sites: { gso: true } },
 };
 
 // memwriter: a realistic mix of page kinds in a 64 MiB working set rewritten at 12 MB/s (the guest
@@ -70,7 +74,8 @@ const list = (v: string | undefined, dflt: string): string[] => (v ?? dflt).spli
 const profiles = list(args.profiles, quick ? '100m50' : '100m50,1g10');
 const workloads = list(args.workloads, quick ? 'memwriter' : 'idle,memwriter,sqlload');
 const modes = list(args.modes, MODES.join(',')) as Mode[];
-const multiModes = list(args['multi-modes'], 'plain,relay') as Mode[];
+const multiModes = list(args['multi-modes'], MODES.join(',')) as Mode[];
+const repeat = Math.max(1, Number(args.repeat ?? (quick ? 1 : 3)));
 for (const m of [...modes, ...multiModes]) if (!MODES.includes(m)) throw new Error(`unknown mode ${m} (${MODES.join(', ')})`);
 for (const p of profiles) if (!PROFILES[p]) throw new Error(`unknown profile ${p} (${Object.keys(PROFILES).join(', ')})`);
 for (const w of workloads) if (!WORKLOADS[w]) throw new Error(`unknown workload ${w} (${Object.keys(WORKLOADS).join(', ')})`);
@@ -98,18 +103,19 @@ const root = path.resolve(import.meta.dirname, '..');
 const outFile = args.out ?? path.join(root, 'bench', 'results', 'wan.json');
 const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg' };
 const rows: CellRow[] = args.update && fs.existsSync(outFile) ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as { rows: CellRow[] }).rows : [];
-const sameCell = (a: CellRow, b: CellRow): boolean => a.profile === b.profile && a.workload === b.workload && a.mode === b.mode && a.vms === b.vms;
+const sameCell = (a: CellRow, b: CellRow): boolean => a.profile === b.profile && a.workload === b.workload && a.mode === b.mode && a.vms === b.vms && (a.run ?? 0) === (b.run ?? 0);
 const started = new Date().toISOString();
 const loadavg: number[][] = [];
 
 function save(): void {
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, JSON.stringify({
-    started, finished: new Date().toISOString(), machine, loadavg, settings: { ...settings, memMiB, multiVms, multiMemMiB, timeoutS, workloads: { ...WORKLOADS, multi: MULTI } },
-    profiles: Object.fromEntries(profiles.map((p) => [p, PROFILES[p]])), rows, comparisons: compare(rows), targets: targetsSummary(rows),
+    started, finished: new Date().toISOString(), machine, loadavg, settings: { ...settings, memMiB, multiVms, multiMemMiB, timeoutS, repeat, workloads: { ...WORKLOADS, multi: MULTI } },
+    profiles: Object.fromEntries(profiles.map((p) => [p, PROFILES[p]])), rows: medianRows(rows), runs: rows, comparisons: compare(medianRows(rows)), targets: targetsSummary(medianRows(rows)),
   }, (_k, v: unknown) => (v instanceof RegExp ? v.source : v), 1));
 }
 
+console.log(`[bench:wan] machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}, QEMU TCG; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${repeat} run(s) of each cell, interleaved, medians reported`);
 const pki = makePki();
 try {
   for (const p of profiles) {
@@ -119,8 +125,8 @@ try {
       const cells: Omit<CellOptions, 'sites' | 'lab' | 'pki' | 'profile' | keyof typeof settings>[] = [];
       for (const w of workloads) for (const mode of modes) cells.push({ workload: w, def: WORKLOADS[w], mode, vms: 1, memMiB });
       if (multiVms > 0) for (const mode of multiModes) cells.push({ workload: 'memwriter-light', def: MULTI, mode, vms: multiVms, memMiB: multiMemMiB });
-      for (const c of cells) {
-        const cell: CellOptions = { ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p };
+      for (let run = 0; run < repeat; run++) for (const c of cells) {
+        const cell: CellOptions = { ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p, attempt: run ? 10 * run : undefined };
         // A guest that dies while booting (seen once under heavy load) is a set-up failure, not a
         // result: one retry.
         const attempt = (): Promise<CellRow> => runCell(cell).catch((err: unknown): CellRow => ({
@@ -132,16 +138,18 @@ try {
         let row = await attempt();
         if (row.errors[0]?.startsWith('setup:')) {
           console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: set-up failed, retrying once: ${row.errors[0].slice(0, 1500)}`);
-          cell.attempt = 1;
+          cell.attempt = 10 * run + 1;
           row = await attempt();
         }
+        row.run = run;
         row.loadAvg1 = Math.round(os.loadavg()[0] * 10) / 10;
         const previous = rows.findIndex((r) => sameCell(r, row));
         if (previous >= 0) rows.splice(previous, 1, row);
         else rows.push(row);
         loadavg.push(os.loadavg());
         const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms (heartbeat gap ${row.heartbeatGapMs ?? '-'} ms), rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
-        console.log(`[bench:wan] ${p} ${c.workload} ${c.mode} ×${c.vms}: ${conv}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
+        const shed = row.relay?.roundModes ? ` modes by round ${JSON.stringify(row.relay.roundModes.map((rs) => rs.map((m) => Object.keys(m).join('+'))))}` : '';
+        console.log(`[bench:wan] ${p} run ${run + 1}/${repeat} ${c.workload} ${c.mode} ×${c.vms}: ${conv}${shed}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
           `${c.mode === 'relay' ? ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}` : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
         save();
       }
@@ -154,12 +162,12 @@ try {
   pki.cleanup();
 }
 
-console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, QEMU TCG; load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}`);
+console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, QEMU TCG; load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}; medians of ${repeat} interleaved run(s)`);
 console.log(`settings: downtime-limit ${settings.downtimeLimitMs} ms and max-bandwidth ${settings.maxBandwidthBps / 1024 ** 3} GiB/s for every mode, timeout ${timeoutS} s, ` +
   `XBZRLE cache ¼ of guest RAM, multifd ${settings.multifdChannels} channels zstd-${settings.multifdZstdLevel}, relay cache ${settings.relayCacheMiB} MiB level ${settings.relayLevel}, pinned: ${settings.pin ? 'yes' : 'no'}\n`);
-console.log(table(rows, timeoutS));
+console.log(table(medianRows(rows), timeoutS));
 console.log('');
-for (const l of targetsSummary(rows)) console.log(`- ${l}`);
+for (const l of targetsSummary(medianRows(rows))) console.log(`- ${l}`);
 save();
 console.log(`wrote ${path.relative(root, outFile)}`);
 process.exitCode = rows.some((r) => r.mode === 'relay' && (!r.converged || r.relay?.exact === false || r.alive < r.vms)) ? 1 : 0;

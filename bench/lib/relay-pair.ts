@@ -38,6 +38,8 @@ export interface RelaySession {
   bytesOut?: number;
   wireBytes?: number;
   mode?: string;
+  /** Per pre-copy round: input bytes by the sender's work mode (zstd-3, stored, pass-through...). */
+  rounds?: { modes?: Record<string, number> }[];
   syncLost?: string;
   inputSha256?: string;
   outputSha256?: string;

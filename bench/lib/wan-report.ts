@@ -112,3 +112,45 @@ export function targetsSummary(rows: readonly CellRow[]): string[] {
   }
   return out;
 }
+
+const median = (xs: number[]): number => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return Number.NaN;
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
+/**
+ * One row per cell (link, workload, VMs, mode) from repeated runs: the median of each figure over
+ * the runs (times, downtime, bytes, CPU), `completed`/`alive` the worst run's, `converged` only if
+ * every run converged, exactness only if every run was exact.
+ */
+export function medianRows(rows: readonly CellRow[]): CellRow[] {
+  const groups = new Map<string, CellRow[]>();
+  for (const r of rows) {
+    const k = `${r.profile}|${r.workload}|${r.vms}|${r.mode}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const m = (f: (r: CellRow) => number): number => median(g.map(f));
+    const gaps = g.map((r) => r.heartbeatGapMs ?? Number.NaN);
+    return {
+      ...g[0],
+      completed: Math.min(...g.map((r) => r.completed)),
+      converged: g.every((r) => r.converged),
+      totalTimeMs: m((r) => r.totalTimeMs), memTimeMs: m((r) => r.memTimeMs), downtimeMs: m((r) => r.downtimeMs),
+      heartbeatGapMs: gaps.some(Number.isFinite) ? Math.round(median(gaps)) : undefined,
+      rounds: m((r) => r.rounds), wanBytes: m((r) => r.wanBytes), wanBytesReturn: m((r) => r.wanBytesReturn),
+      ramTransferredBytes: m((r) => r.ramTransferredBytes),
+      cpuSeconds: {
+        sourceQemu: m((r) => r.cpuSeconds.sourceQemu), destinationQemu: m((r) => r.cpuSeconds.destinationQemu),
+        relays: m((r) => r.cpuSeconds.relays), wanem: m((r) => r.cpuSeconds.wanem),
+      },
+      alive: Math.min(...g.map((r) => r.alive)),
+      loadAvg1: m((r) => r.loadAvg1 ?? Number.NaN),
+      relay: g[0].relay ? { ...g[0].relay, exact: g.every((r) => r.relay?.exact === true), streamBytes: m((r) => r.relay?.streamBytes ?? Number.NaN), relayLinkBytes: m((r) => r.relay?.relayLinkBytes ?? Number.NaN) } : undefined,
+      errors: g.flatMap((r) => r.errors),
+      run: undefined,
+      runs: g.length,
+    } as CellRow & { runs: number };
+  });
+}

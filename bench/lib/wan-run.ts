@@ -83,7 +83,9 @@ export interface CellRow {
   alive: number;
   /** The machine's 1-minute load average when the cell finished (the 2 cores are shared). */
   loadAvg1?: number;
-  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[] };
+  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][] };
+  /** Which of the repeated runs (bench:wan --repeat) this row is. */
+  run?: number;
   errors: string[];
 }
 
@@ -179,6 +181,8 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
         relayLinkBytes: f.sender.reduce((a, s) => a + (s.wireBytes ?? 0), 0),
         exact: ins.length === done.length && ins.length === outs.length && ins.every((h, i) => Boolean(h) && h === outs[i]),
         modes: f.sender.map((s) => s.mode ?? '?'),
+        // The adaptive work mode of each round (adaptive.ts): stream bytes by mode, per session.
+        roundModes: f.sender.map((s) => (s.rounds ?? []).map((r) => r.modes ?? {})),
       };
       if (done.length && !relayRow.exact) errors.push(`relay stream hashes differ: in ${ins.join(',')} out ${outs.join(',')}`);
     }
