@@ -134,6 +134,8 @@ export class SenderRelay {
   private cpuStart = process.cpuUsage();
   private lastMode = '';
   private linkBusySamples = 0;
+  private compressBusySamples = 0;
+  private eluStart = performance.eventLoopUtilization();
   private samples = 0;
   private maxBuffered = 0;
   private stopped = false;
@@ -343,6 +345,9 @@ export class SenderRelay {
 
   private drainPipeline(): void {
     const link = this.link;
+    // Sampled before this call's own writes: a backlog left from earlier frames means the link
+    // drains slower than the relay produces (right after a write, any fast link has one).
+    if (link && this.pipeline[0]?.payload) this.sample(link);
     while (this.pipeline.length && this.pipeline[0].payload) {
       const e = this.pipeline.shift()!;
       const payload = e.payload!;
@@ -357,7 +362,6 @@ export class SenderRelay {
         M.hot.senderWireOut.inc(payload.length + F.FRAME_HEADER);
       }
     }
-    if (link) this.sample(link);
     if (!this.compressionFull()) this.resumeAll(false);
   }
 
@@ -369,14 +373,20 @@ export class SenderRelay {
     let starved = false;
     for (const s of this.sessions.values()) if (s.state === 'open' && s.credit < this.opts.windowBytes / 4) starved = true;
     if (starved || link.backlog > this.opts.linkHighWater / 4) this.linkBusySamples++;
+    // zstd on the thread pool is the bottleneck when batches wait for it (the main thread then
+    // idles, so its own busy time does not show it).
+    if (this.compressionFull()) this.compressBusySamples++;
     const now = performance.now();
     const elapsed = now - this.windowStart;
     if (elapsed >= 100) {
-      // The relay's CPU is the bottleneck when the encoder keeps the main thread busy, or the
-      // whole process (sockets, TLS, zstd on the thread pool) uses most of a core.
+      // The relay's CPU is the bottleneck when the event loop (encoder, sockets, TLS) has no idle time left, or the encoder alone
+      // takes most of it, or the process uses most of a core, or batches queue for zstd.
       const cpu = process.cpuUsage(this.cpuStart);
       this.cpuStart = process.cpuUsage();
-      const cpuBusy = this.busyMs / elapsed > 0.7 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9;
+      const elu = performance.eventLoopUtilization(this.eluStart);
+      this.eluStart = performance.eventLoopUtilization();
+      const cpuBusy = this.busyMs / elapsed > 0.7 || elu.utilization > 0.85 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9 ||
+        this.compressBusySamples / this.samples > 0.5;
       const linkBusy = this.linkBusySamples / this.samples > 0.5;
       const effort = this.level.effort;
       this.level.feedback(linkBusy, cpuBusy);
@@ -389,6 +399,7 @@ export class SenderRelay {
       this.busyMs = 0;
       this.samples = 0;
       this.linkBusySamples = 0;
+      this.compressBusySamples = 0;
     }
     const buffered = this.bufferedBytes();
     M.hot.senderBuffered.set(buffered);
