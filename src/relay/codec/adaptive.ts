@@ -28,7 +28,7 @@ export const STEPS: readonly Step[] = [
 export const LEVELS = [0, 1, 3, 6] as const;
 const DEFAULT_STEP = 4; // zstd-3
 const SAMPLE = 16 << 10;
-/** Feedback periods (~100 ms each) in a row with the CPU as the bottleneck before a step down. */
+/** Feedback periods (~100 ms each) in a row with the CPU as the bottleneck before the first step down. */
 const DOWN_AFTER = 2;
 
 export class AdaptiveLevel {
@@ -92,7 +92,9 @@ export class AdaptiveLevel {
       if (++this.downStreak >= DOWN_AFTER && this.i > 0) {
         this.i--;
         this.stepsDown++;
-        this.downStreak = 0;
+        // Still CPU-bound one period later: the next step at once (zstd-3 to pass-through in
+        // ~0.5 s; a migration at 1 Gbit/s may last only a few seconds).
+        this.downStreak = DOWN_AFTER - 1;
       }
     } else {
       this.downStreak = 0;
