@@ -202,11 +202,36 @@ export class FrameReader {
   /** Stream offset (plus baseOffset) where the next frame starts. */
   offset: number;
 
+  /** reuse: frames spread over several reads are joined in one buffer of the reader's, reused
+   *  (no allocation per frame): their payloads are then valid only until the next read(). */
+  private readonly reuse: boolean;
+  private joined: Buffer = EMPTY;
+
   /** baseOffset: added to the byte offsets in error messages (e.g. the length of a file's magic). */
-  constructor(opts: { envelope?: boolean; baseOffset?: number } = {}) {
+  constructor(opts: { envelope?: boolean; baseOffset?: number; reuse?: boolean } = {}) {
     this.started = opts.envelope === false;
     this.baseOffset = opts.baseOffset ?? 0;
     this.offset = this.baseOffset;
+    this.reuse = opts.reuse ?? false;
+  }
+
+  /** The buffered chunks in one buffer: a new one, or (reuse) the reader's own. */
+  private join(): Buffer {
+    if (!this.reuse) return Buffer.concat(this.chunks, this.size);
+    let into = this.joined;
+    let at = 0;
+    let first = 0;
+    const c0 = this.chunks[0];
+    if (c0.buffer === into.buffer && into.length >= this.size) {
+      // The rest of the previous read lives in this buffer: move it to the front (memmove).
+      into.copyWithin(0, c0.byteOffset - into.byteOffset, c0.byteOffset - into.byteOffset + c0.length);
+      at = c0.length;
+      first = 1;
+    } else if (into.length < this.size) {
+      into = this.joined = Buffer.allocUnsafeSlow(Math.max(this.size, 2 * into.length, 1 << 20));
+    }
+    for (let i = first; i < this.chunks.length; i++) { this.chunks[i].copy(into, at); at += this.chunks[i].length; }
+    return into.subarray(0, this.size);
   }
 
   /** Complete frames; throws the FrameError that stops the stream (frames before it are lost: see read()). */
@@ -223,7 +248,7 @@ export class FrameReader {
     this.size += chunk.length;
     // A frame spread over many reads is joined once, when it is complete (not on every read).
     if (this.chunks.length > 1 && this.size < this.firstFrameBytes()) return { frames };
-    let buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+    let buf = this.chunks.length === 1 ? this.chunks[0] : this.join();
     let pos = 0;
     for (;;) {
       const hl = this.started ? FRAME_HEADER : ENVELOPE_HEADER;

@@ -15,7 +15,9 @@ const LARGE_FRAME = 16 << 10;
 
 export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
   readonly socket: net.Socket;
-  private readonly reader = new F.FrameReader();
+  private readonly reader: F.FrameReader;
+  /** Frame payloads are views into a reused buffer, valid during the frame handler only. */
+  private readonly reuse: boolean;
   /** Public for tests that put raw (half or damaged) frames on the socket. */
   readonly writer = new F.FrameWriter();
   private queued: F.Frame[] = [];
@@ -25,9 +27,18 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
   bytesOut = 0;
   bytesIn = 0;
 
-  constructor(socket: net.Socket) {
+  /**
+   * reuseFrameBuffers: frames spread over several socket reads are joined in a reused buffer
+   * instead of a new one each (a 512 KiB batch arrives in ~30 TLS records: one allocation per
+   * batch, a large share of the receiver's garbage collection). Only for a side whose frame
+   * handler keeps no payload beyond its call (the receiver; the sender forwards return-path
+   * payloads to a socket, which keeps them).
+   */
+  constructor(socket: net.Socket, opts: { reuseFrameBuffers?: boolean } = {}) {
     super();
     this.socket = socket;
+    this.reuse = opts.reuseFrameBuffers ?? false;
+    this.reader = new F.FrameReader({ reuse: this.reuse });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
@@ -36,7 +47,7 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
         if (this.closed) return;
         // Frames that arrive right behind the HELLO, before the session handler is attached,
         // wait in a queue instead of being dropped.
-        if (this.listenerCount('frame') === 0) this.queued.push(f);
+        if (this.listenerCount('frame') === 0) this.queued.push(this.reuse ? { ...f, payload: Buffer.from(f.payload) } : f);
         else this.emit('frame', f);
       }
       if (error && !this.closed) {

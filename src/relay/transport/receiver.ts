@@ -155,7 +155,8 @@ export class ReceiverRelay {
   }
 
   private async acceptLink(socket: net.Socket): Promise<void> {
-    const link = new Link(socket);
+    // The receiver decodes each frame within its handler (nothing keeps a payload): reused buffers.
+    const link = new Link(socket, { reuseFrameBuffers: true });
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     let hello: F.Hello;
     try {

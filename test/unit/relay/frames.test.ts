@@ -21,17 +21,20 @@ function wireOf(sent: Sent[], envelope = true): Buffer {
   return Buffer.concat(sent.map((f) => w.frame(f.type, f.session, f.payload)));
 }
 
-test('frame reader: any split of the byte stream yields the same frames', () => {
+test('frame reader: any split of the byte stream yields the same frames (joined in new or in reused buffers)', () => {
   const rng = new Rng(21);
-  for (let c = 0; c < 300; c++) {
+  for (let c = 0; c < 600; c++) {
     const sent = randomFrames(rng, 1 + rng.int(12));
     const envelope = rng.int(4) !== 0;
+    const reuse = c % 2 === 1;
     const wire = wireOf(sent, envelope);
-    const reader = new F.FrameReader({ envelope });
+    const reader = new F.FrameReader({ envelope, reuse });
     const got: F.Frame[] = [];
     for (let o = 0; o < wire.length;) {
       const n = 1 + rng.int(rng.int(3) ? 70_000 : 12);
-      got.push(...reader.push(wire.subarray(o, o + n)));
+      // Reused buffers: a payload is valid until the next read, so it is copied at once here.
+      const frames = reader.push(Buffer.from(wire.subarray(o, o + n)));
+      got.push(...(reuse ? frames.map((f) => ({ ...f, payload: Buffer.from(f.payload) })) : frames));
       o += n;
     }
     assert.equal(reader.buffered, 0);
