@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
     wan: { type: 'boolean' }, files: { type: 'string' }, 'max-mb': { type: 'string' }, 'cache-mb': { type: 'string' },
     levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' }, repeat: { type: 'string' }, 'probe-workers': { type: 'boolean' },
     'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, 'mem-mib': { type: 'string' }, workloads: { type: 'string' },
-    modes: { type: 'string' }, vms: { type: 'string' }, 'live-levels': { type: 'string' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
+    modes: { type: 'string' }, vms: { type: 'string' }, 'live-levels': { type: 'string' }, tls: { type: 'boolean' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
   },
 });
 
@@ -340,9 +340,21 @@ async function liveRun(input: Input, level: number | 'auto'): Promise<Record<str
   let got = 0;
   const sink = net.createServer({ allowHalfOpen: true }, (c) => { c.on('data', (d: Buffer) => { received.push(d); got += d.length; }); c.on('end', () => c.end()); });
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-  const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets: { t: { host: '127.0.0.1', port: (sink.address() as { port: number }).port } }, security: { kind: 'plain-inside-wireguard' }, cacheBytes });
+  // --tls: the link with mutual TLS, as between sites (default: plain, as inside WireGuard).
+  let security: import('../src/relay/transport/net-util.ts').LinkSecurity = { kind: 'plain-inside-wireguard' };
+  let senderSecurity: import('../src/relay/transport/net-util.ts').LinkSecurity = security;
+  let cleanup = (): void => undefined;
+  if (args.tls) {
+    const { makePki } = await import('../test/integration/relay-helpers.ts');
+    const { loadTls } = await import('../src/relay/transport/net-util.ts');
+    const pki = makePki();
+    cleanup = () => pki.cleanup();
+    security = loadTls(pki.ca, pki.serverCert, pki.serverKey);
+    senderSecurity = loadTls(pki.ca, pki.clientCert, pki.clientKey, 'localhost');
+  }
+  const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets: { t: { host: '127.0.0.1', port: (sink.address() as { port: number }).port } }, security, cacheBytes });
   const r = await receiver.start();
-  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: r.port }, security: { kind: 'plain-inside-wireguard' }, cacheBytes, level });
+  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: r.port }, security: senderSecurity, cacheBytes, level });
   const [a] = await sender.start();
   await sender.connect();
   // How long the event loop is blocked (both relays share it here): batches are encoded and
@@ -369,7 +381,7 @@ async function liveRun(input: Input, level: number | 'auto'): Promise<Record<str
   const modes: Record<string, number> = {};
   for (const r of st.finished[0]?.rounds ?? []) for (const [m, b] of Object.entries(r.modes)) modes[m] = (modes[m] ?? 0) + b;
   const rs = receiver.stats() as { maxBufferedBytes: number };
-  await sender.stop(); await receiver.stop(); sink.close();
+  await sender.stop(); await receiver.stop(); sink.close(); cleanup();
   return {
     name: input.name, level: String(level), modes: JSON.stringify(modes), inputBytes: input.data.length, wallMs: Math.round(wall), mbPerS: input.data.length / 1e6 / (wall / 1000),
     mbPerCpuS: input.data.length / 1e6 / ((cpu.user + cpu.system) / 1e6),
