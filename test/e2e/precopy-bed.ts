@@ -14,13 +14,12 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Res } from '../../src/api/resources.ts';
-import type { KubeObject } from '../../src/kube/rest.ts';
 import { kernelCmdline, type WorkloadSpec } from '../../src/qemu/image.ts';
 import { siteClustersFrom, siteControllerFactory, wanMigrationControllerFactory } from '../../src/controller/index.ts';
 import { KubeAgentLauncher } from '../../src/storage/launch/launcher.ts';
 import { AgentStoragePreCopy } from '../../src/storage/provider.ts';
 import { onExit } from '../helpers/exit.ts';
-import { ensure, FAST_PLAN } from '../standin/harness.ts';
+import { ensure, FAST_PLAN, vmObject } from '../standin/harness.ts';
 import { waitFor } from '../helpers/poll.ts';
 import { CdiStandIn } from '../standin/cdi-standin.ts';
 import { NodeStandIn } from '../standin/node-standin.ts';
@@ -163,23 +162,7 @@ export async function createClaimVM(bed: PrecopyBed, ns: string, name: string, o
   const fd = openSync(image, 'w');
   writeSync(fd, o.content);
   closeSync(fd);
-  const vm: KubeObject = {
-    metadata: { name, namespace: ns, labels: { app: name } },
-    spec: {
-      runStrategy: 'Always',
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          domain: {
-            firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: kernelCmdline(o.workload) } },
-            devices: { disks: [{ name: 'disk0', disk: { bus: 'virtio' } }] },
-            memory: { guest: `${o.memoryMiB ?? 128}Mi` },
-          },
-          volumes: [{ name: 'disk0', dataVolume: { name: claim } }],
-        },
-      },
-    },
-  };
+  const vm = vmObject(ns, name, { memory: `${o.memoryMiB ?? 128}Mi`, kernelArgs: kernelCmdline(o.workload), disks: [{ name: 'disk0', dataVolume: claim }] });
   await c.create(Res.vm, vm);
   return image;
 }

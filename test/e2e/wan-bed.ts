@@ -19,7 +19,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeClient } from '../../src/kube/client.ts';
 import { Res } from '../../src/api/resources.ts';
-import type { KubeObject } from '../../src/kube/rest.ts';
 import type { MigrationSample } from '../../src/qemu/migrate.ts';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';
 import { kernelCmdline } from '../../src/qemu/image.ts';
@@ -35,7 +34,7 @@ import { createWireGuard, type WireGuardTunnel } from '../env/wireguard.ts';
 import { onExit } from '../helpers/exit.ts';
 import { requireQemu } from '../env/qemu.ts';
 import { CLI, NODE, waitForLog } from '../env/relay-cli.ts';
-import { ensure, operatorConfig, runOperator, setupBed, type Bed } from '../standin/harness.ts';
+import { ensure, operatorConfig, runOperator, setupBed, vmObject, type Bed } from '../standin/harness.ts';
 import { memoryMiB, QemuDriver, type QemuDriverOptions } from '../standin/qemu-driver.ts';
 
 const RELAY_PORT = 7400;
@@ -300,23 +299,10 @@ export async function createGuestVM(c: KubeClient, ns: string, name: string, o: 
       spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: 'local-path', accessModes: ['ReadWriteOnce'] } },
     });
   }
-  const vm: KubeObject = {
-    metadata: { name, namespace: ns, labels: { app: name } },
-    spec: {
-      runStrategy: 'Always',
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          domain: {
-            firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: kernelCmdline(o.workload) } },
-            devices: { disks: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, disk: { bus: 'virtio' } })) },
-            memory: { guest: `${o.memoryMiB ?? 256}Mi` },
-          },
-          volumes: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, dataVolume: { name: `${name}-disk${i}` } })),
-        },
-      },
-    },
-  };
+  const vm = vmObject(ns, name, {
+    memory: `${o.memoryMiB ?? 256}Mi`, kernelArgs: kernelCmdline(o.workload),
+    disks: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, dataVolume: `${name}-disk${i}` })),
+  });
   await c.create(Res.vm, vm);
 }
 

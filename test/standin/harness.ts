@@ -146,7 +146,7 @@ export function runOperator(bed: Bed, providers: ControllerProviders = {}): Prom
  * operator, handed to `ready` once up. The operator and bed stop before the clusters do, because
  * this `after` is registered ahead of useClusters' own.
  */
-export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, providers: ControllerProviders = {}): void {
+export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, providers: ControllerProviders | { factories: ControllerFactory[] } = {}): void {
   let bed: Bed | undefined;
   let op: RunningOperator | undefined;
   after(async () => {
@@ -156,7 +156,9 @@ export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, p
   useClusters(2, {
     setup: async (clusters) => {
       bed = await setupBed(clusters);
-      op = await runOperator(bed, providers);
+      op = 'factories' in providers
+        ? await startOperator(operatorConfig(bed.a.kubeConfig), providers.factories as ControllerFactory[])
+        : await runOperator(bed, providers);
       ready(bed, op);
     },
   });
@@ -166,6 +168,9 @@ export interface VmOptions {
   runStrategy?: string;
   annotations?: Record<string, string>;
   storageClass?: string;
+  /** Guest memory (default 512Mi) and the root disk's size (default 1Gi). */
+  memory?: string;
+  diskSize?: string;
 }
 
 /** A VM with a DataVolume disk, a cloud-init Secret and a ConfigMap, like a real workload. */
@@ -175,25 +180,49 @@ export async function createVM(c: KubeClient, ns: string, name: string, o: VmOpt
   await ensure(c, Res.configMap, { metadata: { name: `${name}-config`, namespace: ns }, data: { 'app.conf': 'mode=test\n' } });
   await ensure(c, Res.dataVolume, {
     metadata: { name: `${name}-root`, namespace: ns },
-    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: o.storageClass ?? 'local-path', accessModes: ['ReadWriteOnce'] } },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: o.diskSize ?? '1Gi' } }, storageClassName: o.storageClass ?? 'local-path', accessModes: ['ReadWriteOnce'] } },
   });
-  await c.create(Res.vm, {
-    metadata: { name, namespace: ns, labels: { app: name }, annotations: o.annotations ?? {} },
+  await c.create(Res.vm, vmObject(ns, name, {
+    memory: o.memory ?? '512Mi', disks: [{ name: 'root', dataVolume: `${name}-root` }],
+    extraVolumes: [
+      { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
+      { name: 'config', configMap: { name: `${name}-config` } },
+    ],
+    ...(o.runStrategy ? { runStrategy: o.runStrategy } : {}), ...(o.annotations ? { annotations: o.annotations } : {}),
+  }));
+}
+
+export interface VmObjectOptions {
+  memory: string;
+  /** virtio disks, each on a DataVolume. */
+  disks: Array<{ name: string; dataVolume: string }>;
+  /** Kernel boot of the guest image (the QEMU driver's guests), with these kernel arguments. */
+  kernelArgs?: string;
+  /** Volumes that are not disks (cloud-init, ConfigMaps). */
+  extraVolumes?: Array<Record<string, unknown>>;
+  runStrategy?: string;
+  annotations?: Record<string, string>;
+}
+
+/** A VirtualMachine object (label app=<name>, runStrategy Always unless told). */
+export function vmObject(ns: string, name: string, o: VmObjectOptions): KubeObject {
+  return {
+    metadata: { name, namespace: ns, labels: { app: name }, ...(o.annotations ? { annotations: o.annotations } : {}) },
     spec: {
       runStrategy: o.runStrategy ?? 'Always',
       template: {
         metadata: { labels: { app: name } },
         spec: {
-          domain: { devices: { disks: [{ name: 'root', disk: { bus: 'virtio' } }] }, memory: { guest: '512Mi' } },
-          volumes: [
-            { name: 'root', dataVolume: { name: `${name}-root` } },
-            { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
-            { name: 'config', configMap: { name: `${name}-config` } },
-          ],
+          domain: {
+            ...(o.kernelArgs !== undefined ? { firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: o.kernelArgs } } } : {}),
+            devices: { disks: o.disks.map((d) => ({ name: d.name, disk: { bus: 'virtio' } })) },
+            memory: { guest: o.memory },
+          },
+          volumes: [...o.disks.map((d) => ({ name: d.name, dataVolume: { name: d.dataVolume } })), ...(o.extraVolumes ?? [])],
         },
       },
     },
-  });
+  };
 }
 
 export function wanMigration(ns: string, name: string, spec: Partial<WanMigration['spec']> & { vmName: string }, annotations: Record<string, string> = {}): KubeObject {

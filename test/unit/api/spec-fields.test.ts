@@ -16,7 +16,7 @@ type Where = [file: string, contains: string];
 
 const EFFECT: Record<string, { code: Where; test: Where }> = {
   vmName: { code: ['src/controller/target-objects.ts', 'vmiName: spec.vmName'], test: ['test/unit/controller/plan.test.ts', "['missing VM', { source: { vmExists: false, handled: false } }, 'VMNotFound']"] },
-  targetSite: { code: ['src/controller/observe.ts', 'resolveTarget(deps, spec.targetSite, signal)'], test: ['test/integration/wanmigration-badinput.test.ts', "'SiteNotFound', { vmName: 'vm', targetSite: 'atlantis' }"] },
+  targetSite: { code: ['src/controller/observe.ts', 'resolveTarget(deps, reads, spec.targetSite, signal)'], test: ['test/integration/wanmigration-badinput.test.ts', "'SiteNotFound', { vmName: 'vm', targetSite: 'atlantis' }"] },
   targetNamespace: { code: ['src/controller/target-objects.ts', 'namespace: spec.targetNamespace'], test: ['test/integration/wanmigration-badinput.test.ts', 'missing target namespace → TargetNamespaceNotFound'] },
   'storage.mode': { code: ['src/controller/phases/steps.ts', "spec.storage.mode === 'CloudNetPreCopy'"], test: ['test/unit/controller/plan.test.ts', 'CloudNetPreCopy synced → PreparingTarget with progress merged'] },
   'storage.storageClassMap': { code: ['src/controller/target-objects.ts', 'spec.storage.storageClassMap[sourceClass]'], test: ['test/unit/controller/target-objects.test.ts', 'blank DataVolume maps the storage class'] },
@@ -31,9 +31,9 @@ const EFFECT: Record<string, { code: Where; test: Where }> = {
   'cutover.window.start': { code: ['src/controller/phases/gates.ts', 'cutover window opens at ${w.start}'], test: ['test/unit/controller/plan.test.ts', 'Window: before, inside, after'] },
   'cutover.window.end': { code: ['src/controller/phases/gates.ts', 'if (t >= end)'], test: ['test/unit/controller/plan.test.ts', 'Window: before, inside, after'] },
   'timeouts.linkSeconds': { code: ['src/controller/phases/gates.ts', 't.linkSeconds * 1000'], test: ['test/unit/controller/plan.test.ts', 'past the deadline → Stalled DeadlineExceeded'] },
-  'timeouts.storageSeconds': { code: ['src/controller/phases/gates.ts', 't.storageSeconds * 1000'], test: ['test/unit/controller/plan.test.ts', 'past the deadline → Stalled DeadlineExceeded'] },
+  'timeouts.storageSeconds': { code: ['src/controller/phases/gates.ts', 't.storageSeconds ?? derived?.storageSeconds'], test: ['test/unit/controller/plan.test.ts', 'past the deadline → Stalled DeadlineExceeded'] },
   'timeouts.targetPreparedSeconds': { code: ['src/controller/phases/gates.ts', 't.targetPreparedSeconds * 1000'], test: ['test/unit/controller/plan.test.ts', 'past the deadline → Stalled DeadlineExceeded'] },
-  'timeouts.memorySeconds': { code: ['src/controller/phases/gates.ts', 't.memorySeconds * 1000'], test: ['test/e2e/wan-migration.test.ts', 'link cut mid-migration: the memory deadline rolls back'] },
+  'timeouts.memorySeconds': { code: ['src/controller/phases/gates.ts', 't.memorySeconds ?? derived?.memorySeconds'], test: ['test/e2e/wan-migration.test.ts', 'link cut mid-migration: the memory deadline rolls back'] },
   'timeouts.cutoverSeconds': { code: ['src/controller/phases/gates.ts', 't.cutoverSeconds * 1000'], test: ['test/unit/controller/plan.test.ts', "phase === 'CuttingOver' ? ' (never rolls back)'"] },
   onDeadline: { code: ['src/controller/phases/plan.ts', "c.spec.onDeadline === 'Rollback'"], test: ['test/unit/controller/plan.test.ts', 'onDeadline=Wait only marks Stalled'] },
   sourceAfterCutover: { code: ['src/controller/phases/plan.ts', "{ type: 'FinishSource', mode: spec.sourceAfterCutover }"], test: ['test/unit/controller/plan.test.ts', 'sourceAfterCutover modes reach FinishSource with the mode'] },
