@@ -135,6 +135,9 @@ export class SenderRelay {
   private lastMode = '';
   private linkBusySamples = 0;
   private compressBusySamples = 0;
+  /** Wire bytes sent in the current feedback window, and the link's learnt drain rate (bytes/ms). */
+  private windowWire = 0;
+  private linkCapacity = 0;
   private eluStart = performance.eventLoopUtilization();
   private samples = 0;
   private maxBuffered = 0;
@@ -357,6 +360,7 @@ export class SenderRelay {
       if (!link || link.closed) continue;
       link.send(e.type, e.session.id, payload);
       if (e.type === F.F_DATA) {
+        this.windowWire += payload.length + F.FRAME_HEADER;
         e.session.enc.stats.wireOut += payload.length + F.FRAME_HEADER;
         this.accountTechniques(e.session);
         M.hot.senderWireOut.inc(payload.length + F.FRAME_HEADER);
@@ -387,7 +391,14 @@ export class SenderRelay {
       this.eluStart = performance.eventLoopUtilization();
       const cpuBusy = this.busyMs / elapsed > 0.7 || elu.utilization > 0.85 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9 ||
         this.compressBusySamples / this.samples > 0.5;
-      const linkBusy = this.linkBusySamples / this.samples > 0.5;
+      // The link's capacity, learnt while it was the bottleneck (its rate then is what it drains);
+      // sending at most of that rate counts as link-bound too, so that a relay whose CPU is also
+      // busy does not shed work (and add bytes) on a link that is already nearly full.
+      const rate = this.windowWire / elapsed;
+      const backlogged = this.linkBusySamples / this.samples > 0.5;
+      if (backlogged) this.linkCapacity = this.linkCapacity ? 0.7 * this.linkCapacity + 0.3 * rate : rate;
+      const linkBusy = backlogged || (this.linkCapacity > 0 && rate > 0.7 * this.linkCapacity);
+      this.windowWire = 0;
       const effort = this.level.effort;
       this.level.feedback(linkBusy, cpuBusy);
       M.compressionLevel.set(this.level.level);
