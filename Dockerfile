@@ -7,7 +7,7 @@
 #   runtime   - the operator (default target): node:24-slim, numeric non-root user, nothing
 #               writable under /app, so it runs with readOnlyRootFilesystem: true (HOME and TMPDIR
 #               point at /tmp, an emptyDir in the chart)
-# Build: docker build -t cloudnet/operator:0.1.0 .
+# Build: docker build -t ghcr.io/cloudnet-io/cloudnet:0.1.0 . (.github/workflows/release.yml builds and pushes both targets)
 # test/unit/dockerfile.test.ts lints this file statically (the project's machines cannot pull images).
 ARG NODE_IMAGE=node:24
 ARG RUNTIME_IMAGE=node:24-slim
@@ -28,12 +28,14 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
  && npm cache clean --force
 
-# `docker build --target gateway -t cloudnet/gateway .`: the site gateway (`cloudnet gateway`),
-# which drives WireGuard through wireguard-go, wg and ip. It runs as root with only NET_ADMIN
-# (the chart's gateway Deployment), so it has no USER line; the operator image below does.
+# `docker build --target gateway -t ghcr.io/cloudnet-io/cloudnet-gateway .`: the site data plane:
+# the gateway (`cloudnet gateway`: WireGuard through wireguard-go, wg and ip), the relay pair with
+# its nftables interception (`cloudnet relay send --intercept nft`, `relay receive`) and the route
+# agent (`cloudnet route-agent`). The gateway, the sender and the route agent run as root with only
+# NET_ADMIN (the chart), so it has no USER line; the operator image below does.
 FROM ${RUNTIME_IMAGE} AS gateway
 RUN apt-get update \
- && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 \
+ && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 nftables \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     HOME=/tmp \

@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import yaml from 'js-yaml';
 import { KubeClient } from '../src/kube/client.ts';
-import { isAlreadyExists, type KubeObject } from '../src/kube/rest.ts';
+import type { KubeObject } from '../src/kube/rest.ts';
 import { Res } from '../src/api/resources.ts';
 import { TERMINAL_PHASES, type Phase } from '../src/api/wanmigration.ts';
 import { OPERATOR_DEFAULTS } from '../src/operator/main.ts';
@@ -29,6 +29,7 @@ import { applyManifestFile, freePort, installKubevirtCrds, startCluster, userKub
 import { startProcess, type ManagedProcess } from '../test/env/processes.ts';
 import { processCpuSeconds } from '../test/env/wan.ts';
 import { KubeVirtStandIn, SyncHub } from '../test/standin/standin.ts';
+import { createVM, ensure } from '../test/standin/harness.ts';
 import { PacedDriver } from './lib/paced-driver.ts';
 import { auditArgs, breakdown, peakPerSecond, readAudit } from './lib/audit.ts';
 import type { LagReport } from './lib/status-lag.ts';
@@ -74,17 +75,9 @@ export interface OperatorBenchResult {
   operatorMemoryMiB: { rss: number; heapUsed: number; heapTotal: number; external: number };
   operatorCpuSeconds: number;
   /** The operator's own metrics at the end: where a reconcile's time goes (seconds). */
-  operatorInternals: { queueWaitP99: number; reconcileP99: number; rateLimiterWaitP99: number; reconciles: number };
+  operatorInternals: { queueWaitP99: number; normalQueueWaitP99: number; reconcileP99: number; normalReconcileP99: number; rateLimiterWaitP99: number; reconciles: number };
   /** Where the requests went (both clusters, "verb resource[/subresource]"). */
   requestBreakdown: Record<string, number>;
-}
-
-async function ensure(c: KubeClient, ref: Parameters<KubeClient['create']>[0], obj: KubeObject): Promise<void> {
-  try {
-    await c.create(ref, obj);
-  } catch (e) {
-    if (!isAlreadyExists(e)) throw e;
-  }
 }
 
 /** Runs `fn` over `items`, `limit` at a time. */
@@ -103,33 +96,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await delay(everyMs);
   }
-}
-
-/** A VM like test/standin/harness.ts createVM makes: a DataVolume disk, a cloud-init Secret and a ConfigMap. */
-async function createVM(c: KubeClient, ns: string, name: string): Promise<void> {
-  await ensure(c, Res.secret, { metadata: { name: `${name}-cloudinit`, namespace: ns }, stringData: { userdata: '#cloud-config\n' } });
-  await ensure(c, Res.configMap, { metadata: { name: `${name}-config`, namespace: ns }, data: { 'app.conf': 'mode=bench\n' } });
-  await ensure(c, Res.dataVolume, {
-    metadata: { name: `${name}-root`, namespace: ns },
-    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '10Gi' } }, storageClassName: 'local-path', accessModes: ['ReadWriteOnce'] } },
-  });
-  await ensure(c, Res.vm, {
-    metadata: { name, namespace: ns, labels: { app: name } },
-    spec: {
-      runStrategy: 'Always',
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          domain: { devices: { disks: [{ name: 'root', disk: { bus: 'virtio' } }] }, memory: { guest: '2Gi' } },
-          volumes: [
-            { name: 'root', dataVolume: { name: `${name}-root` } },
-            { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
-            { name: 'config', configMap: { name: `${name}-config` } },
-          ],
-        },
-      },
-    },
-  });
 }
 
 /** operator.nodeOptions from the chart's default values: what the operator's pod runs with. */
@@ -193,7 +159,7 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     for (const ns of namespaces) for (const c of [src, dst]) await ensure(c, Res.namespace, { metadata: { name: ns } });
     const vms = Array.from({ length: n }, (_, i) => ({ ns: namespaces[Math.floor(i / VMS_PER_NAMESPACE)], name: `vm-${i}` }));
     const tVMs = Date.now();
-    await pool(vms, 16, (v) => createVM(src, v.ns, v.name));
+    await pool(vms, 16, (v) => createVM(src, v.ns, v.name, { memory: '2Gi', diskSize: '10Gi' }));
     await until(`${n} source VMIs running`, async () => {
       const vmis = (await src.list<KubeObject & { status?: { phase?: string } }>(Res.vmi)).items;
       return vmis.filter((v) => v.status?.phase === 'Running').length >= n;
@@ -257,7 +223,9 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     const q99 = (name: string, labels = '') => Math.round((histogramQuantile(metricsText, name, 0.99, labels) ?? 0) * 1000) / 1000;
     const internals = {
       queueWaitP99: q99('workqueue_queue_duration_seconds', 'name="wanmigration"'),
+      normalQueueWaitP99: q99('cloudnet_workqueue_queue_duration_seconds', 'name="wanmigration",priority="normal"'),
       reconcileP99: q99('controller_runtime_reconcile_time_seconds', 'controller="wanmigration"'),
+      normalReconcileP99: q99('cloudnet_reconcile_time_seconds', 'controller="wanmigration",priority="normal"'),
       rateLimiterWaitP99: q99('rest_client_rate_limiter_duration_seconds'),
       reconciles: [...metricsText.matchAll(/^controller_runtime_reconcile_total\{controller="wanmigration",result="[^"]+"\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0),
     };

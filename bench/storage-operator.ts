@@ -2,8 +2,8 @@
 // e2e pre-copy bed, test/e2e/precopy-bed.ts): the same VM (a claim-backed disk, the guest's disk
 // writer rewriting a region during the migration) migrated by a WanMigration three ways:
 //
-//   kubevirt         storage.mode KubeVirt, no relay: KubeVirt's own disk mirror and memory
-//                    stream straight across the WAN (plain KubeVirt disk migration)
+//   kubevirt         storage.mode KubeVirt, relay.enabled false: KubeVirt's own disk mirror and
+//                    memory stream straight across the WAN (the gateway intercepts no flow)
 //   kubevirt+relay   storage.mode KubeVirt through the relay pair (dedup, deltas, zstd)
 //   precopy          storage.mode CloudNetPreCopy: the operator's agents pre-copy the disk, the
 //                    target seeds the receiver relay, then KubeVirt's final mirror and the memory
@@ -22,8 +22,7 @@ import type { WanMigration } from '../src/api/wanmigration.ts';
 import { processCpuSeconds } from '../test/env/wan.ts';
 import { getWM, wanMigration } from '../test/standin/harness.ts';
 import { waitFor } from '../test/helpers/poll.ts';
-import { directRoute, relayRoute } from '../test/standin/qemu-driver.ts';
-import { createClaimVM, startPrecopyBed, type PrecopyBed } from '../test/e2e/precopy-bed.ts';
+import { createClaimVM, diskSession, startPrecopyBed, type PrecopyBed } from '../test/e2e/precopy-bed.ts';
 
 const MiB = 1 << 20;
 
@@ -63,14 +62,13 @@ async function oneWay(bed: PrecopyBed, o: OperatorBenchOptions, way: 'kubevirt' 
   const ns = 'bench';
   const vm = `vm-${way.replace(/\W/g, '')}`;
   const relay = way !== 'kubevirt';
-  bed.driver.route = relay ? relayRoute(4) : directRoute();
   const sourceImage = await createClaimVM(bed, ns, vm, {
     diskMiB: o.diskMiB, content: diskContent(o.diskMiB), memoryMiB: 128,
     workload: { name: 'diskwriter', params: { blocks: o.writerBlocks, mbps: o.writerMbps } },
   });
   await waitFor(async () => (await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, ns, vm))?.status?.phase === 'Running', { what: 'source VMI Running', timeoutMs: 180_000, intervalMs: 250 });
   await new Promise((r) => setTimeout(r, 3000)); // the writer is under way
-  const sessionsBefore = Math.max(0, ...bed.senderSessions().map((s) => s.id));
+  const sessionsBefore = Math.max(0, ...bed.relaySessions().map((s) => s.id));
   const wan0 = await wanTotal(bed);
   const cpu0 = { bench: processCpuSeconds(process.pid), wanem: bed.sites.wanemCpuSeconds() };
   const t0 = performance.now();
@@ -84,11 +82,9 @@ async function oneWay(bed: PrecopyBed, o: OperatorBenchOptions, way: 'kubevirt' 
   }, { what: `${vm} migrated`, timeoutMs: 1_200_000, intervalMs: 250 }) as WanMigration;
   const seconds = (performance.now() - t0) / 1000;
   const wanBytes = (await wanTotal(bed)) - wan0;
-  const rec = bed.driver.migrations.get(wm.status!.migrationID!);
   let finalDisk: number | undefined;
   if (relay) {
-    const s = await waitFor(async () => bed.senderSessions().filter((x) => x.target === rec?.diskMirror?.label && x.state === 'closed' && x.id > sessionsBefore).sort((x, y) => y.id - x.id)[0], { what: 'disk session', timeoutMs: 15_000, intervalMs: 250 });
-    finalDisk = s.wireBytes;
+    finalDisk = (await diskSession(bed, wm.status!.migrationID!, sessionsBefore)).wireBytes;
   }
   // The guest keeps writing on the target: compare the source disk (stopped) with the target's at
   // the switch-over, which the stand-in's mirror made identical; here, what the target holds now

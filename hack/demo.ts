@@ -1,9 +1,13 @@
 // `npm run demo` (via hack/demo.sh): a real two-cluster WAN live migration on this machine.
-// Two kube-apiservers, the emulated WAN with WireGuard between the site gateways, the CloudNet
-// relay pair, the operator, and the KubeVirt stand-in running real QEMU guests. Applies
-// config/samples/wanmigration.yaml (relay switched on), shows live progress and a
-// `kubectl get wanmigrations -w` view, then migrates the same guest(s) plainly (straight across the
-// same WAN, no relay) and prints a comparison table. Everything is torn down at the end.
+// Two kube-apiservers, two sites of a gateway node and two worker nodes each (route agents on the
+// workers), the emulated WAN with WireGuard between the gateway nodes, the CloudNet relay pair with
+// nftables interception on the gateway nodes, the operator, and the KubeVirt stand-in running
+// real QEMU guests on the worker nodes. Applies config/samples/wanmigration.yaml (relay switched
+// on): the source dials the target node's migration ports, the gateway intercepts the flows the
+// operator registered, the relay reduces them. Shows live progress and a
+// `kubectl get wanmigrations -w` view, which relay session belongs to which WanMigration, then
+// migrates the same guest(s) plainly (relay.enabled false: the flows pass the gateway untouched)
+// and prints a comparison table. Everything is torn down at the end.
 //
 // Flags: --workload memwriter|sqlload|idle|diskwriter|mix  --rate <Mbit/s>  --rtt <ms>  --vms N  --memory <MiB>
 //        --native: also QEMU's own best options (multifd + zstd-1, XBZRLE), straight across the WAN.
@@ -19,7 +23,6 @@ import type { WanMigration } from '../src/api/wanmigration.ts';
 import type { WorkloadSpec } from '../src/qemu/image.ts';
 import { binDir } from '../test/env/cluster.ts';
 import { getWM, loadSample } from '../test/standin/harness.ts';
-import { directRoute, relayRoute } from '../test/standin/qemu-driver.ts';
 import type { MigrationTuning } from '../src/qemu/migrate.ts';
 import { qemuVersion } from '../src/qemu/process.ts';
 import { createGuestVM, startWanBed, type WanBed } from '../test/e2e/wan-bed.ts';
@@ -124,7 +127,6 @@ function watchView(bed: WanBed): () => void {
 
 async function migrateAll(bed: WanBed, vms: string[], mode: Mode, memorySeconds?: number): Promise<RunResult> {
   const relay = mode === 'relay';
-  bed.driver.route = relay ? relayRoute(vmCount) : directRoute();
   bed.driver.tuning = TUNING[mode];
   const before = await bed.sites.stats();
   const start = Date.now();
@@ -178,6 +180,18 @@ async function migrateAll(bed: WanBed, vms: string[], mode: Mode, memorySeconds?
 
 const latest = new Map<string, { transferred: number; rounds: number }>();
 
+/** Every relay session names the WanMigration that registered its flow (attribution by
+ *  registration, not by time): printed per session; false if one does not. */
+function relayAttribution(bed: WanBed, vms: string[]): boolean {
+  let ok = true;
+  for (const x of bed.relaySessions()) {
+    const owner = x.migration ? `${x.migration.namespace}/${x.migration.name}` : 'NOBODY';
+    if (!x.migration || !vms.some((vm) => x.migration!.name === `${vm}-to-site-b`)) ok = false;
+    say(`relay session ${x.id}: flow to ${x.destination ?? x.target} -> WanMigration ${owner}; ${mb(x.bytesIn)} in, ${mb(x.wireBytes)} over the WAN`);
+  }
+  return ok;
+}
+
 /** SHA-256 of each relay session's input (sender) against its output (receiver): the relay's own
  *  byte-exactness, independent of the RAM check at switch-over. */
 async function relayExactness(bed: WanBed, sessions: number): Promise<string> {
@@ -194,7 +208,7 @@ async function relayExactness(bed: WanBed, sessions: number): Promise<string> {
 
 async function bootGuests(bed: WanBed, vms: string[]): Promise<void> {
   for (const vm of vms) await createGuestVM(bed.src, NS, vm, { workload, memoryMiB, disks });
-  say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) in site A's node namespace`);
+  say(`created VirtualMachine(s) ${vms.join(', ')} in site-a: ${memoryMiB} MiB, workload ${v.workload}; booting QEMU (TCG) on ${bed.sites.a.nodes[0].name} (${bed.sites.a.nodes[0].ip}), a worker node of site A`);
   await waitFor(async () => {
     for (const vm of vms) {
       const vmi = await bed.src.tryGet<KubeObject & { status?: { phase?: string } }>(Res.vmi, NS, vm);
@@ -217,8 +231,8 @@ const median = (xs: number[]): string => {
 async function main(): Promise<number> {
   say(`${qemuVersion()} (TCG), guest disks by ${process.env.CLOUDNET_DISK_TRANSPORT ?? 'nbd'}${process.env.CLOUDNET_QEMU_ROOT ? ', from hack/fetch-qemu.sh' : ''}`);
   say(`WAN: ${rateMbps} Mbit/s each way, RTT ${rttMs} ms (one-way delay ${rttMs / 2} ms), queue one RTT's worth; ` +
-    'site A 192.0.2.0/24 (gw 203.0.113.1) <-> site B 198.51.100.0/24 (gw 203.0.113.2), WireGuard between the gateways');
-  const bed = await startWanBed({ rateBps: rateMbps * 1e6, rttMs, relay: true, slots: vmCount, log: say, onSample: (id, s) => latest.set(id, s) });
+    'site A 192.0.2.0/24 (gateway node 192.0.2.1, WAN 203.0.113.1) <-> site B 198.51.100.0/24 (gateway node 198.51.100.1, WAN 203.0.113.2), WireGuard between the gateway nodes; workers node-2, node-3 in each site');
+  const bed = await startWanBed({ rateBps: rateMbps * 1e6, rttMs, relay: true, log: say, onSample: (id, s) => latest.set(id, s) });
   let stopWatch: (() => void) | undefined;
   let code = 0;
   // Ctrl-C: tear down the same way as at the end (a second one exits at once; exit hooks still
@@ -242,9 +256,11 @@ async function main(): Promise<number> {
     stopWatch = watchView(bed);
     const relayed = await migrateAll(bed, relayVms, 'relay');
     relayed.exact = await relayExactness(bed, relayVms.length);
+    const attributed = relayAttribution(bed, relayVms);
+    if (!attributed) code = 1;
     stopWatch();
     stopWatch = undefined;
-    say('now the same guest(s) once more, plain: straight across the same WAN, no relay');
+    say('now the same guest(s) once more, plain (relay.enabled=false: nothing registered, the flows pass the gateway untouched), across the same WAN');
     await bootGuests(bed, plainVms);
     // A baseline that cannot converge (QEMU's block migration re-sends a whole 1 MiB chunk per
     // dirty disk sector) would run for the sample's 30 minutes: its WanMigration gets a memory
@@ -277,7 +293,7 @@ async function main(): Promise<number> {
     console.log('Lost pages: guest RAM pages that differed between the paused source and the loaded target at switch-over,\n' +
       'restored from the source before the target ran. QEMU before 9.0 loses guest writes in TCG migrations (fixed in 9.0,\n' +
       'commit 03bfc2188f); KubeVirt on KVM is not affected.');
-    if (relayed.exact) console.log(`Relay: ${relayed.exact}.`);
+    if (relayed.exact) console.log(`Relay: ${relayed.exact}; every session named its WanMigration: ${attributed ? 'yes' : 'NO'}.`);
     if (relayed.exact && !/^(\d+)\/\1 /.test(relayed.exact)) code = 1;
     // The exit status is CloudNet's: the relayed migrations. Baselines that failed show in the table.
     if (relayed.ok !== vmCount) code = 1;

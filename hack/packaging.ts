@@ -14,6 +14,9 @@ export const healthLuaPath = join(repoRoot, 'config', 'argocd', 'health.lua');
 /** The release that config/ is rendered from: `cloudnet` in `cloudnet-system` gives object names `cloudnet`. */
 export const CONFIG_RELEASE = 'cloudnet';
 export const CONFIG_NAMESPACE = 'cloudnet-system';
+/** config/ holds the operator alone: the data plane (gateway, relay, route agent) and the peer
+ *  access rights are per site and need their values, so they come from the chart only. */
+export const OPERATOR_ONLY = ['gateway.enabled=false'];
 /** helm template's built-in Kubernetes version is below the chart's kubeVersion; render for ours. */
 export const KUBE_VERSION = '1.35.0';
 
@@ -116,7 +119,7 @@ function dropHelmLabels(text: string): string {
 
 /** Every generated file under config/ (path relative to the repo → content). */
 export function renderConfig(): Map<string, string> {
-  const rendered = splitRendered(helmTemplate(CONFIG_RELEASE, CONFIG_NAMESPACE, ['crds.install=false']));
+  const rendered = splitRendered(helmTemplate(CONFIG_RELEASE, CONFIG_NAMESPACE, ['crds.install=false', ...OPERATOR_ONLY]));
   const files = new Map<string, string[]>();
   files.set('config/manager/manager.yaml', [
     `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${CONFIG_NAMESPACE}\n  labels:\n    app.kubernetes.io/part-of: cloudnet\n`,

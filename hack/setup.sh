@@ -14,7 +14,7 @@ mkdir -p "$CLOUDNET_CACHE"
 if [[ ! -e .cache ]]; then ln -s "$CLOUDNET_CACHE" .cache; fi
 
 APT_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio iproute2 wireguard-go wireguard-tools
-  openssl lua5.4 socat zstd procps util-linux kmod iputils-ping libsqlite3-dev gcc libc6-dev e2fsprogs)
+  openssl lua5.4 socat zstd procps util-linux kmod iputils-ping libsqlite3-dev gcc libc6-dev e2fsprogs nftables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,8 +8,16 @@ const commands: Record<string, { describe: string; load: () => Promise<Command> 
   operator: { describe: 'run the operator (controllers, leader election, metrics, probes)', load: async () => (await import('./operator/main.ts')).run },
   // Each subcommand module exports `run(argv)`; add one line per subcommand here.
   gateway: { describe: 'run the site WireGuard gateway agent (link, probes, key rotation)', load: async () => (await import('./link/cli.ts')).run },
+  'route-agent': { describe: 'route the peer sites\' networks via the site gateway node (every non-gateway node)', load: async () => (await import('./link/route-agent-cli.ts')).run },
   agent: { describe: 'storage pre-copy agents: agent source|target (disk replication, async passes then synchronous)', load: async () => (await import('./storage/cli.ts')).run },
-  relay: { describe: 'migration data relay: send, receive, analyze, encode, decode', load: async () => (await import('./relay/cli.ts')).run },
+  relay: {
+    describe: 'migration data relay: send, receive, analyze, encode, decode',
+    // The relay knows no gateway: the nftables interceptor (src/link) is handed in from here.
+    load: async () => {
+      const { run } = await import('./relay/cli.ts');
+      return (argv) => run(argv, { interceptor: async (spec) => (await import('./link/intercept.ts')).interceptorFromSpec(spec) });
+    },
+  },
 };
 
 function usage(): string {

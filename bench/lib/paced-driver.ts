@@ -3,7 +3,7 @@
 // transfer of a loaded guest over a WAN lasts tens of seconds. Durations are drawn per VMI or
 // migration from a seeded generator, so two runs with the same seed wait alike.
 import { createHash } from 'node:crypto';
-import type { MigrationJob, VmiDriver, VmiInstance } from '../../test/standin/driver.ts';
+import { LIBVIRT_BLOCK_PORT, LIBVIRT_MEMORY_PORT, type MigrationEndpoint, type MigrationJob, type VmiDriver, type VmiInstance } from '../../test/standin/driver.ts';
 
 export interface PacedDriverOptions {
   /** Guest boot, ms range. Default 2–4 s. */
@@ -40,6 +40,13 @@ export class PacedDriver implements VmiDriver {
 
   start(vmi: VmiInstance, signal: AbortSignal): Promise<void> {
     return sleep(this.draw(this.o.bootMs, `boot/${vmi.cluster}/${vmi.namespace}/${vmi.name}`), signal);
+  }
+
+  /** The migration proxy's address and node ports as virt-handler publishes them. Nothing listens:
+   *  this driver's transfer is a timer, and the bench runs no relay on the path. */
+  async listenForMigration(vmi: VmiInstance, migrationID: string): Promise<MigrationEndpoint> {
+    const base = 30000 + Math.floor(this.draw([0, 15000], `ports/${migrationID}`)) * 2;
+    return { address: '192.0.2.10', ports: { [String(base)]: LIBVIRT_MEMORY_PORT, [String(base + 1)]: LIBVIRT_BLOCK_PORT } };
   }
 
   prepareReceiver(vmi: VmiInstance, migrationID: string, signal: AbortSignal): Promise<void> {

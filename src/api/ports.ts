@@ -72,7 +72,29 @@ export interface RelayRequest {
   site: Site;
 }
 
-/** The WAN relay of issue 5, as far as the reconciler needs it: live byte counters. */
+/** A TCP destination of the migration (KubeVirt: the target node's migration proxy). */
+export interface FlowDestination {
+  host: string;
+  port: number;
+}
+
+export interface RelayFlowRequest extends RelayRequest {
+  /** The target node address and each migration port (target VMI status.migrationState). */
+  destinations: FlowDestination[];
+  /** KubeVirt's migration TLS is on: the stream is encrypted end to end, the relay can only carry it. */
+  encrypted: boolean;
+}
+
+/**
+ * The WAN relay of issue 5, as far as the reconciler needs it. The gateway intercepts the flows a
+ * migration registers (exact destinations) and the relay reduces them with the migration's
+ * settings; each relay session is attributed to the migration that registered its flow.
+ */
 export interface MigrationRelay {
+  /** Registers (idempotently) the migration's flows and relay settings; Ready once intercepted. */
+  register(req: RelayFlowRequest, signal: AbortSignal): Promise<StepReport>;
+  /** Releases the migration's flows (no-op when none are registered). */
+  release(req: RelayRequest, signal: AbortSignal): Promise<void>;
+  /** Live byte counters of the sessions of the migration's registered flows. */
   progress(req: RelayRequest, signal: AbortSignal): Promise<MigrationProgress | undefined>;
 }

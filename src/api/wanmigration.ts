@@ -6,14 +6,14 @@ import type { ObjectMeta } from './meta.ts';
 import type {
   CutoverMode, CutoverWindow, DeadlinePolicy, Phase, RelaySpec, SourceAfterCutover, StorageMode, TimeoutsSpec, WanMigrationSpec, WanMigrationStatus,
 } from './generated/wanmigration.ts';
-import { DEFAULT_MAX_DOWNTIME_MS, DEFAULT_TIMEOUTS, Phases } from './schema/wanmigration.ts';
+import { DEFAULT_TIMEOUTS, Phases } from './schema/wanmigration.ts';
 
 export type {
   Compression, CutoverMode, CutoverSpec, CutoverWindow, DeadlinePolicy, DerivedDeadlines, MigrationProgress, Phase, RelaySpec, SourceAfterCutover, StorageMode,
   StorageSpec, TargetVMRef, TimeoutsSpec, WanMigrationSpec, WanMigrationStatus,
 } from './generated/wanmigration.ts';
 export {
-  ALL_PHASES, DEFAULT_MAX_DOWNTIME_MS, DEFAULT_TIMEOUTS, Phases, wanMigrationSpecSchema, wanMigrationStatusSchema,
+  ALL_PHASES, DEFAULT_TIMEOUTS, Phases, wanMigrationSpecSchema, wanMigrationStatusSchema,
 } from './schema/wanmigration.ts';
 
 export const WANMIGRATION_KIND = 'WanMigration';
@@ -30,6 +30,8 @@ export const ConditionTypes = {
   TargetPrepared: 'TargetPrepared',
   MemoryMigrated: 'MemoryMigrated',
   CutoverComplete: 'CutoverComplete',
+  /** spec.relay.enabled: whether the relay intercepts and optimizes the migration's stream. */
+  RelayOptimizing: 'RelayOptimizing',
 } as const;
 export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
 
@@ -49,7 +51,6 @@ export interface ResolvedSpec {
   storage: { mode: StorageMode; storageClassMap: Record<string, string>; defaultStorageClass?: string };
   relay: Required<RelaySpec>;
   cutover: { mode: CutoverMode; approved: boolean; window?: CutoverWindow };
-  maxDowntimeMs: number;
   /** storageSeconds and memorySeconds stay undefined when unset: they are derived (status.deadlines). */
   timeouts: typeof DEFAULT_TIMEOUTS & Pick<TimeoutsSpec, 'storageSeconds' | 'memorySeconds'>;
   onDeadline: DeadlinePolicy;
@@ -79,7 +80,6 @@ export function resolveSpec(s: WanMigrationSpec): ResolvedSpec {
       approved: s.cutover?.approved ?? false,
       ...(s.cutover?.window ? { window: s.cutover.window } : {}),
     },
-    maxDowntimeMs: s.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS,
     timeouts: { ...DEFAULT_TIMEOUTS, ...(s.timeouts ?? {}) },
     onDeadline: s.onDeadline ?? 'Rollback',
     sourceAfterCutover: s.sourceAfterCutover ?? 'Stop',

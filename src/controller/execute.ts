@@ -162,6 +162,14 @@ export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly
       case 'SyncStorage':
         r.storage = await need(deps.storage, 'storage pre-copy provider').sync({ migration: w.wm, sourceVM: need(w.sourceVM, 'source VM') }, signal);
         break;
+      case 'RegisterRelayFlows': {
+        const ep = need(w.migrationEndpoint, 'migration endpoint');
+        r.relayRegistration = await need(deps.relay, 'relay').register({
+          migration: w.wm, site: need(w.site, 'target Site'), encrypted: w.migrationTLS,
+          destinations: ep.ports.map((port) => ({ host: ep.address, port })),
+        }, signal);
+        break;
+      }
       case 'ReadRelayProgress': {
         const p = await need(deps.relay, 'relay').progress({ migration: w.wm, site: need(w.site, 'target Site') }, signal);
         if (p) r.relayProgress = p;
@@ -216,6 +224,9 @@ export async function execute(deps: WanMigrationDeps, w: World, action: Action, 
       return;
     case 'DeleteTargetObjects':
       await deleteTargetObjects(w, signal);
+      return;
+    case 'ReleaseRelayFlows':
+      if (deps.relay && w.site) await deps.relay.release({ migration: wm, site: w.site }, signal);
       return;
     case 'ReleaseStorage':
       // Also when the source VM is gone (sourceAfterCutover Delete): the agents go by label.

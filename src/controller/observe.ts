@@ -31,7 +31,10 @@ type VMI = V1VirtualMachineInstance & KubeObject;
 type VMIM = V1VirtualMachineInstanceMigration & KubeObject;
 /** The generated V1KubeVirtSpec names `configuration` `_configuration`; this is the wire shape. */
 type KubeVirtCR = KubeObject & {
-  spec?: { configuration?: { developerConfiguration?: { featureGates?: string[]; disabledFeatureGates?: string[] } } };
+  spec?: { configuration?: {
+    developerConfiguration?: { featureGates?: string[]; disabledFeatureGates?: string[] };
+    migrations?: { disableTLS?: boolean };
+  } };
   status?: V1KubeVirtStatus;
 };
 type DataObj = KubeObject & { data?: Record<string, string> };
@@ -53,13 +56,17 @@ export interface World {
   targetReader?: ObjectReader;
   /** The Site pair's CA bundles as read: `key` names the pair, `version` their resourceVersions. */
   caPair?: { key: string; version: string };
+  /** Read from the receiver VMI (TargetView.migrationEndpoint), for the relay registration. */
+  migrationEndpoint?: { address: string; ports: number[] };
+  /** KubeVirt's node-to-node migration TLS is on (source KubeVirt CR). */
+  migrationTLS: boolean;
 }
 
 const ok: Check = { ok: true };
 const fail = (reason: string, message: string): Check => ({ ok: false, reason, message });
 
 export function specHash(spec: ResolvedSpec): string {
-  const frozen = { storage: spec.storage, relay: spec.relay, maxDowntimeMs: spec.maxDowntimeMs };
+  const frozen = { storage: spec.storage, relay: spec.relay };
   return createHash('sha256').update(JSON.stringify(frozen)).digest('hex').slice(0, 16);
 }
 
@@ -101,7 +108,7 @@ async function checkTarget(deps: WanMigrationDeps, client: KubeClient, ns: strin
   }
 }
 
-async function kubevirtCheck(reader: ObjectReader, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string }> {
+async function kubevirtCheck(reader: ObjectReader, ns: string, where: string, signal: AbortSignal): Promise<{ check: Check; syncAddress?: string; migrationTLS?: boolean }> {
   const items = await reader.list<KubeVirtCR>(Res.kubevirt, ns, undefined, signal).catch((e: unknown) => {
     if (isNotFound(e)) return [] as KubeVirtCR[]; // CRD not installed
     throw e;
@@ -114,7 +121,8 @@ async function kubevirtCheck(reader: ObjectReader, ns: string, where: string, si
   if (!gate.enabled) {
     return { check: fail('DecentralizedLiveMigrationDisabled', gateOffMessage(where, `${ns}/${kv.metadata?.name ?? '?'}`, gate.how, version)) };
   }
-  return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0] };
+  // KubeVirt's default: virt-handlers speak TLS to each other unless migrations.disableTLS is true.
+  return { check: ok, syncAddress: kv.status?.synchronizationAddresses?.[0], migrationTLS: kv.spec?.configuration?.migrations?.disableTLS !== true };
 }
 
 function vmimView(o: VMIM | undefined, uid: string | undefined): VmimView | undefined {
@@ -239,8 +247,22 @@ async function targetView(w: World, reads: MigrationReads, target: ObjectReader,
   };
   if (vm) v.vmRunStrategy = vm.spec.runStrategy ?? (vm.spec.running ? 'Always' : 'Halted');
   if (vmi) v.vmiPhase = vmi.status?.phase ?? '';
+  const ep = vmi ? migrationEndpoint(vmi, wm.status?.migrationID) : undefined;
+  if (ep) v.migrationEndpoint = ep;
   if (kubevirtSyncAddress) v.kubevirtSyncAddress = kubevirtSyncAddress;
   return v;
+}
+
+/**
+ * The receiver's migration proxy as virt-handler publishes it on the target VMI: the node address
+ * and its node ports (keys of targetDirectMigrationNodePorts; the values name the libvirt port each
+ * one stands for: 49152 memory, 49153 disks, 0 the libvirt connection). Only for this migration.
+ */
+export function migrationEndpoint(vmi: VMI, migrationID: string | undefined): { address: string; ports: number[] } | undefined {
+  const ms = vmi.status?.migrationState;
+  if (!ms?.targetNodeAddress || !migrationID || (ms.migrationUid !== undefined && ms.migrationUid !== migrationID)) return undefined;
+  const ports = Object.keys(ms.targetDirectMigrationNodePorts ?? {}).map(Number).filter((p) => Number.isInteger(p) && p > 0 && p < 65536).sort((a, b) => a - b);
+  return ports.length ? { address: ms.targetNodeAddress, ports } : undefined;
 }
 
 function sourceHandled(spec: ResolvedSpec, vm: VM | undefined, vmi: VMI | undefined): boolean {
@@ -264,7 +286,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   const names = migrationNames(wm);
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
   const { site, client: target, check: siteCheck } = await resolveTarget(deps, reads, spec.targetSite, signal);
-  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, localReader: reads.local };
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, localReader: reads.local, migrationTLS: true };
   const [vm, vmi, srcVmim] = await Promise.all([
     reads.local.get<VM>(Res.vm, ns, spec.vmName, signal),
     reads.local.get<VMI>(Res.vmi, ns, spec.vmName, signal),
@@ -291,6 +313,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
           kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),
         ]);
         kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
+        world.migrationTLS = lkv.migrationTLS ?? true;
         if (t.namespace.ok) {
           [tView, tgtVmim] = await Promise.all([
             targetView(world, reads, tr, tkv.syncAddress, signal),
@@ -303,7 +326,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
         if (signal.aborted) throw e;
         world.target = undefined;
         targetCluster = e instanceof KubeApiError && (e.code === 401 || e.code === 403)
-          ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks)`)
+          ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks; the target's chart grants them with rbac.peer and rbac.vmDataNamespaces)`)
           : fail('TargetClusterUnreachable', `a read on ${target.clusterName} (${target.rest.server}) failed: ${errText(e)}`);
       }
     }
@@ -337,6 +360,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     specHash: specHash(spec),
     // Deadlines are fixed at the start: sizes are read only until then.
     ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal) } : {}),
+    migrationTLS: world.migrationTLS,
   };
+  if (tView?.migrationEndpoint) world.migrationEndpoint = tView.migrationEndpoint;
   return { facts, world };
 }

@@ -9,6 +9,7 @@
 // Each reconcile gets a uuid reconcileID and a child logger keyed controller/namespace/name/reconcileID.
 import { randomUUID } from 'node:crypto';
 import { Workqueue, type RateLimiter } from './workqueue.ts';
+import { requestPriority } from './ratelimit.ts';
 import { ItemExponentialRateLimiter } from './backoff.ts';
 import { realClock, type Clock } from './clock.ts';
 import { objectKey, errMessage, type Informer } from './informer.ts';
@@ -26,7 +27,10 @@ export class TerminalError extends Error {
 }
 
 /** Maps a related object to the primary keys it affects. */
-export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => ObjectKey[];
+/** A primary key a watch maps to; `lowPriority`: it waits behind changes of objects in flight (e.g. it has not started). */
+export type MappedKey = ObjectKey & { lowPriority?: boolean };
+
+export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => MappedKey[];
 
 export interface WatchSpec<T extends KubeObject = KubeObject> {
   informer: Informer<T>;
@@ -104,14 +108,15 @@ export class Controller<P extends KubeObject = KubeObject> {
    */
   watch<T extends KubeObject>(w: WatchSpec<T>): () => void {
     const enqueueMapped = (obj: T) => {
-      let keys: ObjectKey[] = [];
+      let keys: MappedKey[] = [];
       try {
         keys = w.map(obj);
       } catch (err) {
         this.log.error('watch map function threw', { err: errMessage(err) });
       }
       for (const k of keys) {
-        if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
+        if (k.lowPriority) this.queue?.add(keyString(k), { low: true });
+        else if (w.delayMs) this.queue?.addAfter(keyString(k), w.delayMs);
         else this.queue?.add(keyString(k));
       }
     };
@@ -124,8 +129,8 @@ export class Controller<P extends KubeObject = KubeObject> {
   }
 
   /** Queues a reconcile from outside the informers (e.g. a remote cluster's credentials changed). */
-  enqueue(key: ObjectKey): void {
-    this.queue?.add(keyString(key));
+  enqueue(key: MappedKey): void {
+    this.queue?.add(keyString(key), key.lowPriority ? { low: true } : {});
   }
 
   enqueueAfter(key: ObjectKey, ms: number): void {
@@ -191,7 +196,8 @@ export class Controller<P extends KubeObject = KubeObject> {
     const t0 = this.clock.now();
     let result: ReconcileResultLabel;
     try {
-      const res = (await this.opts.reconciler.reconcile(objKey, { log, reconcileID, signal })) ?? {};
+      // The requests of a reconcile of a new object queue behind the others at the rate limiter.
+      const res = (await requestPriority.run(queue.isLow(key) ? 'low' : 'normal', () => this.opts.reconciler.reconcile(objKey, { log, reconcileID, signal }))) ?? {};
       if (res.requeueAfterMs !== undefined && res.requeueAfterMs > 0) {
         queue.forget(key);
         queue.addAfter(key, res.requeueAfterMs);
@@ -217,7 +223,7 @@ export class Controller<P extends KubeObject = KubeObject> {
         else log.error('reconcile failed', { err: errMessage(err), retries: queue.numRequeues(key) });
       }
     }
-    this.metrics?.reconciled(result, (this.clock.now() - t0) / 1000);
+    this.metrics?.reconciled(result, (this.clock.now() - t0) / 1000, queue.isLow(key));
   }
 }
 

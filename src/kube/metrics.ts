@@ -13,7 +13,7 @@ const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100
 export type ReconcileResultLabel = 'success' | 'error' | 'requeue' | 'requeue_after';
 
 export interface ControllerMetrics {
-  reconciled(result: ReconcileResultLabel, seconds: number): void;
+  reconciled(result: ReconcileResultLabel, seconds: number, low?: boolean): void;
   error(): void;
   terminalError(): void;
   panic(): void;
@@ -35,6 +35,8 @@ export class OperatorMetrics {
   private readonly qLatency: Histogram<'name' | 'controller'>;
   private readonly qWork: Histogram<'name' | 'controller'>;
   private readonly qRetries: Counter<'name' | 'controller'>;
+  private readonly qLatencyByPriority: Histogram<'name' | 'priority'>;
+  private readonly reconcileTimeByPriority: Histogram<'controller' | 'priority'>;
   private readonly leaderStatus: Gauge<'name'>;
   private readonly restRequests: Counter<'host' | 'method' | 'code'>;
   private readonly restLatency: Histogram<'host' | 'verb'>;
@@ -58,6 +60,10 @@ export class OperatorMetrics {
     this.qAdds = new Counter({ name: 'workqueue_adds_total', help: 'Total number of adds handled by workqueue', labelNames: qLabels, registers });
     this.qLatency = new Histogram({ name: 'workqueue_queue_duration_seconds', help: 'How long in seconds an item stays in workqueue before being requested', labelNames: qLabels, buckets: QUEUE_BUCKETS, registers });
     this.qWork = new Histogram({ name: 'workqueue_work_duration_seconds', help: 'How long in seconds processing an item from workqueue takes', labelNames: qLabels, buckets: QUEUE_BUCKETS, registers });
+    // Ours, beside controller-runtime's: a burst of new objects (low priority) must not hide how
+    // long changes of objects in flight wait and take.
+    this.qLatencyByPriority = new Histogram({ name: 'cloudnet_workqueue_queue_duration_seconds', help: 'How long an item waited in the workqueue, by priority (low: new objects)', labelNames: ['name', 'priority'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers });
+    this.reconcileTimeByPriority = new Histogram({ name: 'cloudnet_reconcile_time_seconds', help: 'Length of a reconcile, by the priority it was queued at', labelNames: ['controller', 'priority'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers });
     this.qRetries = new Counter({ name: 'workqueue_retries_total', help: 'Total number of retries handled by workqueue', labelNames: qLabels, registers });
     const queues = this.queues;
     new Gauge({
@@ -90,9 +96,10 @@ export class OperatorMetrics {
     this.terminalErrors.inc({ controller }, 0);
     this.reconcilePanics.inc({ controller }, 0);
     return {
-      reconciled: (result, seconds) => {
+      reconciled: (result, seconds, low) => {
         this.reconcileTotal.inc({ controller, result });
         this.reconcileTime.observe({ controller }, seconds);
+        this.reconcileTimeByPriority.observe({ controller, priority: low ? 'low' : 'normal' }, seconds);
       },
       error: () => this.reconcileErrors.inc({ controller }),
       terminalError: () => this.terminalErrors.inc({ controller }),
@@ -112,7 +119,10 @@ export class OperatorMetrics {
     return {
       add: () => this.qAdds.inc(labels),
       depth: (n) => this.qDepth.set(labels, n),
-      queueLatency: (s) => this.qLatency.observe(labels, s),
+      queueLatency: (s, low) => {
+        this.qLatency.observe(labels, s);
+        this.qLatencyByPriority.observe({ name, priority: low ? 'low' : 'normal' }, s);
+      },
       workDuration: (s) => this.qWork.observe(labels, s),
       retry: () => this.qRetries.inc(labels),
     };

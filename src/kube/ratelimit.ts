@@ -1,8 +1,15 @@
 // Client-side rate limiting per cluster, as client-go's flowcontrol.NewTokenBucketRateLimiter
 // (the QPS/Burst of rest.Config): `burst` requests may go at once, then `qps` per second on
-// average. Callers wait in arrival order, so a burst of reconciles cannot starve one of them, and
-// waiting honours the caller's AbortSignal. One limiter per RestClient, i.e. per cluster.
+// average. Callers wait in arrival order within two priorities: requests made while reconciling
+// a new object (low priority in the workqueue, see `requestPriority`) wait behind all others, so
+// a burst of creations does not delay the writes of objects in flight (a client-side cousin of
+// API Priority and Fairness). Waiting honours the caller's AbortSignal. One limiter per
+// RestClient, i.e. per cluster.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { realClock, type Clock } from './clock.ts';
+
+/** The priority of the work on whose behalf requests are made (set by the controller per reconcile). */
+export const requestPriority = new AsyncLocalStorage<'low' | 'normal'>();
 
 export interface RateLimit {
   /** Sustained requests per second; 0 or less disables limiting. */
@@ -24,7 +31,8 @@ export class TokenBucket {
   private readonly clock: Clock;
   private tokens: number;
   private last: number;
-  private readonly waiters: Waiter[] = [];
+  /** [normal, low] */
+  private readonly waiters: [Waiter[], Waiter[]] = [[], []];
   private timer: unknown;
 
   constructor(limit: RateLimit, clock: Clock = realClock) {
@@ -37,29 +45,30 @@ export class TokenBucket {
 
   /** Callers currently waiting for a token. */
   get waiting(): number {
-    return this.waiters.length;
+    return this.waiters[0].length + this.waiters[1].length;
   }
 
   /** Resolves when the caller may send; rejects with the signal's reason if it aborts first. */
-  acquire(signal?: AbortSignal): Promise<void> {
+  acquire(signal?: AbortSignal, low = requestPriority.getStore() === 'low'): Promise<void> {
     if (this.qps <= 0) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     this.refill();
-    if (this.waiters.length === 0 && this.tokens >= 1) {
+    if (this.waiting === 0 && this.tokens >= 1) {
       this.tokens -= 1;
       return Promise.resolve();
     }
+    const line = this.waiters[low ? 1 : 0];
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, reject, signal };
       if (signal) {
         w.onAbort = () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
+          const i = line.indexOf(w);
+          if (i >= 0) line.splice(i, 1);
           reject(signal.reason);
         };
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      this.waiters.push(w);
+      line.push(w);
       this.schedule();
     });
   }
@@ -71,14 +80,14 @@ export class TokenBucket {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || this.waiters.length === 0) return;
+    if (this.timer !== undefined || this.waiting === 0) return;
     const ms = Math.max(1, Math.ceil(((1 - this.tokens) / this.qps) * 1000));
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       this.refill();
-      while (this.waiters.length > 0 && this.tokens >= 1) {
+      while (this.waiting > 0 && this.tokens >= 1) {
         this.tokens -= 1;
-        const w = this.waiters.shift()!;
+        const w = (this.waiters[0].length > 0 ? this.waiters[0] : this.waiters[1]).shift()!;
         if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
         w.resolve();
       }

@@ -16,8 +16,8 @@ import { realClock, type Clock } from './clock.ts';
 export interface WorkqueueMetricsSink {
   add(): void;
   depth(n: number): void;
-  /** Seconds an item waited between add and get. */
-  queueLatency(seconds: number): void;
+  /** Seconds an item waited between add and get, and whether it waited at low priority. */
+  queueLatency(seconds: number, low?: boolean): void;
   /** Seconds an item was processed between get and done. */
   workDuration(seconds: number): void;
   retry(): void;
@@ -77,6 +77,7 @@ export class Workqueue {
       if (this.queuedAt.get(key) === 1) {
         this.queuedAt.set(key, 0);
         this.queues[0].push(key);
+        this.addedAt.set(key, this.clock.now()); // its wait as a change starts now
       }
       return;
     }
@@ -190,6 +191,11 @@ export class Workqueue {
     return this.processing.size;
   }
 
+  /** The key in flight was handed out at low priority (a new object). */
+  isLow(key: string): boolean {
+    return this.lowInFlight.has(key);
+  }
+
   /** Keys scheduled by addAfter/addRateLimited and not yet due. */
   delayed(): number {
     return this.waiting.size;
@@ -235,7 +241,7 @@ export class Workqueue {
     this.addedAt.delete(key);
     if (this.queuedAt.get(key) === 1) this.lowInFlight.add(key);
     this.queuedAt.delete(key);
-    this.metrics?.queueLatency((now - added) / 1000);
+    this.metrics?.queueLatency((now - added) / 1000, this.lowInFlight.has(key));
     this.metrics?.depth(this.queuedAt.size);
     this.dirty.delete(key);
     this.processing.set(key, now);

@@ -20,7 +20,9 @@ const USAGE = `usage: cloudnet gateway --site NAME --interface IF --tunnel-addre
     [--listen-port N] [--endpoint HOST:PORT] [--network CIDR]... [--peer-public-key KEY]
     [--probe-port N] [--probe-interval-ms N] [--probe-timeout-ms N] [--miss-threshold N]
     [--bandwidth-interval-ms N] [--keepalive N] [--rotate-interval-ms N] [--metrics-port N]
-    [--allow-default-route] [--config FILE.json]
+    [--allow-default-route] [--node-address IP] [--config FILE.json]
+  --node-address: this node's address on the site network, published for the route agents of
+    the other nodes (in a cluster: the pod's status.hostIP)
 
 In a cluster (--kube; kubeconfig from KUBECONFIG or the pod's service account):
   cloudnet gateway --kube --site NAME --peer-site SITE --interface IF --tunnel-address CIDR
@@ -41,7 +43,7 @@ const options = {
   'probe-interval-ms': { type: 'string' }, 'probe-timeout-ms': { type: 'string' }, 'miss-threshold': { type: 'string' },
   'bandwidth-interval-ms': { type: 'string' }, keepalive: { type: 'string' }, 'rotate-interval-ms': { type: 'string' },
   'metrics-port': { type: 'string' }, 'allow-default-route': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  kube: { type: 'boolean' }, namespace: { type: 'string' }, 'peer-namespace': { type: 'string' },
+  kube: { type: 'boolean' }, namespace: { type: 'string' }, 'peer-namespace': { type: 'string' }, 'node-address': { type: 'string' },
 } as const;
 
 function str(f: Flags, k: string): string | undefined {
@@ -72,6 +74,7 @@ export function configFromFlags(f: Flags, peerFromApi?: GatewayPeerConfig): Gate
   const d = GATEWAY_DEFAULTS;
   const peerKey = str(f, 'peer-public-key');
   const endpoint = str(f, 'endpoint');
+  const nodeAddress = str(f, 'node-address');
   const peer: GatewayPeerConfig = peerFromApi ?? {
     site: req(f, 'peer-site'),
     endpoint: req(f, 'peer-endpoint'),
@@ -85,6 +88,7 @@ export function configFromFlags(f: Flags, peerFromApi?: GatewayPeerConfig): Gate
     listenPort: num(f, 'listen-port', d.listenPort),
     tunnelAddress: req(f, 'tunnel-address'),
     ...(endpoint ? { endpoint } : {}),
+    ...(nodeAddress ? { nodeAddress } : {}),
     networks: list(f, 'network'),
     peer,
     allowDefaultRoute: f['allow-default-route'] === true,

@@ -22,6 +22,10 @@ export interface PublishedGatewayState {
   endpoint?: string;
   tunnelAddress?: string;
   networks?: string[];
+  /** The peer's networks this gateway routes through the tunnel (the route agents route them here). */
+  peerNetworks?: string[];
+  /** This gateway node's address on the site network: where the other nodes route the peer's networks. */
+  nodeAddress?: string;
   probePort?: number;
   link?: LinkStatus;
   /** ISO time of this write: a reader treats an old document as "gateway not reporting". */

@@ -36,6 +36,8 @@ export interface GatewayConfig {
   tunnelAddress: string;
   /** host:port the peer should use for us (published for diagnostics). */
   endpoint?: string;
+  /** This node's address on the site network, published for the route agents (--node-address). */
+  nodeAddress?: string;
   networks: string[];
   peer: GatewayPeerConfig;
   allowDefaultRoute?: boolean;
@@ -261,6 +263,8 @@ export class GatewayAgent {
       ...(this.cfg.endpoint ? { endpoint: this.cfg.endpoint } : {}),
       tunnelAddress: this.cfg.tunnelAddress,
       networks: this.cfg.networks,
+      peerNetworks: this.cfg.peer.networks,
+      ...(this.cfg.nodeAddress ? { nodeAddress: this.cfg.nodeAddress } : {}),
       probePort: this.cfg.probePort,
       ...(this.#status ? { link: this.#status } : {}),
       updatedAt: this.#now().toISOString(),

@@ -7,8 +7,11 @@ import { GatewayLinkProvider } from '../link/provider.ts';
 import { KubeAgentLauncher } from '../storage/launch/launcher.ts';
 import { AgentStoragePreCopy } from '../storage/provider.ts';
 import { Res } from '../api/resources.ts';
-import type { WanMigration } from '../api/wanmigration.ts';
-import { parseRelayStatsSetting, relayProgressReader } from './relay-client/progress-config.ts';
+import { vmGuestMemoryBytes } from './relay-client/guest-memory.ts';
+import { relayConfigFromEnv } from './relay-client/relay-config.ts';
+import { RelayApiProvider } from './relay-client/relay-provider.ts';
+
+export { RELAY_API_CA_FILE_ENV, RELAY_API_ENV, RELAY_API_TOKEN_FILE_ENV } from './relay-client/relay-config.ts';
 
 /** Environment switch for the WireGuard link provider: `gateway` when site gateways run. */
 export const LINK_PROVIDER_ENV = 'CLOUDNET_LINK_PROVIDER';
@@ -33,9 +36,6 @@ export function parseSeedAddrSetting(value: string): (site: string) => string | 
   return (site) => bySite.get(site) ?? fallback;
 }
 
-/** Where the sender relays serve their per-session stats (relay-client/progress-config.ts). */
-export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
-
 /**
  * What `cloudnet operator` runs:
  *  - storage pre-copy (src/storage), with CLOUDNET_AGENT_IMAGE set (the chart sets it to the
@@ -45,20 +45,21 @@ export const RELAY_STATS_URL_ENV = 'CLOUDNET_RELAY_STATS_URL';
  *  - the WAN link (src/link): with CLOUDNET_LINK_PROVIDER=gateway, the state the site gateways
  *    publish in ConfigMaps in the operator's namespace gates ConnectingLink. Without it (no
  *    gateways deployed) the link step only checks that the target cluster answers, and says so;
- *  - relay progress (relay-client/progress-reader.ts): with CLOUDNET_RELAY_STATS_URL set to the stats
- *    endpoint of the source site's sender relay (`cloudnet relay send --stats HOST:PORT`), as
- *    `http://host:port` for every target Site or `site-b=http://...,site-c=http://...` per Site,
- *    WanMigrations with relay.enabled get status.progress (bytes sent, bytes over WAN, rounds,
- *    reduction ratio, ETA) from the relay session that carries their stream while memory migrates.
- *    An unreachable relay leaves progress phase-based. Unset: no reader, and relay.enabled raises a
- *    RelayUnavailable warning (the operator cannot vouch for a relay it cannot see).
+ *  - the relay (relay-client/): with CLOUDNET_RELAY_API naming the source site's sender relay
+ *    (`cloudnet relay send --api ...`, per target Site or one for all) and its token
+ *    (CLOUDNET_RELAY_API_TOKEN_FILE), a WanMigration with relay.enabled registers its flows (the
+ *    target node address and migration ports from the receiver VMI's status) and relay settings;
+ *    the site gateway then redirects exactly those flows to the relay, whose sessions each name
+ *    their WanMigration: status.progress (bytes sent, bytes over WAN, rounds, reduction ratio, ETA)
+ *    and the RelayOptimizing condition come from there. Unset: no relay, and relay.enabled raises
+ *    a RelayUnavailable warning (the operator cannot vouch for a relay it cannot see).
  */
 export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env): ControllerFactory[] {
   const gatewayLink = env[LINK_PROVIDER_ENV] === 'gateway';
   if (env[LINK_PROVIDER_ENV] && !gatewayLink) throw new Error(`${LINK_PROVIDER_ENV} must be "gateway" or unset, not ${env[LINK_PROVIDER_ENV]}`);
   const link = (d: ControllerDeps) => (gatewayLink ? { link: new GatewayLinkProvider({ client: d.manager.client, namespace: d.namespace }) } : {});
   // Parsed here so that a bad setting stops the operator at start, not at the first migration.
-  const relayStats = env[RELAY_STATS_URL_ENV] ? parseRelayStatsSetting(env[RELAY_STATS_URL_ENV]) : undefined;
+  const relayConfig = relayConfigFromEnv(env);
   const agentImage = env[AGENT_IMAGE_ENV];
   const seedRelay = env[RELAY_SEED_ADDR_ENV] ? parseSeedAddrSetting(env[RELAY_SEED_ADDR_ENV]) : undefined;
   const pullPolicy = env[AGENT_IMAGE_PULL_POLICY_ENV];
@@ -73,10 +74,16 @@ export function defaultControllerFactories(env: NodeJS.ProcessEnv = process.env)
     }),
   } : {});
   const relay = (d: ControllerDeps) => {
-    if (!relayStats) return {};
-    // The controller's own WanMigration informer: every migration that may share a relay session.
-    const migrations = d.manager.informer(Res.wanMigration);
-    return { relay: relayProgressReader(relayStats, { client: d.manager.client, migrations: () => migrations.list() as unknown as WanMigration[] }) };
+    if (!relayConfig) return {};
+    return {
+      relay: new RelayApiProvider({
+        ...relayConfig,
+        memoryBytes: async (m, signal) => {
+          const vm = await d.manager.client.tryGet(Res.vm, m.metadata.namespace, m.spec.vmName, signal);
+          return vm ? vmGuestMemoryBytes(vm) : undefined;
+        },
+      }),
+    };
   };
   return [
     (d) => siteControllerFactory(link(d))(d),

@@ -3,12 +3,15 @@
 import { parseArgs } from 'node:util';
 import { parseStreamMode } from './codec/index.ts';
 import { runAnalyze, runDecode, runEncode } from './tools/cli.ts';
-import { runReceive, runSend } from './transport/cli.ts';
+import { runReceive, runSend, type RelayHooks } from './transport/cli.ts';
 
 const USAGE = `usage:
-  cloudnet relay send --listen HOST:PORT[/TARGET][@MODE] ... --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
+  cloudnet relay send [--listen HOST:PORT[/TARGET][@MODE] ...] --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
                       [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
-  cloudnet relay receive --listen HOST:PORT --target [NAME=]HOST:PORT ... (--ca F --cert F --key F | --plain-inside-wireguard)
+                      [--api HOST:PORT|unix:PATH --api-token-file F [--api-cert F --api-key F] [--intercept nft[:TABLE]] [--flow-listen HOST]]
+                      --api: the operator registers migration flows there (bearer token; TLS over TCP);
+                      --intercept: the gateway redirects each registered flow to its own local port (nftables)
+  cloudnet relay receive --listen HOST:PORT (--target [NAME=]HOST:PORT ... | --allow-destination CIDR ...) (--ca F --cert F --key F | --plain-inside-wireguard)
                       [--cache-mb 256] [--seed FILE... --seed-mb 256] [--seed-listen HOST:PORT] [--stats HOST:PORT] [--stats-file F]
                       [--hash-streams]   (both: SHA-256 of every session's input / output in the stats)
                       --seed: content the target already holds (e.g. a pre-copied disk image), sent as references
@@ -24,10 +27,12 @@ const common = {
   ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' },
   'plain-inside-wireguard': { type: 'boolean' }, 'window-mb': { type: 'string' }, stats: { type: 'string' }, 'stats-file': { type: 'string' },
   seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' },
+  api: { type: 'string' }, 'api-token-file': { type: 'string' }, 'api-cert': { type: 'string' }, 'api-key': { type: 'string' },
+  intercept: { type: 'string' }, 'flow-listen': { type: 'string' }, 'allow-destination': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], hooks: RelayHooks = {}): Promise<number> {
   const [sub, ...rest] = argv;
   if (!sub || sub === '-h' || sub === '--help') { console.log(USAGE); return sub ? 0 : 2; }
   const { values: v, positionals } = parseArgs({ args: rest, options: common, allowPositionals: true });
@@ -38,7 +43,7 @@ export async function run(argv: string[]): Promise<number> {
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });
   switch (sub) {
     case 'send':
-      return runSend(v, cacheBytes, level);
+      return runSend(v, cacheBytes, level, hooks);
     case 'receive':
       return runReceive(v, cacheBytes);
     case 'analyze':

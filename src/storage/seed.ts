@@ -64,47 +64,56 @@ export interface SeedSink {
 }
 
 /**
- * Feeds the non-zero pages of the target volume that its index knows (distinct contents, in page
- * order) to a relay receiver, which announces them to its senders: from then on KubeVirt's NBD
- * disk stream sends those blocks as references. Returns how many pages were added.
+ * The seedable pages of a target volume, in page order, as full batches of `batchPages` pages (the
+ * last one shorter): non-zero, distinct contents, known to the index and still holding the content
+ * it indexed (a page changed since only costs a miss). The yielded buffer is reused: consume it
+ * before asking for the next.
  */
-export function seedReceiver(sink: SeedSink, volumePath: string, index: PageIndex, batchPages = 1024): number {
+function* seedBatches(volumePath: string, index: PageIndex, batchPages: number): Generator<Buffer> {
   const fd = openSync(volumePath, 'r');
   const seen = new Set<string>();
   const batch = Buffer.alloc(batchPages * PAGE);
   let inBatch = 0;
-  let added = 0;
-  const send = (): boolean => {
-    if (!inBatch) return true;
-    const r = sink.seed(batch.subarray(0, inBatch * PAGE));
-    added += r.added;
-    inBatch = 0;
-    return !r.full;
-  };
   try {
-    const page = Buffer.alloc(PAGE);
     for (let p = 0; p < index.pages; p++) {
       const key = index.key(p);
       if (!index.known(p) || key.equals(ZERO_PAGE_KEY)) continue;
       const k = key.toString('latin1');
       if (seen.has(k)) continue;
+      const page = batch.subarray(inBatch * PAGE, (inBatch + 1) * PAGE);
       if (readSync(fd, page, 0, PAGE, p * PAGE) !== PAGE || !pageKey(page).equals(key)) continue; // changed since indexed
       seen.add(k);
-      page.copy(batch, inBatch * PAGE);
-      if (++inBatch === batchPages && !send()) return added;
+      if (++inBatch === batchPages) {
+        yield batch;
+        inBatch = 0;
+      }
     }
-    send();
+    if (inBatch) yield batch.subarray(0, inBatch * PAGE);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Feeds the non-zero pages of the target volume that its index knows (distinct contents, in page
+ * order) to a relay receiver, which announces them to its senders: from then on KubeVirt's NBD
+ * disk stream sends those blocks as references. Returns how many pages were added.
+ */
+export function seedReceiver(sink: SeedSink, volumePath: string, index: PageIndex, batchPages = 1024): number {
+  let added = 0;
+  for (const batch of seedBatches(volumePath, index, batchPages)) {
+    const r = sink.seed(batch);
+    added += r.added;
+    if (r.full) break;
   }
   return added;
 }
 
 /**
- * Streams the same pages as seedReceiver (distinct, non-zero, indexed, still holding their indexed
- * content) to a receiver relay's seed intake (`relay receive --seed-listen`) over TCP, and returns
- * what the relay reports it added. The target agent does this when its pre-copy is done, so that
- * KubeVirt's final disk mirror finds those blocks at the receiver.
+ * Streams the same pages as seedReceiver to a receiver relay's seed intake (`relay receive
+ * --seed-listen`) over TCP, and returns what the relay reports it added. The target agent does
+ * this when its pre-copy is done, so that KubeVirt's final disk mirror finds those blocks at the
+ * receiver.
  */
 export async function streamSeeds(host: string, port: number, volumePath: string, index: PageIndex, timeoutMs = 600_000): Promise<{ pages: number; added: number; full: boolean }> {
   const s = connect({ host, port });
@@ -116,33 +125,11 @@ export async function streamSeeds(host: string, port: number, volumePath: string
     s.on('end', () => resolve(buf));
     s.on('error', reject);
   });
-  const fd = openSync(volumePath, 'r');
-  const seen = new Set<string>();
   let pages = 0;
-  try {
-    const batch = Buffer.alloc(256 * PAGE);
-    let inBatch = 0;
-    const send = async (): Promise<void> => {
-      if (!inBatch) return;
-      const chunk = Buffer.from(batch.subarray(0, inBatch * PAGE));
-      inBatch = 0;
-      if (!s.write(chunk)) await new Promise<void>((r) => s.once('drain', r));
-    };
-    const page = Buffer.alloc(PAGE);
-    for (let p = 0; p < index.pages; p++) {
-      const key = index.key(p);
-      if (!index.known(p) || key.equals(ZERO_PAGE_KEY)) continue;
-      const k = key.toString('latin1');
-      if (seen.has(k)) continue;
-      if (readSync(fd, page, 0, PAGE, p * PAGE) !== PAGE || !pageKey(page).equals(key)) continue;
-      seen.add(k);
-      page.copy(batch, inBatch * PAGE);
-      pages++;
-      if (++inBatch === 256) await send();
-    }
-    await send();
-  } finally {
-    closeSync(fd);
+  for (const batch of seedBatches(volumePath, index, 256)) {
+    pages += batch.length / PAGE;
+    // A copy: the socket may still hold it when the generator refills its buffer.
+    if (!s.write(Buffer.from(batch))) await new Promise<void>((r) => s.once('drain', r));
   }
   s.end();
   const r = JSON.parse((await reply).trim() || '{}') as { added?: number; full?: boolean };

@@ -21,7 +21,7 @@ import { sha256File } from '../../src/storage/volume.ts';
 import { guestBin } from '../env/qemu.ts';
 import { eventsFor, getWM, OPERATOR_NS, wanMigration } from '../standin/harness.ts';
 import { waitFor } from '../helpers/poll.ts';
-import { createClaimVM, startPrecopyBed, type PrecopyBed } from './precopy-bed.ts';
+import { createClaimVM, diskSession, startPrecopyBed, type PrecopyBed } from './precopy-bed.ts';
 
 const MiB = 1 << 20;
 const DISK_MIB = 128;
@@ -51,12 +51,7 @@ async function waitPhase(bed: PrecopyBed, name: string, phases: string[], timeou
   }, { what: `${name} in ${phases.join('|')}`, timeoutMs: timeoutMs, intervalMs: 250 });
 }
 
-const maxSessionId = (bed: PrecopyBed) => Math.max(0, ...bed.senderSessions().map((s) => s.id));
-
-/** The finished relay session on a listener (the migration's disk slot, e.g. disk0) newer than `after`. */
-function diskSession(bed: PrecopyBed, target: string | undefined, after: number) {
-  return waitFor(async () => bed.senderSessions().filter((s) => s.target === target && s.state === 'closed' && s.id > after).sort((x, y) => y.id - x.id)[0], { what: `relay session on ${target}`, timeoutMs: 15_000, intervalMs: 250 });
-}
+const maxSessionId = (bed: PrecopyBed) => Math.max(0, ...bed.relaySessions().map((s) => s.id));
 
 /** The source agent's status, asked as the operator (its credentials from the operator's Secret). */
 async function sourceAgentStatus(bed: PrecopyBed, wm: WanMigration): Promise<SourceStatus | undefined> {
@@ -133,8 +128,8 @@ describe('storage pre-copy end to end', { timeout: 1_500_000 }, () => {
       .sort((x, y) => x.at - y.at || PHASES.indexOf(x.reason) - PHASES.indexOf(y.reason));
     assert.deepEqual([...new Set(evs.map((e) => e.reason))], PHASES);
     const rec = bed.driver.migrations.get(wm.status!.migrationID!)!;
-    const disk = await diskSession(bed, rec.diskMirror?.label, sessionsBefore);
-    assert.ok(disk, `the final disk stream crossed the relay (${rec.diskMirror?.label}): ${bed.relayDiagnostics()}`);
+    const disk = await diskSession(bed, wm.status!.migrationID!, sessionsBefore);
+    assert.ok(disk, `the final disk stream crossed the relay (${JSON.stringify(rec.path)}): ${bed.relayDiagnostics()}`);
     precopyFinalWire = disk!.wireBytes ?? 0;
     console.log(`[e2e] final disk stream with pre-copy: ${disk!.bytesIn} B in, ${precopyFinalWire} B over the WAN (${(100 * precopyFinalWire / content.length).toFixed(2)}% of the ${DISK_MIB} MiB disk); mirror ${JSON.stringify(rec.diskMirror)}`);
     assert.ok(precopyFinalWire <= 0.05 * content.length, `final disk stream ${precopyFinalWire} B > 5% of the disk`);
@@ -157,8 +152,7 @@ describe('storage pre-copy end to end', { timeout: 1_500_000 }, () => {
     const sessionsBefore = maxSessionId(bed);
     await bed.src.create(Res.wanMigration, wanMigration(NS, `${vm}-mig`, { vmName: vm, relay: { enabled: true } }));
     const wm = await waitPhase(bed, `${vm}-mig`, ['Succeeded'], 600_000);
-    const rec = bed.driver.migrations.get(wm.status!.migrationID!)!;
-    const disk = await diskSession(bed, rec.diskMirror?.label, sessionsBefore);
+    const disk = await diskSession(bed, wm.status!.migrationID!, sessionsBefore);
     assert.ok(disk, 'the disk stream crossed the relay');
     console.log(`[e2e] final disk stream without pre-copy: ${disk!.bytesIn} B in, ${disk!.wireBytes} B over the WAN (${(100 * (disk!.wireBytes ?? 0) / content.length).toFixed(1)}%); with pre-copy it was ${precopyFinalWire} B`);
     if (precopyFinalWire) assert.ok(precopyFinalWire < (disk!.wireBytes ?? 0) / 4, 'pre-copy and seeds must cut the final stream');

@@ -1,40 +1,79 @@
 // The end-to-end bed, shared by test/e2e and `npm run demo` (hack/demo.ts): two real clusters
-// (site-a runs the operator and the source VMs, site-b is the target), two sites joined by the
-// emulated WAN (wanem) with WireGuard between the gateways, optionally the CloudNet relay pair
-// (sender in site A's node namespace, receiver in site B's, plain TCP inside the WireGuard tunnel),
-// the KubeVirt stand-in in each cluster with the real-QEMU driver, and the operator in-process.
+// (site-a runs the operator and the source VMs, site-b is the target) and two sites built the way a
+// real deployment is laid out:
+//  - each site has a gateway node (WireGuard to the peer across the emulated WAN, wanem) and two
+//    worker nodes with pod subnets; VMs run on node-2, a worker. Workers have no route out of the
+//    site but what the route agent (`cloudnet route-agent`, the chart's DaemonSet) adds: the peer
+//    site's networks via the gateway node;
+//  - optionally the CloudNet relay pair on the gateway nodes: the sender with its registration API
+//    and nftables interception (`cloudnet relay send --api ... --intercept nft`), the receiver
+//    delivering flows to their original destinations in site B (plain TCP inside WireGuard);
+//  - the KubeVirt stand-in in each cluster with the real-QEMU driver: the source dials the target
+//    node's published migration address and ports, nothing else; migration TLS as the KubeVirt
+//    CRs say (off by default here, so that the relay can optimize; see migrationTLS);
+//  - the operator in-process, registering each relayed migration's flows with the sender's API.
 import type { ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeClient } from '../../src/kube/client.ts';
 import { Res } from '../../src/api/resources.ts';
-import type { KubeObject } from '../../src/kube/rest.ts';
 import type { MigrationSample } from '../../src/qemu/migrate.ts';
 import type { WorkloadSpec } from '../../src/qemu/image.ts';
 import { kernelCmdline } from '../../src/qemu/image.ts';
-import type { RunningOperator } from '../../src/operator/main.ts';
+import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
+import type { ControllerFactory } from '../../src/controller/index.ts';
+import { RelayApiClient } from '../../src/operator/relay-client/api-client.ts';
+import { vmGuestMemoryBytes } from '../../src/operator/relay-client/guest-memory.ts';
+import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
+import { RelayApiProvider } from '../../src/operator/relay-client/relay-provider.ts';
 import { installKubevirtCrds, startClusters } from '../env/index.ts';
-import { createSites, type Sites } from '../env/wan.ts';
+import { createSites, type SiteInfo, type Sites } from '../env/wan.ts';
 import { createWireGuard, type WireGuardTunnel } from '../env/wireguard.ts';
 import { onExit } from '../helpers/exit.ts';
 import { requireQemu } from '../env/qemu.ts';
 import { CLI, NODE, waitForLog } from '../env/relay-cli.ts';
-import { ensure, runOperator, setupBed, type Bed } from '../standin/harness.ts';
-import { directRoute, memoryMiB, QemuDriver, relayRoute, relaySlotFlags } from '../standin/qemu-driver.ts';
-import { RelayStatsProgress } from './relay-progress.ts';
+import { ensure, operatorConfig, runOperator, setupBed, vmObject, type Bed } from '../standin/harness.ts';
+import { memoryMiB, QemuDriver, type QemuDriverOptions } from '../standin/qemu-driver.ts';
+
+const RELAY_PORT = 7400;
 
 export interface WanBedOptions {
   rateBps?: number;
   rttMs?: number;
-  /** Memory streams through the relay pair (default true); false: straight across the WAN. */
+  /** The relay pair and interception on the gateway nodes (default true). */
   relay?: boolean;
-  /** Concurrent migrations the relay pair is set up for (default 4). */
-  slots?: number;
   relayCacheMb?: number;
   diskMiB?: number;
+  /** KubeVirt's migration TLS on both clusters (KubeVirt's default is on; the bed's is off). */
+  migrationTLS?: boolean;
   onSample?: (migrationID: string, s: MigrationSample) => void;
   log?: (line: string) => void;
+  /** More flags for the receiver relay (e.g. a seed intake on gateway B's LAN address). */
+  receiverArgs?: (gatewayB: SiteInfo) => string[];
+  /** The file behind a VMI's disk when a volume provides it (QemuDriverOptions.diskFile). */
+  diskFile?: QemuDriverOptions['diskFile'];
+  /** Runs once the stand-ins are up, before the operator starts (more of the sites: nodes, CDI);
+   *  returns its teardown. */
+  beforeOperator?: (bed: Bed & { sites: Sites; driver: QemuDriver; workDir: string }) => Promise<() => Promise<void> | void>;
+  /** The operator's controllers, given the relay provider (default: the harness's, with it). */
+  controllers?: (relay: RelayApiProvider | undefined) => ControllerFactory[];
+}
+
+/** A session in the sender relay's stats. */
+export interface RelaySessionStats {
+  id: number;
+  target?: string;
+  destination?: string;
+  migration?: { namespace: string; name: string; migrationID: string };
+  state?: string;
+  closeReason?: string;
+  bytesIn?: number;
+  wireBytes?: number;
+  inputSha256?: string;
+  outputSha256?: string;
+  opaque?: boolean;
 }
 
 /** The stand-in bed (clusters, clients, stand-ins, hub) plus the WAN, the relays and the operator. */
@@ -45,6 +84,8 @@ export interface WanBed extends Bed {
   operator: RunningOperator;
   workDir: string;
   relayStatsFile?: string;
+  /** The sender relay's registration API (what the operator registers flows with). */
+  relayApi?: RelayApiClient;
   relayProcs: ChildProcess[];
   /** Kills the relay pair (failure injection). */
   killRelay(): void;
@@ -53,7 +94,22 @@ export interface WanBed extends Bed {
   /** Byte-exactness of the relay: SHA-256 of each finished session's input at the sender vs its
    *  output at the receiver (both run with --hash-streams), from their stats files. */
   relayStreamCheck(): RelayStreamCheck;
+  /** The sender's sessions (live and finished), each naming the WanMigration that registered it. */
+  relaySessions(): RelaySessionStats[];
+  /** Switches KubeVirt's migration TLS on both clusters (spec.configuration.migrations.disableTLS). */
+  setMigrationTLS(on: boolean): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** `cloudnet route-agent` on each worker node of `site`: the peer's networks via the gateway node. */
+async function startRouteAgents(sites: Sites, site: SiteInfo, peer: SiteInfo, procs: ChildProcess[], workDir: string): Promise<void> {
+  for (const n of site.nodes) {
+    const p = sites.spawn(n.ns, NODE, [CLI, 'route-agent', '--via', site.gwLanIp, ...peer.networks.flatMap((x) => ['--network', x])],
+      { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    procs.push(p);
+    await waitForLog(p, /route agent ready/, 30_000);
+    p.stderr?.pipe(createWriteStream(join(workDir, `route-agent-${n.ns}.log`)));
+  }
 }
 
 export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
@@ -71,44 +127,56 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     const rttMs = o.rttMs ?? 50;
     const [clusters, sites] = await Promise.all([
       startClusters(2, ['site-a', 'site-b']),
-      createSites({ rateBps: o.rateBps ?? 100e6, delayMs: rttMs / 2 }),
+      createSites({ rateBps: o.rateBps ?? 100e6, delayMs: rttMs / 2, workers: 2, nodeRoutes: 'agent', podNetworks: true }),
     ]);
     cleanups.push(() => Promise.all(clusters.map((c) => c.stop())).then(() => undefined));
     cleanups.push(() => sites.destroy());
     const wg = await createWireGuard(sites);
     cleanups.push(() => wg.destroy());
-    log(`WireGuard up: ${wg.a.ifname} ${wg.a.tunnelIp} (${sites.a.gwNs}) <-> ${wg.b.ifname} ${wg.b.tunnelIp} (${sites.b.gwNs}); LANs routed through the tunnel`);
+    log(`WireGuard up: ${wg.a.ifname} ${wg.a.tunnelIp} (gateway node A) <-> ${wg.b.ifname} ${wg.b.tunnelIp} (gateway node B); site networks ${sites.a.networks.join(', ')} <-> ${sites.b.networks.join(', ')}`);
+    const agents: ChildProcess[] = [];
+    cleanups.push(() => { for (const p of agents) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM'); });
+    await startRouteAgents(sites, sites.a, sites.b, agents, workDir);
+    await startRouteAgents(sites, sites.b, sites.a, agents, workDir);
+    log(`route agents up on the worker nodes (${[...sites.a.nodes, ...sites.b.nodes].map((n) => n.ip).join(', ')}): peer networks via their gateway node`);
 
-    const slots = o.slots ?? 4;
     const relayProcs: ChildProcess[] = [];
     let relayStatsFile: string | undefined;
-    const useRelay = o.relay ?? true;
-    if (useRelay) {
-      // Memory and NBD disk slots (the disks take that path unless CLOUDNET_DISK_TRANSPORT=block).
-      const flags = relaySlotFlags(slots, undefined, undefined, sites.b.nodeIp);
+    let relayApi: { url: string; token: string; client: RelayApiClient } | undefined;
+    if (o.relay ?? true) {
       const cache = String(o.relayCacheMb ?? 256);
       relayStatsFile = join(workDir, 'relay-send.json');
+      const token = randomBytes(24).toString('hex');
+      const tokenFile = join(workDir, 'relay-api.token');
+      writeFileSync(tokenFile, token, { mode: 0o600 });
+      const apiSocket = join(workDir, 'relay-api.sock');
       const env = { ...process.env, LOG_LEVEL: 'info' };
-      const receiver = sites.spawn(sites.b.nodeNs, NODE, [CLI, 'relay', 'receive', '--listen', `${sites.b.nodeIp}:7400`, ...flags.receive,
+      const receiver = sites.spawn(sites.b.gwNs, NODE, [CLI, 'relay', 'receive', '--listen', `${wg.b.tunnelIp}:${RELAY_PORT}`,
+        ...sites.b.networks.flatMap((n) => ['--allow-destination', n]), ...(o.receiverArgs?.(sites.b) ?? []),
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', join(workDir, 'relay-receive.json')], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(receiver);
       cleanups.push(() => { for (const p of relayProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
       await waitForLog(receiver, /relay receiver ready/, 30_000);
-      const sender = sites.spawn(sites.a.nodeNs, NODE, [CLI, 'relay', 'send', ...flags.send, '--peer', `${sites.b.nodeIp}:7400`,
+      const sender = sites.spawn(sites.a.gwNs, NODE, [CLI, 'relay', 'send', '--peer', `${wg.b.tunnelIp}:${RELAY_PORT}`,
+        '--api', `unix:${apiSocket}`, '--api-token-file', tokenFile, '--intercept', 'nft',
         '--plain-inside-wireguard', '--cache-mb', cache, '--hash-streams', '--stats-file', relayStatsFile], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       relayProcs.push(sender);
       await waitForLog(sender, /relay sender ready/, 30_000);
       // Keep their logs (a full pipe would stall them) for diagnostics.
       receiver.stderr?.pipe(createWriteStream(join(workDir, 'relay-receive.log')));
       sender.stderr?.pipe(createWriteStream(join(workDir, 'relay-send.log')));
-      log(`relay pair up: sender ${sites.a.nodeIp} (127.0.0.1:49152..${49151 + 2 * slots}, memory and disks) -> receiver ${sites.b.nodeIp}:7400, plain TCP inside WireGuard`);
+      const apiUrl = `unix://${apiSocket}`;
+      relayApi = { url: apiUrl, token, client: new RelayApiClient({ url: apiUrl, token }) };
+      log(`relay pair up on the gateway nodes: sender ${sites.a.gwLanIp} (registration API ${apiUrl}, nftables interception of registered flows) -> receiver ${wg.b.tunnelIp}:${RELAY_PORT} (delivers to ${sites.b.networks.join(', ')}), plain TCP inside WireGuard`);
     }
 
+    // VMs run on node-2 of each site: a worker, not the gateway node.
+    const [nodeA, nodeB] = [sites.a.nodes[0], sites.b.nodes[0]];
     const driver = new QemuDriver({
       workDir,
-      sites: { 'site-a': { netns: sites.a.nodeNs, nodeIp: sites.a.nodeIp }, 'site-b': { netns: sites.b.nodeNs, nodeIp: sites.b.nodeIp } },
-      route: useRelay ? relayRoute(slots) : directRoute(),
+      sites: { 'site-a': { netns: nodeA.ns, nodeIp: nodeA.ip }, 'site-b': { netns: nodeB.ns, nodeIp: nodeB.ip } },
       diskMiB: o.diskMiB,
+      ...(o.diskFile ? { diskFile: o.diskFile } : {}),
       onSample: o.onSample,
       // A CPU-starved run measures a lower stream rate: allow more downtime before leaving it to QEMU.
       smartStop: { maxDowntimeMs: 10_000 },
@@ -116,25 +184,47 @@ export async function startWanBed(o: WanBedOptions = {}): Promise<WanBed> {
     cleanups.push(() => driver.stopAll());
 
     await Promise.all(clusters.map((c) => installKubevirtCrds(c)));
+    const migrations = { disableTLS: !(o.migrationTLS ?? false) };
+    // The synchronization controllers run on node-3 of each site: a port that answers there, and
+    // the sender's controller dials its peer's from its own node before the pair meets (through
+    // the route agent and the gateways, like the migration itself; the state itself goes through
+    // the in-process SyncHub).
+    const sync = { a: sites.a.nodes[1], b: sites.b.nodes[1] };
+    const syncProcs = [sync.a, sync.b].map((n) => sites.spawn(n.ns, 'socat', [`TCP-LISTEN:9185,bind=${n.ip},reuseaddr,fork`, 'EXEC:/bin/true'], { stdio: 'ignore' }));
+    cleanups.push(() => { for (const p of syncProcs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
+    const dialFrom = (ns: string) => async (address: string): Promise<void> => {
+      await sites.exec(ns, 'socat', ['-u', 'OPEN:/dev/null', `TCP:${address},connect-timeout=3`], { timeoutMs: 5000 });
+    };
     const standInBed = await setupBed(clusters, {
-      standIn: { driver, phaseDelayMs: 50, tickMs: 100 },
-      syncAddresses: [`${sites.a.nodeIp}:9185`, `${sites.b.nodeIp}:9185`],
+      standIn: { driver, phaseDelayMs: 50, tickMs: 100, migrations },
+      syncAddresses: [`${sync.a.ip}:9185`, `${sync.b.ip}:9185`],
+      perSite: [
+        { nodeName: nodeA.name, nodeAddress: nodeA.ip, syncDial: dialFrom(sync.a.ns) },
+        { nodeName: nodeB.name, nodeAddress: nodeB.ip, syncDial: dialFrom(sync.b.ns) },
+      ],
     });
     cleanups.push(() => standInBed.stop());
+    const { src, dst } = standInBed;
 
-    const relayProvider = relayStatsFile ? new RelayStatsProgress({
-      statsFile: relayStatsFile,
-      sessionTarget: (id) => driver.migrations.get(id)?.label,
-      memoryBytes: (id) => driver.migrations.get(id)?.memoryBytes ?? 0,
+    const relayProvider = relayApi ? new RelayApiProvider({
+      setting: parseRelayApiSetting(`site-b=${relayApi.url}`), token: relayApi.token,
+      memoryBytes: async (m, signal) => { const vm = await src.tryGet(Res.vm, m.metadata.namespace, m.spec.vmName, signal); return vm ? vmGuestMemoryBytes(vm) : undefined; },
     }) : undefined;
-    const operator = await runOperator(standInBed, relayProvider ? { relay: relayProvider } : {});
+    if (o.beforeOperator) cleanups.push(await o.beforeOperator({ ...standInBed, sites, driver, workDir }));
+    const operator = o.controllers
+      ? await startOperator(operatorConfig(standInBed.a.kubeConfig), o.controllers(relayProvider))
+      : await runOperator(standInBed, relayProvider ? { relay: relayProvider } : {});
     cleanups.push(() => operator.stop());
 
     const bed: WanBed = {
-      ...standInBed, sites, wg, driver, operator, workDir, relayStatsFile, relayProcs,
+      ...standInBed, sites, wg, driver, operator, workDir, relayStatsFile, relayApi: relayApi?.client, relayProcs,
       killRelay() { for (const p of relayProcs) p.kill('SIGKILL'); },
       relayDiagnostics() { return relayDiagnostics(workDir); },
       relayStreamCheck() { return relayStreamCheck(workDir); },
+      relaySessions() { return allSessions(join(workDir, 'relay-send.json')); },
+      async setMigrationTLS(on) {
+        for (const c of [src, dst]) await c.patchMerge(Res.kubevirt, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { disableTLS: !on } } } });
+      },
       stop,
     };
     return bed;
@@ -151,20 +241,18 @@ export interface RelayStreamCheck {
   mismatched: number[];
 }
 
-interface StatsSession { id: number; target?: string; state?: string; closeReason?: string; inputSha256?: string; outputSha256?: string }
-
 /** A relay's stats file (`--stats-file`): its open and its finished sessions. */
-function readSessions(file: string): { sessions: StatsSession[]; finished: StatsSession[] } {
+function readSessions(file: string): { sessions: RelaySessionStats[]; finished: RelaySessionStats[] } {
   if (!existsSync(file)) return { sessions: [], finished: [] };
   try {
-    const j = JSON.parse(readFileSync(file, 'utf8')) as { sessions?: StatsSession[]; finished?: StatsSession[] };
+    const j = JSON.parse(readFileSync(file, 'utf8')) as { sessions?: RelaySessionStats[]; finished?: RelaySessionStats[] };
     return { sessions: j.sessions ?? [], finished: j.finished ?? [] };
   } catch {
     return { sessions: [], finished: [] }; // being rewritten: the next read sees it
   }
 }
 
-const allSessions = (file: string): StatsSession[] => { const r = readSessions(file); return [...r.sessions, ...r.finished]; };
+const allSessions = (file: string): RelaySessionStats[] => { const r = readSessions(file); return [...r.sessions, ...r.finished]; };
 
 function relayStreamCheck(dir: string): RelayStreamCheck {
   const input = new Map<number, string>();
@@ -188,7 +276,7 @@ function relayDiagnostics(dir: string): string {
       out.push(...bad.slice(-10).map((l) => `relay ${side}: ${l}`));
     }
     for (const f of readSessions(join(dir, `relay-${side}.json`)).finished) {
-      if (f.closeReason && f.closeReason !== 'ok') out.push(`relay ${side} session ${f.target}: ${f.state} ${f.closeReason}`);
+      if (f.closeReason && f.closeReason !== 'ok') out.push(`relay ${side} session ${f.destination ?? f.target}: ${f.state} ${f.closeReason}`);
     }
   }
   return out.join('\n');
@@ -211,23 +299,10 @@ export async function createGuestVM(c: KubeClient, ns: string, name: string, o: 
       spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: 'local-path', accessModes: ['ReadWriteOnce'] } },
     });
   }
-  const vm: KubeObject = {
-    metadata: { name, namespace: ns, labels: { app: name } },
-    spec: {
-      runStrategy: 'Always',
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          domain: {
-            firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: kernelCmdline(o.workload) } },
-            devices: { disks: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, disk: { bus: 'virtio' } })) },
-            memory: { guest: `${o.memoryMiB ?? 256}Mi` },
-          },
-          volumes: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, dataVolume: { name: `${name}-disk${i}` } })),
-        },
-      },
-    },
-  };
+  const vm = vmObject(ns, name, {
+    memory: `${o.memoryMiB ?? 256}Mi`, kernelArgs: kernelCmdline(o.workload),
+    disks: Array.from({ length: disks }, (_, i) => ({ name: `disk${i}`, dataVolume: `${name}-disk${i}` })),
+  });
   await c.create(Res.vm, vm);
 }
 

@@ -1,7 +1,10 @@
-// End to end: a WanMigration moves a real QEMU guest from cluster site-a to cluster site-b, its
-// memory and disk stream going through the relay pair, over WireGuard, across the emulated WAN.
-// One bed for the whole file (clusters, WAN, tunnel, relay, operator: ~20 s to build) and small
-// guests keep it to a few minutes. Sizes: E2E_MEMORY_MIB (default 128), E2E_RATE_MBPS (100).
+// End to end: a WanMigration moves a real QEMU guest from cluster site-a to cluster site-b. The
+// source (on node-2, a worker) dials the target node's migration address and ports straight away;
+// the route agent sends that through site A's gateway node, where the flows the operator
+// registered are intercepted and carried by the relay pair, over WireGuard, across the emulated
+// WAN, to the target node. One bed for the whole file (clusters, WAN, tunnel, relay, operator:
+// ~20 s to build) and small guests keep it to a few minutes. Sizes: E2E_MEMORY_MIB (default 128),
+// E2E_RATE_MBPS (100).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,8 +15,8 @@ import { Res } from '../../src/api/resources.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
 import type { WanMigration } from '../../src/api/wanmigration.ts';
 import { guestBin } from '../env/qemu.ts';
+import { findCondition } from '../../src/api/conditions.ts';
 import { getWM, loadSample } from '../standin/harness.ts';
-import { directRoute, relayRoute } from '../standin/qemu-driver.ts';
 import { createGuestVM, startWanBed, type WanBed } from './wan-bed.ts';
 import { waitFor } from '../helpers/poll.ts';
 
@@ -59,9 +62,9 @@ async function expectRolledBack(bed: WanBed, vm: string, o: { heartbeat: boolean
   assert.equal((await src.qmp.execute('query-status')).status, 'running');
 }
 
-describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
+describe('WAN live migration, end to end', { timeout: 1_500_000 }, () => {
   let bed: WanBed;
-  before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true, slots: 4 }); }, { timeout: 240_000 });
+  before(async () => { bed = await startWanBed({ rateBps: RATE, rttMs: 50, relay: true }); }, { timeout: 240_000 });
   after(async () => { await bed?.stop(); });
 
   test('guest keeps running, workload and disk correct after cutover, source stopped only after the target runs', async () => {
@@ -72,6 +75,8 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     });
     await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     const source = bed.driver.guest({ cluster: 'site-a', namespace: NS, name: vm })!;
+    const [nodeA, nodeB] = [bed.sites.a.nodes[0], bed.sites.b.nodes[0]];
+    assert.equal((await bed.src.get<KubeObject & { status?: { nodeName?: string } }>(Res.vmi, NS, vm)).status?.nodeName, nodeA.name, 'the VM runs on a worker node, not the gateway node');
     // The disk pass finishes before the migration, so both disk images must end up identical.
     await source.serial.waitFor(/DISK (?:DONE )?1 blocks=\d+ sum=[0-9a-f]+ ok/, 60_000);
     const wanBefore = await bed.sites.stats();
@@ -92,8 +97,18 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     console.log(`[e2e] relay migration: ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, rounds ${r.rounds}, QEMU sent ${r.ramTransferredBytes} B RAM, WAN ${wan} B; progress ${JSON.stringify(wm.status?.progress)}`);
     if (bed.driver.diskTransport === 'nbd') {
       assert.ok(rec.diskMirror?.completeMs !== undefined, 'the disk went by NBD mirror, completed at switch-over');
-      console.log(`[e2e] disk by NBD mirror (relay session ${rec.diskMirror.label}): ready after ${rec.diskMirror.readyMs} ms, ${rec.diskMirror.bytes} B copied, completed in ${rec.diskMirror.completeMs} ms at switch-over`);
+      console.log(`[e2e] disk by NBD mirror: ready after ${rec.diskMirror.readyMs} ms, ${rec.diskMirror.bytes} B copied, completed in ${rec.diskMirror.completeMs} ms at switch-over`);
     }
+    // The path: the source on a worker node dialled the target worker node's published proxy
+    // ports itself; the gateway intercepted exactly those flows, and every relay session names
+    // this WanMigration.
+    assert.equal(rec.path?.address, nodeB.ip, 'the source connected to the target node\'s address, not to a relay');
+    assert.deepEqual(rec.path?.tls, { source: false, target: false }, 'migration TLS off in this bed (KubeVirt CR migrations.disableTLS)');
+    const mine = bed.relaySessions().filter((x) => x.migration?.migrationID === wm.status!.migrationID);
+    const ports = [rec.path!.memoryPort, ...(bed.driver.diskTransport === 'nbd' ? [rec.path!.diskPort] : [])];
+    assert.deepEqual([...new Set(mine.map((x) => x.destination))].sort(), ports.map((p) => `${nodeB.ip}:${p}`).sort(), 'the intercepted flows are the target node\'s migration ports');
+    assert.ok(mine.every((x) => x.migration?.name === `${vm}-to-site-b` && x.migration.namespace === NS));
+    assert.equal(findCondition(wm.status?.conditions, 'RelayOptimizing')?.status, 'True', JSON.stringify(findCondition(wm.status?.conditions, 'RelayOptimizing')));
     // Liveness: the heartbeat never goes backwards and its pause is bounded by the downtime.
     const target = bed.driver.guest({ cluster: 'site-b', namespace: NS, name: vm })!;
     const hbs = [...source.serial.heartbeats(), ...target.serial.heartbeats()];
@@ -163,7 +178,6 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     // drops to what 300 ms of downtime can carry, so QEMU's rule iterates until the deadline.
     const workload = { name: 'memwriter' as const, params: { 'wss-mb': 24, 'dirty-mbps': 24 } };
     const outcome = async (vm: string, rule: 'qemu' | 'smart'): Promise<{ phase?: string; rec?: ReturnType<WanBed['driver']['migrations']['get']>; s: number }> => {
-      bed.driver.route = directRoute();
       bed.driver.stopRule = rule;
       await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload });
       await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
@@ -193,8 +207,7 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
     const workload = { name: 'memwriter' as const, params: { 'wss-mb': 16, 'dirty-mbps': 1 } };
     // Both runs must succeed: the plain one is the byte baseline. The stand-in restores guest pages
     // that QEMU < 9.0's TCG migration loses (README, "Lost pages"); how many is reported per run.
-    const run = async (suffix: string, relay: boolean): Promise<{ bytes: number; lost: number[] }> => {
-      bed.driver.route = relay ? relayRoute(4) : directRoute();
+    const run = async (suffix: string, relay: boolean): Promise<{ bytes: number; lost: number[]; ids: string[] }> => {
       const vms = names.map((n) => `${n}-${suffix}`);
       await Promise.all(vms.map((v) => createGuestVM(bed.src, NS, v, { memoryMiB: MEM, disks: 0, workload })));
       await waitFor(async () => (await Promise.all(vms.map((v) => vmiPhase(bed.src, v)))).every((p) => p === 'Running'), { what: '4 source VMIs Running', timeoutMs: 180_000, intervalMs: 500 });
@@ -205,25 +218,61 @@ describe('WAN live migration, end to end', { timeout: 900_000 }, () => {
         assert.equal(wm.status?.phase, 'Succeeded', `${relay ? 'relayed' : 'plain'} ${wm.metadata.name}: ${wm.status?.failureMessage}\n${relay ? bed.relayDiagnostics() : ''}`);
       }
       const lost = done.map((wm) => bed.driver.migrations.get(wm.status!.migrationID!)?.memoryCheck?.mismatchCount ?? 0);
-      return { bytes: (await bed.sites.stats()).ab.txBytes - before.ab.txBytes, lost };
+      return { bytes: (await bed.sites.stats()).ab.txBytes - before.ab.txBytes, lost, ids: done.map((wm) => wm.status!.migrationID!) };
     };
     const hashedBefore = bed.relayStreamCheck().compared;
+    const sessionsBefore = new Set(bed.relaySessions().map((x) => x.id));
     const relayed = await run('r', true);
+    // Four migrations at once: every new session is attributed to one of them, by registration.
+    const fresh = bed.relaySessions().filter((x) => !sessionsBefore.has(x.id));
+    assert.ok(fresh.length >= 4, `${fresh.length} relay sessions for 4 migrations`);
+    for (const x of fresh) assert.ok(x.migration && relayed.ids.includes(x.migration.migrationID), `session ${x.id} (${x.destination}) names ${JSON.stringify(x.migration)}`);
+    for (const id of relayed.ids) assert.ok(fresh.some((x) => x.migration?.migrationID === id), `migration ${id} has its session`);
     const exact = await waitFor(async () => {
       const c = bed.relayStreamCheck();
       return c.compared >= hashedBefore + 4 ? c : undefined;
     }, { what: 'relay stream hashes of the 4 sessions', timeoutMs: 10_000, intervalMs: 250 });
     assert.deepEqual(exact.mismatched, [], 'relay output differs from its input');
+    const sessionsBeforePlain = bed.relaySessions().length;
     const plain = await run('p', false);
+    await new Promise((r) => setTimeout(r, 1500)); // the stats file is rewritten every second
+    assert.equal(bed.relaySessions().length, sessionsBeforePlain, 'unregistered (relay.enabled false) flows pass the gateway untouched');
     console.log(`[e2e] 4 VMs x ${MEM} MiB: WAN bytes with relay ${relayed.bytes}, plain ${plain.bytes} (${(100 * relayed.bytes / plain.bytes).toFixed(1)}%); ` +
       `pages lost by QEMU and restored: relay ${relayed.lost.join(',')}, plain ${plain.lost.join(',')}`);
     assert.ok(relayed.bytes < plain.bytes, 'the relay must not carry more than plain');
   });
 
+  test('KubeVirt migration TLS on: the relay carries the flows opaquely, RelayOptimizing=False MigrationTLSEnabled', async () => {
+    const vm = 'vm-tls';
+    await bed.setMigrationTLS(true);
+    try {
+      await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 16, 'dirty-mbps': 1 } } });
+      await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
+      const before = await bed.sites.stats();
+      await bed.src.create(Res.wanMigration, sampleMigration(vm));
+      const wm = await waitPhase(bed, `${vm}-to-site-b`, ['Succeeded', 'Failed'], 240_000);
+      assert.equal(wm.status?.phase, 'Succeeded', `${wm.status?.failureReason}: ${wm.status?.failureMessage}\n${bed.relayDiagnostics()}`);
+      const rec = bed.driver.migrations.get(wm.status!.migrationID!)!;
+      assert.deepEqual(rec.path?.tls, { source: true, target: true }, 'both virt-handlers spoke TLS');
+      const c = findCondition(wm.status?.conditions, 'RelayOptimizing');
+      assert.equal(c?.status, 'False');
+      assert.equal(c?.reason, 'MigrationTLSEnabled');
+      assert.match(c!.message, /spec\.configuration\.migrations\.disableTLS/);
+      const mine = bed.relaySessions().filter((x) => x.migration?.migrationID === wm.status!.migrationID);
+      assert.ok(mine.length >= 1 && mine.every((x) => x.opaque), 'the relay carried the encrypted flow, opaquely');
+      const bytesIn = mine.reduce((n, x) => n + (x.bytesIn ?? 0), 0);
+      const wire = mine.reduce((n, x) => n + (x.wireBytes ?? 0), 0);
+      const wan = (await bed.sites.stats()).ab.txBytes - before.ab.txBytes;
+      console.log(`[e2e] migration TLS on: ${bytesIn} B of TLS stream, ${wire} B relayed (${(100 * wire / bytesIn).toFixed(1)}%), WAN ${wan} B; QEMU sent ${rec.result?.ramTransferredBytes} B RAM`);
+      assert.ok(wire >= bytesIn * 0.98, 'ciphertext does not shrink: about what a plain migration sends');
+    } finally {
+      await bed.setMigrationTLS(false);
+    }
+  });
+
   // Last: it leaves the bed without a relay.
   test('relay pair killed mid-migration: source keeps running, target cleaned up', async () => {
     const vm = 'vm-relay-kill';
-    bed.driver.route = relayRoute(4);
     await createGuestVM(bed.src, NS, vm, { memoryMiB: MEM, disks: 0, workload: { name: 'memwriter', params: { 'wss-mb': 32, 'dirty-mbps': 4 } } });
     await waitFor(async () => (await vmiPhase(bed.src, vm)) === 'Running', { what: 'source VMI Running', timeoutMs: 120_000, intervalMs: 250 });
     await bed.src.create(Res.wanMigration, sampleMigration(vm, { memorySeconds: 30 }));

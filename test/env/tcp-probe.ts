@@ -19,6 +19,8 @@ export interface SinkSummary {
   steadyBps: number;
   /** From first to last byte at the sink, in ms. */
   durationMs: number;
+  /** The address the sink saw the connection come from (tells a relayed flow from a direct one). */
+  remote?: string;
 }
 
 export interface TransferResult {
@@ -31,6 +33,8 @@ export interface TransferResult {
   goodputBps: number;
   steadyBps: number;
   sha256Match: boolean | null;
+  /** Where the sink saw the data come from. */
+  sinkRemote?: string;
 }
 
 const STEADY_FROM = 0.3;
@@ -94,6 +98,7 @@ function sinkMain(port: number, progressMs: number, hash: boolean): void {
         sha256: h ? h.digest('hex') : null,
         steadyBps: steadyRate(samples.filter(([, b]) => b >= bytes * STEADY_FROM)),
         durationMs: last - first,
+        ...(sock.remoteAddress ? { remote: sock.remoteAddress.replace(/^::ffff:/, '') } : {}),
       };
       sock.end(JSON.stringify(summary) + '\n');
     });
@@ -158,6 +163,7 @@ async function sendMain(host: string, port: number, total: number, rttSamples: n
     goodputBps: (summary.bytes * 8) / (elapsedMs / 1000),
     steadyBps: summary.steadyBps,
     sha256Match: h && summary.sha256 ? h.digest('hex') === summary.sha256 : null,
+    ...(summary.remote ? { sinkRemote: summary.remote } : {}),
   };
   process.stdout.write(JSON.stringify(result) + '\n');
 }

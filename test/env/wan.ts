@@ -4,7 +4,13 @@
 //   [node A] --veth lan0-- [gw A] ==wan0== wanem ==wan0== [gw B] --veth lan0-- [node B]
 //   192.0.2.2          192.0.2.1  203.0.113.1     203.0.113.2  198.51.100.1      198.51.100.2
 //
-// VMs (QEMU) run in the node namespaces; the gateways route between the LAN and the WAN. wanem
+// VMs (QEMU) run in the node namespaces; the gateways route between the LAN and the WAN. With
+// `workers: n` a site has n worker nodes (192.0.2.2, .3, ...), each on the gateway's LAN bridge
+// (lan0 in the gateway namespace: the gateway node itself). With `podNetworks`, each node has a pod
+// subnet of the site's pod network (a `pods0` device holding the pod address .10) and the bed
+// plays the CNI: every node routes the other nodes' pod subnets via their LAN addresses. With
+// `nodeRoutes: 'agent'` the workers get no default route: only what a route agent adds (the
+// peer sites' networks via the gateway node) reaches beyond the site. wanem
 // (test/wanem, built by hack/build-wanem.sh) creates wan0 directly inside each gateway namespace
 // and shapes traffic per direction: "ab" is A→B, "ba" is B→A. Addresses come only from the
 // documentation ranges, and each test gets its own namespaces, so they can repeat across tests.
@@ -57,6 +63,12 @@ export interface LinkParams {
 }
 
 export interface SitesOptions extends LinkParams {
+  /** Worker nodes per site (default 1: node A / node B). */
+  workers?: number;
+  /** 'gateway' (default): workers route everything via the gateway; 'agent': no default route. */
+  nodeRoutes?: 'gateway' | 'agent';
+  /** A pod subnet per node (the gateway node's too), routed within the site (default false). */
+  podNetworks?: boolean;
   /** Overrides for the A→B direction only. */
   ab?: LinkParams;
   /** Overrides for the B→A direction only. */
@@ -74,11 +86,29 @@ export interface SitesOptions extends LinkParams {
   wanemQuantumMs?: number;
 }
 
+/** A node of a site: its namespace, LAN address and (with podNetworks) pod subnet and pod address. */
+export interface NodeInfo {
+  name: string;
+  ns: string;
+  ip: string;
+  podCidr?: string;
+  podIp?: string;
+}
+
 export interface SiteInfo {
+  /** The first worker node (where tests run VMs). */
   nodeNs: string;
   gwNs: string;
   lanCidr: string;
   nodeIp: string;
+  /** Worker nodes, the first being nodeNs/nodeIp. */
+  nodes: NodeInfo[];
+  /** The gateway node (the gateway namespace) as a node: its LAN address and pod subnet. */
+  gatewayNode: NodeInfo;
+  /** The site's pod network, when podNetworks. */
+  podCidr?: string;
+  /** What the site exposes to its peer: the LAN, plus the pod network when there is one. */
+  networks: string[];
   gwLanIp: string;
   gwWanIp: string;
   lanDev: string;
@@ -121,8 +151,37 @@ export interface Sites {
 
 export const DEFAULT_QUANTUM_MS = 0.2;
 
-export const SITE_A = { lanCidr: '192.0.2.0/24', gwLanIp: '192.0.2.1', nodeIp: '192.0.2.2', gwWanIp: '203.0.113.1' } as const;
-export const SITE_B = { lanCidr: '198.51.100.0/24', gwLanIp: '198.51.100.1', nodeIp: '198.51.100.2', gwWanIp: '203.0.113.2' } as const;
+export const SITE_A = { lanCidr: '192.0.2.0/24', gwLanIp: '192.0.2.1', nodeIp: '192.0.2.2', gwWanIp: '203.0.113.1', podCidr: '198.18.32.0/20' } as const;
+export const SITE_B = { lanCidr: '198.51.100.0/24', gwLanIp: '198.51.100.1', nodeIp: '198.51.100.2', gwWanIp: '203.0.113.2', podCidr: '198.18.48.0/20' } as const;
+
+/** Node k's (1 = the gateway node) LAN address, pod subnet and pod address in a site. */
+export function siteNode(site: typeof SITE_A | typeof SITE_B, k: number, ns: string): NodeInfo {
+  const lan = site.gwLanIp.replace(/\.1$/, `.${k}`);
+  const [o1, o2, o3] = site.podCidr.split('/')[0].split('.').map(Number);
+  const pod = `${o1}.${o2}.${o3 + k}`;
+  return { name: `node-${k}`, ns, ip: lan, podCidr: `${pod}.0/24`, podIp: `${pod}.10` };
+}
+
+function withPods(n: NodeInfo, pods: boolean): NodeInfo {
+  if (pods) return n;
+  const { podCidr: _c, podIp: _p, ...rest } = n;
+  return rest;
+}
+
+/**
+ * What a CNI (host-gw style) does inside a site: each node's pod subnet is on its own `pods0`
+ * device (the pod address .10 stands for a pod there), and every node, the gateway node included,
+ * routes each other node's pod subnet via that node's LAN address.
+ */
+async function cniRoutes(site: SiteInfo): Promise<void> {
+  const all = [site.gatewayNode, ...site.nodes];
+  for (const n of all) {
+    await run('ip', ['-n', n.ns, 'link', 'add', 'pods0', 'type', 'bridge']); // no dummy module in this kernel
+    await run('ip', ['-n', n.ns, 'addr', 'add', `${n.podIp}/24`, 'dev', 'pods0']);
+    await run('ip', ['-n', n.ns, 'link', 'set', 'pods0', 'up']);
+    for (const o of all) if (o !== n) await run('ip', ['-n', n.ns, 'route', 'add', o.podCidr!, 'via', o.ip]);
+  }
+}
 
 let checkedWanem: string | undefined;
 
@@ -301,13 +360,18 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
   sweepStaleControlDirs();
 
   const runId = newRunId();
+  const workers = Math.max(1, opts.workers ?? 1);
   const names = {
     nodeA: netnsName(runId, 'na'),
     gwA: netnsName(runId, 'ga'),
     gwB: netnsName(runId, 'gb'),
     nodeB: netnsName(runId, 'nb'),
   };
-  const namespaces = [names.nodeA, names.gwA, names.gwB, names.nodeB];
+  // Workers 2.. of each site: na2, nb2, ... (the first keeps the name na / nb).
+  const extra = (side: 'a' | 'b') => Array.from({ length: workers - 1 }, (_, i) => netnsName(runId, `n${side}${i + 2}`));
+  const extraA = extra('a');
+  const extraB = extra('b');
+  const namespaces = [names.nodeA, ...extraA, names.gwA, names.gwB, names.nodeB, ...extraB];
   const ctlDir = mkdtempSync(join(tmpdir(), `${CTL_DIR_PREFIX}${runId}-`));
   const controlSocket = join(ctlDir, 'wanem.sock');
   let wanem: ChildProcess | undefined;
@@ -322,18 +386,39 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
   };
   const unregister = onExit(destroySync);
 
-  const a: SiteInfo = { nodeNs: names.nodeA, gwNs: names.gwA, ...SITE_A, lanDev: 'lan0', wanDev: 'wan0' };
-  const b: SiteInfo = { nodeNs: names.nodeB, gwNs: names.gwB, ...SITE_B, lanDev: 'lan0', wanDev: 'wan0' };
+  const pods = opts.podNetworks ?? false;
+  const makeSite = (def: typeof SITE_A | typeof SITE_B, gwNs: string, nodeNs: string[]): SiteInfo => {
+    const nodes = nodeNs.map((ns, i) => withPods(siteNode(def, i + 2, ns), pods));
+    const { podCidr, ...rest } = def;
+    return {
+      nodeNs: nodes[0].ns, gwNs, ...rest, lanDev: 'lan0', wanDev: 'wan0', nodes, gatewayNode: withPods(siteNode(def, 1, gwNs), pods),
+      ...(pods ? { podCidr, networks: [def.lanCidr, podCidr] } : { networks: [def.lanCidr] }),
+    };
+  };
+  const a = makeSite(SITE_A, names.gwA, [names.nodeA, ...extraA]);
+  const b = makeSite(SITE_B, names.gwB, [names.nodeB, ...extraB]);
   try {
     await Promise.all(namespaces.map((ns) => addNetns(ns)));
     for (const site of [a, b]) {
-      // veth created directly with each end in its namespace, so the same name never clashes.
-      await run('ip', ['link', 'add', 'lan0', 'netns', site.nodeNs, 'type', 'veth', 'peer', 'name', 'lan0', 'netns', site.gwNs]);
-      await run('ip', ['-n', site.nodeNs, 'addr', 'add', `${site.nodeIp}/24`, 'dev', 'lan0']);
-      await run('ip', ['-n', site.nodeNs, 'link', 'set', 'lan0', 'up']);
-      await run('ip', ['-n', site.nodeNs, 'route', 'add', 'default', 'via', site.gwLanIp]);
+      // The gateway node's LAN: one worker on a plain veth (the historic layout), several on a bridge.
+      const bridged = site.nodes.length > 1;
+      if (bridged) {
+        await run('ip', ['-n', site.gwNs, 'link', 'add', 'lan0', 'type', 'bridge']);
+        await run('ip', ['-n', site.gwNs, 'link', 'set', 'lan0', 'up']);
+      }
+      for (const [i, node] of site.nodes.entries()) {
+        // veth created directly with each end in its namespace, so the same name never clashes.
+        const gwEnd = bridged ? `n${i + 2}` : 'lan0';
+        await run('ip', ['link', 'add', 'lan0', 'netns', node.ns, 'type', 'veth', 'peer', 'name', gwEnd, 'netns', site.gwNs]);
+        await run('ip', ['-n', node.ns, 'addr', 'add', `${node.ip}/24`, 'dev', 'lan0']);
+        await run('ip', ['-n', node.ns, 'link', 'set', 'lan0', 'up']);
+        await run('ip', ['-n', node.ns, 'link', 'set', 'lo', 'up']);
+        if ((opts.nodeRoutes ?? 'gateway') === 'gateway') await run('ip', ['-n', node.ns, 'route', 'add', 'default', 'via', site.gwLanIp]);
+        if (bridged) await run('ip', ['-n', site.gwNs, 'link', 'set', gwEnd, 'master', 'lan0', 'up']);
+      }
       await run('ip', ['-n', site.gwNs, 'addr', 'add', `${site.gwLanIp}/24`, 'dev', 'lan0']);
       await run('ip', ['-n', site.gwNs, 'link', 'set', 'lan0', 'up']);
+      if (pods) await cniRoutes(site);
       // No IPv6 on the WAN devices created later: link-local chatter would blur the counters.
       await nsExec(site.gwNs, 'sysctl', [
         '-qw',
@@ -365,7 +450,7 @@ export async function createSites(opts: SitesOptions = {}): Promise<Sites> {
     ] as const) {
       await run('ip', ['-n', site.gwNs, 'addr', 'add', site.gwWanIp, 'peer', `${peer.gwWanIp}/32`, 'dev', 'wan0']);
       await run('ip', ['-n', site.gwNs, 'link', 'set', 'wan0', 'mtu', String(opts.wanMtu ?? 1500), 'up']);
-      await run('ip', ['-n', site.gwNs, 'route', 'add', peer.lanCidr, 'dev', 'wan0']);
+      for (const net of peer.networks) await run('ip', ['-n', site.gwNs, 'route', 'add', net, 'dev', 'wan0']);
     }
   } catch (err) {
     destroySync();

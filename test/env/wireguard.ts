@@ -17,7 +17,7 @@ export const WG_SOCKET_DIR = '/var/run/wireguard';
 export const WG_TUNNEL = { a: '198.18.0.1', b: '198.18.0.2', prefixLen: 24 } as const;
 
 export interface WireGuardOptions {
-  /** Route each site's LAN to the other through the tunnel instead of the plain WAN (default true). */
+  /** Route each site's networks (LAN, pods) to the other through the tunnel instead of the plain WAN (default true). */
   routeLans?: boolean;
   listenPort?: number;
   /** Tunnel MTU (default 1420, which fits a 1500-byte WAN). */
@@ -108,7 +108,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
       [ends[1], ends[0]],
     ]) {
       if (listNetns().includes(me.site.gwNs)) {
-        await run('ip', ['-n', me.site.gwNs, 'route', 'replace', peer.site.lanCidr, 'dev', me.site.wanDev], { allowFail: true });
+        for (const net of peer.site.networks) await run('ip', ['-n', me.site.gwNs, 'route', 'replace', net, 'dev', me.site.wanDev], { allowFail: true });
       }
     }
   };
@@ -130,7 +130,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
       [ends[1], ends[0]],
     ]) {
       const ns = me.site.gwNs;
-      const allowed = [`${peer.tunnelIp}/32`, ...(routeLans ? [peer.site.lanCidr] : [])].join(',');
+      const allowed = [`${peer.tunnelIp}/32`, ...(routeLans ? peer.site.networks : [])].join(',');
       const peerArgs = ['peer', peer.keys.publicKey, 'endpoint', `${peer.site.gwWanIp}:${port}`, 'allowed-ips', allowed];
       if (opts.persistentKeepaliveS) peerArgs.push('persistent-keepalive', String(opts.persistentKeepaliveS));
       // The private key goes through a 0600 file in a private dir, never argv; wg cannot read
@@ -145,7 +145,7 @@ export async function createWireGuard(sites: Sites, opts: WireGuardOptions = {})
       }
       await run('ip', ['-n', ns, 'addr', 'add', `${me.tunnelIp}/${WG_TUNNEL.prefixLen}`, 'dev', me.ifname]);
       await run('ip', ['-n', ns, 'link', 'set', me.ifname, 'mtu', String(opts.mtu ?? 1420), 'up']);
-      if (routeLans) await run('ip', ['-n', ns, 'route', 'replace', peer.site.lanCidr, 'dev', me.ifname]);
+      if (routeLans) for (const net of peer.site.networks) await run('ip', ['-n', ns, 'route', 'replace', net, 'dev', me.ifname]);
     }
   } catch (err) {
     stopSync();

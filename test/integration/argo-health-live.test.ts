@@ -69,6 +69,8 @@ describe('Argo CD health on live operator statuses', () => {
       const suspended = healthOf(waiting);
       assert.equal(suspended.status, 'Suspended', suspended.message);
       assert.match(suspended.message, /approv/i);
+      // The tracker polls: let it see the wait before it ends (on a loaded machine one GET can outlast it).
+      await waitFor(async () => track.seen.some((s) => s.status === 'Suspended'), { what: 'the tracker to see Suspended' });
       await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { cutover: { approved: true } } });
       const done = await waitForPhase(bed.src, ns, 'mig', 'Succeeded', 30_000);
       assert.equal(healthOf(done).status, 'Healthy');

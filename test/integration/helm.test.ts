@@ -86,7 +86,8 @@ describe('helm install charts/cloudnet into a real API server', () => {
   });
 
   it('installs CRDs, ServiceAccount, RBAC, Deployment and Service', () => {
-    const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s']);
+    // The operator alone first (the site data plane needs its sites' values).
+    const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s', '--set', 'gateway.enabled=false']);
     assert.match(out, /STATUS: deployed/);
     assert.match(out, /CloudNet operator .* is installed in namespace cloudnet-system/, 'NOTES.txt rendered');
     assert.match(out, /NOTE: rbac.vmDataNamespaces is empty/, 'NOTES.txt says VM data is not granted anywhere yet');
@@ -140,7 +141,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     kubectlOk(['create', 'namespace', 'vms']);
     kubectlOk(['create', 'namespace', 'vms-b']);
     helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
-      '--set', 'gateway.enabled=true,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
+      '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
     const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'vms-b'),
       q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, userKubeconfig, type Cluster } from '../env/cluster.ts';
-import { helmTemplate } from '../../hack/packaging.ts';
+import { helmTemplate, OPERATOR_ONLY } from '../../hack/packaging.ts';
 import { OPERATOR_DEFAULTS, startOperator, type OperatorConfig, type RunningOperator } from '../../src/operator/main.ts';
 import { kubectlIn, serviceAccountUser, type Kubectl } from './rbac-helpers.ts';
 
@@ -73,7 +73,7 @@ describe('secure /metrics against a real API server, with the chart\'s RBAC', ()
     cluster = await startCluster({ name: 'metrics-auth' });
     k = kubectlIn(cluster, work);
     for (const ns of [NS, 'kubevirt', 'monitoring']) k.ok(['create', 'namespace', ns]);
-    k.ok(['apply', '-f', '-'], undefined, helmTemplate(RELEASE, NS, ['crds.install=false']));
+    k.ok(['apply', '-f', '-'], undefined, helmTemplate(RELEASE, NS, ['crds.install=false', ...OPERATOR_ONLY]));
     // Scrapers: Prometheus bound to the chart's metrics-reader role, and an account without it.
     k.ok(['-n', 'monitoring', 'create', 'serviceaccount', 'prometheus']);
     k.ok(['-n', 'monitoring', 'create', 'serviceaccount', 'stranger']);

@@ -47,7 +47,7 @@ function leaseHolder(): string {
 
 /** The operator container's args from `helm template` of the release this test installs. */
 function chartContainerArgs(): string[] {
-  const docs = yaml.loadAll(helmTemplate(RELEASE, NS)) as { kind?: string; metadata?: { name?: string }; spec?: { template: { spec: { containers: { args: string[] }[] } } } }[];
+  const docs = yaml.loadAll(helmTemplate(RELEASE, NS, ['gateway.enabled=false'])) as { kind?: string; metadata?: { name?: string }; spec?: { template: { spec: { containers: { args: string[] }[] } } } }[];
   const dep = docs.find((d) => d?.kind === 'Deployment' && d.metadata?.name === RELEASE);
   assert.ok(dep?.spec, 'the chart renders the operator Deployment');
   const args = dep.spec.template.spec.containers[0].args;
@@ -138,7 +138,7 @@ describe('the operator image layout, run as the chart runs it', () => {
 
     cluster = await startCluster({ name: 'image' });
     kubectl(['create', 'namespace', 'kubevirt']); // KubeVirt's namespace, where the chart puts its CA-bundle Role
-    const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath]);
+    const r = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath, '--set', 'gateway.enabled=false']);
     assert.equal(r.status, 0, r.stderr);
     kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
     await installKubevirtCrds(cluster); // the controllers watch VMIMs

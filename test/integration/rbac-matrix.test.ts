@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
-import { helmTemplate } from '../../hack/packaging.ts';
+import { helmTemplate, OPERATOR_ONLY } from '../../hack/packaging.ts';
 import {
   canIAs, kubectlIn, mismatches, q, reviewAs, selfReview, serviceAccountUser, tokenKubeconfig, type Access, type Kubectl,
 } from './rbac-helpers.ts';
@@ -72,7 +72,7 @@ let k: Kubectl;
 let saToken: { token: string; path: string };
 
 function applyChart(set: string[]): void {
-  k.ok(['apply', '-f', '-'], undefined, helmTemplate(RELEASE, NS, set));
+  k.ok(['apply', '-f', '-'], undefined, helmTemplate(RELEASE, NS, [...OPERATOR_ONLY, ...set])); // the operator's RBAC (the site data plane has its own)
 }
 
 describe('chart RBAC on a real API server: the operator ServiceAccount\'s access matrix', () => {

@@ -62,7 +62,7 @@ export interface Sink {
 }
 
 /** A destination: hashes its input; on a clean end it replies "OK <hash>" and closes. */
-export async function startSink(expected: number): Promise<Sink> {
+export async function startSink(expected: number, port = 0): Promise<Sink> {
   const resolvers: ((v: { hash: string; bytes: number; ended: 'end' | 'reset' }) => void)[] = [];
   const results = Array.from({ length: expected }, () => new Promise<{ hash: string; bytes: number; ended: 'end' | 'reset' }>((r) => resolvers.push(r)));
   let n = 0;
@@ -83,7 +83,7 @@ export async function startSink(expected: number): Promise<Sink> {
     s.on('error', () => undefined);
     s.on('close', () => { sockets.delete(s); if (!done) { done = true; resolve({ hash: h.digest('hex'), bytes, ended: 'reset' }); } });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return {
     port: (server.address() as net.AddressInfo).port, results, server,
     close: () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),

@@ -4,31 +4,19 @@
 // too. The trap counts every TCP connection and would answer with a marker body. While the
 // migration runs (and stalls or fails in its storage step), the trap sees no connection and no
 // Event carries the marker.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { Res } from '../../src/api/resources.ts';
-import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
 import { defaultControllerFactories } from '../../src/operator/controllers.ts';
-import { useClusters } from '../env/index.ts';
-import { createVM, ensure, eventsFor, getWM, operatorConfig, setupBed, wanMigration, type Bed } from '../standin/harness.ts';
+import { createVM, ensure, eventsFor, getWM, useOperatorBed, wanMigration, type Bed } from '../standin/harness.ts';
 import { waitFor } from '../helpers/poll.ts';
 
 const MARKER = 'TRAP-BODY-3c9e1d';
 
 let bed: Bed | undefined;
-let op: RunningOperator | undefined;
-after(async () => {
-  await op?.stop();
-  await bed?.stop();
-});
-useClusters(2, {
-  setup: async (clusters) => {
-    bed = await setupBed(clusters);
-    // With the agent image set, the storage launcher runs too: nothing it does may reach the trap either.
-    op = await startOperator(operatorConfig(bed.a.kubeConfig), defaultControllerFactories({ CLOUDNET_AGENT_IMAGE: 'cloudnet/operator:0.1.0' }));
-  },
-});
+// With the agent image set, the storage launcher runs too: nothing it does may reach the trap either.
+useOperatorBed((b) => { bed = b; }, { factories: defaultControllerFactories({ CLOUDNET_AGENT_IMAGE: 'cloudnet/operator:0.1.0' }) });
 
 async function trap(): Promise<{ server: Server; port: number; connections: () => number }> {
   let n = 0;

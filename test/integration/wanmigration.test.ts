@@ -199,7 +199,7 @@ describe('spec changes mid-flight', () => {
       await assert.rejects(bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { [field]: value } }), new RegExp(`${field} is immutable`));
     }
     await assert.rejects(bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { storage: { mode: 'CloudNetPreCopy' } } }), /storage.mode is immutable/);
-    await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { relay: { enabled: true }, maxDowntimeMs: 50 } });
+    await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { relay: { enabled: true, cacheSizeMiB: 64 } } });
     const wm = await waitForCondition(bed.src, ns, 'mig', 'Reconciling', 'True', 'SpecChangeIgnored');
     assert.equal(wm.status?.observedGeneration, wm.metadata.generation);
     await waitForEvent(bed.src, ns, 'mig', 'SpecChangeIgnored');

@@ -64,9 +64,13 @@ export async function applySiteSample(local: KubeClient, target: Cluster, name =
   return site;
 }
 
+type SiteStandIn = Pick<StandInOptions, 'nodeName' | 'nodeAddress' | 'syncDial'>;
+
 export interface BedOptions {
   /** What both stand-ins share beyond their cluster: phase pacing, a VMI driver (default 30 ms phases, no driver). */
-  standIn?: Pick<StandInOptions, 'phaseDelayMs' | 'tickMs' | 'driver'>;
+  standIn?: Pick<StandInOptions, 'phaseDelayMs' | 'tickMs' | 'driver' | 'migrations'>;
+  /** What each stand-in has of its own, site-a's then site-b's: its node, how it dials its sync peer (the multi-node e2e bed). */
+  perSite?: [SiteStandIn, SiteStandIn];
   /** The stand-ins' sync addresses, site-a's then site-b's (default TEST-NET addresses nobody dials). */
   syncAddresses?: [string, string];
   /** How long the API servers may take to serve the CRDs (default 60 s: cold clusters on a busy machine). */
@@ -86,8 +90,9 @@ export async function setupBed(clusters: Cluster[], opts: BedOptions = {}): Prom
   const hub = new SyncHub();
   const [syncA, syncB] = opts.syncAddresses ?? ['192.0.2.1:9185', '192.0.2.2:9185'];
   const standIn = { hub, phaseDelayMs: 30, ...opts.standIn };
-  const standA = new KubeVirtStandIn({ ...standIn, client: src, syncAddress: syncA });
-  const standB = new KubeVirtStandIn({ ...standIn, client: dst, syncAddress: syncB });
+  const [ownA, ownB] = opts.perSite ?? [{}, {}];
+  const standA = new KubeVirtStandIn({ ...standIn, ...ownA, client: src, syncAddress: syncA });
+  const standB = new KubeVirtStandIn({ ...standIn, ...ownB, client: dst, syncAddress: syncB });
   const stop = async (): Promise<void> => {
     await Promise.all([standA.stop(), standB.stop()]);
     await Promise.all([src.rest.close(), dst.rest.close()]);
@@ -141,7 +146,7 @@ export function runOperator(bed: Bed, providers: ControllerProviders = {}): Prom
  * operator, handed to `ready` once up. The operator and bed stop before the clusters do, because
  * this `after` is registered ahead of useClusters' own.
  */
-export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, providers: ControllerProviders = {}): void {
+export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, providers: ControllerProviders | { factories: ControllerFactory[] } = {}): void {
   let bed: Bed | undefined;
   let op: RunningOperator | undefined;
   after(async () => {
@@ -151,7 +156,9 @@ export function useOperatorBed(ready: (bed: Bed, op: RunningOperator) => void, p
   useClusters(2, {
     setup: async (clusters) => {
       bed = await setupBed(clusters);
-      op = await runOperator(bed, providers);
+      op = 'factories' in providers
+        ? await startOperator(operatorConfig(bed.a.kubeConfig), providers.factories as ControllerFactory[])
+        : await runOperator(bed, providers);
       ready(bed, op);
     },
   });
@@ -161,6 +168,9 @@ export interface VmOptions {
   runStrategy?: string;
   annotations?: Record<string, string>;
   storageClass?: string;
+  /** Guest memory (default 512Mi) and the root disk's size (default 1Gi). */
+  memory?: string;
+  diskSize?: string;
 }
 
 /** A VM with a DataVolume disk, a cloud-init Secret and a ConfigMap, like a real workload. */
@@ -170,25 +180,49 @@ export async function createVM(c: KubeClient, ns: string, name: string, o: VmOpt
   await ensure(c, Res.configMap, { metadata: { name: `${name}-config`, namespace: ns }, data: { 'app.conf': 'mode=test\n' } });
   await ensure(c, Res.dataVolume, {
     metadata: { name: `${name}-root`, namespace: ns },
-    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } }, storageClassName: o.storageClass ?? 'local-path', accessModes: ['ReadWriteOnce'] } },
+    spec: { source: { blank: {} }, storage: { resources: { requests: { storage: o.diskSize ?? '1Gi' } }, storageClassName: o.storageClass ?? 'local-path', accessModes: ['ReadWriteOnce'] } },
   });
-  await c.create(Res.vm, {
-    metadata: { name, namespace: ns, labels: { app: name }, annotations: o.annotations ?? {} },
+  await c.create(Res.vm, vmObject(ns, name, {
+    memory: o.memory ?? '512Mi', disks: [{ name: 'root', dataVolume: `${name}-root` }],
+    extraVolumes: [
+      { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
+      { name: 'config', configMap: { name: `${name}-config` } },
+    ],
+    ...(o.runStrategy ? { runStrategy: o.runStrategy } : {}), ...(o.annotations ? { annotations: o.annotations } : {}),
+  }));
+}
+
+export interface VmObjectOptions {
+  memory: string;
+  /** virtio disks, each on a DataVolume. */
+  disks: Array<{ name: string; dataVolume: string }>;
+  /** Kernel boot of the guest image (the QEMU driver's guests), with these kernel arguments. */
+  kernelArgs?: string;
+  /** Volumes that are not disks (cloud-init, ConfigMaps). */
+  extraVolumes?: Array<Record<string, unknown>>;
+  runStrategy?: string;
+  annotations?: Record<string, string>;
+}
+
+/** A VirtualMachine object (label app=<name>, runStrategy Always unless told). */
+export function vmObject(ns: string, name: string, o: VmObjectOptions): KubeObject {
+  return {
+    metadata: { name, namespace: ns, labels: { app: name }, ...(o.annotations ? { annotations: o.annotations } : {}) },
     spec: {
       runStrategy: o.runStrategy ?? 'Always',
       template: {
         metadata: { labels: { app: name } },
         spec: {
-          domain: { devices: { disks: [{ name: 'root', disk: { bus: 'virtio' } }] }, memory: { guest: '512Mi' } },
-          volumes: [
-            { name: 'root', dataVolume: { name: `${name}-root` } },
-            { name: 'cloudinit', cloudInitNoCloud: { secretRef: { name: `${name}-cloudinit` } } },
-            { name: 'config', configMap: { name: `${name}-config` } },
-          ],
+          domain: {
+            ...(o.kernelArgs !== undefined ? { firmware: { kernelBoot: { container: { image: 'cloudnet/guest:local', kernelPath: '/vmlinuz', initrdPath: '/initrd.cpio.gz' }, kernelArgs: o.kernelArgs } } } : {}),
+            devices: { disks: o.disks.map((d) => ({ name: d.name, disk: { bus: 'virtio' } })) },
+            memory: { guest: o.memory },
+          },
+          volumes: [...o.disks.map((d) => ({ name: d.name, dataVolume: { name: d.dataVolume } })), ...(o.extraVolumes ?? [])],
         },
       },
     },
-  });
+  };
 }
 
 export function wanMigration(ns: string, name: string, spec: Partial<WanMigration['spec']> & { vmName: string }, annotations: Record<string, string> = {}): KubeObject {

@@ -1,18 +1,22 @@
 // A VmiDriver where every VMI is a real QEMU (TCG) process in its site's node network namespace,
 // with a real raw disk file per disk of the VMI spec, and where the decentralized VMIM pair performs
-// a real QEMU live migration:
-//  - the receiver QEMU starts with `-incoming defer` when the receiving VMIM's VMI appears, and gets
-//    `migrate-incoming` on the address the site's migration proxy forwards to;
-//  - the source QEMU migrates to the address of its own site's migration proxy (KubeVirt's
-//    virt-handler proxy). Which proxy that is, is the site's configuration (`StreamRoute`): straight
-//    across the WAN to the target node, or the CloudNet relay sender in the source node namespace,
-//    whose receiver in the target node namespace forwards to the target QEMU;
+// a real QEMU live migration the way KubeVirt's virt-handlers do:
+//  - the target node's virt-handler starts a migration proxy for the receiver: node ports for
+//    libvirt's 49152 (memory) and 49153 (disks), published with the node's address in the receiver
+//    VMI's status.migrationState (listenForMigration); the receiver QEMU starts with `-incoming defer`;
+//  - the source connects to exactly that address and those ports, read from its own VMI's
+//    migrationState (which the synchronization controller copied there). It knows nothing else of
+//    the path: whatever lies between the nodes (site gateways, a WAN, anything that intercepts)
+//    is the network's business;
+//  - with migration TLS on (the default; KubeVirt CR migrations.disableTLS), each side's
+//    virt-handler carries the connection over TLS with its node certificate and verifies the
+//    peer's against its kubevirt-ca bundle (migration-proxy.ts); without it, QEMU listens on the
+//    node port itself and the source's QEMU connects to it directly;
 //  - disks that are not pre-copied travel as KubeVirt/libvirt send them (diskTransport 'nbd', the
 //    default, disk-mirror.ts), or in the memory stream (diskTransport 'block': QEMU's block
 //    migration, removed in QEMU 9.1). With 'nbd': drive-mirror into an NBD server of the target
-//    QEMU on the disk port, whose stream takes its own path (direct, or the relay's NBD-aware disk
-//    listener), the RAM migration once the mirrors are ready, the mirrors completed inside the
-//    switch-over pause;
+//    QEMU on the disk port, the RAM migration once the mirrors are ready, the mirrors completed
+//    inside the switch-over pause;
 //  - the target VMI runs only once QEMU reports the migration completed, the target QEMU runs, and
 //    its guest's heartbeat continues. On any failure or cancel the target QEMU is stopped and the
 //    source keeps running (QEMU resumes a source whose migration failed).
@@ -28,7 +32,8 @@ import { logger } from '../../src/util/log.ts';
 import { migrate, type MigrationResult, type MigrationSample, type MigrationTuning } from '../../src/qemu/migrate.ts';
 import { startGuest, type GuestDisk, type QemuGuest } from '../../src/qemu/process.ts';
 import { DiskMirrors, exportDisks, stopExports, type HostPort, type MirrorFigures } from './disk-mirror.ts';
-import type { MigrationJob, VmiDriver, VmiInstance, VmiRef } from './driver.ts';
+import { LIBVIRT_BLOCK_PORT, LIBVIRT_MEMORY_PORT, nodePortFor, type MigrationEndpoint, type MigrationJob, type VmiDriver, type VmiInstance, type VmiRef } from './driver.ts';
+import { MigrationProxy } from './migration-proxy.ts';
 import { SmartStop, type SmartStopOptions, type StopDecision } from './smart-stop.ts';
 
 /** Where a cluster's VMs run: the node namespace and its address on the site LAN. */
@@ -37,88 +42,17 @@ export interface SiteNode {
   nodeIp: string;
 }
 
-/** The memory stream's path for one migration: what the target QEMU listens on (inside the target
- *  node namespace) and what the source QEMU connects to (inside the source node namespace). */
-export interface StreamPath {
-  incomingUri: string;
-  uri: string;
-  /** A label the path's accounting knows the migration by (e.g. the relay session label). */
-  label?: string;
-  /** The disks' path (diskTransport 'nbd'): where the target's NBD server listens (inside the target
-   *  node namespace) and what the source's mirrors connect to (inside the source node namespace). */
-  disk: { listen: HostPort; connect: HostPort; label?: string };
-  release(): void;
-}
-
-export interface StreamRoute {
-  acquire(job: MigrationJob, target: SiteNode): StreamPath;
-}
-
-/** KubeVirt's ports, 49152 for memory and 49153 for disks (NBD), for slot 0; slot i's pair is
- *  memory 49152+2i and disks 49153+2i (all VMs of a stand-in site share one node address). */
-const slotDiskPort = (i: number, base = 49152): number => base + 2 * i + 1;
-
-/** Straight across the WAN: the source connects to the target node's address. */
-export function directRoute(basePort = 49152, slots = 16): StreamRoute {
-  const used = new Set<number>();
-  return {
-    acquire(_job, target) {
-      let i = 0;
-      while (used.has(i)) i++;
-      if (i >= slots) throw new Error('direct route: no free migration port');
-      used.add(i);
-      const port = basePort + 2 * i;
-      const disk = { host: target.nodeIp, port: slotDiskPort(i, basePort) };
-      return { incomingUri: `tcp:0.0.0.0:${port}`, uri: `tcp:${target.nodeIp}:${port}`, disk: { listen: disk, connect: disk }, release: () => used.delete(i) };
-    },
-  };
-}
-
-/**
- * Through a relay pair: slot i is the sender's listeners 127.0.0.1:(sendBase+2i)/mem<i> (memory)
- * and 127.0.0.1:(sendBase+2i+1)/disk<i> (NBD) in the source node namespace, and the receiver's
- * targets mem<i>=127.0.0.1:(recvBase+i) and disk<i>=<target node IP>:(49153+2i) in the target
- * node namespace (the same disk port as directRoute's: the target's NBD server).
- */
-export function relayRoute(slots: number, sendBase = 49152, recvBase = 49252): StreamRoute {
-  const used = new Set<number>();
-  return {
-    acquire(_job, target) {
-      let i = 0;
-      while (used.has(i)) i++;
-      if (i >= slots) throw new Error(`relay route: all ${slots} relay slots busy`);
-      used.add(i);
-      return {
-        incomingUri: `tcp:127.0.0.1:${recvBase + i}`, uri: `tcp:127.0.0.1:${sendBase + 2 * i}`, label: `mem${i}`,
-        disk: { listen: { host: target.nodeIp, port: slotDiskPort(i) }, connect: { host: '127.0.0.1', port: sendBase + 2 * i + 1 }, label: `disk${i}` },
-        release: () => used.delete(i),
-      };
-    },
-  };
-}
-
-/** The relay's listener and target flags for `slots` concurrent migrations (matches relayRoute).
- *  With diskHost (the receiver site's node IP) also the NBD disk slots. */
-export function relaySlotFlags(slots: number, sendBase = 49152, recvBase = 49252, diskHost?: string): { send: string[]; receive: string[] } {
-  const send: string[] = [];
-  const receive: string[] = [];
-  for (let i = 0; i < slots; i++) {
-    send.push('--listen', `127.0.0.1:${sendBase + 2 * i}/mem${i}`);
-    receive.push('--target', `mem${i}=127.0.0.1:${recvBase + i}`);
-    if (diskHost) {
-      send.push('--listen', `127.0.0.1:${sendBase + 2 * i + 1}/disk${i}@nbd`);
-      receive.push('--target', `disk${i}=${diskHost}:${slotDiskPort(i)}`);
-    }
-  }
-  return { send, receive };
-}
+/** Node ports of virt-handler's migration proxies: the kernel picks them in KubeVirt; here each
+ *  node counts up from this base (a node's namespace holds only the stand-in's listeners). */
+const PROXY_PORT_BASE = 40_000;
+/** Loopback ports behind a TLS proxy (QEMU's own listeners and the source's local entry). */
+const LOCAL_PORT_BASE = 50_000;
 
 export interface QemuDriverOptions {
   /** Work directory for QMP sockets, serial logs and disk files (created and removed by the caller). */
   workDir: string;
   /** Node namespace per cluster name. */
   sites: Record<string, SiteNode>;
-  route: StreamRoute;
   /** Size of each disk file (default 16 MiB). */
   diskMiB?: number;
   /** The file behind a VMI disk when its volume is a claim the node stand-in provides (the PVC's
@@ -149,7 +83,6 @@ export type DiskTransport = 'block' | 'nbd';
 
 export interface MigrationRecord {
   migrationID: string;
-  label?: string;
   /** Guest memory of the migrating VM. */
   memoryBytes: number;
   result?: MigrationResult;
@@ -163,7 +96,10 @@ export interface MigrationRecord {
   memoryCheck?: MemoryCheck;
   memoryCheckMs?: number;
   /** diskTransport 'nbd': the disk mirrors' figures. */
-  diskMirror?: MirrorFigures & { label?: string };
+  diskMirror?: MirrorFigures;
+  /** Where the source connected (the target's published node address and ports) and whether
+   *  each side's virt-handler used TLS. */
+  path?: { address: string; memoryPort: number; diskPort: number; tls: { source: boolean; target: boolean } };
   /** Set once both ends were paused at switch-over: from then on only the source holds good state. */
   switchedOver?: boolean;
   /** Host ms of the last source and first target heartbeat around the switch-over. */
@@ -230,8 +166,8 @@ export class QemuDriver implements VmiDriver {
   private readonly memory = new Map<string, number>();
   readonly migrations = new Map<string, MigrationRecord>();
   private readonly o: QemuDriverOptions;
-  /** The sites' migration proxy configuration; may be switched between migrations. */
-  route: StreamRoute;
+  private readonly proxyPorts = new Map<string, number>();
+  private localPorts = 0;
   stopRule: 'qemu' | 'smart';
   /** QEMU migration knobs for the next migrations (KubeVirt's migration configuration). */
   tuning: MigrationTuning;
@@ -239,7 +175,6 @@ export class QemuDriver implements VmiDriver {
 
   constructor(o: QemuDriverOptions) {
     this.o = o;
-    this.route = o.route;
     this.stopRule = o.stopRule ?? 'qemu';
     this.tuning = o.tuning ?? {};
   }
@@ -297,6 +232,15 @@ export class QemuDriver implements VmiDriver {
     return this.boot(vmi, false, signal);
   }
 
+  /** The target node's virt-handler opens its migration proxy ports (memory, disks) for this
+   *  migration; the receiver QEMU (or the TLS proxy in front of it) will listen on them. */
+  async listenForMigration(vmi: VmiInstance): Promise<MigrationEndpoint> {
+    const node = this.site(vmi.cluster);
+    const next = this.proxyPorts.get(node.netns) ?? PROXY_PORT_BASE;
+    this.proxyPorts.set(node.netns, next + 2);
+    return { address: node.nodeIp, ports: { [String(next)]: LIBVIRT_MEMORY_PORT, [String(next + 1)]: LIBVIRT_BLOCK_PORT } };
+  }
+
   prepareReceiver(vmi: VmiInstance, _migrationID: string, signal: AbortSignal): Promise<void> {
     return this.boot(vmi, true, signal);
   }
@@ -324,12 +268,12 @@ export class QemuDriver implements VmiDriver {
     const dst = this.guest(job.target);
     if (!src) throw new Error(`qemu driver: source VMI ${key(job.source)} has no QEMU`);
     if (!dst) throw new Error(`qemu driver: receiver VMI ${key(job.target)} has no QEMU`);
-    const path = this.route.acquire(job, this.site(job.target.cluster));
-    const rec: MigrationRecord = { migrationID: job.migrationID, label: path.label, memoryBytes: this.memory.get(key(job.source)) ?? 0 };
+    const rec: MigrationRecord = { migrationID: job.migrationID, memoryBytes: this.memory.get(key(job.source)) ?? 0 };
     this.migrations.set(job.migrationID, rec);
     const diskIds = (this.disks.get(key(job.source)) ?? []).map((_, i) => `disk${i}`);
     const transport = this.diskTransport;
     const mirrors = diskIds.length && transport === 'nbd' ? new DiskMirrors(src.qmp, diskIds) : undefined;
+    const proxy = new MigrationProxy();
     const timeoutMs = this.o.migrationTimeoutMs ?? 600_000;
     // Cancel = KubeVirt aborting the migration: the source QEMU stops sending and keeps running.
     const smart = this.stopRule === 'smart' ? new SmartStop(this.o.smartStop) : undefined;
@@ -337,10 +281,11 @@ export class QemuDriver implements VmiDriver {
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal.aborted) throw signal.reason;
+      const path = await this.connections(job, rec, proxy, !!mirrors);
       if (mirrors) {
         // KubeVirt's order: the target exports its disks, the source mirrors them until every
         // mirror is ready, and only then does the memory migration start.
-        rec.diskMirror = { label: path.disk.label };
+        rec.diskMirror = {};
         await exportDisks(dst.qmp, path.disk.listen, diskIds);
         await mirrors.start(path.disk.connect);
         await mirrors.waitReady(signal, timeoutMs);
@@ -382,6 +327,7 @@ export class QemuDriver implements VmiDriver {
       if (last && first && first.n <= last.n) throw new Error(`guest heartbeat went backwards across the migration (${last.n} -> ${first.n})`);
     } catch (e) {
       rec.error = e instanceof Error ? e.message : String(e);
+      if (proxy.log && /error|fail|refused|verify/i.test(proxy.log)) rec.error += ` (migration proxy: ${proxy.log.split('\n').filter((l) => / E /.test(l)).slice(-2).join('; ')})`;
       // Mirrors still running are cancelled first: the source keeps running and its disks are its own.
       if (mirrors) await mirrors.cancel().catch(() => undefined);
       // The receiver is useless now. A failed or cancelled pre-copy leaves the source running;
@@ -392,8 +338,45 @@ export class QemuDriver implements VmiDriver {
       throw e;
     } finally {
       signal.removeEventListener('abort', onAbort);
-      path.release();
+      proxy.stop();
     }
+  }
+
+  private localPort(): number {
+    return LOCAL_PORT_BASE + (this.localPorts++ % 10_000);
+  }
+
+  /**
+   * The connections of one migration: the target listens on its published node ports (QEMU
+   * itself, or virt-handler's TLS proxy in front of a loopback QEMU listener), and the source dials
+   * the address and ports from its VMI (QEMU itself, or through its virt-handler's TLS proxy).
+   */
+  private async connections(job: MigrationJob, rec: MigrationRecord, proxy: MigrationProxy, disks: boolean): Promise<{ incomingUri: string; uri: string; disk: { listen: HostPort; connect: HostPort } }> {
+    const target = this.site(job.target.cluster);
+    const source = this.site(job.source.cluster);
+    const address = job.endpoint.address;
+    const memoryPort = nodePortFor(job.endpoint, LIBVIRT_MEMORY_PORT);
+    const diskPort = nodePortFor(job.endpoint, LIBVIRT_BLOCK_PORT);
+    rec.path = { address, memoryPort, diskPort, tls: { source: !!job.tls.source, target: !!job.tls.target } };
+    let incomingUri = `tcp:0.0.0.0:${memoryPort}`;
+    let diskListen: HostPort = { host: target.nodeIp, port: diskPort };
+    if (job.tls.target) {
+      const [m, d] = [this.localPort(), this.localPort()];
+      await proxy.target(target.netns, { host: target.nodeIp, port: memoryPort }, { host: '127.0.0.1', port: m }, job.tls.target, this.o.workDir);
+      if (disks) await proxy.target(target.netns, { host: target.nodeIp, port: diskPort }, { host: '127.0.0.1', port: d }, job.tls.target, this.o.workDir);
+      incomingUri = `tcp:127.0.0.1:${m}`;
+      diskListen = { host: '127.0.0.1', port: d };
+    }
+    let uri = `tcp:${address}:${memoryPort}`;
+    let diskConnect: HostPort = { host: address, port: diskPort };
+    if (job.tls.source) {
+      const [m, d] = [this.localPort(), this.localPort()];
+      await proxy.source(source.netns, { host: '127.0.0.1', port: m }, { host: address, port: memoryPort }, job.tls.source, this.o.workDir);
+      if (disks) await proxy.source(source.netns, { host: '127.0.0.1', port: d }, { host: address, port: diskPort }, job.tls.source, this.o.workDir);
+      uri = `tcp:127.0.0.1:${m}`;
+      diskConnect = { host: '127.0.0.1', port: d };
+    }
+    return { incomingUri, uri, disk: { listen: diskListen, connect: diskConnect } };
   }
 
   /** The transport for disks that are not pre-copied (option, else CLOUDNET_DISK_TRANSPORT, else nbd). */

@@ -55,8 +55,8 @@ export class SmartStop {
     let progress = 0;
     for (let i = sets.length - this.window; i < sets.length; i++) if (sets[i] <= sets[i - 1] * (1 - this.minGain)) progress++;
     if (progress > 0) return undefined;
-    // Throughput into the stream (QEMU's ram.mbps, megabits/s); through the relay this is the
-    // effective rate after its reduction, which is what the final copy will see.
+    // Throughput into the stream (QEMU's ram.mbps, megabits/s): whatever reduces the stream on the
+    // path shows here as a higher rate, which is what the final copy will see.
     const bytesPerMs = (s.mbps * 1e6) / 8 / 1000;
     if (!(bytesPerMs > 0)) return undefined;
     const downtimeLimitMs = Math.ceil((s.remaining / bytesPerMs) * this.margin);

@@ -28,8 +28,9 @@ import type {
 import type { KubeClient } from '../../src/kube/client.ts';
 import { isAlreadyExists, isNotFound, type KubeObject } from '../../src/kube/rest.ts';
 import { Res } from '../../src/api/resources.ts';
-import { FakeDriver, type Injection, type VmiDriver, type VmiRef } from './driver.ts';
-import { selfSignedCA } from './ca.ts';
+import { FakeDriver, type Injection, type MigrationEndpoint, type VmiDriver, type VmiRef } from './driver.ts';
+import { issueCert, newCA, type KeyPair } from './ca.ts';
+import type { NodeTls } from './migration-proxy.ts';
 
 export const ANNOTATIONS = {
   /** "false": the VMI reports LiveMigratable=False. */
@@ -72,6 +73,11 @@ interface MigrationRecord {
   failureReason?: string;
   /** The receiver's driver listens (QEMU -incoming): the sender may pass PreparingTarget. */
   receiverReady: boolean;
+  /** The target's migration proxy (published on the receiver VMI), and when its domain was ready. */
+  endpoint?: MigrationEndpoint;
+  /** The target node's TLS material when the target side's migration TLS is on. */
+  targetTls?: NodeTls;
+  domainReadyAt?: string;
   receiver?: { cluster: string; namespace: string; vmim: string; vmi: string; address: string };
   sender?: { cluster: string; namespace: string; vmim: string; vmi: string; connectURL: string; inject: Injection };
   job?: AbortController;
@@ -114,6 +120,18 @@ export interface StandInOptions {
   featureGates?: string[];
   /** status.observedKubeVirtVersion of the published KubeVirt CR. Default v1.7.0. */
   version?: string;
+  /** spec.configuration.migrations of the published KubeVirt CR (e.g. { disableTLS: true }). */
+  migrations?: { disableTLS?: boolean };
+  /** Name of the node the VMs of this cluster run on (VMI status.nodeName). */
+  nodeName?: string;
+  /** That node's migration address (its certificate is issued for it). Default 127.0.0.1. */
+  nodeAddress?: string;
+  /**
+   * How this cluster's synchronization controller reaches a peer's (`connectURL`): resolves when
+   * a TCP connection to it opens from where the controller runs, rejects with the dial error.
+   * Default: not dialled (the pair meets through the SyncHub alone).
+   */
+  syncDial?(address: string, signal: AbortSignal): Promise<void>;
 }
 
 const terminal = (p: string | undefined) => p === 'Succeeded' || p === 'Failed';
@@ -150,6 +168,12 @@ export class KubeVirtStandIn {
   private readonly driver: VmiDriver;
   private readonly featureGates: string[];
   private readonly version: string;
+  private readonly migrations: { disableTLS?: boolean } | undefined;
+  readonly nodeName: string;
+  readonly nodeAddress: string;
+  private readonly syncDial: StandInOptions['syncDial'];
+  private ca: KeyPair | undefined;
+  private nodeCert: KeyPair | undefined;
   private readonly abort = new AbortController();
   private readonly lastChange = new Map<string, number>();
   private readonly starting = new Set<string>();
@@ -180,9 +204,13 @@ export class KubeVirtStandIn {
     this.ns = o.kubevirtNamespace ?? 'kubevirt';
     this.delay = o.phaseDelayMs ?? 30;
     this.tickMs = o.tickMs ?? 40;
-    this.driver = o.driver ?? new FakeDriver(this.delay);
+    this.driver = o.driver ?? new FakeDriver({ delayMs: this.delay, ...(o.nodeAddress ? { nodeAddress: o.nodeAddress } : {}) });
     this.featureGates = o.featureGates ?? ['DecentralizedLiveMigration'];
     this.version = o.version ?? 'v1.7.0';
+    this.migrations = o.migrations;
+    this.nodeName = o.nodeName ?? `${o.client.clusterName}-node`;
+    this.nodeAddress = o.nodeAddress ?? '127.0.0.1';
+    this.syncDial = o.syncDial;
   }
 
   get cluster(): string {
@@ -204,11 +232,18 @@ export class KubeVirtStandIn {
   private async install(): Promise<void> {
     const c = this.client;
     await this.createIfMissing(Res.namespace, { metadata: { name: this.ns } });
-    await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-ca', namespace: this.ns }, data: { 'ca-bundle': selfSignedCA(`kubevirt.io@${this.cluster}`) } });
+    // virt-operator keeps the CA in the Secret kubevirt-ca and publishes its certificate in the
+    // ConfigMap kubevirt-ca; a stand-in restarted on the same cluster takes the CA it finds.
+    const fresh = newCA(`kubevirt.io@${this.cluster}`);
+    await this.createIfMissing(Res.secret, { metadata: { name: 'kubevirt-ca', namespace: this.ns }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': fresh.cert, 'tls.key': fresh.key } } as KubeObject);
+    const sec = await c.get<KubeObject & { data?: Record<string, string> }>(Res.secret, this.ns, 'kubevirt-ca');
+    const b64 = (k: string) => Buffer.from(sec.data?.[k] ?? '', 'base64').toString('utf8');
+    this.ca = { cert: b64('tls.crt'), key: b64('tls.key') };
+    await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-ca', namespace: this.ns }, data: { 'ca-bundle': this.ca.cert } });
     await this.createIfMissing(Res.configMap, { metadata: { name: 'kubevirt-external-ca', namespace: this.ns }, data: { 'ca-bundle': '' } });
     await this.createIfMissing(Res.kubevirt, {
       metadata: { name: 'kubevirt', namespace: this.ns },
-      spec: { configuration: { developerConfiguration: { featureGates: this.featureGates } } },
+      spec: { configuration: { developerConfiguration: { featureGates: this.featureGates }, ...(this.migrations ? { migrations: this.migrations } : {}) } },
     });
     await c.patchStatus(Res.kubevirt, this.ns, 'kubevirt', {
       phase: 'Deployed', observedKubeVirtVersion: `${this.version}-standin`, synchronizationAddresses: [this.syncAddress],
@@ -344,7 +379,7 @@ export class KubeVirtStandIn {
       const live = vm.metadata?.annotations?.[ANNOTATIONS.liveMigratable] !== 'false';
       void this.driver.start({ ...this.ref(vmi), spec: vmi.spec }, signal).then(
         () => c.patchStatus(Res.vmi, ns, name, {
-          phase: 'Running', nodeName: `${this.cluster}-node`,
+          phase: 'Running', nodeName: this.nodeName,
           conditions: [
             { type: 'Ready', status: 'True' },
             live ? { type: 'LiveMigratable', status: 'True' } : { type: 'LiveMigratable', status: 'False', reason: 'DisksNotLiveMigratable', message: 'stand-in: marked not live-migratable by annotation' },
@@ -428,6 +463,21 @@ export class KubeVirtStandIn {
     else if (m.spec.sendTo) await this.syncSender(m, vmi, vmBy.get(`${ns}/${vmiName}`));
   }
 
+  /** This node's migration TLS material: its certificate (signed by the cluster's CA) and the
+   *  kubevirt-ca bundle as it is now (the peer cluster's CA is there only if someone imported it). */
+  async nodeTls(signal?: AbortSignal): Promise<NodeTls> {
+    if (!this.ca) throw new Error('stand-in not installed');
+    this.nodeCert ??= issueCert(this.ca, `virt-handler@${this.nodeName}`, [this.nodeAddress]);
+    const bundle = await this.client.get<DataObj>(Res.configMap, this.ns, 'kubevirt-ca', signal);
+    return { ...this.nodeCert, trust: bundle.data?.['ca-bundle'] ?? '' };
+  }
+
+  /** virt-handler's migration TLS: on unless the KubeVirt CR sets migrations.disableTLS (read each time, as virt-config does). */
+  async migrationTLS(signal?: AbortSignal): Promise<boolean> {
+    const kv = await this.client.get<KubeObject & { spec?: { configuration?: { migrations?: { disableTLS?: boolean } } } }>(Res.kubevirt, this.ns, 'kubevirt', signal);
+    return kv.spec?.configuration?.migrations?.disableTLS !== true;
+  }
+
   private async removeSyncFinalizer(m: VMIM): Promise<void> {
     try {
       await this.client.removeFinalizer(Res.vmim, m, KV.syncFinalizer);
@@ -458,12 +508,19 @@ export class KubeVirtStandIn {
       return;
     }
     if (vmi && !r.receiverReady && r.step >= AFTER_SYNC.indexOf('Scheduling')) this.prepareReceiver(r, vmi, id);
+    // virt-handler publishes its migration proxy on the receiver VMI, then when the domain is ready.
+    if (vmi && r.endpoint && !r.outcome) {
+      await this.patchVmi(vmi, { migrationState: {
+        ...vmi.status?.migrationState, migrationUid: id, targetNode: this.nodeName, targetNodeAddress: r.endpoint.address,
+        targetDirectMigrationNodePorts: r.endpoint.ports, ...(r.domainReadyAt ? { targetNodeDomainDetected: true, targetNodeDomainReadyTimestamp: r.domainReadyAt } : {}),
+      } });
+    }
     if (r.outcome === 'Succeeded') {
       if (this.holdCompletion || !vmi) return;
       await this.patchVmi(vmi, {
-        phase: 'Running', nodeName: `${this.cluster}-node`,
+        phase: 'Running', nodeName: this.nodeName,
         conditions: [{ type: 'Ready', status: 'True' }, { type: 'LiveMigratable', status: 'True' }, { type: 'StorageLiveMigratable', status: 'True' }],
-        migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), targetNode: `${this.cluster}-node` },
+        migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), targetNode: this.nodeName },
       });
       // vm.go, RunStrategyWaitAsReceiver: the run strategy comes back from the annotation, which stays.
       const restore = vm?.metadata?.annotations?.[KV.restoreRunStrategy];
@@ -481,13 +538,25 @@ export class KubeVirtStandIn {
     await this.setVmimStatus(m, phase, { ...addresses, conditions: [] });
   }
 
-  /** Starts the receiver's guest (QEMU -incoming in a real driver) once its pod would exist. */
+  /**
+   * Once the receiver's pod would exist: virt-handler on its node starts the migration proxy (its
+   * address and ports are published on the receiver VMI next tick), then the domain (QEMU
+   * -incoming in a real driver); when that listens, the domain is ready.
+   */
   private prepareReceiver(r: MigrationRecord, vmi: VMI, id: string): void {
     const vk = vmi.metadata?.uid ?? key(vmi);
     if (this.preparing.has(vk)) return;
     this.preparing.add(vk);
-    void this.driver.prepareReceiver({ ...this.ref(vmi), spec: vmi.spec }, id, this.abort.signal)
-      .then(() => { r.receiverReady = true; }, (e: unknown) => { this.errors++; this.hub.fail(r, `receiver could not be prepared: ${e instanceof Error ? e.message : String(e)}`); })
+    const inst = { ...this.ref(vmi), spec: vmi.spec };
+    void (async () => {
+      if (!r.endpoint) {
+        if (await this.migrationTLS(this.abort.signal)) r.targetTls = await this.nodeTls(this.abort.signal);
+        r.endpoint = await this.driver.listenForMigration(inst, id);
+      }
+      await this.driver.prepareReceiver(inst, id, this.abort.signal);
+      r.domainReadyAt = new Date().toISOString();
+      r.receiverReady = true;
+    })().catch((e: unknown) => { this.errors++; this.hub.fail(r, `receiver could not be prepared: ${e instanceof Error ? e.message : String(e)}`); })
       .finally(() => this.preparing.delete(vk));
   }
 
@@ -510,7 +579,7 @@ export class KubeVirtStandIn {
       if (vmi) {
         await this.patchVmi(vmi, {
           phase: 'Succeeded',
-          migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), sourceNode: `${this.cluster}-node` },
+          migrationState: { completed: true, migrationUid: id, endTimestamp: new Date().toISOString(), sourceNode: this.nodeName },
         });
         await this.driver.stop(this.ref(vmi));
       }
@@ -526,9 +595,17 @@ export class KubeVirtStandIn {
     if (inject.failAt === next) { this.hub.fail(r, `stand-in: injected failure at ${next}`); return; }
     // TargetReady means the target listens: wait for the receiver's driver.
     if (next === 'TargetReady' && !r.receiverReady) return;
+    // The synchronization controller hands the target's migrationState to the source VMI: the
+    // source virt-handler dials what it finds there.
+    if (next === 'TargetReady' && vmi && r.endpoint) {
+      await this.patchVmi(vmi, { migrationState: {
+        ...vmi.status?.migrationState, migrationUid: id, sourceNode: this.nodeName, targetNodeAddress: r.endpoint.address,
+        targetDirectMigrationNodePorts: r.endpoint.ports, targetNodeDomainDetected: true, ...(r.domainReadyAt ? { targetNodeDomainReadyTimestamp: r.domainReadyAt } : {}),
+      } });
+    }
     r.step = idx + 1;
     if (next === 'Running') this.startTransfer(m, r, send.connectURL, inject);
-    await this.setVmimStatus(m, next, { ...addresses, ...(next === 'Running' ? { migrationState: { startTimestamp: new Date().toISOString(), sourceNode: `${this.cluster}-node`, migrationUid: id } } : {}) });
+    await this.setVmimStatus(m, next, { ...addresses, ...(next === 'Running' ? { migrationState: { startTimestamp: new Date().toISOString(), sourceNode: this.nodeName, migrationUid: id } } : {}) });
   }
 
   /** Synchronizing: the sender's sync controller dials connectURL and meets the receiver. */
@@ -545,6 +622,11 @@ export class KubeVirtStandIn {
       return;
     }
     if (!r.receiver) { await setBlocked(undefined); return; } // the target buffers until its VMIM exists
+    if (this.syncDial) {
+      // The sync controllers talk over the network: an unreachable peer blocks the pair here.
+      const err = await this.syncDial(connectURL, AbortSignal.timeout(5000)).then(() => undefined, (e: unknown) => (e instanceof Error ? e.message : String(e)));
+      if (err !== undefined) { await setBlocked(`rpc error: code = Unavailable desc = connection error: dial tcp ${connectURL}: ${err}`); return; }
+    }
     if (inject.hangAt && PAIRING_PHASES.has(inject.hangAt)) { await setBlocked(undefined); return; }
     if (inject.failAt && PAIRING_PHASES.has(inject.failAt)) { this.hub.fail(r, `stand-in: injected failure at ${inject.failAt}`); return; }
     r.step = 0;
@@ -553,20 +635,32 @@ export class KubeVirtStandIn {
     await this.setVmimStatus(m, AFTER_SYNC[0], { ...addresses, conditions: [] });
   }
 
+  /** The source virt-handler's side: it reads the target's address and ports from its own VMI and
+   *  its TLS setting from the KubeVirt CR, and migrates there. */
   private startTransfer(m: VMIM, r: MigrationRecord, connectURL: string, inject: Injection): void {
     if (r.job || !r.receiver) return;
     const job = new AbortController();
     r.job = job;
     const rec = r.receiver;
-    void this.driver.migrate({
-      migrationID: r.migrationID, connectURL, inject,
-      source: { cluster: this.cluster, namespace: m.metadata?.namespace ?? '', name: m.spec.vmiName ?? '' },
-      target: { cluster: rec.cluster, namespace: rec.namespace, name: rec.vmi },
-    }, job.signal).then(() => {
+    const ns = m.metadata?.namespace ?? '';
+    void (async () => {
+      const vmi = await this.client.get<VMI>(Res.vmi, ns, m.spec.vmiName ?? '', job.signal);
+      const ms = vmi.status?.migrationState;
+      if (!ms?.targetNodeAddress || !ms.targetDirectMigrationNodePorts) throw new Error(`source VMI ${ns}/${m.spec.vmiName} has no target address in status.migrationState`);
+      await this.driver.migrate({
+        migrationID: r.migrationID, connectURL, inject,
+        tls: { ...((await this.migrationTLS(job.signal)) ? { source: await this.nodeTls(job.signal) } : {}), ...(r.targetTls ? { target: r.targetTls } : {}) },
+        endpoint: { address: ms.targetNodeAddress, ports: ms.targetDirectMigrationNodePorts },
+        source: { cluster: this.cluster, namespace: ns, name: m.spec.vmiName ?? '' },
+        target: { cluster: rec.cluster, namespace: rec.namespace, name: rec.vmi },
+      }, job.signal);
+    })().then(() => {
       if (!r.outcome) { r.outcome = 'Succeeded'; r.since = Date.now(); }
     }, (e: unknown) => this.hub.fail(r, e instanceof Error ? e.message : String(e)));
   }
 }
+
+export type { MigrationEndpoint };
 
 function parsePEM(text: string): X509Certificate[] {
   const out: X509Certificate[] = [];

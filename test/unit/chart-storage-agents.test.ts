@@ -22,7 +22,7 @@ test('off by default: no agent image, no Pod rights', () => {
 test('on: the operator\'s own image for the agents, Pod rights cluster-wide or per vmDataNamespace', () => {
   const docs = render('storageAgents.enabled=true', 'storageAgents.relaySeedAddr=site-b=198.51.100.2:7401', 'image.tag=1.2.3');
   const e = env(docs);
-  assert.equal(e.CLOUDNET_AGENT_IMAGE, 'cloudnet/operator:1.2.3');
+  assert.equal(e.CLOUDNET_AGENT_IMAGE, 'ghcr.io/cloudnet-io/cloudnet:1.2.3');
   assert.equal(e.CLOUDNET_RELAY_SEED_ADDR, 'site-b=198.51.100.2:7401');
   assert.equal(parseSeedAddrSetting(e.CLOUDNET_RELAY_SEED_ADDR!)('site-b'), '198.51.100.2:7401');
   assert.deepEqual(podRights(docs, 'ClusterRole'), ['*:get,list,create,delete']);

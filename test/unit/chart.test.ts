@@ -9,14 +9,15 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import yaml from 'js-yaml';
 import { PEER_CLUSTER_PERMISSIONS } from '../../src/api/peer-permissions.ts';
-import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
-import { parseRelayStatsSetting } from '../../src/operator/relay-client/progress-config.ts';
+import { cachedTool, chartDir, helmTemplate, KUBE_VERSION, OPERATOR_ONLY, renderAll, repoRoot, runHelm } from '../../hack/packaging.ts';
+import { parseRelayApiSetting } from '../../src/operator/relay-client/relay-config.ts';
 import { parseOperatorArgs } from '../../src/operator/main.ts';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 interface K8sObject { apiVersion: string; kind: string; metadata: Meta; [k: string]: unknown }
 interface PolicyRule { apiGroups?: string[]; resources?: string[]; verbs: string[]; resourceNames?: string[]; nonResourceURLs?: string[] }
 interface Container {
+  name: string;
   image: string;
   args: string[];
   env: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
@@ -34,7 +35,12 @@ interface Deployment extends K8sObject {
 function parse(out: string): K8sObject[] {
   return yaml.loadAll(out).filter((d): d is K8sObject => typeof d === 'object' && d !== null);
 }
+/** The operator alone (most cases look at it); data-plane cases switch the gateway back on. */
 function render(...set: string[]): K8sObject[] {
+  return parse(helmTemplate('t', 'cloudnet-system', [...OPERATOR_ONLY, ...set]));
+}
+/** With the chart's defaults: operator and site data plane. */
+function renderDefaults(...set: string[]): K8sObject[] {
   return parse(helmTemplate('t', 'cloudnet-system', set));
 }
 function only<T extends K8sObject>(docs: K8sObject[], kind: string, name?: string): T {
@@ -97,7 +103,7 @@ describe('charts/cloudnet', () => {
     assert.equal(chart.appVersion, pkg.version);
   });
 
-  it('renders the expected objects by default', () => {
+  it('renders the operator alone with the gateway off', () => {
     const kinds = render().map((d) => `${d.kind}/${d.metadata.name}`).sort();
     assert.deepEqual(kinds, [
       'ClusterRole/t-cloudnet', 'ClusterRole/t-cloudnet-editor', 'ClusterRole/t-cloudnet-metrics-auth', 'ClusterRole/t-cloudnet-metrics-reader',
@@ -215,7 +221,7 @@ describe('charts/cloudnet', () => {
     assert.equal(render().filter((d) => d.metadata.name.includes('-peer')).length, 0, 'off by default');
     const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}', 'rbac.peer.extraSubjects[0].kind=User',
       'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
-      'gateway.enabled=true', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
+      'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
     assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
       'cdi.kubevirt.io/datavolumes': 'create,delete,get,list,watch', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
@@ -319,11 +325,11 @@ describe('charts/cloudnet', () => {
     assert.equal(sm.spec.endpoints[0].port, 'metrics');
     const digest = `sha256:${'a'.repeat(64)}`;
     const pinned = only<Deployment>(render(`image.digest=${digest}`), 'Deployment').spec.template.spec.containers[0];
-    assert.equal(pinned.image, `cloudnet/operator@${digest}`);
+    assert.equal(pinned.image, `ghcr.io/cloudnet-io/cloudnet@${digest}`);
   });
 
   it('renders one locked-down host-network gateway per peer when gateway.enabled', () => {
-    const docs = render('gateway.enabled=true', 'gateway.site=site-a',
+    const docs = render('gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false',
       'gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24', 'gateway.peers[0].networks={192.0.2.0/24}',
       'gateway.peers[1].site=site-c', 'gateway.peers[1].interface=cn-c', 'gateway.peers[1].tunnelAddress=198.18.11.1/24', 'gateway.peers[1].listenPort=51821');
     const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
@@ -331,7 +337,7 @@ describe('charts/cloudnet', () => {
     const [b] = gws;
     const c = b.spec.template.spec.containers[0];
     assert.deepEqual(c.args, ['gateway', '--kube', '--site=site-a', '--peer-site=site-b', '--interface=cn-b', '--tunnel-address=198.18.10.1/24',
-      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--network=192.0.2.0/24']);
+      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--node-address=$(NODE_IP)', '--network=192.0.2.0/24']);
     assert.equal(b.spec.template.spec.hostNetwork, true);
     assert.equal(b.spec.template.spec.serviceAccountName, 't-cloudnet-gateway');
     assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
@@ -357,14 +363,73 @@ describe('charts/cloudnet', () => {
     assert.equal(render().filter((d) => d.metadata.name.includes('gateway')).length, 0, 'no gateway by default');
   });
 
-  it('passes operator.relayStatsURL to the operator as CLOUDNET_RELAY_STATS_URL', () => {
-    const env = (...set: string[]) => only<Deployment>(render(...set), 'Deployment').spec.template.spec.containers[0].env;
-    assert.equal(env().find((e) => e.name === 'CLOUDNET_RELAY_STATS_URL'), undefined, 'no relay reader by default');
-    for (const url of ['http://relay-send.cloudnet-system:9410', 'site-b=http://10.0.0.7:9410']) {
-      const value = env(`operator.relayStatsURL=${url}`).find((e) => e.name === 'CLOUDNET_RELAY_STATS_URL')?.value;
-      assert.equal(value, url);
-      assert.ok(parseRelayStatsSetting(value), 'the operator accepts what the chart passes');
+  it('with defaults renders the site data plane: gateway with the relay pair, route agent; no peer identity', () => {
+    const docs = renderDefaults();
+    type Pod = { hostNetwork?: boolean; containers: Container[]; affinity?: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: { matchExpressions: { key: string; operator: string; values: string[] }[] }[] } } }; nodeSelector?: Record<string, string> };
+    const gw = only<K8sObject & { spec: { template: { spec: Pod } } }>(docs, 'Deployment', 't-cloudnet-gateway-site-b');
+    const pod = gw.spec.template.spec;
+    assert.equal(pod.hostNetwork, true);
+    assert.deepEqual(pod.nodeSelector, { 'cloudnet.io/gateway': 'true' });
+    assert.deepEqual(pod.containers.map((c) => c.name), ['gateway', 'relay-send', 'relay-receive']);
+    const [, send, receive] = pod.containers;
+    for (const c of pod.containers) assert.match(c.image, /^ghcr\.io\/cloudnet-io\/cloudnet-gateway:/);
+    assert.deepEqual(send.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'the sender owns its nftables table');
+    assert.ok(send.args.includes('--intercept=nft:cloudnet_site_b') && send.args.includes('--api=$(POD_IP):9443'), send.args.join(' '));
+    assert.ok(send.args.includes('--peer=198.18.10.2:7400') && send.args.includes('--servername=relay.site-b.cloudnet'));
+    assert.deepEqual(receive.securityContext.capabilities, { drop: ['ALL'] }, 'the receiver needs no privilege');
+    assert.equal(receive.securityContext.runAsNonRoot, true);
+    assert.ok(receive.args.includes('--listen=198.18.10.1:7400') && receive.args.includes('--allow-destination=192.0.2.0/24'), receive.args.join(' '));
+    // The relay's own argument parser accepts what the chart passes (--help stops it there).
+    for (const c of [send, receive]) {
+      const r = spawnSync(process.execPath, [join(repoRoot, 'src', 'cli.ts'), ...c.args, '--help'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0, `cloudnet ${c.args.join(' ')} --help: ${r.stderr}`);
     }
+    const svc = only<K8sObject & { spec: { ports: { port: number; targetPort: number }[]; selector: Record<string, string> } }>(docs, 'Service', 't-cloudnet-relay-site-b');
+    assert.deepEqual(svc.spec.ports.map((p) => [p.port, p.targetPort]), [[443, 9443]]);
+    assert.equal(svc.spec.selector['cloudnet.io/peer-site'], 'site-b');
+    assert.ok(only(docs, 'Secret', 't-cloudnet-relay-api'), 'a generated API token');
+    // The operator: link provider on, relay API from the Service, token and CA mounted.
+    const op = only<Deployment>(docs, 'Deployment', 't-cloudnet').spec.template.spec.containers[0];
+    const env = Object.fromEntries(op.env.map((e) => [e.name, e.value]));
+    assert.equal(env.CLOUDNET_LINK_PROVIDER, 'gateway');
+    assert.equal(env.CLOUDNET_RELAY_API, 'site-b=https://t-cloudnet-relay-site-b.cloudnet-system.svc:443');
+    assert.ok(parseRelayApiSetting(env.CLOUDNET_RELAY_API!));
+    assert.match(op.image, /^ghcr\.io\/cloudnet-io\/cloudnet:/);
+    // Route agent: every node but the gateway nodes, host network, NET_ADMIN only, reads configmaps only.
+    const ds = only<K8sObject & { spec: { template: { spec: Pod } } }>(docs, 'DaemonSet', 't-cloudnet-route-agent');
+    assert.deepEqual(ds.spec.template.spec.affinity?.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions,
+      [{ key: 'cloudnet.io/gateway', operator: 'NotIn', values: ['true'] }]);
+    assert.deepEqual(ds.spec.template.spec.containers[0].args, ['route-agent', '--kube', '--namespace=cloudnet-system', '--interval-ms=5000']);
+    assert.deepEqual(ds.spec.template.spec.containers[0].securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.deepEqual(grants(rules(only(docs, 'Role', 't-cloudnet-route-agent'))), { 'core/configmaps': 'list' });
+    // The peer identity is rbac.peer (off by default: a cluster admin opts in where VMs arrive); no wildcard anywhere.
+    assert.equal(docs.filter((d) => d.metadata.name.startsWith('t-cloudnet-peer')).length, 0, 'rbac.peer is off by default');
+    for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
+      for (const r of rules(d)) for (const v of [...(r.apiGroups ?? []), ...(r.resources ?? []), ...r.verbs]) assert.ok(!v.includes('*'), `${d.metadata.name}: wildcard`);
+    }
+    // cert-manager: a Certificate for the relay's TLS Secret only when its CRD exists.
+    assert.equal(docs.filter((d) => d.kind === 'Certificate').length, 0);
+    const r = runHelm(['template', 't', chartDir, '--namespace', 'cloudnet-system', '--kube-version', KUBE_VERSION, '--api-versions', 'cert-manager.io/v1/Certificate']);
+    assert.equal(r.status, 0, r.stderr);
+    const cert = only<K8sObject & { spec: { secretName: string; dnsNames: string[]; usages: string[] } }>(parse(r.stdout), 'Certificate');
+    assert.equal(cert.spec.secretName, 't-cloudnet-relay-tls');
+    assert.deepEqual(cert.spec.dnsNames, ['relay.site-a.cloudnet', 't-cloudnet-relay-site-b.cloudnet-system.svc']);
+    assert.ok(cert.spec.usages.includes('server auth') && cert.spec.usages.includes('client auth'));
+  });
+
+  it('passes operator.relayAPI and its token Secret to the operator (CLOUDNET_RELAY_API*)', () => {
+    const env = (...set: string[]) => only<Deployment>(render(...set), 'Deployment').spec.template.spec.containers[0].env;
+    assert.equal(env().find((e) => e.name === 'CLOUDNET_RELAY_API'), undefined, 'no relay by default');
+    for (const url of ['https://relay.cloudnet-system:9443', 'site-b=https://10.0.0.7:9443']) {
+      const e = env(`operator.relayAPI=${url}`, 'operator.relayAPISecret=relay-api');
+      const value = e.find((x) => x.name === 'CLOUDNET_RELAY_API')?.value;
+      assert.equal(value, url);
+      assert.ok(parseRelayApiSetting(value!), 'the operator accepts what the chart passes');
+      assert.equal(e.find((x) => x.name === 'CLOUDNET_RELAY_API_TOKEN_FILE')?.value, '/var/run/cloudnet/relay-api/token');
+    }
+    const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', 'operator.relayAPI=https://r:9443']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /relayAPISecret is required/);
   });
 
   it('rejects bad values through values.schema.json', () => {
@@ -385,12 +450,12 @@ describe('charts/cloudnet', () => {
       ['metrics.secure=maybe', /'\/metrics\/secure': got string, want boolean/],
       ['metrics.certSecret=Not A Secret', /'\/metrics\/certSecret'/],
       ['rbac.peer.extraSubjects[0].kind=Robot,rbac.peer.extraSubjects[0].name=x', /'\/rbac\/peer\/extraSubjects\/0\/kind'/],
-      ['gateway.enabled=true', /'\/gateway\/site': minLength/],
+      ['gateway.site=', /'\/gateway\/site': minLength/],
       ['leaderElection.leaseDuration=1m30s', /'\/leaderElection\/leaseDuration'/],
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
       ['operator.kubeAPI.burst=0', /'\/operator\/kubeAPI\/burst'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
-      ['operator.relayStatsURL=relay-send:9410', /'\/operator\/relayStatsURL'/],
+      ['operator.relayAPI=http://relay-send:9410', /'\/operator\/relayAPI'/],
     ];
     for (const [set, why] of cases) {
       const r = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, '--set', set]);
@@ -413,26 +478,35 @@ describe('config/ plain manifests', () => {
     const r = spawnSync(cachedTool('kubectl'), ['kustomize', join(repoRoot, 'config', 'default')], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const got = parse(r.stdout).map((d) => `${d.kind}/${d.metadata.name}`).sort();
-    const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false'])).map((d) => `${d.kind}/${d.metadata.name}`);
+    const chart = parse(helmTemplate('cloudnet', 'cloudnet-system', ['crds.install=false', ...OPERATOR_ONLY])).map((d) => `${d.kind}/${d.metadata.name}`);
     assert.deepEqual(got, [...chart, 'Namespace/cloudnet-system'].sort());
   });
 });
 
-it('rbac.peer grants every permission the Site reconciler checks in a peer (src/api/peer-permissions.ts)', () => {
+it('rbac.peer grants every permission the Site reconciler checks in a peer, where it checks it (src/api/peer-permissions.ts)', () => {
   // The receiving cluster's rights for the peer identity are the peer ClusterRole plus the Roles
   // its RoleBindings name (VM data in the listed namespaces, the KubeVirt CA bundles). A permission
   // added to the checked list without a rule here would make every Site report PeerPermissionsMissing.
+  // rbac.peer is the chart's one mechanism for the peer identity.
   const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}');
+  type Binding = K8sObject & { subjects?: { kind: string; name: string }[]; roleRef: { kind: string; name: string } };
   const peerSubject = (s: { kind: string; name: string }) => s.kind === 'ServiceAccount' && s.name === 't-cloudnet-peer';
-  const bound = new Set(docs.filter((d) => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding')
-    && ((d as K8sObject & { subjects?: { kind: string; name: string }[] }).subjects ?? []).some(peerSubject))
-    .map((d) => `${(d as K8sObject & { roleRef: { kind: string; name: string } }).roleRef.kind}/${(d as K8sObject & { roleRef: { name: string } }).roleRef.name}`));
-  assert.ok(bound.size > 0, 'the peer ServiceAccount is bound to nothing');
-  const granted = docs.filter((d) => (d.kind === 'Role' || d.kind === 'ClusterRole') && bound.has(`${d.kind}/${d.metadata.name}`)).flatMap((d) => rules(d));
+  const bindings = docs.filter((d): d is Binding => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding') && ((d as Binding).subjects ?? []).some(peerSubject));
+  assert.ok(bindings.length > 0, 'the peer ServiceAccount is bound to nothing');
+  // Each granted rule with where it applies: '*' for a ClusterRoleBinding, else the RoleBinding's namespace.
+  const granted = bindings.flatMap((bd) => {
+    const where = bd.kind === 'ClusterRoleBinding' ? '*' : bd.metadata.namespace!;
+    const role = docs.find((d) => d.kind === bd.roleRef.kind && d.metadata.name === bd.roleRef.name
+      && (d.kind === 'ClusterRole' || d.metadata.namespace === bd.metadata.namespace));
+    assert.ok(role, `${bd.kind} ${bd.metadata.name} names a rendered ${bd.roleRef.kind}`);
+    return rules(role).map((r) => ({ where, r }));
+  });
+  const scopeNamespace = { Cluster: '*', KubeVirtNamespace: 'kubevirt', TargetNamespace: 'vms' } as const;
   for (const p of PEER_CLUSTER_PERMISSIONS) {
+    const ns = scopeNamespace[p.scope];
     for (const verb of p.verbs) {
-      assert.ok(granted.some((r) => (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
-        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} (${p.why})`);
+      assert.ok(granted.some(({ where, r }) => (where === '*' || where === ns) && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
+        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in ${ns === '*' ? 'the cluster' : `namespace ${ns}`} (${p.why})`);
     }
   }
 });

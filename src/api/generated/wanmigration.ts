@@ -31,11 +31,6 @@ export interface WanMigrationSpec {
    */
   cutover?: CutoverSpec;
   /**
-   * Largest acceptable stop-and-copy pause, ms.
-   * @default 300
-   */
-  maxDowntimeMs?: number;
-  /**
    * Deadline per step, seconds. KubeVirt can hang (e.g. in WaitingForSync); a passed deadline sets Stalled
    * and, with onDeadline Rollback, rolls back.
    */
@@ -239,8 +234,8 @@ export interface WanMigrationStatus {
   /** Human-readable details of the rollback or failure. */
   failureMessage?: string;
   /**
-   * Hash of the spec fields that cannot change once started (storage, relay, maxDowntimeMs): a change is
-   * reported, not applied.
+   * Hash of the spec fields that cannot change once started (storage, relay): a change is reported, not
+   * applied.
    */
   startedSpecHash?: string;
   /**

@@ -30,8 +30,6 @@ export const DEFAULT_TIMEOUTS: Required<Omit<TimeoutsSpec, 'storageSeconds' | 'm
   cutoverSeconds: 600,
 };
 
-export const DEFAULT_MAX_DOWNTIME_MS = 300;
-
 const timeout = (def: number, step: string): ApiField => ({
   type: 'integer', minimum: 1, maximum: 7 * 24 * 3600, default: def, description: `Deadline of ${step}, seconds.`,
 });
@@ -105,7 +103,6 @@ export const wanMigrationSpecSchema: ApiSchema = {
       },
       'x-kubernetes-validations': [{ rule: "!has(self.mode) || self.mode != 'Window' || has(self.window)", message: 'cutover.window is required when cutover.mode is Window' }],
     },
-    maxDowntimeMs: { type: 'integer', minimum: 1, maximum: 600000, default: DEFAULT_MAX_DOWNTIME_MS, description: 'Largest acceptable stop-and-copy pause, ms.' },
     timeouts: {
       tsName: 'TimeoutsSpec',
       type: 'object',
@@ -187,7 +184,7 @@ export const wanMigrationStatusSchema: ApiSchema = {
     phaseStartTime: { type: 'string', format: 'date-time', description: 'When the current phase began: the clock for its deadline.' },
     failureReason: { type: 'string', description: 'CamelCase reason of the rollback or failure (also the reason of Ready and of the Event).' },
     failureMessage: { type: 'string', description: 'Human-readable details of the rollback or failure.' },
-    startedSpecHash: { type: 'string', description: 'Hash of the spec fields that cannot change once started (storage, relay, maxDowntimeMs): a change is reported, not applied.' },
+    startedSpecHash: { type: 'string', description: 'Hash of the spec fields that cannot change once started (storage, relay): a change is reported, not applied.' },
     vmims: {
       type: 'object',
       description: 'Names of the VMIMs this migration created (set once created; a VMIM missing later means it was cancelled).',

@@ -12,7 +12,7 @@
 // migrations of that cluster; a Site spec change, those of the Site.
 // Local caches start at the first reconcile, not with the manager, so that a cache the operator
 // may not be allowed to watch (RBAC) never holds back readiness; reads then go to the API.
-import type { Controller } from '../../kube/controller.ts';
+import type { Controller, MappedKey } from '../../kube/controller.ts';
 import type { Manager } from '../../kube/manager.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import type { Informer } from '../../kube/informer.ts';
@@ -243,14 +243,19 @@ export class MigrationCaches implements MigrationCachesPort {
     else this.pendingWatches.push(add);
   }
 
-  /** Keys of the migrations that are not finished (optionally only in `phases`). */
-  private unfinished(objs: KubeObject[], phases?: readonly Phase[]): ObjectKey[] {
-    const out: ObjectKey[] = [];
+  /**
+   * Keys of the migrations that are not finished (optionally only in `phases`). Those that have
+   * not started yet are low priority: a CA bundle or KubeVirt CR change that concerns hundreds of
+   * new migrations must not put them ahead of the migrations in flight.
+   */
+  private unfinished(objs: KubeObject[], phases?: readonly Phase[]): MappedKey[] {
+    const out: MappedKey[] = [];
     for (const o of objs) {
-      const phase = (o as unknown as WanMigration).status?.phase ?? Phases.Pending;
+      const st = (o as unknown as WanMigration).status;
+      const phase = st?.phase ?? Phases.Pending;
       if (TERMINAL_PHASES.includes(phase) && !o.metadata?.deletionTimestamp) continue;
       if (phases && !phases.includes(phase)) continue;
-      out.push({ namespace: o.metadata?.namespace, name: o.metadata?.name ?? '' });
+      out.push({ namespace: o.metadata?.namespace, name: o.metadata?.name ?? '', ...(st?.migrationID || o.metadata?.deletionTimestamp ? {} : { lowPriority: true }) });
     }
     return out;
   }

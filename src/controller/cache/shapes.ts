@@ -88,12 +88,18 @@ export function vmShape(o: KubeObject): KubeObject {
   };
 }
 
-/** VirtualMachineInstance: phase and the LiveMigratable condition. */
+/** VirtualMachineInstance: phase, the LiveMigratable condition, and the receiver's migration proxy
+ *  (address, node ports, migration) that the relay registration reads. */
 export function vmiShape(o: KubeObject): KubeObject {
   const st = rec(o.status);
+  const proxy = pick(rec(st.migrationState), ['targetNodeAddress', 'targetDirectMigrationNodePorts', 'migrationUid']);
   return {
     metadata: meta(o),
-    status: { ...pick(st, ['phase']), conditions: arr(st.conditions).filter((c) => rec(c).type === 'LiveMigratable') },
+    status: {
+      ...pick(st, ['phase']),
+      conditions: arr(st.conditions).filter((c) => rec(c).type === 'LiveMigratable'),
+      ...(Object.keys(proxy).length ? { migrationState: proxy } : {}),
+    },
   };
 }
 
@@ -117,12 +123,14 @@ export function dataVolumeShape(o: KubeObject): KubeObject {
   return { metadata: meta(o) };
 }
 
-/** KubeVirt CR: the feature gates, the version and the synchronization address. */
+/** KubeVirt CR: the feature gates, migration TLS, the version and the synchronization address. */
 export function kubevirtShape(o: KubeObject): KubeObject {
-  const dev = rec(rec(rec(o.spec).configuration).developerConfiguration);
+  const conf = rec(rec(o.spec).configuration);
+  const dev = rec(conf.developerConfiguration);
+  const migrations = pick(rec(conf.migrations), ['disableTLS']);
   return {
     metadata: meta(o),
-    spec: { configuration: { developerConfiguration: pick(dev, ['featureGates', 'disabledFeatureGates']) } },
+    spec: { configuration: { developerConfiguration: pick(dev, ['featureGates', 'disabledFeatureGates']), ...(Object.keys(migrations).length ? { migrations } : {}) } },
     status: pick(rec(o.status), ['observedKubeVirtVersion', 'targetKubeVirtVersion', 'synchronizationAddresses']),
   };
 }

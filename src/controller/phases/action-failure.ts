@@ -25,6 +25,7 @@ export const ACTION_FAILURE_REASON: Record<Action['type'], string> = {
   DeleteTargetVMIM: 'CleanupFailed',
   DeleteTargetObjects: 'CleanupFailed',
   ReleaseStorage: 'StorageReleaseFailed',
+  ReleaseRelayFlows: 'RelayReleaseFailed',
   FinishSource: 'SourceFinishFailed',
 };
 

@@ -14,6 +14,7 @@ export type Action =
   | { type: 'DeleteTargetVMIM' }
   | { type: 'DeleteTargetObjects' }
   | { type: 'ReleaseStorage'; rolledBack: boolean }
+  | { type: 'ReleaseRelayFlows' }
   | { type: 'FinishSource'; mode: SourceAfterCutover };
 
 /**
@@ -24,6 +25,7 @@ export type StepAction =
   | { type: 'ListPeerMigrations' }
   | { type: 'EnsureLink' }
   | { type: 'SyncStorage' }
+  | { type: 'RegisterRelayFlows' }
   | { type: 'ReadRelayProgress' };
 
 export interface EventRecord {

@@ -55,6 +55,12 @@ export interface TargetView {
   caProblem?: { reason: string; message: string };
   /** The target KubeVirt CR's status.synchronizationAddresses[0], if any. */
   kubevirtSyncAddress?: string;
+  /**
+   * Where the source's migration connections go, once the target's migration proxy listens:
+   * the receiver VMI's status.migrationState.targetNodeAddress and the node ports of
+   * targetDirectMigrationNodePorts (memory, disks, libvirt). The relay registers exactly these.
+   */
+  migrationEndpoint?: { address: string; ports: number[] };
 }
 
 export interface Observed {
@@ -89,10 +95,15 @@ export interface Observed {
   specHash: string;
   /** Sizes and bandwidth for the derived deadlines (read only until the migration has started). */
   sizing?: Sizing;
+  /** KubeVirt encrypts the node-to-node migration connection (spec.configuration.migrations.disableTLS
+   *  is not true on the source cluster): a relay on the path sees only ciphertext. */
+  migrationTLS: boolean;
+  /** The relay registration of the migration's flows (when relay.enabled and a relay runs). */
+  relayRegistration?: StepReport;
 }
 
 /** What observe() reads: Observed without what only the provider steps (steps.ts) can tell. */
-export interface Facts extends Omit<Observed, 'conflictWith' | 'link' | 'storage' | 'relayProgress' | 'relayAvailable'> {
+export interface Facts extends Omit<Observed, 'conflictWith' | 'link' | 'storage' | 'relayProgress' | 'relayAvailable' | 'relayRegistration'> {
   /** Which providers this operator runs (its configuration, not a cluster read). */
   providers: { link: boolean; storage: boolean; relay: boolean };
   /** The target Site object exists (its kubeconfig may still be unusable: see `site`). */

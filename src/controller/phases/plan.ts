@@ -34,9 +34,20 @@ export interface PlanOptions {
    * It keeps retrying; it never gives up on cleanup by itself.
    */
   rollbackStallMs: number;
+  /**
+   * With sourceAfterCutover Stop, how long to leave halting the source VM to KubeVirt, which does
+   * it itself for runStrategy Always once the VMI migrated away, before doing it ourselves.
+   */
+  sourceHaltGraceMs: number;
+  /**
+   * How often to look for the target's migration proxy while relay flows wait to be registered:
+   * the source connects soon after the proxy listens, and a flow that starts unregistered passes
+   * the relay by.
+   */
+  relayPollMs: number;
 }
 
-export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, resyncMs: 60_000, blockedRetryMs: 15000, rollbackStallMs: 300_000 };
+export const DEFAULT_PLAN_OPTIONS: PlanOptions = { pollMs: 2000, resyncMs: 60_000, blockedRetryMs: 15000, rollbackStallMs: 300_000, sourceHaltGraceMs: 30_000, relayPollMs: 250 };
 
 export interface Plan {
   actions: Action[];
@@ -144,6 +155,7 @@ function continueRollback(c: Ctx): void {
     return;
   }
   if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: true });
+  if (c.spec.relay.enabled && c.obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
   const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
   const final = aborted ? Phases.Aborted : Phases.Failed;
   c.st.phase = final;
@@ -229,7 +241,8 @@ function step(c: Ctx): boolean {
   const before = phase === Phases.ConnectingLink || phase === Phases.SyncingStorage || phase === Phases.PreparingTarget || phase === Phases.AwaitingCutover;
   if (before && !inFlightBeforeMemory(c)) return false;
   if (!reachable && phase !== Phases.ConnectingLink && phase !== Phases.SyncingStorage) {
-    const why = !obs.site.ok ? obs.site : !obs.targetCluster.ok ? obs.targetCluster : { reason: 'TargetClusterUnreachable', message: 'target cluster state unknown' };
+    const why = !obs.site.ok ? obs.site : !obs.targetCluster.ok ? obs.targetCluster : !obs.targetNamespace.ok ? obs.targetNamespace
+      : { reason: 'TargetClusterUnreachable', message: 'target cluster state unknown' };
     c.stall = { reason: why.reason, message: why.message };
     requeue(c, c.opts.pollMs);
     return false;
@@ -321,8 +334,10 @@ function stepMemory(c: Ctx): boolean {
   for (const [side, v] of [['source', s], ['target', t]] as const) {
     if (v?.phase === 'Failed') { rollback(c, 'MigrationFailed', `${side} VMIM ${v.name} failed${v.failureReason ? `: ${v.failureReason}` : ''}`); return false; }
   }
+  relayCondition(c);
   if (t?.phase === 'Succeeded' || s?.phase === 'Succeeded') {
     cond(c, C.MemoryMigrated, 'True', 'MigrationSucceeded', `VMIMs: source ${s?.phase ?? 'gone'}, target ${t?.phase ?? 'gone'}`);
+    relayAfterMemory(c);
     if (spec.storage.mode === 'KubeVirt') cond(c, C.StorageSynced, 'True', 'DelegatedToKubeVirt', 'KubeVirt copied the disks as part of the live migration');
     enter(c, Phases.CuttingOver, 'memory migrated; waiting for the target VMI to run');
     return true;
@@ -357,6 +372,47 @@ function stepMemory(c: Ctx): boolean {
   return false;
 }
 
+export const MIGRATION_TLS_MESSAGE = 'KubeVirt encrypts the migration between the virt-handlers (KubeVirt CR '
+  + 'spec.configuration.migrations.disableTLS is not true), so the relay carries the flows opaquely: no compression, '
+  + 'deduplication or page deltas, WAN bytes about those of a plain migration. The WAN hop stays protected by WireGuard '
+  + 'and the relay pair\'s mutual TLS; with disableTLS: true the relay can optimize the stream, and the hops inside '
+  + 'each site (node to gateway) then carry it unencrypted.';
+
+/** RelayOptimizing while memory moves: are the migration's flows registered, and can the relay reduce them? */
+function relayCondition(c: Ctx): void {
+  const { obs } = c;
+  if (!c.spec.relay.enabled) return;
+  if (!obs.relayAvailable) {
+    cond(c, C.RelayOptimizing, 'False', 'RelayUnavailable', 'relay.enabled is set but this operator runs no relay: the migration crosses the WAN without it');
+    return;
+  }
+  const r = obs.relayRegistration;
+  if (!r) {
+    if (findCondition(c.st.conditions, C.RelayOptimizing)?.status !== 'True') {
+      cond(c, C.RelayOptimizing, 'Unknown', 'WaitingForMigrationEndpoint', 'waiting for the target\'s migration proxy (receiver VMI status.migrationState) to register its flows with the relay');
+    }
+    requeue(c, Math.min(c.opts.pollMs, c.opts.relayPollMs));
+    return;
+  }
+  if (r.state !== 'Ready') {
+    cond(c, C.RelayOptimizing, 'False', r.reason, r.message);
+    requeue(c, Math.min(c.opts.pollMs, c.opts.relayPollMs));
+    return;
+  }
+  if (obs.migrationTLS) cond(c, C.RelayOptimizing, 'False', 'MigrationTLSEnabled', `${MIGRATION_TLS_MESSAGE} ${r.message}`);
+  else cond(c, C.RelayOptimizing, 'True', r.reason, r.message);
+}
+
+/** Memory moved: release the flows, and say so if the relay never carried them. */
+function relayAfterMemory(c: Ctx): void {
+  if (!c.spec.relay.enabled || !c.obs.relayAvailable) return;
+  c.actions.push({ type: 'ReleaseRelayFlows' });
+  const rc = findCondition(c.st.conditions, C.RelayOptimizing);
+  if (rc?.status === 'True' && !c.st.progress?.bytesOverWan) {
+    cond(c, C.RelayOptimizing, 'False', 'FlowNotIntercepted', 'the flows were registered, but no relay session carried them: the migration connected before the registration, or took a path that bypasses the site gateway');
+  }
+}
+
 function stepCutover(c: Ctx): boolean {
   const { obs, spec } = c;
   const t = obs.target!;
@@ -366,6 +422,16 @@ function stepCutover(c: Ctx): boolean {
     return false;
   }
   if (!obs.source.handled) {
+    // KubeVirt halts a source VM with runStrategy Always itself once its VMI migrated away
+    // (Succeeded): stopping it too would only race KubeVirt. Wait for that (watched), and step in
+    // only if it has not happened sourceHaltGraceMs into CuttingOver.
+    const since = Date.parse(c.st.phaseStartTime ?? '');
+    const left = since + c.opts.sourceHaltGraceMs - obs.now.getTime();
+    if (spec.sourceAfterCutover === 'Stop' && obs.source.runStrategy === 'Always' && obs.source.vmiPhase === 'Succeeded' && Number.isFinite(since) && left > 0) {
+      cond(c, C.CutoverComplete, 'False', 'WaitingForSourceHalt', `target runs; KubeVirt halts the source VM once its VMI migrated away (the operator stops it after ${Math.round(c.opts.sourceHaltGraceMs / 1000)}s otherwise)`);
+      requeue(c, left + 1);
+      return false;
+    }
     c.actions.push({ type: 'FinishSource', mode: spec.sourceAfterCutover });
     cond(c, C.CutoverComplete, 'False', 'FinishingSource', `target runs; applying sourceAfterCutover=${spec.sourceAfterCutover} to the source VM`);
     requeue(c, c.opts.resyncMs);
@@ -424,7 +490,7 @@ function summarize(c: Ctx, prevStall: { reason: string; status: string } | undef
   } else {
     const reason = specChanged ? 'SpecChangeIgnored' : c.note?.reason ?? phase;
     const message = specChanged
-      ? 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps the values it started with'
+      ? 'storage or relay changed after the migration started; the running migration keeps the values it started with'
       : c.note?.message ?? `phase ${phase}`;
     cond(c, C.Ready, 'False', phase, `phase ${phase}`);
     cond(c, C.Reconciling, 'True', reason, message);
@@ -480,7 +546,7 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
   }
 
   const specChanged = st.startedSpecHash !== undefined && st.startedSpecHash !== obs.specHash;
-  if (specChanged && newGeneration) c.events.push({ type: 'Warning', reason: 'SpecChangeIgnored', message: 'storage, relay or maxDowntimeMs changed after the migration started; the running migration keeps its original values' });
+  if (specChanged && newGeneration) c.events.push({ type: 'Warning', reason: 'SpecChangeIgnored', message: 'storage or relay changed after the migration started; the running migration keeps its original values' });
 
   for (let i = 0; i < ALL_STEPS; i++) {
     const before = phaseOf(c);

@@ -15,6 +15,7 @@ export interface StepResults {
   peers?: readonly WanMigration[];
   link?: StepReport;
   storage?: StepReport;
+  relayRegistration?: StepReport;
   relayProgress?: MigrationProgress;
 }
 
@@ -32,7 +33,11 @@ export function planSteps(wm: WanMigration, f: Facts): StepAction[] {
   if (spec.storage.mode === 'CloudNetPreCopy' && f.providers.storage && STORAGE_PHASES.includes(phase) && f.targetCluster.ok && f.source.vmExists) {
     steps.push({ type: 'SyncStorage' });
   }
-  if (f.providers.relay && f.siteExists && spec.relay.enabled && phase === Phases.MigratingMemory) steps.push({ type: 'ReadRelayProgress' });
+  // The relay intercepts exactly the flows the target's migration proxy published, registered as
+  // soon as they are known (before the source connects, or the flow passes unoptimized).
+  const relayed = f.providers.relay && f.siteExists && spec.relay.enabled && phase === Phases.MigratingMemory;
+  if (relayed && f.target?.migrationEndpoint) steps.push({ type: 'RegisterRelayFlows' });
+  if (relayed) steps.push({ type: 'ReadRelayProgress' });
   return steps;
 }
 
@@ -80,6 +85,7 @@ export function withStepResults(wm: WanMigration, f: Facts, r: StepResults): Obs
     link: r.link ?? linkWithoutStep(f),
     ...(resolveSpec(wm.spec).storage.mode === 'CloudNetPreCopy' ? { storage: r.storage ?? storageWithoutStep(f) } : {}),
     relayAvailable: providers.relay,
+    ...(r.relayRegistration ? { relayRegistration: r.relayRegistration } : {}),
     ...(r.relayProgress ? { relayProgress: r.relayProgress } : {}),
   };
 }

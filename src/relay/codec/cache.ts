@@ -193,6 +193,12 @@ export class ContentCache {
     return this.next;
   }
 
+  /** How many inserts ago `slot` was filled (0: the newest entry). Slots fill in FIFO order, so a
+   *  session limited to the newest W entries (its cache window) may use a slot iff age < W. */
+  age(slot: number): number {
+    return (this.next - 1 - slot + this.slots) % this.slots;
+  }
+
   /**
    * Inserts content (length <= slotSize), evicting the oldest entry; its fingerprint is computed
    * from the stored bytes. (A fourth argument, the SHA-256 key that callers of the previous,

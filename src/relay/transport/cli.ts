@@ -5,8 +5,11 @@ import { logger } from '../../util/log.ts';
 import { parseStreamMode } from '../codec/index.ts';
 import { loadTls, parseHostPort } from './net-util.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
+import { serveApi, type ApiListen } from './api.ts';
+import type { FlowInterceptor } from './flows.ts';
 import { ReceiverRelay } from './receiver.ts';
 import { startSeedIntake } from './seed-intake.ts';
+import { FlowRegistry } from './registry.ts';
 import { SenderRelay } from './sender.ts';
 import type { ListenSpec } from './sender.ts';
 import { serveStats, writeStatsFile } from './stats-server.ts';
@@ -31,6 +34,18 @@ export interface LiveArgs {
   'seed-mb'?: string;
   'seed-listen'?: string;
   'hash-streams'?: boolean;
+  api?: string;
+  'api-token-file'?: string;
+  'api-cert'?: string;
+  'api-key'?: string;
+  intercept?: string;
+  'flow-listen'?: string;
+  'allow-destination'?: string[];
+}
+
+/** What the relay CLI gets from the composition root (src/cli.ts): the gateway's interceptor. */
+export interface RelayHooks {
+  interceptor?(spec: string): Promise<FlowInterceptor>;
 }
 
 function security(v: LiveArgs): LinkSecurity {
@@ -68,21 +83,50 @@ async function serveUntilSignal(src: StatsSource, v: LiveArgs, stop: () => Promi
   return 0;
 }
 
-export async function runSend(v: LiveArgs, cacheBytes: number, level: number | 'auto'): Promise<number> {
-  if (!v.listen?.length || !v.peer) throw new Error('send needs --listen and --peer');
+/** `--api unix:PATH` or `--api HOST:PORT` (TLS: --api-cert/--api-key, else the link's --cert/--key). */
+function apiListen(v: LiveArgs): ApiListen {
+  const api = v.api!;
+  if (api.startsWith('unix:')) return { kind: 'unix', path: api.slice(5) };
+  const cert = v['api-cert'] ?? v.cert;
+  const key = v['api-key'] ?? v.key;
+  if (!cert || !key) throw new Error('--api HOST:PORT serves TLS only: give --api-cert and --api-key (or --cert and --key), or use --api unix:PATH');
+  return { kind: 'tcp', addr: parseHostPort(api, '0.0.0.0'), cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
+}
+
+export async function runSend(v: LiveArgs, cacheBytes: number, level: number | 'auto', hooks: RelayHooks = {}): Promise<number> {
+  if (!v.peer || (!v.listen?.length && !v.api)) throw new Error('send needs --peer, and --listen or --api');
+  if (v.intercept && !v.api) throw new Error('--intercept needs --api: flows are intercepted once the operator registers them');
   const relay = new SenderRelay({
-    listen: v.listen.map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
+    listen: (v.listen ?? []).map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
     windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)), hashStreams: Boolean(v['hash-streams']),
   });
   const addrs = await relay.start();
-  log.info('relay sender ready', { listen: addrs.map((a) => `${a.host}:${a.port}`).join(',') });
-  return serveUntilSignal(relay, v, () => relay.stop());
+  let stopApi = async (): Promise<void> => undefined;
+  if (v.api) {
+    const tokenFile = v['api-token-file'];
+    if (!tokenFile) throw new Error('--api needs --api-token-file (the token the operator presents)');
+    let interceptor: FlowInterceptor | undefined;
+    if (v.intercept) {
+      if (!hooks.interceptor) throw new Error('--intercept is not available in this build');
+      interceptor = await hooks.interceptor(v.intercept);
+      await interceptor.apply([]); // a fresh start: no stale redirects from a previous run
+    }
+    const registry = new FlowRegistry({
+      listenHost: v['flow-listen'] ?? '0.0.0.0', cacheMiB: Math.floor(cacheBytes / (1 << 20)), ...(interceptor ? { interceptor } : {}),
+      onAccept: (s, flow) => relay.acceptFlow(s, flow),
+    });
+    const server = await serveApi({ listen: apiListen(v), token: fs.readFileSync(tokenFile, 'utf8').trim(), registry, stats: relay });
+    stopApi = async () => { server.close(); await registry.close(); };
+  }
+  log.info('relay sender ready', { listen: addrs.map((a) => `${a.host}:${a.port}`).join(','), ...(v.api ? { api: v.api } : {}), ...(v.intercept ? { intercept: v.intercept } : {}) });
+  return serveUntilSignal(relay, v, async () => { await stopApi(); await relay.stop(); });
 }
 
 export async function runReceive(v: LiveArgs, cacheBytes: number): Promise<number> {
-  if (!v.listen?.length || !v.target?.length) throw new Error('receive needs --listen and --target');
+  if (!v.listen?.length || (!v.target?.length && !v['allow-destination']?.length)) throw new Error('receive needs --listen, and --target or --allow-destination');
   const seedBytes = v.seed?.length || v['seed-listen'] ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
-  const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target), security: security(v), cacheBytes, seedBytes,
+  const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target ?? []), security: security(v), cacheBytes, seedBytes,
+    allowDestinations: v['allow-destination'] ?? [],
     hashStreams: Boolean(v['hash-streams']),
   });
   for (const f of v.seed ?? []) {

@@ -15,6 +15,32 @@ export function parseHostPort(s: string, defaultHost = '127.0.0.1'): HostPort {
   return { host: m[1] || m[2] || defaultHost, port };
 }
 
+/** An IPv4 network: address and prefix mask as 32-bit numbers. */
+export interface Cidr4 { net: number; mask: number; text: string }
+
+function ipv4(s: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return undefined;
+  const o = m.slice(1).map(Number);
+  if (o.some((x) => x > 255)) return undefined;
+  return ((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0;
+}
+
+export function parseCidr(s: string): Cidr4 {
+  const [addr, len = '32'] = s.split('/');
+  const a = ipv4(addr);
+  const n = Number(len);
+  if (a === undefined || !Number.isInteger(n) || n < 0 || n > 32 || !/^\d+$/.test(len)) throw new Error(`expected an IPv4 CIDR, got ${JSON.stringify(s)}`);
+  const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+  return { net: (a & mask) >>> 0, mask, text: s };
+}
+
+/** Is the IPv4 address `host` inside one of `cidrs`? */
+export function inCidrs(host: string, cidrs: readonly Cidr4[]): boolean {
+  const a = ipv4(host);
+  return a !== undefined && cidrs.some((c) => ((a & c.mask) >>> 0) === c.net);
+}
+
 /**
  * Link security between the relays: mutually authenticated TLS (both sides present a
  * certificate signed by the shared CA), or plain TCP only when the operator states the hop runs

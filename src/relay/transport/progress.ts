@@ -1,13 +1,15 @@
 // From the sender relay's per-session stats (GET /stats, or the --stats-file JSON, written by
 // SenderRelay.stats()) to WanMigration.status.progress: stream bytes, bytes over the WAN, pre-copy
-// rounds, reduction ratio and an ETA. Pure functions: the operator's reader
-// (src/operator/relay-client/progress-reader.ts) fetches and decides which sessions belong to
-// which migration; this file only parses and computes.
+// rounds, reduction ratio and an ETA. Pure functions: the operator's relay provider
+// (src/operator/relay-client/relay-provider.ts) fetches them; each session names the migration that
+// registered its flow; this file only parses and computes.
 import type { MigrationProgress } from '../../api/wanmigration.ts';
 
 /** The part of one sender session's stats that progress needs. */
 export interface RelaySession {
   id: number;
+  /** The WanMigration that registered the session's flow (none for static listeners). */
+  owner?: { namespace: string; name: string; migrationID: string };
   /** The relay listener the stream came in on (`--listen HOST:PORT/TARGET`). */
   target: string;
   label: string;
@@ -40,8 +42,11 @@ function parseSession(v: unknown, finished: boolean): RelaySession | undefined {
   if (id === undefined || typeof v.target !== 'string' || Number.isNaN(startedMs) || bytesIn === undefined || wireBytes === undefined) return undefined;
   const state = typeof v.state === 'string' && STATES.includes(v.state) ? (v.state as RelaySession['state']) : finished ? 'closed' : 'open';
   const rounds = Array.isArray(v.rounds) ? v.rounds : [];
+  const o = v.migration;
+  const owner = isObj(o) && typeof o.namespace === 'string' && typeof o.name === 'string' && typeof o.migrationID === 'string'
+    ? { namespace: o.namespace, name: o.name, migrationID: o.migrationID } : undefined;
   return {
-    id, target: v.target, label: typeof v.label === 'string' ? v.label : '', state,
+    id, target: v.target, label: typeof v.label === 'string' ? v.label : '', state, ...(owner ? { owner } : {}),
     ...(typeof v.closeReason === 'string' ? { closeReason: v.closeReason } : {}),
     startedMs, bytesIn, wireBytes,
     roundRawBytes: rounds.map((r) => (isObj(r) ? num(r.rawBytes) ?? 0 : 0)),

@@ -14,7 +14,8 @@ import type { CodecContext } from '../codec/index.ts';
 import { awaitHello, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
-import { tlsServerOptions } from './net-util.ts';
+import { inCidrs, parseCidr, parseHostPort, tlsServerOptions } from './net-util.ts';
+import type { FlowOwner, SessionOpen } from './flows.ts';
 
 const log = logger('relay-receiver');
 // One batch of the encoder's default size (4 MiB of input plus a record) fits; larger batches
@@ -26,6 +27,12 @@ export interface ReceiverOptions {
   listen: HostPort;
   /** Destinations by name; a session's OPEN names one (or the only one is used). */
   targets: Record<string, HostPort>;
+  /**
+   * Networks (IPv4 CIDRs) an intercepted flow's original destination may be in: the receiver
+   * connects to the destination an OPEN names only inside these (this site's node and pod
+   * networks), so a sender cannot make it dial anywhere else. Empty: flows are refused.
+   */
+  allowDestinations?: string[];
   security: LinkSecurity;
   /** Upper bound on the cache a sender may ask for. */
   cacheBytes: number;
@@ -40,6 +47,8 @@ export interface ReceiverOptions {
 interface Session {
   id: number;
   label: string;
+  destination?: string;
+  owner?: FlowOwner;
   dec: SessionDecoder;
   target?: net.Socket;
   state: 'open' | 'fin' | 'closed' | 'failed';
@@ -64,7 +73,8 @@ interface PeerLink {
 }
 
 export class ReceiverRelay {
-  private readonly opts: Required<ReceiverOptions>;
+  private readonly opts: Required<Omit<ReceiverOptions, 'allowDestinations'>>;
+  private readonly allowed: ReturnType<typeof parseCidr>[];
   private server: net.Server | undefined;
   private readonly peers = new Set<PeerLink>();
   private readonly finished: Record<string, unknown>[] = [];
@@ -74,7 +84,9 @@ export class ReceiverRelay {
   private readonly unpacker = new BatchUnpacker();
 
   constructor(opts: ReceiverOptions) {
-    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...opts };
+    const { allowDestinations, ...rest } = opts;
+    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...rest };
+    this.allowed = (allowDestinations ?? []).map(parseCidr);
     if (this.opts.seedBytes > 0) this.seedStore = new DigestStore(this.opts.seedBytes, PAGE_SIZE);
   }
 
@@ -233,22 +245,22 @@ export class ReceiverRelay {
   }
 
   private open(p: PeerLink, f: F.Frame): void {
-    const info = safeJson<F.OpenInfo>(f.payload);
+    const info = safeJson<SessionOpen>(f.payload);
     const s: Session = {
       id: f.session, label: info?.label ?? '', dec: new SessionDecoder(p.ctx), state: 'open', pendingCredit: 0, bytesOut: 0, wireIn: 0,
       finReceived: false, targetEnded: false, queued: 0, returnBytes: 0, decodeBroken: false,
+      ...(typeof info?.destination === 'string' ? { destination: info.destination } : {}),
+      ...(info?.owner ? { owner: info.owner } : {}),
     };
     if (p.sessions.has(f.session)) { this.fail(p, s, 'protocol', 'duplicate session id', true); return; }
     if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
     p.sessions.set(s.id, s);
     M.sessionsOpened.inc({ role: 'receiver' });
-    const names = Object.keys(this.opts.targets);
-    const name = info?.target && this.opts.targets[info.target] ? info.target : names.length === 1 ? names[0] : undefined;
-    if (!info || !name) {
-      this.fail(p, s, 'no-target', `no destination named ${JSON.stringify(info?.target)}`, true);
+    const dst = this.destinationOf(info);
+    if (typeof dst === 'string') {
+      this.fail(p, s, 'no-target', dst, true);
       return;
     }
-    const dst = this.opts.targets[name];
     const target = net.connect({ host: dst.host, port: dst.port, allowHalfOpen: true });
     target.setNoDelay(true);
     s.target = target;
@@ -269,6 +281,20 @@ export class ReceiverRelay {
       if (s.state === 'open') this.fail(p, s, 'target-closed', 'destination closed the connection early', true);
       else if (s.state === 'fin') this.retire(p, s);
     });
+  }
+
+  /** Where a session goes: the intercepted flow's original destination (if allowed), else a named target. */
+  private destinationOf(info: SessionOpen | undefined): HostPort | string {
+    if (!info) return 'malformed OPEN';
+    if (info.destination !== undefined) {
+      let d: HostPort;
+      try { d = parseHostPort(String(info.destination)); } catch { return `bad destination ${JSON.stringify(info.destination)}`; }
+      if (!inCidrs(d.host, this.allowed)) return `destination ${info.destination} is outside the networks this receiver serves (--allow-destination)`;
+      return d;
+    }
+    const names = Object.keys(this.opts.targets);
+    const name = info.target && this.opts.targets[info.target] ? info.target : names.length === 1 ? names[0] : undefined;
+    return name ? this.opts.targets[name] : `no destination named ${JSON.stringify(info.target)}`;
   }
 
   private data(p: PeerLink, s: Session, payload: Buffer): void {
@@ -353,6 +379,7 @@ export class ReceiverRelay {
   private sessionJson(s: Session): Record<string, unknown> {
     return {
       id: s.id, label: s.label, state: s.state, closeReason: s.closeReason, bytesOut: s.bytesOut, wireIn: s.wireIn, queued: s.queued,
+      ...(s.destination ? { destination: s.destination } : {}), ...(s.owner ? { migration: s.owner } : {}),
       outputSha256: s.outputSha256,
     };
   }

@@ -9,10 +9,13 @@ import zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../util/log.ts';
 import { AdaptiveLevel, convergenceAdvice, createContext, DigestSet, F, packBatch, SessionEncoder, TECHNIQUES, zstdCompress } from '../codec/index.ts';
-import type { Batch, CodecContext, StreamMode } from '../codec/index.ts';
+import type { Batch, CodecContext, EncoderOptions, StreamMode } from '../codec/index.ts';
+import { flowKey } from './flows.ts';
+import type { FlowOwner, SessionOpen } from './flows.ts';
 import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
+import type { RegisteredFlow } from './registry.ts';
 
 const log = logger('relay-sender');
 
@@ -23,7 +26,36 @@ export interface ListenSpec {
   mode: StreamMode;
 }
 
+/** What a session is: where the receiver sends it, how it is encoded, whose it is. */
+interface SessionSpec {
+  /** The receiver's target name, or the flow's original destination (HOST:PORT). */
+  target: string;
+  mode: StreamMode;
+  destination?: HostPort;
+  owner?: FlowOwner;
+  encoder?: Pick<EncoderOptions, 'dedup' | 'deltas' | 'cacheWindow'>;
+  /** Batches go stored (relay.compression None, or an encrypted stream). */
+  stored?: boolean;
+  opaque?: boolean;
+}
+
+const PAGE = 4096;
+
+/** The session of an intercepted flow, from its registration (the migration's relay settings). */
+export function flowSessionSpec(flow: RegisteredFlow): SessionSpec {
+  const { settings } = flow;
+  const opaque = settings.opaque;
+  return {
+    target: flowKey(flow.destination), destination: flow.destination, owner: flow.owner, opaque,
+    // An encrypted stream is neither parsed nor cached nor compressed: the relay only carries it.
+    mode: opaque ? 'generic' : 'auto',
+    encoder: opaque ? { cacheWindow: 0 } : { dedup: settings.dedup, deltas: settings.deltaPages, cacheWindow: Math.floor(flow.cacheMiB * (1 << 20) / PAGE) },
+    stored: opaque || settings.compression === 'None',
+  };
+}
+
 export interface SenderOptions {
+  /** Static listeners (each names a receiver target); intercepted flows come through acceptFlow. */
   listen: ListenSpec[];
   peer: HostPort;
   security: LinkSecurity;
@@ -66,6 +98,7 @@ interface Session {
   id: number;
   label: string;
   target: string;
+  spec: SessionSpec;
   source: net.Socket;
   enc: SessionEncoder;
   credit: number;
@@ -177,7 +210,13 @@ export class SenderRelay {
     return this.linkReady;
   }
 
-  private accept(source: net.Socket, spec: ListenSpec): void {
+  /** A redirected connection of a registered flow (registry.ts): its session carries the flow's
+   *  original destination and owner, and is encoded with the migration's settings. */
+  acceptFlow(source: net.Socket, flow: RegisteredFlow): void {
+    this.accept(source, flowSessionSpec(flow));
+  }
+
+  private accept(source: net.Socket, spec: SessionSpec): void {
     if (this.stopped) { source.destroy(); return; }
     const id = this.nextId++;
     const label = `${source.remoteAddress}:${source.remotePort}->${spec.target}`;
@@ -189,19 +228,22 @@ export class SenderRelay {
     });
   }
 
-  private startSession(link: Link, id: number, label: string, source: net.Socket, spec: ListenSpec): void {
+  private startSession(link: Link, id: number, label: string, source: net.Socket, spec: SessionSpec): void {
     const ctx = this.ctx!;
     const s: Session = {
-      id, label, target: spec.target, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
+      id, label, target: spec.target, spec, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
       startedAt: Date.now(), returnBytes: 0, rfin: false, sent: { batches: 0, bytes: 0 },
       accounted: { raw: new Float64Array(TECHNIQUES.length), lookups: 0, hits: 0 },
-      enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode }),
+      enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode, ...spec.encoder }),
     };
     if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
     this.sessions.set(id, s);
     M.sessionsOpened.inc({ role: 'sender' });
-    link.sendJson(F.F_OPEN, id, { mode: spec.mode, target: spec.target, label } satisfies F.OpenInfo);
-    log.info('session opened', { session: String(id), label });
+    const open: SessionOpen = spec.destination
+      ? { mode: spec.mode, label, destination: flowKey(spec.destination), ...(spec.owner ? { owner: spec.owner } : {}) }
+      : { mode: spec.mode, target: spec.target, label };
+    link.sendJson(F.F_OPEN, id, open);
+    log.info('session opened', { session: String(id), label, ...(spec.owner ? { migration: `${spec.owner.namespace}/${spec.owner.name}` } : {}) });
     source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
     source.on('end', () => {
       if (s.state !== 'open') return;
@@ -257,7 +299,7 @@ export class SenderRelay {
    */
   private sendBatch(s: Session, b: Batch): void {
     if (!this.link) return;
-    const level = this.level.skip(b.ops) ? 0 : this.level.next();
+    const level = s.spec.stored || this.level.skip(b.ops) ? 0 : this.level.next();
     s.credit -= b.rawLen;
     s.sent.batches++;
     s.sent.bytes += b.rawLen;
@@ -434,7 +476,10 @@ export class SenderRelay {
     clearTimeout(s.batchTimer);
     if (!s.source.destroyed) s.source.resetAndDestroy(); // QEMU must see an abort, not a clean end
     if (notifyPeer) this.link?.sendJson(F.F_CLOSE, s.id, { reason, message: `sender closed session: ${reason}` } satisfies F.CloseInfo);
-    if (this.ctx?.active === s.enc) this.ctx.active = undefined;
+    // The open batch already made its cache inserts on this side: it still goes out (the receiver
+    // decodes a closed session's frames for exactly this), or the caches fall out of lockstep
+    // and a later session referencing that content fails with cache-desync.
+    if (this.ctx?.active === s.enc) s.enc.emitPending();
     this.retire(s);
     M.sessionsClosed.inc({ role: 'sender', reason });
     log.warn('session closed', { session: String(s.id), reason });
@@ -461,6 +506,8 @@ export class SenderRelay {
   private sessionJson(s: Session): Record<string, unknown> {
     return {
       id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
+      ...(s.spec.owner ? { migration: s.spec.owner } : {}), ...(s.spec.destination ? { destination: flowKey(s.spec.destination) } : {}),
+      ...(s.spec.opaque ? { opaque: true } : {}),
       inputSha256: s.inputSha256, pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
       convergence: convergenceAdvice(s.enc.stats.rounds, { throughputBps: s.enc.stats.bytesIn / Math.max(0.001, (Date.now() - s.startedAt) / 1000) }),
     };

@@ -51,6 +51,11 @@ test('the VM shape keeps run strategy, volume names and our labels, and drops th
 test('the VMI, VMIM, KubeVirt and CA shapes keep what observe reads', () => {
   const vmi = vmiShape({ metadata: bigMeta, spec: { domain: {} }, status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }, { type: 'LiveMigratable', status: 'False', reason: 'R', message: 'M' }], interfaces: [{}] } });
   assert.deepEqual(vmi.status, { phase: 'Running', conditions: [{ type: 'LiveMigratable', status: 'False', reason: 'R', message: 'M' }] });
+  // The receiver's migration proxy stays: the relay registration reads it (observe.ts migrationEndpoint).
+  const receiver = vmiShape({ metadata: bigMeta, status: { phase: 'Scheduled', migrationState: {
+    targetNodeAddress: '10.0.0.2', targetDirectMigrationNodePorts: { 40001: 49152, 40002: 49153 }, migrationUid: 'm1', sourceNode: 'n', startTimestamp: 't',
+  } } });
+  assert.deepEqual((receiver.status as { migrationState?: unknown }).migrationState, { targetNodeAddress: '10.0.0.2', targetDirectMigrationNodePorts: { 40001: 49152, 40002: 49153 }, migrationUid: 'm1' });
   const vmim = vmimShape({ metadata: { ...bigMeta, deletionTimestamp: new Date('2026-01-01T00:00:00Z') }, spec: { vmiName: 'vm', sendTo: { connectURL: 'x', migrationID: 'm' } }, status: {
     phase: 'Failed', synchronizationAddresses: ['1.2.3.4:9185'], phaseTransitionTimestamps: [{}, {}],
     conditions: [{ type: 'decentralizedMigrationBlocked', status: 'True', message: 'no' }, { type: 'Other', status: 'True' }],
@@ -61,6 +66,9 @@ test('the VMI, VMIM, KubeVirt and CA shapes keep what observe reads', () => {
   const kv = kubevirtShape({ metadata: bigMeta, spec: { configuration: { developerConfiguration: { featureGates: ['A'], disabledFeatureGates: ['B'], logVerbosity: {} }, network: {} } }, status: { observedKubeVirtVersion: 'v1.7.0', synchronizationAddresses: ['a'], conditions: [{}] } });
   assert.deepEqual(kv.spec, { configuration: { developerConfiguration: { featureGates: ['A'], disabledFeatureGates: ['B'] } } });
   assert.deepEqual(kv.status, { observedKubeVirtVersion: 'v1.7.0', synchronizationAddresses: ['a'] });
+  // Migration TLS decides RelayOptimizing (MigrationTLSEnabled).
+  const kvTls = kubevirtShape({ metadata: bigMeta, spec: { configuration: { migrations: { disableTLS: true, bandwidthPerMigration: '1Gi' } } } });
+  assert.deepEqual(kvTls.spec, { configuration: { developerConfiguration: {}, migrations: { disableTLS: true } } });
   assert.deepEqual(caConfigMapShape({ metadata: { name: 'kubevirt-ca', resourceVersion: '3' }, data: { 'ca-bundle': 'PEM', other: 'x' } }), { metadata: { name: 'kubevirt-ca', resourceVersion: '3' }, data: { 'ca-bundle': 'PEM' } });
   assert.deepEqual(caConfigMapShape({ metadata: { name: 'unrelated', resourceVersion: '4' }, data: { big: 'x' } }), { metadata: { name: 'unrelated', resourceVersion: '4' } });
 });

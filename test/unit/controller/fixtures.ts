@@ -31,6 +31,7 @@ export function obs(o: Partial<Observed> = {}): Observed {
     target: { vmExists: false, vmOwned: false, objectsComplete: false, ownedObjects: 0, caTrusted: false },
     link: { state: 'Ready', reason: 'ClusterAPIReachable', message: 'target API reachable' },
     specHash: 'h1',
+    migrationTLS: false,
     ...o,
   };
 }

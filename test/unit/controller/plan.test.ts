@@ -543,8 +543,12 @@ describe('when to look again (event-driven: watched waits only resync, unwatched
     assert.equal(p.requeueAfterMs, 60_000);
   });
   test('MigratingMemory with a relay polls its byte counters', () => {
-    const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true }, opts);
+    const registered = { state: 'Ready' as const, reason: 'FlowsRegistered', message: 'registered' };
+    const p = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true, relayRegistration: registered }, opts);
     assert.equal(p.requeueAfterMs, 2000);
+    // Until the flows are registered it looks sooner: a flow that starts unregistered passes the relay by.
+    const waiting = plan(wm({ relay: { enabled: true } }, statusFor('MigratingMemory')), { ...inFlight, relayAvailable: true }, opts);
+    assert.equal(waiting.requeueAfterMs, opts.relayPollMs);
   });
   test('a rollback waiting on deletions looks again when RollbackStalled would be due', () => {
     const st = { ...statusFor('PreparingTarget'), phase: 'RollingBack' as const, phaseStartTime: T0.toISOString(), failureReason: 'Aborted' };
@@ -558,4 +562,14 @@ describe('when to look again (event-driven: watched waits only resync, unwatched
     assert.equal(findCondition(p.status.conditions, 'Stalled')?.reason, 'TargetCleanupBlocked');
     assert.equal(p.requeueAfterMs, 2000);
   });
+});
+
+test('Stop leaves halting a migrated-away source VM to KubeVirt for sourceHaltGraceMs, then does it', () => {
+  const o = obs({ now: later(5), target: { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' }, source: { vmExists: true, runStrategy: 'Always', vmiPhase: 'Succeeded', handled: false } });
+  const waiting = plan(wm({}, inPhase('CuttingOver')), o);
+  assert.deepEqual(waiting.actions, []);
+  assert.equal(cond(waiting.status, 'CutoverComplete')?.reason, 'WaitingForSourceHalt');
+  assert.equal(waiting.requeueAfterMs, DEFAULT_PLAN_OPTIONS.sourceHaltGraceMs - 5000 + 1, 'looks again when the grace ends');
+  const late = plan(wm({}, inPhase('CuttingOver')), { ...o, now: later(DEFAULT_PLAN_OPTIONS.sourceHaltGraceMs / 1000 + 1) });
+  assert.deepEqual(late.actions, [{ type: 'FinishSource', mode: 'Stop' }]);
 });

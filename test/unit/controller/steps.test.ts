@@ -33,6 +33,13 @@ describe('planSteps: each provider is asked only in the phases it matters', () =
     test(phase, () => assert.deepEqual(types(planSteps(at(phase, everything), facts())), want));
   }
 
+  test('relay flows are registered once the receiver VMI publishes the migration endpoint', () => {
+    const ep = { address: '198.51.100.2', ports: [40000, 40001] };
+    const withEndpoint = facts({ target: { ...facts().target!, migrationEndpoint: ep } });
+    assert.deepEqual(types(planSteps(at('MigratingMemory', { relay: { enabled: true } }), withEndpoint)), ['RegisterRelayFlows', 'ReadRelayProgress']);
+    assert.deepEqual(types(planSteps(at('MigratingMemory', { relay: { enabled: false } }), withEndpoint)), [], 'relay.enabled false: nothing is registered');
+  });
+
   test('no provider, no call', () => {
     const none = facts({ providers: { link: false, storage: false, relay: false } });
     for (const phase of ['ConnectingLink', 'SyncingStorage', 'MigratingMemory'] as const) assert.deepEqual(planSteps(at(phase, everything), none), []);

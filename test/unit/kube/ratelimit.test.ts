@@ -1,7 +1,7 @@
 // The client-side token bucket: burst at once, then qps per second, in arrival order, abortable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TokenBucket } from '../../../src/kube/ratelimit.ts';
+import { TokenBucket, requestPriority } from '../../../src/kube/ratelimit.ts';
 import { FakeClock } from '../../../src/kube/clock.ts';
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -52,4 +52,19 @@ test('an aborted waiter leaves the line and rejects; qps 0 means no limit', asyn
   await next;
   const free = new TokenBucket({ qps: 0, burst: 1 }, clock);
   for (let i = 0; i < 100; i++) await free.acquire();
+});
+
+test('requests made for low-priority work wait behind the others', async () => {
+  const clock = new FakeClock();
+  const b = new TokenBucket({ qps: 10, burst: 1 }, clock);
+  await b.acquire();
+  const order: string[] = [];
+  for (const n of ['new-1', 'new-2']) void requestPriority.run('low', () => b.acquire()).then(() => order.push(n));
+  void b.acquire().then(() => order.push('in-flight'));
+  clock.advance(100);
+  await tick();
+  assert.deepEqual(order, ['in-flight'], 'the normal request overtakes the low ones that came first');
+  clock.advance(200);
+  await tick();
+  assert.deepEqual(order, ['in-flight', 'new-1', 'new-2']);
 });

@@ -1,9 +1,9 @@
-// The relay progress math (src/relay/transport/progress.ts), session attribution (session-owners.ts), the
-// operator setting (src/operator/relay-client/progress-config.ts) and guest memory quantities: pure, no relay running.
+// The relay progress math (src/relay/transport/progress.ts), the owner each session names, the
+// operator setting (src/operator/relay-client/relay-config.ts) and guest memory quantities: pure, no relay running.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attributeSessions, etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type Claimant, type RelaySession, type SessionRef } from '../../../src/relay/transport/index.ts';
-import { parseRelayStatsSetting, relayFor } from '../../../src/operator/relay-client/progress-config.ts';
+import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/transport/index.ts';
+import { parseRelayApiSetting, relayConfigFromEnv, relayFor } from '../../../src/operator/relay-client/relay-config.ts';
 import { quantityBytes, vmGuestMemoryBytes } from '../../../src/operator/relay-client/guest-memory.ts';
 
 const MiB = 1 << 20;
@@ -58,58 +58,34 @@ test('sender stats JSON: live and finished sessions, malformed ones skipped, rec
   assert.throws(() => parseSenderStats('nope'), /not a JSON object/);
 });
 
-const ref = (key: string, listener: string, startedMs: number): SessionRef => ({ key, listener, startedMs });
-
-test('attribution: staggered migrations on one listener each get their own session, and keep it', () => {
-  const owners = new Map<string, string>();
-  const a: Claimant = { migrationID: 'a', memoryStartMs: T0 };
-  const b: Claimant = { migrationID: 'b', memoryStartMs: T0 + 10_000 };
-  attributeSessions([ref('s1', 'mem', T0 + 1000)], [a], owners);
-  assert.equal(owners.get('s1'), 'a');
-  // b starts; its sessions open. a already has its memory stream, so the new one is b's; a disk
-  // stream could still be a's as well as b's, so it waits.
-  const now = [ref('s1', 'mem', T0 + 1000), ref('s2', 'mem', T0 + 11_000), ref('d2', 'disk', T0 + 10_500)];
-  attributeSessions(now, [a, b], owners);
-  assert.deepEqual([...owners].sort(), [['s1', 'a'], ['s2', 'b']]);
-  // a is done migrating memory: d2 can only be b's; s1 stays a's while the relay lists it...
-  attributeSessions(now, [b], owners);
-  assert.deepEqual([...owners].sort(), [['d2', 'b'], ['s1', 'a'], ['s2', 'b']]);
-  // ...and is forgotten once it does not.
-  attributeSessions(now.slice(1), [b], owners);
-  assert.deepEqual([...owners].sort(), [['d2', 'b'], ['s2', 'b']]);
+test('sender stats JSON: a session of a registered flow names its WanMigration', () => {
+  const owner = { namespace: 'tenant-a', name: 'vm1-to-b', migrationID: 'uid-1' };
+  const s = parseSenderStats({
+    role: 'sender',
+    sessions: [
+      { id: 4, label: 'x', target: '198.51.100.3:40001', destination: '198.51.100.3:40001', migration: owner, startedAt: new Date(T0).toISOString(), bytesIn: 1, wireBytes: 1 },
+      { id: 5, label: 'y', target: 'mem', migration: { namespace: 'a' }, startedAt: new Date(T0).toISOString(), bytesIn: 1, wireBytes: 1 },
+    ],
+  });
+  assert.deepEqual(s.sessions[0].owner, owner);
+  assert.equal(s.sessions[1].owner, undefined, 'an incomplete owner is no owner');
 });
 
-test('attribution: a session older than the migration is not it; simultaneous starts stay ambiguous; listeners resolve them', () => {
-  const owners = new Map<string, string>();
-  const a: Claimant = { migrationID: 'a', memoryStartMs: T0 + 10_000 };
-  attributeSessions([ref('old', 'mem', T0)], [a], owners);
-  assert.equal(owners.size, 0, 'opened 10 s before the migration started migrating memory');
-  attributeSessions([ref('skew', 'mem', T0 + 9000)], [a], owners);
-  assert.equal(owners.get('skew'), 'a', 'within the clock slack');
-
-  const both = new Map<string, string>();
-  const x: Claimant = { migrationID: 'x', memoryStartMs: T0 };
-  const y: Claimant = { migrationID: 'y', memoryStartMs: T0 + 100 };
-  const two = [ref('s1', 'mem', T0 + 500), ref('s2', 'mem', T0 + 600)];
-  attributeSessions(two, [x, y], both);
-  assert.equal(both.size, 0, 'either session could be either migration');
-  attributeSessions(two, [{ ...x, listeners: ['mem'] }, { ...y, listeners: [] }], both);
-  assert.deepEqual([...both], [['s1', 'x']], 'y is routed elsewhere, so s1 is x; s2 is nobody');
-});
-
-test('operator setting: one URL for all Sites, or per Site with a fallback; bad values refused', () => {
-  const one = relayFor(parseRelayStatsSetting('http://relay-send:9410'));
-  assert.equal(one('site-b'), 'http://relay-send:9410');
-  const per = relayFor(parseRelayStatsSetting('site-b=http://10.0.0.7:9410, site-c=https://r.example/relay file:///run/relay/stats.json'));
-  assert.equal(per('site-b'), 'http://10.0.0.7:9410');
-  assert.equal(per('site-c'), 'https://r.example/relay');
-  assert.equal(per('site-d'), 'file:///run/relay/stats.json');
-  assert.equal(relayFor(parseRelayStatsSetting('site-b=http://h:1'))('site-c'), undefined);
-  assert.throws(() => parseRelayStatsSetting('relay:9410'), /must be http, https or file/);
-  assert.throws(() => parseRelayStatsSetting('not a url'), /not a URL/);
-  assert.throws(() => parseRelayStatsSetting('http://a:1,http://b:1'), /more than one/);
-  assert.throws(() => parseRelayStatsSetting('b=http://a:1,b=http://b:1'), /given twice/);
-  assert.throws(() => parseRelayStatsSetting(' , '), /empty/);
+test('operator setting: one API URL for all Sites, or per Site with a fallback; https or unix only', () => {
+  const one = relayFor(parseRelayApiSetting('https://relay-send:9443'));
+  assert.equal(one('site-b'), 'https://relay-send:9443');
+  const per = relayFor(parseRelayApiSetting('site-b=https://10.0.0.7:9443, site-c=unix:///run/cloudnet/relay-api.sock https://r.example:9443'));
+  assert.equal(per('site-b'), 'https://10.0.0.7:9443');
+  assert.equal(per('site-c'), 'unix:///run/cloudnet/relay-api.sock');
+  assert.equal(per('site-d'), 'https://r.example:9443');
+  assert.equal(relayFor(parseRelayApiSetting('site-b=https://h:1'))('site-c'), undefined);
+  assert.throws(() => parseRelayApiSetting('http://relay:9410'), /must be https:\/\/ or unix:\/\//);
+  assert.throws(() => parseRelayApiSetting('not a url'), /not a URL/);
+  assert.throws(() => parseRelayApiSetting('https://a:1,https://b:1'), /more than one/);
+  assert.throws(() => parseRelayApiSetting('b=https://a:1,b=https://b:1'), /given twice/);
+  assert.throws(() => parseRelayApiSetting(' , '), /empty/);
+  assert.throws(() => relayConfigFromEnv({ CLOUDNET_RELAY_API: 'https://a:1' }), /CLOUDNET_RELAY_API_TOKEN_FILE/);
+  assert.equal(relayConfigFromEnv({}), undefined);
 });
 
 test('guest memory: quantities, and the VM fields KubeVirt takes it from', () => {

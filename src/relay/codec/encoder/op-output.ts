@@ -26,6 +26,17 @@ export interface OutputOptions {
   batchRawBytes: number;
   /** Delta is used only if smaller than this; otherwise the literal page compresses as well. */
   deltaLimit: number;
+  /** Send references to content the other side holds (cache and seeds). Default true. */
+  dedup?: boolean;
+  /** Send re-sent pages as deltas against their previous version. Default true. */
+  deltas?: boolean;
+  /**
+   * The session may use only the newest `cacheWindow` entries of the shared cache: an older hit or
+   * delta base counts as absent, as if the session had a cache of that many entries of its own
+   * (the migration's relay.cacheSizeMiB within the relay's shared cache). 0: the session does not
+   * use the cache at all, its chunks go raw. Default: the whole cache.
+   */
+  cacheWindow?: number;
 }
 
 // The delta base of a page the other side holds as zero.
@@ -40,6 +51,9 @@ export class OpOutput {
   private readonly batchOpBytes: number;
   private readonly batchRawBytes: number;
   private readonly deltaLimit: number;
+  private readonly dedup: boolean;
+  private readonly deltas: boolean;
+  private readonly window: number;
   private batchRaw = 0;
   private batchInserts = 0;
 
@@ -57,6 +71,14 @@ export class OpOutput {
     this.batchOpBytes = o.batchOpBytes;
     this.batchRawBytes = o.batchRawBytes;
     this.deltaLimit = o.deltaLimit;
+    this.dedup = o.dedup ?? true;
+    this.deltas = o.deltas ?? true;
+    this.window = o.cacheWindow ?? Infinity;
+  }
+
+  /** A cache slot this session may use (inside its window), else -1. */
+  private usable(slot: number): number {
+    return slot >= 0 && this.ctx.cache.age(slot) < this.window ? slot : -1;
   }
 
   /** Bytes of ops in the open batch (the QEVM parser measures each pre-copy round's share). */
@@ -126,14 +148,15 @@ export class OpOutput {
   /** Generic chunk: a cache reference if the other side holds it, else a literal inserted in the cache. */
   chunk(src: Buffer, start: number, end: number): void {
     const n = end - start;
-    if (n < 64 || n > PAGE_SIZE) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
+    // Chunks are cached only to be referenced later: without dedup (or a cache) they go raw.
+    if (n < 64 || n > PAGE_SIZE || !this.dedup || this.window === 0) { this.raw(src, start, end, O.T_GENERIC_LITERAL); return; }
     const before = this.w.len;
     const cur = this.cur;
     src.copy(cur, 0, start, end);
     fingerprint(this.curWords, cur, 0, n, this.fp);
     const cache = this.ctx.cache;
     this.stats.cacheLookups++;
-    const slot = cache.find(this.fp, cur, 0, n);
+    const slot = this.usable(cache.find(this.fp, cur, 0, n));
     if (slot >= 0 || this.seeded(n)) {
       this.stats.cacheHits++;
       if (slot >= 0) { this.w.u8(O.OP_CHUNK_REF); this.putRef(slot); } else { this.w.u8(O.OP_CHUNK_SEED); this.putKey(this.key); }
@@ -164,9 +187,9 @@ export class OpOutput {
     src.copy(cur, 0, dataOff, dataOff + PAGE_SIZE);
     const fp = this.fp;
     fingerprint(this.curWords, cur, 0, PAGE_SIZE, fp);
-    this.stats.cacheLookups++;
-    const hit = cache.find(fp, cur, 0, PAGE_SIZE);
-    if (hit >= 0 || this.seeded(PAGE_SIZE)) {
+    const hit = this.dedup ? this.usable(cache.find(fp, cur, 0, PAGE_SIZE)) : -1;
+    if (this.dedup) this.stats.cacheLookups++;
+    if (hit >= 0 || (this.dedup && this.seeded(PAGE_SIZE))) {
       this.stats.cacheHits++;
       if (hit >= 0) {
         this.header(opBase + O.ENC_REF, src, hdrStart, hdrEnd, keyIndex);
@@ -181,10 +204,10 @@ export class OpOutput {
       this.stats.add(O.T_DEDUP, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
       return;
     }
-    const ps = prev.get(idx);
+    const ps = this.deltas ? prev.get(idx) : -1;
     let dlen = -1;
     if (ps === PREV_SLOT) {
-      const slot = prev.baseSlot(idx, cache);
+      const slot = this.usable(prev.baseSlot(idx, cache));
       if (slot >= 0) {
         const off = cache.slotOffset(slot);
         dlen = encodeDelta(cache.words, off >>> 2, cache.slab, off, this.curWords, cur, this.deltaBuf, 0, this.deltaLimit);

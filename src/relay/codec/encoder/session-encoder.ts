@@ -37,6 +37,13 @@ export interface EncoderOptions {
   batchRawBytes?: number;
   /** Delta is used only if smaller than this; otherwise the literal page compresses as well. */
   deltaLimit?: number;
+  /** References to content the receiver holds (cache, seeds); default true. */
+  dedup?: boolean;
+  /** XOR deltas of re-sent pages; default true. */
+  deltas?: boolean;
+  /** Newest cache entries the session may use (op-output.ts); 0: no cache, the stream is not
+   *  parsed (parsing only serves the cache) and goes raw. Default: the whole cache. */
+  cacheWindow?: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -61,8 +68,11 @@ export class SessionEncoder {
       batchOpBytes: opts.batchOpBytes ?? 512 << 10,
       batchRawBytes: opts.batchRawBytes ?? 4 << 20,
       deltaLimit: opts.deltaLimit ?? 3584,
+      ...(opts.dedup !== undefined ? { dedup: opts.dedup } : {}),
+      ...(opts.deltas !== undefined ? { deltas: opts.deltas } : {}),
+      ...(opts.cacheWindow !== undefined ? { cacheWindow: opts.cacheWindow } : {}),
     });
-    const mode = opts.mode ?? 'auto';
+    const mode = opts.cacheWindow === 0 ? 'generic' : opts.mode ?? 'auto';
     this.stats.mode = mode;
     this.p = new ParseState(this.stats, mode === 'generic' ? S_GENERIC : mode === 'nbd' ? S_NBD : S_SNIFF);
     this.qevm = new QevmParser(this.p, this.out, this.stats, this.keyedPrev);

@@ -1,0 +1,86 @@
+// The chart's peer identity (rbac.peer: charts/cloudnet/templates/peer-rbac.yaml, plus the VM-data
+// Roles of rbac.vmDataNamespaces and the KubeVirt CA Role, which bind it too) is enough, and only
+// as much as needed: the target cluster gets exactly the rendered ServiceAccount, ClusterRole,
+// Roles and bindings, the Site's kubeconfig authenticates as that ServiceAccount (not an admin, not
+// system:masters), the Site (allowedNamespaces = the chart's vmDataNamespaces) is Ready with exactly
+// those rights, and a WanMigration into a listed namespace goes all the way to Succeeded, CA
+// exchange and cleanup of what it created included. A namespace that is not listed is refused.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KubeClient } from '../../src/kube/client.ts';
+import { KubeApiError } from '../../src/kube/rest.ts';
+import { Res } from '../../src/api/resources.ts';
+import type { RunningOperator } from '../../src/operator/main.ts';
+import { helmTemplate, splitRendered } from '../../hack/packaging.ts';
+import { applyManifests, useClusters, userKubeconfig } from '../env/index.ts';
+import { findCondition } from '../../src/api/conditions.ts';
+import {
+  createVM, ensure, OPERATOR_NS, reconcileErrors, runOperator, setupBed, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+} from '../standin/harness.ts';
+
+const NS = 'peer-vms';
+
+let bed: Bed | undefined;
+let op: RunningOperator | undefined;
+let peerClient: KubeClient | undefined;
+
+describe('a migration with only the chart\'s rbac.peer rights in the target cluster', { timeout: 240_000 }, () => {
+  after(async () => {
+    await op?.stop();
+    await bed?.stop();
+    await peerClient?.rest.close();
+  });
+  useClusters(2, {
+    setup: async (clusters) => {
+      bed = await setupBed(clusters);
+      const [, b] = clusters;
+      // What an admin of the target cluster grants the peer: the chart's rbac.peer objects, nothing else.
+      for (const ns of [OPERATOR_NS, NS, 'not-listed']) await ensure(bed.dst, Res.namespace, { metadata: { name: ns } });
+      const peerTemplates = ['templates/peer-rbac.yaml', 'templates/vmdata-roles.yaml', 'templates/kubevirt-role.yaml'];
+      const rendered = splitRendered(helmTemplate('t', OPERATOR_NS, ['gateway.enabled=false', 'rbac.peer.enabled=true', `rbac.vmDataNamespaces={${NS}}`]))
+        .filter((d) => peerTemplates.includes(d.source)).map((d) => d.text).join('---\n');
+      const applied = await applyManifests(b, rendered);
+      assert.deepEqual(applied.map((m) => `${m.kind}/${m.metadata.name}`).sort(), [
+        'ClusterRole/t-cloudnet-peer', 'ClusterRoleBinding/t-cloudnet-peer', 'Role/t-cloudnet-kubevirt-ca', 'Role/t-cloudnet-vmdata',
+        'RoleBinding/t-cloudnet-kubevirt-ca', 'RoleBinding/t-cloudnet-vmdata', 'ServiceAccount/t-cloudnet-peer',
+      ]);
+      // The Site's kubeconfig authenticates as that ServiceAccount (its groups, not system:masters).
+      const peer = await userKubeconfig(b, { user: `system:serviceaccount:${OPERATOR_NS}:t-cloudnet-peer`, groups: ['system:serviceaccounts', `system:serviceaccounts:${OPERATOR_NS}`, 'system:authenticated'] });
+      peerClient = new KubeClient(peer.kubeConfig, 'site-b-as-peer');
+      await bed.src.patchMerge(Res.secret, OPERATOR_NS, 'site-b-kubeconfig', { stringData: { kubeconfig: peer.kubeconfigYaml } });
+      // The Site accepts the namespaces the peer's rights cover, so its permission check asks for those.
+      await bed.src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: [NS] } });
+      op = await runOperator(bed);
+    },
+  });
+
+  test('the identity is not an admin', async () => {
+    // rbac.peer grants the KubeVirt objects cluster-wide (the Site's allowedNamespaces is what
+    // confines the target namespace); Secrets and ConfigMaps only where listed.
+    for (const [ref, ns] of [[Res.secret, 'kube-system'], [Res.secret, 'not-listed'], [Res.configMap, 'not-listed'], [Res.configMap, OPERATOR_NS], [Res.secret, 'kubevirt']] as const) {
+      await assert.rejects(peerClient!.list(ref, ns), (e: unknown) => e instanceof KubeApiError && e.code === 403, `list ${ref.kind} in ${ns}`);
+    }
+  });
+
+  test('a migration into a listed namespace succeeds', async () => {
+    const { src } = bed!;
+    await createVM(src, NS, 'vm');
+    await src.create(Res.wanMigration, wanMigration(NS, 'mig', { vmName: 'vm' }));
+    const wm = await waitForPhase(src, NS, 'mig', 'Succeeded', 120_000);
+    assert.equal(wm.status?.phase, 'Succeeded');
+    // The receiver VM runs on the target; the source is halted.
+    const target = await bed!.dst.get<{ spec: { runStrategy?: string } } & import('../../src/kube/rest.ts').KubeObject>(Res.vm, NS, 'vm');
+    assert.equal(target.spec.runStrategy, 'Always');
+  });
+
+  test('a namespace that is not listed is refused with a reason and an Event, not a crash loop', async () => {
+    const { src } = bed!;
+    await createVM(src, 'not-listed', 'vm');
+    await src.create(Res.wanMigration, wanMigration('not-listed', 'mig', { vmName: 'vm' }));
+    const wm = await waitForCondition(src, 'not-listed', 'mig', 'Stalled', 'True', 'TargetNamespaceNotAllowed', 30_000);
+    assert.equal(wm.status?.phase, 'Pending', 'nothing was started');
+    assert.match(findCondition(wm.status?.conditions, 'Stalled')!.message, /spec\.allowedNamespaces/);
+    await waitForEvent(src, 'not-listed', 'mig', 'TargetNamespaceNotAllowed');
+    assert.equal(await reconcileErrors(op!), 0, 'reported as a condition, not as failing reconciles');
+  });
+});
