@@ -41,7 +41,7 @@ const leaseHolder = () => kubectl(['-n', NS, 'get', 'lease', '-o', `jsonpath={.i
 const results: Array<{ round: number; role: string; code: number | null | 'hang'; ms: number; leaseAfter?: string }> = [];
 try {
   kubectl(['create', 'namespace', 'kubevirt']);
-  const h = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath]);
+  const h = runHelm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--kubeconfig', cluster.kubeconfigPath, '--set', 'gateway.enabled=false']);
   if (h.status !== 0) throw new Error(h.stderr);
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
   await installKubevirtCrds(cluster);
