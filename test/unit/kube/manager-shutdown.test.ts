@@ -120,10 +120,8 @@ async function leadingManager(t: TestContext) {
 test('shutdown settles with a watch and a Lease renewal hanging; the Lease is released', async (t) => {
   const seen = unhandled(t);
   const m = await leadingManager(t);
-  const gets = m.stub.state.leaseGets;
   m.stub.state.hangLeaseGets = true;
   await waitFor(() => m.stub.held.some((h) => h.path.startsWith(LEASE_PATH)), { what: 'a renewal held by the stub' });
-  assert.equal(m.stub.state.leaseGets, gets + 1, 'one renewal in flight, none after it');
   m.stub.state.hangLeaseGets = false; // the release that follows is answered
   m.abort.abort();
   await m.done; // would never settle if a hung request were awaited without being aborted
