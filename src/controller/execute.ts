@@ -12,6 +12,7 @@ import type { Action, StepAction } from './phases/actions.ts';
 import type { StepResults } from './phases/steps.ts';
 import type { WanMigrationDeps } from './deps.ts';
 import type { World } from './observe.ts';
+import { readClaim, type Remember } from './sizing.ts';
 import { Res } from '../api/resources.ts';
 import { CA_BUNDLE_KEY, KUBEVIRT_CA, KUBEVIRT_EXTERNAL_CA } from './resources.ts';
 import { appendCerts, bundleProblem, missingTrust, parseCABundle } from './ca-bundle.ts';
@@ -81,11 +82,11 @@ interface SizedObj extends KubeObject {
 }
 
 /** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
-async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal): Promise<SourceDisk> {
+async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal, remember?: Remember): Promise<SourceDisk> {
   const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
   const [dv, pvc] = await Promise.all([
     d.kind === 'DataVolume' ? local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined,
-    local.tryGet<SizedObj>(Res.pvc, ns, d.name, signal),
+    readClaim(local, ns, d.name, signal, remember),
   ]);
   const st = dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
   const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
@@ -115,7 +116,7 @@ async function ensureTargetObjects(w: World, signal: AbortSignal): Promise<void>
   };
   const disk = async (d: VolumeRefs['disks'][number]) => {
     if (await (w.targetReader ?? liveReader(target)).get(Res.dataVolume, w.spec.targetNamespace, d.name, signal)) return;
-    await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal), w.wm, w.spec), signal);
+    await createIfMissing(target, Res.dataVolume, blankDataVolume(await sourceDisk(w.local, ns, vm, d, signal, w.remember), w.wm, w.spec), signal);
   };
   await Promise.all([
     ...refs.secrets.map((n) => copy(Res.secret, n)),

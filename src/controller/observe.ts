@@ -24,7 +24,7 @@ import { bundleProblem, missingTrust } from './ca-bundle.ts';
 import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from './names.ts';
 import { sameContent, volumeRefs } from './target-objects.ts';
 import { tenancyCheck } from './phases/tenancy.ts';
-import { readSizing } from './sizing.ts';
+import { readSizing, type Remember } from './sizing.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -60,6 +60,8 @@ export interface World {
   migrationEndpoint?: { address: string; ports: number[] };
   /** KubeVirt's node-to-node migration TLS is on (source KubeVirt CR). */
   migrationTLS: boolean;
+  /** Results shared across reconciles (MigrationReads.remember), e.g. disk claims. */
+  remember?: Remember;
 }
 
 const ok: Check = { ok: true };
@@ -286,7 +288,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   const names = migrationNames(wm);
   const localKubevirtNs = deps.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
   const { site, client: target, check: siteCheck } = await resolveTarget(deps, reads, spec.targetSite, signal);
-  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, localReader: reads.local, migrationTLS: true };
+  const world: World = { wm, spec, local: deps.local, site, localKubevirtNs, targetKubevirtNs: site?.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE, now, localReader: reads.local, migrationTLS: true, remember: reads.remember };
   const [vm, vmi, srcVmim] = await Promise.all([
     reads.local.get<VM>(Res.vm, ns, spec.vmName, signal),
     reads.local.get<VMI>(Res.vmi, ns, spec.vmName, signal),
@@ -359,7 +361,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
     specHash: specHash(spec),
     // Deadlines are fixed at the start: sizes are read only until then.
-    ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal) } : {}),
+    ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal, reads.remember) } : {}),
     migrationTLS: world.migrationTLS,
   };
   if (tView?.migrationEndpoint) world.migrationEndpoint = tView.migrationEndpoint;

@@ -9,9 +9,27 @@ import type { Site } from '../api/site.ts';
 import { quantityBytes, type Sizing } from './phases/deadlines.ts';
 import { volumeRefs } from './target-objects.ts';
 
-type PVC = KubeObject & { spec?: { resources?: { requests?: { storage?: string } } }; status?: { capacity?: { storage?: string } } };
+export type Claim = KubeObject & {
+  spec?: { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
+  status?: { capacity?: { storage?: string } };
+};
 
-export async function readSizing(local: KubeClient, ns: string, vm: V1VirtualMachine | undefined, site: Site | undefined, signal: AbortSignal): Promise<Sizing> {
+/** How long a disk claim read for the deadlines serves the target's blank DataVolume too. */
+const CLAIM_REUSE_MS = 10 * 60_000;
+
+/** Remembers a result for a while (MigrationReads.remember). */
+export type Remember = <T>(key: string, ttlMs: number, ok: (v: T) => boolean, fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * A source disk claim. Both the derived deadlines (before the start) and the target's blank
+ * DataVolume (while preparing it) need it: with `remember`, one read serves both.
+ */
+export function readClaim(local: KubeClient, ns: string, name: string, signal: AbortSignal, remember?: Remember): Promise<Claim | undefined> {
+  const read = () => local.tryGet<Claim>(Res.pvc, ns, name, signal);
+  return remember ? remember(`claim:${local.clusterName}/${ns}/${name}`, CLAIM_REUSE_MS, (c) => c !== undefined, read) : read();
+}
+
+export async function readSizing(local: KubeClient, ns: string, vm: V1VirtualMachine | undefined, site: Site | undefined, signal: AbortSignal, remember?: Remember): Promise<Sizing> {
   const out: Sizing = {};
   const dom = vm?.spec.template.spec?.domain;
   const mem = quantityBytes(dom?.memory?.guest ?? (dom?.resources?.requests as Record<string, string> | undefined)?.memory);
@@ -19,7 +37,7 @@ export async function readSizing(local: KubeClient, ns: string, vm: V1VirtualMac
   if (vm) {
     let disks = 0;
     for (const d of volumeRefs(vm).disks) {
-      const pvc = await local.tryGet<PVC>(Res.pvc, ns, d.name, signal);
+      const pvc = await readClaim(local, ns, d.name, signal, remember);
       disks += quantityBytes(pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage) ?? 0;
     }
     out.diskBytes = disks;

@@ -58,6 +58,9 @@ export class LeaderElector {
   private observedRecord = '';
   private observedTime = 0;
   private leaderId = '';
+  /** The Lease as our last successful write left it: a leader renews from it without a GET
+   *  (client-go's fast path). A conflict means someone else wrote it: the next attempt reads. */
+  private held: Lease | undefined;
   private leading = false;
 
   constructor(opts: LeaderElectionOptions) {
@@ -145,10 +148,12 @@ export class LeaderElector {
     const durationS = Math.max(1, Math.round(this.o.leaseDurationMs / 1000));
     const nowMs = this.clock.now();
     const now = microTime(Date.now());
+    const held = this.held;
+    this.held = undefined;
     try {
-      const lease = await client.tryGet<Lease>(Resources.lease, namespace, name, signal);
+      const lease = held ?? await client.tryGet<Lease>(Resources.lease, namespace, name, signal);
       if (!lease) {
-        await client.create<Lease>(Resources.lease, {
+        this.held = await client.create<Lease>(Resources.lease, {
           apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace },
           spec: { holderIdentity: this.identity, leaseDurationSeconds: durationS, acquireTime: now, renewTime: now, leaseTransitions: 0 },
         }, { signal });
@@ -161,7 +166,7 @@ export class LeaderElector {
       const heldMs = (spec.leaseDurationSeconds ?? durationS) * 1000;
       if (holder && holder !== this.identity && this.observedTime + heldMs > nowMs) return false;
       const ours = holder === this.identity;
-      await client.update<Lease>(Resources.lease, {
+      this.held = await client.update<Lease>(Resources.lease, {
         ...lease,
         spec: {
           holderIdentity: this.identity,
@@ -199,6 +204,7 @@ export class LeaderElector {
 
   private async release(): Promise<void> {
     const { client, namespace, name } = this.o;
+    this.held = undefined;
     const signal = AbortSignal.timeout(this.o.renewDeadlineMs);
     try {
       const lease = await client.tryGet<Lease>(Resources.lease, namespace, name, signal);

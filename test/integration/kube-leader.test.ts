@@ -159,3 +159,28 @@ test('a leader whose lease is taken over stops reconciling: its term signal abor
     await client.rest.close();
   }
 });
+
+test('a leader renews from the Lease it last wrote: no GET per renewal (client-go\'s fast path)', async () => {
+  const client = new KubeClient(cluster.kubeConfig);
+  let gets = 0;
+  let updates = 0;
+  const tryGet = client.tryGet.bind(client);
+  const update = client.update.bind(client);
+  client.tryGet = ((ref, ns, name, signal) => { if (ref === Resources.lease) gets++; return tryGet(ref, ns, name, signal); }) as typeof client.tryGet;
+  client.update = ((ref, obj, signal) => { if (ref === Resources.lease) updates++; return update(ref, obj, signal); }) as typeof client.update;
+  const stop = new AbortController();
+  const elector = new LeaderElector({ client, namespace: NS, name: 'le-fast-path', identity: 'solo', ...timing, onStartedLeading: () => undefined });
+  const run = elector.run(stop.signal);
+  try {
+    await waitFor(() => elector.isLeader(), { what: 'solo leads' });
+    const getsWhenLeading = gets;
+    await waitFor(() => updates >= 5, { what: 'five renewals' });
+    assert.equal(gets, getsWhenLeading, `${gets - getsWhenLeading} Lease GETs during ${updates} renewals`);
+    const lease = await client.get<Lease>(Resources.lease, NS, 'le-fast-path');
+    assert.equal(lease.spec?.holderIdentity, 'solo');
+  } finally {
+    stop.abort();
+    await run;
+    await client.rest.close();
+  }
+});
