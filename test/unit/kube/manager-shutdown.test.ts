@@ -1,6 +1,6 @@
 // Manager shutdown against an in-process API stub whose requests can hang: a watch that never
 // sends anything and a Lease renewal (and, in the second case, the Lease release too) that is
-// never answered. Shutdown must still settle, every request the stub holds must be ended by the
+// never answered (the stub holds every Lease request while `hangLease` is set). Shutdown must still settle, every request the stub holds must be ended by the
 // client, the Lease must be released when the stub answers, and no rejection or exception may go
 // unhandled. No wall-clock bound is asserted: the shutdown step bounds run on a FakeClock that
 // the tests advance only when they mean a step to time out.
@@ -27,7 +27,7 @@ interface Held { path: string; ended: boolean }
 async function apiStub(t: TestContext) {
   let lease: Lease | undefined;
   let rv = 1;
-  const state = { hangLeaseGets: false, leaseGets: 0, leaseWrites: 0 };
+  const state = { hangLease: false, leaseWrites: 0 };
   const held: Held[] = [];
   const hold = (req: IncomingMessage, res: ServerResponse, headersFirst: boolean) => {
     const h: Held = { path: req.url ?? '', ended: false };
@@ -41,9 +41,8 @@ async function apiStub(t: TestContext) {
     let body = '';
     req.on('data', (d: Buffer) => { body += String(d); });
     req.on('end', () => {
+      if (url.pathname.startsWith('/apis/coordination.k8s.io/') && state.hangLease) return hold(req, res, false);
       if (url.pathname === LEASE_PATH && req.method === 'GET') {
-        state.leaseGets++;
-        if (state.hangLeaseGets) return hold(req, res, false);
         return lease ? json(res, 200, lease) : json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound' });
       }
       if (url.pathname.startsWith('/apis/coordination.k8s.io/') && (req.method === 'POST' || req.method === 'PUT')) {
@@ -120,9 +119,9 @@ async function leadingManager(t: TestContext) {
 test('shutdown settles with a watch and a Lease renewal hanging; the Lease is released', async (t) => {
   const seen = unhandled(t);
   const m = await leadingManager(t);
-  m.stub.state.hangLeaseGets = true;
+  m.stub.state.hangLease = true;
   await waitFor(() => m.stub.held.some((h) => h.path.startsWith(LEASE_PATH)), { what: 'a renewal held by the stub' });
-  m.stub.state.hangLeaseGets = false; // the release that follows is answered
+  m.stub.state.hangLease = false; // the release that follows is answered
   m.abort.abort();
   await m.done; // would never settle if a hung request were awaited without being aborted
   assert.deepEqual(m.counts(), { runnableStarted: 1, runnableStopped: 1 });
@@ -141,7 +140,7 @@ test('shutdown settles with a watch and a Lease renewal hanging; the Lease is re
 test('shutdown settles when the Lease release hangs too: that step times out, closing the clients ends it', async (t) => {
   const seen = unhandled(t);
   const m = await leadingManager(t);
-  m.stub.state.hangLeaseGets = true; // renewals and the release's GET
+  m.stub.state.hangLease = true; // the renewal, then the release's GET
   await waitFor(() => m.stub.held.some((h) => h.path.startsWith(LEASE_PATH)), { what: 'a renewal held by the stub' });
   const writes = m.stub.state.leaseWrites;
   m.abort.abort();
@@ -150,7 +149,7 @@ test('shutdown settles when the Lease release hangs too: that step times out, cl
   await waitFor(() => m.clock.pendingTimers() === 1, { what: 'the leader-election step waiting on its bound' });
   m.clock.advance(5_000);
   await m.done;
-  assert.equal(m.stub.state.leaseWrites, writes, 'no Lease write after the hung release GET');
+  assert.equal(m.stub.state.leaseWrites, writes, 'no Lease write answered after the hung renewal');
   assert.deepEqual(m.steps(), [
     'drain reconciles: shutdown step done',
     'stop leader election: shutdown step did not finish in time; going on',
