@@ -159,7 +159,11 @@ async function runOnce(n: number): Promise<OperatorBenchResult> {
     for (const ns of namespaces) for (const c of [src, dst]) await ensure(c, Res.namespace, { metadata: { name: ns } });
     const vms = Array.from({ length: n }, (_, i) => ({ ns: namespaces[Math.floor(i / VMS_PER_NAMESPACE)], name: `vm-${i}` }));
     const tVMs = Date.now();
-    await pool(vms, 16, (v) => createVM(src, v.ns, v.name, { memory: '2Gi', diskSize: '10Gi' }));
+    await pool(vms, 16, async (v) => {
+      await createVM(src, v.ns, v.name, { memory: '2Gi', diskSize: '10Gi' });
+      // CDI's claim behind the DataVolume, as on a real cluster (the operator reads its size).
+      await ensure(src, Res.pvc, { metadata: { name: `${v.name}-root`, namespace: v.ns }, spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'local-path', resources: { requests: { storage: '10Gi' } } } });
+    });
     await until(`${n} source VMIs running`, async () => {
       const vmis = (await src.list<KubeObject & { status?: { phase?: string } }>(Res.vmi)).items;
       return vmis.filter((v) => v.status?.phase === 'Running').length >= n;

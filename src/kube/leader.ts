@@ -88,6 +88,7 @@ export class LeaderElector {
       if (!(await this.acquire(signal))) break;
       await this.lead(signal);
     }
+    this.log.info('leader election stopped');
   }
 
   private async acquire(signal: AbortSignal): Promise<boolean> {
@@ -207,7 +208,10 @@ export class LeaderElector {
     const signal = AbortSignal.timeout(this.o.renewDeadlineMs);
     try {
       const lease = await client.tryGet<Lease>(Resources.lease, namespace, name, signal);
-      if (!lease || lease.spec?.holderIdentity !== this.identity) return;
+      if (!lease || lease.spec?.holderIdentity !== this.identity) {
+        this.log.info('leader lease not held by us any more; nothing to release', { holder: lease?.spec?.holderIdentity ?? '' });
+        return;
+      }
       const now = microTime(Date.now());
       await client.update<Lease>(Resources.lease, {
         ...lease,

@@ -3,6 +3,9 @@
 // recorders and the remote-cluster clients. Caches run on every replica (so standbys are warm and
 // ready); controllers run only on the leader. Shutdown order matters: stop handing out work, wait
 // (bounded) for in-flight reconciles, THEN release the Lease so the next leader never overlaps.
+// Every shutdown step is logged and bounded, and the last one closes the API clients, which aborts
+// whatever request or watch is still in flight (a hung renewal, a watch, a reconcile's call past
+// the drain timeout): each settles with a rejection its caller handles, so shutdown always ends.
 import { Controller } from './controller.ts';
 import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector, type TransformFunc } from './informer.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
@@ -12,6 +15,7 @@ import { KubeClient } from './client.ts';
 import { OperatorMetrics } from './metrics.ts';
 import type { KubeObject, RestClientOptions } from './rest.ts';
 import type { ResourceRef } from './types.ts';
+import { realClock, type Clock } from './clock.ts';
 import { logger, type Logger } from '../util/log.ts';
 
 /** The elector's own options minus what the manager supplies (client, callbacks, metrics). */
@@ -33,6 +37,13 @@ export interface ManagerOptions {
   resyncPeriodMs?: number;
   /** Bound on waiting for in-flight reconciles at shutdown. Default 30 s. */
   gracefulShutdownTimeoutMs?: number;
+  /**
+   * Bound on each later shutdown step (leader election with the Lease release, informers, cluster
+   * clients, API clients). Default 5 s; a step past it is logged and shutdown goes on.
+   */
+  shutdownStepTimeoutMs?: number;
+  /** Time source of the shutdown bounds (tests). */
+  clock?: Clock;
   /** Identity used as Events' reportingInstance (pod name). */
   instance?: string;
   informerOptions?: Omit<InformerOptions, 'name'>;
@@ -165,29 +176,52 @@ export class Manager {
       if (signal.aborted) return resolve();
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
-    this.log.info('shutting down: draining in-flight reconciles');
-    const t0 = Date.now();
-    await this.withTimeout(this.term, this.opts.gracefulShutdownTimeoutMs ?? 30_000);
-    electorAbort.abort();
-    await electorRun;
-    await Promise.all([...this.informers.values()].flatMap((m) => [...m.values()].map((i) => i.stop())));
-    await this.clusters.stop();
-    await Promise.all([...this.informers.keys()].map((c) => c.rest.close()));
-    if (this.opts.leaderElectionClient && this.opts.leaderElectionClient !== this.client) await this.opts.leaderElectionClient.rest.close();
-    this.log.info('shutdown complete', { ms: Date.now() - t0 });
+    await this.shutdown(electorAbort, electorRun);
   }
 
-  private async withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<void> {
-    if (!p) return;
-    let handle: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      handle = setTimeout(() => {
-        this.log.warn('graceful shutdown timeout reached with reconciles still running', { ms });
-        resolve();
-      }, ms);
+  /** The shutdown sequence; each step logged and bounded. Never throws. */
+  private async shutdown(electorAbort: AbortController, electorRun: Promise<void> | undefined): Promise<void> {
+    const clock = this.opts.clock ?? realClock;
+    const t0 = clock.now();
+    const stepMs = this.opts.shutdownStepTimeoutMs ?? 5_000;
+    const late: string[] = [];
+    const step = async (name: string, ms: number, run: () => Promise<unknown>) => {
+      const s0 = clock.now();
+      const outcome = await settleWithin(run(), ms, clock);
+      if (outcome === 'timeout') {
+        late.push(name);
+        this.log.warn('shutdown step did not finish in time; going on', { step: name, timeoutMs: ms });
+      } else if (outcome instanceof Error) {
+        this.log.error('shutdown step failed; going on', { step: name, err: outcome.message });
+      } else {
+        this.log.info('shutdown step done', { step: name, ms: clock.now() - s0 });
+      }
+    };
+    this.log.info('shutting down: draining in-flight reconciles');
+    await step('drain reconciles', this.opts.gracefulShutdownTimeoutMs ?? 30_000, () => this.term ?? Promise.resolve());
+    // Releases the Lease if we hold it (bounded by renewDeadline inside the elector).
+    await step('stop leader election', stepMs, async () => {
+      electorAbort.abort();
+      await electorRun;
     });
-    await Promise.race([p, timeout]);
-    clearTimeout(handle);
+    await step('stop informers', stepMs, () => Promise.all([...this.informers.values()].flatMap((m) => [...m.values()].map((i) => i.stop()))));
+    await step('close remote cluster clients', stepMs, () => this.clusters.stop());
+    // Last: aborts what is still in flight on any of them (a step above that timed out included).
+    const clients = new Set<KubeClient>([this.client, ...this.informers.keys()]);
+    if (this.opts.leaderElectionClient) clients.add(this.opts.leaderElectionClient);
+    await step('close API clients', stepMs, () => Promise.all([...clients].map((c) => c.rest.close())));
+    this.log.info('shutdown complete', { ms: clock.now() - t0, ...(late.length ? { timedOut: late } : {}) });
+  }
+}
+
+/** 'done', the error it rejected with, or 'timeout' if `p` did not settle within `ms` on `clock`. */
+export async function settleWithin(p: Promise<unknown>, ms: number, clock: Clock = realClock): Promise<'done' | 'timeout' | Error> {
+  let handle: unknown;
+  const expired = new Promise<'timeout'>((resolve) => { handle = clock.setTimeout(() => resolve('timeout'), ms); });
+  try {
+    return await Promise.race([p.then(() => 'done' as const, (err: unknown) => (err instanceof Error ? err : new Error(String(err)))), expired]);
+  } finally {
+    clock.clearTimeout(handle);
   }
 }
 

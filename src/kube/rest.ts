@@ -3,9 +3,17 @@
 // needs one code path for arbitrary group/version/plural (informers, status patches, server-side
 // apply, watches with our own timeouts), and client-node 2.0.x's Watch aborts streams after 30 s of
 // inactivity. Requests reuse one HTTP dispatcher per client instead of one per call.
+//
+// close() is final and orderly: every request and watch still in flight is aborted and settles
+// (rejects with RestClientClosedError, which its caller handles), and only then is the connection
+// pool closed. The pool speaks HTTP/1.1: undici's HTTP/2 client can leave a stream whose response
+// arrived just as its request was aborted without an 'error' listener, and destroying the session
+// then throws ClientDestroyedError from that stream as an uncaught exception (the operator exited
+// 1 at shutdown, right after its informers' watches were aborted).
+import type { AgentOptions } from 'node:https';
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { RequestContext, HttpMethod } from '@kubernetes/client-node';
-import { fetch, type Dispatcher } from 'undici';
+import { Agent, fetch, type Dispatcher } from 'undici';
 import type { ResourceRef } from './types.ts';
 import { TokenBucket, type RateLimit } from './ratelimit.ts';
 
@@ -39,6 +47,17 @@ export const isNotFound = (e: unknown) => e instanceof KubeApiError && e.code ==
 export const isConflict = (e: unknown) => e instanceof KubeApiError && e.code === 409;
 export const isAlreadyExists = (e: unknown) => e instanceof KubeApiError && e.code === 409 && e.reason === 'AlreadyExists';
 export const isGone = (e: unknown) => e instanceof KubeApiError && e.code === 410;
+
+/** A request on (or cut short by) a RestClient that was closed. */
+export class RestClientClosedError extends Error {
+  constructor(server: string) {
+    super(`kube client for ${server} closed`);
+    this.name = 'RestClientClosedError';
+  }
+}
+
+/** Bound on close() waiting for aborted requests to settle and the pool to close, each. */
+const CLOSE_STEP_MS = 2000;
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 export interface WatchEvent<T extends KubeObject = KubeObject> {
@@ -100,6 +119,11 @@ export class RestClient {
   private readonly userAgent: string | undefined;
   private readonly metrics: RestClientMetricsSink | undefined;
   private dispatcher: Dispatcher | undefined;
+  /** Aborts every request in flight when the client closes. */
+  private readonly closing = new AbortController();
+  /** Requests and watches not settled yet (each one's whole life: limiter, headers, body). */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed: Promise<void> | undefined;
 
   constructor(kubeConfig: KubeConfig, opts: RestClientOptions = {}) {
     this.kubeConfig = kubeConfig;
@@ -112,38 +136,57 @@ export class RestClient {
     this.metrics = opts.metrics;
   }
 
-  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.send(method, path, opts, opts.timeoutMs ?? 30_000);
-    const text = await res.text();
-    if (res.status >= 400) throw toApiError(res.status, text);
-    return (text ? JSON.parse(text) : undefined) as T;
+  request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    return this.track(async () => {
+      const res = await this.send(method, path, opts, opts.timeoutMs ?? 30_000);
+      const text = await res.text();
+      if (res.status >= 400) throw toApiError(res.status, text);
+      return (text ? JSON.parse(text) : undefined) as T;
+    });
   }
 
   /**
    * Streams a watch. Resolves when the server ends the stream (timeoutSeconds elapsed), rejects on
    * transport errors or a non-200 answer. ERROR events (e.g. 410 Expired) are passed to `onEvent`.
    */
-  async watch<T extends KubeObject>(path: string, query: RequestOptions['query'], onEvent: (e: WatchEvent<T>) => void, signal: AbortSignal, timeoutMs: number): Promise<void> {
-    const res = await this.send('GET', path, { query: { ...query, watch: true }, signal }, timeoutMs);
-    if (res.status !== 200) throw toApiError(res.status, await res.text());
-    if (!res.body) return;
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body) {
-      buf += decoder.decode(chunk as Uint8Array, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) onEvent(JSON.parse(line) as WatchEvent<T>);
+  watch<T extends KubeObject>(path: string, query: RequestOptions['query'], onEvent: (e: WatchEvent<T>) => void, signal: AbortSignal, timeoutMs: number): Promise<void> {
+    return this.track(async () => {
+      const res = await this.send('GET', path, { query: { ...query, watch: true }, signal }, timeoutMs);
+      if (res.status !== 200) throw toApiError(res.status, await res.text());
+      if (!res.body) return;
+      const decoder = new TextDecoder();
+      let buf = '';
+      for await (const chunk of res.body) {
+        buf += decoder.decode(chunk as Uint8Array, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line) onEvent(JSON.parse(line) as WatchEvent<T>);
+        }
       }
-    }
+    });
+  }
+
+  /** Requests and watches in flight (for tests and shutdown diagnostics). */
+  get pending(): number {
+    return this.inFlight.size;
+  }
+
+  /** Runs one request or watch, known to close() until it settles; refused once the client is closed. */
+  private track<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closing.signal.aborted) return Promise.reject(this.closing.signal.reason as Error);
+    const p = fn();
+    this.inFlight.add(p);
+    const forget = () => { this.inFlight.delete(p); };
+    p.then(forget, forget);
+    return p;
   }
 
   private async send(method: string, path: string, opts: RequestOptions, timeoutMs: number) {
     if (this.limiter) {
       const t0 = performance.now();
-      await this.limiter.acquire(opts.signal);
+      await this.limiter.acquire(opts.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal);
       this.metrics?.rateLimiterWait(this.host, (performance.now() - t0) / 1000);
     }
     const t0 = performance.now();
@@ -162,8 +205,10 @@ export class RestClient {
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const ctx = new RequestContext(url.toString(), HttpMethod.GET);
     await this.kubeConfig.applySecurityAuthentication(ctx);
+    // Closed while authenticating (e.g. an exec credential plugin): open no pool that nobody would close.
+    if (this.closing.signal.aborted) throw this.closing.signal.reason as Error;
     // Keep one connection pool per client: client-node makes a fresh dispatcher per request.
-    this.dispatcher ??= ctx.getDispatcher() as Dispatcher | undefined;
+    this.dispatcher ??= await this.newDispatcher(ctx);
     const headers: Record<string, string> = { ...ctx.getHeaders(), accept: 'application/json' };
     if (this.userAgent) headers['user-agent'] = this.userAgent;
     let body: string | undefined;
@@ -171,16 +216,53 @@ export class RestClient {
       body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
       headers['content-type'] = opts.contentType ?? ContentType.json;
     }
-    const signals = [AbortSignal.timeout(timeoutMs)];
+    const signals = [AbortSignal.timeout(timeoutMs), this.closing.signal];
     if (opts.signal) signals.push(opts.signal);
     return fetch(url, { method, headers, body, dispatcher: this.dispatcher, signal: AbortSignal.any(signals) });
   }
 
-  /** Closes pooled connections (tests, or a replaced kubeconfig). */
-  async close(): Promise<void> {
+  /**
+   * Our own HTTP/1.1 pool with the TLS settings client-node derives from the kubeconfig (see the
+   * header for why not HTTP/2). Proxied clusters keep client-node's dispatcher (its connectors).
+   */
+  private async newDispatcher(ctx: RequestContext): Promise<Dispatcher | undefined> {
+    const https: AgentOptions = {};
+    await this.kubeConfig.applyToHTTPSOptions(https);
+    const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername } = https;
+    const o = this.kubeConfig.createDispatcherOptions(this.kubeConfig.getCurrentCluster(), { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername });
+    if (o.type === 'agent') return new Agent({ connect: o.connect, allowH2: false });
+    if (o.type === 'none') return new Agent({ allowH2: false });
+    return ctx.getDispatcher() as Dispatcher | undefined;
+  }
+
+  /**
+   * Closes the client for good (shutdown, or a replaced kubeconfig): aborts every request and
+   * watch in flight, waits for them to settle, then closes the connection pool (destroyed if it
+   * does not close in time). Each wait is bounded; later requests fail with RestClientClosedError.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing.abort(new RestClientClosedError(this.server));
+    await settlesWithin(Promise.allSettled([...this.inFlight]), CLOSE_STEP_MS);
     const d = this.dispatcher;
     this.dispatcher = undefined;
-    await d?.close().catch(() => undefined);
+    if (!d) return;
+    if (!(await settlesWithin(d.close(), CLOSE_STEP_MS))) await settlesWithin(d.destroy(), CLOSE_STEP_MS);
+  }
+}
+
+/** True if `p` settled (either way) within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([p.then(() => true, () => true), expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -204,46 +204,32 @@ export async function startOperator(cfg: OperatorConfig, factories: ControllerFa
   }
 }
 
+/** Time the shutdown may take beyond the reconcile drain before the process forces its exit. */
+export const SHUTDOWN_STEPS_GRACE_MS = 4_000;
+
 export async function run(argv: string[]): Promise<number> {
   const log = logger('operator');
   const cfg = parseOperatorArgs(argv);
   const op = await startOperator(cfg);
   let stopping: Promise<void> | undefined;
+  // A shutdown that cannot finish must still end the process, loudly, with what kept it alive.
+  const forceExit = (why: string, fields: Record<string, unknown>) => {
+    log.error(`${why}; forcing exit`, { ...fields, activeResources: process.getActiveResourcesInfo().join(',') });
+    process.exit(1);
+  };
   const onSignal = (sig: string) => {
-    if (stopping) {
-      log.warn('second signal; exiting now', { signal: sig });
-      process.exit(1);
-    }
+    if (stopping) return forceExit('second signal during shutdown', { signal: sig });
     log.info('signal received; shutting down', { signal: sig });
     stopping = op.stop();
+    // Bounded: draining reconciles may take the graceful timeout, the other steps a few seconds.
+    // unref: a shutdown that ends earlier must not wait for this timer.
+    const limitMs = cfg.gracefulShutdownTimeoutMs + SHUTDOWN_STEPS_GRACE_MS;
+    setTimeout(() => forceExit('shutdown did not finish in time', { timeoutMs: limitMs }), limitMs).unref();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  // Closing the clients at shutdown ends the requests and watch streams still open on them; a
-  // rejection of one of those that nobody awaits any more is expected then, not a crash. Any other
-  // unhandled rejection still ends the process with a non-zero status, as Node's default does.
-  process.on('unhandledRejection', (reason) => {
-    if (stopping && closedByUs(reason)) {
-      log.debug('request ended by shutdown', { err: reason instanceof Error ? reason.message : String(reason) });
-      return;
-    }
-    log.error('unhandled rejection', { err: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
-    process.exit(1);
-  });
   await op.done;
   await stopping;
   log.info('operator exited');
-  // Everything is closed; this only guards against a stray handle keeping a terminated pod alive.
-  setTimeout(() => process.exit(0), 2000).unref();
   return 0;
-}
-
-/** An error of a connection or request this process closed or aborted itself (undici, fetch). */
-function closedByUs(reason: unknown): boolean {
-  for (let e: unknown = reason, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    const code = (e as Error & { code?: unknown }).code;
-    if (e.name === 'AbortError' || e.name === 'ClientDestroyedError' || e.name === 'ClientClosedError'
-      || code === 'UND_ERR_DESTROYED' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_ABORTED') return true;
-  }
-  return false;
 }

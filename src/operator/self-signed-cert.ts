@@ -70,7 +70,9 @@ export function selfSignedCert(o: { commonName: string; dnsNames: string[]; ipAd
   const notBefore = new Date(now.getTime() - 3600_000);
   const notAfter = new Date(now.getTime() + (o.days ?? 365) * 86400_000);
   const serial = randomBytes(16);
-  serial[0] &= 0x7f; // a positive INTEGER
+  // A positive INTEGER in minimal DER: a leading 0x00 byte (1 serial in 256) would be padding,
+  // which OpenSSL rejects ("illegal padding") and the operator would fail to start.
+  serial[0] = (serial[0] & 0x7f) | 0x40;
   const name = seq(set(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(o.commonName, 'utf8')))));
   const altNames = [
     ...o.dnsNames.map((n) => tlv(0x82, Buffer.from(n, 'ascii'))),
