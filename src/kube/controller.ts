@@ -32,6 +32,16 @@ export type MappedKey = ObjectKey & { lowPriority?: boolean };
 
 export type MapFunc<T extends KubeObject = KubeObject> = (obj: T) => MappedKey[];
 
+/**
+ * The cached objects differ only in resourceVersion: the informer's transform stripped everything
+ * that changed, so nothing a reconcile reads did (controller-runtime's predicates filter the same
+ * way). Reconciling anyway would split the folding window of a change that matters.
+ */
+export function sameButVersion(a: KubeObject, b: KubeObject): boolean {
+  const strip = (o: KubeObject) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+  return strip(a) === strip(b);
+}
+
 export interface WatchSpec<T extends KubeObject = KubeObject> {
   informer: Informer<T>;
   map: MapFunc<T>;
@@ -120,7 +130,7 @@ export class Controller<P extends KubeObject = KubeObject> {
         else this.queue?.add(keyString(k));
       }
     };
-    return w.informer.addEventHandler({ onAdd: enqueueMapped, onDelete: enqueueMapped, onUpdate: (o, n) => { if (o !== n) enqueueMapped(n); } });
+    return w.informer.addEventHandler({ onAdd: enqueueMapped, onDelete: enqueueMapped, onUpdate: (o, n) => { if (o !== n && !sameButVersion(o, n)) enqueueMapped(n); } });
   }
 
   /** All informers this controller reads have synced. */

@@ -157,8 +157,15 @@ test('related objects map to primary keys (owners, labels for other clusters)', 
     related.push('ADDED', { metadata: { name: 'remote-vm', namespace: 'other', labels: { 'example.io/ns': 'ns', 'example.io/name': 'vm-mig' } } });
     await waitFor(() => reconciled.length === 2, { what: 'mapped' });
     related.push('ADDED', { metadata: { name: 'unlabelled', namespace: 'other' } });
+    // A change the cache does not hold (only its resourceVersion moved) enqueues nothing; a real one does.
+    const labels = { 'example.io/ns': 'ns', 'example.io/name': 'vm-mig' };
+    related.push('MODIFIED', { metadata: { name: 'remote-vm', namespace: 'other', labels, resourceVersion: '7' } });
     await new Promise((r) => setTimeout(r, 30));
-    assert.deepEqual(reconciled, ['ns/vm-mig', 'ns/vm-mig']);
+    assert.equal(reconciled.length, 2, 'a resourceVersion-only update was reconciled');
+    related.push('MODIFIED', { metadata: { name: 'remote-vm', namespace: 'other', labels, resourceVersion: '8' }, status: { phase: 'Running' } } as KubeObject);
+    await waitFor(() => reconciled.length === 3, { what: 'the status change mapped' });
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(reconciled, ['ns/vm-mig', 'ns/vm-mig', 'ns/vm-mig']);
   } finally {
     abort.abort();
     await done;
