@@ -84,11 +84,15 @@ interface SizedObj extends KubeObject {
 /** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
 async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal, remember?: Remember): Promise<SourceDisk> {
   const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
-  const [dv, pvc] = await Promise.all([
-    d.kind === 'DataVolume' ? local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined,
-    readClaim(local, ns, d.name, signal, remember),
-  ]);
-  const st = dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
+  // The claim says what the disk is (CDI filled in its defaults; the derived deadlines read it
+  // already); the DataVolume is read only while it has no claim yet.
+  const pvc = await readClaim(local, ns, d.name, signal, remember);
+  const dv = !pvc && d.kind === 'DataVolume' ? await local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined;
+  const fromClaim = pvc?.spec ? {
+    resources: { requests: { storage: pvc.status?.capacity?.storage ?? pvc.spec.resources?.requests?.storage } },
+    storageClassName: pvc.spec.storageClassName, accessModes: pvc.spec.accessModes, volumeMode: pvc.spec.volumeMode,
+  } : undefined;
+  const st = fromClaim ?? dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
   const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
   if (!storage) throw new Error(`cannot tell the size of disk ${ns}/${d.name} (no DataVolume/PVC with a storage request)`);
   const sc = st?.storageClassName ?? pvc?.spec?.storageClassName;
