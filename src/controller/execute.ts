@@ -74,34 +74,32 @@ async function trustOneWay(from: KubeClient, fromNs: string, to: KubeClient, toN
   await to.patchMerge(Res.configMap, toNs, KUBEVIRT_EXTERNAL_CA, { metadata: { resourceVersion: ext.metadata?.resourceVersion }, data: { [CA_BUNDLE_KEY]: appendCerts(appendCerts('', keep), missing) } }, signal);
 }
 
+type StorageStanza = { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
+
 interface SizedObj extends KubeObject {
-  spec?: { storage?: { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
-    pvc?: { resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
-    resources?: { requests?: { storage?: string } }; storageClassName?: string; accessModes?: string[]; volumeMode?: string };
-  status?: { capacity?: { storage?: string } };
+  spec?: { storage?: StorageStanza; pvc?: StorageStanza };
 }
 
-/** Size/class of a source disk, from its DataVolume (storage or pvc stanza) or its PVC. */
+/** Size/class of a source disk, from its claim, else its DataVolume (storage or pvc stanza) or the VM's template for it. */
 async function sourceDisk(local: KubeClient, ns: string, vm: V1VirtualMachine, d: { name: string; kind: 'DataVolume' | 'PVC' }, signal: AbortSignal, remember?: Remember): Promise<SourceDisk> {
   const tpl = vm.spec.dataVolumeTemplates?.find((t) => t.metadata?.name === d.name);
   // The claim says what the disk is (CDI filled in its defaults; the derived deadlines read it
   // already); the DataVolume is read only while it has no claim yet.
   const pvc = await readClaim(local, ns, d.name, signal, remember);
   const dv = !pvc && d.kind === 'DataVolume' ? await local.tryGet<SizedObj>(Res.dataVolume, ns, d.name, signal) : undefined;
-  const fromClaim = pvc?.spec ? {
-    resources: { requests: { storage: pvc.status?.capacity?.storage ?? pvc.spec.resources?.requests?.storage } },
-    storageClassName: pvc.spec.storageClassName, accessModes: pvc.spec.accessModes, volumeMode: pvc.spec.volumeMode,
+  const fromClaim: StorageStanza | undefined = pvc ? {
+    resources: { requests: { storage: pvc.status?.capacity?.storage ?? pvc.spec?.resources?.requests?.storage } },
+    storageClassName: pvc.spec?.storageClassName, accessModes: pvc.spec?.accessModes, volumeMode: pvc.spec?.volumeMode,
   } : undefined;
   const st = fromClaim ?? dv?.spec?.storage ?? dv?.spec?.pvc ?? (tpl?.spec as SizedObj['spec'] | undefined)?.storage ?? (tpl?.spec as SizedObj['spec'] | undefined)?.pvc;
-  const storage = st?.resources?.requests?.storage ?? pvc?.status?.capacity?.storage ?? pvc?.spec?.resources?.requests?.storage;
+  const storage = st?.resources?.requests?.storage;
   if (!storage) throw new Error(`cannot tell the size of disk ${ns}/${d.name} (no DataVolume/PVC with a storage request)`);
-  const sc = st?.storageClassName ?? pvc?.spec?.storageClassName;
   return {
     name: d.name,
     storage,
-    ...(sc ? { storageClassName: sc } : {}),
-    ...(st?.accessModes ?? pvc?.spec?.accessModes ? { accessModes: st?.accessModes ?? pvc?.spec?.accessModes } : {}),
-    ...(st?.volumeMode ?? pvc?.spec?.volumeMode ? { volumeMode: st?.volumeMode ?? pvc?.spec?.volumeMode } : {}),
+    ...(st.storageClassName ? { storageClassName: st.storageClassName } : {}),
+    ...(st.accessModes ? { accessModes: st.accessModes } : {}),
+    ...(st.volumeMode ? { volumeMode: st.volumeMode } : {}),
   };
 }
 

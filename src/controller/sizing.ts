@@ -6,7 +6,8 @@ import type { KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import { Res } from '../api/resources.ts';
 import type { Site } from '../api/site.ts';
-import { quantityBytes, type Sizing } from './phases/deadlines.ts';
+import { quantityBytes } from '../api/quantity.ts';
+import type { Sizing } from './phases/deadlines.ts';
 import { volumeRefs } from './target-objects.ts';
 
 export type Claim = KubeObject & {

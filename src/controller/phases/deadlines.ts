@@ -59,12 +59,3 @@ export function deriveDeadlines(spec: ResolvedSpec, s: Sizing): DerivedDeadlines
     + `; at least ${DEADLINE_FLOORS.memorySeconds} s and ${DEADLINE_FLOORS.storageSeconds} s`;
   return { storageSeconds, memorySeconds, basis };
 }
-
-/** A Kubernetes quantity of bytes ("512Mi", "10Gi", "1G", "1000"); undefined if it is not one. */
-export function quantityBytes(q: string | number | undefined): number | undefined {
-  if (typeof q === 'number') return q;
-  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/.exec(String(q ?? '').trim());
-  if (!m) return undefined;
-  const units: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50 };
-  return Math.ceil(Number(m[1]) * units[m[2] ?? '']);
-}

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolveSpec } from '../../../src/api/wanmigration.ts';
-import { deriveDeadlines, quantityBytes } from '../../../src/controller/phases/deadlines.ts';
+import { deriveDeadlines } from '../../../src/controller/phases/deadlines.ts';
+import { quantityBytes } from '../../../src/api/quantity.ts';
 import { plan } from '../../../src/controller/phases/plan.ts';
 import { inPhase, obs, T0, wm } from './fixtures.ts';
 

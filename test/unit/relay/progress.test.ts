@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { etaSeconds, migrationProgress, parseSenderStats, reductionRatio, type RelaySession } from '../../../src/relay/transport/index.ts';
 import { parseRelayApiSetting, relayConfigFromEnv, relayFor } from '../../../src/operator/relay-client/relay-config.ts';
-import { quantityBytes, vmGuestMemoryBytes } from '../../../src/operator/relay-client/guest-memory.ts';
+import { vmGuestMemoryBytes } from '../../../src/operator/relay-client/guest-memory.ts';
+import { quantityBytes } from '../../../src/api/quantity.ts';
 
 const MiB = 1 << 20;
 const T0 = Date.parse('2026-01-01T00:00:00Z');
