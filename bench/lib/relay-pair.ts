@@ -112,6 +112,9 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
     procs.push(tx);
     await waitReady(tx, tail(tx), /relay sender ready/, 30_000);
+    // As deployed, the relays run long before a migration: the link (and both caches) are up
+    // when QEMU connects.
+    await waitReady(tx, tail(tx), /relay link up/, 30_000);
   } catch (err) {
     await stop();
     throw err;

@@ -101,6 +101,8 @@ export async function runSend(v: LiveArgs, cacheBytes: number, level: number | '
     windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)), hashStreams: Boolean(v['hash-streams']),
   });
   const addrs = await relay.start();
+  // A long-running relay holds its link (and both caches) ready before the first migration.
+  relay.keepLinkUp();
   let stopApi = async (): Promise<void> => undefined;
   if (v.api) {
     const tokenFile = v['api-token-file'];
