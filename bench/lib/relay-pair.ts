@@ -48,6 +48,8 @@ export interface RelaySession {
 export interface RelayPair {
   readonly pids: readonly number[];
   cpuSeconds(): number;
+  /** CPU-seconds of the relays' --hash-streams check (its own worker threads; not relay work). */
+  checkCpuSeconds(): number;
   /** Waits until both relays list `n` finished sessions (or the timeout), then returns them. */
   finished(n: number, timeoutMs: number): Promise<{ sender: RelaySession[]; receiver: RelaySession[] }>;
   stop(): Promise<void>;
@@ -76,6 +78,14 @@ function readFinished(file: string): RelaySession[] {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as { finished?: RelaySession[] }).finished ?? [];
   } catch {
     return []; // not written yet
+  }
+}
+
+function readCheckCpu(file: string): number {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { streamHashCpuSeconds?: number }).streamHashCpuSeconds ?? 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -123,6 +133,7 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
   return {
     pids,
     cpuSeconds: () => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0),
+    checkCpuSeconds: () => [sendStats, recvStats].reduce((a, f) => a + readCheckCpu(f), 0),
     async finished(n, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -77,8 +77,14 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
   const sent = fileSha(inRec);
   assert.equal(fileSha(outRec), sent, 'destination received exactly what the source sent');
 
-  const stats = sender.stats() as { finished: { mode: string; syncLost?: string; bytesIn: number; wireBytes: number; rounds: unknown[]; inputSha256?: string }[] };
-  const sess = stats.finished[0];
+  type SenderSession = { mode: string; syncLost?: string; bytesIn: number; wireBytes: number; rounds: unknown[]; inputSha256?: string };
+  // A finished session is filed once its stream hash (on the relay's hashing worker) is in.
+  let sess: SenderSession | undefined;
+  for (let i = 0; i < 50 && !sess; i++) {
+    sess = (sender.stats() as { finished: SenderSession[] }).finished[0];
+    if (!sess) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(sess, 'the sender relay files the finished session');
   console.log(`[relay-qemu] stream ${inBytes} B -> relay link ${sess.wireBytes} B (${(100 * sess.wireBytes / inBytes).toFixed(1)}%), rounds seen ${sess.rounds.length}, mode ${sess.mode}`);
   assert.equal(sess.mode, 'qevm');
   assert.equal(sess.syncLost, undefined);

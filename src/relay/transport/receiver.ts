@@ -5,7 +5,6 @@
 // any byte of that batch is written; the other sessions carry on. A session ends cleanly only on a
 // FIN whose totals match what was decoded; a link that ends or fails a frame check before the FIN
 // aborts it (a TCP reset downstream, so QEMU's migration fails and the source keeps running).
-import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../../util/log.ts';
@@ -16,6 +15,7 @@ import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { inCidrs, parseCidr, parseHostPort, tlsServerOptions } from './net-util.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
+import { StreamHashPool, type StreamHash } from './stream-hash.ts';
 
 const log = logger('relay-receiver');
 // One batch of the encoder's default size (4 MiB of input plus a record) fits; larger batches
@@ -61,8 +61,10 @@ interface Session {
   queued: number;
   returnBytes: number;
   decodeBroken: boolean;
-  hash?: crypto.Hash;
+  hash?: StreamHash;
   outputSha256?: string;
+  /** Resolves once the stream hash is in outputSha256 (the worker hashes behind the stream). */
+  hashed?: Promise<void>;
 }
 
 interface PeerLink {
@@ -80,6 +82,7 @@ export class ReceiverRelay {
   private readonly finished: Record<string, unknown>[] = [];
   private maxBuffered = 0;
   private readonly pool: Buffer[] = [];
+  private readonly hashes = new StreamHashPool();
   /** Batches are decoded synchronously, one at a time: one unpack buffer serves all links. */
   private readonly unpacker = new BatchUnpacker();
 
@@ -152,6 +155,7 @@ export class ReceiverRelay {
   async stop(): Promise<void> {
     this.server?.close();
     for (const p of this.peers) p.link.close('relay stopped');
+    await this.hashes.close();
   }
 
   private async acceptLink(socket: net.Socket): Promise<void> {
@@ -240,7 +244,7 @@ export class ReceiverRelay {
       this.fail(p, s, err.reason, err.message, true);
       return;
     }
-    if (s.hash) s.outputSha256 = s.hash.digest('hex');
+    if (s.hash) s.hashed = s.hash.digest().then((hex) => { s.outputSha256 = hex; });
     s.state = 'fin';
     s.target?.end();
   }
@@ -254,7 +258,7 @@ export class ReceiverRelay {
       ...(info?.owner ? { owner: info.owner } : {}),
     };
     if (p.sessions.has(f.session)) { this.fail(p, s, 'protocol', 'duplicate session id', true); return; }
-    if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
+    if (this.opts.hashStreams) s.hash = this.hashes.open();
     p.sessions.set(s.id, s);
     M.sessionsOpened.inc({ role: 'receiver' });
     const dst = this.destinationOf(info);
@@ -373,8 +377,13 @@ export class ReceiverRelay {
     p.sessions.delete(s.id);
     M.sessionsClosed.inc({ role: 'receiver', reason: 'ok' });
     log.info('session finished', { session: String(s.id), bytesOut: String(s.bytesOut) });
-    this.finished.push(this.sessionJson(s));
-    if (this.finished.length > 100) this.finished.shift();
+    // A finished record is complete: with --hash-streams it is filed once its hash is in.
+    const file = (): void => {
+      this.finished.push(this.sessionJson(s));
+      if (this.finished.length > 100) this.finished.shift();
+    };
+    if (s.hashed) void s.hashed.then(file);
+    else file();
   }
 
   private sessionJson(s: Session): Record<string, unknown> {
@@ -395,6 +404,7 @@ export class ReceiverRelay {
         sessions: [...p.sessions.values()].map((s) => this.sessionJson(s)),
       })),
       finished: this.finished,
+      ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),
     };
   }
 }

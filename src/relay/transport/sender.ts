@@ -3,7 +3,6 @@
 // relay. Buffers stay small: a source socket is paused whenever the link has a backlog, or the
 // session has used up the credit the receiver grants as it writes downstream, so QEMU's own
 // bandwidth estimate keeps reflecting what really leaves the site.
-import crypto from 'node:crypto';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
@@ -11,6 +10,7 @@ import { logger } from '../../util/log.ts';
 import { AdaptiveLevel, convergenceAdvice, createContext, DigestSet, F, packBatch, SessionEncoder, TECHNIQUES, zstdCompress } from '../codec/index.ts';
 import type { Batch, CodecContext, EncoderOptions, StreamMode } from '../codec/index.ts';
 import { flowKey } from './flows.ts';
+import { StreamHashPool, type StreamHash } from './stream-hash.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
 import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
@@ -112,8 +112,10 @@ interface Session {
   rfin: boolean;
   /** DATA frames and the raw bytes they carry: the FIN states them, the receiver checks them. */
   sent: F.SessionTotals;
-  hash?: crypto.Hash;
+  hash?: StreamHash;
   inputSha256?: string;
+  /** Resolves once the stream hash is in inputSha256 (the worker hashes behind the stream). */
+  hashed?: Promise<void>;
   /** What has been added to the Prometheus counters already (they are fed incrementally). */
   accounted: { raw: Float64Array; lookups: number; hits: number };
 }
@@ -127,6 +129,7 @@ export class SenderRelay {
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
   private readonly opsPool: Buffer[] = [];
+  private readonly hashes = new StreamHashPool();
   private nextId = 1;
   private readonly level: AdaptiveLevel;
   private busyMs = 0;
@@ -179,6 +182,7 @@ export class SenderRelay {
     for (const s of this.servers) s.close();
     for (const s of this.sessions.values()) this.closeSession(s, 'relay stopped', false);
     this.link?.close('relay stopped');
+    await this.hashes.close();
   }
 
   /** Connects to the receiver now instead of on the first migration connection. */
@@ -276,7 +280,7 @@ export class SenderRelay {
       enc: new SessionEncoder(ctx, (b) => this.sendBatch(s, b), { mode: spec.mode, ...spec.encoder }),
     };
     s.enc.setEffort(this.level.effort, this.level.mode);
-    if (this.opts.hashStreams) s.hash = crypto.createHash('sha256');
+    if (this.opts.hashStreams) s.hash = this.hashes.open();
     this.sessions.set(id, s);
     M.sessionsOpened.inc({ role: 'sender' });
     const open: SessionOpen = spec.destination
@@ -287,7 +291,7 @@ export class SenderRelay {
     source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
     source.on('end', () => {
       if (s.state !== 'open') return;
-      if (s.hash) s.inputSha256 = s.hash.digest('hex');
+      if (s.hash) s.hashed = s.hash.digest().then((hex) => { s.inputSha256 = hex; });
       this.work(() => s.enc.end());
       s.state = 'fin';
       clearTimeout(s.stallTimer);
@@ -554,8 +558,13 @@ export class SenderRelay {
   private retire(s: Session): void {
     this.sessions.delete(s.id);
     this.accountTechniques(s);
-    this.finished.push(this.sessionJson(s));
-    if (this.finished.length > 100) this.finished.shift();
+    // A finished record is complete: with --hash-streams it is filed once its hash is in.
+    const file = (): void => {
+      this.finished.push(this.sessionJson(s));
+      if (this.finished.length > 100) this.finished.shift();
+    };
+    if (s.hashed && s.closeReason === 'ok') void s.hashed.then(file);
+    else file();
   }
 
   private accountTechniques(s: Session): void {
@@ -596,6 +605,7 @@ export class SenderRelay {
       remoteSeeds: this.ctx?.remoteSeeds?.size ?? 0,
       sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
       finished: this.finished,
+      ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),
     };
   }
 }
