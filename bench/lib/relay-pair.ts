@@ -122,9 +122,12 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
     procs.push(tx);
     await waitReady(tx, tail(tx), /relay sender ready/, 30_000);
-    // As deployed, the relays run long before a migration: the link (and both caches) are up
-    // when QEMU connects.
-    await waitReady(tx, tail(tx), /relay link up/, 30_000);
+    // As deployed, the relays run long before a migration: the link (and both caches) are up,
+    // and the link probed, when QEMU connects.
+    const txLog = tail(tx);
+    await waitReady(tx, txLog, /relay link probe/, 30_000);
+    const probe = /\{[^\n]*relay link probe[^\n]*\}/.exec(txLog())?.[0];
+    if (probe) console.log(`[relay-pair] ${probe}`);
   } catch (err) {
     await stop();
     throw err;

@@ -76,6 +76,9 @@ test('QEMU migration across the emulated WAN through the relay pair', { timeout:
   assert.equal(r.outputSha256, s.inputSha256, 'stream out of the receiver relay = stream into the sender relay');
   assert.equal(r.bytesOut, s.bytesIn);
   assert.equal(s.mode, 'qevm');
+  // The sender probed its link when it came up: the round trip includes the emulated 2 × 10 ms.
+  const probe = (JSON.parse(fs.readFileSync(sendStats, 'utf8')) as { link?: { probe?: { rttMs: number; bytesPerSec: number; probeBytes: number } } }).link?.probe;
+  assert.ok(probe && probe.rttMs >= 19 && probe.bytesPerSec > 0 && probe.probeBytes >= 1 << 20, `link probe in the stats: ${JSON.stringify(probe)}`);
   assert.ok(wan < s.bytesIn * 0.8, `WAN carried ${wan} B for a ${s.bytesIn} B stream`);
 
   // For comparison, the same guest straight back over the same (symmetric) WAN without the relay.

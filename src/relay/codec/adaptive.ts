@@ -27,6 +27,16 @@ export const STEPS: readonly Step[] = [
 ];
 export const LEVELS = [0, 1, 3, 6] as const;
 const DEFAULT_STEP = 4; // zstd-3
+/**
+ * Link capacities (bytes/s) from which a session starts cheaper than zstd-3 (startFor): above
+ * ~400 Mbit/s one core of the relay cannot compress as fast as the link drains (measured: ~80 MB
+ * of stream per CPU-second at zstd-1 for the pair), so it starts without zstd and deltas, but
+ * still deduplicated (fingerprints are cheap, and content the target holds, e.g. seeded disk
+ * blocks, then still goes as references); from ~160 Mbit/s it starts with stored batches.
+ * Pass-through is left to the feedback, when even that is more than the CPU keeps up with.
+ */
+const FAST_LINK_BPS = 50e6;
+const MEDIUM_LINK_BPS = 20e6;
 const SAMPLE = 16 << 10;
 /** Feedback periods (~100 ms each) in a row with the CPU as the bottleneck before the first step down. */
 const DOWN_AFTER = 2;
@@ -80,6 +90,16 @@ export class AdaptiveLevel {
     if (this.fixed || opsLen < 4096) return;
     if (packedLen > opsLen * 0.97) this.incompressibleRun++;
     else this.incompressibleRun = 0;
+  }
+
+  /**
+   * The first step for a link of this probed capacity (link-probe.ts), if no feedback has moved
+   * the policy yet: on a fast link the feedback would otherwise spend the first ~0.5 s of the
+   * first migration compressing at a rate below the link's.
+   */
+  startFor(linkBytesPerSec: number): void {
+    if (this.fixed || this.stepsUp || this.stepsDown) return;
+    this.i = linkBytesPerSec >= FAST_LINK_BPS ? 1 : linkBytesPerSec >= MEDIUM_LINK_BPS ? 2 : DEFAULT_STEP;
   }
 
   /** linkBusy: the link is the bottleneck; cpuBusy: the relay's CPU is. Called every ~100 ms. */

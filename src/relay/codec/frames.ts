@@ -20,9 +20,9 @@
 import zlib from 'node:zlib';
 import { DecodeError } from './bytes.ts';
 
-/** 3: chained frame CRC-32, FIN/RFIN state the session's totals, files end with END. 2: cache
+/** 4: link probe frames (PROBE/PROBE_ACK). 3: chained frame CRC-32, FIN/RFIN state the session's totals, files end with END. 2: cache
  *  references by slot + fingerprint, batches state their insert count. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 export const FILE_MAGIC = Buffer.from('CNRELAY1', 'latin1');
 
 export const F_HELLO = 0x01; // JSON Hello (session 0)
@@ -35,7 +35,9 @@ export const F_CLOSE = 0x07; // JSON CloseInfo: the session is aborted
 export const F_CREDIT = 0x08; // be32 bytes of output the receiver has written downstream
 export const F_SEEDED = 0x09; // receiver -> sender (session 0): 16-byte digests of seeded content
 export const F_END = 0x0a; // offline files only, the last frame (session 0): FileTotals
-const F_LAST = F_END;
+export const F_PROBE = 0x0b; // sender -> receiver (session 0): be32 sequence number + filler
+export const F_PROBE_ACK = 0x0c; // receiver -> sender (session 0): the be32 sequence number it got
+const F_LAST = F_PROBE_ACK;
 
 /** Header of the first frame of a direction (the version-independent envelope). */
 export const ENVELOPE_HEADER = 9;

@@ -208,6 +208,8 @@ export class ReceiverRelay {
   private onFrame(p: PeerLink, f: F.Frame): void {
     M.hot.receiverWireIn.inc(f.payload.length + F.FRAME_HEADER);
     if (f.type === F.F_OPEN) { this.open(p, f); return; }
+    // The sender measures the link (link-probe.ts): answer at once with the sequence number.
+    if (f.type === F.F_PROBE) { p.link.send(F.F_PROBE_ACK, 0, Buffer.from(f.payload.subarray(0, 4))); return; }
     const s = p.sessions.get(f.session);
     if (!s) {
       // A batch of a session this side no longer knows still took cache slots at the sender.

@@ -11,6 +11,7 @@ import { AdaptiveLevel, convergenceAdvice, createContext, DigestSet, F, packBatc
 import type { Batch, CodecContext, EncoderOptions, StreamMode } from '../codec/index.ts';
 import { flowKey } from './flows.ts';
 import { StreamHashPool, type StreamHash } from './stream-hash.ts';
+import { LinkProbe, type ProbeResult } from './link-probe.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
 import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
@@ -151,6 +152,8 @@ export class SenderRelay {
   private keepUp = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectBackoffMs = 1000;
+  private probe: LinkProbe | undefined;
+  private probed: ProbeResult | undefined;
 
   constructor(opts: SenderOptions) {
     this.opts = {
@@ -236,6 +239,7 @@ export class SenderRelay {
       M.cacheMemory.set({ role: 'sender' }, this.ctx.cache.memoryBytes);
       this.link = link;
       link.attach((f) => this.onFrame(f));
+      this.probeLink(link);
       link.on('drain', () => this.resumeAll());
       link.on('close', (why) => {
         if (!this.stopped) log.warn('link to receiver relay lost; closing its sessions', { why, sessions: this.sessions.size });
@@ -251,6 +255,24 @@ export class SenderRelay {
     })();
     this.linkReady.catch(() => { this.linkReady = undefined; });
     return this.linkReady;
+  }
+
+  /** Measures the new link's capacity; the adaptive policy's first step follows from it. */
+  private probeLink(link: Link): void {
+    const probe = new LinkProbe(link);
+    this.probe = probe;
+    void probe.run().then((r) => {
+      if (this.probe === probe) this.probe = undefined;
+      if (this.link !== link) return;
+      if (!r) { log.warn('relay link probe failed; the adaptive policy starts at its default step', {}); return; }
+      this.probed = r;
+      // Only the first step follows from the probe. Its rate is not taken as the learnt capacity
+      // (sample()): on a slow link with a long round trip, a fresh connection's slow start makes
+      // it a low estimate, and sending near a low estimate would count as link-bound.
+      this.level.startFor(r.bytesPerSec);
+      for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
+      log.info('relay link probed', { rttMs: Math.round(r.rttMs * 10) / 10, mbitPerSec: Math.round(r.bytesPerSec * 8 / 1e6), probeBytes: r.probeBytes, startMode: this.level.mode });
+    });
   }
 
   /** A redirected connection of a registered flow (registry.ts): its session carries the flow's
@@ -485,6 +507,7 @@ export class SenderRelay {
 
   private onFrame(f: F.Frame): void {
     if (f.type === F.F_SEEDED) { this.onSeeded(f.payload); return; }
+    if (f.type === F.F_PROBE_ACK) { this.probe?.onAck(f.payload); return; }
     const s = this.sessions.get(f.session);
     if (!s) return; // a session we already closed
     switch (f.type) {
@@ -593,7 +616,7 @@ export class SenderRelay {
     const c = this.ctx?.cache;
     return {
       role: 'sender',
-      link: this.link ? { up: true, bytesOut: this.link.bytesOut, bytesIn: this.link.bytesIn, backlog: this.link.backlog } : { up: false },
+      link: this.link ? { up: true, bytesOut: this.link.bytesOut, bytesIn: this.link.bytesIn, backlog: this.link.backlog, ...(this.probed ? { probe: this.probed } : {}) } : { up: false },
       zstdLevel: this.level.level,
       // The adaptive work mode now, and how often it shed work or took it back (adaptive.ts);
       // each round's bytes by mode are in its session's rounds[].modes.

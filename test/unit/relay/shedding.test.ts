@@ -30,6 +30,21 @@ test('CPU-bound: the ladder steps down to pass-through; link-bound: back up to z
   assert.equal(f.effort, EFFORT_FULL);
 });
 
+test('the probed link capacity picks the first step, until feedback has moved the policy; a fixed level ignores it', () => {
+  const at = (bytesPerSec: number): string => { const a = new AdaptiveLevel('auto'); a.startFor(bytesPerSec); return a.mode; };
+  assert.equal(at(125e6), 'no-deltas'); // 1 Gbit/s: no zstd, no deltas, still deduplicated
+  assert.equal(at(30e6), 'stored');
+  assert.equal(at(12.5e6), 'zstd-3'); // 100 Mbit/s: the default
+  const moved = new AdaptiveLevel('auto');
+  moved.feedback(true, false);
+  moved.startFor(125e6);
+  assert.equal(moved.mode, 'zstd-6', 'feedback already spoke: the probe does not override it');
+  const fixed = new AdaptiveLevel(3);
+  fixed.startFor(125e6);
+  assert.equal(fixed.mode, 'zstd-3');
+  assert.equal(fixed.effort, EFFORT_FULL);
+});
+
 function run(input: Buffer, effortAt: (batch: number) => number, seed: number): { output: Buffer; enc: SessionEncoder } {
   const p = pair(8 << 20);
   const rng = new Rng(seed);
