@@ -27,6 +27,7 @@ export const STEPS: readonly Step[] = [
 ];
 export const LEVELS = [0, 1, 3, 6] as const;
 const DEFAULT_STEP = 4; // zstd-3
+const ZSTD1_STEP = 3;
 /**
  * Link capacities (bytes/s) from which a session starts cheaper than zstd-3 (startFor): above
  * ~400 Mbit/s one core of the relay cannot compress as fast as the link drains (measured: ~80 MB
@@ -46,6 +47,8 @@ export class AdaptiveLevel {
   private readonly fixed: boolean;
   private readonly fixedLevel: number;
   private incompressibleRun = 0;
+  /** The lowest step CPU-bound feedback may take (startFor: zstd-1 on a slow link). */
+  private floor = 0;
   private downStreak = 0;
   /** Steps taken (down, up): the stats say how often the relay shed work. */
   stepsDown = 0;
@@ -98,7 +101,12 @@ export class AdaptiveLevel {
    * first migration compressing at a rate below the link's.
    */
   startFor(linkBytesPerSec: number): void {
-    if (this.fixed || this.stepsUp || this.stepsDown) return;
+    if (this.fixed) return;
+    // A slow link also sets a floor: below zstd-1 the relay would only put more bytes on a link
+    // that is already the bottleneck (at < ~160 Mbit/s, zstd-1's stream rate on one core fills
+    // it), so CPU-bound feedback stops at zstd-1 there.
+    this.floor = linkBytesPerSec < MEDIUM_LINK_BPS ? ZSTD1_STEP : 0;
+    if (this.stepsUp || this.stepsDown) { this.i = Math.max(this.i, this.floor); return; }
     this.i = linkBytesPerSec >= FAST_LINK_BPS ? 1 : linkBytesPerSec >= MEDIUM_LINK_BPS ? 2 : DEFAULT_STEP;
   }
 
@@ -109,7 +117,7 @@ export class AdaptiveLevel {
       this.downStreak = 0;
       if (this.i < STEPS.length - 1) { this.i++; this.stepsUp++; }
     } else if (cpuBusy && !linkBusy) {
-      if (++this.downStreak >= DOWN_AFTER && this.i > 0) {
+      if (++this.downStreak >= DOWN_AFTER && this.i > this.floor) {
         this.i--;
         this.stepsDown++;
         // Still CPU-bound one period later: the next step at once (zstd-3 to pass-through in

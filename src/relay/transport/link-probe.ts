@@ -8,8 +8,9 @@
 // doubling from 1 MiB, each timed to the receiver's PROBE_ACK of its last frame: capacity =
 // burst bytes / (time - round trip), the best of the bursts (a fresh connection is still in slow
 // start, so the later, larger bursts measure the link rather than TCP's ramp). Probing stops after
-// a burst that took longer than SLOW_BURST_MS (the link is slow: the estimate is good enough, and
-// bigger bursts would only cost WAN bytes). At most 15 MiB, once per link.
+// a burst that took longer than SLOW_BURST_MS and no longer climbed by half (the link is slow: the
+// estimate is good enough, and bigger bursts would only cost WAN bytes). At most 15 MiB, once per
+// link.
 import { performance } from 'node:perf_hooks';
 import { F } from '../codec/index.ts';
 import type { Link } from './link.ts';
@@ -55,6 +56,7 @@ export class LinkProbe {
         rtt = Math.min(rtt, (await this.send(4)) - t0);
       }
       let best = 0;
+      let previous = 0;
       let probeBytes = 12;
       for (let burst = FIRST_BURST; burst <= LAST_BURST; burst *= 2) {
         const t0 = performance.now();
@@ -62,8 +64,12 @@ export class LinkProbe {
         for (let sent = 0; sent < burst; sent += FRAME) last = this.send(Math.min(FRAME, burst - sent));
         const ms = (await last!) - t0;
         probeBytes += burst;
-        best = Math.max(best, burst / (Math.max(1, ms - rtt) / 1000));
-        if (ms > SLOW_BURST_MS) break;
+        const rate = burst / (Math.max(1, ms - rtt) / 1000);
+        best = Math.max(best, rate);
+        // A slow burst ends the probe unless the rate is still climbing steeply (TCP's slow
+        // start on a long path: 1 Gbit/s at 100 ms would otherwise look like a slow link).
+        if (ms > SLOW_BURST_MS && rate < 1.5 * previous) break;
+        previous = rate;
       }
       return { rttMs: rtt, bytesPerSec: best, probeBytes };
     } catch {

@@ -39,6 +39,15 @@ test('the probed link capacity picks the first step, until feedback has moved th
   moved.feedback(true, false);
   moved.startFor(125e6);
   assert.equal(moved.mode, 'zstd-6', 'feedback already spoke: the probe does not override it');
+  // A slow link: CPU-bound feedback sheds no further than zstd-1 (more bytes would not pass the link).
+  const slow = new AdaptiveLevel('auto');
+  slow.startFor(5e6);
+  for (let i = 0; i < 20; i++) slow.feedback(false, true);
+  assert.equal(slow.mode, 'zstd-1');
+  const shedEarly = new AdaptiveLevel('auto');
+  for (let i = 0; i < 20; i++) shedEarly.feedback(false, true);
+  shedEarly.startFor(5e6);
+  assert.equal(shedEarly.mode, 'zstd-1', 'a probe that finds a slow link lifts a policy already shed below the floor');
   const fixed = new AdaptiveLevel(3);
   fixed.startFor(125e6);
   assert.equal(fixed.mode, 'zstd-3');
