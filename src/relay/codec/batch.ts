@@ -11,15 +11,75 @@ import { MAX_BATCH_OPS, MAX_BATCH_RAW } from './ops.ts';
 export const METHOD_STORED = 0;
 export const METHOD_ZSTD = 1;
 
-export function zstdCompress(data: Uint8Array, level: number): Buffer {
+/** zstd at `level`, as a Buffer of its own. */
+export function zstdCompress(data: Buffer, level: number): Buffer {
+  return Buffer.from(zstdCompressView(data, level));
+}
+
+function zstdCompressSync(data: Uint8Array, level: number): Buffer {
   return zlib.zstdCompressSync(data, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+}
+
+/**
+ * One zstd compressor per level, kept for the process (the native handle inside Node's
+ * ZstdCompress stream, as BatchUnpacker does for decompression), writing into one reused output
+ * buffer. zstdCompressSync builds a stream object and a fresh zstd context per call (allocating
+ * and clearing its tables) and gathers its output in 16 KiB chunks: measured on the recorded
+ * streams' batches, the kept context costs 10-13 % less CPU at levels 1 and 3, the same bytes
+ * within 0.3 %. Each call is one whole frame: the context starts the next frame by itself, keeps
+ * its level, and learns the frame's size from the first ZSTD_e_end call (so the frame states its
+ * content size). The output buffer is always larger than zstd's bound for the input, so one call
+ * completes the frame with room to spare: never a second call after the end, which would start
+ * another, empty frame (see BatchUnpacker).
+ */
+class KeptCompressor {
+  private out = Buffer.allocUnsafeSlow(1 << 20);
+  private z: ZstdInternals | undefined;
+  private readonly level: number;
+
+  constructor(level: number) {
+    this.level = level;
+    this.z = this.create();
+  }
+
+  private create(): ZstdInternals | undefined {
+    const z = zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: this.level } }) as unknown as ZstdInternals;
+    if (typeof z._handle?.writeSync !== 'function' || !(z._writeState instanceof Uint32Array)) return undefined;
+    z.on('error', () => undefined); // seen synchronously through `destroyed` below
+    return z;
+  }
+
+  /** The compressed frame: a view into this compressor's buffer, valid until its next call. */
+  compress(data: Buffer): Buffer {
+    const z = this.z;
+    if (!z?._handle) return zstdCompressSync(data, this.level);
+    const bound = data.length + (data.length >>> 7) + (64 << 10); // > ZSTD_compressBound(n)
+    if (this.out.length < bound) this.out = Buffer.allocUnsafeSlow(Math.max(bound, this.out.length * 2));
+    z._handle.writeSync(zlib.constants.ZSTD_e_end, data, 0, data.length, this.out, 0, this.out.length);
+    if (z.destroyed || !z._handle || z._writeState[1] !== 0 || z._writeState[0] === 0) {
+      // Never seen; the context's state is unknown now, so it is replaced.
+      if (!z.destroyed) z.destroy();
+      this.z = this.create();
+      return zstdCompressSync(data, this.level);
+    }
+    return this.out.subarray(0, this.out.length - z._writeState[0]);
+  }
+}
+
+const kept = new Map<number, KeptCompressor>();
+
+/** zstd at `level`: a view valid until the next call at the same level (consume it at once). */
+export function zstdCompressView(data: Buffer, level: number): Buffer {
+  let c = kept.get(level);
+  if (!c) kept.set(level, c = new KeptCompressor(level));
+  return c.compress(data);
 }
 
 /** level 0 = store. Returns the packed batch. `inserts` < 0: not stated. */
 export function packBatch(ops: Buffer, rawLen: number, level: number, compressed?: Buffer, inserts = -1): Buffer {
   let payload = ops;
   let method = METHOD_STORED;
-  if (compressed === undefined && level !== 0) compressed = zstdCompress(ops, level);
+  if (compressed === undefined && level !== 0) compressed = zstdCompressView(ops, level); // copied below
   if (compressed && compressed.length < ops.length) {
     payload = compressed;
     method = METHOD_ZSTD;
@@ -69,6 +129,7 @@ interface ZstdInternals {
   _handle: { writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void; reset(): void } | null;
   _writeState: Uint32Array;
   destroyed: boolean;
+  destroy(): unknown;
   errored: Error | null;
   on(event: 'error', fn: (err: Error) => void): unknown;
 }
@@ -119,6 +180,9 @@ export class BatchUnpacker {
     let z = this.z;
     if (!z?._handle) z = this.z = directDecompressor()!;
     const h = z._handle!;
+    // A fresh context per batch (reset() builds one): skipping it saved ~2 % of the zstd time,
+    // but a payload whose output is complete while its frame is not (an empty last block cut
+    // off) would leave the context inside a frame and spoil the next, intact batch.
     h.reset();
     // One byte of room beyond the announced size: more output than announced is detected.
     h.writeSync(zlib.constants.ZSTD_e_end, frame, pos, frame.length - pos, this.out, 0, opsLen + 1);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import zlib from 'node:zlib';
 import assert from 'node:assert/strict';
 import { Rng } from '../../../src/relay/tools/index.ts';
-import { BatchUnpacker, DecodeError, packBatch, unpackBatch, zstdCompress } from '../../../src/relay/codec/index.ts';
+import { BatchUnpacker, DecodeError, packBatch, unpackBatch, zstdCompress, zstdCompressView } from '../../../src/relay/codec/index.ts';
 
 test('the unpacker (direct zstd into its reused buffer) agrees with unpackBatch', () => {
   const u = new BatchUnpacker();
@@ -95,4 +95,25 @@ test('one unpacker, batches of interleaved sessions, some ending in the empty fr
     assert.throws(() => u.unpack(Buffer.concat([h, junk])), (e: unknown) => e instanceof DecodeError && e.reason === 'corrupt');
   }
   assert.ok(u.unpack(h).ops.equals(ops));
+});
+
+test('the kept compressors (one per level, reused output) make one whole frame per call, at every level and size', () => {
+  const rng = new Rng(21);
+  const u = new BatchUnpacker();
+  const owned: { z: Buffer; ops: Buffer }[] = [];
+  for (let i = 0; i < 80; i++) {
+    const ops = Buffer.alloc(i % 9 === 0 ? rng.int(3 << 20) : rng.int(200000));
+    rng.fill(ops, 0, rng.int(ops.length + 1)); // a random prefix, then zeros
+    const level = [1, 3, 6, 1, -1][i % 5];
+    const view = zstdCompressView(ops, level);
+    assert.ok(zlib.zstdDecompressSync(view).equals(ops), `batch ${i} at level ${level}`);
+    // One frame exactly: no empty frame behind it (see BatchUnpacker).
+    assert.ok(!view.subarray(-EMPTY_FRAME.length).equals(EMPTY_FRAME) || ops.length === 0);
+    assert.equal(zlib.zstdDecompressSync(view, { maxOutputLength: Math.max(ops.length, 1) }).length, ops.length);
+    const packed = packBatch(ops, ops.length, level, undefined, i);
+    assert.ok(u.unpack(packed).ops.equals(ops));
+    if (i % 10 === 0) owned.push({ z: zstdCompress(ops, level), ops });
+  }
+  // zstdCompress returns a buffer of its own: later calls at the same level leave it intact.
+  for (const { z, ops } of owned) assert.ok(zlib.zstdDecompressSync(z).equals(ops));
 });
