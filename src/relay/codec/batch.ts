@@ -12,7 +12,7 @@ export const METHOD_STORED = 0;
 export const METHOD_ZSTD = 1;
 
 /** zstd at `level`, as a Buffer of its own. */
-export function zstdCompress(data: Buffer, level: number): Buffer {
+export function zstdCompress(data: Uint8Array, level: number): Buffer {
   return Buffer.from(zstdCompressView(data, level));
 }
 
@@ -50,7 +50,7 @@ class KeptCompressor {
   }
 
   /** The compressed frame: a view into this compressor's buffer, valid until its next call. */
-  compress(data: Buffer): Buffer {
+  compress(data: Uint8Array): Buffer {
     const z = this.z;
     if (!z?._handle) return zstdCompressSync(data, this.level);
     const bound = data.length + (data.length >>> 7) + (64 << 10); // > ZSTD_compressBound(n)
@@ -69,7 +69,7 @@ class KeptCompressor {
 const kept = new Map<number, KeptCompressor>();
 
 /** zstd at `level`: a view valid until the next call at the same level (consume it at once). */
-export function zstdCompressView(data: Buffer, level: number): Buffer {
+export function zstdCompressView(data: Uint8Array, level: number): Buffer {
   let c = kept.get(level);
   if (!c) kept.set(level, c = new KeptCompressor(level));
   return c.compress(data);
@@ -126,7 +126,7 @@ export function batchInserts(frame: Buffer): number {
 
 /** What a ZstdDecompress stream has inside (Node 24): a native handle that writes into a given buffer. */
 interface ZstdInternals {
-  _handle: { writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void; reset(): void } | null;
+  _handle: { writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void; reset(): void } | null;
   _writeState: Uint32Array;
   destroyed: boolean;
   destroy(): unknown;
