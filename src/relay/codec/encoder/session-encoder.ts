@@ -47,6 +47,9 @@ export interface EncoderOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** How much of a new read first goes to finish an incomplete record (a page record, 4 KiB plus
+ *  its header, fits). */
+const STAGE_HEAD = 8 << 10;
 
 export class SessionEncoder {
   readonly stats = new SessionStats();
@@ -111,24 +114,40 @@ export class SessionEncoder {
     if (this.ended) throw new Error('write after end');
     this.claim();
     this.stats.bytesIn += chunk.length;
-    let buf = chunk;
-    if (this.pending.length) {
-      // Join the incomplete record with the new input in a reused staging buffer (no per-read
-      // allocation). `pending` may itself live at the start of the staging buffer.
-      const need = this.pending.length + chunk.length;
-      if (this.staging.length < need) {
-        const next = Buffer.allocUnsafeSlow(Math.max(need, this.staging.length * 2));
-        this.pending.copy(next, 0);
-        this.staging = next;
-      } else if (this.pending.buffer !== this.staging.buffer || this.pending.byteOffset !== this.staging.byteOffset) {
-        this.pending.copy(this.staging, 0);
-      }
-      chunk.copy(this.staging, this.pending.length);
-      buf = this.staging.subarray(0, need);
+    // An incomplete record from the last read is finished in the staging buffer with only as much
+    // of the new input as it needs (the head of the chunk, more if the record is longer); the rest
+    // of the chunk is parsed where it is. Joining the whole chunk instead copied the entire stream
+    // once more (a record straddles nearly every 64 KiB read): measured, 1/3 of the encoder's
+    // copying.
+    let off = 0;
+    let take = STAGE_HEAD;
+    while (this.pending.length && off < chunk.length) {
+      const n = Math.min(chunk.length - off, take);
+      const had = this.pending.length;
+      const stage = this.stage(chunk, off, n);
+      const pos = this.parse(stage, 0, stage.length, false);
+      if (pos >= had) { off += pos - had; this.pending = EMPTY; break; }
+      this.keepPending(stage, pos);
+      off += n;
+      take *= 4;
     }
-    const pos = this.parse(buf, 0, buf.length, false);
-    this.keepPending(buf, pos);
+    if (!this.pending.length) this.keepPending(chunk, this.parse(chunk, off, chunk.length, false));
     if (this.out.full) this.out.emit();
+  }
+
+  /** `pending` followed by chunk[off, off+n), at the start of the staging buffer (no allocation
+   *  once it is large enough). `pending` may itself live there. */
+  private stage(chunk: Buffer, off: number, n: number): Buffer {
+    const need = this.pending.length + n;
+    if (this.staging.length < need) {
+      const next = Buffer.allocUnsafeSlow(Math.max(need, this.staging.length * 2));
+      this.pending.copy(next, 0);
+      this.staging = next;
+    } else if (this.pending.buffer !== this.staging.buffer || this.pending.byteOffset !== this.staging.byteOffset) {
+      this.pending.copy(this.staging, 0);
+    }
+    chunk.copy(this.staging, this.pending.length, off, off + n);
+    return this.staging.subarray(0, need);
   }
 
   /** Keeps buf[pos..] for the next write, at the start of the staging buffer. */
