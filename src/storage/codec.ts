@@ -6,7 +6,7 @@
 // The frames are the relay's (protocol version 3): each carries a CRC-32 chained over the
 // connection, so a damaged, lost or repeated frame fails the connection instead of writing wrong
 // blocks. The version is agreed in the storage HELLO (no relay envelope frame here).
-import { createContext, F, packBatch, SessionDecoder, SessionEncoder, unpackBatch } from '../relay/codec/index.ts';
+import { BatchUnpacker, createContext, F, packBatch, SessionDecoder, SessionEncoder } from '../relay/codec/index.ts';
 import type { CodecContext, SessionStats, StreamMode } from '../relay/codec/index.ts';
 
 export type CodecName = 'relay' | 'none';
@@ -87,12 +87,14 @@ export function createDecoder(codec: CodecName, opts: { cacheBytes?: number; con
   // Frames of several sessions may share one connection (and the context), in encoding order.
   const decoders = new Map<number, SessionDecoder>();
   const frames = new F.FrameReader({ envelope: false });
+  // zstd straight into one reused buffer (the live receiver's path): the ops are decoded before the next batch.
+  const unpacker = new BatchUnpacker();
   return {
     push(b: Buffer): Buffer[] {
       const out: Buffer[] = [];
       for (const f of frames.push(b)) {
         if (f.type !== F.F_DATA) continue;
-        const { ops, rawLen } = unpackBatch(f.payload);
+        const { ops, rawLen } = unpacker.unpack(f.payload);
         let dec = decoders.get(f.session);
         if (!dec) {
           dec = new SessionDecoder(ctx);
