@@ -150,8 +150,9 @@ export class FrameWriter {
     this.started = opts.envelope === false;
   }
 
-  /** The header of a frame whose payload is written separately (no copy of the payload). */
-  header(type: number, session: number, payload: Buffer): Buffer {
+  /** The header of a frame whose payload is written separately (no copy of the payload); the
+   *  payload may be given in parts, which the frame carries one after the other. */
+  header(type: number, session: number, payload: Buffer | readonly Buffer[]): Buffer {
     const h = Buffer.allocUnsafe(this.started ? FRAME_HEADER : ENVELOPE_HEADER);
     this.fill(h, type, session, payload);
     return h;
@@ -170,12 +171,16 @@ export class FrameWriter {
     return this.frame(type, session, Buffer.from(JSON.stringify(value)));
   }
 
-  private fill(h: Buffer, type: number, session: number, payload: Buffer): void {
-    if (payload.length > MAX_FRAME) throw new RangeError(`frame too large (${payload.length} bytes)`);
+  private fill(h: Buffer, type: number, session: number, payload: Buffer | readonly Buffer[]): void {
+    const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+    let len = 0;
+    for (const p of parts) len += p.length;
+    if (len > MAX_FRAME) throw new RangeError(`frame too large (${len} bytes)`);
     h[0] = type;
     h.writeUInt32BE(session >>> 0, 1);
-    h.writeUInt32BE(payload.length, 5);
-    const c = zlib.crc32(payload, zlib.crc32(h.subarray(0, ENVELOPE_HEADER), this.started ? this.crc : 0));
+    h.writeUInt32BE(len, 5);
+    let c = zlib.crc32(h.subarray(0, ENVELOPE_HEADER), this.started ? this.crc : 0);
+    for (const p of parts) c = zlib.crc32(p, c);
     if (this.started) h.writeUInt32BE(c, ENVELOPE_HEADER);
     this.crc = c;
     this.started = true;

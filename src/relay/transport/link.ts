@@ -86,6 +86,27 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     return this.socket.write(f);
   }
 
+  /**
+   * A frame whose payload is given in parts (e.g. a batch's header and its ops), written with the
+   * frame header in one writev: nothing is copied into a packed frame. The parts must stay
+   * unchanged until `onWritten` runs (the socket has taken them); then their buffers may be reused.
+   */
+  sendParts(type: number, session: number, parts: readonly Buffer[], onWritten?: () => void): boolean {
+    if (this.closed) return false;
+    const h = this.writer.header(type, session, parts);
+    let n = h.length;
+    this.socket.cork();
+    this.socket.write(h);
+    let ok = true;
+    for (let i = 0; i < parts.length; i++) {
+      n += parts[i].length;
+      ok = this.socket.write(parts[i], i === parts.length - 1 && onWritten ? () => onWritten() : undefined);
+    }
+    this.socket.uncork();
+    this.bytesOut += n;
+    return ok;
+  }
+
   sendJson(type: number, session: number, value: object): boolean {
     return this.send(type, session, Buffer.from(JSON.stringify(value)));
   }
