@@ -211,13 +211,46 @@ export class FrameReader {
    *  (no allocation per frame): their payloads are then valid only until the next read(). */
   private readonly reuse: boolean;
   private joined: Buffer = EMPTY;
+  /** borrowed (implies reuse): each chunk is valid only during its read() (a socket reading into
+   *  one reused buffer); what the reader keeps of it is copied into its own buffer. */
+  private readonly borrowed: boolean;
 
   /** baseOffset: added to the byte offsets in error messages (e.g. the length of a file's magic). */
-  constructor(opts: { envelope?: boolean; baseOffset?: number; reuse?: boolean } = {}) {
+  constructor(opts: { envelope?: boolean; baseOffset?: number; reuse?: boolean; borrowed?: boolean } = {}) {
     this.started = opts.envelope === false;
     this.baseOffset = opts.baseOffset ?? 0;
     this.offset = this.baseOffset;
-    this.reuse = opts.reuse ?? false;
+    this.borrowed = opts.borrowed ?? false;
+    this.reuse = (opts.reuse ?? false) || this.borrowed;
+  }
+
+  /** borrowed: the held bytes (one view into `joined`) with the chunk appended, in `joined`. */
+  private appendBorrowed(chunk: Buffer): Buffer {
+    if (this.size === 0) return chunk; // parsed where it is; keepBorrowed() copies any rest
+    const held = this.chunks[0];
+    let off = held.byteOffset - this.joined.byteOffset;
+    const need = this.size + chunk.length;
+    if (off + need > this.joined.length) {
+      // The frames of the previous read were handled: the held bytes can move (memmove) or grow.
+      if (need <= this.joined.length) this.joined.copyWithin(0, off, off + this.size);
+      else {
+        const next = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.joined.length, 1 << 20));
+        held.copy(next, 0);
+        this.joined = next;
+      }
+      off = 0;
+    }
+    chunk.copy(this.joined, off + this.size);
+    return this.joined.subarray(off, off + need);
+  }
+
+  /** borrowed: the rest to keep, in `joined` (a rest inside the borrowed chunk is copied to its
+   *  front: `joined` then holds nothing this read's frames refer to). */
+  private keepBorrowed(rest: Buffer): Buffer {
+    if (rest.buffer === this.joined.buffer) return rest;
+    if (this.joined.length < rest.length) this.joined = Buffer.allocUnsafeSlow(Math.max(rest.length, 2 * this.joined.length, 1 << 20));
+    rest.copy(this.joined, 0);
+    return this.joined.subarray(0, rest.length);
   }
 
   /** The buffered chunks in one buffer: a new one, or (reuse) the reader's own. */
@@ -249,8 +282,15 @@ export class FrameReader {
   read(chunk: Buffer): { frames: Frame[]; error?: FrameError } {
     const frames: Frame[] = [];
     if (this.failed) return { frames, error: this.failed };
-    this.chunks.push(chunk);
-    this.size += chunk.length;
+    if (this.borrowed) {
+      const all = this.appendBorrowed(chunk);
+      this.chunks = [all];
+      this.size = all.length;
+      if (this.size < this.firstFrameBytes()) { this.chunks = [this.keepBorrowed(all)]; return { frames }; }
+    } else {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    }
     // A frame spread over many reads is joined once, when it is complete (not on every read).
     if (this.chunks.length > 1 && this.size < this.firstFrameBytes()) return { frames };
     let buf = this.chunks.length === 1 ? this.chunks[0] : this.join();
@@ -274,7 +314,7 @@ export class FrameReader {
       this.offset += hl + len;
     }
     buf = buf.subarray(pos);
-    this.chunks = buf.length && !this.failed ? [buf] : [];
+    this.chunks = buf.length && !this.failed ? [this.borrowed ? this.keepBorrowed(buf) : buf] : [];
     this.size = this.chunks.length ? buf.length : 0;
     return this.failed ? { frames, error: this.failed } : { frames };
   }
