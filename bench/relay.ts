@@ -3,7 +3,8 @@
 // (clearly labelled) when there are none. It reports encode/decode MB/s per CPU-second (median of
 // --repeat runs, after a warm-up), the reduction by technique and plain zstd -1/-3 of the same
 // bytes, prints a table and writes bench/results/relay-codec.json. (b), the WAN benchmark with
-// real QEMU, is `--wan`; (c), the live relay pair on loopback, `--live`; `--probe-workers`
+// real QEMU, is `--wan`; (c), the live relay pair on loopback, `--live` (with `--processes`: each
+// relay in its own process, as deployed, and each relay's CPU; `--tls` for the link); `--probe-workers`
 // measures whether handing pages to a worker thread would pay.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
