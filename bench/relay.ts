@@ -3,7 +3,8 @@
 // (clearly labelled) when there are none. It reports encode/decode MB/s per CPU-second (median of
 // --repeat runs, after a warm-up), the reduction by technique and plain zstd -1/-3 of the same
 // bytes, prints a table and writes bench/results/relay-codec.json. (b), the WAN benchmark with
-// real QEMU, is `--wan`; (c), the live relay pair on loopback, `--live`; `--probe-workers`
+// real QEMU, is `--wan`; (c), the live relay pair on loopback, `--live` (with `--processes`: each
+// relay in its own process, as deployed, and each relay's CPU; `--tls` for the link); `--probe-workers`
 // measures whether handing pages to a worker thread would pay.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -21,6 +22,7 @@ const { values: args } = parseArgs({
     levels: { type: 'string' }, out: { type: 'string' }, live: { type: 'boolean' }, repeat: { type: 'string' }, 'probe-workers': { type: 'boolean' },
     'rate-mbit': { type: 'string' }, 'rtt-ms': { type: 'string' }, 'mem-mib': { type: 'string' }, workloads: { type: 'string' },
     modes: { type: 'string' }, vms: { type: 'string' }, 'live-levels': { type: 'string' }, tls: { type: 'boolean' }, 'timeout-s': { type: 'string' }, 'dirty-mbps': { type: 'string' },
+    processes: { type: 'boolean' }, 'cpu-prof': { type: 'string' },
   },
 });
 
@@ -393,6 +395,116 @@ async function liveRun(input: Input, level: number | 'auto'): Promise<Record<str
   };
 }
 
+/** CPU-seconds (user + system) a process has used so far, from /proc (Linux). */
+function pidCpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // clock ticks (USER_HZ is 100 on Linux)
+}
+
+/**
+ * (c') The live relay pair as deployed (`--live --processes`): `cloudnet relay receive` and
+ * `cloudnet relay send` each in its own child process (mutual TLS with --tls, else plain as inside
+ * WireGuard), the pushing client and the sink in this process. Each relay's CPU-seconds come from
+ * /proc over the timed window only (the processes' start-up, the link handshake, the cache's
+ * pre-faulting and a warm-up session of a small synthetic stream come before it), so "MB of stream
+ * per relay CPU-second" is the input bytes over the two relays' CPU, client and sink excluded.
+ * `--cpu-prof DIR` writes each relay's V8 CPU profile there (node --cpu-prof; whole process).
+ */
+async function liveProcessRun(input: Input, level: number | 'auto', run: number): Promise<Record<string, number | string | boolean>> {
+  const net = await import('node:net');
+  const { spawn } = await import('node:child_process');
+  const received: Buffer[] = [];
+  let got = 0;
+  let sinkBytes = 0;
+  const sink = net.createServer({ allowHalfOpen: true }, (c) => {
+    c.on('data', (d: Buffer) => { sinkBytes += d.length; if (timed) { received.push(d); got += d.length; } });
+    c.on('end', () => c.end());
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  let timed = false;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-live-'));
+  const link: string[] = ['--plain-inside-wireguard'];
+  let senderLink = link;
+  let cleanup = (): void => undefined;
+  if (args.tls) {
+    const { makePki } = await import('../test/integration/relay-helpers.ts');
+    const pki = makePki();
+    cleanup = () => pki.cleanup();
+    senderLink = ['--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey, '--servername', 'localhost'];
+    link.splice(0, 1, '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey);
+  }
+  const NODE = path.join(root, 'node_modules/.bin/node');
+  const CLI = path.join(root, 'src/cli.ts');
+  const prof = args['cpu-prof'] ? (role: string) => ['--cpu-prof', '--cpu-prof-dir', path.resolve(args['cpu-prof']!), '--cpu-prof-name', `${role}-${path.basename(input.name)}-${level}-${run}.cpuprofile`] : () => [];
+  const env = { ...process.env, LOG_LEVEL: 'info' };
+  const start = async (role: string, argv: string[]): Promise<{ p: ChildProcess; port: number }> => {
+    const p = spawn(NODE, [...prof(role), CLI, 'relay', ...argv], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`${role} not ready: ${buf.slice(-1000)}`)), 60_000);
+      p.stderr!.on('data', (c: Buffer) => {
+        if (buf.length < 65536) buf += c.toString();
+        const m = /"listen":"[^"]*:(\d+)[^"]*","message":"relay (?:sender|receiver) ready"/.exec(buf);
+        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      });
+      p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${role} exited (${code}): ${buf.slice(-1000)}`)); });
+    });
+    return { p, port };
+  };
+  const cacheMb = String(cacheBytes / (1 << 20));
+  const rx = await start('receiver', ['receive', '--listen', '127.0.0.1:0', '--target', `t=127.0.0.1:${(sink.address() as { port: number }).port}`, '--cache-mb', cacheMb, ...link]);
+  const statsFile = path.join(tmp, 'sender.json');
+  const tx = await start('sender', ['send', '--listen', '127.0.0.1:0/t@auto', '--peer', `127.0.0.1:${rx.port}`, '--cache-mb', cacheMb, '--level', String(level), '--stats-file', statsFile, ...senderLink]);
+  const push = (data: Buffer): Promise<void> => new Promise<void>((resolve) => {
+    const s = net.connect({ port: tx.port, host: '127.0.0.1', allowHalfOpen: true }, async () => {
+      for (let o = 0; o < data.length; o += 1 << 16) {
+        if (!s.write(data.subarray(o, o + (1 << 16)))) await new Promise((d) => s.once('drain', d));
+      }
+      s.end();
+    });
+    s.on('data', () => undefined);
+    s.on('close', () => resolve());
+  });
+  // Warm-up: the link comes up (TLS handshake, caches allocated and pre-faulted), the JIT compiles.
+  const warm = syntheticQemuStream({ seed: 99, pages: 2048, rounds: 1 });
+  await push(warm);
+  const warmSink = sinkBytes;
+  const tx0 = pidCpuSeconds(tx.p.pid!);
+  const rx0 = pidCpuSeconds(rx.p.pid!);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  timed = true;
+  await push(input.data);
+  const wall = performance.now() - t0;
+  const senderCpu = pidCpuSeconds(tx.p.pid!) - tx0;
+  const receiverCpu = pidCpuSeconds(rx.p.pid!) - rx0;
+  const cpu = process.cpuUsage(c0);
+  const exited = [tx.p, rx.p].map((p) => new Promise((r) => p.once('exit', r)));
+  tx.p.kill('SIGTERM');
+  rx.p.kill('SIGTERM');
+  await Promise.all(exited);
+  const st = JSON.parse(fs.readFileSync(statsFile, 'utf8')) as { maxBufferedBytes: number; finished: { wireBytes: number; rounds: { modes: Record<string, number> }[] }[] };
+  const session = st.finished[st.finished.length - 1];
+  const modes: Record<string, number> = {};
+  for (const r of session?.rounds ?? []) for (const [m, b] of Object.entries(r.modes)) modes[m] = (modes[m] ?? 0) + b;
+  sink.close();
+  cleanup();
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const relayCpu = senderCpu + receiverCpu;
+  return {
+    name: input.name, level: String(level), link: args.tls ? 'tls' : 'plain', processes: true, modes: JSON.stringify(modes), inputBytes: input.data.length,
+    wallMs: Math.round(wall), mbPerS: input.data.length / 1e6 / (wall / 1000),
+    senderCpuSeconds: senderCpu, receiverCpuSeconds: receiverCpu, relayCpuSeconds: relayCpu,
+    mbPerRelayCpuS: input.data.length / 1e6 / relayCpu,
+    senderMbPerCpuS: input.data.length / 1e6 / senderCpu, receiverMbPerCpuS: input.data.length / 1e6 / receiverCpu,
+    benchProcessCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    wireRatio: (session?.wireBytes ?? 0) / input.data.length, senderMaxBufferedBytes: st.maxBufferedBytes,
+    exact: warmSink === warm.length && got === input.data.length && received.reduce((h, d) => h.update(d), crypto.createHash('sha256')).digest('hex') === sha(input.data),
+    loadavg1: os.loadavg()[0],
+  };
+}
+
 const inputs = loadInputs();
 console.log(`${machineLine()} (at the start)`);
 if (args.live) {
@@ -403,23 +515,40 @@ if (args.live) {
   for (let rep = 0; rep < repeat; rep++) {
     for (const i of inputs) {
       for (const level of liveLevels) {
+        if (args.processes) {
+          const r = await liveProcessRun(i, level, rep + 1);
+          live.push({ ...r, run: rep + 1 });
+          console.log(`live run ${rep + 1} ${String(r.name).padEnd(24)} level ${String(level).padEnd(4)} ${r.link} ${(Number(r.inputBytes) / 1e6).toFixed(1).padStart(7)} MB in ${r.wallMs} ms = ${Number(r.mbPerS).toFixed(0)} MB/s; relay CPU ${Number(r.relayCpuSeconds).toFixed(2)} s (sender ${Number(r.senderCpuSeconds).toFixed(2)}, receiver ${Number(r.receiverCpuSeconds).toFixed(2)}) = ${Number(r.mbPerRelayCpuS).toFixed(0)} MB of stream per relay CPU-s, wire ${pct(Number(r.wireRatio))}, modes ${r.modes}, load ${Number(r.loadavg1).toFixed(1)}, exact ${r.exact}`);
+          continue;
+        }
         const r = await liveRun(i, level);
         live.push({ ...r, run: rep + 1 });
         console.log(`live run ${rep + 1} ${String(r.name).padEnd(24)} level ${String(level).padEnd(4)} ${(Number(r.inputBytes) / 1e6).toFixed(1).padStart(7)} MB in ${r.wallMs} ms = ${Number(r.mbPerS).toFixed(0)} MB/s, ${Number(r.mbPerCpuS).toFixed(0)} MB per CPU-s (both relays in one process), wire ${pct(Number(r.wireRatio))}, modes ${r.modes}, max buffered: sender ${(Number(r.senderMaxBufferedBytes) / 1024).toFixed(0)} KiB, receiver ${(Number(r.receiverMaxBufferedBytes) / 1024).toFixed(0)} KiB, loop delay p99 ${Number(r.loopDelayP99Ms).toFixed(1)} ms, exact ${r.exact}`);
       }
     }
   }
-  const summary = [];
+  const summary: Record<string, unknown>[] = [];
   for (const i of inputs) {
     for (const level of liveLevels) {
       const rs = live.filter((r) => r.name === i.name && r.level === String(level));
+      if (args.processes) {
+        const m = (k: string): number => median(rs.map((r) => Number(r[k])));
+        const row = {
+          name: i.name, level: String(level), link: args.tls ? 'tls' : 'plain', runs: rs.length, mbPerS: m('mbPerS'), mbPerRelayCpuS: m('mbPerRelayCpuS'),
+          senderCpuSeconds: m('senderCpuSeconds'), receiverCpuSeconds: m('receiverCpuSeconds'), relayCpuSeconds: m('relayCpuSeconds'),
+          senderMbPerCpuS: m('senderMbPerCpuS'), receiverMbPerCpuS: m('receiverMbPerCpuS'), wireRatio: m('wireRatio'), exact: rs.every((r) => r.exact),
+        };
+        summary.push(row);
+        console.log(`median ${row.name.padEnd(24)} level ${row.level.padEnd(4)} ${row.link} ${row.mbPerS.toFixed(0)} MB/s, relay CPU ${row.relayCpuSeconds.toFixed(2)} s (sender ${row.senderCpuSeconds.toFixed(2)}, receiver ${row.receiverCpuSeconds.toFixed(2)}): ${row.mbPerRelayCpuS.toFixed(0)} MB of stream per relay CPU-s (sender ${row.senderMbPerCpuS.toFixed(0)}, receiver ${row.receiverMbPerCpuS.toFixed(0)}), wire ${pct(row.wireRatio)} (${row.runs} runs), exact ${row.exact}`);
+        continue;
+      }
       const row = { name: i.name, level: String(level), runs: rs.length, mbPerS: median(rs.map((r) => Number(r.mbPerS))), mbPerCpuS: median(rs.map((r) => Number(r.mbPerCpuS))), wireRatio: median(rs.map((r) => Number(r.wireRatio))), exact: rs.every((r) => r.exact) };
       summary.push(row);
       console.log(`median ${row.name.padEnd(24)} level ${row.level.padEnd(4)} ${row.mbPerS.toFixed(0)} MB/s, ${row.mbPerCpuS.toFixed(0)} MB of stream per CPU-s, wire ${pct(row.wireRatio)} (${row.runs} runs), exact ${row.exact}`);
     }
   }
   console.log(machineLine());
-  const outFile = args.out ?? path.join(root, 'bench', 'results', 'relay-live.json');
+  const outFile = args.out ?? path.join(root, 'bench', 'results', args.processes ? `relay-live-processes${args.tls ? '-tls' : ''}.json` : 'relay-live.json');
   fs.writeFileSync(outFile, JSON.stringify({ date: new Date().toISOString(), machine: machineLine(), repeat, summary, live }, null, 1));
   process.exit(live.every((r) => r.exact) ? 0 : 1);
 }

@@ -84,15 +84,22 @@ export function packBatch(ops: Buffer, rawLen: number, level: number, compressed
     payload = compressed;
     method = METHOD_ZSTD;
   }
+  const h = batchHeader(method, rawLen, ops.length, inserts);
+  const out = Buffer.allocUnsafe(h.length + payload.length);
+  h.copy(out, 0);
+  payload.copy(out, h.length);
+  return out;
+}
+
+/** The container's header alone: the live sender writes it and the payload as separate buffers
+ *  (no copy of the payload into a packed batch). `inserts` < 0: not stated. */
+export function batchHeader(method: number, rawLen: number, opsLen: number, inserts = -1): Buffer {
   const h = new OpWriter(32);
   h.u8(method);
   h.varint(rawLen);
-  h.varint(ops.length);
+  h.varint(opsLen);
   h.varint(inserts + 1);
-  const out = Buffer.allocUnsafe(h.len + payload.length);
-  h.buf.copy(out, 0, 0, h.len);
-  payload.copy(out, h.len);
-  return out;
+  return h.buf.subarray(0, h.len);
 }
 
 export interface BatchHeader {

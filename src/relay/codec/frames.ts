@@ -152,8 +152,9 @@ export class FrameWriter {
     this.started = opts.envelope === false;
   }
 
-  /** The header of a frame whose payload is written separately (no copy of the payload). */
-  header(type: number, session: number, payload: Buffer): Buffer {
+  /** The header of a frame whose payload is written separately (no copy of the payload); the
+   *  payload may be given in parts, which the frame carries one after the other. */
+  header(type: number, session: number, payload: Buffer | readonly Buffer[]): Buffer {
     const h = Buffer.allocUnsafe(this.started ? FRAME_HEADER : ENVELOPE_HEADER);
     this.fill(h, type, session, payload);
     return h;
@@ -172,12 +173,16 @@ export class FrameWriter {
     return this.frame(type, session, Buffer.from(JSON.stringify(value)));
   }
 
-  private fill(h: Buffer, type: number, session: number, payload: Buffer): void {
-    if (payload.length > MAX_FRAME) throw new RangeError(`frame too large (${payload.length} bytes)`);
+  private fill(h: Buffer, type: number, session: number, payload: Buffer | readonly Buffer[]): void {
+    const parts = Buffer.isBuffer(payload) ? [payload] : payload;
+    let len = 0;
+    for (const p of parts) len += p.length;
+    if (len > MAX_FRAME) throw new RangeError(`frame too large (${len} bytes)`);
     h[0] = type;
     h.writeUInt32BE(session >>> 0, 1);
-    h.writeUInt32BE(payload.length, 5);
-    const c = zlib.crc32(payload, zlib.crc32(h.subarray(0, ENVELOPE_HEADER), this.started ? this.crc : 0));
+    h.writeUInt32BE(len, 5);
+    let c = zlib.crc32(h.subarray(0, ENVELOPE_HEADER), this.started ? this.crc : 0);
+    for (const p of parts) c = zlib.crc32(p, c);
     if (this.started) h.writeUInt32BE(c, ENVELOPE_HEADER);
     this.crc = c;
     this.started = true;
@@ -208,13 +213,46 @@ export class FrameReader {
    *  (no allocation per frame): their payloads are then valid only until the next read(). */
   private readonly reuse: boolean;
   private joined: Buffer = EMPTY;
+  /** borrowed (implies reuse): each chunk is valid only during its read() (a socket reading into
+   *  one reused buffer); what the reader keeps of it is copied into its own buffer. */
+  private readonly borrowed: boolean;
 
   /** baseOffset: added to the byte offsets in error messages (e.g. the length of a file's magic). */
-  constructor(opts: { envelope?: boolean; baseOffset?: number; reuse?: boolean } = {}) {
+  constructor(opts: { envelope?: boolean; baseOffset?: number; reuse?: boolean; borrowed?: boolean } = {}) {
     this.started = opts.envelope === false;
     this.baseOffset = opts.baseOffset ?? 0;
     this.offset = this.baseOffset;
-    this.reuse = opts.reuse ?? false;
+    this.borrowed = opts.borrowed ?? false;
+    this.reuse = (opts.reuse ?? false) || this.borrowed;
+  }
+
+  /** borrowed: the held bytes (one view into `joined`) with the chunk appended, in `joined`. */
+  private appendBorrowed(chunk: Buffer): Buffer {
+    if (this.size === 0) return chunk; // parsed where it is; keepBorrowed() copies any rest
+    const held = this.chunks[0];
+    let off = held.byteOffset - this.joined.byteOffset;
+    const need = this.size + chunk.length;
+    if (off + need > this.joined.length) {
+      // The frames of the previous read were handled: the held bytes can move (memmove) or grow.
+      if (need <= this.joined.length) this.joined.copyWithin(0, off, off + this.size);
+      else {
+        const next = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.joined.length, 1 << 20));
+        held.copy(next, 0);
+        this.joined = next;
+      }
+      off = 0;
+    }
+    chunk.copy(this.joined, off + this.size);
+    return this.joined.subarray(off, off + need);
+  }
+
+  /** borrowed: the rest to keep, in `joined` (a rest inside the borrowed chunk is copied to its
+   *  front: `joined` then holds nothing this read's frames refer to). */
+  private keepBorrowed(rest: Buffer): Buffer {
+    if (rest.buffer === this.joined.buffer) return rest;
+    if (this.joined.length < rest.length) this.joined = Buffer.allocUnsafeSlow(Math.max(rest.length, 2 * this.joined.length, 1 << 20));
+    rest.copy(this.joined, 0);
+    return this.joined.subarray(0, rest.length);
   }
 
   /** The buffered chunks in one buffer: a new one, or (reuse) the reader's own. */
@@ -246,8 +284,15 @@ export class FrameReader {
   read(chunk: Buffer): { frames: Frame[]; error?: FrameError } {
     const frames: Frame[] = [];
     if (this.failed) return { frames, error: this.failed };
-    this.chunks.push(chunk);
-    this.size += chunk.length;
+    if (this.borrowed) {
+      const all = this.appendBorrowed(chunk);
+      this.chunks = [all];
+      this.size = all.length;
+      if (this.size < this.firstFrameBytes()) { this.chunks = [this.keepBorrowed(all)]; return { frames }; }
+    } else {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    }
     // A frame spread over many reads is joined once, when it is complete (not on every read).
     if (this.chunks.length > 1 && this.size < this.firstFrameBytes()) return { frames };
     let buf = this.chunks.length === 1 ? this.chunks[0] : this.join();
@@ -271,7 +316,7 @@ export class FrameReader {
       this.offset += hl + len;
     }
     buf = buf.subarray(pos);
-    this.chunks = buf.length && !this.failed ? [buf] : [];
+    this.chunks = buf.length && !this.failed ? [this.borrowed ? this.keepBorrowed(buf) : buf] : [];
     this.size = this.chunks.length ? buf.length : 0;
     return this.failed ? { frames, error: this.failed } : { frames };
   }

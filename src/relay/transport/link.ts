@@ -8,10 +8,12 @@ import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { F } from '../codec/index.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
-import { tlsClientOptions } from './net-util.ts';
+import { readIntoBuffer, tlsClientOptions } from './net-util.ts';
 
 /** Frames from this size on are written as header + payload (no copy). */
 const LARGE_FRAME = 16 << 10;
+/** The read buffer of a link whose frame buffers are reused (the receiver's). */
+const LINK_READ_BUF = 256 << 10;
 
 export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drain: [] }> {
   readonly socket: net.Socket;
@@ -38,27 +40,33 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     super();
     this.socket = socket;
     this.reuse = opts.reuseFrameBuffers ?? false;
-    this.reader = new F.FrameReader({ reuse: this.reuse });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.bytesIn += chunk.length;
-      const { frames, error } = this.reader.read(chunk);
-      for (const f of frames) {
-        if (this.closed) return;
-        // Frames that arrive right behind the HELLO, before the session handler is attached,
-        // wait in a queue instead of being dropped.
-        if (this.listenerCount('frame') === 0) this.queued.push(this.reuse ? { ...f, payload: Buffer.from(f.payload) } : f);
-        else this.emit('frame', f);
-      }
-      if (error && !this.closed) {
-        this.failure = error;
-        this.close(`protocol error: ${error.message}`);
-      }
-    });
+    // With reused frame buffers, the socket's reads land in one reused buffer too (the reader
+    // copies what it keeps of each): no allocation per read.
+    const borrowed = this.reuse && readIntoBuffer(socket, Buffer.allocUnsafeSlow(LINK_READ_BUF), (chunk) => this.onData(chunk));
+    this.reader = new F.FrameReader({ reuse: this.reuse, borrowed });
+    if (!borrowed) socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (borrowed) socket.resume(); // flowing, without a 'data' listener: 'end' is still emitted
     socket.on('drain', () => this.emit('drain'));
     socket.on('error', (err) => this.close(`link error: ${err.message}`));
     socket.on('close', () => this.close(this.cut('link closed')));
     socket.on('end', () => this.close(this.cut('link ended by peer')));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    const { frames, error } = this.reader.read(chunk);
+    for (const f of frames) {
+      if (this.closed) return;
+      // Frames that arrive right behind the HELLO, before the session handler is attached,
+      // wait in a queue instead of being dropped.
+      if (this.listenerCount('frame') === 0) this.queued.push(this.reuse ? { ...f, payload: Buffer.from(f.payload) } : f);
+      else this.emit('frame', f);
+    }
+    if (error && !this.closed) {
+      this.failure = error;
+      this.close(`protocol error: ${error.message}`);
+    }
   }
 
   /** Attaches the long-lived frame handler and hands it any frames that arrived before. */
@@ -84,6 +92,27 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     const f = this.writer.frame(type, session, payload);
     this.bytesOut += f.length;
     return this.socket.write(f);
+  }
+
+  /**
+   * A frame whose payload is given in parts (e.g. a batch's header and its ops), written with the
+   * frame header in one writev: nothing is copied into a packed frame. The parts must stay
+   * unchanged until `onWritten` runs (the socket has taken them); then their buffers may be reused.
+   */
+  sendParts(type: number, session: number, parts: readonly Buffer[], onWritten?: () => void): boolean {
+    if (this.closed) return false;
+    const h = this.writer.header(type, session, parts);
+    let n = h.length;
+    this.socket.cork();
+    this.socket.write(h);
+    let ok = true;
+    for (let i = 0; i < parts.length; i++) {
+      n += parts[i].length;
+      ok = this.socket.write(parts[i], i === parts.length - 1 && onWritten ? () => onWritten() : undefined);
+    }
+    this.socket.uncork();
+    this.bytesOut += n;
+    return ok;
   }
 
   sendJson(type: number, session: number, value: object): boolean {

@@ -1,5 +1,6 @@
 // Address parsing and TLS material for the relay link.
 import fs from 'node:fs';
+import net from 'node:net';
 import type tls from 'node:tls';
 
 export interface HostPort {
@@ -60,4 +61,34 @@ export function tlsServerOptions(sec: Extract<LinkSecurity, { kind: 'tls' }>): t
 
 export function tlsClientOptions(sec: Extract<LinkSecurity, { kind: 'tls' }>): tls.ConnectionOptions {
   return { ca: sec.ca, cert: sec.cert, key: sec.key, rejectUnauthorized: true, minVersion: 'TLSv1.3', servername: sec.servername };
+}
+
+// The symbols behind net.Socket's `onread` option, taken from a socket made with it.
+const onreadSymbols = ((): { buffer: symbol; callback: symbol } | undefined => {
+  const probe = new net.Socket({ onread: { buffer: Buffer.alloc(1), callback: () => true } });
+  const syms = Object.getOwnPropertySymbols(probe);
+  const buffer = syms.find((x) => x.description === 'kBuffer');
+  const callback = syms.find((x) => x.description === 'kBufferCb');
+  probe.destroy();
+  return buffer && callback ? { buffer, callback } : undefined;
+})();
+
+/**
+ * Makes an established socket (plain or TLS) read into `buffer`, reused for every read, as
+ * net.Socket's `onread` option does: `onChunk` gets a view valid during the call only, and
+ * 'data' is no longer emitted. A 'data' socket allocates a buffer per read (64 KiB for TCP, 16 KiB
+ * per TLS record); measured on this machine, reading 300 MB over TLS cost 353-358 ms of CPU and
+ * ~19 000 page faults that way, 177-179 ms and ~700 faults into one reused 1 MiB buffer. Sockets
+ * made by a server (and every TLS socket that wraps one) cannot be given `onread`, so this sets
+ * what the option sets. Returns false, changing nothing, where that is not possible (another Node
+ * version, or bytes already buffered in the stream): the caller then keeps 'data'.
+ */
+export function readIntoBuffer(socket: net.Socket, buffer: Buffer, onChunk: (chunk: Buffer) => void): boolean {
+  const inner = socket as unknown as Record<symbol, unknown> & { _handle: { useUserBuffer?: (b: Uint8Array) => void } | null };
+  const handle = inner._handle;
+  if (!onreadSymbols || typeof handle?.useUserBuffer !== 'function' || socket.readableLength > 0 || socket.destroyed) return false;
+  inner[onreadSymbols.buffer] = buffer;
+  inner[onreadSymbols.callback] = (n: number, buf: Buffer): boolean => { onChunk(buf.subarray(0, n)); return true; };
+  handle.useUserBuffer(buffer);
+  return true;
 }

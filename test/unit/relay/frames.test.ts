@@ -21,20 +21,26 @@ function wireOf(sent: Sent[], envelope = true): Buffer {
   return Buffer.concat(sent.map((f) => w.frame(f.type, f.session, f.payload)));
 }
 
-test('frame reader: any split of the byte stream yields the same frames (joined in new or in reused buffers)', () => {
+test('frame reader: any split of the byte stream yields the same frames (joined in new or in reused buffers, from borrowed chunks)', () => {
   const rng = new Rng(21);
-  for (let c = 0; c < 600; c++) {
+  // borrowed: every read arrives in one reused buffer (a socket's onread), overwritten after the read.
+  const readBuf = Buffer.alloc(70_012);
+  for (let c = 0; c < 900; c++) {
     const sent = randomFrames(rng, 1 + rng.int(12));
     const envelope = rng.int(4) !== 0;
-    const reuse = c % 2 === 1;
+    const reuse = c % 3 === 1;
+    const borrowed = c % 3 === 2;
     const wire = wireOf(sent, envelope);
-    const reader = new F.FrameReader({ envelope, reuse });
+    const reader = new F.FrameReader({ envelope, reuse, borrowed });
     const got: F.Frame[] = [];
     for (let o = 0; o < wire.length;) {
-      const n = 1 + rng.int(rng.int(3) ? 70_000 : 12);
+      const n = Math.min(1 + rng.int(rng.int(3) ? 70_000 : 12), wire.length - o);
+      const chunk = borrowed ? readBuf.subarray(0, n) : Buffer.from(wire.subarray(o, o + n));
+      if (borrowed) wire.copy(readBuf, 0, o, o + n);
       // Reused buffers: a payload is valid until the next read, so it is copied at once here.
-      const frames = reader.push(Buffer.from(wire.subarray(o, o + n)));
-      got.push(...(reuse ? frames.map((f) => ({ ...f, payload: Buffer.from(f.payload) })) : frames));
+      const frames = reader.push(chunk);
+      got.push(...(reuse || borrowed ? frames.map((f) => ({ ...f, payload: Buffer.from(f.payload) })) : frames));
+      if (borrowed) rng.fill(readBuf);
       o += n;
     }
     assert.equal(reader.buffered, 0);
