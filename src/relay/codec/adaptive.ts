@@ -2,8 +2,10 @@
 // socket has a backlog, or the sessions have their credit windows in flight), spend CPU on a
 // stronger zstd level; when the relay itself is the bottleneck (its CPU is busy while the link
 // idles), shed work step by step, but only after it persists, so that a short burst does not cost
-// ratio: a lower zstd level, then stored batches, then no deltas, then pages passed through
-// (neither hashed nor cached). The relay then costs about what carrying the bytes costs, so it is
+// ratio: a lower zstd level, then stored batches, then pages passed through (neither hashed nor
+// cached). There is no "no deltas" step between those two: measured, it costs more CPU than stored
+// batches (it still fingerprints every page, and frames, encrypts and writes more bytes: 1.30-1.51
+// vs 1.04-1.40 CPU-s per 200 MB of memwriter stream), so it would shed nothing. The relay then costs about what carrying the bytes costs, so it is
 // never much slower than a plain migration. Incompressible data (e.g. random pages) is recognised
 // per batch from a small sample and stored, without giving up on the compressible batches that
 // follow.
@@ -11,7 +13,6 @@ import { zstdCompress } from './batch.ts';
 
 /** What the encoder does with a page (OpOutput.effort). */
 export const EFFORT_PASS = 0; // passed through: no fingerprint, no cache, no delta
-export const EFFORT_NO_DELTA = 1; // deduplicated, literal when new
 export const EFFORT_FULL = 2; // deduplicated, delta against the previous version, else literal
 
 interface Step { effort: number; level: number; mode: string }
@@ -19,22 +20,24 @@ interface Step { effort: number; level: number; mode: string }
 /** The ladder, least effort first; the adaptive policy moves one step at a time. */
 export const STEPS: readonly Step[] = [
   { effort: EFFORT_PASS, level: 0, mode: 'pass-through' },
-  { effort: EFFORT_NO_DELTA, level: 0, mode: 'no-deltas' },
   { effort: EFFORT_FULL, level: 0, mode: 'stored' },
   { effort: EFFORT_FULL, level: 1, mode: 'zstd-1' },
   { effort: EFFORT_FULL, level: 3, mode: 'zstd-3' },
   { effort: EFFORT_FULL, level: 6, mode: 'zstd-6' },
 ];
 export const LEVELS = [0, 1, 3, 6] as const;
-const DEFAULT_STEP = 4; // zstd-3
-const ZSTD1_STEP = 3;
+const stepOf = (mode: string): number => STEPS.findIndex((s) => s.mode === mode);
+const DEFAULT_STEP = stepOf('zstd-3');
+const STORED_STEP = stepOf('stored');
+const ZSTD1_STEP = stepOf('zstd-1');
 /**
  * Link capacities (bytes/s) from which a session starts cheaper than zstd-3 (startFor): above
- * ~400 Mbit/s one core of the relay cannot compress as fast as the link drains (measured: ~80 MB
- * of stream per CPU-second at zstd-1 for the pair), so it starts without zstd and deltas, but
- * still deduplicated (fingerprints are cheap, and content the target holds, e.g. seeded disk
- * blocks, then still goes as references); from ~160 Mbit/s it starts with stored batches.
- * Pass-through is left to the feedback, when even that is more than the CPU keeps up with.
+ * ~400 Mbit/s one core of the relay cannot compress as fast as the link drains (measured: ~120 MB
+ * of stream per relay CPU-second at zstd-1 for the pair, ~250 stored), so it starts with stored
+ * batches: deduplicated and delta-encoded, which costs less CPU than skipping deltas here (fewer bytes
+ * to frame, encrypt and write; measured 1.04-1.40 vs 1.30-1.51 CPU-s per 200 MB) and sends about
+ * half of what pass-through sends on memwriter; from ~160 Mbit/s it starts at zstd-1. The cheaper
+ * steps are left to the feedback, when even those are more than the CPU keeps up with.
  */
 const FAST_LINK_BPS = 50e6;
 const MEDIUM_LINK_BPS = 20e6;
@@ -71,7 +74,7 @@ export class AdaptiveLevel {
     return this.fixed ? EFFORT_FULL : STEPS[this.i].effort;
   }
 
-  /** The current step's name, for the stats ('zstd-3', 'stored', 'no-deltas', 'pass-through'). */
+  /** The current step's name, for the stats ('zstd-3', 'stored', 'pass-through'...). */
   get mode(): string {
     return this.fixed ? (this.fixedLevel === 0 ? 'stored' : `zstd-${this.fixedLevel}`) : STEPS[this.i].mode;
   }
@@ -107,7 +110,7 @@ export class AdaptiveLevel {
     // it), so CPU-bound feedback stops at zstd-1 there.
     this.floor = linkBytesPerSec < MEDIUM_LINK_BPS ? ZSTD1_STEP : 0;
     if (this.stepsUp || this.stepsDown) { this.i = Math.max(this.i, this.floor); return; }
-    this.i = linkBytesPerSec >= FAST_LINK_BPS ? 1 : linkBytesPerSec >= MEDIUM_LINK_BPS ? 2 : DEFAULT_STEP;
+    this.i = linkBytesPerSec >= FAST_LINK_BPS ? STORED_STEP : linkBytesPerSec >= MEDIUM_LINK_BPS ? ZSTD1_STEP : DEFAULT_STEP;
   }
 
   /** linkBusy: the link is the bottleneck; cpuBusy: the relay's CPU is. Called every ~100 ms. */

@@ -14,7 +14,7 @@ export { DecodeError } from './bytes.ts';
 
 // Batches of ops: the compressed container each data frame carries, and the sender's zstd level.
 export { BatchUnpacker, batchHeader, batchInserts, METHOD_STORED, METHOD_ZSTD, packBatch, readBatchHeader, unpackBatch, zstdCompress, zstdCompressView } from './batch.ts';
-export { AdaptiveLevel, EFFORT_FULL, EFFORT_NO_DELTA, EFFORT_PASS, STEPS } from './adaptive.ts';
+export { AdaptiveLevel, EFFORT_FULL, EFFORT_PASS, STEPS } from './adaptive.ts';
 
 // Content identity: SHA-256 digests name seeded content (the storage agents' page index uses the
 // same key); the 64-bit fingerprint finds cache candidates.

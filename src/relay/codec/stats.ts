@@ -11,7 +11,7 @@ export interface RoundStats {
   rawBytes: number;
   opBytes: number;
   /** Input bytes of the round by the sender's mode when it was encoded ('zstd-3', 'stored',
-   *  'no-deltas', 'pass-through'...; adaptive.ts): which rounds shed work. */
+   *  'pass-through'...; adaptive.ts): which rounds shed work. */
   modes: Record<string, number>;
 }
 

@@ -4,7 +4,7 @@
 // in the middle of a stream, both caches stay in lockstep and the output is byte-exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AdaptiveLevel, EFFORT_FULL, EFFORT_NO_DELTA, EFFORT_PASS, packBatch, SessionDecoder, SessionEncoder, STEPS, T_DEDUP, T_DELTA, unpackBatch } from '../../../src/relay/codec/index.ts';
+import { AdaptiveLevel, EFFORT_FULL, EFFORT_PASS, packBatch, SessionDecoder, SessionEncoder, STEPS, T_DEDUP, T_DELTA, unpackBatch } from '../../../src/relay/codec/index.ts';
 import { Rng, syntheticQemuStream } from '../../../src/relay/tools/index.ts';
 import { pair } from './helpers.ts';
 
@@ -13,10 +13,10 @@ test('CPU-bound: the ladder steps down to pass-through; link-bound: back up to z
   assert.equal(a.mode, 'zstd-3');
   const seen = [a.mode];
   for (let i = 0; i < 20; i++) { a.feedback(false, true); if (seen.at(-1) !== a.mode) seen.push(a.mode); }
-  assert.deepEqual(seen, ['zstd-3', 'zstd-1', 'stored', 'no-deltas', 'pass-through']);
+  assert.deepEqual(seen, ['zstd-3', 'zstd-1', 'stored', 'pass-through']);
   assert.equal(a.effort, EFFORT_PASS);
   assert.equal(a.level, 0);
-  assert.equal(a.stepsDown, 4);
+  assert.equal(a.stepsDown, 3);
   // One busy period alone does not shed (a burst); both busy (or neither) holds the step.
   const b = new AdaptiveLevel('auto');
   b.feedback(false, true); b.feedback(true, true); b.feedback(false, true);
@@ -32,8 +32,8 @@ test('CPU-bound: the ladder steps down to pass-through; link-bound: back up to z
 
 test('the probed link capacity picks the first step, until feedback has moved the policy; a fixed level ignores it', () => {
   const at = (bytesPerSec: number): string => { const a = new AdaptiveLevel('auto'); a.startFor(bytesPerSec); return a.mode; };
-  assert.equal(at(125e6), 'no-deltas'); // 1 Gbit/s: no zstd, no deltas, still deduplicated
-  assert.equal(at(30e6), 'stored');
+  assert.equal(at(125e6), 'stored'); // 1 Gbit/s: deduplicated and delta-encoded, no zstd
+  assert.equal(at(30e6), 'zstd-1');
   assert.equal(at(12.5e6), 'zstd-3'); // 100 Mbit/s: the default
   const moved = new AdaptiveLevel('auto');
   moved.feedback(true, false);
@@ -79,17 +79,16 @@ function run(input: Buffer, effortAt: (batch: number) => number, seed: number): 
 
 test('every mode, and modes changing from batch to batch, stay byte-exact and in lockstep', () => {
   const input = syntheticQemuStream({ seed: 11, pages: 800, rounds: 4 });
-  const modes = [EFFORT_PASS, EFFORT_NO_DELTA, EFFORT_FULL];
+  const modes = [EFFORT_PASS, EFFORT_FULL];
   for (const m of modes) {
     const { output, enc } = run(input, () => m, m + 1);
     assert.ok(output.equals(input), `effort ${m}`);
     if (m === EFFORT_PASS) assert.equal(enc.stats.cacheLookups, 0, 'pass-through hashes nothing');
-    if (m === EFFORT_NO_DELTA) assert.equal(enc.stats.count[T_DELTA], 0);
     if (m === EFFORT_FULL) assert.ok(enc.stats.count[T_DELTA] > 0 && enc.stats.count[T_DEDUP] > 0);
   }
   for (let seed = 1; seed <= 6; seed++) {
     const r = new Rng(seed * 7);
-    const plan = Array.from({ length: 4096 }, () => modes[r.int(3)]);
+    const plan = Array.from({ length: 4096 }, () => modes[r.int(modes.length)]);
     const { output, enc } = run(input, (b) => plan[b % plan.length], seed);
     assert.ok(output.equals(input), `seed ${seed}`);
     // Each round says how much of it went in which mode.

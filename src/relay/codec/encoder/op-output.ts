@@ -6,7 +6,7 @@ import { OpWriter } from '../bytes.ts';
 import { digest, DIGEST_WORDS, fingerprint, FP_WORDS } from '../cache.ts';
 import type { CodecContext } from '../context.ts';
 import { PAGE_SIZE } from '../context.ts';
-import { EFFORT_FULL, EFFORT_NO_DELTA, EFFORT_PASS } from '../adaptive.ts';
+import { EFFORT_FULL, EFFORT_PASS } from '../adaptive.ts';
 import { encodeDelta } from '../delta.ts';
 import * as O from '../ops.ts';
 import { PREV_SLOT, PREV_ZERO, type PrevTable } from '../prev.ts';
@@ -212,7 +212,7 @@ export class OpOutput {
       this.stats.add(O.T_DEDUP, hdrEnd - hdrStart + PAGE_SIZE, this.w.len - before);
       return;
     }
-    const ps = this.deltas && this.effort !== EFFORT_NO_DELTA ? prev.get(idx) : -1;
+    const ps = this.deltas ? prev.get(idx) : -1;
     let dlen = -1;
     if (ps === PREV_SLOT) {
       const slot = this.usable(prev.baseSlot(idx, cache));
