@@ -12,10 +12,12 @@ import type { Batch, CodecContext, EncoderOptions, StreamMode } from '../codec/i
 import { flowKey } from './flows.ts';
 import { StreamHashPool, type StreamHash } from './stream-hash.ts';
 import { LinkProbe, type ProbeResult } from './link-probe.ts';
+import { BottleneckMonitor } from './bottleneck.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
 import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
+import { acceptedWithReadBuffer } from './net-util.ts';
 import type { RegisteredFlow } from './registry.ts';
 
 const log = logger('relay-sender');
@@ -91,26 +93,6 @@ const MAX_INFLIGHT_BYTES = 1 << 20;
 /** A source socket's read buffer (one per session, reused for every read). */
 const SOURCE_READ_BUF = 256 << 10;
 
-/**
- * The accepted (still paused) socket, re-created on the same handle with `onread`: every read
- * lands in `buffer`, reused, and is handed to `onChunk` as a view valid during the call only (the
- * encoder copies what it keeps). A 'data' socket gets a fresh 64 KiB buffer per read instead;
- * measured on this machine, reading 400 MB: 220-280 ms of CPU and ~18 000 page faults with
- * 'data', 60-75 ms and ~200 faults with a reused 1 MiB buffer. net.Server cannot be given
- * `onread`, hence the new Socket on the accepted handle; if the handle is not available (or
- * already reading), the accepted socket is returned unchanged and its 'data' events are used.
- */
-function readIntoBuffer(accepted: net.Socket, buffer: Buffer, onChunk: (chunk: Buffer) => void): net.Socket {
-  const inner = accepted as unknown as { _handle: { reading?: boolean } | null };
-  const handle = inner._handle;
-  if (!handle || handle.reading || accepted.readableLength > 0 || accepted.destroyed) return accepted;
-  inner._handle = null;
-  const onread: net.OnReadOpts = { buffer, callback: (n: number, buf: Uint8Array) => { onChunk((buf as Buffer).subarray(0, n)); return true; } };
-  const socket = new net.Socket({ handle, allowHalfOpen: true, onread } as unknown as net.SocketConstructorOpts);
-  // The server counts the accepted socket among its connections: it goes when this one does.
-  socket.once('close', () => accepted.destroy());
-  return socket;
-}
 
 interface Pending {
   session: Session;
@@ -162,17 +144,8 @@ export class SenderRelay {
   private readonly hashes = new StreamHashPool();
   private nextId = 1;
   private readonly level: AdaptiveLevel;
-  private busyMs = 0;
-  private windowStart = performance.now();
-  private cpuStart = process.cpuUsage();
+  private readonly bottleneck = new BottleneckMonitor();
   private lastMode = '';
-  private linkBusySamples = 0;
-  private compressBusySamples = 0;
-  /** Wire bytes sent in the current feedback window, and the link's learnt drain rate (bytes/ms). */
-  private windowWire = 0;
-  private linkCapacity = 0;
-  private eluStart = performance.eventLoopUtilization();
-  private samples = 0;
   private maxBuffered = 0;
   private stopped = false;
   private readonly pipeline: Pending[] = [];
@@ -296,7 +269,7 @@ export class SenderRelay {
       if (!r) { log.warn('relay link probe failed; the adaptive policy starts at its default step', {}); return; }
       this.probed = r;
       // Only the first step follows from the probe. Its rate is not taken as the learnt capacity
-      // (sample()): on a slow link with a long round trip, a fresh connection's slow start makes
+      // (bottleneck.ts): on a slow link with a long round trip, a fresh connection's slow start makes
       // it a low estimate, and sending near a low estimate would count as link-bound.
       this.level.startFor(r.bytesPerSec);
       for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
@@ -324,9 +297,9 @@ export class SenderRelay {
 
   private startSession(link: Link, id: number, label: string, accepted: net.Socket, spec: SessionSpec): void {
     const ctx = this.ctx!;
-    // Reads land in one reused buffer per session (see readIntoBuffer); `s` is set just below,
+    // Reads land in one reused buffer per session (see acceptedWithReadBuffer in net-util.ts); `s` is set just below,
     // before the first read can arrive (reads are delivered from the event loop).
-    const source = readIntoBuffer(accepted, Buffer.allocUnsafeSlow(SOURCE_READ_BUF), (chunk) => this.onSourceData(s, chunk));
+    const source = acceptedWithReadBuffer(accepted, Buffer.allocUnsafeSlow(SOURCE_READ_BUF), (chunk) => this.onSourceData(s, chunk));
     const s: Session = {
       id, label, target: spec.target, spec, source, credit: this.opts.windowBytes, state: 'open', flushScheduled: false,
       startedAt: Date.now(), returnBytes: 0, rfin: false, sent: { batches: 0, bytes: 0 },
@@ -363,7 +336,7 @@ export class SenderRelay {
   private work(fn: () => void): void {
     const t0 = performance.now();
     fn();
-    this.busyMs += performance.now() - t0;
+    this.bottleneck.addEncodeMs(performance.now() - t0);
   }
 
   private onSourceData(s: Session, chunk: Buffer): void {
@@ -484,7 +457,7 @@ export class SenderRelay {
       if (parts.length === 1 && !e.release) link.send(e.type, e.session.id, parts[0]);
       else link.sendParts(e.type, e.session.id, parts, e.release);
       if (e.type === F.F_DATA) {
-        this.windowWire += len + F.FRAME_HEADER;
+        this.bottleneck.addWire(len + F.FRAME_HEADER);
         e.session.enc.stats.wireOut += len + F.FRAME_HEADER;
         this.accountTechniques(e.session);
         M.hot.senderWireOut.inc(len + F.FRAME_HEADER);
@@ -494,47 +467,20 @@ export class SenderRelay {
   }
 
   private sample(link: Link): void {
-    this.samples++;
     // The link (or the far side) is the bottleneck when its socket has a backlog, or when a
     // session has most of its credit window in flight: the kernel's send buffer hides a slow WAN
     // from writableLength until it is full, but not from the credit the receiver returns.
     let starved = false;
     for (const s of this.sessions.values()) if (s.state === 'open' && s.credit < this.opts.windowBytes / 4) starved = true;
-    if (starved || link.backlog > this.opts.linkHighWater / 4) this.linkBusySamples++;
-    // zstd on the thread pool is the bottleneck when batches wait for it (the main thread then
-    // idles, so its own busy time does not show it).
-    if (this.compressionFull()) this.compressBusySamples++;
-    const now = performance.now();
-    const elapsed = now - this.windowStart;
-    if (elapsed >= 100) {
-      // The relay's CPU is the bottleneck when the event loop (encoder, sockets, TLS) has no idle time left, or the encoder alone
-      // takes most of it, or the process uses most of a core, or batches queue for zstd.
-      const cpu = process.cpuUsage(this.cpuStart);
-      this.cpuStart = process.cpuUsage();
-      const elu = performance.eventLoopUtilization(this.eluStart);
-      this.eluStart = performance.eventLoopUtilization();
-      const cpuBusy = this.busyMs / elapsed > 0.7 || elu.utilization > 0.85 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9 ||
-        this.compressBusySamples / this.samples > 0.5;
-      // The link's capacity, learnt while it was the bottleneck (its rate then is what it drains);
-      // sending at most of that rate counts as link-bound too, so that a relay whose CPU is also
-      // busy does not shed work (and add bytes) on a link that is already nearly full.
-      const rate = this.windowWire / elapsed;
-      const backlogged = this.linkBusySamples / this.samples > 0.5;
-      if (backlogged) this.linkCapacity = this.linkCapacity ? 0.7 * this.linkCapacity + 0.3 * rate : rate;
-      const linkBusy = backlogged || (this.linkCapacity > 0 && rate > 0.7 * this.linkCapacity);
-      this.windowWire = 0;
+    const verdict = this.bottleneck.sample({ linkBacklogged: starved || link.backlog > this.opts.linkHighWater / 4, compressionQueued: this.compressionFull() });
+    if (verdict) {
       const effort = this.level.effort;
-      this.level.feedback(linkBusy, cpuBusy);
+      this.level.feedback(verdict.linkBusy, verdict.cpuBusy);
       M.compressionLevel.set(this.level.level);
       if (this.level.effort !== effort || this.level.mode !== this.lastMode) {
         this.lastMode = this.level.mode;
         for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
       }
-      this.windowStart = now;
-      this.busyMs = 0;
-      this.samples = 0;
-      this.linkBusySamples = 0;
-      this.compressBusySamples = 0;
     }
     const buffered = this.bufferedBytes();
     M.hot.senderBuffered.set(buffered);

@@ -1,0 +1,75 @@
+// Which resource limits the sender relay now, its CPU or the link: samples are taken as batches
+// leave (sender.ts), and every ~100 ms window gives a verdict that the adaptive policy
+// (codec/adaptive.ts) acts on.
+import { performance } from 'node:perf_hooks';
+
+export interface BottleneckSample {
+  /** The link socket has a backlog, or a session has most of its credit window in flight. */
+  linkBacklogged: boolean;
+  /** Batches wait for zstd on the thread pool. */
+  compressionQueued: boolean;
+}
+
+export interface Verdict {
+  linkBusy: boolean;
+  cpuBusy: boolean;
+}
+
+const WINDOW_MS = 100;
+
+export class BottleneckMonitor {
+  private encodeMs = 0;
+  private windowStart = performance.now();
+  private cpuStart = process.cpuUsage();
+  private eluStart = performance.eventLoopUtilization();
+  private samples = 0;
+  private backloggedSamples = 0;
+  private queuedSamples = 0;
+  /** Wire bytes sent in the current window, and the link's learnt drain rate (bytes/ms). */
+  private windowWire = 0;
+  private linkCapacity = 0;
+
+  /** Main-thread time spent encoding (the encoder's share of the event loop). */
+  addEncodeMs(ms: number): void {
+    this.encodeMs += ms;
+  }
+
+  addWire(bytes: number): void {
+    this.windowWire += bytes;
+  }
+
+  /** Takes one sample; once a window has passed, returns its verdict. */
+  sample(s: BottleneckSample): Verdict | undefined {
+    this.samples++;
+    if (s.linkBacklogged) this.backloggedSamples++;
+    // zstd on the thread pool is the bottleneck when batches wait for it (the main thread then
+    // idles, so its own busy time does not show it).
+    if (s.compressionQueued) this.queuedSamples++;
+    const now = performance.now();
+    const elapsed = now - this.windowStart;
+    if (elapsed < WINDOW_MS) return undefined;
+    // The relay's CPU is the bottleneck when the event loop (encoder, sockets, TLS) has no idle
+    // time left, or the encoder alone takes most of it, or the process uses most of a core, or
+    // batches queue for zstd.
+    const cpu = process.cpuUsage(this.cpuStart);
+    this.cpuStart = process.cpuUsage();
+    const elu = performance.eventLoopUtilization(this.eluStart);
+    this.eluStart = performance.eventLoopUtilization();
+    const cpuBusy = this.encodeMs / elapsed > 0.7 || elu.utilization > 0.85 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9 ||
+      this.queuedSamples / this.samples > 0.5;
+    // The link's capacity, learnt while it was the bottleneck (its rate then is what it drains);
+    // sending at most of that rate counts as link-bound too, so that a relay whose CPU is also
+    // busy does not shed work (and add bytes) on a link that is already nearly full.
+    const rate = this.windowWire / elapsed;
+    const backlogged = this.backloggedSamples / this.samples > 0.5;
+    if (backlogged) this.linkCapacity = this.linkCapacity ? 0.7 * this.linkCapacity + 0.3 * rate : rate;
+    const linkBusy = backlogged || (this.linkCapacity > 0 && rate > 0.7 * this.linkCapacity);
+    this.windowStart = now;
+    this.windowWire = 0;
+    this.encodeMs = 0;
+    this.samples = 0;
+    this.backloggedSamples = 0;
+    this.queuedSamples = 0;
+    return { linkBusy, cpuBusy };
+  }
+}
