@@ -113,6 +113,11 @@ export class AdaptiveLevel {
     this.i = linkBytesPerSec >= FAST_LINK_BPS ? STORED_STEP : linkBytesPerSec >= MEDIUM_LINK_BPS ? ZSTD1_STEP : DEFAULT_STEP;
   }
 
+  /** The next step down (if CPU-bound) passes pages through: every byte then crosses the link. */
+  get downIsPassThrough(): boolean {
+    return !this.fixed && this.i > this.floor && STEPS[this.i - 1].effort === EFFORT_PASS;
+  }
+
   /** linkBusy: the link is the bottleneck; cpuBusy: the relay's CPU is. Called every ~100 ms. */
   feedback(linkBusy: boolean, cpuBusy: boolean): void {
     if (this.fixed) return;

@@ -13,6 +13,10 @@ export interface BottleneckSample {
 export interface Verdict {
   linkBusy: boolean;
   cpuBusy: boolean;
+  /** Stream bytes taken from the sources per ms in the window. */
+  inputRate: number;
+  /** The link's drain rate in wire bytes per ms, as learnt (or probed), 0 if not known yet. */
+  linkCapacity: number;
 }
 
 const WINDOW_MS = 100;
@@ -25,8 +29,9 @@ export class BottleneckMonitor {
   private samples = 0;
   private backloggedSamples = 0;
   private queuedSamples = 0;
-  /** Wire bytes sent in the current window, and the link's learnt drain rate (bytes/ms). */
+  /** Wire bytes sent and stream bytes taken in the current window, and the link's learnt drain rate (bytes/ms). */
   private windowWire = 0;
+  private windowInput = 0;
   private linkCapacity = 0;
 
   /** Main-thread time spent encoding (the encoder's share of the event loop). */
@@ -36,6 +41,15 @@ export class BottleneckMonitor {
 
   addWire(bytes: number): void {
     this.windowWire += bytes;
+  }
+
+  addInput(bytes: number): void {
+    this.windowInput += bytes;
+  }
+
+  /** A measured capacity (bytes/ms) to start from, until the link shows its own while backlogged. */
+  assumeCapacity(bytesPerMs: number): void {
+    if (!this.linkCapacity) this.linkCapacity = bytesPerMs;
   }
 
   /** Takes one sample; once a window has passed, returns its verdict. */
@@ -64,12 +78,14 @@ export class BottleneckMonitor {
     const backlogged = this.backloggedSamples / this.samples > 0.5;
     if (backlogged) this.linkCapacity = this.linkCapacity ? 0.7 * this.linkCapacity + 0.3 * rate : rate;
     const linkBusy = backlogged || (this.linkCapacity > 0 && rate > 0.7 * this.linkCapacity);
+    const inputRate = this.windowInput / elapsed;
     this.windowStart = now;
     this.windowWire = 0;
+    this.windowInput = 0;
     this.encodeMs = 0;
     this.samples = 0;
     this.backloggedSamples = 0;
     this.queuedSamples = 0;
-    return { linkBusy, cpuBusy };
+    return { linkBusy, cpuBusy, inputRate, linkCapacity: this.linkCapacity };
   }
 }

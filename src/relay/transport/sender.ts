@@ -43,6 +43,8 @@ interface SessionSpec {
 }
 
 const PAGE = 4096;
+/** Probed rates from here on (bytes/s) are taken as the link's capacity (see probeLink). */
+const FAST_PROBE_TRUSTED_BPS = 50e6;
 
 /** The session of an intercepted flow, from its registration (the migration's relay settings). */
 export function flowSessionSpec(flow: RegisteredFlow): SessionSpec {
@@ -268,10 +270,13 @@ export class SenderRelay {
       if (this.link !== link) return;
       if (!r) { log.warn('relay link probe failed; the adaptive policy starts at its default step', {}); return; }
       this.probed = r;
-      // Only the first step follows from the probe. Its rate is not taken as the learnt capacity
-      // (bottleneck.ts): on a slow link with a long round trip, a fresh connection's slow start makes
-      // it a low estimate, and sending near a low estimate would count as link-bound.
+      // On a slow link with a long round trip, a fresh connection's slow start makes the probed
+      // rate a low estimate, and sending near a low estimate would count as link-bound: there
+      // only the first step follows from it.
       this.level.startFor(r.bytesPerSec);
+      // A fast link's probe is a fair capacity (no long slow start to hide it): the policy then
+      // knows from the first window how close to the link's rate the stream already comes.
+      if (r.bytesPerSec >= FAST_PROBE_TRUSTED_BPS) this.bottleneck.assumeCapacity(r.bytesPerSec / 1000);
       for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
       log.info('relay link probed', { rttMs: Math.round(r.rttMs * 10) / 10, mbitPerSec: Math.round(r.bytesPerSec * 8 / 1e6), probeBytes: r.probeBytes, startMode: this.level.mode });
     });
@@ -342,6 +347,7 @@ export class SenderRelay {
   private onSourceData(s: Session, chunk: Buffer): void {
     if (s.state !== 'open') return;
     s.hash?.update(chunk);
+    this.bottleneck.addInput(chunk.length);
     this.work(() => s.enc.write(chunk));
     if (!s.flushScheduled) {
       s.flushScheduled = true;
@@ -475,7 +481,12 @@ export class SenderRelay {
     const verdict = this.bottleneck.sample({ linkBacklogged: starved || link.backlog > this.opts.linkHighWater / 4, compressionQueued: this.compressionFull() });
     if (verdict) {
       const effort = this.level.effort;
-      this.level.feedback(verdict.linkBusy, verdict.cpuBusy);
+      // Passing pages through sends every byte, so it cannot take the stream faster than the link
+      // carries it: when the stream already comes in at most of the link's rate, shedding into
+      // pass-through would only make the link the bottleneck at a worse ratio (at 1 Gbit/s here,
+      // stored batches at ~half the bytes kept pace with the link; pass-through filled it).
+      const heldByLink = this.level.downIsPassThrough && verdict.linkCapacity > 0 && verdict.inputRate >= 0.8 * verdict.linkCapacity;
+      this.level.feedback(verdict.linkBusy, verdict.cpuBusy && !heldByLink);
       M.compressionLevel.set(this.level.level);
       if (this.level.effort !== effort || this.level.mode !== this.lastMode) {
         this.lastMode = this.level.mode;

@@ -48,8 +48,18 @@ test('the probed link capacity picks the first step, until feedback has moved th
   for (let i = 0; i < 20; i++) shedEarly.feedback(false, true);
   shedEarly.startFor(5e6);
   assert.equal(shedEarly.mode, 'zstd-1', 'a probe that finds a slow link lifts a policy already shed below the floor');
+  // The sender holds stored batches when the stream already nears the link's rate: it asks
+  // whether the next step down is pass-through.
+  const fast = new AdaptiveLevel('auto');
+  fast.startFor(125e6);
+  assert.equal(fast.downIsPassThrough, true);
+  fast.feedback(true, false);
+  assert.equal(fast.mode, 'zstd-1');
+  assert.equal(fast.downIsPassThrough, false);
+  assert.equal(slow.downIsPassThrough, false, 'the floor: no step down at all');
   const fixed = new AdaptiveLevel(3);
   fixed.startFor(125e6);
+  assert.equal(fixed.downIsPassThrough, false);
   assert.equal(fixed.mode, 'zstd-3');
   assert.equal(fixed.effort, EFFORT_FULL);
 });
