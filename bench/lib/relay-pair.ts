@@ -121,10 +121,11 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
       ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), ...(o.windowMiB ? ['--window-mb', String(o.windowMiB)] : []), '--stats-file', sendStats]);
     const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
     procs.push(tx);
-    await waitReady(tx, tail(tx), /relay sender ready/, 30_000);
+    // One log tail from the start: the probe's line may come before the ready line is seen.
+    const txLog = tail(tx);
+    await waitReady(tx, txLog, /relay sender ready/, 30_000);
     // As deployed, the relays run long before a migration: the link (and both caches) are up,
     // and the link probed, when QEMU connects.
-    const txLog = tail(tx);
     await waitReady(tx, txLog, /relay link probe/, 30_000);
     const probe = /\{[^\n]*relay link probe[^\n]*\}/.exec(txLog())?.[0];
     if (probe) console.log(`[relay-pair] ${probe}`);

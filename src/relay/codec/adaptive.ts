@@ -25,7 +25,6 @@ export const STEPS: readonly Step[] = [
   { effort: EFFORT_FULL, level: 3, mode: 'zstd-3' },
   { effort: EFFORT_FULL, level: 6, mode: 'zstd-6' },
 ];
-export const LEVELS = [0, 1, 3, 6] as const;
 const stepOf = (mode: string): number => STEPS.findIndex((s) => s.mode === mode);
 const DEFAULT_STEP = stepOf('zstd-3');
 const STORED_STEP = stepOf('stored');

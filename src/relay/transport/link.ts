@@ -79,16 +79,8 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
 
   send(type: number, session: number, payload?: Buffer): boolean {
     if (this.closed) return false;
-    if (payload && payload.length >= LARGE_FRAME) {
-      // Header and payload in one writev: a batch is not copied again into a framed buffer.
-      const h = this.writer.header(type, session, payload);
-      this.bytesOut += h.length + payload.length;
-      this.socket.cork();
-      this.socket.write(h);
-      const ok = this.socket.write(payload);
-      this.socket.uncork();
-      return ok;
-    }
+    // Header and payload in one writev: a batch is not copied again into a framed buffer.
+    if (payload && payload.length >= LARGE_FRAME) return this.sendParts(type, session, [payload]);
     const f = this.writer.frame(type, session, payload);
     this.bytesOut += f.length;
     return this.socket.write(f);

@@ -365,8 +365,7 @@ export class ReceiverRelay {
     if (notifyPeer) p.link.sendJson(F.F_CLOSE, s.id, { reason, message } satisfies F.CloseInfo);
     M.sessionsClosed.inc({ role: 'receiver', reason });
     log.error('session closed', { session: String(s.id), label: s.label, reason, message });
-    this.finished.push(this.sessionJson(s));
-    if (this.finished.length > 100) this.finished.shift();
+    this.file(s);
     // Keep the entry for a while: frames already on their way are still decoded (lockstep) or
     // dropped; then forget it so that failed sessions do not accumulate.
     setTimeout(() => { if (p.sessions.get(s.id) === s) p.sessions.delete(s.id); }, 30_000).unref();
@@ -380,12 +379,14 @@ export class ReceiverRelay {
     M.sessionsClosed.inc({ role: 'receiver', reason: 'ok' });
     log.info('session finished', { session: String(s.id), bytesOut: String(s.bytesOut) });
     // A finished record is complete: with --hash-streams it is filed once its hash is in.
-    const file = (): void => {
-      this.finished.push(this.sessionJson(s));
-      if (this.finished.length > 100) this.finished.shift();
-    };
-    if (s.hashed) void s.hashed.then(file);
-    else file();
+    if (s.hashed) void s.hashed.then(() => this.file(s));
+    else this.file(s);
+  }
+
+  /** Files the session's record among the last 100 finished ones in the stats. */
+  private file(s: Session): void {
+    this.finished.push(this.sessionJson(s));
+    if (this.finished.length > 100) this.finished.shift();
   }
 
   private sessionJson(s: Session): Record<string, unknown> {

@@ -277,7 +277,7 @@ export class SenderRelay {
       // A fast link's probe is a fair capacity (no long slow start to hide it): the policy then
       // knows from the first window how close to the link's rate the stream already comes.
       if (r.bytesPerSec >= FAST_PROBE_TRUSTED_BPS) this.bottleneck.assumeCapacity(r.bytesPerSec / 1000);
-      for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
+      this.applyStep();
       log.info('relay link probed', { rttMs: Math.round(r.rttMs * 10) / 10, mbitPerSec: Math.round(r.bytesPerSec * 8 / 1e6), probeBytes: r.probeBytes, startMode: this.level.mode });
     });
   }
@@ -480,7 +480,6 @@ export class SenderRelay {
     for (const s of this.sessions.values()) if (s.state === 'open' && s.credit < this.opts.windowBytes / 4) starved = true;
     const verdict = this.bottleneck.sample({ linkBacklogged: starved || link.backlog > this.opts.linkHighWater / 4, compressionQueued: this.compressionFull() });
     if (verdict) {
-      const effort = this.level.effort;
       // Passing pages through sends every byte, so it cannot take the stream faster than the link
       // carries it: when the stream already comes in at most of the link's rate, shedding into
       // pass-through would only make the link the bottleneck at a worse ratio (at 1 Gbit/s here,
@@ -488,14 +487,18 @@ export class SenderRelay {
       const heldByLink = this.level.downIsPassThrough && verdict.linkCapacity > 0 && verdict.inputRate >= 0.8 * verdict.linkCapacity;
       this.level.feedback(verdict.linkBusy, verdict.cpuBusy && !heldByLink);
       M.compressionLevel.set(this.level.level);
-      if (this.level.effort !== effort || this.level.mode !== this.lastMode) {
-        this.lastMode = this.level.mode;
-        for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
-      }
+      this.applyStep();
     }
     const buffered = this.bufferedBytes();
     M.hot.senderBuffered.set(buffered);
     if (buffered > this.maxBuffered) { this.maxBuffered = buffered; M.bufferedBytesMax.set({ role: 'sender' }, buffered); }
+  }
+
+  /** Hands the policy's step to every open session when it changed (a step names its effort). */
+  private applyStep(): void {
+    if (this.level.mode === this.lastMode) return;
+    this.lastMode = this.level.mode;
+    for (const s of this.sessions.values()) s.enc.setEffort(this.level.effort, this.level.mode);
   }
 
   /** Bytes taken from sources that are not yet on the link socket's kernel buffer. */
