@@ -51,19 +51,31 @@ class KeptCompressor {
 
   /** The compressed frame: a view into this compressor's buffer, valid until its next call. */
   compress(data: Uint8Array): Buffer {
-    const z = this.z;
-    if (!z?._handle) return zstdCompressSync(data, this.level);
-    const bound = data.length + (data.length >>> 7) + (64 << 10); // > ZSTD_compressBound(n)
+    const bound = zstdBound(data.length);
     if (this.out.length < bound) this.out = Buffer.allocUnsafeSlow(Math.max(bound, this.out.length * 2));
-    z._handle.writeSync(zlib.constants.ZSTD_e_end, data, 0, data.length, this.out, 0, this.out.length);
+    const n = this.compressInto(data, this.out);
+    return n === undefined ? zstdCompressSync(data, this.level) : this.out.subarray(0, n);
+  }
+
+  /** Compresses into `out` (at least zstdBound(data.length) long); the frame's length, or
+   *  undefined when the kept context is not available or failed (the caller compresses otherwise). */
+  compressInto(data: Uint8Array, out: Uint8Array): number | undefined {
+    const z = this.z;
+    if (!z?._handle || out.length < zstdBound(data.length)) return undefined;
+    z._handle.writeSync(zlib.constants.ZSTD_e_end, data, 0, data.length, out, 0, out.length);
     if (z.destroyed || !z._handle || z._writeState[1] !== 0 || z._writeState[0] === 0) {
       // Never seen; the context's state is unknown now, so it is replaced.
       if (!z.destroyed) z.destroy();
       this.z = this.create();
-      return zstdCompressSync(data, this.level);
+      return undefined;
     }
-    return this.out.subarray(0, this.out.length - z._writeState[0]);
+    return out.length - z._writeState[0];
   }
+}
+
+/** An output size that always holds one whole zstd frame of `n` input bytes (> ZSTD_compressBound(n)). */
+export function zstdBound(n: number): number {
+  return n + (n >>> 7) + (64 << 10);
 }
 
 const kept = new Map<number, KeptCompressor>();
@@ -73,6 +85,22 @@ export function zstdCompressView(data: Uint8Array, level: number): Buffer {
   let c = kept.get(level);
   if (!c) kept.set(level, c = new KeptCompressor(level));
   return c.compress(data);
+}
+
+/**
+ * zstd at `level` into `out` (at least zstdBound(data.length) long) with the kept context of that
+ * level: the frame's length in `out`. For a caller that owns its output buffers (the sender's
+ * compression worker writes into shared memory the main thread then sends from).
+ */
+export function zstdCompressInto(data: Uint8Array, level: number, out: Uint8Array): number {
+  let c = kept.get(level);
+  if (!c) kept.set(level, c = new KeptCompressor(level));
+  const n = c.compressInto(data, out);
+  if (n !== undefined) return n;
+  const frame = zstdCompressSync(data, level);
+  if (frame.length > out.length) throw new RangeError(`zstd frame of ${frame.length} bytes exceeds the ${out.length}-byte output`);
+  out.set(frame);
+  return frame.length;
 }
 
 /** level 0 = store. Returns the packed batch. `inserts` < 0: not stated. */
@@ -133,7 +161,7 @@ export function batchInserts(frame: Buffer): number {
 
 /** What a ZstdDecompress stream has inside (Node 24): a native handle that writes into a given buffer. */
 interface ZstdInternals {
-  _handle: { writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void; reset(): void } | null;
+  _handle: { writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void; reset(): void } | null;
   _writeState: Uint32Array;
   destroyed: boolean;
   destroy(): unknown;

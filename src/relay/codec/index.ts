@@ -13,7 +13,7 @@ export type { CodecContext } from './context.ts';
 export { DecodeError } from './bytes.ts';
 
 // Batches of ops: the compressed container each data frame carries, and the sender's zstd level.
-export { BatchUnpacker, batchHeader, batchInserts, METHOD_STORED, METHOD_ZSTD, packBatch, readBatchHeader, unpackBatch, zstdCompress, zstdCompressView } from './batch.ts';
+export { BatchUnpacker, batchHeader, batchInserts, METHOD_STORED, METHOD_ZSTD, packBatch, readBatchHeader, unpackBatch, zstdBound, zstdCompress, zstdCompressInto, zstdCompressView } from './batch.ts';
 export { AdaptiveLevel, EFFORT_FULL, EFFORT_PASS, STEPS } from './adaptive.ts';
 
 // Content identity: SHA-256 digests name seeded content (the storage agents' page index uses the

@@ -11,6 +11,7 @@ import { AdaptiveLevel, batchHeader, convergenceAdvice, createContext, DigestSet
 import type { Batch, CodecContext, EncoderOptions, StreamMode } from '../codec/index.ts';
 import { flowKey } from './flows.ts';
 import { StreamHashPool, type StreamHash } from './stream-hash.ts';
+import { ZstdWorkerPool } from './zstd-pool.ts';
 import { LinkProbe, type ProbeResult } from './link-probe.ts';
 import { BottleneckMonitor } from './bottleneck.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
@@ -71,7 +72,7 @@ export interface SenderOptions {
   windowBytes?: number;
   /** Link backlog above which sources are paused. */
   linkHighWater?: number;
-  /** Compress on libuv's thread pool, in parallel with parsing (default true). */
+  /** Compress off the event loop (a worker thread), in parallel with parsing (default true). */
   asyncCompression?: boolean;
   /** SHA-256 of each session's input, in the stats (end-to-end check against the receiver's). */
   hashStreams?: boolean;
@@ -144,6 +145,7 @@ export class SenderRelay {
   private readonly finished: Record<string, unknown>[] = [];
   private readonly opsPool: Buffer[] = [];
   private readonly hashes = new StreamHashPool();
+  private readonly zstd = new ZstdWorkerPool();
   private nextId = 1;
   private readonly level: AdaptiveLevel;
   private readonly bottleneck = new BottleneckMonitor();
@@ -190,6 +192,7 @@ export class SenderRelay {
     for (const s of this.sessions.values()) this.closeSession(s, 'relay stopped', false);
     this.link?.close('relay stopped');
     await this.hashes.close();
+    await this.zstd.close();
   }
 
   /** Connects to the receiver now instead of on the first migration connection. */
@@ -413,8 +416,26 @@ export class SenderRelay {
       this.drainPipeline();
       return;
     }
-    // zlib's default 16 KiB output chunks: one batch-sized output chunk was measured to cost more
-    // main-thread time and event-loop delay in the live relay (a large buffer per batch), not less.
+    const finish = (): void => {
+      this.level.observe(ops.length, entry.parts!.reduce((n, p) => n + p.length, 0));
+      this.drainPipeline();
+    };
+    if (this.zstd.usable) {
+      this.zstd.compress(ops, level, (frame, releaseFrame) => {
+        // A batch whose zstd output is not smaller goes stored (as packBatch does).
+        if (!frame || frame.length >= ops.length) {
+          releaseFrame();
+          stored();
+        } else {
+          entry.parts = [batchHeader(METHOD_ZSTD, b.rawLen, ops.length, b.inserts), frame];
+          entry.release = releaseFrame;
+          this.giveOpsBuffer(buf);
+        }
+        finish();
+      });
+      return;
+    }
+    // The worker failed: libuv's thread pool, a fresh context per batch.
     zlib.zstdCompress(ops, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }, (err, out) => {
       // A batch whose zstd output is not smaller goes stored (as packBatch does).
       if (err || out.length >= ops.length) stored();
@@ -422,14 +443,14 @@ export class SenderRelay {
         entry.parts = [batchHeader(METHOD_ZSTD, b.rawLen, ops.length, b.inserts), out];
         this.giveOpsBuffer(buf);
       }
-      this.level.observe(ops.length, entry.parts!.reduce((n, p) => n + p.length, 0));
-      this.drainPipeline();
+      finish();
     });
   }
 
   private takeOpsBuffer(len: number): Buffer {
     const spare = this.opsPool.pop();
-    return spare && spare.length >= len ? spare : Buffer.allocUnsafeSlow(Math.max(len, OPS_POOL_BUF));
+    // Shared memory: the compression worker reads the batch where it is.
+    return spare && spare.length >= len ? spare : ZstdWorkerPool.sharedBuffer(Math.max(len, OPS_POOL_BUF));
   }
 
   private giveOpsBuffer(buf: Buffer): void {
