@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 export interface BottleneckSample {
   /** The link socket has a backlog, or a session has most of its credit window in flight. */
   linkBacklogged: boolean;
-  /** Batches wait for zstd on the thread pool. */
+  /** Batches wait for zstd (on the compression worker). */
   compressionQueued: boolean;
 }
 
@@ -24,7 +24,7 @@ const WINDOW_MS = 100;
 export class BottleneckMonitor {
   private encodeMs = 0;
   private windowStart = performance.now();
-  private cpuStart = process.cpuUsage();
+  private cpuStart = process.threadCpuUsage();
   private eluStart = performance.eventLoopUtilization();
   private samples = 0;
   private backloggedSamples = 0;
@@ -56,17 +56,18 @@ export class BottleneckMonitor {
   sample(s: BottleneckSample): Verdict | undefined {
     this.samples++;
     if (s.linkBacklogged) this.backloggedSamples++;
-    // zstd on the thread pool is the bottleneck when batches wait for it (the main thread then
-    // idles, so its own busy time does not show it).
+    // zstd on the compression worker is the bottleneck when batches wait for it (the main thread
+    // then idles, so its own busy time does not show it).
     if (s.compressionQueued) this.queuedSamples++;
     const now = performance.now();
     const elapsed = now - this.windowStart;
     if (elapsed < WINDOW_MS) return undefined;
     // The relay's CPU is the bottleneck when the event loop (encoder, sockets, TLS) has no idle
-    // time left, or the encoder alone takes most of it, or the process uses most of a core, or
-    // batches queue for zstd.
-    const cpu = process.cpuUsage(this.cpuStart);
-    this.cpuStart = process.cpuUsage();
+    // time left, or the encoder alone takes most of it, or the main thread uses most of a core,
+    // or batches queue for zstd. (The main thread's CPU, not the process's: compression runs on
+    // a worker thread, and main + worker may rightly use more than one core between them.)
+    const cpu = process.threadCpuUsage(this.cpuStart);
+    this.cpuStart = process.threadCpuUsage();
     const elu = performance.eventLoopUtilization(this.eluStart);
     this.eluStart = performance.eventLoopUtilization();
     const cpuBusy = this.encodeMs / elapsed > 0.7 || elu.utilization > 0.85 || (cpu.user + cpu.system) / 1000 / elapsed > 0.9 ||
