@@ -30,15 +30,17 @@ const DEFAULT_STEP = stepOf('zstd-3');
 const STORED_STEP = stepOf('stored');
 const ZSTD1_STEP = stepOf('zstd-1');
 /**
- * Link capacities (bytes/s) from which a session starts cheaper than zstd-3 (startFor): above
- * ~400 Mbit/s one core of the relay cannot compress as fast as the link drains (measured: ~120 MB
- * of stream per relay CPU-second at zstd-1 for the pair, ~250 stored), so it starts with stored
- * batches: deduplicated and delta-encoded, which costs less CPU than skipping deltas here (fewer bytes
- * to frame, encrypt and write; measured 1.04-1.40 vs 1.30-1.51 CPU-s per 200 MB) and sends about
- * half of what pass-through sends on memwriter; from ~160 Mbit/s it starts at zstd-1. The cheaper
- * steps are left to the feedback, when even those are more than the CPU keeps up with.
+ * Link capacities (bytes/s) from which a session starts cheaper than zstd-3 (startFor). From
+ * ~160 Mbit/s it starts at zstd-1. Compression runs on its own thread (transport/zstd-pool.ts),
+ * and at zstd-1 the relay's event loop has less to do than with stored batches (40 % of the bytes
+ * to frame, checksum, encrypt and write), so zstd-1 stays the start up to links that drain faster
+ * than that thread compresses on a shared core: measured at 1 Gbit/s, 10 ms (probed ~905 Mbit/s),
+ * fixed zstd-1 took 1293-1355 ms and 50 MB against 1284-1445 ms and 62-84 MB from a stored
+ * start. From ~1.6 Gbit/s (wanem's unshaped link probes ~2.4 Gbit/s here) it starts with stored
+ * batches: deduplicated and delta-encoded, no zstd. The cheaper steps are left to the feedback,
+ * when even those are more than the CPU keeps up with.
  */
-const FAST_LINK_BPS = 50e6;
+const FAST_LINK_BPS = 200e6;
 const MEDIUM_LINK_BPS = 20e6;
 const SAMPLE = 16 << 10;
 /** Feedback periods (~100 ms each) in a row with the CPU as the bottleneck before the first step down. */

@@ -32,7 +32,8 @@ test('CPU-bound: the ladder steps down to pass-through; link-bound: back up to z
 
 test('the probed link capacity picks the first step, until feedback has moved the policy; a fixed level ignores it', () => {
   const at = (bytesPerSec: number): string => { const a = new AdaptiveLevel('auto'); a.startFor(bytesPerSec); return a.mode; };
-  assert.equal(at(125e6), 'stored'); // 1 Gbit/s: deduplicated and delta-encoded, no zstd
+  assert.equal(at(300e6), 'stored'); // 2.4 Gbit/s: deduplicated and delta-encoded, no zstd
+  assert.equal(at(125e6), 'zstd-1'); // 1 Gbit/s: zstd-1 on the compression thread
   assert.equal(at(30e6), 'zstd-1');
   assert.equal(at(12.5e6), 'zstd-3'); // 100 Mbit/s: the default
   const moved = new AdaptiveLevel('auto');
@@ -51,7 +52,7 @@ test('the probed link capacity picks the first step, until feedback has moved th
   // The sender holds stored batches when the stream already nears the link's rate: it asks
   // whether the next step down is pass-through.
   const fast = new AdaptiveLevel('auto');
-  fast.startFor(125e6);
+  fast.startFor(300e6);
   assert.equal(fast.downIsPassThrough, true);
   fast.feedback(true, false);
   assert.equal(fast.mode, 'zstd-1');
