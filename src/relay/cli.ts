@@ -36,6 +36,13 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** The live relays warm their codec (and test it) before they listen: see tools/warm-up.ts. */
+async function warmUp(role: string): Promise<void> {
+  const [{ warmUpCodec }, { logger }] = await Promise.all([import('./tools/warm-up.ts'), import('../util/log.ts')]);
+  const r = warmUpCodec();
+  logger(`relay-${role}`).info('relay codec warmed up and self-tested', { streamBytes: r.streamBytes, cpuMs: Math.round(r.cpuMs) });
+}
+
 export async function run(argv: string[], hooks: RelayHooks = {}): Promise<number> {
   const [sub, ...rest] = argv;
   if (!sub || sub === '-h' || sub === '--help') { console.log(USAGE); return sub ? 0 : 2; }
@@ -47,8 +54,10 @@ export async function run(argv: string[], hooks: RelayHooks = {}): Promise<numbe
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });
   switch (sub) {
     case 'send':
+      await warmUp('sender');
       return (await transport()).runSend(v, cacheBytes, level, hooks);
     case 'receive':
+      await warmUp('receiver');
       return (await transport()).runReceive(v, cacheBytes);
     case 'analyze':
       return (await tools()).runAnalyze(positionals, offline(), Boolean(v.json));
