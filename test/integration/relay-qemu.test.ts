@@ -91,6 +91,9 @@ test('QEMU live migration through the relay pair: completes, guest keeps running
   assert.equal(sess.bytesIn, inBytes);
   assert.ok(sess.wireBytes < inBytes * 0.8);
   assert.equal(sess.inputSha256, sent, "the sender relay's hash of its input matches the tap");
+  // The batches were compressed on the relay's compression threads, off its event loop.
+  const compression = (sender.stats() as { compression: { threads: number; cpuSeconds: number } }).compression;
+  assert.ok(compression.threads >= 1 && compression.cpuSeconds > 0, `compression threads in the stats: ${JSON.stringify(compression)}`);
   const received = async (): Promise<string | undefined> => {
     for (let i = 0; i < 50; i++) {
       const h = (receiver.stats() as { finished?: { outputSha256?: string }[] }).finished?.[0]?.outputSha256;

@@ -673,6 +673,8 @@ export class SenderRelay {
       maxBufferedBytes: this.maxBuffered,
       cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,
       remoteSeeds: this.ctx?.remoteSeeds?.size ?? 0,
+      // The compression threads (zstd-pool.ts): their CPU is part of the relay's, not of its event loop.
+      compression: { threads: this.zstd.threadCount, cpuSeconds: this.zstd.cpuSeconds },
       sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
       finished: this.finished,
       ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),

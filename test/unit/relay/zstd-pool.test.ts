@@ -15,8 +15,8 @@ function batch(seed: number, len: number, random: boolean): Buffer {
   return b;
 }
 
-test('the worker compresses batches in order; each frame decompresses to its batch', async () => {
-  const pool = new ZstdWorkerPool();
+test('one worker compresses batches in order; each frame decompresses to its batch', async () => {
+  const pool = new ZstdWorkerPool(1);
   try {
     const inputs = [batch(3, 512 << 10, false), batch(5, 300_000, false), batch(7, 64 << 10, true), batch(9, 576 << 10, false)];
     const levels = [1, 3, 1, 6];
@@ -37,6 +37,23 @@ test('the worker compresses batches in order; each frame decompresses to its bat
     assert.ok(frames[0]!.length < inputs[0].length / 4, 'a repetitive batch shrinks');
     assert.ok(frames[2]!.length >= inputs[2].length, 'random data does not shrink (the sender stores it)');
     assert.ok(pool.cpuSeconds > 0, 'the worker reports its CPU time');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('with several threads every batch is answered once, with its own frame', async () => {
+  const pool = new ZstdWorkerPool(3);
+  try {
+    const inputs = Array.from({ length: 12 }, (_, i) => batch(i + 2, (64 << 10) * (1 + (i % 5)), i % 4 === 3));
+    const frames = await Promise.all(inputs.map((ops, i) => new Promise<Buffer | undefined>((resolve) => {
+      pool.compress(ops, 1 + (i % 3), (frame, release) => {
+        const copy = frame && Buffer.from(frame);
+        release();
+        resolve(copy);
+      });
+    })));
+    for (const [i, f] of frames.entries()) assert.ok(f && zlib.zstdDecompressSync(f).equals(inputs[i]), `batch ${i} round-trips`);
   } finally {
     await pool.close();
   }
