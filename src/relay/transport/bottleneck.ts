@@ -4,8 +4,10 @@
 import { performance } from 'node:perf_hooks';
 
 export interface BottleneckSample {
-  /** The link socket has a backlog, or a session has most of its credit window in flight. */
+  /** The link socket has a backlog (the kernel's send buffer is full). */
   linkBacklogged: boolean;
+  /** A session has most of its credit window in flight: the receiving side has not written it yet. */
+  creditStarved: boolean;
   /** Batches wait for zstd (on the compression worker). */
   compressionQueued: boolean;
 }
@@ -28,11 +30,14 @@ export class BottleneckMonitor {
   private eluStart = performance.eventLoopUtilization();
   private samples = 0;
   private backloggedSamples = 0;
+  private starvedSamples = 0;
   private queuedSamples = 0;
   /** Wire bytes sent and stream bytes taken in the current window, and the link's learnt drain rate (bytes/ms). */
   private windowWire = 0;
   private windowInput = 0;
   private linkCapacity = 0;
+  /** The probe's rate (bytes/ms) when it was fast enough to trust (assumeCapacity), else 0. */
+  private probedCapacity = 0;
 
   /** Main-thread time spent encoding (the encoder's share of the event loop). */
   addEncodeMs(ms: number): void {
@@ -49,6 +54,7 @@ export class BottleneckMonitor {
 
   /** A measured capacity (bytes/ms) to start from, until the link shows its own while backlogged. */
   assumeCapacity(bytesPerMs: number): void {
+    this.probedCapacity = bytesPerMs;
     if (!this.linkCapacity) this.linkCapacity = bytesPerMs;
   }
 
@@ -56,6 +62,7 @@ export class BottleneckMonitor {
   sample(s: BottleneckSample): Verdict | undefined {
     this.samples++;
     if (s.linkBacklogged) this.backloggedSamples++;
+    if (s.creditStarved) this.starvedSamples++;
     // zstd on the compression worker is the bottleneck when batches wait for it (the main thread
     // then idles, so its own busy time does not show it).
     if (s.compressionQueued) this.queuedSamples++;
@@ -76,7 +83,15 @@ export class BottleneckMonitor {
     // sending at most of that rate counts as link-bound too, so that a relay whose CPU is also
     // busy does not shed work (and add bytes) on a link that is already nearly full.
     const rate = this.windowWire / elapsed;
-    const backlogged = this.backloggedSamples / this.samples > 0.5;
+    // Credits that do not come back mean the far side has not written the data yet: on a slow
+    // WAN that is the link (the kernel's send buffer hides it from the socket's backlog). On a
+    // link the probe found fast, starvation while the stream uses less than half of it means the
+    // receiving relay or its destination is what is slow (on a shared machine, their CPU), and
+    // more compression would not help: it is not taken as the link's rate either (learning it
+    // there had pulled the capacity down, made every window look link-bound, and climbed the
+    // ladder to zstd-6 on an idle 1 Gbit/s link).
+    const starvedByLink = this.starvedSamples / this.samples > 0.5 && !(this.probedCapacity > 0 && rate < 0.5 * this.probedCapacity);
+    const backlogged = this.backloggedSamples / this.samples > 0.5 || starvedByLink;
     if (backlogged) this.linkCapacity = this.linkCapacity ? 0.7 * this.linkCapacity + 0.3 * rate : rate;
     const linkBusy = backlogged || (this.linkCapacity > 0 && rate > 0.7 * this.linkCapacity);
     const inputRate = this.windowInput / elapsed;
@@ -86,6 +101,7 @@ export class BottleneckMonitor {
     this.encodeMs = 0;
     this.samples = 0;
     this.backloggedSamples = 0;
+    this.starvedSamples = 0;
     this.queuedSamples = 0;
     return { linkBusy, cpuBusy, inputRate, linkCapacity: this.linkCapacity };
   }

@@ -499,7 +499,7 @@ export class SenderRelay {
     // from writableLength until it is full, but not from the credit the receiver returns.
     let starved = false;
     for (const s of this.sessions.values()) if (s.state === 'open' && s.credit < this.opts.windowBytes / 4) starved = true;
-    const verdict = this.bottleneck.sample({ linkBacklogged: starved || link.backlog > this.opts.linkHighWater / 4, compressionQueued: this.compressionFull() });
+    const verdict = this.bottleneck.sample({ linkBacklogged: link.backlog > this.opts.linkHighWater / 4, creditStarved: starved, compressionQueued: this.compressionFull() });
     if (verdict) {
       // Passing pages through sends every byte, so it cannot take the stream faster than the link
       // carries it: when the stream already comes in at most of the link's rate, shedding into
