@@ -133,19 +133,20 @@ test('gateway interception: registered flows go through the relay pair, others p
 });
 
 /** Open and finished sessions in a relay's stats file. */
-async function sessions(file: string): Promise<Sess[]> {
+async function sessions(file: string, which: 'all' | 'finished' = 'all'): Promise<Sess[]> {
   try {
     const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { sessions?: Sess[]; finished?: Sess[] };
-    return [...(j.sessions ?? []), ...(j.finished ?? [])];
+    return [...(which === 'all' ? j.sessions ?? [] : []), ...(j.finished ?? [])];
   } catch {
     return []; // not written yet, or being replaced
   }
 }
 
-/** The finished session that matches, once the relay's stats file shows it. */
+/** The finished session that matches, once the relay's stats file files it (with its stream hash:
+ *  a closed session whose hash is still being computed is listed among the live ones). */
 async function session(file: string, match: (s: Sess) => boolean): Promise<Sess> {
   for (let i = 0; i < 60; i++) {
-    const j = (await sessions(file)).find((s) => match(s) && s.closeReason !== undefined);
+    const j = (await sessions(file, 'finished')).find((s) => match(s) && s.closeReason !== undefined);
     if (j) return j;
     await delay(250);
   }

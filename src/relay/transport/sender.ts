@@ -143,6 +143,8 @@ export class SenderRelay {
   private ctx: CodecContext | undefined;
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
+  /** Closed sessions whose stream hash is still being computed: listed with the live ones until filed. */
+  private readonly hashing = new Set<Session>();
   private readonly opsPool: Buffer[] = [];
   private readonly hashes = new StreamHashPool();
   private readonly zstd = new ZstdWorkerPool();
@@ -629,12 +631,17 @@ export class SenderRelay {
     this.sessions.delete(s.id);
     this.accountTechniques(s);
     // A finished record is complete: with --hash-streams it is filed once its hash is in.
+    // Until then it stays in the stats' live list (state closed), so that a session is never
+    // missing from both lists while the niced hash thread catches up on a loaded machine.
     const file = (): void => {
+      this.hashing.delete(s);
       this.finished.push(this.sessionJson(s));
       if (this.finished.length > 100) this.finished.shift();
     };
-    if (s.hashed && s.closeReason === 'ok') void s.hashed.then(file);
-    else file();
+    if (s.hashed && s.closeReason === 'ok') {
+      this.hashing.add(s);
+      void s.hashed.then(file);
+    } else file();
   }
 
   private accountTechniques(s: Session): void {
@@ -675,7 +682,7 @@ export class SenderRelay {
       remoteSeeds: this.ctx?.remoteSeeds?.size ?? 0,
       // The compression threads (zstd-pool.ts): their CPU is part of the relay's, not of its event loop.
       compression: { threads: this.zstd.threadCount, cpuSeconds: this.zstd.cpuSeconds },
-      sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
+      sessions: [...this.sessions.values(), ...this.hashing].map((s) => this.sessionJson(s)),
       finished: this.finished,
       ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),
     };
