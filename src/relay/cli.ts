@@ -12,9 +12,10 @@ const transport = (): Promise<typeof import('./transport/cli.ts')> => import('./
 const USAGE = `usage:
   cloudnet relay send [--listen HOST:PORT[/TARGET][@MODE] ...] --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
                       [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
-                      [--api HOST:PORT|unix:PATH --api-token-file F [--api-cert F --api-key F] [--intercept nft[:TABLE]] [--flow-listen HOST]]
+                      [--api HOST:PORT|unix:PATH --api-token-file F [--api-cert F --api-key F] [--intercept nft[:TABLE]] [--flow-listen HOST] [--bypass-above-mbit 2000]]
                       --api: the operator registers migration flows there (bearer token; TLS over TCP);
                       --intercept: the gateway redirects each registered flow to its own local port (nftables)
+                      --bypass-above-mbit: on a link probed at least this fast, registered flows bypass the relay (0: never)
   cloudnet relay receive --listen HOST:PORT (--target [NAME=]HOST:PORT ... | --allow-destination CIDR ...) (--ca F --cert F --key F | --plain-inside-wireguard)
                       [--cache-mb 256] [--seed FILE... --seed-mb 256] [--seed-listen HOST:PORT] [--stats HOST:PORT] [--stats-file F]
                       [--hash-streams]   (both: SHA-256 of every session's input / output in the stats)
@@ -33,6 +34,7 @@ const common = {
   seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' },
   api: { type: 'string' }, 'api-token-file': { type: 'string' }, 'api-cert': { type: 'string' }, 'api-key': { type: 'string' },
   intercept: { type: 'string' }, 'flow-listen': { type: 'string' }, 'allow-destination': { type: 'string', multiple: true },
+  'bypass-above-mbit': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

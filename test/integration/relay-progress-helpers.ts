@@ -23,7 +23,13 @@ export interface RelayPair {
   stop(): Promise<void>;
 }
 
-export async function startRelayPair(): Promise<RelayPair> {
+/** The sender's policy: a fixed zstd level (default 3), or 'auto' with a bypass threshold. */
+export interface RelayPairOptions {
+  level?: string;
+  bypassAboveMbit?: number;
+}
+
+export async function startRelayPair(o: RelayPairOptions = {}): Promise<RelayPair> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-api-'));
   const token = randomBytes(24).toString('hex');
   fs.writeFileSync(path.join(dir, 'token'), token, { mode: 0o600 });
@@ -31,8 +37,8 @@ export async function startRelayPair(): Promise<RelayPair> {
   const recvPort = await freePort();
   const procs = [
     startRelayCli(['receive', '--listen', `127.0.0.1:${recvPort}`, '--allow-destination', '127.0.0.0/8', '--plain-inside-wireguard', '--cache-mb', '32']),
-    startRelayCli(['send', '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard', '--cache-mb', '32', '--level', '3',
-      '--api', `unix:${sock}`, '--api-token-file', path.join(dir, 'token'), '--flow-listen', '127.0.0.1']),
+    startRelayCli(['send', '--peer', `127.0.0.1:${recvPort}`, '--plain-inside-wireguard', '--cache-mb', '32', '--level', o.level ?? '3',
+      ...(o.bypassAboveMbit !== undefined ? ['--bypass-above-mbit', String(o.bypassAboveMbit)] : []), '--api', `unix:${sock}`, '--api-token-file', path.join(dir, 'token'), '--flow-listen', '127.0.0.1']),
   ];
   const stop = async (): Promise<void> => {
     for (const p of [...procs].reverse()) p.kill('SIGTERM'); // the sender first: no "link lost" noise

@@ -56,6 +56,9 @@ export class RelayApiProvider implements MigrationRelay {
         settings: { compression: r.compression, dedup: r.dedup, deltaPages: r.deltaPages, cacheSizeMiB: r.cacheSizeMiB, opaque: req.encrypted },
       }, signal);
       const flows = st.flows.map((f) => f.destination).join(', ');
+      // The relay judged the link faster than it can carry a stream: the gateway leaves the flows
+      // alone and the migration runs as a plain one (RelayOptimizing=False says why).
+      if (st.bypass) return { state: 'Unavailable', reason: 'LinkFasterThanRelay', message: `${flows}: ${st.bypass}` };
       const cache = st.effective.cacheSizeMiB < r.cacheSizeMiB ? `; the relay's cache holds ${st.effective.cacheSizeMiB} MiB, less than the ${r.cacheSizeMiB} MiB asked for` : '';
       return { state: 'Ready', reason: 'FlowsIntercepted', message: `the site gateway redirects ${flows} to the relay (compression ${r.compression}, dedup ${r.dedup}, deltaPages ${r.deltaPages}, cache ${st.effective.cacheSizeMiB} MiB)${cache}` };
     } catch (e) {

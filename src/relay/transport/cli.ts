@@ -41,6 +41,7 @@ export interface LiveArgs {
   intercept?: string;
   'flow-listen'?: string;
   'allow-destination'?: string[];
+  'bypass-above-mbit'?: string;
 }
 
 /** What the relay CLI gets from the composition root (src/cli.ts): the gateway's interceptor. */
@@ -93,12 +94,21 @@ function apiListen(v: LiveArgs): ApiListen {
   return { kind: 'tcp', addr: parseHostPort(api, '0.0.0.0'), cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
 }
 
+/** Default 2000: above the ~1.6 Gbit/s up to which zstd-1 keeps pace here (adaptive.ts), and
+ *  below the ~2.4 Gbit/s that wanem's unshaped link probes at. 0 turns bypassing off. */
+export function bypassAboveBps(flag: string | undefined): number {
+  const mbit = Number(flag ?? 2000);
+  if (!Number.isFinite(mbit) || mbit < 0) throw new Error(`--bypass-above-mbit ${flag}: a number of Mbit/s, 0 for never`);
+  return mbit * 1e6;
+}
+
 export async function runSend(v: LiveArgs, cacheBytes: number, level: number | 'auto', hooks: RelayHooks = {}): Promise<number> {
   if (!v.peer || (!v.listen?.length && !v.api)) throw new Error('send needs --peer, and --listen or --api');
   if (v.intercept && !v.api) throw new Error('--intercept needs --api: flows are intercepted once the operator registers them');
   const relay = new SenderRelay({
     listen: (v.listen ?? []).map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
     windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)), hashStreams: Boolean(v['hash-streams']),
+    bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
   });
   const addrs = await relay.start();
   // A long-running relay holds its link (and both caches) ready before the first migration.
@@ -116,6 +126,7 @@ export async function runSend(v: LiveArgs, cacheBytes: number, level: number | '
     const registry = new FlowRegistry({
       listenHost: v['flow-listen'] ?? '0.0.0.0', cacheMiB: Math.floor(cacheBytes / (1 << 20)), ...(interceptor ? { interceptor } : {}),
       onAccept: (s, flow) => relay.acceptFlow(s, flow),
+      bypass: () => relay.bypassReason(),
     });
     const server = await serveApi({ listen: apiListen(v), token: fs.readFileSync(tokenFile, 'utf8').trim(), registry, stats: relay });
     stopApi = async () => { server.close(); await registry.close(); };

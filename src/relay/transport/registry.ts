@@ -24,7 +24,14 @@ export interface RegistrationState {
   settings: FlowSettings;
   /** What the relay applies where it differs from the request (a cache larger than the relay's). */
   effective: { cacheSizeMiB: number };
+  /** localPort 0: not redirected (bypass). */
   flows: { destination: string; localPort: number }[];
+  /**
+   * Why the flows bypass the relay, when they do: the sender decided at the first registration
+   * (RegistryOptions.bypass) that the relay would only slow them down. The gateway then programs
+   * no redirect for them and they cross the site link as a plain migration would.
+   */
+  bypass?: string;
   registeredAt: string;
 }
 
@@ -37,11 +44,18 @@ export interface RegistryOptions {
   /** A redirected connection of `flow` was accepted. */
   onAccept(socket: net.Socket, flow: RegisteredFlow): void;
   maxRegistrations?: number;
+  /**
+   * Asked once per migration, at its first registration: a reason to let its flows bypass the
+   * relay (the link outruns it), or undefined. Kept for the migration's lifetime, so that the
+   * operator's re-registrations never move a migration's flows on or off the relay mid-way.
+   */
+  bypass?(): string | undefined;
 }
 
 interface Entry {
   reg: Registration;
   registeredAt: string;
+  bypass?: string;
   listeners: Map<string, { server: net.Server; port: number; flow: RegisteredFlow }>;
 }
 
@@ -68,7 +82,8 @@ export class FlowRegistry {
       const id = reg.owner.migrationID;
       for (const [other, e] of this.entries) {
         if (other === id) continue;
-        const clash = reg.destinations.find((d) => e.listeners.has(flowKey(d)));
+        const theirs = new Set(e.reg.destinations.map(flowKey));
+        const clash = reg.destinations.find((d) => theirs.has(flowKey(d)));
         if (clash) throw new RegistrationError(409, `flow ${flowKey(clash)} is registered by migration ${e.reg.owner.namespace}/${e.reg.owner.name}`);
       }
       const prev = this.entries.get(id);
@@ -76,7 +91,8 @@ export class FlowRegistry {
       if (prev && (prev.reg.owner.namespace !== reg.owner.namespace || prev.reg.owner.name !== reg.owner.name)) {
         throw new RegistrationError(409, `migration ID ${id} is registered by ${prev.reg.owner.namespace}/${prev.reg.owner.name}`);
       }
-      const entry: Entry = prev ?? { reg, registeredAt: new Date().toISOString(), listeners: new Map() };
+      const bypass = prev ? prev.bypass : this.o.bypass?.();
+      const entry: Entry = prev ?? { reg, registeredAt: new Date().toISOString(), listeners: new Map(), ...(bypass ? { bypass } : {}) };
       // The operator re-registers on every reconcile: only a change is worth a log line.
       const changed = !prev || JSON.stringify([prev.reg.destinations, prev.reg.settings]) !== JSON.stringify([reg.destinations, reg.settings]);
       entry.reg = reg;
@@ -86,7 +102,7 @@ export class FlowRegistry {
       for (const [k, l] of entry.listeners) {
         if (!wanted.has(k)) { removed.push(l.server); entry.listeners.delete(k); }
       }
-      for (const d of reg.destinations) {
+      for (const d of entry.bypass ? [] : reg.destinations) {
         const k = flowKey(d);
         const flow: RegisteredFlow = { destination: d, owner: reg.owner, settings: reg.settings, cacheMiB };
         const have = entry.listeners.get(k);
@@ -105,7 +121,11 @@ export class FlowRegistry {
       } finally {
         for (const s of removed) s.close();
       }
-      if (changed) log.info('flows registered', { migration: `${reg.owner.namespace}/${reg.owner.name}`, migrationID: id, flows: [...wanted].join(','), settings: JSON.stringify(reg.settings) });
+      if (changed) {
+        log.info(entry.bypass ? 'flows registered to bypass the relay' : 'flows registered', {
+          migration: `${reg.owner.namespace}/${reg.owner.name}`, migrationID: id, flows: [...wanted].join(','), settings: JSON.stringify(reg.settings), ...(entry.bypass ? { bypass: entry.bypass } : {}),
+        });
+      }
       return this.state(entry);
     });
   }
@@ -147,7 +167,8 @@ export class FlowRegistry {
       owner: e.reg.owner,
       settings: e.reg.settings,
       effective: { cacheSizeMiB: Math.min(e.reg.settings.cacheSizeMiB, this.o.cacheMiB) },
-      flows: [...e.listeners].map(([destination, l]) => ({ destination, localPort: l.port })),
+      flows: e.bypass ? e.reg.destinations.map((d) => ({ destination: flowKey(d), localPort: 0 })) : [...e.listeners].map(([destination, l]) => ({ destination, localPort: l.port })),
+      ...(e.bypass ? { bypass: e.bypass } : {}),
       registeredAt: e.registeredAt,
     };
   }

@@ -66,3 +66,32 @@ test('the API token is compared whole, as a bearer token', () => {
   assert.equal(authorized('Bearer s3cret-token-0123456789', d), true);
   for (const h of [undefined, '', 'Bearer', 'Bearer s3cret', 'Basic s3cret-token-0123456789', 'Bearer s3cret-token-0123456789 x']) assert.equal(authorized(h, d), false, String(h));
 });
+
+test('a migration the relay decides to bypass gets no redirect, for its whole lifetime', async () => {
+  const applied: InterceptFlow[][] = [];
+  let reason: string | undefined = 'the link outruns the relay';
+  const reg = new FlowRegistry({
+    listenHost: '127.0.0.1', cacheMiB: 256,
+    interceptor: { apply: async (f) => { applied.push([...f]); }, close: async () => undefined },
+    onAccept: (s) => s.destroy(),
+    bypass: () => reason,
+  });
+  try {
+    const st = await reg.put(parseRegistration(body(), 'uid-1'));
+    assert.equal(st.bypass, 'the link outruns the relay');
+    assert.deepEqual(st.flows, [{ destination: '198.51.100.2:40000', localPort: 0 }]);
+    assert.deepEqual(applied.at(-1), [], 'nothing redirected');
+    reason = undefined; // the link looks slower now: a migration under way keeps its decision
+    assert.equal((await reg.put(parseRegistration(body(), 'uid-1'))).bypass, 'the link outruns the relay');
+    assert.deepEqual(applied.at(-1), []);
+    // Its flow still belongs to it: another migration cannot take it.
+    await assert.rejects(reg.put(parseRegistration(body({ name: 'other' }), 'uid-2')), (e: unknown) => e instanceof RegistrationError && e.status === 409);
+    // A new migration is decided afresh: relayed.
+    const other = await reg.put(parseRegistration(body({ name: 'vm2-to-b', destinations: [{ host: '198.51.100.3', port: 40000 }] }), 'uid-3'));
+    assert.equal(other.bypass, undefined);
+    assert.ok(other.flows[0].localPort > 0);
+    assert.deepEqual(applied.at(-1), [{ destination: { host: '198.51.100.3', port: 40000 }, localPort: other.flows[0].localPort }]);
+  } finally {
+    await reg.close();
+  }
+});
