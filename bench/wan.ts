@@ -15,6 +15,9 @@
 //                         --repeat 3 --downtime-ms 300 --pin --quick --out bench/results/wan.json]
 //   --repeat N: every cell N times, interleaved (all cells of a link once, then again), so that a
 //   drift in the shared machine's load hits every mode alike; the table shows each figure's median.
+//   --relay-bypass-mbit N: the sender's --bypass-above-mbit (default 1500; 0: always through the
+//   relay). On a link probed that fast the relay lets the flows bypass it, as at a site gateway, and
+//   the relay cell is a plain migration marked "bypassed".
 //   --update: keep the rows already in the output file and replace those this run measures again
 //   npm run bench:wan -- --report bench/results/wan.json   (table of a saved run)
 import fs from 'node:fs';
@@ -32,7 +35,7 @@ const { values: args } = parseArgs({
     profiles: { type: 'string' }, workloads: { type: 'string' }, modes: { type: 'string' }, 'mem-mib': { type: 'string' },
     'timeout-s': { type: 'string' }, 'downtime-ms': { type: 'string' }, 'warmup-s': { type: 'string' },
     'multi-vms': { type: 'string' }, 'multi-mem-mib': { type: 'string' }, 'multi-modes': { type: 'string' }, 'no-multi': { type: 'boolean' },
-    'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, 'relay-window-mb': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
+    'relay-cache-mb': { type: 'string' }, 'relay-level': { type: 'string' }, 'relay-window-mb': { type: 'string' }, 'relay-bypass-mbit': { type: 'string' }, pin: { type: 'boolean' }, quick: { type: 'boolean' },
     out: { type: 'string' }, update: { type: 'boolean' }, repeat: { type: 'string' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   },
 });
@@ -93,6 +96,8 @@ const settings = {
   relayCacheMiB: Number(args['relay-cache-mb'] ?? 256),
   relayLevel: args['relay-level'] ?? 'auto',
   relayWindowMiB: args['relay-window-mb'] ? Number(args['relay-window-mb']) : undefined,
+  // The relay lets flows bypass it on a link probed faster than this (its default 1500; 0: never).
+  relayBypassMbit: args['relay-bypass-mbit'] !== undefined ? Number(args['relay-bypass-mbit']) : undefined,
   // Source guests on core 0, destination guests on core 1, relays on the core of their site's QEMU.
   pin: args.pin ? { source: '0', destination: '1', sender: '0', receiver: '1' } : undefined,
   warmupMs: Number(args['warmup-s'] ?? 3) * 1000,
@@ -150,7 +155,7 @@ try {
         const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms (heartbeat gap ${row.heartbeatGapMs ?? '-'} ms), rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
         const shed = row.relay?.roundModes ? ` modes by round ${JSON.stringify(row.relay.roundModes.map((rs) => rs.map((m) => Object.keys(m).join('+'))))}` : '';
         console.log(`[bench:wan] ${p} run ${run + 1}/${repeat} ${c.workload} ${c.mode} ×${c.vms}: ${conv}${shed}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
-          `${c.mode === 'relay' ? ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}` : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
+          `${c.mode === 'relay' ? (row.relay?.bypassed ? ' relay bypassed (the link outruns it)' : ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}`) : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
         save();
       }
     } finally {
@@ -164,7 +169,7 @@ try {
 
 console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, QEMU TCG; load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}; medians of ${repeat} interleaved run(s)`);
 console.log(`settings: downtime-limit ${settings.downtimeLimitMs} ms and max-bandwidth ${settings.maxBandwidthBps / 1024 ** 3} GiB/s for every mode, timeout ${timeoutS} s, ` +
-  `XBZRLE cache ¼ of guest RAM, multifd ${settings.multifdChannels} channels zstd-${settings.multifdZstdLevel}, relay cache ${settings.relayCacheMiB} MiB level ${settings.relayLevel}, pinned: ${settings.pin ? 'yes' : 'no'}\n`);
+  `XBZRLE cache ¼ of guest RAM, multifd ${settings.multifdChannels} channels zstd-${settings.multifdZstdLevel}, relay cache ${settings.relayCacheMiB} MiB level ${settings.relayLevel}, bypass above ${settings.relayBypassMbit ?? 1500} Mbit/s, pinned: ${settings.pin ? 'yes' : 'no'}\n`);
 console.log(table(medianRows(rows), timeoutS));
 console.log('');
 for (const l of targetsSummary(medianRows(rows))) console.log(`- ${l}`);

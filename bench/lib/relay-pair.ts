@@ -27,6 +27,8 @@ export interface RelayPairOptions {
   level?: string;
   /** The sender's in-flight window (its default when unset). */
   windowMiB?: number;
+  /** The sender's --bypass-above-mbit (its default when unset; 0: always relay). */
+  bypassAboveMbit?: number;
   /** taskset CPU lists, when pinning. */
   senderCpus?: string;
   receiverCpus?: string;
@@ -47,6 +49,13 @@ export interface RelaySession {
 
 export interface RelayPair {
   readonly pids: readonly number[];
+  /**
+   * Set when the sender, its link probed, would let a registered migration's flows bypass it
+   * (`--bypass-above-mbit`; src/relay/README.md, "Links faster than the relay"). At a site gateway
+   * the flows then simply are not redirected; here QEMU dials the relay's static listeners, so the
+   * benchmark dials the destination itself, as the gateway would leave it to.
+   */
+  readonly bypass?: string;
   cpuSeconds(): number;
   /** CPU-seconds of the relays' --hash-streams check (its own worker threads; not relay work). */
   checkCpuSeconds(): number;
@@ -64,6 +73,17 @@ function tail(p: ChildProcess): () => string {
   return () => buf;
 }
 
+/** Waits until the stats file was written after the link probe (it then names the probe). */
+async function waitStats(file: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      if ((JSON.parse(fs.readFileSync(file, 'utf8')) as { link?: { probe?: unknown } }).link?.probe) return;
+    } catch { /* not written yet */ }
+    await delay(200);
+  }
+}
+
 async function waitReady(p: ChildProcess, logTail: () => string, re: RegExp, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!re.test(logTail())) {
@@ -78,6 +98,14 @@ function readFinished(file: string): RelaySession[] {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as { finished?: RelaySession[] }).finished ?? [];
   } catch {
     return []; // not written yet
+  }
+}
+
+function readBypass(file: string): string | undefined {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { flowBypass?: string }).flowBypass;
+  } catch {
+    return undefined;
   }
 }
 
@@ -118,7 +146,8 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     await waitReady(rx, tail(rx), /relay receiver ready/, 30_000);
     const [txCmd, txArgs] = pinned(o.senderCpus, [CLI, 'relay', 'send', ...ids.flatMap((i) => ['--listen', `127.0.0.1:${o.basePort + i}/vm${i}`]),
       '--peer', `${sites.b.nodeIp}:7400`, '--servername', 'localhost', '--ca', pki.ca, '--cert', pki.clientCert, '--key', pki.clientKey,
-      ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), ...(o.windowMiB ? ['--window-mb', String(o.windowMiB)] : []), '--stats-file', sendStats]);
+      ...common, ...(o.level && o.level !== 'auto' ? ['--level', o.level] : []), ...(o.windowMiB ? ['--window-mb', String(o.windowMiB)] : []),
+      ...(o.bypassAboveMbit !== undefined ? ['--bypass-above-mbit', String(o.bypassAboveMbit)] : []), '--stats-file', sendStats]);
     const tx = sites.spawn(sites.a.nodeNs, txCmd, txArgs, { env });
     procs.push(tx);
     // One log tail from the start: the probe's line may come before the ready line is seen.
@@ -129,13 +158,17 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     await waitReady(tx, txLog, /relay link probe/, 30_000);
     const probe = /\{[^\n]*relay link probe[^\n]*\}/.exec(txLog())?.[0];
     if (probe) console.log(`[relay-pair] ${probe}`);
+    // The stats file (rewritten every second) then carries the sender's bypass decision.
+    await waitStats(sendStats, 5000);
   } catch (err) {
     await stop();
     throw err;
   }
   const pids = procs.map((p) => p.pid ?? -1);
+  const bypass = readBypass(sendStats);
   return {
     pids,
+    ...(bypass ? { bypass } : {}),
     cpuSeconds: () => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0),
     checkCpuSeconds: () => [sendStats, recvStats].reduce((a, f) => a + readCheckCpu(f), 0),
     async finished(n, timeoutMs) {

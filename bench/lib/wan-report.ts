@@ -89,7 +89,7 @@ export function table(rows: readonly CellRow[], timeoutS: number): string {
     lines.push(`| ${r.profile} | ${r.workload} | ${r.vms}×${r.memMiB} MiB | ${r.mode} | ${r.completed}/${r.vms} | ${total} | ${r.converged ? s(r.memTimeMs) : '-'} | ` +
       `${r.converged ? r.downtimeMs : '-'} | ${r.heartbeatGapMs ?? '-'} | ${Number.isFinite(r.rounds) ? r.rounds : '-'} | ${(r.wanBytes / 1e6).toFixed(1)} | ${pct(vsPlain)}${c?.plainCapped && vsPlain !== undefined ? ' (plain capped)' : ''} | ` +
       `${pct(vsNative)} | ${(r.cpuSeconds.sourceQemu + r.cpuSeconds.destinationQemu).toFixed(1)} | ${r.mode === 'relay' ? r.cpuSeconds.relays.toFixed(1) : '-'} | ` +
-      `${r.alive}/${r.vms} | ${r.relay ? (r.relay.exact ? 'yes' : 'NO') : '-'} |`);
+      `${r.alive}/${r.vms} | ${r.relay ? (r.relay.bypassed ? 'bypassed' : r.relay.exact ? 'yes' : 'NO') : '-'} |`);
   }
   return lines.join('\n');
 }
@@ -147,7 +147,7 @@ export function medianRows(rows: readonly CellRow[]): CellRow[] {
       },
       alive: Math.min(...g.map((r) => r.alive)),
       loadAvg1: m((r) => r.loadAvg1 ?? Number.NaN),
-      relay: g[0].relay ? { ...g[0].relay, exact: g.every((r) => r.relay?.exact === true), streamBytes: m((r) => r.relay?.streamBytes ?? Number.NaN), relayLinkBytes: m((r) => r.relay?.relayLinkBytes ?? Number.NaN) } : undefined,
+      relay: g[0].relay ? { ...g[0].relay, bypassed: g.every((r) => r.relay?.bypassed) ? g[0].relay.bypassed : undefined, exact: g.every((r) => r.relay?.exact === true), streamBytes: m((r) => r.relay?.streamBytes ?? Number.NaN), relayLinkBytes: m((r) => r.relay?.relayLinkBytes ?? Number.NaN) } : undefined,
       errors: g.flatMap((r) => r.errors),
       run: undefined,
       runs: g.length,

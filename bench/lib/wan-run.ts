@@ -42,6 +42,8 @@ export interface CellOptions {
   relayCacheMiB: number;
   relayLevel: string;
   relayWindowMiB?: number;
+  /** The sender's --bypass-above-mbit (unset: the relay's default; 0: always through the relay). */
+  relayBypassMbit?: number;
   /** taskset CPU lists; undefined = not pinned. */
   pin?: { source: string; destination: string; sender: string; receiver: string };
   warmupMs: number;
@@ -84,7 +86,9 @@ export interface CellRow {
   alive: number;
   /** The machine's 1-minute load average when the cell finished (the 2 cores are shared). */
   loadAvg1?: number;
-  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][] };
+  /** bypassed: the sender's reason to let the flows bypass it (the link outruns the relay); the
+   *  migration then ran as a plain one and the relay carried nothing (exact: vacuously). */
+  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][]; bypassed?: string };
   /** Which of the repeated runs (bench:wan --repeat) this row is. */
   run?: number;
   errors: string[];
@@ -131,10 +135,12 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
     if (o.mode === 'relay') {
       relay = await startRelayPair({
         sites, pki: o.pki, sessions: o.vms, basePort: BASE_PORT, dir: lab.dir, cacheMiB: o.relayCacheMiB, level: o.relayLevel, windowMiB: o.relayWindowMiB,
+        ...(o.relayBypassMbit !== undefined ? { bypassAboveMbit: o.relayBypassMbit } : {}),
         senderCpus: o.pin?.sender, receiverCpus: o.pin?.receiver,
       });
     }
-    const uri = (i: number): { incoming: string; uri: string } => o.mode === 'relay'
+    if (relay?.bypass) console.log(`[bench:wan] ${tag}: the relay lets the flows bypass it: ${relay.bypass}`);
+    const uri = (i: number): { incoming: string; uri: string } => o.mode === 'relay' && !relay?.bypass
       ? { incoming: `tcp:127.0.0.1:${BASE_PORT + i}`, uri: `tcp:127.0.0.1:${BASE_PORT + i}` }
       : { incoming: `tcp:0.0.0.0:${BASE_PORT + i}`, uri: `tcp:${sites.b.nodeIp}:${BASE_PORT + i}` };
     const cpu0 = { s: sumCpu(srcs), d: sumCpu(dsts), r: relay?.cpuSeconds() ?? 0, w: sites.wanemCpuSeconds() };
@@ -173,7 +179,9 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
       return r?.status === 'completed' && last && first ? [first.at - last.at] : [];
     });
     let relayRow: CellRow['relay'];
-    if (relay) {
+    if (relay?.bypass) {
+      relayRow = { streamBytes: 0, relayLinkBytes: 0, exact: true, modes: ['bypassed'], bypassed: relay.bypass };
+    } else if (relay) {
       const f = await relay.finished(done.length, 20_000);
       // The end-to-end SHA-256 check is the benchmark's, not relay work: its CPU is reported apart.
       cpu.relayCheck = relay.checkCpuSeconds();

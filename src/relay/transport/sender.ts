@@ -699,6 +699,8 @@ export class SenderRelay {
       // each round's bytes by mode are in its session's rounds[].modes.
       mode: this.level.mode,
       modeSteps: { down: this.level.stepsDown, up: this.level.stepsUp },
+      // Set when a migration registering now would bypass the relay (bypassReason()).
+      ...(this.bypassReason() ? { flowBypass: this.bypassReason() } : {}),
       bufferedBytes: this.bufferedBytes(),
       maxBufferedBytes: this.maxBuffered,
       cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,
