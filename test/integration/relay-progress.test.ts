@@ -120,36 +120,37 @@ test('relay provider: a relay that is down or silent yields a report and no prog
   }
 });
 
-test('relay provider: on a link the probe finds faster than the relay carries, flows bypass it', async (t) => {
+/** A relay pair with its link probed, a provider on it, and a sink to name as the flow's destination. */
+async function probedPair(t: { after(fn: () => Promise<void>): void }, o: { level: string; bypassAboveMbit: number }) {
   const sink = await startSink(1);
   const running: { relays?: RelayPair } = {};
   t.after(async () => { await running.relays?.stop(); await sink.close(); });
-  // Loopback probes at Gbit/s; a 1 Mbit/s threshold makes any link "faster than the relay".
-  const relays = (running.relays = await startRelayPair({ level: 'auto', bypassAboveMbit: 1 }));
+  const relays = (running.relays = await startRelayPair(o));
   await waitFor(async () => ((await relays.api.stats()) as { link?: { probe?: unknown } }).link?.probe, { what: 'the relay link probed', timeoutMs: 20_000, intervalMs: 100 });
   const provider = new RelayApiProvider({ setting: parseRelayApiSetting(`site-b=${relays.apiUrl}`), token: relays.token, memoryBytes: async () => MEMORY });
+  const register = (m: WanMigration) => provider.register({ migration: m, site, encrypted: false, destinations: [{ host: '127.0.0.1', port: sink.port }] }, AbortSignal.timeout(5000));
+  return { relays, provider, register, dest: `127.0.0.1:${sink.port}` };
+}
+
+test('relay provider: on a link the probe finds faster than the relay carries, flows bypass it', async (t) => {
+  // Loopback probes at Gbit/s; a 1 Mbit/s threshold makes any link "faster than the relay".
+  const { relays, provider, register, dest } = await probedPair(t, { level: 'auto', bypassAboveMbit: 1 });
   const m = migration('mig-fast');
-  const dest = `127.0.0.1:${sink.port}`;
-  const register = () => provider.register({ migration: m, site, encrypted: false, destinations: [{ host: '127.0.0.1', port: sink.port }] }, AbortSignal.timeout(5000));
-  const r = await register();
+  const r = await register(m);
   assert.equal(r.state, 'Unavailable');
   assert.equal(r.reason, 'LinkFasterThanRelay');
   assert.match(r.message, new RegExp(`^${dest}: the relay link probed at \\d+ Mbit/s`));
   const [reg] = await relays.api.registrations();
   assert.deepEqual(reg.flows, [{ destination: dest, localPort: 0 }], 'no local port: the gateway is not told to redirect the flow');
   assert.match(reg.bypass ?? '', /--bypass-above-mbit/);
-  assert.equal((await register()).reason, 'LinkFasterThanRelay', 're-registering keeps the decision');
+  assert.match(((await relays.api.stats()) as { flowBypass?: string }).flowBypass ?? '', /probed at/, 'the stats say so too');
+  assert.equal((await register(m)).reason, 'LinkFasterThanRelay', 're-registering keeps the decision');
   await provider.release({ migration: m, site }, AbortSignal.timeout(5000));
   assert.deepEqual(await relays.api.registrations(), []);
 });
 
 test('relay provider: with a fixed --level the relay never bypasses', async (t) => {
-  const sink = await startSink(1);
-  const running: { relays?: RelayPair } = {};
-  t.after(async () => { await running.relays?.stop(); await sink.close(); });
-  const relays = (running.relays = await startRelayPair({ level: '3', bypassAboveMbit: 1 }));
-  await waitFor(async () => ((await relays.api.stats()) as { link?: { probe?: unknown } }).link?.probe, { what: 'the relay link probed', timeoutMs: 20_000, intervalMs: 100 });
-  const provider = new RelayApiProvider({ setting: parseRelayApiSetting(`site-b=${relays.apiUrl}`), token: relays.token, memoryBytes: async () => MEMORY });
-  const r = await provider.register({ migration: migration('mig-fixed'), site, encrypted: false, destinations: [{ host: '127.0.0.1', port: sink.port }] }, AbortSignal.timeout(5000));
+  const { register } = await probedPair(t, { level: '3', bypassAboveMbit: 1 });
+  const r = await register(migration('mig-fixed'));
   assert.equal(r.reason, 'FlowsIntercepted', r.message);
 });
