@@ -73,6 +73,25 @@ function tail(p: ChildProcess): () => string {
   return () => buf;
 }
 
+/**
+ * Waits until the relays are idle: under 10 % of a core over half a second. Their start-up leaves
+ * work behind for a second or more (V8 compiling and collecting after the codec warm-up, the
+ * probe's buffers), and deployed relays have long finished it when a migration comes; here it
+ * would compete with the migration's first round. Returns the time waited.
+ */
+async function settle(pids: readonly number[], maxMs: number): Promise<number> {
+  const cpu = (): number => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0);
+  const t0 = Date.now();
+  let last = cpu();
+  while (Date.now() - t0 < maxMs) {
+    await delay(500);
+    const now = cpu();
+    if (now - last < 0.05) break;
+    last = now;
+  }
+  return Date.now() - t0;
+}
+
 /** Waits until the stats file was written after the link probe (it then names the probe). */
 async function waitStats(file: string, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
@@ -160,6 +179,8 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     if (probe) console.log(`[relay-pair] ${probe}`);
     // The stats file (rewritten every second) then carries the sender's bypass decision.
     await waitStats(sendStats, 5000);
+    const settledMs = await settle(procs.map((p) => p.pid ?? -1), 10_000);
+    console.log(`[relay-pair] relays idle ${settledMs} ms after the probe`);
   } catch (err) {
     await stop();
     throw err;

@@ -45,6 +45,12 @@ test('the probed link capacity picks the first step, until feedback has moved th
   slow.startFor(5e6);
   for (let i = 0; i < 20; i++) slow.feedback(false, true);
   assert.equal(slow.mode, 'zstd-1');
+  // So does a 1 Gbit/s one: below zstd-1 the relay only adds bytes (adaptive.ts, startFor).
+  const gbit = new AdaptiveLevel('auto');
+  gbit.startFor(125e6);
+  for (let i = 0; i < 20; i++) gbit.feedback(false, true);
+  assert.equal(gbit.mode, 'zstd-1');
+  assert.equal(gbit.downIsPassThrough, false);
   const shedEarly = new AdaptiveLevel('auto');
   for (let i = 0; i < 20; i++) shedEarly.feedback(false, true);
   shedEarly.startFor(5e6);
