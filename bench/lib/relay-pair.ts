@@ -73,34 +73,40 @@ function tail(p: ChildProcess): () => string {
   return () => buf;
 }
 
+/** CPU-seconds of the processes so far (a process already gone counts nothing). */
+function pidsCpuSeconds(pids: readonly number[]): number {
+  return pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0);
+}
+
 /**
- * Waits until the relays are idle: under 10 % of a core over half a second. Their start-up leaves
- * work behind for a second or more (V8 compiling and collecting after the codec warm-up, the
- * probe's buffers), and deployed relays have long finished it when a migration comes; here it
- * would compete with the migration's first round. Returns the time waited.
+ * Waits until the relays are idle: under 10 % of a core over half a second. Deployed relays have
+ * long finished their start-up (codec warm-up, V8 compiling, the probe) when a migration comes;
+ * here it must not overlap the migration's first round. Measured: idle at the first check (500 ms
+ * after the probe) on this machine; the wait is a guard for slower ones. Returns the time waited.
  */
 async function settle(pids: readonly number[], maxMs: number): Promise<number> {
-  const cpu = (): number => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0);
   const t0 = Date.now();
-  let last = cpu();
+  let last = pidsCpuSeconds(pids);
   while (Date.now() - t0 < maxMs) {
     await delay(500);
-    const now = cpu();
+    const now = pidsCpuSeconds(pids);
     if (now - last < 0.05) break;
     last = now;
   }
   return Date.now() - t0;
 }
 
-/** Waits until the stats file was written after the link probe (it then names the probe). */
-async function waitStats(file: string, ms: number): Promise<void> {
+/** The sender's stats once written after the link probe (they then name the probe), or undefined. */
+async function statsAfterProbe(file: string, ms: number): Promise<{ flowBypass?: string } | undefined> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     try {
-      if ((JSON.parse(fs.readFileSync(file, 'utf8')) as { link?: { probe?: unknown } }).link?.probe) return;
+      const j = JSON.parse(fs.readFileSync(file, 'utf8')) as { link?: { probe?: unknown }; flowBypass?: string };
+      if (j.link?.probe) return j;
     } catch { /* not written yet */ }
     await delay(200);
   }
+  return undefined;
 }
 
 async function waitReady(p: ChildProcess, logTail: () => string, re: RegExp, ms: number): Promise<void> {
@@ -117,14 +123,6 @@ function readFinished(file: string): RelaySession[] {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as { finished?: RelaySession[] }).finished ?? [];
   } catch {
     return []; // not written yet
-  }
-}
-
-function readBypass(file: string): string | undefined {
-  try {
-    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { flowBypass?: string }).flowBypass;
-  } catch {
-    return undefined;
   }
 }
 
@@ -149,6 +147,7 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     ...ids.flatMap((i) => ['--target', `vm${i}=127.0.0.1:${o.basePort + i}`]),
     '--ca', pki.ca, '--cert', pki.serverCert, '--key', pki.serverKey, ...common, '--stats-file', recvStats]);
   const procs: ChildProcess[] = [];
+  let bypass: string | undefined;
   const stop = async (): Promise<void> => {
     await Promise.all(procs.map(async (p) => {
       if (p.exitCode !== null || p.signalCode !== null) return;
@@ -178,7 +177,7 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     const probe = /\{[^\n]*relay link probe[^\n]*\}/.exec(txLog())?.[0];
     if (probe) console.log(`[relay-pair] ${probe}`);
     // The stats file (rewritten every second) then carries the sender's bypass decision.
-    await waitStats(sendStats, 5000);
+    bypass = (await statsAfterProbe(sendStats, 5000))?.flowBypass;
     const settledMs = await settle(procs.map((p) => p.pid ?? -1), 10_000);
     console.log(`[relay-pair] relays idle ${settledMs} ms after the probe`);
   } catch (err) {
@@ -186,11 +185,10 @@ export async function startRelayPair(o: RelayPairOptions): Promise<RelayPair> {
     throw err;
   }
   const pids = procs.map((p) => p.pid ?? -1);
-  const bypass = readBypass(sendStats);
   return {
     pids,
     ...(bypass ? { bypass } : {}),
-    cpuSeconds: () => pids.reduce((a, pid) => { try { return a + processCpuSeconds(pid); } catch { return a; } }, 0),
+    cpuSeconds: () => pidsCpuSeconds(pids),
     checkCpuSeconds: () => [sendStats, recvStats].reduce((a, f) => a + readCheckCpu(f), 0),
     async finished(n, timeoutMs) {
       const deadline = Date.now() + timeoutMs;

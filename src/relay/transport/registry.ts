@@ -91,8 +91,7 @@ export class FlowRegistry {
       if (prev && (prev.reg.owner.namespace !== reg.owner.namespace || prev.reg.owner.name !== reg.owner.name)) {
         throw new RegistrationError(409, `migration ID ${id} is registered by ${prev.reg.owner.namespace}/${prev.reg.owner.name}`);
       }
-      const bypass = prev ? prev.bypass : this.o.bypass?.();
-      const entry: Entry = prev ?? { reg, registeredAt: new Date().toISOString(), listeners: new Map(), ...(bypass ? { bypass } : {}) };
+      const entry: Entry = prev ?? { reg, registeredAt: new Date().toISOString(), listeners: new Map(), bypass: this.o.bypass?.() };
       // The operator re-registers on every reconcile: only a change is worth a log line.
       const changed = !prev || JSON.stringify([prev.reg.destinations, prev.reg.settings]) !== JSON.stringify([reg.destinations, reg.settings]);
       entry.reg = reg;

@@ -691,6 +691,7 @@ export class SenderRelay {
   /** Stats for the operator (JSON): live and recently finished sessions, cache and link figures. */
   stats(): Record<string, unknown> {
     const c = this.ctx?.cache;
+    const bypass = this.bypassReason();
     return {
       role: 'sender',
       link: this.link ? { up: true, bytesOut: this.link.bytesOut, bytesIn: this.link.bytesIn, backlog: this.link.backlog, ...(this.probed ? { probe: this.probed } : {}) } : { up: false },
@@ -700,7 +701,7 @@ export class SenderRelay {
       mode: this.level.mode,
       modeSteps: { down: this.level.stepsDown, up: this.level.stepsUp },
       // Set when a migration registering now would bypass the relay (bypassReason()).
-      ...(this.bypassReason() ? { flowBypass: this.bypassReason() } : {}),
+      ...(bypass ? { flowBypass: bypass } : {}),
       bufferedBytes: this.bufferedBytes(),
       maxBufferedBytes: this.maxBuffered,
       cache: c ? { slots: c.slots, used: c.size, memoryBytes: c.memoryBytes, inserts: c.inserts, evictions: c.evictions } : undefined,
