@@ -63,8 +63,6 @@ interface Session {
   decodeBroken: boolean;
   hash?: StreamHash;
   outputSha256?: string;
-  /** Resolves once the stream hash is in outputSha256 (the worker hashes behind the stream). */
-  hashed?: Promise<void>;
 }
 
 interface PeerLink {
@@ -80,8 +78,6 @@ export class ReceiverRelay {
   private server: net.Server | undefined;
   private readonly peers = new Set<PeerLink>();
   private readonly finished: Record<string, unknown>[] = [];
-  /** Closed sessions whose stream hash is still being computed: listed with the live ones until filed. */
-  private readonly hashing = new Map<Session, PeerLink>();
   private maxBuffered = 0;
   private readonly pool: Buffer[] = [];
   private readonly hashes = new StreamHashPool();
@@ -157,7 +153,6 @@ export class ReceiverRelay {
   async stop(): Promise<void> {
     this.server?.close();
     for (const p of this.peers) p.link.close('relay stopped');
-    await this.hashes.close();
   }
 
   private async acceptLink(socket: net.Socket): Promise<void> {
@@ -248,7 +243,7 @@ export class ReceiverRelay {
       this.fail(p, s, err.reason, err.message, true);
       return;
     }
-    if (s.hash) s.hashed = s.hash.digest().then((hex) => { s.outputSha256 = hex; });
+    if (s.hash) s.outputSha256 = s.hash.digest();
     s.state = 'fin';
     s.target?.end();
   }
@@ -380,17 +375,11 @@ export class ReceiverRelay {
     p.sessions.delete(s.id);
     M.sessionsClosed.inc({ role: 'receiver', reason: 'ok' });
     log.info('session finished', { session: String(s.id), bytesOut: String(s.bytesOut) });
-    // A finished record is complete: with --hash-streams it is filed once its hash is in; until
-    // then it stays in the stats' live list (state closed), never missing from both.
-    if (s.hashed) {
-      this.hashing.set(s, p);
-      void s.hashed.then(() => this.file(s));
-    } else this.file(s);
+    this.file(s);
   }
 
   /** Files the session's record among the last 100 finished ones in the stats. */
   private file(s: Session): void {
-    this.hashing.delete(s);
     this.finished.push(this.sessionJson(s));
     if (this.finished.length > 100) this.finished.shift();
   }
@@ -410,7 +399,7 @@ export class ReceiverRelay {
       links: [...this.peers].map((p) => ({
         peer: p.peer, bytesIn: p.link.bytesIn, bytesOut: p.link.bytesOut,
         cache: { slots: p.ctx.cache.slots, used: p.ctx.cache.size, memoryBytes: p.ctx.cache.memoryBytes },
-        sessions: [...p.sessions.values(), ...[...this.hashing].filter(([, q]) => q === p).map(([s]) => s)].map((s) => this.sessionJson(s)),
+        sessions: [...p.sessions.values()].map((s) => this.sessionJson(s)),
       })),
       finished: this.finished,
       ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),

@@ -135,8 +135,6 @@ interface Session {
   sent: F.SessionTotals;
   hash?: StreamHash;
   inputSha256?: string;
-  /** Resolves once the stream hash is in inputSha256 (the worker hashes behind the stream). */
-  hashed?: Promise<void>;
   /** What has been added to the Prometheus counters already (they are fed incrementally). */
   accounted: { raw: Float64Array; lookups: number; hits: number };
 }
@@ -149,8 +147,6 @@ export class SenderRelay {
   private ctx: CodecContext | undefined;
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
-  /** Closed sessions whose stream hash is still being computed: listed with the live ones until filed. */
-  private readonly hashing = new Set<Session>();
   private readonly opsPool: Buffer[] = [];
   private readonly hashes = new StreamHashPool();
   private readonly zstd = new ZstdWorkerPool();
@@ -199,7 +195,6 @@ export class SenderRelay {
     for (const s of this.servers) s.close();
     for (const s of this.sessions.values()) this.closeSession(s, 'relay stopped', false);
     this.link?.close('relay stopped');
-    await this.hashes.close();
     await this.zstd.close();
   }
 
@@ -351,7 +346,7 @@ export class SenderRelay {
     if (source === accepted) source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
     source.on('end', () => {
       if (s.state !== 'open') return;
-      if (s.hash) s.hashed = s.hash.digest().then((hex) => { s.inputSha256 = hex; });
+      if (s.hash) s.inputSha256 = s.hash.digest();
       this.work(() => s.enc.end());
       s.state = 'fin';
       clearTimeout(s.stallTimer);
@@ -653,18 +648,8 @@ export class SenderRelay {
   private retire(s: Session): void {
     this.sessions.delete(s.id);
     this.accountTechniques(s);
-    // A finished record is complete: with --hash-streams it is filed once its hash is in.
-    // Until then it stays in the stats' live list (state closed), so that a session is never
-    // missing from both lists while the niced hash thread catches up on a loaded machine.
-    const file = (): void => {
-      this.hashing.delete(s);
-      this.finished.push(this.sessionJson(s));
-      if (this.finished.length > 100) this.finished.shift();
-    };
-    if (s.hashed && s.closeReason === 'ok') {
-      this.hashing.add(s);
-      void s.hashed.then(file);
-    } else file();
+    this.finished.push(this.sessionJson(s));
+    if (this.finished.length > 100) this.finished.shift();
   }
 
   private accountTechniques(s: Session): void {
@@ -708,7 +693,7 @@ export class SenderRelay {
       remoteSeeds: this.ctx?.remoteSeeds?.size ?? 0,
       // The compression threads (zstd-pool.ts): their CPU is part of the relay's, not of its event loop.
       compression: { threads: this.zstd.threadCount, cpuSeconds: this.zstd.cpuSeconds },
-      sessions: [...this.sessions.values(), ...this.hashing].map((s) => this.sessionJson(s)),
+      sessions: [...this.sessions.values()].map((s) => this.sessionJson(s)),
       finished: this.finished,
       ...(this.opts.hashStreams ? { streamHashCpuSeconds: this.hashes.cpuSeconds } : {}),
     };
