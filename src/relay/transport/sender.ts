@@ -668,7 +668,7 @@ export class SenderRelay {
       id: s.id, label: s.label, target: s.target, state: s.state, closeReason: s.closeReason, startedAt: new Date(s.startedAt).toISOString(),
       ...(s.spec.owner ? { migration: s.spec.owner } : {}), ...(s.spec.destination ? { destination: flowKey(s.spec.destination) } : {}),
       ...(s.spec.opaque ? { opaque: true } : {}),
-      inputSha256: s.inputSha256, pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, ...s.enc.stats.toJSON(),
+      inputSha256: s.inputSha256, pendingBytes: s.enc.pendingBytes, sessionMemoryBytes: s.enc.memoryBytes, credit: s.credit, returnBytes: s.returnBytes, batches: s.sent.batches, ...s.enc.stats.toJSON(),
       convergence: convergenceAdvice(s.enc.stats.rounds, { throughputBps: s.enc.stats.bytesIn / Math.max(0.001, (Date.now() - s.startedAt) / 1000) }),
     };
   }
