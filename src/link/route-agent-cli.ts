@@ -6,6 +6,7 @@
 // cloudnet-gateway-<peer> in the release namespace): each gateway names its node's address
 // (`cloudnet gateway --node-address`, the pod's hostIP) and the peer networks it tunnels.
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../util/flags.ts';
 import { logger } from '../util/log.ts';
 import type { PublishedGatewayState } from './exchange.ts';
 import { RouteAgent, type RouteTarget } from './route-agent.ts';
@@ -55,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   if (v.kube) desired = await kubeTargets(v.namespace ?? 'cloudnet-system');
   else if (v.via && v.network?.length) { const t = { via: v.via, networks: v.network }; desired = async () => [t]; }
   else { console.error(USAGE); return 2; }
-  const agent = new RouteAgent({ desired, intervalMs: Number(v['interval-ms'] ?? 5000) });
+  const agent = new RouteAgent({ desired, intervalMs: numberFlag('interval-ms', v['interval-ms'], 5000, { min: 100, integer: true, unit: 'milliseconds' }) });
   await agent.start();
   log.info('route agent ready', v.kube ? { source: `gateway state in ${v.namespace ?? 'cloudnet-system'}` } : { via: v.via ?? '', networks: (v.network ?? []).join(',') });
   await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });

@@ -1,6 +1,7 @@
 // `cloudnet relay <send|receive|analyze|encode|decode>`: one argument parser, then the live relays
 // (transport/cli.ts) or the offline tools (tools/cli.ts).
 import { parseArgs } from 'node:util';
+import { numberFlag } from '../util/flags.ts';
 import { parseStreamMode } from './codec/index.ts';
 import type { RelayHooks } from './transport/cli.ts';
 
@@ -38,6 +39,19 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** zstd's levels without its "ultra" mode (whose windows a receiver would have to allocate); 0 = stored. */
+const MAX_LEVEL = 19;
+
+const MIB = { min: 1, unit: 'MiB' };
+
+/** `auto`, or a fixed zstd level 0..19 (0 = batches stored). */
+export function parseLevel(value: string | undefined): number | 'auto' {
+  if (value === undefined || value === 'auto') return 'auto';
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > MAX_LEVEL) throw new Error(`--level ${value}: auto, or a zstd level from 0 (stored) to ${MAX_LEVEL}`);
+  return n;
+}
+
 /** The live relays warm their codec (and test it) before they listen: see tools/warm-up.ts. */
 async function warmUp(role: string): Promise<void> {
   const [{ warmUpCodec }, { logger }] = await Promise.all([import('./tools/warm-up.ts'), import('../util/log.ts')]);
@@ -50,8 +64,14 @@ export async function run(argv: string[], hooks: RelayHooks = {}): Promise<numbe
   if (!sub || sub === '-h' || sub === '--help') { console.log(USAGE); return sub ? 0 : 2; }
   const { values: v, positionals } = parseArgs({ args: rest, options: common, allowPositionals: true });
   if (v.help) { console.log(USAGE); return 0; }
-  const cacheBytes = Math.round(Number(v['cache-mb'] ?? 256) * (1 << 20));
-  const level = v.level === undefined || v.level === 'auto' ? 'auto' : Number(v.level);
+  // Numbers are checked before anything starts (the live relays' before their warm-up): not NaN
+  // sizes deep in the codec, or an encoded file that its own decoder refuses (a 0-byte cache makes
+  // an invalid HELLO).
+  const cacheBytes = Math.round(numberFlag('cache-mb', v['cache-mb'], 256, MIB) * (1 << 20));
+  const level = parseLevel(v.level);
+  numberFlag('window-mb', v['window-mb'], 8, { min: 0.25, unit: 'MiB' });
+  numberFlag('seed-mb', v['seed-mb'], 256, MIB);
+  if (sub === 'send') (await transport()).bypassAboveBps(v['bypass-above-mbit']);
   // The offline tools have no link to adapt to: 'auto' means the live relays' default level.
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });
   switch (sub) {

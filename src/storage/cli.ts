@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { numberFlag } from '../util/flags.ts';
 import { logger } from '../util/log.ts';
 import { loadCredentials, ownIdentity } from './agent-auth.ts';
 import { callAgent, parseHostPort, serveRoutes, type AgentApi } from './http.ts';
@@ -104,18 +105,30 @@ async function runSource(argv: string[]): Promise<number> {
   if (codec !== 'relay' && codec !== 'none') throw new Error(`--codec must be relay or none, not ${codec}`);
   const [host, port] = parseHostPort(values.target);
   const targetHttp = values['target-http'];
-  const mb = (v: string | undefined) => (v ? Number(v) * (1 << 20) : undefined);
+  const mib = (name: string, min: number): number | undefined => {
+    const n = numberFlag(name, values[name as 'converge-mb' | 'window-mb'], undefined, { min, unit: 'MiB' });
+    return n === undefined ? undefined : Math.round(n * (1 << 20));
+  };
+  const seconds = (name: 'reconnect-timeout-s' | 'stall-timeout-s'): number | undefined => {
+    const n = numberFlag(name, values[name], undefined, { min: 0.1, unit: 'seconds' });
+    return n === undefined ? undefined : n * 1000;
+  };
+  const convergeBytes = mib('converge-mb', 0);
+  const windowBytes = mib('window-mb', 0.25);
+  const maxPasses = numberFlag('max-passes', values['max-passes'], undefined, { min: 1, integer: true, unit: 'passes' });
+  const reconnectTimeoutMs = seconds('reconnect-timeout-s');
+  const stallTimeoutMs = seconds('stall-timeout-s');
   const agent = new SourceAgent({
     targetHost: host, targetPort: port, codec, credentials,
     ...(values.qmp ? { qmp: values.qmp } : {}),
     ...(values.device ? { device: values.device } : {}),
     ...(values.disk ? { diskPath: values.disk } : {}),
     workDir: values['work-dir'] ?? mkdtempSync(join(tmpdir(), 'cloudnet-agent-')),
-    ...(values['converge-mb'] ? { convergeBytes: mb(values['converge-mb']) } : {}),
-    ...(values['max-passes'] ? { maxPasses: Number(values['max-passes']) } : {}),
-    ...(values['window-mb'] ? { windowBytes: mb(values['window-mb']) } : {}),
-    ...(values['reconnect-timeout-s'] ? { reconnectTimeoutMs: Number(values['reconnect-timeout-s']) * 1000 } : {}),
-    ...(values['stall-timeout-s'] ? { stallTimeoutMs: Number(values['stall-timeout-s']) * 1000 } : {}),
+    ...(convergeBytes !== undefined ? { convergeBytes } : {}),
+    ...(maxPasses !== undefined ? { maxPasses } : {}),
+    ...(windowBytes !== undefined ? { windowBytes } : {}),
+    ...(reconnectTimeoutMs !== undefined ? { reconnectTimeoutMs } : {}),
+    ...(stallTimeoutMs !== undefined ? { stallTimeoutMs } : {}),
     ...(values['no-sync'] ? { sync: false } : {}),
     targetChecksum: async () => {
       const body = JSON.parse((await callAgent(credentials, 'target', targetHttp, '/checksum', { timeoutMs: 600_000 })).toString('utf8')) as { sha256?: unknown };
