@@ -105,8 +105,8 @@ async function runSource(argv: string[]): Promise<number> {
   if (codec !== 'relay' && codec !== 'none') throw new Error(`--codec must be relay or none, not ${codec}`);
   const [host, port] = parseHostPort(values.target);
   const targetHttp = values['target-http'];
-  const mib = (name: string, min: number): number | undefined => {
-    const n = numberFlag(name, values[name as 'converge-mb' | 'window-mb'], undefined, { min, unit: 'MiB' });
+  const mib = (name: 'converge-mb' | 'window-mb', min: number): number | undefined => {
+    const n = numberFlag(name, values[name], undefined, { min, unit: 'MiB' });
     return n === undefined ? undefined : Math.round(n * (1 << 20));
   };
   const seconds = (name: 'reconnect-timeout-s' | 'stall-timeout-s'): number | undefined => {
