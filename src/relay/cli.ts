@@ -12,7 +12,7 @@ const transport = (): Promise<typeof import('./transport/cli.ts')> => import('./
 
 const USAGE = `usage:
   cloudnet relay send [--listen HOST:PORT[/TARGET][@MODE] ...] --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
-                      [--cache-mb 256] [--level auto|0|1|3|6] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
+                      [--cache-mb 256] [--level auto|0..19] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
                       [--api HOST:PORT|unix:PATH --api-token-file F [--api-cert F --api-key F] [--intercept nft[:TABLE]] [--flow-listen HOST] [--bypass-above-mbit 1500]]
                       --api: the operator registers migration flows there (bearer token; TLS over TCP);
                       --intercept: the gateway redirects each registered flow to its own local port (nftables)
