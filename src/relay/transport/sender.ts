@@ -152,7 +152,7 @@ export class SenderRelay {
   private readonly zstd = new ZstdWorkerPool();
   private nextId = 1;
   private readonly level: AdaptiveLevel;
-  private readonly bottleneck = new BottleneckMonitor();
+  private readonly bottleneck = new BottleneckMonitor({ excluded: () => this.hashes.spent() });
   private lastMode = '';
   private maxBuffered = 0;
   private stopped = false;

@@ -14,9 +14,10 @@
 // second thread competing with QEMU for the cores.
 import crypto from 'node:crypto';
 
-/** One per relay process: opens the hashes of its streams and sums the CPU they cost. */
+/** One per relay process: opens the hashes of its streams and sums the CPU (and time) they cost. */
 export class StreamHashPool {
   private cpuMicros = 0;
+  private wallMs = 0;
 
   open(): StreamHash {
     return new StreamHash(this);
@@ -27,14 +28,21 @@ export class StreamHashPool {
     return this.cpuMicros / 1e6;
   }
 
-  /** @internal Runs `work` and adds the CPU time it took on this thread. */
+  /** The check's share of the thread so far, CPU and elapsed (ms): for the CPU verdict (bottleneck.ts). */
+  spent(): { cpuMs: number; wallMs: number } {
+    return { cpuMs: this.cpuMicros / 1000, wallMs: this.wallMs };
+  }
+
+  /** @internal Runs `work` and adds the CPU time (and the elapsed time) it took on this thread. */
   measured<T>(work: () => T): T {
+    const w0 = performance.now();
     const t0 = process.threadCpuUsage();
     try {
       return work();
     } finally {
       const t = process.threadCpuUsage(t0);
       this.cpuMicros += t.user + t.system;
+      this.wallMs += performance.now() - w0;
     }
   }
 }
