@@ -42,8 +42,6 @@ const common = {
 /** zstd's levels without its "ultra" mode (whose windows a receiver would have to allocate); 0 = stored. */
 const MAX_LEVEL = 19;
 
-const MIB = { min: 1, unit: 'MiB' };
-
 /** `auto`, or a fixed zstd level 0..19 (0 = batches stored). */
 export function parseLevel(value: string | undefined): number | 'auto' {
   if (value === undefined || value === 'auto') return 'auto';
@@ -67,20 +65,23 @@ export async function run(argv: string[], hooks: RelayHooks = {}): Promise<numbe
   // Numbers are checked before anything starts (the live relays' before their warm-up): not NaN
   // sizes deep in the codec, or an encoded file that its own decoder refuses (a 0-byte cache makes
   // an invalid HELLO).
-  const cacheBytes = Math.round(numberFlag('cache-mb', v['cache-mb'], 256, MIB) * (1 << 20));
+  const cacheBytes = Math.round(numberFlag('cache-mb', v['cache-mb'], 256, { min: 1, unit: 'MiB' }) * (1 << 20));
   const level = parseLevel(v.level);
-  numberFlag('window-mb', v['window-mb'], 8, { min: 0.25, unit: 'MiB' });
-  numberFlag('seed-mb', v['seed-mb'], 256, MIB);
-  if (sub === 'send') (await transport()).bypassAboveBps(v['bypass-above-mbit']);
   // The offline tools have no link to adapt to: 'auto' means the live relays' default level.
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });
   switch (sub) {
-    case 'send':
+    case 'send': {
+      const t = await transport();
+      const n = t.liveNumbers(v);
       await warmUp('sender');
-      return (await transport()).runSend(v, cacheBytes, level, hooks);
-    case 'receive':
+      return t.runSend(v, n, cacheBytes, level, hooks);
+    }
+    case 'receive': {
+      const t = await transport();
+      const n = t.liveNumbers(v);
       await warmUp('receiver');
-      return (await transport()).runReceive(v, cacheBytes);
+      return t.runReceive(v, n, cacheBytes);
+    }
     case 'analyze':
       return (await tools()).runAnalyze(positionals, offline(), Boolean(v.json));
     case 'encode':

@@ -1,6 +1,7 @@
 // `cloudnet relay send|receive`: the live relay pair, serving its stats until SIGINT/SIGTERM.
 // Arguments are parsed once, in ../cli.ts.
 import fs from 'node:fs';
+import { numberFlag } from '../../util/flags.ts';
 import { logger } from '../../util/log.ts';
 import { parseStreamMode } from '../codec/index.ts';
 import { loadTls, parseHostPort } from './net-util.ts';
@@ -101,19 +102,34 @@ function apiListen(v: LiveArgs): ApiListen {
  * Gbit/s (lower on a loaded machine), and there even pass-through took 1.8 s against 0.1-0.2 s
  * plain. 0 turns bypassing off.
  */
-export function bypassAboveBps(flag: string | undefined): number {
-  const mbit = Number(flag ?? 1500);
-  if (!Number.isFinite(mbit) || mbit < 0) throw new Error(`--bypass-above-mbit ${flag}: a number of Mbit/s, 0 for never`);
-  return mbit * 1e6;
+function bypassAboveBps(flag: string | undefined): number {
+  return numberFlag('bypass-above-mbit', flag, 1500, { min: 0, unit: 'Mbit/s' }) * 1e6;
 }
 
-export async function runSend(v: LiveArgs, cacheBytes: number, level: number | 'auto', hooks: RelayHooks = {}): Promise<number> {
+/** The live relays' numeric flags, parsed and checked once (before the codec warm-up: ../cli.ts). */
+export interface LiveNumbers {
+  windowBytes: number;
+  /** Room for seeded content, given --seed or --seed-listen (else 0). */
+  seedBytes: number;
+  bypassAboveBps: number;
+}
+
+export function liveNumbers(v: LiveArgs): LiveNumbers {
+  const mib = (n: number): number => Math.round(n * (1 << 20));
+  const seedMiB = numberFlag('seed-mb', v['seed-mb'], 256, { min: 1, unit: 'MiB' });
+  return {
+    windowBytes: mib(numberFlag('window-mb', v['window-mb'], 8, { min: 0.25, unit: 'MiB' })),
+    seedBytes: v.seed?.length || v['seed-listen'] ? mib(seedMiB) : 0,
+    bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
+  };
+}
+
+export async function runSend(v: LiveArgs, n: LiveNumbers, cacheBytes: number, level: number | 'auto', hooks: RelayHooks = {}): Promise<number> {
   if (!v.peer || (!v.listen?.length && !v.api)) throw new Error('send needs --peer, and --listen or --api');
   if (v.intercept && !v.api) throw new Error('--intercept needs --api: flows are intercepted once the operator registers them');
   const relay = new SenderRelay({
     listen: (v.listen ?? []).map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
-    windowBytes: Math.round(Number(v['window-mb'] ?? 8) * (1 << 20)), hashStreams: Boolean(v['hash-streams']),
-    bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
+    windowBytes: n.windowBytes, hashStreams: Boolean(v['hash-streams']), bypassAboveBps: n.bypassAboveBps,
   });
   const addrs = await relay.start();
   // A long-running relay holds its link (and both caches) ready before the first migration.
@@ -140,10 +156,9 @@ export async function runSend(v: LiveArgs, cacheBytes: number, level: number | '
   return serveUntilSignal(relay, v, async () => { await stopApi(); await relay.stop(); });
 }
 
-export async function runReceive(v: LiveArgs, cacheBytes: number): Promise<number> {
+export async function runReceive(v: LiveArgs, n: LiveNumbers, cacheBytes: number): Promise<number> {
   if (!v.listen?.length || (!v.target?.length && !v['allow-destination']?.length)) throw new Error('receive needs --listen, and --target or --allow-destination');
-  const seedBytes = v.seed?.length || v['seed-listen'] ? Math.round(Number(v['seed-mb'] ?? 256) * (1 << 20)) : 0;
-  const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target ?? []), security: security(v), cacheBytes, seedBytes,
+  const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target ?? []), security: security(v), cacheBytes, seedBytes: n.seedBytes,
     allowDestinations: v['allow-destination'] ?? [],
     hashStreams: Boolean(v['hash-streams']),
   });
