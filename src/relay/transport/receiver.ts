@@ -16,12 +16,11 @@ import type { HostPort, LinkSecurity } from './net-util.ts';
 import { inCidrs, parseCidr, parseHostPort, tlsServerOptions } from './net-util.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
 import { StreamHashPool, type StreamHash } from './stream-hash.ts';
+import { OutputPool } from './output-pool.ts';
 
 const log = logger('relay-receiver');
-// One batch of the encoder's default size (4 MiB of input plus a record) fits; larger batches
-// (other settings) get their own buffer. At most 4 are kept: ~16 MiB, the credit window's worth.
-const POOL_BUF = (4 << 20) + (64 << 10);
-const POOL_KEEP = 4;
+// Decode buffers kept for reuse (output-pool.ts): four sessions' default 8 MiB credit windows.
+const POOL_KEEP_BYTES = 32 << 20;
 
 export interface ReceiverOptions {
   listen: HostPort;
@@ -79,7 +78,7 @@ export class ReceiverRelay {
   private readonly peers = new Set<PeerLink>();
   private readonly finished: Record<string, unknown>[] = [];
   private maxBuffered = 0;
-  private readonly pool: Buffer[] = [];
+  private readonly pool = new OutputPool(POOL_KEEP_BYTES);
   private readonly hashes = new StreamHashPool();
   /** Batches are decoded synchronously, one at a time: one unpack buffer serves all links. */
   private readonly unpacker = new BatchUnpacker();
@@ -307,33 +306,16 @@ export class ReceiverRelay {
     // carry keep this side in lockstep with the sender; their output goes nowhere.
     // A broken session's batches are not decoded, but take the cache slots they took at the sender.
     if (s.decodeBroken) { p.ctx.cache.skip(Math.max(0, batchInserts(payload))); return; }
-    let out: Buffer;
-    let pooled: Buffer | undefined;
-    let inserts = -1;
-    try {
-      const b = this.unpacker.unpack(payload);
-      const { ops, rawLen } = b;
-      inserts = b.inserts;
-      // Decode into a pooled buffer (returned when the destination socket has taken the bytes):
-      // fresh multi-MB allocations would cost page faults on every batch.
-      if (rawLen <= POOL_BUF) pooled = this.pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUF);
-      out = s.dec.decode(ops, rawLen, pooled, inserts);
-    } catch (err) {
-      if (pooled) this.pool.push(pooled);
-      if (!(err instanceof DecodeError)) throw err;
-      // unpackBatch failed (decode() charges the slots itself): the batch's inserts are lost here.
-      if (inserts < 0) p.ctx.cache.skip(Math.max(0, batchInserts(payload)));
-      s.decodeBroken = true;
-      this.fail(p, s, err.reason, err.message, true);
-      return;
-    }
-    if (s.state !== 'open' || !s.target) { if (pooled) this.pool.push(pooled); return; }
+    const decoded = this.decodeBatch(p, s, payload);
+    if (!decoded) return;
+    const { out, pooled } = decoded;
+    if (s.state !== 'open' || !s.target) { this.pool.give(pooled); return; }
     s.bytesOut += out.length;
     s.hash?.update(out);
     s.queued += out.length;
     this.noteBuffered();
     s.target.write(out, () => {
-      if (pooled && this.pool.length < POOL_KEEP) this.pool.push(pooled);
+      this.pool.give(pooled);
       s.queued -= out.length;
       s.pendingCredit += out.length;
       if (s.pendingCredit >= this.opts.creditGrant || s.queued === 0) {
@@ -343,6 +325,30 @@ export class ReceiverRelay {
         p.link.send(F.F_CREDIT, s.id, c);
       }
     });
+  }
+
+  /**
+   * One batch decoded into a pooled buffer (handed back when the destination socket has taken the
+   * bytes: fresh allocations would cost page faults and garbage collection on every batch), or
+   * undefined when it failed (the session is failed then).
+   */
+  private decodeBatch(p: PeerLink, s: Session, payload: Buffer): { out: Buffer; pooled: Buffer } | undefined {
+    let pooled: Buffer | undefined;
+    let inserts = -1;
+    try {
+      const b = this.unpacker.unpack(payload);
+      inserts = b.inserts;
+      pooled = this.pool.take(b.rawLen);
+      return { out: s.dec.decode(b.ops, b.rawLen, pooled, inserts), pooled };
+    } catch (err) {
+      if (pooled) this.pool.give(pooled);
+      if (!(err instanceof DecodeError)) throw err;
+      // unpackBatch failed (decode() charges the slots itself): the batch's inserts are lost here.
+      if (inserts < 0) p.ctx.cache.skip(Math.max(0, batchInserts(payload)));
+      s.decodeBroken = true;
+      this.fail(p, s, err.reason, err.message, true);
+      return undefined;
+    }
   }
 
   private noteBuffered(): void {
@@ -396,6 +402,7 @@ export class ReceiverRelay {
     return {
       role: 'receiver',
       maxBufferedBytes: this.maxBuffered,
+      decodeBuffers: { allocated: this.pool.allocated, keptBytes: this.pool.kept },
       links: [...this.peers].map((p) => ({
         peer: p.peer, bytesIn: p.link.bytesIn, bytesOut: p.link.bytesOut,
         cache: { slots: p.ctx.cache.slots, used: p.ctx.cache.size, memoryBytes: p.ctx.cache.memoryBytes },
