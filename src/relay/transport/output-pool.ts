@@ -17,6 +17,8 @@ const SLACK = 64 << 10;
 
 export class OutputPool {
   private readonly free = new Map<number, Buffer[]>();
+  /** Per size class: buffers taken and not given back, and the most there were at once. */
+  private readonly inUse = new Map<number, { now: number; peak: number }>();
   private keptBytes = 0;
   private allocations = 0;
   private readonly maxKeptBytes: number;
@@ -29,6 +31,9 @@ export class OutputPool {
   /** A buffer of at least `n` bytes: a kept one of its size class, or a new one. */
   take(n: number): Buffer {
     const size = OutputPool.classOf(n);
+    let use = this.inUse.get(size);
+    if (!use) this.inUse.set(size, use = { now: 0, peak: 0 });
+    if (++use.now > use.peak) use.peak = use.now;
     const kept = this.free.get(size)?.pop();
     if (kept) {
       this.keptBytes -= kept.length;
@@ -40,6 +45,8 @@ export class OutputPool {
 
   /** Hands a buffer from take() back (its contents are no longer needed). */
   give(buf: Buffer): void {
+    const use = this.inUse.get(buf.length);
+    if (use) use.now--;
     if (this.keptBytes + buf.length > this.maxKeptBytes) return;
     let list = this.free.get(buf.length);
     if (!list) this.free.set(buf.length, list = []);
@@ -50,6 +57,14 @@ export class OutputPool {
   /** Buffers allocated so far (a steady stream allocates only while the pool fills). */
   get allocated(): number {
     return this.allocations;
+  }
+
+  /** The most buffers in use at once, summed over the size classes: while the kept bytes stay
+   *  under the cap, the pool allocates no more than this. */
+  get peakInUse(): number {
+    let n = 0;
+    for (const u of this.inUse.values()) n += u.peak;
+    return n;
   }
 
   /** Bytes held for reuse. */

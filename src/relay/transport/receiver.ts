@@ -402,7 +402,7 @@ export class ReceiverRelay {
     return {
       role: 'receiver',
       maxBufferedBytes: this.maxBuffered,
-      decodeBuffers: { allocated: this.pool.allocated, keptBytes: this.pool.kept },
+      decodeBuffers: { allocated: this.pool.allocated, peakInUse: this.pool.peakInUse, keptBytes: this.pool.kept },
       links: [...this.peers].map((p) => ({
         peer: p.peer, bytesIn: p.link.bytesIn, bytesOut: p.link.bytesOut,
         cache: { slots: p.ctx.cache.slots, used: p.ctx.cache.size, memoryBytes: p.ctx.cache.memoryBytes },
