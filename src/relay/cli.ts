@@ -12,14 +12,15 @@ const transport = (): Promise<typeof import('./transport/cli.ts')> => import('./
 
 const USAGE = `usage:
   cloudnet relay send [--listen HOST:PORT[/TARGET][@MODE] ...] --peer HOST:PORT (--ca F --cert F --key F [--servername N] | --plain-inside-wireguard)
-                      [--cache-mb 256] [--level auto|0..19] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams]
+                      [--cache-mb 256] [--level auto|0..19] [--window-mb 8] [--stats HOST:PORT] [--stats-file F] [--hash-streams [--hash-streams-buffer-mb N]]
                       [--api HOST:PORT|unix:PATH --api-token-file F [--api-cert F --api-key F] [--intercept nft[:TABLE]] [--flow-listen HOST] [--bypass-above-mbit 1500]]
                       --api: the operator registers migration flows there (bearer token; TLS over TCP);
                       --intercept: the gateway redirects each registered flow to its own local port (nftables)
                       --bypass-above-mbit: on a link probed at least this fast, registered flows bypass the relay (0: never)
   cloudnet relay receive --listen HOST:PORT (--target [NAME=]HOST:PORT ... | --allow-destination CIDR ...) (--ca F --cert F --key F | --plain-inside-wireguard)
                       [--cache-mb 256] [--seed FILE... --seed-mb 256] [--seed-listen HOST:PORT] [--stats HOST:PORT] [--stats-file F]
-                      [--hash-streams]   (both: SHA-256 of every session's input / output in the stats)
+                      [--hash-streams [--hash-streams-buffer-mb N]]   (both: SHA-256 of every session's input / output
+                      in the stats; with a buffer, copied as the bytes pass and hashed when the session is over)
                       --seed: content the target already holds (e.g. a pre-copied disk image), sent as references
                       --seed-listen: take such content at run time from local clients (raw 4 KiB pages per connection)
   cloudnet relay analyze FILE... [--cache-mb 256] [--level 3] [--mode auto|qevm|nbd|generic] [--json]
@@ -32,7 +33,7 @@ const common = {
   listen: { type: 'string', multiple: true }, peer: { type: 'string' }, target: { type: 'string', multiple: true },
   ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, servername: { type: 'string' },
   'plain-inside-wireguard': { type: 'boolean' }, 'window-mb': { type: 'string' }, stats: { type: 'string' }, 'stats-file': { type: 'string' },
-  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' },
+  seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' }, 'hash-streams-buffer-mb': { type: 'string' },
   api: { type: 'string' }, 'api-token-file': { type: 'string' }, 'api-cert': { type: 'string' }, 'api-key': { type: 'string' },
   intercept: { type: 'string' }, 'flow-listen': { type: 'string' }, 'allow-destination': { type: 'string', multiple: true },
   'bypass-above-mbit': { type: 'string' },

@@ -29,6 +29,7 @@ export interface LiveArgs {
   servername?: string;
   'plain-inside-wireguard'?: boolean;
   'window-mb'?: string;
+  'hash-streams-buffer-mb'?: string;
   stats?: string;
   'stats-file'?: string;
   seed?: string[];
@@ -106,12 +107,22 @@ function bypassAboveBps(flag: string | undefined): number {
   return numberFlag('bypass-above-mbit', flag, 1500, { min: 0, unit: 'Mbit/s' }) * 1e6;
 }
 
+/** --hash-streams-buffer-mb: memory the stream check copies into, to hash each session once it
+ *  is over (stream-hash.ts); only with --hash-streams. */
+function hashBufferBytes(v: LiveArgs): number {
+  const mb = numberFlag('hash-streams-buffer-mb', v['hash-streams-buffer-mb'], 0, { min: 0, unit: 'MiB' });
+  if (mb > 0 && !v['hash-streams']) throw new Error('--hash-streams-buffer-mb needs --hash-streams');
+  return Math.round(mb * (1 << 20));
+}
+
 /** The live relays' numeric flags, parsed and checked once (before the codec warm-up: ../cli.ts). */
 export interface LiveNumbers {
   windowBytes: number;
   /** Room for seeded content, given --seed or --seed-listen (else 0). */
   seedBytes: number;
   bypassAboveBps: number;
+  /** Memory for the deferred stream check (0: hash as the bytes pass). */
+  hashBufferBytes: number;
 }
 
 export function liveNumbers(v: LiveArgs): LiveNumbers {
@@ -121,6 +132,7 @@ export function liveNumbers(v: LiveArgs): LiveNumbers {
     windowBytes: mib(numberFlag('window-mb', v['window-mb'], 8, { min: 0.25, unit: 'MiB' })),
     seedBytes: v.seed?.length || v['seed-listen'] ? mib(seedMiB) : 0,
     bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
+    hashBufferBytes: hashBufferBytes(v),
   };
 }
 
@@ -129,7 +141,7 @@ export async function runSend(v: LiveArgs, n: LiveNumbers, cacheBytes: number, l
   if (v.intercept && !v.api) throw new Error('--intercept needs --api: flows are intercepted once the operator registers them');
   const relay = new SenderRelay({
     listen: (v.listen ?? []).map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
-    windowBytes: n.windowBytes, hashStreams: Boolean(v['hash-streams']), bypassAboveBps: n.bypassAboveBps,
+    windowBytes: n.windowBytes, hashStreams: Boolean(v['hash-streams']), hashBufferBytes: n.hashBufferBytes, bypassAboveBps: n.bypassAboveBps,
   });
   const addrs = await relay.start();
   // A long-running relay holds its link (and both caches) ready before the first migration.
@@ -160,7 +172,7 @@ export async function runReceive(v: LiveArgs, n: LiveNumbers, cacheBytes: number
   if (!v.listen?.length || (!v.target?.length && !v['allow-destination']?.length)) throw new Error('receive needs --listen, and --target or --allow-destination');
   const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target ?? []), security: security(v), cacheBytes, seedBytes: n.seedBytes,
     allowDestinations: v['allow-destination'] ?? [],
-    hashStreams: Boolean(v['hash-streams']),
+    hashStreams: Boolean(v['hash-streams']), hashBufferBytes: n.hashBufferBytes,
   });
   for (const f of v.seed ?? []) {
     const r = relay.seed(fs.readFileSync(f));

@@ -41,6 +41,9 @@ export interface ReceiverOptions {
   seedBytes?: number;
   /** SHA-256 of each session's output, in the stats (end-to-end check against the sender's). */
   hashStreams?: boolean;
+  /** With hashStreams: memory to copy the streams into and hash each once its session is over
+   *  (stream-hash.ts; 0, the default: hash as the bytes pass). */
+  hashBufferBytes?: number;
 }
 
 interface Session {
@@ -79,13 +82,14 @@ export class ReceiverRelay {
   private readonly finished: Record<string, unknown>[] = [];
   private maxBuffered = 0;
   private readonly pool = new OutputPool(POOL_KEEP_BYTES);
-  private readonly hashes = new StreamHashPool();
+  private readonly hashes: StreamHashPool;
   /** Batches are decoded synchronously, one at a time: one unpack buffer serves all links. */
   private readonly unpacker = new BatchUnpacker();
 
   constructor(opts: ReceiverOptions) {
     const { allowDestinations, ...rest } = opts;
-    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, ...rest };
+    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, hashBufferBytes: 0, ...rest };
+    this.hashes = new StreamHashPool(this.opts.hashStreams ? this.opts.hashBufferBytes : 0);
     this.allowed = (allowDestinations ?? []).map(parseCidr);
     if (this.opts.seedBytes > 0) this.seedStore = new DigestStore(this.opts.seedBytes, PAGE_SIZE);
   }
@@ -242,7 +246,9 @@ export class ReceiverRelay {
       this.fail(p, s, err.reason, err.message, true);
       return;
     }
-    if (s.hash) s.outputSha256 = s.hash.digest();
+    // A deferred check hashes once the destination has taken everything (retire), not before its
+    // last bytes are written.
+    if (s.hash && !s.hash.deferred) s.outputSha256 = s.hash.digest();
     s.state = 'fin';
     s.target?.end();
   }
@@ -362,6 +368,7 @@ export class ReceiverRelay {
     if (s.state === 'closed' || s.state === 'failed') return;
     s.state = 'failed';
     s.closeReason = reason;
+    s.hash?.release();
     // A TCP reset, not a FIN: the destination must see an aborted stream, never a clean but
     // incomplete one.
     if (s.target && !s.target.destroyed) s.target.resetAndDestroy();
@@ -378,6 +385,7 @@ export class ReceiverRelay {
     if (s.state === 'closed' || s.state === 'failed') return;
     s.state = 'closed';
     s.closeReason = 'ok';
+    if (s.hash) s.outputSha256 ??= s.hash.digest();
     p.sessions.delete(s.id);
     M.sessionsClosed.inc({ role: 'receiver', reason: 'ok' });
     log.info('session finished', { session: String(s.id), bytesOut: String(s.bytesOut) });

@@ -76,6 +76,9 @@ export interface SenderOptions {
   asyncCompression?: boolean;
   /** SHA-256 of each session's input, in the stats (end-to-end check against the receiver's). */
   hashStreams?: boolean;
+  /** With hashStreams: memory to copy the streams into and hash each once its session is over
+   *  (stream-hash.ts; 0, the default: hash as the bytes pass). */
+  hashBufferBytes?: number;
   /**
    * Registered flows bypass the relay when the link probed at least this fast (bits/s; 0: never):
    * see bypassReason(). The probe runs over the relay's own link (its TLS, its event loop), so a
@@ -148,11 +151,11 @@ export class SenderRelay {
   private readonly sessions = new Map<number, Session>();
   private readonly finished: Record<string, unknown>[] = [];
   private readonly opsPool: Buffer[] = [];
-  private readonly hashes = new StreamHashPool();
+  private readonly hashes: StreamHashPool;
   private readonly zstd = new ZstdWorkerPool();
   private nextId = 1;
   private readonly level: AdaptiveLevel;
-  private readonly bottleneck = new BottleneckMonitor({ excluded: () => this.hashes.spent() });
+  private readonly bottleneck: BottleneckMonitor;
   private lastMode = '';
   private maxBuffered = 0;
   private stopped = false;
@@ -167,9 +170,11 @@ export class SenderRelay {
 
   constructor(opts: SenderOptions) {
     this.opts = {
-      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, hashStreams: false, bypassAboveBps: 0, ...opts,
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, hashStreams: false, hashBufferBytes: 0, bypassAboveBps: 0, ...opts,
     };
     this.level = new AdaptiveLevel(this.opts.level);
+    this.hashes = new StreamHashPool(this.opts.hashStreams ? this.opts.hashBufferBytes : 0);
+    this.bottleneck = new BottleneckMonitor({ excluded: () => this.hashes.spent() });
   }
 
   /** Starts the listeners; returns their bound addresses (port 0 picks a free port). */
@@ -346,7 +351,8 @@ export class SenderRelay {
     if (source === accepted) source.on('data', (chunk: Buffer) => this.onSourceData(s, chunk));
     source.on('end', () => {
       if (s.state !== 'open') return;
-      if (s.hash) s.inputSha256 = s.hash.digest();
+      // A deferred check hashes once the session is over (sealHash), off the migration's path.
+      if (s.hash && !s.hash.deferred) this.sealHash(s);
       this.work(() => s.enc.end());
       s.state = 'fin';
       clearTimeout(s.stallTimer);
@@ -619,10 +625,16 @@ export class SenderRelay {
     }
   }
 
+  /** The input's SHA-256 (--hash-streams), once the source has ended or the session is over. */
+  private sealHash(s: Session): void {
+    if (s.hash && s.inputSha256 === undefined) s.inputSha256 = s.hash.digest();
+  }
+
   private finishSession(s: Session): void {
     if (s.state === 'closed') return;
     s.state = 'closed';
     s.closeReason = 'ok';
+    this.sealHash(s);
     this.retire(s);
     M.sessionsClosed.inc({ role: 'sender', reason: 'ok' });
     log.info('session finished', { session: String(s.id), bytesIn: String(s.enc.stats.bytesIn), wireBytes: String(s.enc.stats.wireOut) });
@@ -630,6 +642,9 @@ export class SenderRelay {
 
   private closeSession(s: Session, reason: string, notifyPeer: boolean): void {
     if (s.state === 'closed') return;
+    // The input's digest, as before a deferred check, only once the source has ended.
+    if (s.state === 'fin') this.sealHash(s);
+    else s.hash?.release();
     s.state = 'closed';
     s.closeReason = reason;
     clearTimeout(s.stallTimer);

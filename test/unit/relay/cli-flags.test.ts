@@ -24,6 +24,8 @@ test('the live relays refuse bad numbers with the flag named', async () => {
     [['--level', 'fast'], /--level fast/],
     [['--window-mb', '0'], /--window-mb 0: a number of MiB, at least 0.25/],
     [['--bypass-above-mbit', 'lots'], /--bypass-above-mbit lots/],
+    [['--hash-streams', '--hash-streams-buffer-mb=-1'], /--hash-streams-buffer-mb -1: a number of MiB, at least 0/],
+    [['--hash-streams-buffer-mb', '64'], /--hash-streams-buffer-mb needs --hash-streams/],
   ];
   for (const [flags, message] of cases) await assert.rejects(run(['send', ...base, ...flags]), message);
   await assert.rejects(run(['receive', '--listen', '127.0.0.1:0', '--target', '127.0.0.1:1', '--plain-inside-wireguard', '--seed-mb', 'x']), /--seed-mb x/);
