@@ -180,6 +180,8 @@ export class SenderRelay {
   /** Starts the listeners; returns their bound addresses (port 0 picks a free port). */
   async start(): Promise<HostPort[]> {
     const out: HostPort[] = [];
+    // The compression threads start before the first migration does (see ZstdWorkerPool.warm).
+    if (this.opts.asyncCompression && this.opts.level !== 0) await this.zstd.warm();
     for (const spec of this.opts.listen) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s, spec));
       await new Promise<void>((resolve, reject) => {

@@ -45,7 +45,7 @@ export class ZstdWorkerPool {
     this.size = Math.max(1, threads);
   }
 
-  /** Compression threads (started on the first batch to compress). */
+  /** Compression threads (started by warm(), or else by the first batch to compress). */
   get threadCount(): number {
     return this.threads.length;
   }
@@ -83,6 +83,21 @@ export class ZstdWorkerPool {
     thread.pending++;
     const req: CompressRequest = { id, level, ops: ops.buffer, opsLen: ops.length, out: out.buffer as SharedArrayBuffer };
     thread.worker.postMessage(req);
+  }
+
+  /**
+   * Starts the threads now and has each compress a small sample. A thread takes ~75 ms of CPU to
+   * start on this machine (Node's worker bootstrap, this module's load, the first zstd context),
+   * two to three times that while QEMU loads the cores; started on the first batch, it held the
+   * first migration back by that long, since every batch waits for the one before it (a sender's
+   * CPU trace showed ~300 ms of work before its receiver saw a byte).
+   */
+  async warm(): Promise<void> {
+    const sample = ZstdWorkerPool.sharedBuffer(64 << 10);
+    for (let i = 0; i < sample.length; i++) sample[i] = (i >> 6) & 0x3f;
+    await Promise.all(Array.from({ length: this.size }, () => new Promise<void>((resolve) => {
+      this.compress(sample, 1, (_frame, release) => { release(); resolve(); });
+    })));
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import test from 'node:test';
 import zlib from 'node:zlib';
 import { ZstdWorkerPool } from '../../../src/relay/transport/zstd-pool.ts';
+import { SenderRelay } from '../../../src/relay/transport/index.ts';
 
 function batch(seed: number, len: number, random: boolean): Buffer {
   const b = ZstdWorkerPool.sharedBuffer(len);
@@ -74,4 +75,28 @@ test('batches pending when the worker goes away come back uncompressed, their op
   for (const [i, b] of inputs.entries()) assert.ok(b.equals(copies[i]), `batch ${i} unchanged`);
   // A pool that is closed compresses nothing more, and says so.
   assert.equal(pool.usable, false);
+});
+
+test('warm() starts every thread, each having compressed a sample, before any batch comes', async () => {
+  const pool = new ZstdWorkerPool(2);
+  try {
+    assert.equal(pool.threadCount, 0);
+    await pool.warm();
+    assert.equal(pool.threadCount, 2);
+    assert.ok(pool.cpuSeconds > 0, 'both threads answered');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a sender relay has its compression thread running once start() returns (not on its first batch)', async () => {
+  const sender = new SenderRelay({ listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't', mode: 'auto' }], peer: { host: '127.0.0.1', port: 9 }, security: { kind: 'plain-inside-wireguard' }, cacheBytes: 1 << 20 });
+  try {
+    await sender.start();
+    const st = sender.stats() as { compression: { threads: number; cpuSeconds: number } };
+    assert.ok(st.compression.threads >= 1, `threads ${st.compression.threads}`);
+    assert.ok(st.compression.cpuSeconds > 0);
+  } finally {
+    await sender.stop();
+  }
 });
