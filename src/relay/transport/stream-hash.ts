@@ -102,7 +102,7 @@ export class StreamHash {
     this.pool = pool;
   }
 
-  /** True when digest() still has bytes to hash (then call it once the session is over). */
+  /** True when the bytes are copied as they pass and hashed by digest(): call it once the session is over. */
   get deferred(): boolean {
     return this.pool.deferred;
   }
