@@ -1,7 +1,7 @@
 // `cloudnet relay <send|receive|analyze|encode|decode>`: one argument parser, then the live relays
 // (transport/cli.ts) or the offline tools (tools/cli.ts).
 import { parseArgs } from 'node:util';
-import { numberFlag } from '../util/flags.ts';
+import { mibFlag } from '../util/flags.ts';
 import { parseStreamMode } from './codec/index.ts';
 import type { RelayHooks } from './transport/cli.ts';
 
@@ -66,7 +66,7 @@ export async function run(argv: string[], hooks: RelayHooks = {}): Promise<numbe
   // Numbers are checked before anything starts (the live relays' before their warm-up): not NaN
   // sizes deep in the codec, or an encoded file that its own decoder refuses (a 0-byte cache makes
   // an invalid HELLO).
-  const cacheBytes = Math.round(numberFlag('cache-mb', v['cache-mb'], 256, { min: 1, unit: 'MiB' }) * (1 << 20));
+  const cacheBytes = mibFlag('cache-mb', v['cache-mb'], 256, { min: 1 });
   const level = parseLevel(v.level);
   // The offline tools have no link to adapt to: 'auto' means the live relays' default level.
   const offline = () => ({ cacheBytes, level: level === 'auto' ? 3 : level, mode: parseStreamMode(v.mode) });

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { numberFlag } from '../util/flags.ts';
+import { mibFlag, numberFlag } from '../util/flags.ts';
 import { logger } from '../util/log.ts';
 import { loadCredentials, ownIdentity } from './agent-auth.ts';
 import { callAgent, parseHostPort, serveRoutes, type AgentApi } from './http.ts';
@@ -105,16 +105,12 @@ async function runSource(argv: string[]): Promise<number> {
   if (codec !== 'relay' && codec !== 'none') throw new Error(`--codec must be relay or none, not ${codec}`);
   const [host, port] = parseHostPort(values.target);
   const targetHttp = values['target-http'];
-  const mib = (name: 'converge-mb' | 'window-mb', min: number): number | undefined => {
-    const n = numberFlag(name, values[name], undefined, { min, unit: 'MiB' });
-    return n === undefined ? undefined : Math.round(n * (1 << 20));
-  };
   const seconds = (name: 'reconnect-timeout-s' | 'stall-timeout-s'): number | undefined => {
     const n = numberFlag(name, values[name], undefined, { min: 0.1, unit: 'seconds' });
     return n === undefined ? undefined : n * 1000;
   };
-  const convergeBytes = mib('converge-mb', 0);
-  const windowBytes = mib('window-mb', 0.25);
+  const convergeBytes = mibFlag('converge-mb', values['converge-mb'], undefined, { min: 0 });
+  const windowBytes = mibFlag('window-mb', values['window-mb'], undefined, { min: 0.25 });
   const maxPasses = numberFlag('max-passes', values['max-passes'], undefined, { min: 1, integer: true, unit: 'passes' });
   const reconnectTimeoutMs = seconds('reconnect-timeout-s');
   const stallTimeoutMs = seconds('stall-timeout-s');

@@ -14,6 +14,7 @@ export interface NumberRule {
 /** `value` as a number within `rule`, `fallback` when the flag is absent; throws naming the flag. */
 export function numberFlag(name: string, value: string | undefined, fallback: number, rule: NumberRule): number;
 export function numberFlag(name: string, value: string | undefined, fallback: undefined, rule: NumberRule): number | undefined;
+export function numberFlag(name: string, value: string | undefined, fallback: number | undefined, rule: NumberRule): number | undefined;
 export function numberFlag(name: string, value: string | undefined, fallback: number | undefined, rule: NumberRule): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -23,4 +24,12 @@ export function numberFlag(name: string, value: string | undefined, fallback: nu
     throw new Error(`--${name} ${value}: ${rule.integer ? 'a whole number' : 'a number'} of ${rule.unit}, ${range}`);
   }
   return n;
+}
+
+/** A size flag given in MiB (`min`/`max` in MiB), as whole bytes; `fallbackMiB` when absent. */
+export function mibFlag(name: string, value: string | undefined, fallbackMiB: number, rule: Omit<NumberRule, 'unit'>): number;
+export function mibFlag(name: string, value: string | undefined, fallbackMiB: undefined, rule: Omit<NumberRule, 'unit'>): number | undefined;
+export function mibFlag(name: string, value: string | undefined, fallbackMiB: number | undefined, rule: Omit<NumberRule, 'unit'>): number | undefined {
+  const mib = numberFlag(name, value, fallbackMiB, { ...rule, unit: 'MiB' });
+  return mib === undefined ? undefined : Math.round(mib * (1 << 20));
 }

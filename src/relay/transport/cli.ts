@@ -1,7 +1,7 @@
 // `cloudnet relay send|receive`: the live relay pair, serving its stats until SIGINT/SIGTERM.
 // Arguments are parsed once, in ../cli.ts.
 import fs from 'node:fs';
-import { numberFlag } from '../../util/flags.ts';
+import { mibFlag, numberFlag } from '../../util/flags.ts';
 import { logger } from '../../util/log.ts';
 import { parseStreamMode } from '../codec/index.ts';
 import { loadTls, parseHostPort } from './net-util.ts';
@@ -110,9 +110,9 @@ function bypassAboveBps(flag: string | undefined): number {
 /** --hash-streams-buffer-mb: memory the stream check copies into, to hash each session once it
  *  is over (stream-hash.ts); only with --hash-streams. */
 function hashBufferBytes(v: LiveArgs): number {
-  const mb = numberFlag('hash-streams-buffer-mb', v['hash-streams-buffer-mb'], 0, { min: 0, unit: 'MiB' });
-  if (mb > 0 && !v['hash-streams']) throw new Error('--hash-streams-buffer-mb needs --hash-streams');
-  return Math.round(mb * (1 << 20));
+  const bytes = mibFlag('hash-streams-buffer-mb', v['hash-streams-buffer-mb'], 0, { min: 0 });
+  if (bytes > 0 && !v['hash-streams']) throw new Error('--hash-streams-buffer-mb needs --hash-streams');
+  return bytes;
 }
 
 /** The live relays' numeric flags, parsed and checked once (before the codec warm-up: ../cli.ts). */
@@ -126,11 +126,11 @@ export interface LiveNumbers {
 }
 
 export function liveNumbers(v: LiveArgs): LiveNumbers {
-  const mib = (n: number): number => Math.round(n * (1 << 20));
-  const seedMiB = numberFlag('seed-mb', v['seed-mb'], 256, { min: 1, unit: 'MiB' });
+  // --seed-mb is checked even when nothing is seeded: a mistyped value is an error either way.
+  const seedBytes = mibFlag('seed-mb', v['seed-mb'], 256, { min: 1 });
   return {
-    windowBytes: mib(numberFlag('window-mb', v['window-mb'], 8, { min: 0.25, unit: 'MiB' })),
-    seedBytes: v.seed?.length || v['seed-listen'] ? mib(seedMiB) : 0,
+    windowBytes: mibFlag('window-mb', v['window-mb'], 8, { min: 0.25 }),
+    seedBytes: v.seed?.length || v['seed-listen'] ? seedBytes : 0,
     bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
     hashBufferBytes: hashBufferBytes(v),
   };
