@@ -154,7 +154,11 @@ try {
         loadavg.push(os.loadavg());
         const conv = row.converged ? `total ${(row.totalTimeMs / 1000).toFixed(1)} s, mem ${(row.memTimeMs / 1000).toFixed(1)} s, downtime ${row.downtimeMs} ms (heartbeat gap ${row.heartbeatGapMs ?? '-'} ms), rounds ${row.rounds}` : `did not converge in ${timeoutS} s`;
         const shed = row.relay?.roundModes ? ` modes by round ${JSON.stringify(row.relay.roundModes.map((rs) => rs.map((m) => Object.keys(m).join('+'))))}` : '';
-        console.log(`[bench:wan] ${p} run ${run + 1}/${repeat} ${c.workload} ${c.mode} ×${c.vms}: ${conv}${shed}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
+        // Where the stream went: each technique's share of the stream bytes (zero, dedup, delta, literal...).
+        const by = Object.entries(row.relay?.techniques ?? {}).filter(([, v]) => v.rawBytes > 0);
+        const streamBytes = by.reduce((n, [, v]) => n + v.rawBytes, 0);
+        const techniques = by.length ? ` stream by technique ${by.map(([t, v]) => `${t} ${Math.round(100 * v.rawBytes / streamBytes)}%`).join(', ')}` : '';
+        console.log(`[bench:wan] ${p} run ${run + 1}/${repeat} ${c.workload} ${c.mode} ×${c.vms}: ${conv}${shed}${techniques}, WAN ${(row.wanBytes / 1e6).toFixed(1)} MB, CPU QEMU ${(row.cpuSeconds.sourceQemu + row.cpuSeconds.destinationQemu).toFixed(1)} s` +
           `${c.mode === 'relay' ? (row.relay?.bypassed ? ' relay bypassed (the link outruns it)' : ` relays ${row.cpuSeconds.relays.toFixed(1)} s, exact ${row.relay?.exact}`) : ''}, alive ${row.alive}/${c.vms}, load ${os.loadavg()[0].toFixed(1)}${row.errors.length ? ` errors: ${row.errors.join('; ')}` : ''}`);
         save();
       }

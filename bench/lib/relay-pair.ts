@@ -42,6 +42,7 @@ export interface RelaySession {
   mode?: string;
   /** Per pre-copy round: input bytes by the sender's work mode (zstd-3, stored, pass-through...). */
   rounds?: { modes?: Record<string, number> }[];
+  techniques?: Record<string, { count: number; rawBytes: number; opBytes: number }>;
   syncLost?: string;
   inputSha256?: string;
   outputSha256?: string;

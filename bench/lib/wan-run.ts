@@ -11,7 +11,7 @@ import type { QemuGuest } from '../../src/qemu/process.ts';
 import type { GuestLab } from '../../test/env/qemu.ts';
 import { processCpuSeconds, type Sites } from '../../test/env/wan.ts';
 import type { Pki } from '../../test/integration/relay-helpers.ts';
-import { startRelayPair, type RelayPair } from './relay-pair.ts';
+import { startRelayPair, type RelayPair, type RelaySession } from './relay-pair.ts';
 
 export type Mode = 'plain' | 'xbzrle' | 'multifd-zstd' | 'relay';
 export const MODES: readonly Mode[] = ['plain', 'xbzrle', 'multifd-zstd', 'relay'];
@@ -88,7 +88,11 @@ export interface CellRow {
   loadAvg1?: number;
   /** bypassed: the sender's reason to let the flows bypass it (the link outruns the relay); the
    *  migration then ran as a plain one and the relay carried nothing (exact: vacuously). */
-  relay?: { streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][]; bypassed?: string };
+  relay?: {
+    streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][]; bypassed?: string;
+    /** Stream bytes and op bytes (before zstd) by technique, summed over the sessions: where the bytes went. */
+    techniques?: Record<string, { count: number; rawBytes: number; opBytes: number }>;
+  };
   /** Which of the repeated runs (bench:wan --repeat) this row is. */
   run?: number;
   errors: string[];
@@ -115,6 +119,17 @@ export function serialTails(o: Pick<CellOptions, 'lab' | 'profile' | 'workload' 
   const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}`;
   return fs.readdirSync(o.lab.dir).filter((f) => f.startsWith(tag) && f.endsWith('.serial.log'))
     .map((f) => `${f}: ${fs.readFileSync(path.join(o.lab.dir, f), 'utf8').slice(-400).replace(/\s+/g, ' ')}`).join(' | ');
+}
+
+function sumTechniques(sessions: readonly RelaySession[]): NonNullable<CellRow['relay']>['techniques'] {
+  const sum: Record<string, { count: number; rawBytes: number; opBytes: number }> = {};
+  for (const s of sessions) {
+    for (const [t, v] of Object.entries(s.techniques ?? {})) {
+      const acc = (sum[t] ??= { count: 0, rawBytes: 0, opBytes: 0 });
+      acc.count += v.count; acc.rawBytes += v.rawBytes; acc.opBytes += v.opBytes;
+    }
+  }
+  return sum;
 }
 
 export async function runCell(o: CellOptions): Promise<CellRow> {
@@ -195,6 +210,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
         modes: f.sender.map((s) => s.mode ?? '?'),
         // The adaptive work mode of each round (adaptive.ts): stream bytes by mode, per session.
         roundModes: f.sender.map((s) => (s.rounds ?? []).map((r) => r.modes ?? {})),
+        techniques: sumTechniques(f.sender),
       };
       if (done.length && !relayRow.exact) errors.push(`relay stream hashes differ: in ${ins.join(',')} out ${outs.join(',')}`);
     }
