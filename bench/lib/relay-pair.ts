@@ -43,6 +43,8 @@ export interface RelaySession {
   /** Per pre-copy round: input bytes by the sender's work mode (zstd-3, stored, pass-through...). */
   rounds?: { modes?: Record<string, number> }[];
   techniques?: Record<string, { count: number; rawBytes: number; opBytes: number }>;
+  /** DATA frames (batches) the session sent. */
+  batches?: number;
   syncLost?: string;
   inputSha256?: string;
   outputSha256?: string;

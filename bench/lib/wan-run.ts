@@ -92,6 +92,8 @@ export interface CellRow {
     streamBytes: number; relayLinkBytes: number; exact: boolean; modes: string[]; roundModes?: Record<string, number>[][]; bypassed?: string;
     /** Stream bytes and op bytes (before zstd) by technique, summed over the sessions: where the bytes went. */
     techniques?: Record<string, { count: number; rawBytes: number; opBytes: number }>;
+    /** Batches (DATA frames) the sender sent, over the sessions: the stream per batch is what each frame's fixed costs are spread over. */
+    batches?: number;
   };
   /** Which of the repeated runs (bench:wan --repeat) this row is. */
   run?: number;
@@ -211,6 +213,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
         // The adaptive work mode of each round (adaptive.ts): stream bytes by mode, per session.
         roundModes: f.sender.map((s) => (s.rounds ?? []).map((r) => r.modes ?? {})),
         techniques: sumTechniques(f.sender),
+        batches: f.sender.reduce((a, s) => a + (s.batches ?? 0), 0),
       };
       if (done.length && !relayRow.exact) errors.push(`relay stream hashes differ: in ${ins.join(',')} out ${outs.join(',')}`);
     }
