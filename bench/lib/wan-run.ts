@@ -134,6 +134,26 @@ function sumTechniques(sessions: readonly RelaySession[]): NonNullable<CellRow['
   return sum;
 }
 
+/**
+ * What a destination guest that stopped beating after the switch-over is doing, for the row's
+ * error: QEMU's run state, where its vCPU is (instruction pointer, flags, halted or not) and the
+ * interrupt controllers' state of the serial port's line (IRQ 4). TCG guests do this now and then
+ * in every mode, plain included; the figures are for finding out why.
+ */
+async function silentGuestState(g: QemuGuest): Promise<string> {
+  try {
+    const hmp = async (c: string): Promise<string> => String(await g.qmp.executeUntyped('human-monitor-command', { 'command-line': c }, { timeoutMs: 5000 }));
+    const status = JSON.stringify(await g.qmp.executeUntyped('query-status', undefined, { timeoutMs: 5000 }));
+    const regs = (await hmp('info registers')).split('\n');
+    const rip = regs.find((l) => l.includes('RIP='))?.replace(/\s+/g, ' ').trim() ?? '?';
+    const pic = (await hmp('info pic')).split('\n').filter((l) => /irr|imr|isr|irq 4|pin 4/i.test(l)).slice(0, 4).join(' / ').replace(/\s+/g, ' ');
+    const lapic = (await hmp('info lapic')).split('\n').filter((l) => /^(ISR|IRR|LVT0|LVTT|Timer)/.test(l.trim())).join(' / ').replace(/\s+/g, ' ');
+    return `status ${status}; ${rip}; pic ${pic}; lapic ${lapic}; serial lines ${g.serial.count}`.slice(0, 1500);
+  } catch (err) {
+    return `no state: ${err instanceof Error ? err.message : String(err)}`;
+  }
+}
+
 export async function runCell(o: CellOptions): Promise<CellRow> {
   const { sites, lab } = o;
   const tag = `${o.profile}-${o.workload}-${o.mode}-${o.vms}${o.attempt ? `-r${o.attempt}` : ''}`;
@@ -187,7 +207,7 @@ export async function runCell(o: CellOptions): Promise<CellRow> {
         await dsts[i].serial.waitFor(/HB \d+/, 60_000, dsts[i].serial.count); // generous: TCG guests starve on the busy 2 cores
         alive++;
       } catch {
-        errors.push(`vm${i}: no heartbeat on the destination after migration`);
+        errors.push(`vm${i}: no heartbeat on the destination after migration (${await silentGuestState(dsts[i])})`);
       }
     }));
     const gaps = results.flatMap((r, i) => {
