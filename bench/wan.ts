@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { qemuVersion } from '../src/qemu/process.ts';
 import { createGuestLab } from '../test/env/qemu.ts';
 import { createSites, type SitesOptions } from '../test/env/wan.ts';
 import { makePki } from '../test/integration/relay-helpers.ts';
@@ -106,7 +107,9 @@ const settings = {
 
 const root = path.resolve(import.meta.dirname, '..');
 const outFile = args.out ?? path.join(root, 'bench', 'results', 'wan.json');
-const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg' };
+// Which QEMU ran the migrations (qemuTree(): the cached QEMU 10 unless CLOUDNET_QEMU_ROOT says
+// otherwise; Debian's 7.2 loses guest writes under TCG, and its guests panic now and then).
+const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg', qemu: qemuVersion() };
 const rows: CellRow[] = args.update && fs.existsSync(outFile) ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as { rows: CellRow[] }).rows : [];
 const sameCell = (a: CellRow, b: CellRow): boolean => a.profile === b.profile && a.workload === b.workload && a.mode === b.mode && a.vms === b.vms && (a.run ?? 0) === (b.run ?? 0);
 const started = new Date().toISOString();
@@ -120,7 +123,7 @@ function save(): void {
   }, (_k, v: unknown) => (v instanceof RegExp ? v.source : v), 1));
 }
 
-console.log(`[bench:wan] machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}, QEMU TCG; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${repeat} run(s) of each cell, interleaved, medians reported`);
+console.log(`[bench:wan] machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}, ${machine.qemu} (TCG); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${repeat} run(s) of each cell, interleaved, medians reported`);
 const pki = makePki();
 try {
   for (const p of profiles) {
@@ -171,7 +174,7 @@ try {
   pki.cleanup();
 }
 
-console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, QEMU TCG; load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}; medians of ${repeat} interleaved run(s)`);
+console.log(`\nmachine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, ${machine.qemu} (TCG); load average during the run ${loadavg.map((l) => l[0].toFixed(1)).join(' ')}; medians of ${repeat} interleaved run(s)`);
 console.log(`settings: downtime-limit ${settings.downtimeLimitMs} ms and max-bandwidth ${settings.maxBandwidthBps / 1024 ** 3} GiB/s for every mode, timeout ${timeoutS} s, ` +
   `XBZRLE cache ¼ of guest RAM, multifd ${settings.multifdChannels} channels zstd-${settings.multifdZstdLevel}, relay cache ${settings.relayCacheMiB} MiB level ${settings.relayLevel}, bypass above ${settings.relayBypassMbit ?? 1500} Mbit/s, pinned: ${settings.pin ? 'yes' : 'no'}\n`);
 console.log(table(medianRows(rows), timeoutS));

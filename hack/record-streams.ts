@@ -75,7 +75,11 @@ async function record(rec: Recording, outDir: string, work: string): Promise<voi
   const partial = `${file}.partial`;
   const guests: QemuGuest[] = [];
   try {
-    const common = { workload: rec.workload, memoryMiB: rec.memoryMiB, workDir: work };
+    // QEMU 7.2 streams, as guest/README.md lists them, unless CLOUDNET_QEMU_ROOT names a tree: the
+    // test bed's default is the cached QEMU 10 now (src/qemu/process.ts qemuTree), and recordings
+    // made before it must stay comparable.
+    const qemu = process.env.CLOUDNET_QEMU_ROOT ? {} : { qemuBinary: 'qemu-system-x86_64' };
+    const common = { workload: rec.workload, memoryMiB: rec.memoryMiB, workDir: work, ...qemu };
     const src = await startGuest({ ...common, name: `${rec.name}-src` });
     guests.push(src);
     await src.serial.waitFor(rec.ready, 120_000);

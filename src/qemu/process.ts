@@ -7,10 +7,10 @@
 // timestamps and copied to a log file; QMP is a unix socket in the guest's work directory (unix
 // sockets live in the file system, so the host reaches them whatever the network namespace).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { logger } from '../util/log.ts';
-import { guestImage, kernelCmdline, type WorkloadSpec } from './image.ts';
+import { cacheDir, guestImage, kernelCmdline, type WorkloadSpec } from './image.ts';
 import { QmpClient } from './qmp.ts';
 import { SerialConsole } from './serial.ts';
 
@@ -85,22 +85,43 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** CLOUDNET_QEMU_ROOT: a QEMU tree extracted from Debian packages (hack/fetch-qemu.sh puts
- *  bookworm-backports' QEMU 10 into the cache) to use instead of the system's qemu-system-x86_64. */
+/**
+ * The QEMU tree to run instead of the system's qemu-system-x86_64: CLOUDNET_QEMU_ROOT's (a tree
+ * extracted from Debian packages); when that is unset, the newest tree hack/fetch-qemu.sh put into
+ * the cache (bookworm-backports' QEMU 10); when it is set but empty, none (the system's QEMU).
+ * Why the cache by default: the system's QEMU 7.2 loses guest writes in TCG live migrations (fixed
+ * in QEMU 9.0, see hack/panic-repro.ts), and destination guests then panic now and then after the
+ * switch-over. `npm test` and `npm run demo` set CLOUDNET_QEMU_ROOT (hack/qemu-env.sh); the
+ * benchmarks (`npm run bench:*`) did not, so their migrations ran on QEMU 7.2.
+ */
 export function qemuTree(env: NodeJS.ProcessEnv = process.env): { binary: string; dataDirs: string[] } | undefined {
-  const root = env.CLOUDNET_QEMU_ROOT;
+  const root = env.CLOUDNET_QEMU_ROOT ?? cachedQemuRoot(env.CLOUDNET_CACHE ?? cacheDir());
   // Firmware search path: the tree's own ROMs and its SeaBIOS (bios-256k.bin), in that order.
   return root ? { binary: join(root, 'usr/bin/qemu-system-x86_64'), dataDirs: [join(root, 'usr/share/qemu'), join(root, 'usr/share/seabios')] } : undefined;
 }
 
-/** The QEMU a guest runs: its own qemuBinary (no extra firmware path), else CLOUDNET_QEMU_ROOT's
- *  tree, else the system's. */
+/** The newest QEMU tree hack/fetch-qemu.sh extracted into `<cache>/qemu-bpo/<version>/`, if any. */
+export function cachedQemuRoot(cache: string): string | undefined {
+  const dir = join(cache, 'qemu-bpo');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return undefined; // nothing fetched
+  }
+  const trees = names.filter((n) => !n.endsWith('.tmp') && existsSync(join(dir, n, 'usr/bin/qemu-system-x86_64')))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  return trees.length ? join(dir, trees[trees.length - 1]) : undefined;
+}
+
+/** The QEMU a guest runs: its own qemuBinary (no extra firmware path), else qemuTree()'s, else
+ *  the system's. */
 function qemuFor(o: Pick<GuestOptions, 'qemuBinary'>, env: NodeJS.ProcessEnv = process.env): { binary: string; dataDirs: string[] } {
   if (o.qemuBinary) return { binary: o.qemuBinary, dataDirs: [] };
   return qemuTree(env) ?? { binary: 'qemu-system-x86_64', dataDirs: [] };
 }
 
-/** The QEMU the test bed runs (CLOUDNET_QEMU_ROOT's, else the system's): its --version line. */
+/** The QEMU the test bed runs (qemuTree()'s, else the system's): its --version line. */
 export function qemuVersion(env: NodeJS.ProcessEnv = process.env): string {
   const { binary } = qemuFor({}, env);
   try {
