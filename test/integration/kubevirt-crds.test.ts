@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNamespace, kubeRequest, KubeRequestError, useClusters, type Manifest } from '../env/index.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const env = useClusters(1);
 const NS = 'vms';
@@ -31,14 +32,26 @@ function rejectedWith(code: number, pattern: RegExp) {
 test('KubeVirt and CDI kinds are served, with a status subresource', async () => {
   const creds = env.clusters[0].credentials;
   await createNamespace(env.clusters[0], NS);
-  const kv = await kubeRequest<{ resources: { name: string; kind: string }[] }>(creds, 'GET', '/apis/kubevirt.io/v1');
-  const names = kv.resources.map((r) => r.name).sort();
-  for (const plural of ['kubevirts', 'virtualmachineinstancemigrations', 'virtualmachineinstances', 'virtualmachines']) {
+  // Discovery follows a CRD's Established condition asynchronously (a CI run once listed three of
+  // the four kinds): wait for the kinds to appear, then check every one of them.
+  const plurals = ['kubevirts', 'virtualmachineinstancemigrations', 'virtualmachineinstances', 'virtualmachines'];
+  let names: string[] = [];
+  await waitFor(async () => {
+    const kv = await kubeRequest<{ resources: { name: string; kind: string }[] }>(creds, 'GET', '/apis/kubevirt.io/v1');
+    names = kv.resources.map((r) => r.name).sort();
+    return plurals.every((p) => names.includes(p) && names.includes(`${p}/status`));
+  }, { what: 'kubevirt.io/v1 discovery listing every kind', timeoutMs: 30_000, intervalMs: 200, diagnostics: () => `served: ${names.join(', ')}` });
+  for (const plural of plurals) {
     assert.ok(names.includes(plural), `${plural} served`);
     assert.ok(names.includes(`${plural}/status`), `${plural}/status served`);
   }
-  const cdi = await kubeRequest<{ resources: { name: string }[] }>(creds, 'GET', '/apis/cdi.kubevirt.io/v1beta1');
-  assert.deepEqual(cdi.resources.map((r) => r.name).sort(), ['datavolumes', 'datavolumes/status']);
+  let cdiNames: string[] = [];
+  await waitFor(async () => {
+    const cdi = await kubeRequest<{ resources: { name: string }[] }>(creds, 'GET', '/apis/cdi.kubevirt.io/v1beta1');
+    cdiNames = cdi.resources.map((r) => r.name).sort();
+    return cdiNames.length >= 2;
+  }, { what: 'cdi.kubevirt.io/v1beta1 discovery listing datavolumes', timeoutMs: 30_000, intervalMs: 200, diagnostics: () => `served: ${cdiNames.join(', ')}` });
+  assert.deepEqual(cdiNames, ['datavolumes', 'datavolumes/status']);
 });
 
 test('a VMIM with a misspelled field is rejected (spec.sendTo.connectUrl)', async () => {
