@@ -137,13 +137,14 @@ function sumTechniques(sessions: readonly RelaySession[]): NonNullable<CellRow['
 /**
  * What a destination guest that stopped beating after the switch-over is doing, for the row's
  * error: QEMU's run state, where its vCPU is (instruction pointer, flags, halted or not) and the
- * interrupt controllers' state of the serial port's line (IRQ 4). TCG guests do this now and then
- * in every mode, plain included; the figures are for finding out why.
+ * interrupt controllers' state of the serial port's line (IRQ 4). On QEMU 7.2 such guests had
+ * panicked on lost pages and QEMU had exited ("no state": its QMP socket closed; the serial log
+ * has the oops); on QEMU 10 none has been seen, and these figures are for any other cause.
  */
 async function silentGuestState(g: QemuGuest): Promise<string> {
   try {
-    const hmp = async (c: string): Promise<string> => String(await g.qmp.executeUntyped('human-monitor-command', { 'command-line': c }, { timeoutMs: 5000 }));
-    const status = JSON.stringify(await g.qmp.executeUntyped('query-status', undefined, { timeoutMs: 5000 }));
+    const hmp = (c: string): Promise<string> => g.qmp.execute('human-monitor-command', { 'command-line': c }, { timeoutMs: 5000 });
+    const status = JSON.stringify(await g.qmp.execute('query-status', undefined, { timeoutMs: 5000 }));
     const regs = (await hmp('info registers')).split('\n');
     const rip = regs.find((l) => l.includes('RIP='))?.replace(/\s+/g, ' ').trim() ?? '?';
     const pic = (await hmp('info pic')).split('\n').filter((l) => /irr|imr|isr|irq 4|pin 4/i.test(l)).slice(0, 4).join(' / ').replace(/\s+/g, ' ');
