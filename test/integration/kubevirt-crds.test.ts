@@ -29,28 +29,30 @@ function rejectedWith(code: number, pattern: RegExp) {
   };
 }
 
-test('KubeVirt and CDI kinds are served, with a status subresource', async () => {
-  const creds = env.clusters[0].credentials;
-  await createNamespace(env.clusters[0], NS);
-  // Discovery follows a CRD's Established condition asynchronously (a CI run once listed three of
-  // the four kinds): wait for the kinds to appear, then check every one of them.
-  const plurals = ['kubevirts', 'virtualmachineinstancemigrations', 'virtualmachineinstances', 'virtualmachines'];
+/**
+ * The resources discovery lists for `groupVersion`, once it lists every one of `wanted`: discovery
+ * follows a CRD's Established condition asynchronously (a CI run once listed three of the four
+ * KubeVirt kinds).
+ */
+async function servedOnceListed(groupVersion: string, wanted: readonly string[]): Promise<string[]> {
   let names: string[] = [];
   await waitFor(async () => {
-    const kv = await kubeRequest<{ resources: { name: string; kind: string }[] }>(creds, 'GET', '/apis/kubevirt.io/v1');
-    names = kv.resources.map((r) => r.name).sort();
-    return plurals.every((p) => names.includes(p) && names.includes(`${p}/status`));
-  }, { what: 'kubevirt.io/v1 discovery listing every kind', timeoutMs: 30_000, intervalMs: 200, diagnostics: () => `served: ${names.join(', ')}` });
+    const list = await kubeRequest<{ resources: { name: string }[] }>(env.clusters[0].credentials, 'GET', `/apis/${groupVersion}`);
+    names = list.resources.map((r) => r.name).sort();
+    return wanted.every((w) => names.includes(w));
+  }, { what: `${groupVersion} discovery listing ${wanted.join(', ')}`, timeoutMs: 30_000, intervalMs: 200, diagnostics: () => `served: ${names.join(', ')}` });
+  return names;
+}
+
+test('KubeVirt and CDI kinds are served, with a status subresource', async () => {
+  await createNamespace(env.clusters[0], NS);
+  const plurals = ['kubevirts', 'virtualmachineinstancemigrations', 'virtualmachineinstances', 'virtualmachines'];
+  const names = await servedOnceListed('kubevirt.io/v1', plurals.flatMap((p) => [p, `${p}/status`]));
   for (const plural of plurals) {
     assert.ok(names.includes(plural), `${plural} served`);
     assert.ok(names.includes(`${plural}/status`), `${plural}/status served`);
   }
-  let cdiNames: string[] = [];
-  await waitFor(async () => {
-    const cdi = await kubeRequest<{ resources: { name: string }[] }>(creds, 'GET', '/apis/cdi.kubevirt.io/v1beta1');
-    cdiNames = cdi.resources.map((r) => r.name).sort();
-    return cdiNames.length >= 2;
-  }, { what: 'cdi.kubevirt.io/v1beta1 discovery listing datavolumes', timeoutMs: 30_000, intervalMs: 200, diagnostics: () => `served: ${cdiNames.join(', ')}` });
+  const cdiNames = await servedOnceListed('cdi.kubevirt.io/v1beta1', ['datavolumes', 'datavolumes/status']);
   assert.deepEqual(cdiNames, ['datavolumes', 'datavolumes/status']);
 });
 
