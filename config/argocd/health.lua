@@ -63,6 +63,12 @@ local function health(obj)
   end
 
   if meta.deletionTimestamp ~= nil then
+    -- A deletion can get stuck (a target it cannot reach to clean up, a rollback that does not
+    -- finish): the operator says so with Stalled, which must not read as progress forever.
+    local stuck = condition(status, "Stalled")
+    if isStatus(stuck, "True") then
+      return "Degraded", "Deleting, stalled: " .. describe(stuck, "Stalled")
+    end
     return "Progressing", "Deleting: the operator is cleaning up"
   end
   if status == nil or (status.observedGeneration == nil and status.phase == nil and status.conditions == nil) then

@@ -8,6 +8,7 @@ import { isAlreadyExists, type KubeObject } from '../kube/rest.ts';
 import { liveReader } from '../kube/cached-reader.ts';
 import { describeRequestError } from '../kube/request-errors.ts';
 import type { WanMigration } from '../api/wanmigration.ts';
+import type { StepReport } from '../api/ports.ts';
 import type { Action, StepAction } from './phases/actions.ts';
 import type { StepResults } from './phases/steps.ts';
 import type { WanMigrationDeps } from './deps.ts';
@@ -153,34 +154,54 @@ async function deleteTargetObjects(w: World, signal: AbortSignal): Promise<void>
 export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly StepAction[], signal: AbortSignal): Promise<StepResults> {
   const r: StepResults = {};
   for (const s of steps) {
-    switch (s.type) {
-      case 'ListPeerMigrations':
-        r.peers = w.localReader
-          ? await w.localReader.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, undefined, signal)
-          : (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
-        break;
-      case 'EnsureLink':
-        r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
-        break;
-      case 'SyncStorage':
-        r.storage = await need(deps.storage, 'storage pre-copy provider').sync({ migration: w.wm, sourceVM: need(w.sourceVM, 'source VM') }, signal);
-        break;
-      case 'RegisterRelayFlows': {
-        const ep = need(w.migrationEndpoint, 'migration endpoint');
-        r.relayRegistration = await need(deps.relay, 'relay').register({
-          migration: w.wm, site: need(w.site, 'target Site'), encrypted: w.migrationTLS,
-          destinations: ep.ports.map((port) => ({ host: ep.address, port })),
-        }, signal);
-        break;
-      }
-      case 'ReadRelayProgress': {
-        const p = await need(deps.relay, 'relay').progress({ migration: w.wm, site: need(w.site, 'target Site') }, signal);
-        if (p) r.relayProgress = p;
-        break;
-      }
+    if (s.type === 'ListPeerMigrations') {
+      // A read of our own API: its errors fail the reconcile, which is retried with backoff.
+      r.peers = w.localReader
+        ? await w.localReader.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, undefined, signal)
+        : (await w.local.list<KubeObject & WanMigration>(Res.wanMigration, w.wm.metadata.namespace, {}, signal)).items;
+      continue;
+    }
+    try {
+      await runProviderStep(deps, w, s, r, signal);
+    } catch (e) {
+      if (signal.aborted) throw e;
+      // A provider that throws (an agent's API down, a gateway state the operator may not read)
+      // becomes the step's answer, so that plan() still runs: the condition and Event say what
+      // failed, the phase deadline keeps counting, and abort and deletion still work.
+      const failed: StepReport = { state: 'Unavailable', reason: 'ProviderError', message: `${s.type}: ${describeRequestError(e)}` };
+      if (s.type === 'EnsureLink') r.link = failed;
+      else if (s.type === 'SyncStorage') r.storage = failed;
+      else if (s.type === 'RegisterRelayFlows') r.relayRegistration = failed;
+      // ReadRelayProgress: the progress is only shown; without it the status keeps the last figures.
     }
   }
   return r;
+}
+
+async function runProviderStep(deps: WanMigrationDeps, w: World, s: StepAction, r: StepResults, signal: AbortSignal): Promise<void> {
+  switch (s.type) {
+    case 'EnsureLink':
+      r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
+      break;
+    case 'SyncStorage':
+      r.storage = await need(deps.storage, 'storage pre-copy provider').sync({ migration: w.wm, sourceVM: need(w.sourceVM, 'source VM') }, signal);
+      break;
+    case 'RegisterRelayFlows': {
+      const ep = need(w.migrationEndpoint, 'migration endpoint');
+      r.relayRegistration = await need(deps.relay, 'relay').register({
+        migration: w.wm, site: need(w.site, 'target Site'), encrypted: w.migrationTLS,
+        destinations: ep.ports.map((port) => ({ host: ep.address, port })),
+      }, signal);
+      break;
+    }
+    case 'ReadRelayProgress': {
+      const p = await need(deps.relay, 'relay').progress({ migration: w.wm, site: need(w.site, 'target Site') }, signal);
+      if (p) r.relayProgress = p;
+      break;
+    }
+    case 'ListPeerMigrations':
+      break;
+  }
 }
 
 export async function execute(deps: WanMigrationDeps, w: World, action: Action, signal: AbortSignal): Promise<void> {

@@ -13,6 +13,7 @@ import { keyString } from '../kube/types.ts';
 import type { KubeObject } from '../kube/rest.ts';
 import { isAlreadyExists, isConflict, isNotFound } from '../kube/rest.ts';
 import { stripManagedFields } from '../kube/manager.ts';
+import { mergePatchFrom } from '../kube/merge-patch.ts';
 import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan, type Plan } from './phases/plan.ts';
 import { planSteps, withStepResults } from './phases/steps.ts';
@@ -119,7 +120,8 @@ export class WanMigrationReconciler implements Reconciler {
     if (!sameJson(status, wm.status ?? {})) {
       try {
         if (wm.metadata.resourceVersion) superseded.add(wm.metadata.resourceVersion);
-        latest = await deps.local.patchStatus<KubeObject>(Res.wanMigration, key.namespace, key.name, status, ctx.signal);
+        // Fields the new status dropped go as null: a merge patch keeps what it does not name.
+        latest = await deps.local.patchStatus<KubeObject>(Res.wanMigration, key.namespace, key.name, mergePatchFrom(wm.status ?? {}, status), ctx.signal);
         // The finalizer patch below carries this resourceVersion (optimistic concurrency).
         wm.metadata.resourceVersion = latest.metadata?.resourceVersion;
       } catch (e) {

@@ -2,6 +2,7 @@
 export * from './types.ts';
 export * from './rest.ts';
 export * from './client.ts';
+export * from './merge-patch.ts';
 export * from './clock.ts';
 export * from './backoff.ts';
 export * from './ratelimit.ts';

@@ -75,6 +75,9 @@ describe('config/argocd/health.lua (lua5.4, Argo CD sandbox)', () => {
       { status: 'Progressing', message: 'RollingBack: deleting target VMIM' }],
     ['being deleted', wm({ observedGeneration: 2, phase: 'Succeeded' }, { name: 'x', generation: 2, deletionTimestamp: '2026-11-25T10:00:00Z' }),
       { status: 'Progressing', message: 'Deleting: the operator is cleaning up' }],
+    ['deletion stuck (target unreachable for clean-up)', wm({ observedGeneration: 2, phase: 'RollingBack', conditions: [
+      cond('Stalled', 'True', 'TargetCleanupBlocked', 'cannot reach the target cluster')] }, { name: 'x', generation: 2, deletionTimestamp: '2026-11-25T10:00:00Z' }),
+    { status: 'Degraded', message: 'Deleting, stalled: TargetCleanupBlocked: cannot reach the target cluster' }],
     ['malformed conditions list', wm({ observedGeneration: 2, phase: 'SyncingStorage', conditions: ['x', 7, { type: 'Ready' }, null] }),
       { status: 'Progressing', message: 'SyncingStorage: in progress' }],
     ['conditions not a list', wm({ observedGeneration: 2, phase: 'PreparingTarget', conditions: 'Ready' }),

@@ -107,8 +107,19 @@ function enter(c: Ctx, phase: Phase, message: string): void {
 /** Once memory has moved, the target is the only live copy: never roll back past this point. */
 function pastPointOfNoReturn(c: Ctx): boolean {
   const p = phaseOf(c);
-  return p === Phases.CuttingOver || p === Phases.Succeeded || isTrue(c.st.conditions, C.MemoryMigrated)
-    || [c.obs.sourceVMIM, c.obs.targetVMIM].some((v) => v?.phase === 'Succeeded' && !v.foreign);
+  return p === Phases.CuttingOver || p === Phases.Succeeded || isTrue(c.st.conditions, C.MemoryMigrated) || memoryMoved(c);
+}
+
+/**
+ * What KubeVirt shows once the guest has moved: a VMIM of ours Succeeded on either side, or our
+ * receiver VMI Running (a migration target's VMI leaves WaitingForSync/Scheduled for Running only
+ * when the switch-over is done). Either one is enough: the two VMIMs are synchronized between the
+ * clusters and need not agree (one may still be Running, or be deleted, or fail its last sync).
+ */
+function memoryMoved(c: Ctx): boolean {
+  const { obs } = c;
+  return [obs.sourceVMIM, obs.targetVMIM].some((v) => v?.phase === 'Succeeded' && !v.foreign)
+    || (obs.target?.vmOwned === true && obs.target.vmiPhase === 'Running');
 }
 
 function rollback(c: Ctx, reason: string, message: string): void {
@@ -124,6 +135,16 @@ function rollback(c: Ctx, reason: string, message: string): void {
 
 function continueRollback(c: Ctx): void {
   const { obs } = c;
+  // The memory migration can win the race against a rollback (an abort, a deadline or a failed
+  // check at the very end of the transfer): the target then runs the only copy of the guest, and
+  // deleting it would lose the VM. Finish the migration instead.
+  if (memoryMoved(c)) {
+    c.events.push({ type: 'Warning', reason: 'RollbackOvertaken', message: `the memory migration completed before the rollback (${c.st.failureReason ?? 'unknown reason'}) could cancel it; the target runs the VM now, so the migration goes on to cut over and nothing is deleted` });
+    delete c.st.failureReason;
+    delete c.st.failureMessage;
+    memoryMigrated(c);
+    return;
+  }
   let pending = false;
   const waitingFor: string[] = [];
   // Someone else's VMIM that happens to carry our name is neither deleted nor waited for.
@@ -321,6 +342,13 @@ function stepMemory(c: Ctx): boolean {
   for (const v of [s, t]) {
     if (v?.foreign) { rollback(c, 'TargetNameCollision', `a VMIM named ${v.name} that this migration did not create exists; it is left alone`); return false; }
   }
+  // Success first: once the guest has moved, a VMIM deleted, missing or failed afterwards is not
+  // a reason to roll back (that would delete the only running copy).
+  if (memoryMoved(c)) {
+    relayCondition(c);
+    memoryMigrated(c);
+    return true;
+  }
   const vmims = c.st.vmims ?? {};
   const cancelled = [s, t].find((v) => v?.deleting && v.phase !== 'Succeeded');
   if (cancelled) {
@@ -335,13 +363,6 @@ function stepMemory(c: Ctx): boolean {
     if (v?.phase === 'Failed') { rollback(c, 'MigrationFailed', `${side} VMIM ${v.name} failed${v.failureReason ? `: ${v.failureReason}` : ''}`); return false; }
   }
   relayCondition(c);
-  if (t?.phase === 'Succeeded' || s?.phase === 'Succeeded') {
-    cond(c, C.MemoryMigrated, 'True', 'MigrationSucceeded', `VMIMs: source ${s?.phase ?? 'gone'}, target ${t?.phase ?? 'gone'}`);
-    relayAfterMemory(c);
-    if (spec.storage.mode === 'KubeVirt') cond(c, C.StorageSynced, 'True', 'DelegatedToKubeVirt', 'KubeVirt copied the disks as part of the live migration');
-    enter(c, Phases.CuttingOver, 'memory migrated; waiting for the target VMI to run');
-    return true;
-  }
   if (!t) {
     c.actions.push({ type: 'CreateTargetVMIM' });
     c.st.vmims = { ...vmims, target: migrationNames(c.wm).targetVMIM };
@@ -411,6 +432,17 @@ function relayAfterMemory(c: Ctx): void {
   if (rc?.status === 'True' && !c.st.progress?.bytesOverWan) {
     cond(c, C.RelayOptimizing, 'False', 'FlowNotIntercepted', 'the flows were registered, but no relay session carried them: the migration connected before the registration, or took a path that bypasses the site gateway');
   }
+}
+
+/** Memory has moved (memoryMoved): on to CuttingOver, which waits for the target VMI to run. */
+function memoryMigrated(c: Ctx): void {
+  const { obs, spec } = c;
+  const s = obs.sourceVMIM;
+  const t = obs.targetVMIM;
+  cond(c, C.MemoryMigrated, 'True', 'MigrationSucceeded', `VMIMs: source ${s?.phase ?? 'gone'}, target ${t?.phase ?? 'gone'}`);
+  relayAfterMemory(c);
+  if (spec.storage.mode === 'KubeVirt') cond(c, C.StorageSynced, 'True', 'DelegatedToKubeVirt', 'KubeVirt copied the disks as part of the live migration');
+  enter(c, Phases.CuttingOver, 'memory migrated; waiting for the target VMI to run');
 }
 
 function stepCutover(c: Ctx): boolean {

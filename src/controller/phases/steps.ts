@@ -28,6 +28,9 @@ export function planSteps(wm: WanMigration, f: Facts): StepAction[] {
   const steps: StepAction[] = [];
   // Only a migration that has not started can lose to another one (plan.ts preflight).
   if (phase === Phases.Pending) steps.push({ type: 'ListPeerMigrations' });
+  // A migration being deleted or aborted only rolls back (or finishes): nothing is set up for it,
+  // and a provider that fails cannot stand in the way of that.
+  if (f.deleting || spec.abort) return steps;
   // The link provider is asked only once the migration runs: a blocked migration sets nothing up.
   if (f.providers.link && f.siteExists && phase === Phases.ConnectingLink) steps.push({ type: 'EnsureLink' });
   if (spec.storage.mode === 'CloudNetPreCopy' && f.providers.storage && STORAGE_PHASES.includes(phase) && f.targetCluster.ok && f.source.vmExists) {

@@ -1,6 +1,7 @@
 // Carries out the Site planner's decisions: the link provider calls it asked for, then the
 // finalizer, the status write and the Event.
 import { isNotFound, type KubeObject } from '../../kube/rest.ts';
+import { mergePatchFrom } from '../../kube/merge-patch.ts';
 import { SITE_FINALIZER } from '../names.ts';
 import { Res } from '../../api/resources.ts';
 import type { Site } from '../../api/site.ts';
@@ -29,7 +30,7 @@ export async function executeSitePlan(deps: SiteDeps, site: Site, p: SitePlan, s
   const obj = site as unknown as KubeObject;
   if (p.finalizer === 'Add') await deps.local.ensureFinalizer(Res.site, obj, SITE_FINALIZER, signal);
   if (p.status) {
-    await deps.local.patchStatus(Res.site, undefined, site.metadata.name ?? '', p.status, signal).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
+    await deps.local.patchStatus(Res.site, undefined, site.metadata.name ?? '', mergePatchFrom(site.status ?? {}, p.status), signal).catch((e: unknown) => { if (!isNotFound(e)) throw e; });
   }
   for (const e of p.events) deps.events.event(site, e.type, e.reason, e.message);
   if (p.finalizer === 'Remove') await deps.local.removeFinalizer(Res.site, obj, SITE_FINALIZER, signal).catch((e: unknown) => { if (!isNotFound(e)) throw e; });

@@ -307,6 +307,50 @@ describe('failures', () => {
   });
 });
 
+describe('the guest has moved: never roll back, whatever the VMIMs say after it', () => {
+  const mm = statusFor('MigratingMemory');
+  const running = { ...preparedTarget, vmiPhase: 'Running', vmRunStrategy: 'Always' };
+  const noDeletes = (as: Action[]) => assert.ok(!types(as).some((t) => t.startsWith('Delete')), types(as).join(','));
+  const cases: [string, Partial<Observed>][] = [
+    ['source VMIM Succeeded, target VMIM Failed (its last sync)', { sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Failed') }],
+    ['source VMIM Succeeded, target VMIM being deleted', { sourceVMIM: vmim(NAMES.source, 'Succeeded'), targetVMIM: vmim(NAMES.target, 'Running', { deleting: true }) }],
+    ['target VMIM Succeeded, source VMIM deleted', { sourceVMIM: undefined, targetVMIM: vmim(NAMES.target, 'Succeeded') }],
+    ['receiver VMI Running, both VMIMs gone', { target: running, sourceVMIM: undefined, targetVMIM: undefined }],
+    ['receiver VMI Running, a VMIM Failed', { target: running, sourceVMIM: vmim(NAMES.source, 'Failed'), targetVMIM: vmim(NAMES.target, 'Running') }],
+  ];
+  for (const [name, o] of cases) {
+    test(`${name} → CuttingOver, nothing deleted`, () => {
+      const p = plan(wm({}, mm), obs({ ...obsFor('MigratingMemory'), ...o }));
+      noDeletes(p.actions);
+      assert.equal(p.status.failureReason, undefined);
+      assert.ok(['CuttingOver', 'Succeeded'].includes(p.status.phase!), p.status.phase);
+      assert.equal(cond(p.status, 'MemoryMigrated')?.status, 'True');
+    });
+  }
+  test('a receiver VMI that is not ours does not count', () => {
+    const p = plan(wm({}, mm), obs({ ...obsFor('MigratingMemory'), target: { ...running, vmOwned: false }, targetVMIM: vmim(NAMES.target, 'Failed') }));
+    assert.equal(p.status.failureReason, 'MigrationFailed');
+  });
+  test('a rollback overtaken by the switch-over stops deleting and cuts over', () => {
+    const rolling = { ...mm, phase: 'RollingBack' as Phase, failureReason: 'Aborted', failureMessage: 'spec.abort was set' };
+    const p = plan(wm({ abort: true }, rolling), obs({ target: running, sourceVMIM: undefined, targetVMIM: undefined }));
+    noDeletes(p.actions);
+    assert.ok(['CuttingOver', 'Succeeded'].includes(p.status.phase!), p.status.phase);
+    assert.equal(p.status.failureReason, undefined);
+    assert.equal(p.status.failureMessage, undefined);
+    assert.ok(p.events.some((e) => e.type === 'Warning' && e.reason === 'RollbackOvertaken'));
+    // The same overtaken rollback while the WanMigration is being deleted: the finalizer goes, the target stays.
+    const d = plan(wm({}, rolling), obs({ deleting: true, target: running, sourceVMIM: undefined, targetVMIM: undefined }));
+    assert.deepEqual(types(d.actions), ['RemoveFinalizer']);
+  });
+  test('a rollback that is not overtaken goes on deleting', () => {
+    const rolling = { ...mm, phase: 'RollingBack' as Phase, failureReason: 'Aborted' };
+    const p = plan(wm({ abort: true }, rolling), obs({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'Running', { deleting: true }) }));
+    assert.deepEqual(types(p.actions), ['DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.equal(p.status.phase, 'RollingBack');
+  });
+});
+
 describe('storage modes', () => {
   test('CloudNetPreCopy without a provider stalls with StoragePreCopyUnavailable', () => {
     const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' } }), obs({ storage: { state: 'Unavailable', reason: 'StoragePreCopyUnavailable', message: 'no provider' } }));

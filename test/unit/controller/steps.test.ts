@@ -7,6 +7,10 @@ import type { Facts } from '../../../src/controller/phases/observed.ts';
 import type { StepAction } from '../../../src/controller/phases/actions.ts';
 import type { Phase, WanMigration, WanMigrationSpec } from '../../../src/api/wanmigration.ts';
 import { wm, obs, inPhase } from './fixtures.ts';
+import { runSteps } from '../../../src/controller/execute.ts';
+import { plan } from '../../../src/controller/phases/plan.ts';
+import type { World } from '../../../src/controller/observe.ts';
+import type { WanMigrationDeps } from '../../../src/controller/deps.ts';
 
 function facts(o: Partial<Facts> = {}): Facts {
   const { link: _l, ...rest } = obs();
@@ -38,6 +42,15 @@ describe('planSteps: each provider is asked only in the phases it matters', () =
     const withEndpoint = facts({ target: { ...facts().target!, migrationEndpoint: ep } });
     assert.deepEqual(types(planSteps(at('MigratingMemory', { relay: { enabled: true } }), withEndpoint)), ['RegisterRelayFlows', 'ReadRelayProgress']);
     assert.deepEqual(types(planSteps(at('MigratingMemory', { relay: { enabled: false } }), withEndpoint)), [], 'relay.enabled false: nothing is registered');
+  });
+
+  test('a migration being deleted or aborted asks no provider (it only rolls back or finishes)', () => {
+    for (const phase of ['ConnectingLink', 'SyncingStorage', 'MigratingMemory'] as const) {
+      const ep = { address: '198.51.100.2', ports: [40000] };
+      const f = facts({ target: { ...facts().target!, migrationEndpoint: ep } });
+      assert.deepEqual(planSteps(at(phase, everything), { ...f, deleting: true }), [], `${phase}, deleting`);
+      assert.deepEqual(planSteps(at(phase, { ...everything, abort: true }), f), [], `${phase}, abort`);
+    }
   });
 
   test('no provider, no call', () => {
@@ -126,5 +139,33 @@ describe('conflictWith: who migrates a VM when two WanMigrations name it', () =>
   test('listed peers become Observed.conflictWith', () => {
     assert.equal(withStepResults(me(), facts(), { peers: [other('early', '2026-01-01T00:00:05Z')] }).conflictWith, 'early');
     assert.equal('conflictWith' in withStepResults(me(), facts(), { peers: [] }), false);
+  });
+});
+
+describe('runSteps: a provider that throws becomes its step\'s answer', () => {
+  const boom = async (): Promise<never> => { throw new Error('HTTP 403 Forbidden: configmaps "cloudnet-gateway-site-b" is forbidden'); };
+  const world = { wm: wm(), site: { metadata: { name: 'site-b' } }, sourceVM: { metadata: { name: 'vm-a' } }, migrationEndpoint: { address: '198.51.100.2', ports: [40000] } } as unknown as World;
+  const deps = { link: { ensure: boom }, storage: { sync: boom }, relay: { register: boom, progress: boom } } as unknown as WanMigrationDeps;
+  test('Unavailable with reason ProviderError and the step and error in the message', async () => {
+    const r = await runSteps(deps, world, [{ type: 'EnsureLink' }, { type: 'SyncStorage' }, { type: 'RegisterRelayFlows' }, { type: 'ReadRelayProgress' }], new AbortController().signal);
+    for (const [k, step] of [['link', 'EnsureLink'], ['storage', 'SyncStorage'], ['relayRegistration', 'RegisterRelayFlows']] as const) {
+      assert.equal(r[k]?.state, 'Unavailable', k);
+      assert.equal(r[k]?.reason, 'ProviderError', k);
+      assert.match(r[k]?.message ?? '', new RegExp(`^${step}: .*forbidden`), k);
+    }
+    assert.equal(r.relayProgress, undefined);
+  });
+  test('plan() turns it into a stalled condition with an Event, and keeps the phase', () => {
+    const f = facts();
+    const o = withStepResults(at('ConnectingLink'), f, { link: { state: 'Unavailable', reason: 'ProviderError', message: 'EnsureLink: boom' } });
+    const p = plan(at('ConnectingLink'), o);
+    assert.equal(p.status.phase, 'ConnectingLink');
+    assert.equal(p.status.conditions?.find((c) => c.type === 'Stalled')?.reason, 'ProviderError');
+    assert.ok(p.events.some((e) => e.type === 'Warning' && e.reason === 'ProviderError'));
+  });
+  test('an aborted reconcile still throws (shutdown is not a provider error)', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(runSteps(deps, world, [{ type: 'EnsureLink' }], ac.signal));
   });
 });
