@@ -546,6 +546,13 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
 
   if (obs.deleting) {
     if (isTerminal(phase0) || pastPointOfNoReturn(c)) {
+      // Past the point of no return nothing is rolled back, but what the migration launched for
+      // itself still goes: the pre-copy's agents and their credentials (its volumes are the VM's
+      // disks now) and the relay's flow registrations. Terminal phases released them already.
+      if (!isTerminal(phase0) && obs.hasFinalizer) {
+        if (spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: false });
+        if (spec.relay.enabled && obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
+      }
       if (obs.hasFinalizer) c.actions.push({ type: 'RemoveFinalizer' });
       return finish(c, prevStall, false);
     }

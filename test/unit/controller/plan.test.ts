@@ -186,6 +186,10 @@ describe('deletion at every phase', () => {
       assert.deepEqual(types(p.actions), ['RemoveFinalizer']);
     });
   }
+  test('CuttingOver with pre-copy and relay: releases the agents (volumes kept) and the flows, then removes the finalizer', () => {
+    const p = plan(wm({ storage: { mode: 'CloudNetPreCopy' }, relay: { enabled: true } }, inPhase('CuttingOver')), obs({ deleting: true, target: preparedTarget, relayAvailable: true }));
+    assert.deepEqual(p.actions, [{ type: 'ReleaseStorage', rolledBack: false }, { type: 'ReleaseRelayFlows' }, { type: 'RemoveFinalizer' }]);
+  });
   test('Pending (never started): just removes the finalizer', () => {
     assert.deepEqual(types(plan(wm(), obs({ deleting: true })).actions), ['RemoveFinalizer']);
   });
