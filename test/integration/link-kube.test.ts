@@ -32,7 +32,7 @@ function siteObject(name: string, peerWanIp: string, tunnel: string, lan: string
       kubeconfigSecretRef: { namespace: NS, name: `${name}-kubeconfig` },
       gateway: { endpoint: `${peerWanIp}:${WG_PORT}`, tunnelAddress: tunnel },
       networks: [lan],
-      wan: { rttMs: 2 * ONE_WAY_MS, probeIntervalSeconds: 1 },
+      wan: { probeIntervalSeconds: 1 },
     },
   };
 }

@@ -64,8 +64,6 @@ export interface SiteGateway {
 export interface SiteWan {
   /** Provisioned WAN bandwidth to this site, Mbit/s (planning input, not measured). */
   bandwidthMbps?: number;
-  /** Expected round-trip time to this site, ms (planning input, not measured). */
-  rttMs?: number;
   /**
    * How often the Site controller probes the site's API server (and the link), seconds.
    * @default 30

@@ -43,7 +43,6 @@ export const siteSpecSchema: ApiSchema = {
       description: 'The WAN path to this site: planning inputs and how often the site is probed.',
       properties: {
         bandwidthMbps: { type: 'integer', minimum: 1, description: 'Provisioned WAN bandwidth to this site, Mbit/s (planning input, not measured).' },
-        rttMs: { type: 'integer', minimum: 0, description: 'Expected round-trip time to this site, ms (planning input, not measured).' },
         probeIntervalSeconds: {
           type: 'integer', minimum: 1, maximum: 3600, default: DEFAULT_PROBE_INTERVAL_SECONDS,
           description: "How often the Site controller probes the site's API server (and the link), seconds.",
