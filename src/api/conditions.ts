@@ -17,6 +17,22 @@ export function isTrue(list: readonly Condition[] | undefined, type: string): bo
   return findCondition(list, type)?.status === 'True';
 }
 
+/** metav1.Condition's limits (the CRD enforces them: one bad reason and the whole status write fails). */
+const REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
+const REASON_MAX = 1024;
+const MESSAGE_MAX = 32768;
+
+/**
+ * A reason the API server accepts. Reasons can come from outside our code (a gateway's published
+ * state, a relay's or an agent's answer); one that breaks the pattern would make every status
+ * write fail with 422, over and over, so it is reduced to its valid characters, or Unknown.
+ */
+export function validReason(reason: string): string {
+  if (REASON.test(reason) && reason.length <= REASON_MAX) return reason;
+  const cleaned = reason.replace(/[^A-Za-z0-9_,:]/g, '').replace(/^[^A-Za-z]+/, '').replace(/[,:]+$/, '').slice(0, REASON_MAX);
+  return REASON.test(cleaned) ? cleaned : 'Unknown';
+}
+
 /** Returns a new list with `input` set; the input list is not modified. */
 export function setCondition(list: readonly Condition[] | undefined, input: ConditionInput, generation: number | undefined, now: Date): Condition[] {
   const out = [...(list ?? [])];
@@ -25,8 +41,8 @@ export function setCondition(list: readonly Condition[] | undefined, input: Cond
   const next: Condition = {
     type: input.type,
     status: input.status,
-    reason: input.reason,
-    message: input.message,
+    reason: validReason(input.reason),
+    message: input.message.length > MESSAGE_MAX ? `${input.message.slice(0, MESSAGE_MAX - 3)}...` : input.message,
     lastTransitionTime: prev && prev.status === input.status ? prev.lastTransitionTime : now.toISOString(),
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
   };
