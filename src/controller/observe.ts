@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type {
   V1VirtualMachine, V1VirtualMachineInstance, V1VirtualMachineInstanceMigration, V1KubeVirtStatus,
 } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeClient, Ref } from '../kube/client.ts';
 import type { ObjectReader } from '../kube/cached-reader.ts';
 import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
@@ -280,6 +280,30 @@ export interface Observation {
   world: World;
 }
 
+/** An error of a read on this (the source) cluster, among reads of the target's. */
+class LocalReadError extends Error {
+  constructor(cause: unknown) {
+    super('a read on the local cluster failed', { cause });
+  }
+}
+
+function taggedReader(r: ObjectReader): ObjectReader {
+  const tag = (e: unknown): never => { throw new LocalReadError(e); };
+  return {
+    get: <T extends KubeObject = KubeObject>(ref: Ref, namespace: string | undefined, name: string, signal?: AbortSignal) => r.get<T>(ref, namespace, name, signal).catch(tag),
+    list: <T extends KubeObject = KubeObject>(ref: Ref, namespace: string | undefined, labelSelector?: string, signal?: AbortSignal) => r.list<T>(ref, namespace, labelSelector, signal).catch(tag),
+  };
+}
+
+function withTaggedLocal(reads: MigrationReads): MigrationReads {
+  return {
+    live: reads.live,
+    local: taggedReader(reads.local),
+    target: (site, client) => reads.target(site, client),
+    remember: <T>(key: string, ttlMs: number, ok: (v: T) => boolean, fn: () => Promise<T>) => reads.remember(key, ttlMs, ok, fn),
+  };
+}
+
 /** How long a target namespace that answered counts as reachable and existing without asking again. */
 const NAMESPACE_CHECK_TTL_MS = 30_000;
 
@@ -307,18 +331,20 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
+      // This cluster's reads in here are tagged, so that an error of theirs is not blamed on the target.
+      const mixed = withTaggedLocal(reads);
       try {
         const tr = reads.target(site!, target);
         world.targetReader = tr;
         const [lkv, tkv] = await Promise.all([
-          kubevirtCheck(reads.local, localKubevirtNs, 'source', signal),
+          kubevirtCheck(mixed.local, localKubevirtNs, 'source', signal),
           kubevirtCheck(tr, world.targetKubevirtNs, 'target', signal),
         ]);
         kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
         world.migrationTLS = lkv.migrationTLS ?? true;
         if (t.namespace.ok) {
           [tView, tgtVmim] = await Promise.all([
-            targetView(world, reads, tr, tkv.syncAddress, signal),
+            targetView(world, mixed, tr, tkv.syncAddress, signal),
             tr.get<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
           ]);
         }
@@ -326,6 +352,9 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
         // A read the target refuses (missing rights) or never answers stalls this migration only,
         // with the reason, instead of failing every reconcile without a status.
         if (signal.aborted) throw e;
+        // A read of this cluster failed: that fails the reconcile (retried with backoff), as the
+        // source reads above do; it says nothing about the target.
+        if (e instanceof LocalReadError) throw e.cause;
         world.target = undefined;
         targetCluster = e instanceof KubeApiError && (e.code === 401 || e.code === 403)
           ? fail('TargetClusterUnauthorized', `a read on ${target.clusterName} was refused: ${errText(e)} (Site ${spec.targetSite} reports the rights it lacks; the target's chart grants them with rbac.peer and rbac.vmDataNamespaces)`)
