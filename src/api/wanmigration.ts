@@ -58,6 +58,15 @@ export interface ResolvedSpec {
   abort: boolean;
 }
 
+/**
+ * The spec a migration runs with: the live spec, except storage and relay, which keep the values
+ * the migration started with (status.startedWith) once it has started.
+ */
+export function effectiveSpec(wm: { spec: WanMigrationSpec; status?: { startedWith?: Pick<WanMigrationSpec, 'storage' | 'relay'> } }): ResolvedSpec {
+  const started = wm.status?.startedWith;
+  return resolveSpec(started ? { ...wm.spec, ...(started.storage ? { storage: started.storage } : {}), ...(started.relay ? { relay: started.relay } : {}) } : wm.spec);
+}
+
 export function resolveSpec(s: WanMigrationSpec): ResolvedSpec {
   return {
     vmName: s.vmName,

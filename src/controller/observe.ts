@@ -14,7 +14,7 @@ import { ClusterClientError } from '../kube/clusters.ts';
 import { KubeApiError, isNotFound, type KubeObject } from '../kube/rest.ts';
 import { describeRequestError } from '../kube/request-errors.ts';
 import { DEFAULT_KUBEVIRT_NAMESPACE, type Site } from '../api/site.ts';
-import { Phases, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
+import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import type { Check, Facts, TargetView, VmimView } from './phases/observed.ts';
 import type { MigrationReads, WanMigrationDeps } from './deps.ts';
 import { Res } from '../api/resources.ts';
@@ -388,7 +388,8 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     ...(srcVmim ? { sourceVMIM: vmimView(srcVmim, wm.metadata.uid) } : {}),
     ...(tgtVmim ? { targetVMIM: vmimView(tgtVmim, wm.metadata.uid) } : {}),
     skipTargetCleanup: wm.metadata.annotations?.[SKIP_TARGET_CLEANUP] === 'true',
-    specHash: specHash(spec),
+    // The live spec's, not the effective one's (which keeps the started values): a change shows.
+    specHash: specHash(resolveSpec(wm.spec)),
     // Deadlines are fixed at the start: sizes are read only until then.
     ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal, reads.remember) } : {}),
     migrationTLS: world.migrationTLS,

@@ -14,7 +14,7 @@ import type { KubeObject } from '../kube/rest.ts';
 import { isAlreadyExists, isConflict, isNotFound } from '../kube/rest.ts';
 import { stripManagedFields } from '../kube/manager.ts';
 import { mergePatchFrom } from '../kube/merge-patch.ts';
-import { Phases, resolveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
+import { Phases, effectiveSpec, type Phase, type ResolvedSpec, type WanMigration } from '../api/wanmigration.ts';
 import { DEFAULT_PLAN_OPTIONS, plan, type Plan } from './phases/plan.ts';
 import { planSteps, withStepResults } from './phases/steps.ts';
 import { foldPassThroughEvents } from './phases/fold-events.ts';
@@ -96,7 +96,7 @@ export class WanMigrationReconciler implements Reconciler {
     const superseded = new Set<string>();
     if (obj.metadata?.resourceVersion) superseded.add(obj.metadata.resourceVersion);
     let wm = obj as unknown as WanMigration;
-    let spec = resolveSpec(wm.spec);
+    let spec = effectiveSpec(wm);
     const now = (deps.clock ?? systemClock).now();
     let pass = await this.pass(wm, spec, now, cached ?? liveReads(deps.local), ctx);
     if (cached && needsFreshRead(wm, pass.plan)) {
@@ -106,7 +106,7 @@ export class WanMigrationReconciler implements Reconciler {
       obj = fresh;
       if (fresh.metadata?.resourceVersion) superseded.add(fresh.metadata.resourceVersion);
       wm = fresh as unknown as WanMigration;
-      spec = resolveSpec(wm.spec);
+      spec = effectiveSpec(wm);
       pass = await this.pass(wm, spec, now, deps.caches?.reads({ fresh: true }) ?? liveReads(deps.local), ctx);
     }
     const { world, plan: p } = pass;

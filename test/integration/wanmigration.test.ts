@@ -202,6 +202,7 @@ describe('spec changes mid-flight', () => {
     await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { relay: { enabled: true, cacheSizeMiB: 64 } } });
     const wm = await waitForCondition(bed.src, ns, 'mig', 'Reconciling', 'True', 'SpecChangeIgnored');
     assert.equal(wm.status?.observedGeneration, wm.metadata.generation);
+    assert.equal(wm.status?.startedWith?.relay?.enabled, false, 'the migration keeps the relay setting it started with');
     await waitForEvent(bed.src, ns, 'mig', 'SpecChangeIgnored');
     // Approving the cutover is a change that does apply.
     await bed.src.patchMerge(Res.wanMigration, ns, 'mig', { spec: { cutover: { approved: true } } });

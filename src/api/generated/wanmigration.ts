@@ -239,6 +239,17 @@ export interface WanMigrationStatus {
    */
   startedSpecHash?: string;
   /**
+   * The storage and relay settings the migration started with, defaults filled in: the running migration
+   * keeps applying these, whatever spec.storage and spec.relay say later (a change is reported with reason
+   * SpecChangeIgnored).
+   */
+  startedWith?: {
+    /** How the disks move: KubeVirt copies them during the live migration, or CloudNet pre-copies them first. */
+    storage?: StorageSpec;
+    /** CloudNet WAN relay for the migration stream (compression, deduplication, page deltas). */
+    relay?: RelaySpec;
+  };
+  /**
    * Names of the VMIMs this migration created (set once created; a VMIM missing later means it was
    * cancelled).
    */

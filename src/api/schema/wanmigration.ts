@@ -185,6 +185,14 @@ export const wanMigrationStatusSchema: ApiSchema = {
     failureReason: { type: 'string', description: 'CamelCase reason of the rollback or failure (also the reason of Ready and of the Event).' },
     failureMessage: { type: 'string', description: 'Human-readable details of the rollback or failure.' },
     startedSpecHash: { type: 'string', description: 'Hash of the spec fields that cannot change once started (storage, relay): a change is reported, not applied.' },
+    startedWith: {
+      type: 'object',
+      description: 'The storage and relay settings the migration started with, defaults filled in: the running migration keeps applying these, whatever spec.storage and spec.relay say later (a change is reported with reason SpecChangeIgnored).',
+      properties: {
+        storage: wanMigrationSpecSchema.properties!.storage!,
+        relay: wanMigrationSpecSchema.properties!.relay!,
+      },
+    },
     vmims: {
       type: 'object',
       description: 'Names of the VMIMs this migration created (set once created; a VMIM missing later means it was cancelled).',

@@ -8,7 +8,7 @@
 import { findCondition, isTrue, setCondition } from '../../api/conditions.ts';
 import type { ConditionStatus } from '../../api/meta.ts';
 import {
-  ConditionTypes as C, Phases, TERMINAL_PHASES, resolveSpec,
+  ConditionTypes as C, Phases, TERMINAL_PHASES, effectiveSpec,
   type MigrationProgress, type Phase, type ResolvedSpec, type WanMigration, type WanMigrationStatus,
 } from '../../api/wanmigration.ts';
 import type { Action, EventRecord } from './actions.ts';
@@ -236,6 +236,8 @@ function start(c: Ctx): void {
   c.st.startTime = now;
   fixDeadlines(c);
   c.st.startedSpecHash = c.obs.specHash;
+  // What the migration runs with from now on (effectiveSpec), whatever the spec says later.
+  c.st.startedWith = { storage: structuredClone(c.spec.storage), relay: { ...c.spec.relay } };
   for (const t of STEP_CONDITIONS) cond(c, t, 'Unknown', 'NotStarted', 'step not started yet');
   if (c.spec.relay.enabled && !c.obs.relayAvailable) {
     c.events.push({ type: 'Warning', reason: 'RelayUnavailable', message: 'relay.enabled is set but this operator runs no relay: the memory migration goes over the WAN without CloudNet compression or deduplication' });
@@ -535,7 +537,7 @@ function summarize(c: Ctx, prevStall: { reason: string; status: string } | undef
 }
 
 export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAULT_PLAN_OPTIONS): Plan {
-  const spec = resolveSpec(wm.spec);
+  const spec = effectiveSpec(wm);
   const st: WanMigrationStatus = structuredClone(wm.status ?? {});
   const c: Ctx = { wm, spec, obs, opts, st, actions: [], events: [] };
   const prev = findCondition(st.conditions, C.Stalled);

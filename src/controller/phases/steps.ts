@@ -4,7 +4,7 @@
 // their answers, or their absence, mean for the Observed that plan() decides on.
 import type { StepReport } from '../../api/ports.ts';
 import {
-  Phases, TERMINAL_PHASES, resolveSpec, type MigrationProgress, type Phase, type WanMigration,
+  Phases, TERMINAL_PHASES, effectiveSpec, type MigrationProgress, type Phase, type WanMigration,
 } from '../../api/wanmigration.ts';
 import type { StepAction } from './actions.ts';
 import type { Facts, Observed } from './observed.ts';
@@ -23,7 +23,7 @@ export interface StepResults {
 const STORAGE_PHASES: readonly Phase[] = [Phases.SyncingStorage, Phases.PreparingTarget, Phases.AwaitingCutover, Phases.MigratingMemory];
 
 export function planSteps(wm: WanMigration, f: Facts): StepAction[] {
-  const spec = resolveSpec(wm.spec);
+  const spec = effectiveSpec(wm);
   const phase = wm.status?.phase ?? Phases.Pending;
   const steps: StepAction[] = [];
   // Only a migration that has not started can lose to another one (plan.ts preflight).
@@ -86,7 +86,7 @@ export function withStepResults(wm: WanMigration, f: Facts, r: StepResults): Obs
     ...facts,
     ...(conflict ? { conflictWith: conflict } : {}),
     link: r.link ?? linkWithoutStep(f),
-    ...(resolveSpec(wm.spec).storage.mode === 'CloudNetPreCopy' ? { storage: r.storage ?? storageWithoutStep(f) } : {}),
+    ...(effectiveSpec(wm).storage.mode === 'CloudNetPreCopy' ? { storage: r.storage ?? storageWithoutStep(f) } : {}),
     relayAvailable: providers.relay,
     ...(r.relayRegistration ? { relayRegistration: r.relayRegistration } : {}),
     ...(r.relayProgress ? { relayProgress: r.relayProgress } : {}),

@@ -6,7 +6,7 @@
 //  - release: DELETE the registration once memory moved or the migration rolled back.
 // A relay that is down, slow or refuses says so in the report; progress then stays phase-based.
 import type { MigrationRelay, RelayFlowRequest, RelayRequest, StepReport } from '../../api/ports.ts';
-import { resolveSpec, type MigrationProgress, type WanMigration } from '../../api/wanmigration.ts';
+import { effectiveSpec, type MigrationProgress, type WanMigration } from '../../api/wanmigration.ts';
 import { logger } from '../../util/log.ts';
 import { migrationProgress, parseSenderStats } from '../../relay/transport/index.ts';
 import { RelayApiClient, RelayApiError } from './api-client.ts';
@@ -49,7 +49,7 @@ export class RelayApiProvider implements MigrationRelay {
     const c = this.client(site);
     if (!c) return { state: 'Unavailable', reason: 'NoRelayForSite', message: `no sender relay is configured for Site ${site}` };
     if (!id) return { state: 'Progressing', reason: 'NotStarted', message: 'the migration has no ID yet' };
-    const r = resolveSpec(m.spec).relay;
+    const r = effectiveSpec(m).relay;
     try {
       const st = await c.register(id, {
         namespace: m.metadata.namespace ?? '', name: m.metadata.name ?? '', destinations: req.destinations,

@@ -15,7 +15,7 @@ import type { StepReport, StorageRelease, StorageRequest } from '../../api/ports
 import { API_VERSION, GROUP } from '../../api/meta.ts';
 import { Res } from '../../api/resources.ts';
 import type { Site } from '../../api/site.ts';
-import type { WanMigration } from '../../api/wanmigration.ts';
+import { effectiveSpec, type WanMigration } from '../../api/wanmigration.ts';
 import { logger } from '../../util/log.ts';
 import { issueMigrationCredentials, type AgentCredentials } from '../agent-auth.ts';
 import { callAgent } from '../http.ts';
@@ -170,7 +170,7 @@ export class KubeAgentLauncher implements AgentLauncher {
       const tName = names.agentPod(wm, 'target', d);
       let tPod = view(await target.tryGet<PodObj>(POD, tns, tName, signal));
       if (!tPod) {
-        const seed = wm.spec.relay?.enabled ? this.#o.seedRelay?.(wm.spec.targetSite) : undefined;
+        const seed = effectiveSpec(wm).relay.enabled ? this.#o.seedRelay?.(wm.spec.targetSite) : undefined;
         await this.#create(target, POD, targetAgentPod(wm, tns, d, this.#o.image, ownerOf({ apiVersion: 'cdi.kubevirt.io/v1beta1', kind: 'DataVolume', metadata: dv.metadata }), seed), signal);
         tPod = { phase: 'Pending', restarts: 0 };
       }

@@ -11,7 +11,7 @@
 // objects are owned by the WanMigration, target agent Pods by their DataVolume.
 import { GROUP } from '../../api/meta.ts';
 import type { KubeObject } from '../../kube/rest.ts';
-import type { WanMigration } from '../../api/wanmigration.ts';
+import { effectiveSpec, type WanMigration } from '../../api/wanmigration.ts';
 import { AGENT_ROLES, CREDENTIAL_FILES, type AgentCredentials, type AgentRole } from '../agent-auth.ts';
 
 /** The controller's migration labels (src/controller/names.ts, target-objects.ts); a unit test keeps them equal. */
@@ -118,9 +118,9 @@ export function ownerOf(o: { apiVersion: string; kind: string; metadata?: { name
 }
 
 export function targetStorageClass(wm: WanMigration, sourceClass: string | undefined): string | undefined {
-  const st = wm.spec.storage;
-  if (sourceClass && st?.storageClassMap?.[sourceClass]) return st.storageClassMap[sourceClass];
-  return st?.defaultStorageClass ?? sourceClass;
+  const st = effectiveSpec(wm).storage;
+  if (sourceClass && st.storageClassMap[sourceClass]) return st.storageClassMap[sourceClass];
+  return st.defaultStorageClass ?? sourceClass;
 }
 
 function claimSpec(wm: WanMigration, d: Disk): Record<string, unknown> {

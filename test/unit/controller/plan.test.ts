@@ -460,6 +460,18 @@ test('spec change mid-flight is recorded (condition reason + event), not applied
   assert.equal(p.status.observedGeneration, 2);
 });
 
+test('the migration keeps the storage and relay settings it started with (status.startedWith), whatever the spec says later', () => {
+  const started = plan(wm({ relay: { enabled: true, cacheSizeMiB: 64 }, storage: { mode: 'KubeVirt', defaultStorageClass: 'fast' } }), obs({ relayAvailable: true }));
+  assert.deepEqual(started.status.startedWith?.relay, { enabled: true, compression: 'Zstd', dedup: true, deltaPages: true, cacheSizeMiB: 64 });
+  assert.equal(started.status.startedWith?.storage?.defaultStorageClass, 'fast');
+  // relay.enabled switched off mid-flight: the flows registered with the relay are still released after the memory moved.
+  const st = { ...statusFor('MigratingMemory'), startedWith: started.status.startedWith };
+  const p = plan(wm({ relay: { enabled: false } }, st, 2), obs({ ...obsFor('MigratingMemory'), relayAvailable: true, specHash: 'changed', targetVMIM: vmim(NAMES.target, 'Succeeded') }));
+  assert.ok(types(p.actions).includes('ReleaseRelayFlows'), types(p.actions).join(','));
+  assert.deepEqual(p.status.startedWith, started.status.startedWith);
+  assert.ok(p.events.some((e) => e.reason === 'SpecChangeIgnored'));
+});
+
 test('every phase yields the kstatus trio', () => {
   for (const phase of ALL_PHASES) {
     const p = plan(wm({}, inPhase(phase)), obs(obsFor(phase)));
