@@ -150,6 +150,7 @@ function continueRollback(c: Ctx): void {
   // Someone else's VMIM that happens to carry our name is neither deleted nor waited for.
   if (obs.sourceVMIM && !obs.sourceVMIM.foreign) { c.actions.push({ type: 'DeleteSourceVMIM' }); pending = true; waitingFor.push(`source VMIM ${obs.sourceVMIM.name}${obs.sourceVMIM.deleting ? ' (deleting; held by a finalizer)' : ''}`); }
   if (obs.targetVMIM && !obs.targetVMIM.foreign) { c.actions.push({ type: 'DeleteTargetVMIM' }); pending = true; waitingFor.push(`target VMIM ${obs.targetVMIM.name}${obs.targetVMIM.deleting ? ' (deleting; held by a finalizer)' : ''}`); }
+  const vmimsLeft = pending;
   // The target was touched only if we got as far as preparing it (targetVMRef is set then).
   const touchedTarget = c.st.targetVMRef !== undefined || c.st.vmims?.target !== undefined;
   if (touchedTarget) {
@@ -158,6 +159,20 @@ function continueRollback(c: Ctx): void {
     } else if (!obs.target) {
       pending = true;
       c.stall = { reason: 'TargetCleanupBlocked', message: `cannot reach the target cluster to remove what this migration created there (set annotation cloudnet.io/skip-target-cleanup=true to give up on it): ${obs.targetCluster.ok ? 'unknown' : obs.targetCluster.message}` };
+    } else if (obs.target.ownedObjects > 0 && vmimsLeft) {
+      // The receiver goes only once both VMIMs are gone: KubeVirt has then settled how the
+      // migration ended (cancelled, or completed after all: memoryMoved above), and nothing is
+      // deleted under a guest that may be arriving.
+      waitingFor.push(`${obs.target.ownedObjects} object(s) labelled as ours on the target, once the VMIMs are gone`);
+    } else if (obs.target.ownedObjects > 0 && mayHoldTheGuest(c) && obs.skipTargetCleanup) {
+      c.events.push({ type: 'Warning', reason: 'TargetCleanupSkipped', message: `cloudnet.io/skip-target-cleanup is set: the receiver VM on the target (VMI ${obs.target.vmiPhase}) and the other objects this migration created there are left in place` });
+    } else if (obs.target.ownedObjects > 0 && mayHoldTheGuest(c)) {
+      pending = true;
+      c.stall = {
+        reason: 'RollbackUnsafe',
+        message: `the source VMI is not running (${obs.source.vmiPhase !== undefined ? `phase ${obs.source.vmiPhase || 'unset'}` : 'gone'}) and the receiver VMI on the target is ${obs.target.vmiPhase}: it may hold the only copy of the guest, so it is not deleted. `
+          + 'Check it; set annotation cloudnet.io/skip-target-cleanup=true to leave what this migration created on the target in place and finish the rollback',
+      };
     } else if (obs.target.ownedObjects > 0) {
       c.actions.push({ type: 'DeleteTargetObjects' });
       pending = true;
@@ -183,6 +198,17 @@ function continueRollback(c: Ctx): void {
   c.st.phaseStartTime = obs.now.toISOString();
   c.st.completionTime = obs.now.toISOString();
   c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); ${sourceState(c)}` });
+}
+
+/**
+ * Could the receiver be holding the guest? The sending VMIM was created (the guest may have started
+ * to move), the source VMI no longer runs, and the receiver VMI is in the phases of a target that
+ * receives (a receiver whose migration failed goes back to WaitingForSync; Running is memoryMoved).
+ */
+function mayHoldTheGuest(c: Ctx): boolean {
+  const { obs } = c;
+  return c.st.vmims?.source !== undefined && obs.source.vmiPhase !== 'Running'
+    && (obs.target?.vmiPhase === 'Scheduling' || obs.target?.vmiPhase === 'Scheduled');
 }
 
 /**

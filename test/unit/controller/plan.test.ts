@@ -143,7 +143,8 @@ describe('abort at every active phase rolls back and ends Aborted with the sourc
       const expected: string[] = [];
       if (o.sourceVMIM) expected.push('DeleteSourceVMIM');
       if (o.targetVMIM) expected.push('DeleteTargetVMIM');
-      if (o.target?.ownedObjects) expected.push('DeleteTargetObjects');
+      // The receiver goes once the VMIMs are gone (KubeVirt has settled the migration's outcome).
+      if (o.target?.ownedObjects && !o.sourceVMIM && !o.targetVMIM) expected.push('DeleteTargetObjects');
       assert.deepEqual(types(p.actions), expected);
       assert.ok(!types(p.actions).includes('FinishSource'));
       assert.equal(p.status.failureReason, 'Aborted');
@@ -238,8 +239,10 @@ describe('deadlines at every phase', () => {
   test('a hung pair (source Synchronizing, target WaitingForSync forever) is rolled back at the memory deadline, deleting both VMIMs', () => {
     const o = { target: preparedTarget, sourceVMIM: vmim(NAMES.source, 'Synchronizing'), targetVMIM: vmim(NAMES.target, 'WaitingForSync') };
     const p = plan(wm({ timeouts: { memorySeconds: 5 } }, statusFor('MigratingMemory')), obs({ ...o, now: later(6) }));
-    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM']);
     assert.equal(p.status.failureReason, 'DeadlineExceeded');
+    const gone = plan(wm({ timeouts: { memorySeconds: 5 } }, p.status), obs({ now: later(7), target: preparedTarget }));
+    assert.deepEqual(types(gone.actions), ['DeleteTargetObjects'], 'then the receiver, the VMIMs being gone and the source running');
     const q = plan(wm({ timeouts: { memorySeconds: 5 } }, p.status), obs({ now: later(7), target: { ...preparedTarget, vmExists: false, vmOwned: false, ownedObjects: 0 } }));
     assert.equal(q.status.phase, 'Failed');
     assert.equal(cond(q.status, 'Stalled')?.status, 'True');
@@ -252,7 +255,7 @@ describe('failures', () => {
     const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), sourceVMIM: vmim(NAMES.source, 'Failed', { failureReason: 'boom' }) }));
     assert.equal(p.status.failureReason, 'MigrationFailed');
     assert.match(p.status.failureMessage!, /boom/);
-    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM']);
   });
   test('target VMIM Failed → rollback', () => {
     const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: vmim(NAMES.target, 'Failed') }));
@@ -350,8 +353,27 @@ describe('the guest has moved: never roll back, whatever the VMIMs say after it'
   test('a rollback that is not overtaken goes on deleting', () => {
     const rolling = { ...mm, phase: 'RollingBack' as Phase, failureReason: 'Aborted' };
     const p = plan(wm({ abort: true }, rolling), obs({ target: preparedTarget, targetVMIM: vmim(NAMES.target, 'Running', { deleting: true }) }));
-    assert.deepEqual(types(p.actions), ['DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.deepEqual(types(p.actions), ['DeleteTargetVMIM'], 'the VMIMs first');
     assert.equal(p.status.phase, 'RollingBack');
+    const q = plan(wm({ abort: true }, p.status), obs({ target: preparedTarget }));
+    assert.deepEqual(types(q.actions), ['DeleteTargetObjects'], 'then the receiver (the source runs)');
+  });
+  test('a receiver that may hold the guest is not deleted: the source VMI no longer runs and the receiver is Scheduled', () => {
+    const rolling = { ...mm, phase: 'RollingBack' as Phase, failureReason: 'DeadlineExceeded' };
+    const gone = { vmExists: true, runStrategy: 'Always', vmiPhase: 'Succeeded', handled: false };
+    const p = plan(wm({}, rolling), obs({ source: gone, target: { ...preparedTarget, vmiPhase: 'Scheduled' } }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.status.phase, 'RollingBack');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'RollbackUnsafe');
+    assert.ok(p.events.some((e) => e.reason === 'RollbackUnsafe'));
+    // The receiver back in WaitingForSync (its migration failed) holds nothing: it goes.
+    const back = plan(wm({}, p.status), obs({ source: gone, target: { ...preparedTarget, vmiPhase: 'WaitingForSync' } }));
+    assert.deepEqual(types(back.actions), ['DeleteTargetObjects']);
+    // The documented way out: skip-target-cleanup leaves it and finishes the rollback.
+    const skip = plan(wm({}, p.status), obs({ source: gone, target: { ...preparedTarget, vmiPhase: 'Scheduled' }, skipTargetCleanup: true }));
+    assert.deepEqual(types(skip.actions), []);
+    assert.equal(skip.status.phase, 'Failed');
+    assert.ok(skip.events.some((e) => e.reason === 'TargetCleanupSkipped'));
   });
 });
 
@@ -545,7 +567,7 @@ describe('fidelity to real KubeVirt (decentralized live migration)', () => {
   test('a VMIM someone else is deleting (KubeVirt finalizer holds it) → MigrationCancelled rollback', () => {
     const p = plan(wm({}, statusFor('MigratingMemory')), obs({ ...obsFor('MigratingMemory'), targetVMIM: vmim(NAMES.target, 'Running', { deleting: true }) }));
     assert.equal(p.status.failureReason, 'MigrationCancelled');
-    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM', 'DeleteTargetObjects']);
+    assert.deepEqual(types(p.actions), ['DeleteSourceVMIM', 'DeleteTargetVMIM']);
     assert.equal(p.status.phase, 'RollingBack', 'waits until the finalizer lets go');
   });
   test('a VMIM with our name but not our label is never deleted nor waited for', () => {
