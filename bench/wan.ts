@@ -109,7 +109,7 @@ const root = path.resolve(import.meta.dirname, '..');
 const outFile = args.out ?? path.join(root, 'bench', 'results', 'wan.json');
 // Which QEMU ran the migrations (qemuTree(): the cached QEMU 10 unless CLOUDNET_QEMU_ROOT says
 // otherwise; Debian's 7.2 loses guest writes under TCG, and its guests panic now and then).
-const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg', qemu: qemuVersion() };
+const machine = { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, accel: 'tcg', qemu: qemuVersion(), freePageReporting: freePageReporting() };
 const rows: CellRow[] = args.update && fs.existsSync(outFile) ? (JSON.parse(fs.readFileSync(outFile, 'utf8')) as { rows: CellRow[] }).rows : [];
 const sameCell = (a: CellRow, b: CellRow): boolean => a.profile === b.profile && a.workload === b.workload && a.mode === b.mode && a.vms === b.vms && (a.run ?? 0) === (b.run ?? 0);
 const started = new Date().toISOString();
@@ -123,17 +123,24 @@ function save(): void {
   }, (_k, v: unknown) => (v instanceof RegExp ? v.source : v), 1));
 }
 
-console.log(`[bench:wan] machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}, ${machine.qemu} (TCG); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${repeat} run(s) of each cell, interleaved, medians reported`);
+console.log(`[bench:wan] machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}, ${machine.qemu} (TCG), free page reporting ${machine.freePageReporting}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ${repeat} run(s) of each cell, interleaved, medians reported`);
 const pki = makePki();
 try {
   for (const p of profiles) {
     const sites = await createSites(PROFILES[p].sites);
     const lab = createGuestLab('cloudnet-bench-wan-');
     try {
-      const cells: Omit<CellOptions, 'sites' | 'lab' | 'pki' | 'profile' | keyof typeof settings>[] = [];
-      for (const w of workloads) for (const mode of modes) cells.push({ workload: w, def: WORKLOADS[w], mode, vms: 1, memMiB });
-      if (multiVms > 0) for (const mode of multiModes) cells.push({ workload: 'memwriter-light', def: MULTI, mode, vms: multiVms, memMiB: multiMemMiB });
-      for (let run = 0; run < repeat; run++) for (const c of cells) {
+      type Cell = Omit<CellOptions, 'sites' | 'lab' | 'pki' | 'profile' | keyof typeof settings>;
+      const single: Cell[] = [];
+      const multi: Cell[] = [];
+      for (const w of workloads) for (const mode of modes) single.push({ workload: w, def: WORKLOADS[w], mode, vms: 1, memMiB });
+      if (multiVms > 0) for (const mode of multiModes) multi.push({ workload: 'memwriter-light', def: MULTI, mode, vms: multiVms, memMiB: multiMemMiB });
+      // Each run starts the modes one further on. The cell right after the multi-VM cells finds
+      // their guests' memory just freed and not yet handed back to the host (free page
+      // reporting, see freePageReporting): its destination QEMU faulted its guest's pages in for
+      // 0.11-0.12 CPU-s on the unshaped link, against ~0.5 s in any other place, whatever the
+      // mode (plain and XBZRLE alike). With a fixed order plain always had that place.
+      for (let run = 0; run < repeat; run++) for (const c of [...rotated(single, run), ...rotated(multi, run)]) {
         const cell: CellOptions = { ...settings, ...c, xbzrleCacheMiB: Math.max(64, c.memMiB / 4), sites, lab, pki, profile: p, attempt: run ? 10 * run : undefined };
         // A guest that dies while booting (seen once under heavy load) is a set-up failure, not a
         // result: one retry.
@@ -183,3 +190,23 @@ for (const l of targetsSummary(medianRows(rows))) console.log(`- ${l}`);
 save();
 console.log(`wrote ${path.relative(root, outFile)}`);
 process.exitCode = rows.some((r) => r.mode === 'relay' && (!r.converged || r.relay?.exact === false || r.alive < r.vms)) ? 1 : 0;
+
+/** `list` started at its `k`-th element (mod its length), wrapping around. */
+function rotated<T>(list: readonly T[], k: number): T[] {
+  const n = list.length;
+  return n ? list.map((_, i) => list[(i + k) % n]!) : [];
+}
+
+/**
+ * Whether this (virtual) machine hands freed memory back to its host (virtio-balloon free page
+ * reporting, from blocks of 2^order pages): memory touched again then costs a host fault too, and
+ * a destination QEMU clearing its guest's pages on first touch pays it in every mode. Memory freed
+ * moments before (the multi-VM cells' guests) is not reported yet, hence the rotated cell order.
+ */
+function freePageReporting(): string {
+  try {
+    return `on (order ${fs.readFileSync('/sys/module/page_reporting/parameters/page_reporting_order', 'utf8').trim()})`;
+  } catch {
+    return 'off';
+  }
+}
