@@ -1,8 +1,9 @@
 // `helm install` of charts/cloudnet into a real kube-apiserver (no kubelet: pods never run, which
 // is fine here), then the RBAC boundaries of the operator's ServiceAccount, checked twice: with
 // `kubectl auth can-i --as=...` (SubjectAccessReview) and with real requests made as that identity.
-// Finally `helm upgrade` (VM data in rbac.vmDataNamespaces, a site gateway) and `helm uninstall`,
-// which must leave the CRDs in place. test/integration/rbac-matrix.test.ts has the full matrix.
+// Finally `helm upgrade` (VM data and KubeVirt/CDI writes in rbac.vmDataNamespaces, a site
+// gateway) and `helm uninstall`, which must leave the CRDs in place.
+// test/integration/rbac-matrix.test.ts has the full matrix.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,15 +36,15 @@ const canI = (a: Access): boolean => canIAs(k, SA, SA_GROUPS, a);
 
 const CN = 'cloudnet.io';
 const KV = 'kubevirt.io';
+const CDI = 'cdi.kubevirt.io';
 const sub = (s: string) => ({ sub: s });
-/** Granted with the defaults (no rbac.vmDataNamespaces). */
+/** Granted with the defaults (no rbac.vmDataNamespaces): KubeVirt/CDI objects are only read. */
 const NEEDED: Access[] = [
   q('watch', CN, 'wanmigrations'), q('patch', CN, 'wanmigrations', 'default', sub('status')),
   q('update', CN, 'wanmigrations', 'default', sub('finalizers')), q('list', CN, 'sites'), q('patch', CN, 'sites', '', sub('status')),
-  q('create', KV, 'virtualmachineinstancemigrations', 'default'), q('delete', KV, 'virtualmachineinstancemigrations', 'default'),
-  q('watch', KV, 'virtualmachineinstancemigrations'), q('create', KV, 'virtualmachines', 'default'), q('patch', KV, 'virtualmachines', 'default'),
-  q('delete', KV, 'virtualmachines', 'default'), q('watch', KV, 'virtualmachineinstances'), q('get', KV, 'kubevirts', 'kubevirt'),
-  q('create', 'cdi.kubevirt.io', 'datavolumes', 'default'), q('delete', 'cdi.kubevirt.io', 'datavolumes', 'default'),
+  q('list', KV, 'virtualmachineinstancemigrations'), q('watch', KV, 'virtualmachineinstancemigrations'), q('get', KV, 'virtualmachineinstancemigrations', 'default'),
+  q('list', KV, 'virtualmachines'), q('watch', KV, 'virtualmachines'), q('get', KV, 'virtualmachines', 'default'),
+  q('watch', KV, 'virtualmachineinstances'), q('get', KV, 'kubevirts', 'kubevirt'), q('get', CDI, 'datavolumes', 'default'),
   q('get', '', 'configmaps', 'kubevirt', { name: 'kubevirt-ca' }), q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }),
   q('create', '', 'configmaps', 'kubevirt'), q('get', '', 'persistentvolumeclaims', 'default'),
   q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS),
@@ -61,6 +62,11 @@ const NOT_NEEDED: Access[] = [
   q('create', CN, 'wanmigrations', 'default'), q('delete', CN, 'wanmigrations', 'default'), q('delete', CN, 'sites'),
   q('update', KV, 'virtualmachineinstances', 'default'), q('delete', KV, 'virtualmachineinstances', 'default'),
   q('patch', KV, 'kubevirts', 'kubevirt'), q('update', KV, 'virtualmachines', 'default', sub('status')),
+  // KubeVirt/CDI writes, too, are granted only in rbac.vmDataNamespaces (none yet); update in none.
+  q('create', KV, 'virtualmachines', 'default'), q('patch', KV, 'virtualmachines', 'default'), q('delete', KV, 'virtualmachines', 'kube-system'),
+  q('create', KV, 'virtualmachines'), q('update', KV, 'virtualmachines', 'default'),
+  q('create', KV, 'virtualmachineinstancemigrations', 'default'), q('delete', KV, 'virtualmachineinstancemigrations', 'default'),
+  q('create', CDI, 'datavolumes', 'default'), q('delete', CDI, 'datavolumes', 'kube-system'), q('update', CDI, 'datavolumes', 'default'),
   q('create', 'coordination.k8s.io', 'leases', 'default'), q('delete', 'coordination.k8s.io', 'leases', NS),
   q('update', 'apps', 'deployments', NS), q('create', 'rbac.authorization.k8s.io', 'clusterrolebindings'),
   q('escalate', 'rbac.authorization.k8s.io', 'clusterroles'), q('bind', 'rbac.authorization.k8s.io', 'roles', NS),
@@ -90,7 +96,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     const out = helm(['install', RELEASE, chartDir, '--namespace', NS, '--create-namespace', '--timeout', '120s', '--set', 'gateway.enabled=false']);
     assert.match(out, /STATUS: deployed/);
     assert.match(out, /CloudNet operator .* is installed in namespace cloudnet-system/, 'NOTES.txt rendered');
-    assert.match(out, /NOTE: rbac.vmDataNamespaces is empty/, 'NOTES.txt says VM data is not granted anywhere yet');
+    assert.match(out, /NOTE: rbac.vmDataNamespaces is empty, so no VM can migrate from or into this cluster/, 'NOTES.txt says VM data and VM writes are not granted anywhere yet');
     kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/wanmigrations.cloudnet.io', 'crd/sites.cloudnet.io']);
     const crd = JSON.parse(kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', '-o', 'json'])) as { metadata: { annotations: Record<string, string> } };
     assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
@@ -137,16 +143,20 @@ describe('helm install charts/cloudnet into a real API server', () => {
     }
   });
 
-  it('upgrades: Secret/ConfigMap rights in rbac.vmDataNamespaces only, site gateway added', () => {
+  it('upgrades: Secret/ConfigMap rights and KubeVirt/CDI writes in rbac.vmDataNamespaces only, site gateway added', () => {
     kubectlOk(['create', 'namespace', 'vms']);
     kubectlOk(['create', 'namespace', 'vms-b']);
     helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
       '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
     const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'vms-b'),
-      q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS)];
+      q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS),
+      q('patch', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms-b'), q('create', KV, 'virtualmachineinstancemigrations', 'vms'),
+      q('delete', KV, 'virtualmachineinstancemigrations', 'vms-b'), q('list', KV, 'virtualmachines')];
     const refused = [q('list', '', 'secrets'), q('list', '', 'secrets', 'default'), q('get', '', 'secrets', 'kube-system'), q('create', '', 'configmaps', 'default'),
-      q('update', '', 'secrets', 'vms'), q('watch', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'kubevirt')];
+      q('update', '', 'secrets', 'vms'), q('watch', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'kubevirt'),
+      q('patch', KV, 'virtualmachines', 'default'), q('create', KV, 'virtualmachineinstancemigrations', 'kube-system'), q('create', CDI, 'datavolumes', 'default'),
+      q('update', KV, 'virtualmachines', 'vms'), q('create', '', 'pods', 'vms')];
     const answers = reviewAll([...granted, ...refused]);
     assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],
       [...granted, ...refused].map((a, i) => `${describeAccess(a)}: ${answers[i]}`).join('\n'));
@@ -171,6 +181,7 @@ describe('helm install charts/cloudnet into a real API server', () => {
     assert.notEqual(kubectl(['-n', NS, 'get', `deployment/${RELEASE}`]).status, 0, 'Deployment removed');
     assert.notEqual(kubectl(['get', `clusterrole/${RELEASE}`]).status, 0, 'ClusterRole removed');
     assert.notEqual(kubectl(['-n', 'vms', 'get', `role/${RELEASE}-vmdata`]).status, 0, 'vmdata Role removed');
+    assert.notEqual(kubectl(['-n', 'vms', 'get', `role/${RELEASE}-vmdata-source`]).status, 0, 'vmdata-source Role removed');
     assert.notEqual(kubectl(['-n', 'kubevirt', 'get', `role/${RELEASE}-kubevirt-ca`]).status, 0, 'kubevirt-ca Role removed');
     assert.notEqual(kubectl(['-n', 'default', 'get', `role/${RELEASE}-gateway-events`]).status, 0, 'gateway events Role removed');
     kubectlOk(['get', 'crd', 'wanmigrations.cloudnet.io', 'sites.cloudnet.io']);

@@ -4,7 +4,9 @@
 // Roles and bindings, the Site's kubeconfig authenticates as that ServiceAccount (not an admin, not
 // system:masters), the Site (allowedNamespaces = the chart's vmDataNamespaces) is Ready with exactly
 // those rights, and a WanMigration into a listed namespace goes all the way to Succeeded, CA
-// exchange and cleanup of what it created included. A namespace that is not listed is refused.
+// exchange and cleanup of what it created included. A namespace that is not listed is refused, by
+// the Site and by RBAC: the peer reads VMs, VMIMs and DataVolumes everywhere (the operator's
+// informers) but may create or delete them only in the listed namespaces.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeClient } from '../../src/kube/client.ts';
@@ -15,7 +17,7 @@ import { helmTemplate, splitRendered } from '../../hack/packaging.ts';
 import { applyManifests, useClusters, userKubeconfig } from '../env/index.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import {
-  createVM, ensure, OPERATOR_NS, reconcileErrors, runOperator, setupBed, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, ensure, OPERATOR_NS, reconcileErrors, runOperator, setupBed, vmObject, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 
 const NS = 'peer-vms';
@@ -42,7 +44,8 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
       const applied = await applyManifests(b, rendered);
       assert.deepEqual(applied.map((m) => `${m.kind}/${m.metadata.name}`).sort(), [
         'ClusterRole/t-cloudnet-peer', 'ClusterRoleBinding/t-cloudnet-peer', 'Role/t-cloudnet-kubevirt-ca', 'Role/t-cloudnet-vmdata',
-        'RoleBinding/t-cloudnet-kubevirt-ca', 'RoleBinding/t-cloudnet-vmdata', 'ServiceAccount/t-cloudnet-peer',
+        'Role/t-cloudnet-vmdata-source', 'RoleBinding/t-cloudnet-kubevirt-ca', 'RoleBinding/t-cloudnet-vmdata', 'RoleBinding/t-cloudnet-vmdata-source',
+        'ServiceAccount/t-cloudnet-peer',
       ]);
       // The Site's kubeconfig authenticates as that ServiceAccount (its groups, not system:masters).
       const peer = await userKubeconfig(b, { user: `system:serviceaccount:${OPERATOR_NS}:t-cloudnet-peer`, groups: ['system:serviceaccounts', `system:serviceaccounts:${OPERATOR_NS}`, 'system:authenticated'] });
@@ -55,11 +58,26 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
   });
 
   test('the identity is not an admin', async () => {
-    // rbac.peer grants the KubeVirt objects cluster-wide (the Site's allowedNamespaces is what
-    // confines the target namespace); Secrets and ConfigMaps only where listed.
+    // rbac.peer grants reading the KubeVirt objects cluster-wide; writing them, and Secrets and
+    // ConfigMaps at all, only where listed (the Site's allowedNamespaces says the same).
+    const forbidden = (e: unknown) => e instanceof KubeApiError && e.code === 403;
     for (const [ref, ns] of [[Res.secret, 'kube-system'], [Res.secret, 'not-listed'], [Res.configMap, 'not-listed'], [Res.configMap, OPERATOR_NS], [Res.secret, 'kubevirt']] as const) {
-      await assert.rejects(peerClient!.list(ref, ns), (e: unknown) => e instanceof KubeApiError && e.code === 403, `list ${ref.kind} in ${ns}`);
+      await assert.rejects(peerClient!.list(ref, ns), forbidden, `list ${ref.kind} in ${ns}`);
     }
+    for (const ns of ['not-listed', 'kube-system']) {
+      await assert.rejects(peerClient!.create(Res.vm, vmObject(ns, 'intruder', { memory: '64Mi', disks: [] })), forbidden, `create a VM in ${ns}`);
+      await assert.rejects(peerClient!.create(Res.dataVolume, { metadata: { name: 'intruder', namespace: ns }, spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } } } } }),
+        forbidden, `create a DataVolume in ${ns}`);
+      await assert.rejects(peerClient!.create(Res.vmim, { metadata: { name: 'intruder', namespace: ns }, spec: { vmiName: 'x' } }), forbidden, `create a VMIM in ${ns}`);
+    }
+    // A VM the target cluster runs in a namespace that is not listed: visible, not removable.
+    await bed!.dst.create(Res.vm, vmObject('not-listed', 'resident', { memory: '64Mi', disks: [], runStrategy: 'Halted' }));
+    assert.equal((await peerClient!.get(Res.vm, 'not-listed', 'resident')).metadata?.name, 'resident');
+    assert.ok((await peerClient!.list(Res.vm)).items.some((v) => v.metadata?.name === 'resident'), 'lists VMs in every namespace');
+    await peerClient!.list(Res.dataVolume);
+    await peerClient!.list(Res.vmim);
+    await assert.rejects(peerClient!.delete(Res.vm, 'not-listed', 'resident'), forbidden, 'delete a VM in a namespace that is not listed');
+    await bed!.dst.delete(Res.vm, 'not-listed', 'resident');
   });
 
   test('a migration into a listed namespace succeeds', async () => {

@@ -2,10 +2,12 @@
 // applied, then the operator's ServiceAccount is asked a matrix of what it CAN and CANNOT do, three
 // ways that must agree (SelfSubjectAccessReview with a real token for the ServiceAccount,
 // SubjectAccessReview by the admin, `kubectl auth can-i --as=system:serviceaccount:...`), then a
-// few real requests with that token. Then the documented opt-in rbac.clusterWideVMData, and the
-// receiving side: the identity a peer site's operator uses here (rbac.peer).
+// few real requests with that token. Then the documented opt-in rbac.clusterWideVMData, the
+// receiving side: the identity a peer site's operator uses here (rbac.peer), and the storage
+// agents' Pod rights. KubeVirt/CDI objects are read cluster-wide and written only in
+// rbac.vmDataNamespaces (everywhere only with the opt-in), by the operator and the peer alike.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -37,9 +39,14 @@ const CAN: Access[] = [
   // A listed VM namespace: copies of what VMs reference, cleanup by label.
   q('get', '', 'secrets', 'vms'), q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'secrets', 'vms'),
   q('get', '', 'configmaps', 'vms'), q('list', '', 'configmaps', 'vms'), q('create', '', 'configmaps', 'vms'), q('delete', '', 'configmaps', 'vms'),
-  // KubeVirt/CDI objects, PVC sizes, namespaces, Events, our APIs.
-  q('create', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'), q('create', KV, 'virtualmachineinstancemigrations', 'vms'),
-  q('watch', KV, 'virtualmachineinstances'), q('list', KV, 'kubevirts', 'kubevirt'), q('create', CDI, 'datavolumes', 'vms'),
+  // The source side in a listed namespace: stop (patch) or delete the source VM, the source VMIM.
+  // (The same Role lets the peer identity create the receiver VM and DataVolumes there.)
+  q('patch', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'),
+  q('create', KV, 'virtualmachineinstancemigrations', 'vms'), q('delete', KV, 'virtualmachineinstancemigrations', 'vms'),
+  // KubeVirt/CDI objects read everywhere (cluster-wide informers), PVC sizes, namespaces, Events, our APIs.
+  q('get', KV, 'virtualmachines', 'other'), q('list', KV, 'virtualmachines'), q('watch', KV, 'virtualmachines'),
+  q('list', KV, 'virtualmachineinstancemigrations'), q('watch', KV, 'virtualmachineinstancemigrations'), q('get', CDI, 'datavolumes', 'other'),
+  q('watch', KV, 'virtualmachineinstances'), q('list', KV, 'kubevirts', 'kubevirt'),
   q('get', '', 'persistentvolumeclaims', 'vms'), q('get', '', 'namespaces'), q('create', '', 'events', 'vms'),
   q('patch', CN, 'wanmigrations', 'vms', { sub: 'status' }), q('watch', CN, 'sites'),
   // Secure metrics: reviews of scrapers' tokens.
@@ -64,7 +71,27 @@ const CANNOT: Access[] = [
   q('create', '', 'serviceaccounts', NS, { sub: 'token' }), q('create', '', 'pods', 'vms'), q('create', '', 'pods', 'vms', { sub: 'exec' }),
   q('create', 'apiextensions.k8s.io', 'customresourcedefinitions'), q('create', 'certificates.k8s.io', 'certificatesigningrequests'),
   q('patch', KV, 'kubevirts', 'kubevirt'), q('update', KV, 'virtualmachineinstances', 'vms'), q('delete', CN, 'wanmigrations', 'vms'),
+  // KubeVirt/CDI writes outside the listed namespaces (a VM there could mount any of its Secrets),
+  // cluster-wide, and the verbs nothing uses.
+  q('create', KV, 'virtualmachines', 'other'), q('create', KV, 'virtualmachines', 'kube-system'), q('create', KV, 'virtualmachines'),
+  q('patch', KV, 'virtualmachines', 'other'), q('delete', KV, 'virtualmachines', 'kube-system'),
+  q('create', KV, 'virtualmachineinstancemigrations', 'other'), q('delete', KV, 'virtualmachineinstancemigrations', 'kube-system'),
+  q('create', CDI, 'datavolumes', 'other'), q('delete', CDI, 'datavolumes', 'kube-system'), q('create', CDI, 'datavolumes'),
+  q('update', KV, 'virtualmachines', 'vms'), q('update', KV, 'virtualmachineinstancemigrations', 'vms'), q('patch', KV, 'virtualmachineinstancemigrations', 'vms'),
+  q('update', CDI, 'datavolumes', 'vms'), q('patch', CDI, 'datavolumes', 'vms'),
+  q('create', '', 'pods', 'other'), q('create', '', 'persistentvolumeclaims', 'other'), q('delete', '', 'persistentvolumeclaims', 'vms'),
 ];
+
+/** A minimal VirtualMachine, POSTed with `kubectl create --raw` (no discovery needed). */
+function vmFile(ns: string, name: string): string {
+  const path = join(work, `vm-${ns}-${name}.json`);
+  writeFileSync(path, JSON.stringify({
+    apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachine', metadata: { name, namespace: ns },
+    spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {} } } } },
+  }));
+  return path;
+}
+const vmsPath = (ns?: string, name?: string) => `/apis/kubevirt.io/v1${ns ? `/namespaces/${ns}` : ''}/virtualmachines${name ? `/${name}` : ''}`;
 
 let cluster: Cluster;
 let work: string;
@@ -93,7 +120,7 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
 
   it('applies the rendered objects, Roles in exactly the release, KubeVirt and listed namespaces', () => {
     const roles = k.ok(['get', 'roles', '-A', '-l', `app.kubernetes.io/instance=${RELEASE}`, '-o', 'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\\n"}{end}']);
-    assert.deepEqual(roles.split('\n').filter(Boolean).sort(), [`${NS}/${RELEASE}`, `kubevirt/${RELEASE}-kubevirt-ca`, `vms/${RELEASE}-vmdata`]);
+    assert.deepEqual(roles.split('\n').filter(Boolean).sort(), [`${NS}/${RELEASE}`, `kubevirt/${RELEASE}-kubevirt-ca`, `vms/${RELEASE}-vmdata`, `vms/${RELEASE}-vmdata-source`]);
   });
 
   it('SelfSubjectAccessReview with the ServiceAccount\'s own token: every CAN allowed, every CANNOT denied', () => {
@@ -135,16 +162,28 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     forbidden(['-n', 'other', 'create', 'secret', 'generic', 'x', '--from-literal=a=b']);
     forbidden(['create', 'clusterrolebinding', 'grab', '--clusterrole=cluster-admin', `--serviceaccount=${NS}:${RELEASE}`]);
     forbidden(['delete', 'namespace', 'other']);
+    // VMs: read in any namespace, written only in the listed one.
+    k.ok(['create', '--raw', vmsPath('other'), '-f', vmFile('other', 'vm-other')]);
+    k.ok(['create', '--raw', vmsPath('vms'), '-f', vmFile('vms', 'vm-src')]);
+    assert.match(as(['get', '--raw', vmsPath()]).stdout, /"vm-other"/, 'lists VMs in every namespace');
+    assert.equal(as(['get', '--raw', vmsPath('other', 'vm-other')]).status, 0);
+    forbidden(['create', '--raw', vmsPath('other'), '-f', vmFile('other', 'vm-mine')]);
+    forbidden(['create', '--raw', vmsPath('kube-system'), '-f', vmFile('kube-system', 'vm-mine')]);
+    forbidden(['delete', '--raw', vmsPath('other', 'vm-other')]);
+    assert.equal(as(['delete', '--raw', vmsPath('vms', 'vm-src')]).status, 0, 'deletes a source VM in a listed namespace');
   });
 
-  it('rbac.peer: the peer site\'s identity may receive a VM into a listed namespace, nothing of this site\'s own', () => {
+  it('rbac.peer: the peer site\'s identity may receive a VM into a listed namespace only, nothing of this site\'s own', () => {
     applyChart(['rbac.vmDataNamespaces={vms}', 'rbac.peer.enabled=true']);
     const peer = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-peer`);
     const can = [
       q('get', '', 'namespaces', '', { name: 'vms' }), q('list', KV, 'kubevirts', 'kubevirt'),
       q('create', KV, 'virtualmachines', 'vms'), q('list', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'), q('get', KV, 'virtualmachineinstances', 'vms'),
       q('create', KV, 'virtualmachineinstancemigrations', 'vms'), q('delete', KV, 'virtualmachineinstancemigrations', 'vms'),
-      q('create', CDI, 'datavolumes', 'vms'), q('list', CDI, 'datavolumes', 'vms'),
+      q('create', CDI, 'datavolumes', 'vms'), q('list', CDI, 'datavolumes', 'vms'), q('delete', CDI, 'datavolumes', 'vms'),
+      // Reads stay cluster-wide: the operator's informers follow these kinds in every namespace.
+      q('list', KV, 'virtualmachines'), q('watch', KV, 'virtualmachines'), q('get', KV, 'virtualmachines', 'other'),
+      q('list', KV, 'virtualmachineinstances'), q('watch', KV, 'virtualmachineinstancemigrations'), q('list', CDI, 'datavolumes'), q('watch', CDI, 'datavolumes'),
       q('create', '', 'secrets', 'vms'), q('list', '', 'configmaps', 'vms'), q('delete', '', 'secrets', 'vms'),
       q('get', '', 'configmaps', 'kubevirt', CA), q('patch', '', 'configmaps', 'kubevirt', EXT_CA), q('create', '', 'configmaps', 'kubevirt'),
     ];
@@ -156,6 +195,11 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
       q('get', '', 'secrets', 'other'), q('get', '', 'secrets', 'kube-system'), q('list', '', 'secrets'),
       q('patch', KV, 'virtualmachines', 'vms'), q('update', KV, 'virtualmachineinstances', 'vms'), q('patch', KV, 'kubevirts', 'kubevirt'),
       q('create', '', 'pods', 'vms'), q('create', '', 'namespaces'), q('create', RBAC, 'rolebindings', 'vms'), q('patch', '', 'configmaps', 'kubevirt', CA),
+      // No KubeVirt/CDI writes outside the listed namespaces: a VM there could mount its Secrets and ServiceAccounts.
+      q('create', KV, 'virtualmachines', 'other'), q('create', KV, 'virtualmachines', 'kube-system'), q('create', KV, 'virtualmachines'),
+      q('delete', KV, 'virtualmachines', 'other'), q('create', KV, 'virtualmachineinstancemigrations', 'other'),
+      q('delete', KV, 'virtualmachineinstancemigrations', 'kube-system'), q('create', CDI, 'datavolumes', 'other'), q('create', CDI, 'datavolumes', 'kube-system'),
+      q('delete', CDI, 'datavolumes', 'other'), q('update', KV, 'virtualmachines', 'vms'), q('update', CDI, 'datavolumes', 'vms'),
     ];
     const questions = [...can, ...cannot];
     const expected = [...can.map(() => true), ...cannot.map(() => false)];
@@ -164,16 +208,57 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     assert.deepEqual(mismatches(questions, expected, questions.map((a) => canIAs(k, user, groups, a)), 'peer kubectl auth can-i --as'), []);
     const r = k.run(['-n', NS, 'get', 'secrets'], peer.path);
     assert.match(r.stderr, /forbidden/i, 'the peer cannot read this site\'s kubeconfig Secrets');
+    // Real requests with the peer's token: a receiver VM in the listed namespace, not elsewhere; reads everywhere.
+    const asPeer = (args: string[]) => k.run(args, peer.path);
+    assert.equal(asPeer(['create', '--raw', vmsPath('vms'), '-f', vmFile('vms', 'receiver')]).status, 0, 'creates the receiver VM in a listed namespace');
+    for (const ns of ['other', 'kube-system']) {
+      const denied = asPeer(['create', '--raw', vmsPath(ns), '-f', vmFile(ns, 'receiver')]);
+      assert.notEqual(denied.status, 0, `the peer created a VM in ${ns}`);
+      assert.match(denied.stderr, /forbidden/i, denied.stderr);
+    }
+    assert.match(asPeer(['get', '--raw', vmsPath()]).stdout, /"receiver"/, 'lists VMs in every namespace');
+    assert.equal(asPeer(['get', '--raw', vmsPath('other', 'vm-other')]).status, 0, 'reads a VM in a namespace that is not listed');
+    assert.match(asPeer(['delete', '--raw', vmsPath('other', 'vm-other')]).stderr, /forbidden/i);
+    assert.equal(asPeer(['delete', '--raw', vmsPath('vms', 'receiver')]).status, 0, 'removes the receiver VM on cleanup');
   });
 
-  it('rbac.clusterWideVMData=true (explicit opt-in) grants VM data in every namespace, and nothing more', () => {
-    const opened = [q('get', '', 'secrets', 'other'), q('create', '', 'configmaps', 'other'), q('list', '', 'secrets'), q('get', '', 'secrets', 'kube-system')];
+  it('rbac.clusterWideVMData=true (explicit opt-in) grants VM data and VM writes in every namespace, and nothing more', () => {
+    // The operator: VM data, and the source side's VM and VMIM writes.
+    const opened = [q('get', '', 'secrets', 'other'), q('create', '', 'configmaps', 'other'), q('list', '', 'secrets'), q('get', '', 'secrets', 'kube-system'),
+      q('patch', KV, 'virtualmachines', 'other'), q('delete', KV, 'virtualmachines', 'kube-system'), q('create', KV, 'virtualmachineinstancemigrations', 'other'),
+      q('delete', KV, 'virtualmachineinstancemigrations', 'kube-system')];
     const stillClosed = [q('watch', '', 'secrets'), q('update', '', 'secrets', 'other'), q('patch', '', 'configmaps', 'kube-system'),
-      q('patch', '', 'configmaps', 'kubevirt', CA), q('create', RBAC, 'clusterrolebindings')];
+      q('patch', '', 'configmaps', 'kubevirt', CA), q('create', RBAC, 'clusterrolebindings'), q('update', KV, 'virtualmachines', 'other'),
+      q('create', '', 'pods', 'other')];
+    // The peer: the target side's writes.
+    const peerOpened = [q('create', KV, 'virtualmachines', 'other'), q('delete', KV, 'virtualmachines', 'kube-system'),
+      q('create', KV, 'virtualmachineinstancemigrations', 'other'), q('create', CDI, 'datavolumes', 'other'), q('delete', CDI, 'datavolumes', 'kube-system')];
+    const peerStillClosed = [q('patch', KV, 'virtualmachines', 'other'), q('update', CDI, 'datavolumes', 'other'), q('get', '', 'secrets', NS), q('list', CN, 'sites')];
     const questions = [...opened, ...stillClosed];
-    applyChart(['rbac.vmDataNamespaces={vms}', 'rbac.clusterWideVMData=true']);
+    const peerQuestions = [...peerOpened, ...peerStillClosed];
+    applyChart(['rbac.vmDataNamespaces={vms}', 'rbac.peer.enabled=true', 'rbac.clusterWideVMData=true']);
+    const peer = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-peer`);
     assert.deepEqual(mismatches(questions, [...opened.map(() => true), ...stillClosed.map(() => false)], selfReview(k, saToken.path, questions), 'opted in'), []);
-    applyChart(['rbac.vmDataNamespaces={vms}']);
+    assert.deepEqual(mismatches(peerQuestions, [...peerOpened.map(() => true), ...peerStillClosed.map(() => false)], selfReview(k, peer.path, peerQuestions), 'peer opted in'), []);
+    applyChart(['rbac.vmDataNamespaces={vms}', 'rbac.peer.enabled=true']);
     assert.deepEqual(mismatches(questions, questions.map(() => false), selfReview(k, saToken.path, questions), 'default again'), []);
+    assert.deepEqual(mismatches(peerQuestions, peerQuestions.map(() => false), selfReview(k, peer.path, peerQuestions), 'peer default again'), []);
+  });
+
+  it('storageAgents: Pod and PVC writes only in rbac.vmDataNamespaces, cluster-wide only with rbac.clusterWideVMData', () => {
+    const listed = [q('create', '', 'pods', 'vms'), q('delete', '', 'pods', 'vms'), q('create', '', 'persistentvolumeclaims', 'vms'), q('list', '', 'persistentvolumeclaims', 'vms')];
+    const elsewhere = [q('create', '', 'pods', 'other'), q('create', '', 'pods', 'kube-system'), q('create', '', 'pods'), q('list', '', 'pods'),
+      q('create', '', 'persistentvolumeclaims', 'other'), q('delete', '', 'persistentvolumeclaims', 'kube-system')];
+    const questions = [...listed, ...elsewhere];
+    const check = (set: string[], listedOk: boolean, elsewhereOk: boolean, how: string) => {
+      applyChart(set);
+      assert.deepEqual(mismatches(questions, [...listed.map(() => listedOk), ...elsewhere.map(() => elsewhereOk)], selfReview(k, saToken.path, questions), how), []);
+    };
+    check(['rbac.vmDataNamespaces={vms}', 'storageAgents.enabled=true'], true, false, 'listed namespaces');
+    // No vmDataNamespaces: nothing new anywhere (the vms Role applied above is left as it was, so only "elsewhere" is asked).
+    applyChart(['storageAgents.enabled=true']);
+    assert.deepEqual(mismatches(elsewhere, elsewhere.map(() => false), selfReview(k, saToken.path, elsewhere), 'no vmDataNamespaces'), []);
+    check(['rbac.vmDataNamespaces={vms}', 'storageAgents.enabled=true', 'rbac.clusterWideVMData=true'], true, true, 'opted in');
+    check(['rbac.vmDataNamespaces={vms}'], false, false, 'agents off again');
   });
 });

@@ -1,6 +1,6 @@
 // The chart's storageAgents switch (issue 13): off by default (no Pod rights, no agent image for
-// the operator); on, the operator gets its own image as CLOUDNET_AGENT_IMAGE and Pod/PVC rights,
-// cluster-wide or only in rbac.vmDataNamespaces.
+// the operator); on, the operator gets its own image as CLOUDNET_AGENT_IMAGE and Pod/PVC rights in
+// rbac.vmDataNamespaces only, cluster-wide only with the explicit opt-in rbac.clusterWideVMData.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import yaml from 'js-yaml';
@@ -19,16 +19,23 @@ test('off by default: no agent image, no Pod rights', () => {
   assert.deepEqual([...podRights(docs, 'ClusterRole'), ...podRights(docs, 'Role')], []);
 });
 
-test('on: the operator\'s own image for the agents, Pod rights cluster-wide or per vmDataNamespace', () => {
+test('on: the operator\'s own image for the agents, Pod rights per vmDataNamespace, cluster-wide only on opt-in', () => {
   const docs = render('storageAgents.enabled=true', 'storageAgents.relaySeedAddr=site-b=198.51.100.2:7401', 'image.tag=1.2.3');
   const e = env(docs);
   assert.equal(e.CLOUDNET_AGENT_IMAGE, 'ghcr.io/cloudnet-io/cloudnet:1.2.3');
   assert.equal(e.CLOUDNET_RELAY_SEED_ADDR, 'site-b=198.51.100.2:7401');
   assert.equal(parseSeedAddrSetting(e.CLOUDNET_RELAY_SEED_ADDR!)('site-b'), '198.51.100.2:7401');
-  assert.deepEqual(podRights(docs, 'ClusterRole'), ['*:get,list,create,delete']);
+  // No vmDataNamespaces: no Pod or PVC write rights anywhere (not cluster-wide: that is near cluster-admin).
+  assert.deepEqual([...podRights(docs, 'ClusterRole'), ...podRights(docs, 'Role')], []);
+  const pvcWrites = (d: Obj[]) => d.filter((x) => x.kind === 'ClusterRole').flatMap((x) => (x.rules ?? []).filter((r) => (r.resources ?? []).includes('persistentvolumeclaims') && r.verbs.some((v) => v !== 'get')));
+  assert.deepEqual(pvcWrites(docs), []);
   const confined = render('storageAgents.enabled=true', 'rbac.vmDataNamespaces={vms,kubevirt}');
   assert.deepEqual(podRights(confined, 'ClusterRole'), []);
+  assert.deepEqual(pvcWrites(confined), []);
   assert.deepEqual(podRights(confined, 'Role').sort(), ['kubevirt:get,list,create,delete', 'vms:get,list,create,delete']);
+  const wide = render('storageAgents.enabled=true', 'rbac.clusterWideVMData=true');
+  assert.deepEqual(podRights(wide, 'ClusterRole'), ['*:get,list,create,delete']);
+  assert.deepEqual(podRights(render('rbac.clusterWideVMData=true'), 'ClusterRole'), [], 'the opt-in alone grants no Pods');
 });
 
 test('a bad seed address is refused by the schema', () => {

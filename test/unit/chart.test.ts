@@ -65,10 +65,15 @@ function grants(rs: PolicyRule[]): Record<string, string> {
   return Object.fromEntries(Object.entries(m).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, [...v].sort().join(',')]));
 }
 
-const CRUD = 'create,delete,get,list,patch,update,watch';
+const READ = 'get,list,watch';
 const VM_DATA = 'create,delete,get,list';
-/** Every Secret/ConfigMap grant of the operator's ServiceAccount, as "namespace group/resource[names]: verbs". */
-function operatorDataGrants(docs: K8sObject[], sa = 't-cloudnet'): string[] {
+const SECRETS_CONFIGMAPS = /^core\/(secrets|configmaps)/;
+const KUBEVIRT_CDI = /^(kubevirt\.io|cdi\.kubevirt\.io)\//;
+/**
+ * Every grant of `sa` on the kinds `which` matches (default: Secrets and ConfigMaps), wherever it
+ * is granted, as "namespace group/resource[names]: verbs" ('*' for a ClusterRole).
+ */
+function operatorDataGrants(docs: K8sObject[], sa = 't-cloudnet', which = SECRETS_CONFIGMAPS): string[] {
   const bound = (d: K8sObject) => {
     const b = docs.find((x) => (x.kind === 'RoleBinding' || x.kind === 'ClusterRoleBinding') && (x as K8sObject & { roleRef: { kind: string; name: string } }).roleRef.name === d.metadata.name
       && (x.kind === 'ClusterRoleBinding') === (d.kind === 'ClusterRole') && x.metadata.namespace === d.metadata.namespace);
@@ -77,7 +82,7 @@ function operatorDataGrants(docs: K8sObject[], sa = 't-cloudnet'): string[] {
   const out: string[] = [];
   for (const d of docs.filter((x) => (x.kind === 'Role' || x.kind === 'ClusterRole') && bound(x))) {
     for (const [k, v] of Object.entries(grants(rules(d)))) {
-      if (/^core\/(secrets|configmaps)/.test(k)) out.push(`${d.metadata.namespace ?? '*'} ${k}: ${v}`);
+      if (which.test(k)) out.push(`${d.metadata.namespace ?? '*'} ${k}: ${v}`);
     }
   }
   return out.sort();
@@ -157,7 +162,7 @@ describe('charts/cloudnet', () => {
       }
     }
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet'))), {
-      'cdi.kubevirt.io/datavolumes': CRUD,
+      'cdi.kubevirt.io/datavolumes': READ,
       'cloudnet.io/sites': 'get,list,patch,update,watch',
       'cloudnet.io/sites/finalizers': 'update',
       'cloudnet.io/sites/status': 'get,patch,update',
@@ -169,10 +174,15 @@ describe('charts/cloudnet', () => {
       'core/persistentvolumeclaims': 'get',
       'events.k8s.io/events': 'create,patch',
       'kubevirt.io/kubevirts': 'get,list,watch',
-      'kubevirt.io/virtualmachineinstancemigrations': CRUD,
-      'kubevirt.io/virtualmachineinstances': 'get,list,watch',
-      'kubevirt.io/virtualmachines': CRUD,
+      'kubevirt.io/virtualmachineinstancemigrations': READ,
+      'kubevirt.io/virtualmachineinstances': READ,
+      'kubevirt.io/virtualmachines': READ,
     });
+    // No write verb on KubeVirt/CDI objects anywhere by default: they are per namespace (rbac.vmDataNamespaces).
+    assert.deepEqual(operatorDataGrants(docs, 't-cloudnet', KUBEVIRT_CDI), [
+      `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: get,list,watch', `* kubevirt.io/virtualmachineinstancemigrations: ${READ}`,
+      `* kubevirt.io/virtualmachineinstances: ${READ}`, `* kubevirt.io/virtualmachines: ${READ}`,
+    ]);
     const role = only(docs, 'Role', 't-cloudnet');
     assert.equal(role.metadata.namespace, 'cloudnet-system');
     assert.deepEqual(grants(rules(role)), { 'coordination.k8s.io/leases': 'create,get,update', 'core/configmaps': 'get', 'core/secrets': 'get,list,watch' });
@@ -206,14 +216,37 @@ describe('charts/cloudnet', () => {
       `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`, `vms-b core/configmaps: ${VM_DATA}`, `vms-b core/secrets: ${VM_DATA}`,
     ]);
     for (const ns of ['vms', 'vms-b']) {
-      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding');
+      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding', 't-cloudnet-vmdata');
       assert.deepEqual(binding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
     }
+    // KubeVirt/CDI: read cluster-wide, written only in the listed namespaces. One Role serves both
+    // sides (a cluster may send and receive): source VM delete and source VMIM by the operator;
+    // receiver VM, DataVolumes and target VMIM by the peer identity. Stopping the source VM (patch)
+    // is a Role of the operator alone. Never update.
+    const reads = [
+      `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: get,list,watch', `* kubevirt.io/virtualmachineinstancemigrations: ${READ}`,
+      `* kubevirt.io/virtualmachineinstances: ${READ}`, `* kubevirt.io/virtualmachines: ${READ}`,
+    ];
+    assert.deepEqual(operatorDataGrants(confined, 't-cloudnet', KUBEVIRT_CDI), [
+      ...reads,
+      ...['vms', 'vms-b'].flatMap((ns) => [`${ns} cdi.kubevirt.io/datavolumes: create,delete`,
+        `${ns} kubevirt.io/virtualmachineinstancemigrations: create,delete`, `${ns} kubevirt.io/virtualmachines: create,delete`, `${ns} kubevirt.io/virtualmachines: patch`]),
+    ]);
+    const source = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === 'vms'), 'RoleBinding', 't-cloudnet-vmdata-source');
+    assert.deepEqual(source.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
+    assert.deepEqual(grants(rules(only(confined.filter((d) => d.metadata.namespace === 'vms'), 'Role', 't-cloudnet-vmdata-source'))), { 'kubevirt.io/virtualmachines': 'patch' });
     const wide = render('rbac.clusterWideVMData=true');
     assert.deepEqual(operatorDataGrants(wide), [
       `* core/configmaps: ${VM_DATA}`, `* core/secrets: ${VM_DATA}`,
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
       'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
+    ]);
+    // Opted in, the operator's ClusterRole gets the source side's writes everywhere (its target-side
+    // writes go through the peer identity of the other cluster), and still nothing updates.
+    assert.deepEqual(operatorDataGrants(wide, 't-cloudnet', KUBEVIRT_CDI), [
+      `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: get,list,watch',
+      `* kubevirt.io/virtualmachineinstancemigrations: create,delete,${READ}`, `* kubevirt.io/virtualmachineinstances: ${READ}`,
+      '* kubevirt.io/virtualmachines: delete,get,list,patch,watch',
     ]);
   });
 
@@ -223,10 +256,25 @@ describe('charts/cloudnet', () => {
       'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
       'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
     assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
+    // Read cluster-wide (the operator's informers), write only in rbac.vmDataNamespaces: a VM
+    // created in any namespace could mount that namespace's Secrets and ServiceAccounts.
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
-      'cdi.kubevirt.io/datavolumes': 'create,delete,get,list,watch', 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
-      'kubevirt.io/virtualmachineinstancemigrations': 'create,delete,get,list,watch', 'kubevirt.io/virtualmachineinstances': 'get,list,watch',
-      'kubevirt.io/virtualmachines': 'create,delete,get,list,watch',
+      'cdi.kubevirt.io/datavolumes': READ, 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
+      'kubevirt.io/virtualmachineinstancemigrations': READ, 'kubevirt.io/virtualmachineinstances': READ,
+      'kubevirt.io/virtualmachines': READ,
+    });
+    assert.deepEqual(operatorDataGrants(docs, 't-cloudnet-peer', KUBEVIRT_CDI), [
+      `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: list,watch', `* kubevirt.io/virtualmachineinstancemigrations: ${READ}`,
+      `* kubevirt.io/virtualmachineinstances: ${READ}`, `* kubevirt.io/virtualmachines: ${READ}`,
+      'vms cdi.kubevirt.io/datavolumes: create,delete', 'vms kubevirt.io/virtualmachineinstancemigrations: create,delete',
+      'vms kubevirt.io/virtualmachines: create,delete',
+    ], 'no patch of VMs: stopping the source VM is the operator\'s (t-cloudnet-vmdata-source)');
+    // Without listed namespaces the peer may write nothing; everywhere only with the opt-in.
+    assert.deepEqual(operatorDataGrants(render('rbac.peer.enabled=true'), 't-cloudnet-peer', KUBEVIRT_CDI).filter((g) => /create|delete|patch|update/.test(g)), []);
+    assert.deepEqual(grants(rules(only(render('rbac.peer.enabled=true', 'rbac.clusterWideVMData=true'), 'ClusterRole', 't-cloudnet-peer'))), {
+      'cdi.kubevirt.io/datavolumes': `create,delete,${READ}`, 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
+      'kubevirt.io/virtualmachineinstancemigrations': `create,delete,${READ}`, 'kubevirt.io/virtualmachineinstances': READ,
+      'kubevirt.io/virtualmachines': `create,delete,${READ}`,
     });
     const peerData = operatorDataGrants(docs, 't-cloudnet-peer');
     assert.deepEqual(peerData, [
@@ -507,6 +555,13 @@ it('rbac.peer grants every permission the Site reconciler checks in a peer, wher
     for (const verb of p.verbs) {
       assert.ok(granted.some(({ where, r }) => (where === '*' || where === ns) && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
         `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in ${ns === '*' ? 'the cluster' : `namespace ${ns}`} (${p.why})`);
+    }
+  }
+  // The target namespaces' writes are granted there only, not cluster-wide (that is rbac.clusterWideVMData).
+  for (const p of PEER_CLUSTER_PERMISSIONS.filter((x) => x.scope === 'TargetNamespace')) {
+    for (const verb of p.verbs.filter((v) => !['get', 'list', 'watch'].includes(v))) {
+      assert.ok(!granted.some(({ where, r }) => where === '*' && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
+        `the peer may ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in every namespace`);
     }
   }
 });
