@@ -38,6 +38,15 @@ test('on: the operator\'s own image for the agents, Pod rights per vmDataNamespa
   assert.deepEqual(podRights(render('rbac.clusterWideVMData=true'), 'ClusterRole'), [], 'the opt-in alone grants no Pods');
 });
 
+test('on: the migrations\' agent credentials can be kept in the release namespace (create, patch, delete Secrets there only)', () => {
+  // The operator's own Roles and ClusterRoles (the gateway has its own account and Role).
+  const secretWrites = (docs: Obj[]) => docs.filter((d) => (d.kind === 'Role' || d.kind === 'ClusterRole') && d.metadata.name === 't-cloudnet')
+    .flatMap((d) => (d.rules ?? []).filter((r) => (r.resources ?? []).includes('secrets') && r.verbs.some((v) => ['create', 'patch', 'delete'].includes(v)))
+      .map((r) => `${d.kind}:${d.metadata.namespace ?? '*'}:${r.verbs.join(',')}`));
+  assert.deepEqual(secretWrites(render()), [], 'off: no Secret writes');
+  assert.deepEqual(secretWrites(render('storageAgents.enabled=true')), ['Role:cloudnet-system:create,patch,delete']);
+});
+
 test('a bad seed address is refused by the schema', () => {
   assert.throws(() => render('storageAgents.relaySeedAddr=http://evil/'));
 });
