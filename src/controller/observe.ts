@@ -383,6 +383,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
       ...(vmi ? { vmiPhase: vmi.status?.phase ?? '' } : {}),
       ...(lm ? { liveMigratable: { status: lm.status, reason: lm.reason, message: lm.message } } : {}),
       handled: sourceHandled(spec, vm, vmi),
+      ...(vm && volumeRefs(vm).serviceAccounts.length ? { serviceAccounts: volumeRefs(vm).serviceAccounts } : {}),
     },
     ...(tView ? { target: tView } : {}),
     ...(srcVmim ? { sourceVMIM: vmimView(srcVmim, wm.metadata.uid) } : {}),

@@ -47,6 +47,8 @@ export interface VolumeRefs {
   disks: { name: string; kind: 'DataVolume' | 'PVC' }[];
   secrets: string[];
   configMaps: string[];
+  /** ServiceAccounts mounted as volumes: identities of the namespace, never copied. */
+  serviceAccounts: string[];
 }
 
 /** The run strategy the VM had, as KubeVirt would restore it (`running: true` means Always). */
@@ -60,17 +62,26 @@ export function volumeRefs(vm: V1VirtualMachine): VolumeRefs {
   const disks: VolumeRefs['disks'] = [];
   const secrets = new Set<string>();
   const configMaps = new Set<string>();
+  const serviceAccounts = new Set<string>();
+  // Access credentials name Secrets too (SSH keys, passwords): copied like the volumes' Secrets,
+  // or the receiver would pick up whatever has that name in the target namespace.
+  for (const a of vm.spec.template.spec?.accessCredentials ?? []) {
+    for (const s of [a.sshPublicKey?.source?.secret?.secretName, a.userPassword?.source?.secret?.secretName]) if (s) secrets.add(s);
+  }
   for (const v of vols) {
     if (v.dataVolume?.name) disks.push({ name: v.dataVolume.name, kind: 'DataVolume' });
     if (v.persistentVolumeClaim?.claimName) disks.push({ name: v.persistentVolumeClaim.claimName, kind: 'PVC' });
     if (v.secret?.secretName) secrets.add(v.secret.secretName);
     if (v.configMap?.name) configMaps.add(v.configMap.name);
+    if (v.sysprep?.secret?.name) secrets.add(v.sysprep.secret.name);
+    if (v.sysprep?.configMap?.name) configMaps.add(v.sysprep.configMap.name);
+    if (v.serviceAccount) serviceAccounts.add(v.serviceAccount.serviceAccountName ?? 'default');
     for (const ci of [v.cloudInitNoCloud, v.cloudInitConfigDrive]) {
       if (ci?.secretRef?.name) secrets.add(ci.secretRef.name);
       if (ci?.networkDataSecretRef?.name) secrets.add(ci.networkDataSecretRef.name);
     }
   }
-  return { disks, secrets: [...secrets].sort(), configMaps: [...configMaps].sort() };
+  return { disks, secrets: [...secrets].sort(), configMaps: [...configMaps].sort(), serviceAccounts: [...serviceAccounts].sort() };
 }
 
 /** The receiver: same spec, runStrategy WaitAsReceiver, original strategy in the restore annotation. */

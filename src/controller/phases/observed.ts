@@ -32,6 +32,8 @@ export interface SourceView {
   liveMigratable?: { status: string; reason?: string; message?: string };
   /** The source VM is already in the state spec.sourceAfterCutover asks for. */
   handled: boolean;
+  /** ServiceAccounts the VM mounts (target-objects.ts volumeRefs): not copied, so they must not cross namespaces. */
+  serviceAccounts?: string[];
 }
 
 export interface TargetView {

@@ -239,6 +239,12 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   const lm = obs.source.liveMigratable;
   if (lm && lm.status !== 'True') return { reason: 'VMNotLiveMigratable', message: `VMI ${spec.vmName} is not live-migratable: ${lm.reason ?? ''} ${lm.message ?? ''}`.trim() };
   if (!obs.targetNamespace.ok) return obs.targetNamespace;
+  // A ServiceAccount is an identity of its namespace and is not copied: the receiver would mount
+  // the target namespace's account of that name, another tenant's when the namespaces differ.
+  const sas = obs.source.serviceAccounts ?? [];
+  if (sas.length && spec.targetNamespace !== c.wm.metadata.namespace) {
+    return { reason: 'ServiceAccountAcrossNamespaces', message: `VirtualMachine ${spec.vmName} mounts ServiceAccount(s) ${sas.join(', ')}, which are not copied: it can migrate only into a namespace of the same name (${c.wm.metadata.namespace}), not ${spec.targetNamespace}` };
+  }
   if (obs.target?.vmExists && !obs.target.vmOwned) return { reason: 'TargetNameCollision', message: `a VirtualMachine ${spec.vmName} not created by this migration already exists in ${spec.targetSite}/${spec.targetNamespace}` };
   if (obs.target?.foreignDisks?.length) return { reason: 'TargetNameCollision', message: `DataVolume(s) ${obs.target.foreignDisks.join(', ')} not created by this migration already exist in ${spec.targetSite}/${spec.targetNamespace}` };
   if (obs.target?.foreignAux?.length) return { reason: 'TargetNameCollision', message: `${obs.target.foreignAux.join(', ')} not created by this migration already exist in ${spec.targetSite}/${spec.targetNamespace} with content different from the source's` };

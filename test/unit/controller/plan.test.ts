@@ -28,6 +28,15 @@ describe('preflight: bad input blocks with a reason, deletes nothing, retries sl
     ['site being deleted', { siteDeleting: true }, 'SiteDeleting'],
     ['name collision', { target: { ...preparedTarget, vmOwned: false, ownedObjects: 0 } }, 'TargetNameCollision'],
   ];
+  test('a VM that mounts a ServiceAccount migrates only into a namespace of the same name', () => {
+    const sa = { source: { vmExists: true, vmiPhase: 'Running', handled: false, serviceAccounts: ['builder'] } };
+    const p = plan(wm({ targetNamespace: 'other' }), obs(sa));
+    assert.equal(p.status.phase, 'Pending');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'ServiceAccountAcrossNamespaces');
+    assert.match(cond(p.status, 'Stalled')?.message ?? '', /builder/);
+    assert.deepEqual(p.actions, []);
+    assert.notEqual(plan(wm(), obs(sa)).status.phase, 'Pending', 'same namespace: it starts');
+  });
   for (const [name, o, reason] of cases) {
     test(name, () => {
       const p = plan(wm(), obs(o));

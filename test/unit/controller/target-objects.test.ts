@@ -29,7 +29,22 @@ test('volumeRefs finds disks, secrets (deduplicated) and configmaps', () => {
     disks: [{ name: 'vm-a-root', kind: 'DataVolume' }, { name: 'vm-a-data', kind: 'PVC' }],
     secrets: ['ci-secret', 'net-secret'],
     configMaps: ['app-config'],
+    serviceAccounts: [],
   });
+});
+
+test('volumeRefs also finds the Secrets of access credentials and sysprep, and the mounted ServiceAccounts', () => {
+  const v = structuredClone(vm);
+  const t = v.spec.template.spec!;
+  t.accessCredentials = [
+    { sshPublicKey: { source: { secret: { secretName: 'ssh-keys' } }, propagationMethod: { noCloud: {} } } },
+    { userPassword: { source: { secret: { secretName: 'passwords' } }, propagationMethod: { qemuGuestAgent: {} } } },
+  ];
+  t.volumes = [...t.volumes!, { name: 'sp', sysprep: { secret: { name: 'unattend' } } }, { name: 'sp2', sysprep: { configMap: { name: 'autounattend' } } }, { name: 'sa', serviceAccount: { serviceAccountName: 'builder' } }];
+  const r = volumeRefs(v);
+  assert.deepEqual(r.secrets, ['ci-secret', 'net-secret', 'passwords', 'ssh-keys', 'unattend']);
+  assert.deepEqual(r.configMaps, ['app-config', 'autounattend']);
+  assert.deepEqual(r.serviceAccounts, ['builder']);
 });
 
 test('receiver VM: WaitAsReceiver, restore annotation, our labels, no templates, no server fields', () => {
