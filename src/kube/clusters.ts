@@ -3,6 +3,7 @@
 // up on the next call (the cached client is keyed by the Secret's resourceVersion) and listeners
 // are told so that controllers can re-reconcile. Kubeconfig contents never reach logs or errors.
 import { KubeConfig } from '@kubernetes/client-node';
+import yaml from 'js-yaml';
 import { KubeClient, Resources } from './client.ts';
 import { Informer, restListWatcher, errMessage, type InformerOptions } from './informer.ts';
 import type { KubeObject, RestClientOptions } from './rest.ts';
@@ -61,11 +62,55 @@ export interface ClusterClientsOptions {
 
 const DEFAULT_SECRET_SYNC_TIMEOUT_MS = 10_000;
 
+/**
+ * kubeconfig entries a Site's Secret may not use: each runs a command in the operator (exec,
+ * auth-provider), reads a file of the operator's, such as its own ServiceAccount token, to send it
+ * to the peer (the *-file and path forms; client-node reads token-file while loading), or skips
+ * verifying the peer's API server. The -data forms and tokens carry the same credentials inline.
+ */
+const USER_KEYS_REFUSED = ['exec', 'auth-provider', 'token-file', 'tokenFile', 'client-certificate', 'client-key'];
+const CLUSTER_KEYS_REFUSED = ['certificate-authority', 'insecure-skip-tls-verify'];
+
+/** The refused entries the kubeconfig uses ("users[0].user.exec", ...): names only, never values. */
+export function refusedKubeconfigEntries(doc: unknown): string[] {
+  const out: string[] = [];
+  const entries = (list: unknown, inner: string, refused: string[]): void => {
+    if (!Array.isArray(list)) return;
+    list.forEach((e: unknown, i) => {
+      const body = typeof e === 'object' && e !== null ? (e as Record<string, unknown>)[inner] : undefined;
+      if (typeof body !== 'object' || body === null) return;
+      for (const k of refused) {
+        const v = (body as Record<string, unknown>)[k];
+        if (v !== undefined && v !== null && v !== false && v !== '') out.push(`${inner}s[${i}].${inner}.${k}`);
+      }
+    });
+  };
+  if (typeof doc === 'object' && doc !== null) {
+    const d = doc as Record<string, unknown>;
+    entries(d.users, 'user', USER_KEYS_REFUSED);
+    entries(d.clusters, 'cluster', CLUSTER_KEYS_REFUSED);
+  }
+  return out;
+}
+
 /** Builds a KubeConfig from kubeconfig YAML, with an error that never echoes the contents. */
-export function kubeConfigFromString(yaml: string, what: string): KubeConfig {
+export function kubeConfigFromString(text: string, what: string): KubeConfig {
+  let doc: unknown;
+  try {
+    doc = yaml.load(text);
+  } catch {
+    // js-yaml errors quote the offending lines, which may hold keys or tokens.
+    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig is not valid YAML`);
+  }
+  // Checked before client-node loads it: loading already reads token-file.
+  const refused = refusedKubeconfigEntries(doc);
+  if (refused.length) {
+    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig uses ${refused.join(', ')}, which a Site kubeconfig may not `
+      + '(commands or files of the operator, or an unverified API server): use certificate-authority-data with a token or client-certificate-data/client-key-data');
+  }
   const kc = new KubeConfig();
   try {
-    kc.loadFromString(yaml);
+    kc.loadFromString(text);
   } catch {
     // js-yaml errors quote the offending lines, which may hold keys or tokens.
     throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig is not valid YAML`);
