@@ -29,6 +29,7 @@ export const PEER_CLUSTER_PERMISSIONS: readonly PeerPermission[] = [
   { group: 'kubevirt.io', resource: 'virtualmachineinstances', verbs: ['get', 'list', 'watch'], scope: 'TargetNamespace', why: 'follow the receiver VMI (cached: list, watch)' },
   { group: 'kubevirt.io', resource: 'virtualmachineinstancemigrations', verbs: ['get', 'list', 'watch', 'create', 'delete'], scope: 'TargetNamespace', why: 'create and cancel the receiving VMIM; follow it (cached: list, watch)' },
   { group: 'cdi.kubevirt.io', resource: 'datavolumes', verbs: ['get', 'list', 'watch', 'create', 'delete'], scope: 'TargetNamespace', why: 'create the blank disks of the receiver; remove them on rollback; see them appear (cached: watch)' },
+  { group: '', resource: 'persistentvolumeclaims', verbs: ['get'], scope: 'TargetNamespace', why: 'refuse a disk name an existing claim already has (CDI could bind it to the receiver\'s blank disk)' },
   { group: '', resource: 'secrets', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'copy the Secrets the VM uses; remove the copies on rollback' },
   { group: '', resource: 'configmaps', verbs: ['get', 'list', 'create', 'delete'], scope: 'TargetNamespace', why: 'copy the ConfigMaps the VM uses; remove the copies on rollback' },
 ];

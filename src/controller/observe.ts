@@ -221,6 +221,14 @@ async function targetView(w: World, reads: MigrationReads, target: ObjectReader,
     const refs = volumeRefs(w.sourceVM);
     const disks = await Promise.all(refs.disks.map((d) => target.get(Res.dataVolume, ns, d.name, signal)));
     disks.forEach((d, i) => { if (d && d.metadata?.labels?.[MIGRATION_LABEL] !== wm.metadata.uid) foreignDisks.push(refs.disks[i].name); });
+    // A claim with a disk's name but no DataVolume: CDI could bind or adopt it for our blank
+    // DataVolume, and the migration would then write someone else's disk. Looked up while no
+    // DataVolume of that name exists yet (ours, once created, owns the claim of its name).
+    if (AUX_PHASES.includes(phase)) {
+      const missing = refs.disks.filter((_, i) => !disks[i]);
+      const claims = await Promise.all(missing.map((d) => target.get(Res.pvc, ns, d.name, signal)));
+      claims.forEach((p, i) => { if (p && p.metadata?.labels?.[MIGRATION_LABEL] !== wm.metadata.uid) foreignDisks.push(`${missing[i].name} (a PersistentVolumeClaim)`); });
+    }
     const wanted = [...refs.secrets.map((n) => ({ ref: Res.secret, n })), ...refs.configMaps.map((n) => ({ ref: Res.configMap, n }))];
     // Our receiver VM is created last, after the Secrets/ConfigMaps: once it exists they were in
     // place, and names are unique, so no foreign one can appear. Before that (and on every live

@@ -6,6 +6,7 @@ import { freePort } from '../env/index.ts';
 import { Res } from '../../src/api/resources.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { KubeObject } from '../../src/kube/rest.ts';
+import type { WanMigration } from '../../src/api/wanmigration.ts';
 import type { RunningOperator } from '../../src/operator/main.ts';
 import {
   createVM, ensure, getWM, OPERATOR_NS, reconcileErrors, useOperatorBed, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
@@ -126,6 +127,18 @@ describe('bad input', () => {
     const before = await bed.dst.get(Res.dataVolume, n, 'vm-root');
     await expectBlocked(n, 'mig', 'TargetNameCollision', { vmName: 'vm' });
     assert.equal((await bed.dst.get(Res.dataVolume, n, 'vm-root')).metadata?.resourceVersion, before.metadata?.resourceVersion);
+  });
+
+  test('a claim with a disk\'s name on the target (no DataVolume) → TargetNameCollision, the claim is untouched', async () => {
+    const n = await ns('bi-claim');
+    await createVM(bed.src, n, 'vm');
+    await ensure(bed.dst, Res.pvc, { metadata: { name: 'vm-root', namespace: n }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } });
+    const before = await bed.dst.get(Res.pvc, n, 'vm-root');
+    await expectBlocked(n, 'mig', 'TargetNameCollision', { vmName: 'vm' });
+    const wm = await bed.src.get<WanMigration & KubeObject>(Res.wanMigration, n, 'mig');
+    assert.match(findCondition(wm.status?.conditions, 'Stalled')?.message ?? '', /vm-root \(a PersistentVolumeClaim\)/);
+    assert.equal((await bed.dst.get(Res.pvc, n, 'vm-root')).metadata?.resourceVersion, before.metadata?.resourceVersion);
+    assert.equal(await bed.dst.tryGet(Res.dataVolume, n, 'vm-root'), undefined, 'no DataVolume was created over it');
   });
 
   test('a Secret with other content on the target → TargetNameCollision, the foreign Secret is untouched', async () => {
