@@ -25,6 +25,8 @@ import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from 
 import { sameContent, volumeRefs } from './target-objects.ts';
 import { tenancyCheck } from './phases/tenancy.ts';
 import { readSizing, type Remember } from './sizing.ts';
+import { describeQuestion, sourceAccessChecks } from './source-access.ts';
+import { deniedAccess, type AccessQuestion } from './site/permissions.ts';
 
 type VM = V1VirtualMachine & KubeObject;
 type VMI = V1VirtualMachineInstance & KubeObject;
@@ -312,6 +314,26 @@ function withTaggedLocal(reads: MigrationReads): MigrationReads {
   };
 }
 
+/**
+ * Whether this operator may create the sending VMIM and finish the source VM in `ns` (source-access.ts).
+ * Reviews that cannot be made block nothing: the migration then meets the API's own answer.
+ */
+async function sourceAccess(deps: WanMigrationDeps, ns: string, spec: ResolvedSpec, signal: AbortSignal, reads: MigrationReads): Promise<Check> {
+  const checks = sourceAccessChecks(ns, spec.sourceAfterCutover);
+  try {
+    const denied = await reads.remember(`source-access:${ns}:${spec.sourceAfterCutover}`, NAMESPACE_CHECK_TTL_MS,
+      (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(deps.local, checks, signal, SOURCE_REVIEW_TIMEOUT_MS));
+    if (!denied.length) return ok;
+    return fail('SourcePermissionsMissing', `this operator may not ${denied.map(describeQuestion).join(', ')} in namespace ${ns}, which the migration needs `
+      + '(the chart grants them in the namespaces of rbac.vmDataNamespaces)');
+  } catch (e) {
+    if (signal.aborted) throw e;
+    return ok;
+  }
+}
+
+const SOURCE_REVIEW_TIMEOUT_MS = 5000;
+
 /** How long a target namespace that answered counts as reachable and existing without asking again. */
 const NAMESPACE_CHECK_TTL_MS = 30_000;
 
@@ -401,6 +423,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     specHash: specHash(resolveSpec(wm.spec)),
     // Deadlines are fixed at the start: sizes are read only until then.
     ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal, reads.remember) } : {}),
+    ...(!wm.status?.migrationID && vm ? { sourceAccess: await sourceAccess(deps, ns, spec, signal, reads) } : {}),
     migrationTLS: world.migrationTLS,
   };
   if (tView?.migrationEndpoint) world.migrationEndpoint = tView.migrationEndpoint;

@@ -7,13 +7,17 @@
 // agents' Pod rights. KubeVirt/CDI objects are read cluster-wide and written only in
 // rbac.vmDataNamespaces (everywhere only with the opt-in), by the operator and the peer alike.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, type Cluster } from '../env/cluster.ts';
 import { installKubevirtCrds } from '../env/manifests.ts';
 import { helmTemplate, OPERATOR_ONLY } from '../../hack/packaging.ts';
+import { KubeClient } from '../../src/kube/client.ts';
+import { kubeConfigFromString } from '../../src/kube/clusters.ts';
+import { deniedAccess } from '../../src/controller/site/permissions.ts';
+import { describeQuestion, sourceAccessChecks } from '../../src/controller/source-access.ts';
 import {
   canIAs, kubectlIn, mismatches, q, reviewAs, selfReview, serviceAccountUser, tokenKubeconfig, type Access, type Kubectl,
 } from './rbac-helpers.ts';
@@ -131,6 +135,20 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     const who = JSON.parse(k.ok(['auth', 'whoami', '-o', 'json'], saToken.path)) as { status: { userInfo: { username: string; groups: string[] } } };
     assert.equal(who.status.userInfo.username, SA.user);
     assert.deepEqual([...who.status.userInfo.groups].sort(), [...SA.groups].sort());
+  });
+
+  it('the operator\'s own pre-start check (source-access.ts) passes in a listed namespace and names what is missing elsewhere', async () => {
+    const client = new KubeClient(kubeConfigFromString(readFileSync(saToken.path, 'utf8'), 'token kubeconfig'), 'rbac');
+    try {
+      const signal = new AbortController().signal;
+      for (const mode of ['Stop', 'Delete', 'Keep'] as const) {
+        assert.deepEqual(await deniedAccess(client, sourceAccessChecks('vms', mode), signal, 5000), [], `vms, ${mode}`);
+      }
+      const denied = await deniedAccess(client, sourceAccessChecks('other', 'Stop'), signal, 5000);
+      assert.deepEqual(denied.map(describeQuestion), ['create virtualmachineinstancemigrations.kubevirt.io', 'delete virtualmachineinstancemigrations.kubevirt.io', 'patch virtualmachines.kubevirt.io']);
+    } finally {
+      await client.rest.close();
+    }
   });
 
   it('SubjectAccessReview and kubectl auth can-i --as agree', () => {

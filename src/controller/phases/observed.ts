@@ -97,6 +97,8 @@ export interface Observed {
   specHash: string;
   /** Sizes and bandwidth for the derived deadlines (read only until the migration has started). */
   sizing?: Sizing;
+  /** What the operator may not do in the source namespace (asked only until the migration has started). */
+  sourceAccess?: Check;
   /** KubeVirt encrypts the node-to-node migration connection (spec.configuration.migrations.disableTLS
    *  is not true on the source cluster): a relay on the path sees only ciphertext. */
   migrationTLS: boolean;

@@ -236,6 +236,7 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   for (const ch of [obs.targetCluster, obs.kubevirt]) if (!ch.ok) return ch;
   if (!obs.source.vmExists) return { reason: 'VMNotFound', message: `VirtualMachine ${spec.vmName} not found in namespace ${c.wm.metadata.namespace}` };
   if (obs.source.vmiPhase !== 'Running') return { reason: 'VMNotRunning', message: `VirtualMachine ${spec.vmName} is not running (VMI phase: ${obs.source.vmiPhase ?? 'none'})` };
+  if (obs.sourceAccess && !obs.sourceAccess.ok) return obs.sourceAccess;
   const lm = obs.source.liveMigratable;
   if (lm && lm.status !== 'True') return { reason: 'VMNotLiveMigratable', message: `VMI ${spec.vmName} is not live-migratable: ${lm.reason ?? ''} ${lm.message ?? ''}`.trim() };
   if (!obs.targetNamespace.ok) return obs.targetNamespace;

@@ -13,7 +13,10 @@ interface AccessReview {
   status?: { allowed?: boolean; denied?: boolean; reason?: string };
 }
 
-async function allowed(client: KubeClient, c: PeerAccessCheck, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
+/** What a review asks: a verb on a resource, in a namespace ('' for cluster scope or all namespaces). */
+export type AccessQuestion = Pick<PeerAccessCheck, 'group' | 'resource' | 'verb' | 'namespace'>;
+
+async function allowed(client: KubeClient, c: AccessQuestion, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
   const review = await client.rest.request<AccessReview>('POST', SSAR_PATH, {
     body: {
       apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview',
@@ -26,8 +29,8 @@ async function allowed(client: KubeClient, c: PeerAccessCheck, signal: AbortSign
 }
 
 /** The checks the peer denies, in the order given. Throws when a review cannot be made at all. */
-export async function deniedAccess(client: KubeClient, checks: readonly PeerAccessCheck[], signal: AbortSignal, timeoutMs: number): Promise<PeerAccessCheck[]> {
-  const denied = new Set<PeerAccessCheck>();
+export async function deniedAccess<T extends AccessQuestion>(client: KubeClient, checks: readonly T[], signal: AbortSignal, timeoutMs: number): Promise<T[]> {
+  const denied = new Set<T>();
   let next = 0;
   const worker = async () => {
     while (next < checks.length) {

@@ -28,6 +28,12 @@ describe('preflight: bad input blocks with a reason, deletes nothing, retries sl
     ['site being deleted', { siteDeleting: true }, 'SiteDeleting'],
     ['name collision', { target: { ...preparedTarget, vmOwned: false, ownedObjects: 0 } }, 'TargetNameCollision'],
   ];
+  test('the operator lacking its source-side rights in the VM\'s namespace blocks before anything starts', () => {
+    const p = plan(wm(), obs({ sourceAccess: { ok: false, reason: 'SourcePermissionsMissing', message: 'this operator may not create virtualmachineinstancemigrations.kubevirt.io in namespace default' } }));
+    assert.equal(p.status.phase, 'Pending');
+    assert.equal(cond(p.status, 'Stalled')?.reason, 'SourcePermissionsMissing');
+    assert.deepEqual(p.actions, []);
+  });
   test('a VM that mounts a ServiceAccount migrates only into a namespace of the same name', () => {
     const sa = { source: { vmExists: true, vmiPhase: 'Running', handled: false, serviceAccounts: ['builder'] } };
     const p = plan(wm({ targetNamespace: 'other' }), obs(sa));
