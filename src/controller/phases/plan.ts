@@ -613,7 +613,7 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
     const blocked = preflight(c);
     if (blocked) {
       c.stall = blocked;
-      requeue(c, opts.blockedRetryMs);
+      requeue(c, blockedRetry(c));
       return finish(c, prevStall, false);
     }
     start(c);
@@ -631,6 +631,21 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
 }
 
 const ALL_STEPS = 8;
+
+/** The longest wait between two looks at a migration blocked before its start. */
+const MAX_BLOCKED_RETRY_MS = 300_000;
+
+/**
+ * When a migration blocked before its start looks again: blockedRetryMs at first, then a quarter
+ * of the time it has been blocked, up to five minutes, so that migrations nobody fixes stop costing
+ * the API servers a round of reads every 15 s. What is watched (the Site, its Secret, the VM) wakes
+ * it at once anyway; this only paces what is not (a peer cluster coming back, RBAC granted).
+ */
+function blockedRetry(c: Ctx): number {
+  const since = Date.parse(c.st.phaseStartTime ?? '');
+  const blockedFor = Number.isFinite(since) ? Math.max(0, c.obs.now.getTime() - since) : 0;
+  return Math.min(Math.max(c.opts.blockedRetryMs, Math.floor(blockedFor / 4)), Math.max(c.opts.blockedRetryMs, MAX_BLOCKED_RETRY_MS));
+}
 
 function finish(c: Ctx, prevStall: { reason: string; status: string } | undefined, specChanged: boolean): Plan {
   const phase = phaseOf(c);

@@ -58,6 +58,9 @@ describe('preflight: bad input blocks with a reason, deletes nothing, retries sl
       // the same blocked state again: no second event (no event spam), same requeue
       const again = plan(wm({}, p.status), obs(o));
       assert.deepEqual(again.events, []);
+      // Still blocked later: it looks again less often (a quarter of the time blocked, ≤ 5 min).
+      assert.equal(plan(wm({}, p.status), obs({ ...o, now: later(600) })).requeueAfterMs, 150_000);
+      assert.equal(plan(wm({}, p.status), obs({ ...o, now: later(7200) })).requeueAfterMs, 300_000);
     });
   }
 });
