@@ -314,6 +314,8 @@ function withTaggedLocal(reads: MigrationReads): MigrationReads {
   };
 }
 
+const SOURCE_REVIEW_TIMEOUT_MS = 5000;
+
 /**
  * Whether this operator may create the sending VMIM and finish the source VM in `ns` (source-access.ts).
  * Reviews that cannot be made block nothing: the migration then meets the API's own answer.
@@ -331,8 +333,6 @@ async function sourceAccess(deps: WanMigrationDeps, ns: string, spec: ResolvedSp
     return ok;
   }
 }
-
-const SOURCE_REVIEW_TIMEOUT_MS = 5000;
 
 /** How long a target namespace that answered counts as reachable and existing without asking again. */
 const NAMESPACE_CHECK_TTL_MS = 30_000;
@@ -393,6 +393,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     }
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+  const serviceAccounts = vm ? volumeRefs(vm).serviceAccounts : [];
   const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   const facts: Facts = {
     now,
@@ -413,7 +414,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
       ...(vmi ? { vmiPhase: vmi.status?.phase ?? '' } : {}),
       ...(lm ? { liveMigratable: { status: lm.status, reason: lm.reason, message: lm.message } } : {}),
       handled: sourceHandled(spec, vm, vmi),
-      ...(vm && volumeRefs(vm).serviceAccounts.length ? { serviceAccounts: volumeRefs(vm).serviceAccounts } : {}),
+      ...(serviceAccounts.length ? { serviceAccounts } : {}),
     },
     ...(tView ? { target: tView } : {}),
     ...(srcVmim ? { sourceVMIM: vmimView(srcVmim, wm.metadata.uid) } : {}),
