@@ -57,9 +57,14 @@ export function peerAccessChecks(kubevirtNamespace: string, allowedNamespaces: r
   return out;
 }
 
+/** "create datavolumes.cdi.kubevirt.io", "get namespaces": a verb on a resource, without where. */
+export function describeVerbOn(c: Pick<PeerAccessCheck, 'verb' | 'resource' | 'group'>): string {
+  return `${c.verb} ${c.resource}${c.group ? `.${c.group}` : ''}`;
+}
+
 /** "create datavolumes.cdi.kubevirt.io in namespace vms", "get namespaces", "list secrets in all namespaces". */
 export function describeAccessCheck(c: PeerAccessCheck): string {
-  const what = `${c.verb} ${c.resource}${c.group ? `.${c.group}` : ''}`;
+  const what = describeVerbOn(c);
   if (c.namespace) return `${what} in namespace ${c.namespace}`;
   return c.scope === 'Cluster' ? what : `${what} in all namespaces`;
 }

@@ -63,8 +63,7 @@ export interface ResolvedSpec {
  * the migration started with (status.startedWith) once it has started.
  */
 export function effectiveSpec(wm: { spec: WanMigrationSpec; status?: { startedWith?: Pick<WanMigrationSpec, 'storage' | 'relay'> } }): ResolvedSpec {
-  const started = wm.status?.startedWith;
-  return resolveSpec(started ? { ...wm.spec, ...(started.storage ? { storage: started.storage } : {}), ...(started.relay ? { relay: started.relay } : {}) } : wm.spec);
+  return resolveSpec({ ...wm.spec, ...wm.status?.startedWith });
 }
 
 export function resolveSpec(s: WanMigrationSpec): ResolvedSpec {

@@ -178,7 +178,7 @@ export async function runSteps(deps: WanMigrationDeps, w: World, steps: readonly
   return r;
 }
 
-async function runProviderStep(deps: WanMigrationDeps, w: World, s: StepAction, r: StepResults, signal: AbortSignal): Promise<void> {
+async function runProviderStep(deps: WanMigrationDeps, w: World, s: Exclude<StepAction, { type: 'ListPeerMigrations' }>, r: StepResults, signal: AbortSignal): Promise<void> {
   switch (s.type) {
     case 'EnsureLink':
       r.link = await need(deps.link, 'link provider').ensure({ site: need(w.site, 'target Site'), migration: w.wm }, signal);
@@ -199,8 +199,6 @@ async function runProviderStep(deps: WanMigrationDeps, w: World, s: StepAction, 
       if (p) r.relayProgress = p;
       break;
     }
-    case 'ListPeerMigrations':
-      break;
   }
 }
 

@@ -25,7 +25,8 @@ import { FINALIZER, MIGRATION_LABEL, SKIP_TARGET_CLEANUP, migrationNames } from 
 import { sameContent, volumeRefs } from './target-objects.ts';
 import { tenancyCheck } from './phases/tenancy.ts';
 import { readSizing, type Remember } from './sizing.ts';
-import { describeQuestion, sourceAccessChecks } from './source-access.ts';
+import { sourceAccessChecks } from './source-access.ts';
+import { describeVerbOn } from '../api/peer-permissions.ts';
 import { deniedAccess, type AccessQuestion } from './site/permissions.ts';
 
 type VM = V1VirtualMachine & KubeObject;
@@ -305,14 +306,6 @@ function taggedReader(r: ObjectReader): ObjectReader {
   };
 }
 
-function withTaggedLocal(reads: MigrationReads): MigrationReads {
-  return {
-    live: reads.live,
-    local: taggedReader(reads.local),
-    target: (site, client) => reads.target(site, client),
-    remember: <T>(key: string, ttlMs: number, ok: (v: T) => boolean, fn: () => Promise<T>) => reads.remember(key, ttlMs, ok, fn),
-  };
-}
 
 const SOURCE_REVIEW_TIMEOUT_MS = 5000;
 
@@ -326,7 +319,7 @@ async function sourceAccess(deps: WanMigrationDeps, ns: string, spec: ResolvedSp
     const denied = await reads.remember(`source-access:${ns}:${spec.sourceAfterCutover}`, NAMESPACE_CHECK_TTL_MS,
       (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(deps.local, checks, signal, SOURCE_REVIEW_TIMEOUT_MS));
     if (!denied.length) return ok;
-    return fail('SourcePermissionsMissing', `this operator may not ${denied.map(describeQuestion).join(', ')} in namespace ${ns}, which the migration needs `
+    return fail('SourcePermissionsMissing', `this operator may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns}, which the migration needs `
       + '(the chart grants them in the namespaces of rbac.vmDataNamespaces)');
   } catch (e) {
     if (signal.aborted) throw e;
@@ -362,7 +355,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     if (t.cluster.ok) {
       world.target = target;
       // This cluster's reads in here are tagged, so that an error of theirs is not blamed on the target.
-      const mixed = withTaggedLocal(reads);
+      const mixed: MigrationReads = { ...reads, local: taggedReader(reads.local) };
       try {
         const tr = reads.target(site!, target);
         world.targetReader = tr;

@@ -15,8 +15,3 @@ export function sourceAccessChecks(namespace: string, sourceAfterCutover: Source
   if (sourceAfterCutover === 'Delete') checks.push(vm('delete'));
   return checks;
 }
-
-/** "create virtualmachineinstancemigrations.kubevirt.io" */
-export function describeQuestion(q: AccessQuestion): string {
-  return `${q.verb} ${q.resource}${q.group ? `.${q.group}` : ''}`;
-}

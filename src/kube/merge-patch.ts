@@ -19,7 +19,7 @@ export function mergePatchFrom(before: unknown, after: unknown): unknown {
     out[k] = isPlainObject(v) && isPlainObject(before) && isPlainObject(before[k]) ? mergePatchFrom(before[k], v) : v;
   }
   if (isPlainObject(before)) {
-    for (const [k, v] of Object.entries(before)) if (v !== undefined && out[k] === undefined && after[k] === undefined) out[k] = null;
+    for (const [k, v] of Object.entries(before)) if (v !== undefined && !(k in out)) out[k] = null;
   }
   return out;
 }

@@ -17,7 +17,8 @@ import { helmTemplate, OPERATOR_ONLY } from '../../hack/packaging.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { kubeConfigFromString } from '../../src/kube/clusters.ts';
 import { deniedAccess } from '../../src/controller/site/permissions.ts';
-import { describeQuestion, sourceAccessChecks } from '../../src/controller/source-access.ts';
+import { sourceAccessChecks } from '../../src/controller/source-access.ts';
+import { describeVerbOn } from '../../src/api/peer-permissions.ts';
 import {
   canIAs, kubectlIn, mismatches, q, reviewAs, selfReview, serviceAccountUser, tokenKubeconfig, type Access, type Kubectl,
 } from './rbac-helpers.ts';
@@ -145,7 +146,7 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
         assert.deepEqual(await deniedAccess(client, sourceAccessChecks('vms', mode), signal, 5000), [], `vms, ${mode}`);
       }
       const denied = await deniedAccess(client, sourceAccessChecks('other', 'Stop'), signal, 5000);
-      assert.deepEqual(denied.map(describeQuestion), ['create virtualmachineinstancemigrations.kubevirt.io', 'delete virtualmachineinstancemigrations.kubevirt.io', 'patch virtualmachines.kubevirt.io']);
+      assert.deepEqual(denied.map(describeVerbOn), ['create virtualmachineinstancemigrations.kubevirt.io', 'delete virtualmachineinstancemigrations.kubevirt.io', 'patch virtualmachines.kubevirt.io']);
     } finally {
       await client.rest.close();
     }

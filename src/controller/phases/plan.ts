@@ -190,14 +190,19 @@ function continueRollback(c: Ctx): void {
     }
     return;
   }
-  if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: true });
-  if (c.spec.relay.enabled && c.obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
+  releaseLaunched(c, true);
   const aborted = ABORT_REASONS.has(c.st.failureReason ?? '');
   const final = aborted ? Phases.Aborted : Phases.Failed;
   c.st.phase = final;
   c.st.phaseStartTime = obs.now.toISOString();
   c.st.completionTime = obs.now.toISOString();
   c.events.push({ type: aborted ? 'Normal' : 'Warning', reason: final, message: `rolled back (${c.st.failureReason}); ${sourceState(c)}` });
+}
+
+/** What the migration launched for itself goes: the pre-copy's agents (its volumes too after a rollback) and the relay's flows. */
+function releaseLaunched(c: Ctx, rolledBack: boolean): void {
+  if (c.spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack });
+  if (c.spec.relay.enabled && c.obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
 }
 
 /**
@@ -585,8 +590,7 @@ export function plan(wm: WanMigration, obs: Observed, opts: PlanOptions = DEFAUL
       // itself still goes: the pre-copy's agents and their credentials (its volumes are the VM's
       // disks now) and the relay's flow registrations. Terminal phases released them already.
       if (!isTerminal(phase0) && obs.hasFinalizer) {
-        if (spec.storage.mode === 'CloudNetPreCopy') c.actions.push({ type: 'ReleaseStorage', rolledBack: false });
-        if (spec.relay.enabled && obs.relayAvailable) c.actions.push({ type: 'ReleaseRelayFlows' });
+        releaseLaunched(c, false);
       }
       if (obs.hasFinalizer) c.actions.push({ type: 'RemoveFinalizer' });
       return finish(c, prevStall, false);
