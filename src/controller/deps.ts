@@ -23,8 +23,13 @@ export interface MigrationReads {
    */
   readonly live: boolean;
   readonly local: ObjectReader;
-  /** Reads of a Site's cluster, once its API answered (starts that cluster's caches on first use). */
-  target(site: Site, client: KubeClient): ObjectReader;
+  /**
+   * Reads of a Site's cluster, once its API answered (starts that cluster's caches on first use:
+   * in the Site's allowedNamespaces, or in `namespace`, this migration's target namespace if the
+   * Site accepts it, when the Site lists none; never across all namespaces, which the peer need
+   * not let us read).
+   */
+  target(site: Site, client: KubeClient, namespace: string | undefined): ObjectReader;
   /**
    * fn's result, reused for `ttlMs` when `ok(result)`: a check shared by all migrations (e.g. "the
    * target namespace exists") instead of a request per reconcile. Live reads always run fn.

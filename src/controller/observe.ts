@@ -26,7 +26,7 @@ import { sameContent, volumeRefs } from './target-objects.ts';
 import { tenancyCheck } from './phases/tenancy.ts';
 import { readSizing, type Remember } from './sizing.ts';
 import { sourceAccessChecks } from './source-access.ts';
-import { describeVerbOn } from '../api/peer-permissions.ts';
+import { describeVerbOn, targetNamespaceAccessChecks } from '../api/peer-permissions.ts';
 import { deniedAccess, type AccessQuestion } from './site/permissions.ts';
 
 type VM = V1VirtualMachine & KubeObject;
@@ -310,6 +310,25 @@ function taggedReader(r: ObjectReader): ObjectReader {
 const SOURCE_REVIEW_TIMEOUT_MS = 5000;
 
 /**
+ * Whether the Site's credentials hold the target-namespace rights (api/peer-permissions.ts) in
+ * `ns`, for a Site that does not list its namespaces (a listed one is the Site's own check): a
+ * namespace the peer's chart does not cover stops here, before anything is created there, instead
+ * of at the first 403. Reviews that cannot be made block nothing, as for the source.
+ */
+async function targetAccess(deps: WanMigrationDeps, target: KubeClient, site: Site, ns: string, signal: AbortSignal, reads: MigrationReads): Promise<Check> {
+  try {
+    const denied = await reads.remember(`target-access:${target.clusterName}@${target.rest.server}/${ns}`, NAMESPACE_CHECK_TTL_MS,
+      (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(target, targetNamespaceAccessChecks(ns), signal, deps.remoteTimeoutMs ?? SOURCE_REVIEW_TIMEOUT_MS));
+    if (!denied.length) return ok;
+    return fail('TargetPermissionsMissing', `the credentials of Site ${site.metadata.name ?? ''} may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns} on ${target.clusterName}, `
+      + 'which the migration needs (the target\'s chart grants them to its peer identity in the namespaces of rbac.vmDataNamespaces)');
+  } catch (e) {
+    if (signal.aborted) throw e;
+    return ok;
+  }
+}
+
+/**
  * Whether this operator may create the sending VMIM and finish the source VM in `ns` (source-access.ts).
  * Reviews that cannot be made block nothing: the migration then meets the API's own answer.
  */
@@ -342,11 +361,13 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     reads.local.get<VMIM>(Res.vmim, ns, names.sourceVMIM, signal),
   ]);
   world.sourceVM = vm;
+  const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   let targetCluster: Check = siteCheck.ok ? ok : fail('TargetClusterUnknown', 'no client for the target cluster');
   let targetNamespace: Check = ok;
   let kubevirt: Check = ok;
   let tView: TargetView | undefined;
   let tgtVmim: VMIM | undefined;
+  let targetAccessCheck: Check | undefined;
   if (target) {
     const t = await reads.remember(`namespace:${target.clusterName}@${target.rest.server}/${spec.targetNamespace}`, NAMESPACE_CHECK_TTL_MS,
       (r) => r.cluster.ok && r.namespace.ok, () => checkTarget(deps, target, spec.targetNamespace, signal));
@@ -354,10 +375,18 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     targetNamespace = t.namespace;
     if (t.cluster.ok) {
       world.target = target;
+      const started = !!wm.status?.migrationID;
+      if (!started && site && !site.spec.allowedNamespaces?.length && t.namespace.ok && tenancy.ok) {
+        targetAccessCheck = await targetAccess(deps, target, site, spec.targetNamespace, signal, reads);
+      }
+      // Before the start, nothing is read in a target namespace the Site refuses or the credentials
+      // may not use (preflight stops there). No cache starts in such a namespace either: a started
+      // migration's reads there go to the API.
+      const readable = tenancy.ok && (targetAccessCheck?.ok ?? true);
       // This cluster's reads in here are tagged, so that an error of theirs is not blamed on the target.
       const mixed: MigrationReads = { ...reads, local: taggedReader(reads.local) };
       try {
-        const tr = reads.target(site!, target);
+        const tr = reads.target(site!, target, readable ? spec.targetNamespace : undefined);
         world.targetReader = tr;
         const [lkv, tkv] = await Promise.all([
           kubevirtCheck(mixed.local, localKubevirtNs, 'source', signal),
@@ -365,7 +394,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
         ]);
         kubevirt = !lkv.check.ok ? lkv.check : tkv.check;
         world.migrationTLS = lkv.migrationTLS ?? true;
-        if (t.namespace.ok) {
+        if (t.namespace.ok && (readable || started)) {
           [tView, tgtVmim] = await Promise.all([
             targetView(world, mixed, tr, tkv.syncAddress, signal),
             tr.get<VMIM>(Res.vmim, spec.targetNamespace, names.targetVMIM, signal),
@@ -387,7 +416,6 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
   }
   const lm = vmi?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
   const serviceAccounts = vm ? volumeRefs(vm).serviceAccounts : [];
-  const tenancy = site ? tenancyCheck(site, ns, spec.targetNamespace) : ok;
   const facts: Facts = {
     now,
     deleting: !!wm.metadata.deletionTimestamp,
@@ -418,6 +446,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     // Deadlines are fixed at the start: sizes are read only until then.
     ...(!wm.status?.deadlines ? { sizing: await readSizing(deps.local, ns, vm, site, signal, reads.remember) } : {}),
     ...(!wm.status?.migrationID && vm ? { sourceAccess: await sourceAccess(deps, ns, spec, signal, reads) } : {}),
+    ...(targetAccessCheck ? { targetAccess: targetAccessCheck } : {}),
     migrationTLS: world.migrationTLS,
   };
   if (tView?.migrationEndpoint) world.migrationEndpoint = tView.migrationEndpoint;

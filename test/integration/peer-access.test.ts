@@ -5,8 +5,9 @@
 // system:masters), the Site (allowedNamespaces = the chart's vmDataNamespaces) is Ready with exactly
 // those rights, and a WanMigration into a listed namespace goes all the way to Succeeded, CA
 // exchange and cleanup of what it created included. A namespace that is not listed is refused, by
-// the Site and by RBAC: the peer reads VMs, VMIMs and DataVolumes everywhere (the operator's
-// informers) but may create or delete them only in the listed namespaces.
+// the Site and by RBAC: the peer may read, create or delete VMs, VMIMs and DataVolumes only in the
+// listed namespaces (the operator's informers of the target watch only those). Without
+// allowedNamespaces, a migration asks for the rights in its own namespace before it starts.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeClient } from '../../src/kube/client.ts';
@@ -16,6 +17,8 @@ import type { RunningOperator } from '../../src/operator/main.ts';
 import { helmTemplate, splitRendered } from '../../hack/packaging.ts';
 import { applyManifests, useClusters, userKubeconfig } from '../env/index.ts';
 import { findCondition } from '../../src/api/conditions.ts';
+import type { Site } from '../../src/api/site.ts';
+import { waitFor } from '../helpers/poll.ts';
 import {
   createVM, ensure, OPERATOR_NS, reconcileErrors, runOperator, setupBed, vmObject, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
@@ -58,8 +61,8 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
   });
 
   test('the identity is not an admin', async () => {
-    // rbac.peer grants reading the KubeVirt objects cluster-wide; writing them, and Secrets and
-    // ConfigMaps at all, only where listed (the Site's allowedNamespaces says the same).
+    // rbac.peer grants reading and writing the KubeVirt objects, and Secrets and ConfigMaps at
+    // all, only where listed (the Site's allowedNamespaces says the same).
     const forbidden = (e: unknown) => e instanceof KubeApiError && e.code === 403;
     for (const [ref, ns] of [[Res.secret, 'kube-system'], [Res.secret, 'not-listed'], [Res.configMap, 'not-listed'], [Res.configMap, OPERATOR_NS], [Res.secret, 'kubevirt']] as const) {
       await assert.rejects(peerClient!.list(ref, ns), forbidden, `list ${ref.kind} in ${ns}`);
@@ -70,18 +73,24 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
         forbidden, `create a DataVolume in ${ns}`);
       await assert.rejects(peerClient!.create(Res.vmim, { metadata: { name: 'intruder', namespace: ns }, spec: { vmiName: 'x' } }), forbidden, `create a VMIM in ${ns}`);
     }
-    // A VM the target cluster runs in a namespace that is not listed: visible, not removable.
+    // A VM the target cluster runs in a namespace that is not listed: not readable (VM specs carry
+    // inline cloud-init data), not removable, and nothing is listed across all namespaces.
     await bed!.dst.create(Res.vm, vmObject('not-listed', 'resident', { memory: '64Mi', disks: [], runStrategy: 'Halted' }));
-    assert.equal((await peerClient!.get(Res.vm, 'not-listed', 'resident')).metadata?.name, 'resident');
-    assert.ok((await peerClient!.list(Res.vm)).items.some((v) => v.metadata?.name === 'resident'), 'lists VMs in every namespace');
-    await peerClient!.list(Res.dataVolume);
-    await peerClient!.list(Res.vmim);
+    await assert.rejects(peerClient!.get(Res.vm, 'not-listed', 'resident'), forbidden, 'get a VM in a namespace that is not listed');
+    for (const ref of [Res.vm, Res.vmi, Res.vmim, Res.dataVolume]) {
+      await assert.rejects(peerClient!.list(ref), forbidden, `list ${ref.kind} in all namespaces`);
+      await assert.rejects(peerClient!.list(ref, 'not-listed'), forbidden, `list ${ref.kind} in not-listed`);
+      await peerClient!.list(ref, NS);
+    }
     await assert.rejects(peerClient!.delete(Res.vm, 'not-listed', 'resident'), forbidden, 'delete a VM in a namespace that is not listed');
     await bed!.dst.delete(Res.vm, 'not-listed', 'resident');
   });
 
   test('a migration into a listed namespace succeeds', async () => {
     const { src } = bed!;
+    // The Site's permission check passes with exactly the chart's rights (the CA bundles by name included).
+    await waitFor(async () => findCondition(((await src.get(Res.site, undefined, 'site-b')) as unknown as Site).status?.conditions, 'Ready')?.status === 'True',
+      { what: 'site-b Ready with the chart\'s peer rights', timeoutMs: 30_000 });
     await createVM(src, NS, 'vm');
     await src.create(Res.wanMigration, wanMigration(NS, 'mig', { vmName: 'vm' }));
     const wm = await waitForPhase(src, NS, 'mig', 'Succeeded', 120_000);
@@ -100,5 +109,27 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
     assert.match(findCondition(wm.status?.conditions, 'Stalled')!.message, /spec\.allowedNamespaces/);
     await waitForEvent(src, 'not-listed', 'mig', 'TargetNamespaceNotAllowed');
     assert.equal(await reconcileErrors(op!), 0, 'reported as a condition, not as failing reconciles');
+  });
+
+  test('a Site that lists no namespaces: its migrations read only their own namespace there, and one the peer\'s chart does not cover stalls with TargetPermissionsMissing', async () => {
+    const { src } = bed!;
+    await src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: null } });
+    // The Site asks nothing across all namespaces any more, so the chart's rights still make it Ready.
+    await waitFor(async () => {
+      const site = (await src.get(Res.site, undefined, 'site-b')) as unknown as Site;
+      return !site.spec.allowedNamespaces && findCondition(site.status?.conditions, 'Ready')?.status === 'True';
+    }, { what: 'site-b Ready without allowedNamespaces', timeoutMs: 30_000 });
+    // The earlier migration in not-listed now passes the tenancy rule (its own namespace) and meets
+    // the peer's missing rights there, before anything is created.
+    const wm = await waitForCondition(src, 'not-listed', 'mig', 'Stalled', 'True', 'TargetPermissionsMissing', 30_000);
+    assert.equal(wm.status?.phase, 'Pending');
+    assert.match(findCondition(wm.status?.conditions, 'Stalled')!.message, /may not .*create virtualmachines\.kubevirt\.io.* in namespace not-listed/);
+    await waitForEvent(src, 'not-listed', 'mig', 'TargetPermissionsMissing');
+    assert.equal((await bed!.dst.list(Res.vm, 'not-listed')).items.length, 0, 'nothing created there');
+    // Its own namespace, which the chart covers, migrates with namespaced caches.
+    await createVM(src, NS, 'vm2');
+    await src.create(Res.wanMigration, wanMigration(NS, 'mig2', { vmName: 'vm2' }));
+    assert.equal((await waitForPhase(src, NS, 'mig2', 'Succeeded', 120_000)).status?.phase, 'Succeeded');
+    assert.equal(await reconcileErrors(op!), 0, 'no reconcile failed on a refused read');
   });
 });

@@ -200,9 +200,10 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
       q('create', KV, 'virtualmachines', 'vms'), q('list', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'), q('get', KV, 'virtualmachineinstances', 'vms'),
       q('create', KV, 'virtualmachineinstancemigrations', 'vms'), q('delete', KV, 'virtualmachineinstancemigrations', 'vms'),
       q('create', CDI, 'datavolumes', 'vms'), q('list', CDI, 'datavolumes', 'vms'), q('delete', CDI, 'datavolumes', 'vms'),
-      // Reads stay cluster-wide: the operator's informers follow these kinds in every namespace.
-      q('list', KV, 'virtualmachines'), q('watch', KV, 'virtualmachines'), q('get', KV, 'virtualmachines', 'other'),
-      q('list', KV, 'virtualmachineinstances'), q('watch', KV, 'virtualmachineinstancemigrations'), q('list', CDI, 'datavolumes'), q('watch', CDI, 'datavolumes'),
+      // Reads only where VMs may arrive: the operator's informers of this cluster watch those namespaces.
+      q('watch', KV, 'virtualmachines', 'vms'), q('get', KV, 'virtualmachines', 'vms'), q('list', KV, 'virtualmachineinstances', 'vms'),
+      q('watch', KV, 'virtualmachineinstancemigrations', 'vms'), q('get', CDI, 'datavolumes', 'vms'), q('watch', CDI, 'datavolumes', 'vms'),
+      q('list', '', 'configmaps', 'kubevirt', CA), q('watch', '', 'configmaps', 'kubevirt', EXT_CA),
       q('create', '', 'secrets', 'vms'), q('list', '', 'configmaps', 'vms'), q('delete', '', 'secrets', 'vms'),
       q('get', '', 'configmaps', 'kubevirt', CA), q('patch', '', 'configmaps', 'kubevirt', EXT_CA), q('create', '', 'configmaps', 'kubevirt'),
     ];
@@ -219,6 +220,10 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
       q('delete', KV, 'virtualmachines', 'other'), q('create', KV, 'virtualmachineinstancemigrations', 'other'),
       q('delete', KV, 'virtualmachineinstancemigrations', 'kube-system'), q('create', CDI, 'datavolumes', 'other'), q('create', CDI, 'datavolumes', 'kube-system'),
       q('delete', CDI, 'datavolumes', 'other'), q('update', KV, 'virtualmachines', 'vms'), q('update', CDI, 'datavolumes', 'vms'),
+      // No reads of VM data outside them either: VM specs can carry inline cloud-init data.
+      q('list', KV, 'virtualmachines'), q('watch', KV, 'virtualmachines'), q('get', KV, 'virtualmachines', 'other'),
+      q('list', KV, 'virtualmachineinstances'), q('get', KV, 'virtualmachineinstances', 'kube-system'), q('watch', KV, 'virtualmachineinstancemigrations'),
+      q('list', CDI, 'datavolumes'), q('get', CDI, 'datavolumes', 'other'),
     ];
     const questions = [...can, ...cannot];
     const expected = [...can.map(() => true), ...cannot.map(() => false)];
@@ -235,8 +240,9 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
       assert.notEqual(denied.status, 0, `the peer created a VM in ${ns}`);
       assert.match(denied.stderr, /forbidden/i, denied.stderr);
     }
-    assert.match(asPeer(['get', '--raw', vmsPath()]).stdout, /"receiver"/, 'lists VMs in every namespace');
-    assert.equal(asPeer(['get', '--raw', vmsPath('other', 'vm-other')]).status, 0, 'reads a VM in a namespace that is not listed');
+    assert.match(asPeer(['get', '--raw', vmsPath('vms')]).stdout, /"receiver"/, 'lists VMs in the listed namespace');
+    assert.match(asPeer(['get', '--raw', vmsPath()]).stderr, /forbidden/i, 'lists no VMs across all namespaces');
+    assert.match(asPeer(['get', '--raw', vmsPath('other', 'vm-other')]).stderr, /forbidden/i, 'reads no VM in a namespace that is not listed');
     assert.match(asPeer(['delete', '--raw', vmsPath('other', 'vm-other')]).stderr, /forbidden/i);
     assert.equal(asPeer(['delete', '--raw', vmsPath('vms', 'receiver')]).status, 0, 'removes the receiver VM on cleanup');
   });
@@ -249,9 +255,10 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     const stillClosed = [q('watch', '', 'secrets'), q('update', '', 'secrets', 'other'), q('patch', '', 'configmaps', 'kube-system'),
       q('patch', '', 'configmaps', 'kubevirt', CA), q('create', RBAC, 'clusterrolebindings'), q('update', KV, 'virtualmachines', 'other'),
       q('create', '', 'pods', 'other')];
-    // The peer: the target side's writes.
+    // The peer: the target side's reads and writes.
     const peerOpened = [q('create', KV, 'virtualmachines', 'other'), q('delete', KV, 'virtualmachines', 'kube-system'),
-      q('create', KV, 'virtualmachineinstancemigrations', 'other'), q('create', CDI, 'datavolumes', 'other'), q('delete', CDI, 'datavolumes', 'kube-system')];
+      q('create', KV, 'virtualmachineinstancemigrations', 'other'), q('create', CDI, 'datavolumes', 'other'), q('delete', CDI, 'datavolumes', 'kube-system'),
+      q('list', KV, 'virtualmachines'), q('get', KV, 'virtualmachineinstances', 'other'), q('watch', CDI, 'datavolumes')];
     const peerStillClosed = [q('patch', KV, 'virtualmachines', 'other'), q('update', CDI, 'datavolumes', 'other'), q('get', '', 'secrets', NS), q('list', CN, 'sites')];
     const questions = [...opened, ...stillClosed];
     const peerQuestions = [...peerOpened, ...peerStillClosed];

@@ -79,23 +79,28 @@ describe('Site', () => {
     const user = 'cloudnet-peer-limited';
     const creds = await userKubeconfig(bed.b, { user });
     await ensure(bed.src, Res.secret, { metadata: { name: 'limited-kubeconfig', namespace: OPERATOR_NS }, stringData: { kubeconfig: creds.kubeconfigYaml } });
-    await ensure(bed.src, Res.site, { metadata: { name: 'site-limited' }, spec: { kubeconfigSecretRef: { namespace: OPERATOR_NS, name: 'limited-kubeconfig' } } });
+    // The target namespace rights are asked where the Site accepts VMs, never across all namespaces.
+    await ensure(bed.dst, Res.namespace, { metadata: { name: 'limited-vms' } });
+    await ensure(bed.src, Res.site, { metadata: { name: 'site-limited' }, spec: { kubeconfigSecretRef: { namespace: OPERATOR_NS, name: 'limited-kubeconfig' }, allowedNamespaces: ['limited-vms'] } });
     const s = await waitForSite('site-limited', 'False', 'PeerPermissionsMissing');
     const msg = findCondition(s.status?.conditions, 'Ready')?.message ?? '';
     assert.match(msg, /^the credentials in Secret cloudnet-system\/limited-kubeconfig lack rights the operator needs on https:\/\/127\.0\.0\.1:\d+: namespaces \(get\); /);
-    assert.match(msg, /virtualmachines\.kubevirt\.io \(get, list, watch, create, delete\) in all namespaces/);
-    assert.match(msg, /configmaps \(get, create, patch\) in namespace kubevirt/);
+    assert.match(msg, /virtualmachines\.kubevirt\.io \(get, list, watch, create, delete\) in namespace limited-vms/);
+    assert.doesNotMatch(msg, /in all namespaces/);
+    assert.match(msg, /configmaps\/kubevirt-external-ca \(get, list, watch, patch\) in namespace kubevirt/);
     // The API itself answered: LinkReady (API only, no link provider here) stays True.
     assert.equal(findCondition(s.status?.conditions, 'LinkReady')?.status, 'True');
     await waitForEvent(bed.src, 'default', 'site-limited', 'PeerPermissionsMissing');
     // Grant what src/api/peer-permissions.ts lists, and nothing else: the Site becomes Ready.
     const rbac = (plural: string, kind: string) => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind });
-    const rules = (scopes: string[]) => PEER_CLUSTER_PERMISSIONS.filter((p) => scopes.includes(p.scope)).map((p) => ({ apiGroups: [p.group], resources: [p.resource], verbs: [...p.verbs] }));
+    const rules = (scopes: string[]) => PEER_CLUSTER_PERMISSIONS.filter((p) => scopes.includes(p.scope)).map((p) => ({ apiGroups: [p.group], resources: [p.resource], verbs: [...p.verbs], ...(p.names ? { resourceNames: [...p.names] } : {}) }));
     const subjects = [{ kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: user }];
-    await ensure(bed.dst, rbac('clusterroles', 'ClusterRole'), { metadata: { name: 'cloudnet-peer' }, rules: rules(['Cluster', 'TargetNamespace']) });
+    await ensure(bed.dst, rbac('clusterroles', 'ClusterRole'), { metadata: { name: 'cloudnet-peer' }, rules: rules(['Cluster']) });
     await ensure(bed.dst, rbac('clusterrolebindings', 'ClusterRoleBinding'), { metadata: { name: 'cloudnet-peer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cloudnet-peer' }, subjects });
-    await ensure(bed.dst, rbac('roles', 'Role'), { metadata: { name: 'cloudnet-peer', namespace: 'kubevirt' }, rules: rules(['KubeVirtNamespace']) });
-    await ensure(bed.dst, rbac('rolebindings', 'RoleBinding'), { metadata: { name: 'cloudnet-peer', namespace: 'kubevirt' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cloudnet-peer' }, subjects });
+    for (const [namespace, scope] of [['kubevirt', 'KubeVirtNamespace'], ['limited-vms', 'TargetNamespace']]) {
+      await ensure(bed.dst, rbac('roles', 'Role'), { metadata: { name: 'cloudnet-peer', namespace }, rules: rules([scope]) });
+      await ensure(bed.dst, rbac('rolebindings', 'RoleBinding'), { metadata: { name: 'cloudnet-peer', namespace }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'cloudnet-peer' }, subjects });
+    }
     const ready = await waitForSite('site-limited', 'True', 'Ready');
     assert.match(findCondition(ready.status?.conditions, 'Ready')?.message ?? '', /the credentials hold every right the operator needs there/);
   });

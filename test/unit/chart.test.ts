@@ -229,8 +229,9 @@ describe('charts/cloudnet', () => {
     ];
     assert.deepEqual(operatorDataGrants(confined, 't-cloudnet', KUBEVIRT_CDI), [
       ...reads,
-      ...['vms', 'vms-b'].flatMap((ns) => [`${ns} cdi.kubevirt.io/datavolumes: create,delete`,
-        `${ns} kubevirt.io/virtualmachineinstancemigrations: create,delete`, `${ns} kubevirt.io/virtualmachines: create,delete`, `${ns} kubevirt.io/virtualmachines: patch`]),
+      ...['vms', 'vms-b'].flatMap((ns) => [`${ns} cdi.kubevirt.io/datavolumes: create,delete,${READ}`,
+        `${ns} kubevirt.io/virtualmachineinstancemigrations: create,delete,${READ}`, `${ns} kubevirt.io/virtualmachineinstances: ${READ}`,
+        `${ns} kubevirt.io/virtualmachines: create,delete,${READ}`, `${ns} kubevirt.io/virtualmachines: patch`]),
     ]);
     const source = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === 'vms'), 'RoleBinding', 't-cloudnet-vmdata-source');
     assert.deepEqual(source.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
@@ -256,21 +257,18 @@ describe('charts/cloudnet', () => {
       'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
       'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
     assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
-    // Read cluster-wide (the operator's informers), write only in rbac.vmDataNamespaces: a VM
-    // created in any namespace could mount that namespace's Secrets and ServiceAccounts.
+    // Read and write only in rbac.vmDataNamespaces: a VM created in any namespace could mount that
+    // namespace's Secrets and ServiceAccounts, and VM specs can carry inline cloud-init data.
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer'))), {
-      'cdi.kubevirt.io/datavolumes': READ, 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
-      'kubevirt.io/virtualmachineinstancemigrations': READ, 'kubevirt.io/virtualmachineinstances': READ,
-      'kubevirt.io/virtualmachines': READ,
+      'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
     });
     assert.deepEqual(operatorDataGrants(docs, 't-cloudnet-peer', KUBEVIRT_CDI), [
-      `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: list,watch', `* kubevirt.io/virtualmachineinstancemigrations: ${READ}`,
-      `* kubevirt.io/virtualmachineinstances: ${READ}`, `* kubevirt.io/virtualmachines: ${READ}`,
-      'vms cdi.kubevirt.io/datavolumes: create,delete', 'vms kubevirt.io/virtualmachineinstancemigrations: create,delete',
-      'vms kubevirt.io/virtualmachines: create,delete',
+      '* kubevirt.io/kubevirts: list,watch',
+      `vms cdi.kubevirt.io/datavolumes: create,delete,${READ}`, `vms kubevirt.io/virtualmachineinstancemigrations: create,delete,${READ}`,
+      `vms kubevirt.io/virtualmachineinstances: ${READ}`, `vms kubevirt.io/virtualmachines: create,delete,${READ}`,
     ], 'no patch of VMs: stopping the source VM is the operator\'s (t-cloudnet-vmdata-source)');
-    // Without listed namespaces the peer may write nothing; everywhere only with the opt-in.
-    assert.deepEqual(operatorDataGrants(render('rbac.peer.enabled=true'), 't-cloudnet-peer', KUBEVIRT_CDI).filter((g) => /create|delete|patch|update/.test(g)), []);
+    // Without listed namespaces the peer may read or write no VM data; everywhere only with the opt-in.
+    assert.deepEqual(operatorDataGrants(render('rbac.peer.enabled=true'), 't-cloudnet-peer', KUBEVIRT_CDI), ['* kubevirt.io/kubevirts: list,watch']);
     assert.deepEqual(grants(rules(only(render('rbac.peer.enabled=true', 'rbac.clusterWideVMData=true'), 'ClusterRole', 't-cloudnet-peer'))), {
       'cdi.kubevirt.io/datavolumes': `create,delete,${READ}`, 'core/namespaces': 'get', 'kubevirt.io/kubevirts': 'list,watch',
       'kubevirt.io/virtualmachineinstancemigrations': `create,delete,${READ}`, 'kubevirt.io/virtualmachineinstances': READ,
@@ -553,13 +551,17 @@ it('rbac.peer grants every permission the Site reconciler checks in a peer, wher
   for (const p of PEER_CLUSTER_PERMISSIONS) {
     const ns = scopeNamespace[p.scope];
     for (const verb of p.verbs) {
-      assert.ok(granted.some(({ where, r }) => (where === '*' || where === ns) && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
-        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in ${ns === '*' ? 'the cluster' : `namespace ${ns}`} (${p.why})`);
+      for (const name of p.names ?? [undefined]) {
+        assert.ok(granted.some(({ where, r }) => (where === '*' || where === ns) && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)
+          && (!r.resourceNames || (name !== undefined && r.resourceNames.includes(name)))),
+        `the peer role lacks ${verb} ${p.resource}${p.group ? `.${p.group}` : ''}${name ? `/${name}` : ''} in ${ns === '*' ? 'the cluster' : `namespace ${ns}`} (${p.why})`);
+      }
     }
   }
-  // The target namespaces' writes are granted there only, not cluster-wide (that is rbac.clusterWideVMData).
+  // The target namespaces' rights, reads included, are granted there only, not cluster-wide (that
+  // is rbac.clusterWideVMData): VM specs elsewhere can carry inline cloud-init data.
   for (const p of PEER_CLUSTER_PERMISSIONS.filter((x) => x.scope === 'TargetNamespace')) {
-    for (const verb of p.verbs.filter((v) => !['get', 'list', 'watch'].includes(v))) {
+    for (const verb of p.verbs) {
       assert.ok(!granted.some(({ where, r }) => where === '*' && (r.apiGroups ?? []).includes(p.group) && (r.resources ?? []).includes(p.resource) && r.verbs.includes(verb)),
         `the peer may ${verb} ${p.resource}${p.group ? `.${p.group}` : ''} in every namespace`);
     }

@@ -4,7 +4,8 @@
 //    the two CA ConfigMaps (KubeVirt's namespace, each by name: RBAC grants them by resourceNames),
 //    next to the WanMigration and Site informers;
 //  - each Site's cluster, from the first reconcile whose target API answered: VMs, VMIs, VMIMs and
-//    DataVolumes (in the Site's allowedNamespaces when it lists them, else in all namespaces), and
+//    DataVolumes (in the Site's allowedNamespaces when it lists them, else in the target namespace
+//    of each of its migrations: never across all namespaces), and
 //    the KubeVirt CR and CA ConfigMaps in the Site's KubeVirt namespace.
 // A VM or VMI change enqueues the migrations of that VM (an index on the WanMigration informer:
 // source namespace/name, or Site/target namespace/name); a VMIM or DataVolume we created carries
@@ -39,16 +40,22 @@ const CA_PHASES: readonly Phase[] = [Phases.Pending, Phases.PreparingTarget];
 interface TargetCaches {
   client: KubeClient;
   reader: CachedReader;
-  /** Namespaces with informers of VMs, VMIs, VMIMs and DataVolumes ('' = all). */
+  /** Namespaces with informers of VMs, VMIs, VMIMs and DataVolumes. */
   namespaces: Set<string>;
   kubevirtNamespaces: Set<string>;
   unwatch: Array<() => void>;
 }
 
-/** Where the informers of a Site's migrations look: its allowed namespaces, or all of them (''). */
-function targetNamespaces(site: Site): string[] {
+/**
+ * Where the informers of a Site's migrations look: its allowed namespaces, or, when it lists none,
+ * the target namespace of the migration asking (its own namespace, the only one such a Site
+ * accepts). Never all namespaces: the peer's chart grants reads only where VMs may arrive, and
+ * VM specs there can carry inline cloud-init data that is not ours to read.
+ */
+function targetNamespaces(site: Site, namespace: string | undefined): string[] {
   const allowed = site.spec.allowedNamespaces ?? [];
-  return allowed.length ? [...new Set(allowed)] : [''];
+  if (allowed.length) return [...new Set(allowed)];
+  return namespace ? [namespace] : [];
 }
 
 export interface MigrationCachesOptions {
@@ -128,7 +135,7 @@ export class MigrationCaches implements MigrationCachesPort {
       return {
         live: false,
         local: this.local,
-        target: (site, client) => this.target(site, client),
+        target: (site, client, ns) => this.target(site, client, ns),
         remember: (key, ttlMs, ok, fn) => this.memo.get(key, ttlMs, ok, fn),
       };
     }
@@ -136,7 +143,7 @@ export class MigrationCaches implements MigrationCachesPort {
     return {
       live: true,
       local: fresh(this.local, this.manager.client, this.localKubevirtNs),
-      target: (site, client) => fresh(this.target(site, client), client, site.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE),
+      target: (site, client, ns) => fresh(this.target(site, client, ns), client, site.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE),
       remember: (key, ttlMs, ok, fn) => this.memo.get(key, ttlMs, ok, fn),
     };
   }
@@ -178,7 +185,7 @@ export class MigrationCaches implements MigrationCachesPort {
       this.manager.informer(Res.configMap, { namespace: ns, fieldSelector: `metadata.name=${name}` }, client, Shapes.caConfigMap)]));
   }
 
-  private target(site: Site, client: KubeClient): CachedReader {
+  private target(site: Site, client: KubeClient, namespace: string | undefined): CachedReader {
     const name = site.metadata.name ?? '';
     let t = this.targets.get(name);
     if (t && t.client !== client) {
@@ -190,20 +197,19 @@ export class MigrationCaches implements MigrationCachesPort {
       t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), namespaces: new Set(), kubevirtNamespaces: new Set(), unwatch: [] };
       this.targets.set(name, t);
     }
-    for (const ns of targetNamespaces(site)) {
+    for (const ns of targetNamespaces(site, namespace)) {
       if (t.namespaces.has(ns)) continue;
       t.namespaces.add(ns);
       const m = this.manager;
-      const sel = ns ? { namespace: ns } : {};
+      const sel = { namespace: ns };
       const vms = m.informer(Res.vm, sel, client, Shapes.vm);
       const vmis = m.informer(Res.vmi, sel, client, Shapes.vmi);
       const vmims = m.informer(Res.vmim, sel, client, Shapes.vmim);
       const dvs = m.informer(Res.dataVolume, sel, client, Shapes.dataVolume);
-      const scope = ns || undefined;
-      t.reader.register(Res.vm, vms, scope);
-      t.reader.register(Res.vmi, vmis, scope);
-      t.reader.register(Res.vmim, vmims, scope);
-      t.reader.register(Res.dataVolume, dvs, scope);
+      t.reader.register(Res.vm, vms, ns);
+      t.reader.register(Res.vmi, vmis, ns);
+      t.reader.register(Res.vmim, vmims, ns);
+      t.reader.register(Res.dataVolume, dvs, ns);
       const byTargetVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_TARGET_VM, `${name}/${o.metadata?.namespace}/${o.metadata?.name}`));
       this.watch(vms, byTargetVM, t);
       this.watch(vmis, byTargetVM, t);

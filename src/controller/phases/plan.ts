@@ -245,6 +245,7 @@ function preflight(c: Ctx): { reason: string; message: string } | undefined {
   const lm = obs.source.liveMigratable;
   if (lm && lm.status !== 'True') return { reason: 'VMNotLiveMigratable', message: `VMI ${spec.vmName} is not live-migratable: ${lm.reason ?? ''} ${lm.message ?? ''}`.trim() };
   if (!obs.targetNamespace.ok) return obs.targetNamespace;
+  if (obs.targetAccess && !obs.targetAccess.ok) return obs.targetAccess;
   // A ServiceAccount is an identity of its namespace and is not copied: the receiver would mount
   // the target namespace's account of that name, another tenant's when the namespaces differ.
   const sas = obs.source.serviceAccounts ?? [];

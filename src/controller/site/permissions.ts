@@ -13,14 +13,14 @@ interface AccessReview {
   status?: { allowed?: boolean; denied?: boolean; reason?: string };
 }
 
-/** What a review asks: a verb on a resource, in a namespace ('' for cluster scope or all namespaces). */
-export type AccessQuestion = Pick<PeerAccessCheck, 'group' | 'resource' | 'verb' | 'namespace'>;
+/** What a review asks: a verb on a resource (one object of it, with `name`), in a namespace ('' for cluster scope or all namespaces). */
+export type AccessQuestion = Pick<PeerAccessCheck, 'group' | 'resource' | 'verb' | 'namespace' | 'name'>;
 
 async function allowed(client: KubeClient, c: AccessQuestion, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
   const review = await client.rest.request<AccessReview>('POST', SSAR_PATH, {
     body: {
       apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview',
-      spec: { resourceAttributes: { group: c.group, resource: c.resource, verb: c.verb, ...(c.namespace ? { namespace: c.namespace } : {}) } },
+      spec: { resourceAttributes: { group: c.group, resource: c.resource, verb: c.verb, ...(c.namespace ? { namespace: c.namespace } : {}), ...(c.name ? { name: c.name } : {}) } },
     },
     signal,
     timeoutMs,

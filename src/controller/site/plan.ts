@@ -62,13 +62,13 @@ const MAX_LISTED = 12;
 export function describeDenied(denied: readonly PeerAccessCheck[]): string {
   const groups = new Map<string, { first: PeerAccessCheck; verbs: string[] }>();
   for (const c of denied) {
-    const key = JSON.stringify([c.group, c.resource, c.namespace, c.scope]);
+    const key = JSON.stringify([c.group, c.resource, c.name, c.namespace, c.scope]);
     const g = groups.get(key);
     if (g) g.verbs.push(c.verb);
     else groups.set(key, { first: c, verbs: [c.verb] });
   }
   const parts = [...groups.values()].map(({ first: c, verbs }) => {
-    const what = `${c.resource}${c.group ? `.${c.group}` : ''} (${verbs.join(', ')})`;
+    const what = `${c.resource}${c.group ? `.${c.group}` : ''}${c.name ? `/${c.name}` : ''} (${verbs.join(', ')})`;
     return c.namespace ? `${what} in namespace ${c.namespace}` : c.scope === 'Cluster' ? what : `${what} in all namespaces`;
   });
   const more = parts.length - MAX_LISTED;

@@ -27,6 +27,7 @@ describe('preflight: bad input blocks with a reason, deletes nothing, retries sl
     ['target namespace not allowed by the Site', { tenancy: { ok: false, reason: 'TargetNamespaceNotAllowed', message: 'x' } }, 'TargetNamespaceNotAllowed'],
     ['site being deleted', { siteDeleting: true }, 'SiteDeleting'],
     ['name collision', { target: { ...preparedTarget, vmOwned: false, ownedObjects: 0 } }, 'TargetNameCollision'],
+    ['the Site\'s credentials lack the target rights in the namespace', { targetAccess: { ok: false, reason: 'TargetPermissionsMissing', message: 'x' } }, 'TargetPermissionsMissing'],
   ];
   test('the operator lacking its source-side rights in the VM\'s namespace blocks before anything starts', () => {
     const p = plan(wm(), obs({ sourceAccess: { ok: false, reason: 'SourcePermissionsMissing', message: 'this operator may not create virtualmachineinstancemigrations.kubevirt.io in namespace default' } }));

@@ -79,7 +79,7 @@ describe('planSite', () => {
 });
 
 describe('permissions in the peer', () => {
-  const checks = peerAccessChecks('kubevirt', undefined);
+  const checks = peerAccessChecks('kubevirt', ['vms']);
   const denied = checks.filter((c) => c.resource === 'virtualmachines' || c.resource === 'namespaces');
 
   test('all granted: Ready, and the message says the rights were checked', () => {
@@ -94,7 +94,7 @@ describe('permissions in the peer', () => {
     assert.equal(ready?.status, 'False');
     assert.equal(ready?.reason, 'PeerPermissionsMissing');
     assert.equal(ready?.message, 'the credentials in Secret cloudnet-system/b lack rights the operator needs on https://b:6443: '
-      + 'namespaces (get); virtualmachines.kubevirt.io (get, list, watch, create, delete) in all namespaces');
+      + 'namespaces (get); virtualmachines.kubevirt.io (get, list, watch, create, delete) in namespace vms');
     assert.equal(cond(p.status, 'LinkReady')?.status, 'True');
     assert.deepEqual(p.events.map((e) => [e.type, e.reason]), [['Warning', 'PeerPermissionsMissing']]);
     assert.equal(p.requeueAfterMs, 15_000);
