@@ -1,4 +1,7 @@
-// The chart's peer identity (rbac.peer: charts/cloudnet/templates/peer-rbac.yaml, plus the VM-data
+// The chart's RBAC is enough on both sides. In the source cluster the operator runs as the chart's
+// ServiceAccount with the chart's ClusterRole and Roles (rbac.vmDataNamespaces listing the source
+// namespaces). In the target cluster the chart's peer identity (rbac.peer:
+// charts/cloudnet/templates/peer-rbac.yaml, plus the VM-data
 // Roles of rbac.vmDataNamespaces and the KubeVirt CA Role, which bind it too) is enough, and only
 // as much as needed: the target cluster gets exactly the rendered ServiceAccount, ClusterRole,
 // Roles and bindings, the Site's kubeconfig authenticates as that ServiceAccount (not an admin, not
@@ -13,14 +16,14 @@ import assert from 'node:assert/strict';
 import { KubeClient } from '../../src/kube/client.ts';
 import { KubeApiError } from '../../src/kube/rest.ts';
 import { Res } from '../../src/api/resources.ts';
-import type { RunningOperator } from '../../src/operator/main.ts';
+import { startOperator, type RunningOperator } from '../../src/operator/main.ts';
 import { helmTemplate, splitRendered } from '../../hack/packaging.ts';
 import { applyManifests, useClusters, userKubeconfig } from '../env/index.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
 import { waitFor } from '../helpers/poll.ts';
 import {
-  createVM, ensure, OPERATOR_NS, reconcileErrors, runOperator, setupBed, vmObject, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
+  createVM, ensure, OPERATOR_NS, operatorConfig, operatorFactories, reconcileErrors, setupBed, vmObject, waitForCondition, waitForEvent, waitForPhase, wanMigration, type Bed,
 } from '../standin/harness.ts';
 
 const NS = 'peer-vms';
@@ -29,7 +32,7 @@ let bed: Bed | undefined;
 let op: RunningOperator | undefined;
 let peerClient: KubeClient | undefined;
 
-describe('a migration with only the chart\'s rbac.peer rights in the target cluster', { timeout: 240_000 }, () => {
+describe('a migration with only the chart\'s rights: rbac.peer in the target cluster, the operator\'s own RBAC in the source cluster', { timeout: 240_000 }, () => {
   after(async () => {
     await op?.stop();
     await bed?.stop();
@@ -56,7 +59,16 @@ describe('a migration with only the chart\'s rbac.peer rights in the target clus
       await bed.src.patchMerge(Res.secret, OPERATOR_NS, 'site-b-kubeconfig', { stringData: { kubeconfig: peer.kubeconfigYaml } });
       // The Site accepts the namespaces the peer's rights cover, so its permission check asks for those.
       await bed.src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: [NS] } });
-      op = await runOperator(bed);
+      // The source side too: the operator runs as the chart's own ServiceAccount with the chart's
+      // RBAC in its cluster (source VMs in NS and not-listed), not as an admin.
+      const [a] = clusters;
+      for (const ns of [NS, 'not-listed', 'kubevirt']) await ensure(bed.src, Res.namespace, { metadata: { name: ns } });
+      const operatorTemplates = ['templates/serviceaccount.yaml', 'templates/clusterrole.yaml', 'templates/role.yaml', 'templates/kubevirt-role.yaml', 'templates/vmdata-roles.yaml'];
+      const own = splitRendered(helmTemplate('t', OPERATOR_NS, ['gateway.enabled=false', `rbac.vmDataNamespaces={${NS},not-listed}`]))
+        .filter((d) => operatorTemplates.includes(d.source)).map((d) => d.text).join('---\n');
+      await applyManifests(a, own);
+      const self = await userKubeconfig(a, { user: `system:serviceaccount:${OPERATOR_NS}:t-cloudnet`, groups: ['system:serviceaccounts', `system:serviceaccounts:${OPERATOR_NS}`, 'system:authenticated'] });
+      op = await startOperator(operatorConfig(self.kubeConfig), operatorFactories());
     },
   });
 
