@@ -37,6 +37,7 @@ export interface JSONSchemaProps {
   maximum?: number;
   minLength?: number;
   maxLength?: number;
+  minItems?: number;
   maxItems?: number;
   nullable?: boolean;
   'x-kubernetes-validations'?: { rule: string; message?: string; reason?: string; fieldPath?: string }[];

@@ -1,7 +1,8 @@
 // The tenancy rules of CloudNet, as data and pure functions (the CRD descriptions quote the same
 // text, so the documentation and the behaviour have one source):
 //  - namespaces are tenant boundaries: a WanMigration in namespace N migrates VM N/<vm>, and the
-//    target Site decides which target namespaces it accepts (Site spec.allowedNamespaces);
+//    target Site decides which target namespaces it accepts (Site spec.allowedNamespaces), and,
+//    optionally, which of them each source namespace may use (spec.allowedNamespacesBySource);
 //  - labels and annotations are copied to the target objects except the keys that belong to the
 //    system (Kubernetes, KubeVirt, CDI, CloudNet itself, Argo CD), so a copy never claims to be
 //    managed by something on the target that did not create it.
@@ -22,6 +23,24 @@ export const ALLOWED_NAMESPACES_RULE = 'Target-cluster namespaces that WanMigrat
   + 'A WanMigration whose target namespace is not allowed does not start: Stalled=True with reason TargetNamespaceNotAllowed and a Warning Event, and nothing is created on the target. '
   + 'The check is made before a migration starts; a running migration is not stopped by a later change of this list.';
 
+export const ALLOWED_NAMESPACES_BY_SOURCE_RULE = 'Optional narrowing of spec.allowedNamespaces per source namespace, for Sites shared by several tenants: '
+  + 'when set, a WanMigration in namespace N may use as spec.targetNamespace only the targetNamespaces of the entry whose sourceNamespace is N, '
+  + 'and only those of them that spec.allowedNamespaces accepts (N itself when that list is unset); a namespace without an entry may not migrate to this Site at all. '
+  + 'Unset (the default): every source namespace may use every namespace that spec.allowedNamespaces accepts. '
+  + 'Refusals are reported like those of spec.allowedNamespaces (TargetNamespaceNotAllowed), before anything is created.';
+
+/** One entry of Site spec.allowedNamespacesBySource. */
+export interface SourceNamespaceTargetsRule {
+  sourceNamespace: string;
+  targetNamespaces: readonly string[];
+}
+
+/** What a Site says about target namespaces: spec.allowedNamespaces and spec.allowedNamespacesBySource. */
+export interface TargetNamespacePolicy {
+  allowedNamespaces?: readonly string[];
+  allowedNamespacesBySource?: readonly SourceNamespaceTargetsRule[];
+}
+
 /** True when a label or annotation key of a source object may be copied to the target. */
 export function isCopiedMetadataKey(key: string): boolean {
   if ((NEVER_COPIED_KEYS as readonly string[]).includes(key)) return false;
@@ -34,10 +53,13 @@ export function copiedMetadata(m: Readonly<Record<string, string>> | undefined):
 }
 
 /**
- * Whether a Site with `allowedNamespaces` accepts `targetNamespace` for a WanMigration that lives in
- * `migrationNamespace` (see ALLOWED_NAMESPACES_RULE).
+ * Whether a Site accepts `targetNamespace` for a WanMigration that lives in `migrationNamespace`
+ * (ALLOWED_NAMESPACES_RULE, then ALLOWED_NAMESPACES_BY_SOURCE_RULE).
  */
-export function targetNamespaceAllowed(allowedNamespaces: readonly string[] | undefined, migrationNamespace: string, targetNamespace: string): boolean {
-  if (!allowedNamespaces?.length) return targetNamespace === migrationNamespace;
-  return allowedNamespaces.includes(targetNamespace);
+export function targetNamespaceAllowed(policy: TargetNamespacePolicy, migrationNamespace: string, targetNamespace: string): boolean {
+  const { allowedNamespaces, allowedNamespacesBySource } = policy;
+  const landing = allowedNamespaces?.length ? allowedNamespaces.includes(targetNamespace) : targetNamespace === migrationNamespace;
+  if (!landing) return false;
+  if (!allowedNamespacesBySource?.length) return true;
+  return allowedNamespacesBySource.some((r) => r.sourceNamespace === migrationNamespace && r.targetNamespaces.includes(targetNamespace));
 }

@@ -1,5 +1,5 @@
 // Tenancy on real API servers (issue 14): a WanMigration may only migrate into the namespaces its
-// target Site accepts (by default its own), labels and annotations reach the target filtered by the
+// target Site accepts (by default its own; optionally narrowed per source namespace), labels and annotations reach the target filtered by the
 // documented rule, a Site whose kubeconfig Secret is outside the operator's namespace stalls only
 // its own migrations, and a Site in use is not deleted until its migrations are done.
 import { describe, test } from 'node:test';
@@ -104,6 +104,31 @@ describe('target namespaces', () => {
     assert.equal(secret.metadata.labels?.team, 'c');
     assert.equal(secret.metadata.labels?.['k8s.io/owner'], undefined);
     assert.deepEqual(await targetContents('tn-d'), [], 'nothing in the refused namespace');
+  });
+
+  test('allowedNamespacesBySource: on a Site shared by two tenants, each lands only in its own target namespaces', async () => {
+    await siteForB('site-tenants', {
+      allowedNamespaces: ['tn-h', 'tn-i'],
+      allowedNamespacesBySource: [{ sourceNamespace: 'tn-h', targetNamespaces: ['tn-h'] }, { sourceNamespace: 'tn-i', targetNamespaces: ['tn-i'] }],
+    });
+    await namespaces(['tn-h', 'tn-i', 'tn-j'], ['tn-h', 'tn-i']);
+    await createVM(bed.src, 'tn-h', 'vm');
+    await createVM(bed.src, 'tn-h', 'vm2');
+    await createVM(bed.src, 'tn-j', 'vm');
+    const before = await targetContents('tn-i');
+    // tn-i is on the flat list, but not tn-h's: refused before anything is created there.
+    await bed.src.create(Res.wanMigration, wanMigration('tn-h', 'to-f', { vmName: 'vm2', targetSite: 'site-tenants', targetNamespace: 'tn-i' }));
+    assert.match(await expectStalled('tn-h', 'to-f', 'TargetNamespaceNotAllowed'), /allowedNamespacesBySource lets namespace tn-h use only tn-h/);
+    // A source namespace without an entry may not use the Site at all.
+    await bed.src.create(Res.wanMigration, wanMigration('tn-j', 'to-f', { vmName: 'vm', targetSite: 'site-tenants', targetNamespace: 'tn-i' }));
+    assert.match(await expectStalled('tn-j', 'to-f', 'TargetNamespaceNotAllowed'), /has no entry for namespace tn-j/);
+    assert.deepEqual(await targetContents('tn-i'), before, 'nothing in tn-i');
+    // Its own target namespace works.
+    await bed.src.create(Res.wanMigration, wanMigration('tn-h', 'own', { vmName: 'vm', targetSite: 'site-tenants', targetNamespace: 'tn-h' }));
+    await waitForPhase(bed.src, 'tn-h', 'own', 'Succeeded', 30_000);
+    // The API server refuses a malformed entry (no target namespaces).
+    await assert.rejects(bed.src.patchMerge(Res.site, undefined, 'site-tenants', { spec: { allowedNamespacesBySource: [{ sourceNamespace: 'tn-h', targetNamespaces: [] }] } }), /targetNamespaces/);
+    assert.equal(await reconcileErrors(op), 0);
   });
 });
 

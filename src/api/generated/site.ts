@@ -31,6 +31,16 @@ export interface SiteSpec {
    * migration is not stopped by a later change of this list.
    */
   allowedNamespaces?: string[];
+  /**
+   * Optional narrowing of spec.allowedNamespaces per source namespace, for Sites shared by several tenants:
+   * when set, a WanMigration in namespace N may use as spec.targetNamespace only the targetNamespaces of the
+   * entry whose sourceNamespace is N, and only those of them that spec.allowedNamespaces accepts (N itself
+   * when that list is unset); a namespace without an entry may not migrate to this Site at all. Unset (the
+   * default): every source namespace may use every namespace that spec.allowedNamespaces accepts. Refusals
+   * are reported like those of spec.allowedNamespaces (TargetNamespaceNotAllowed), before anything is
+   * created.
+   */
+  allowedNamespacesBySource?: SourceNamespaceTargets[];
 }
 
 /**
@@ -69,6 +79,13 @@ export interface SiteWan {
    * @default 30
    */
   probeIntervalSeconds?: number;
+}
+
+export interface SourceNamespaceTargets {
+  /** Namespace of WanMigrations in this (the sending) cluster. */
+  sourceNamespace: string;
+  /** The target namespaces those WanMigrations may use (each must also be accepted by spec.allowedNamespaces). */
+  targetNamespaces: string[];
 }
 
 /** Observed state of the site: reachability (conditions) and the link's last measurements. */

@@ -16,9 +16,9 @@ export interface WanMigrationSpec {
   /** Name of the Site to migrate to. */
   targetSite: string;
   /**
-   * Namespace on the target site (must exist). It must be allowed by the target Site's
-   * spec.allowedNamespaces; by default only this WanMigration's own namespace is (reason
-   * TargetNamespaceNotAllowed otherwise).
+   * Namespace on the target site (must exist). It must be allowed by the target Site's spec.allowedNamespaces
+   * (and, when set, by this namespace's entry in its spec.allowedNamespacesBySource); by default only this
+   * WanMigration's own namespace is (reason TargetNamespaceNotAllowed otherwise).
    */
   targetNamespace: string;
   /** How the disks move: KubeVirt copies them during the live migration, or CloudNet pre-copies them first. */

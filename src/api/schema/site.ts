@@ -3,7 +3,7 @@
 // applies them; the controllers read the same constants for objects that predate a default.
 import { conditionsField } from './condition.ts';
 import { DNS1123_LABEL, type ApiSchema } from './api-schema.ts';
-import { ALLOWED_NAMESPACES_RULE } from '../tenancy.ts';
+import { ALLOWED_NAMESPACES_BY_SOURCE_RULE, ALLOWED_NAMESPACES_RULE } from '../tenancy.ts';
 
 export const DEFAULT_KUBECONFIG_KEY = 'kubeconfig';
 export const DEFAULT_KUBEVIRT_NAMESPACE = 'kubevirt';
@@ -61,6 +61,23 @@ export const siteSpecSchema: ApiSchema = {
       type: 'array', maxItems: 64, 'x-kubernetes-list-type': 'set',
       items: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL },
       description: ALLOWED_NAMESPACES_RULE,
+    },
+    allowedNamespacesBySource: {
+      type: 'array', maxItems: 64, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['sourceNamespace'],
+      items: {
+        tsName: 'SourceNamespaceTargets',
+        type: 'object',
+        required: ['sourceNamespace', 'targetNamespaces'],
+        properties: {
+          sourceNamespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: 'Namespace of WanMigrations in this (the sending) cluster.' },
+          targetNamespaces: {
+            type: 'array', minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set',
+            items: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL },
+            description: 'The target namespaces those WanMigrations may use (each must also be accepted by spec.allowedNamespaces).',
+          },
+        },
+      },
+      description: ALLOWED_NAMESPACES_BY_SOURCE_RULE,
     },
   },
 };

@@ -46,7 +46,7 @@ export const wanMigrationSpecSchema: ApiSchema = {
   properties: {
     vmName: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: 'VirtualMachine in this namespace to migrate.', 'x-kubernetes-validations': immutable('vmName') },
     targetSite: { type: 'string', minLength: 1, maxLength: 253, pattern: DNS1123_SUBDOMAIN, description: 'Name of the Site to migrate to.', 'x-kubernetes-validations': immutable('targetSite') },
-    targetNamespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: "Namespace on the target site (must exist). It must be allowed by the target Site's spec.allowedNamespaces; by default only this WanMigration's own namespace is (reason TargetNamespaceNotAllowed otherwise).", 'x-kubernetes-validations': immutable('targetNamespace') },
+    targetNamespace: { type: 'string', minLength: 1, maxLength: 63, pattern: DNS1123_LABEL, description: "Namespace on the target site (must exist). It must be allowed by the target Site's spec.allowedNamespaces (and, when set, by this namespace's entry in its spec.allowedNamespacesBySource); by default only this WanMigration's own namespace is (reason TargetNamespaceNotAllowed otherwise).", 'x-kubernetes-validations': immutable('targetNamespace') },
     storage: {
       tsName: 'StorageSpec',
       type: 'object',
