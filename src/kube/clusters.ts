@@ -105,8 +105,8 @@ export function kubeConfigFromString(text: string, what: string): KubeConfig {
   // Checked before client-node loads it: loading already reads token-file.
   const refused = refusedKubeconfigEntries(doc);
   if (refused.length) {
-    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig uses ${refused.join(', ')}, which a Site kubeconfig may not `
-      + '(commands or files of the operator, or an unverified API server): use certificate-authority-data with a token or client-certificate-data/client-key-data');
+    throw new ClusterClientError('KubeconfigInvalid', `${what}: kubeconfig uses ${refused.join(', ')}, which a peer kubeconfig (a Site's, or the gateway's) may not `
+      + '(commands or files of this process, or an unverified API server): use certificate-authority-data with a token or client-certificate-data/client-key-data');
   }
   const kc = new KubeConfig();
   try {

@@ -3,12 +3,13 @@
 // from --state-file / --peer-state-file. SIGUSR1 starts a key rotation; SIGTERM stops cleanly
 // (the interface and wireguard-go are removed).
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { logger } from '../util/log.ts';
 import { FileEventSink, LogEventSink, MultiEventSink, type LinkEventSink } from './events.ts';
 import { FileExchange } from './exchange.ts';
 import { FileKeyStore } from './keystore.ts';
-import { GATEWAY_DEFAULTS, GatewayAgent, type GatewayConfig, type GatewayPeerConfig } from './gateway.ts';
+import { GATEWAY_DEFAULTS, GATEWAY_OPEN_PATHS, GatewayAgent, type GatewayConfig, type GatewayPeerConfig } from './gateway.ts';
 import type { Logger } from '../util/log.ts';
 import type { GatewayExchange } from './exchange.ts';
 import type { KeyStore } from './keystore.ts';
@@ -19,17 +20,27 @@ const USAGE = `usage: cloudnet gateway --site NAME --interface IF --tunnel-addre
     --key-file PATH --state-file PATH [--peer-state-file PATH] [--events-file PATH]
     [--listen-port N] [--endpoint HOST:PORT] [--network CIDR]... [--peer-public-key KEY]
     [--probe-port N] [--probe-interval-ms N] [--probe-timeout-ms N] [--miss-threshold N]
-    [--bandwidth-interval-ms N] [--keepalive N] [--rotate-interval-ms N] [--metrics-port N]
+    [--bandwidth-interval-ms N] [--keepalive N] [--rotate-interval-ms N]
+    [--metrics-port N | --metrics-bind-address HOST:PORT] [--metrics-secure=false] [--metrics-cert-dir DIR]
     [--allow-default-route] [--node-address IP] [--config FILE.json]
   --node-address: this node's address on the site network, published for the route agents of
     the other nodes (in a cluster: the pod's status.hostIP)
+  --metrics-port N: serve GET /metrics, /status and /healthz on port N: with --kube (secure, the
+    default) HTTPS on all addresses, every request but /healthz authenticated (TokenReview) and
+    authorized (SubjectAccessReview: get on the path, e.g. the chart's <release>-metrics-reader)
+    by the API server; without --kube, or with --metrics-secure=false, plain HTTP on 127.0.0.1.
+    --metrics-bind-address HOST:PORT (":PORT": all addresses, "0": off) chooses the address.
+  --metrics-cert-dir DIR: tls.crt and tls.key for HTTPS (re-read on change; default self-signed)
 
 In a cluster (--kube; kubeconfig from KUBECONFIG or the pod's service account):
   cloudnet gateway --kube --site NAME --peer-site SITE --interface IF --tunnel-address CIDR
-    [--namespace NS] [--peer-namespace NS] [--network CIDR]... [other flags as above]
+    [--namespace NS] [--peer-namespace NS] [--peer-kubeconfig FILE] [--network CIDR]... [other flags as above]
   The peer's endpoint, tunnel address, networks and optional pinned key come from the local Site
   SITE; keys live in the Secret cloudnet-gateway-key, the published state in the ConfigMap
-  cloudnet-gateway-SITE, and the peer's state is read through the kubeconfig the Site names.`;
+  cloudnet-gateway-SITE. The peer's state (its ConfigMap cloudnet-gateway-<this site>) is read
+  with the kubeconfig in FILE (a mounted Secret, re-read when it changes; it needs only get on
+  that ConfigMap in the peer cluster), or without --peer-kubeconfig through the kubeconfig
+  Secret the Site names (which needs list/watch on Secrets there: the operator's credential).`;
 
 type Flags = Record<string, string | string[] | boolean | undefined>;
 
@@ -44,6 +55,8 @@ const options = {
   'bandwidth-interval-ms': { type: 'string' }, keepalive: { type: 'string' }, 'rotate-interval-ms': { type: 'string' },
   'metrics-port': { type: 'string' }, 'allow-default-route': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   kube: { type: 'boolean' }, namespace: { type: 'string' }, 'peer-namespace': { type: 'string' }, 'node-address': { type: 'string' },
+  'peer-kubeconfig': { type: 'string' }, 'metrics-bind-address': { type: 'string' }, 'metrics-secure': { type: 'string' },
+  'metrics-cert-dir': { type: 'string' },
 } as const;
 
 function str(f: Flags, k: string): string | undefined {
@@ -68,6 +81,26 @@ function num(f: Flags, k: string, dflt: number): number {
 function list(f: Flags, k: string): string[] {
   const v = f[k];
   return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
+
+/** --metrics-secure[=true|false] (Go's flag syntax, as the operator's); only --kube can be secure. */
+export function metricsSecure(f: Flags): boolean {
+  const v = f['metrics-secure'];
+  if (v === undefined || v === true || v === 'true' || v === '') return f.kube === true;
+  if (v === false || v === 'false') return false;
+  throw new Error(`--metrics-secure ${String(v)}: true or false`);
+}
+
+/**
+ * Where the HTTP endpoints listen: --metrics-bind-address as given, else --metrics-port on all
+ * addresses when they are authenticated (--kube, secure) and on 127.0.0.1 when not; "" = off.
+ */
+export function metricsBindAddress(f: Flags): string {
+  const bind = str(f, 'metrics-bind-address');
+  if (bind !== undefined) return bind === '0' ? '' : bind;
+  const port = num(f, 'metrics-port', 0);
+  if (!port) return '';
+  return metricsSecure(f) ? `:${port}` : `127.0.0.1:${port}`;
 }
 
 export function configFromFlags(f: Flags, peerFromApi?: GatewayPeerConfig): GatewayConfig {
@@ -99,7 +132,7 @@ export function configFromFlags(f: Flags, peerFromApi?: GatewayPeerConfig): Gate
     missThreshold: num(f, 'miss-threshold', d.missThreshold),
     bandwidthProbe: { ...d.bandwidthProbe, intervalMs: num(f, 'bandwidth-interval-ms', d.bandwidthProbe.intervalMs) },
     rotateIntervalMs: num(f, 'rotate-interval-ms', d.rotateIntervalMs),
-    metricsPort: num(f, 'metrics-port', d.metricsPort),
+    metricsBindAddress: metricsBindAddress(f) || d.metricsBindAddress,
   };
 }
 
@@ -117,9 +150,11 @@ export async function run(argv: string[]): Promise<number> {
     const k = await kubeDeps(flags, log);
     sinks.push(k.events);
     agent = new GatewayAgent(configFromFlags(flags, k.peer), {
-      keys: k.keys, exchange: k.exchange, events: new MultiEventSink(sinks, log), log, peerSource: k.peerSource,
+      keys: k.keys, exchange: k.exchange, events: new MultiEventSink(sinks, log), log, peerSource: k.peerSource, serve: k.serve,
     });
   } else {
+    if (str(flags, 'peer-kubeconfig')) throw new Error('--peer-kubeconfig needs --kube');
+    if (flags['metrics-secure'] !== undefined && metricsSecure(flags)) throw new Error('--metrics-secure needs --kube (the API server authenticates the requests)');
     agent = new GatewayAgent(configFromFlags(flags), {
       keys: new FileKeyStore(req(flags, 'key-file')),
       exchange: new FileExchange(req(flags, 'state-file'), str(flags, 'peer-state-file')),
@@ -150,14 +185,15 @@ interface KubeDeps {
   events: LinkEventSink;
   peer: GatewayPeerConfig;
   peerSource: () => Promise<GatewayPeerConfig>;
+  serve: NonNullable<import('./gateway.ts').GatewayDeps['serve']>;
 }
 
 /** Wires the gateway to the cluster: Secret, ConfigMaps, the peer Site and the peer cluster. */
 async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
   // Loaded lazily so that the file mode never pulls in the Kubernetes client.
-  const [{ KubeConfig }, { KubeClient }, { ClusterClients }, { kubeconfigSecretOf }, { Res }, kube, { hostname }] = await Promise.all([
-    import('@kubernetes/client-node'), import('../kube/client.ts'), import('../kube/clusters.ts'),
-    import('../api/site-kubeconfig.ts'), import('../api/resources.ts'), import('./kube.ts'), import('node:os'),
+  const [{ KubeConfig }, { KubeClient }, { ClusterClients }, { KubeconfigFileClient }, { kubeconfigSecretOf }, { Res }, kube, { hostname }, { serveSecure }] = await Promise.all([
+    import('@kubernetes/client-node'), import('../kube/client.ts'), import('../kube/clusters.ts'), import('../kube/kubeconfig-file.ts'),
+    import('../api/site-kubeconfig.ts'), import('../api/resources.ts'), import('./kube.ts'), import('node:os'), import('../kube/secure-serving.ts'),
   ]);
   const kc = new KubeConfig();
   kc.loadFromDefault();
@@ -165,7 +201,12 @@ async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
   const namespace = str(flags, 'namespace') ?? kube.DEFAULT_GATEWAY_NAMESPACE;
   const localSite = req(flags, 'site');
   const peerSite = req(flags, 'peer-site');
-  const clusters = new ClusterClients({ local, log });
+  // The peer cluster: the gateway's own narrow credential from a file (the chart mounts
+  // gateway.peers[].kubeconfigSecret), or else the Site's kubeconfig Secret (the operator's).
+  const peerKubeconfig = str(flags, 'peer-kubeconfig');
+  const peerFile = peerKubeconfig ? new KubeconfigFileClient({ path: peerKubeconfig, clusterName: peerSite, log }) : undefined;
+  const clusters = peerFile ? undefined : new ClusterClients({ local, log });
+  if (!peerFile) log.warn('no --peer-kubeconfig: reading the peer through the Site\'s kubeconfig Secret, which needs list/watch on Secrets in its namespace');
   type SiteT = import('../api/site.ts').Site;
   let site: SiteT | undefined;
   const readSite = async (): Promise<SiteT> => {
@@ -199,12 +240,23 @@ async function kubeDeps(flags: Flags, log: Logger): Promise<KubeDeps> {
     exchange: new kube.ConfigMapExchange({
       local, namespace, localSite, peerSite, ...(peerNamespace ? { peerNamespace } : {}),
       peerClient: async () => {
+        if (peerFile) return peerFile.client();
         const s = site ?? await readSite();
-        return clusters.forSecret(kubeconfigSecretOf(s), s.metadata.name);
+        return clusters!.forSecret(kubeconfigSecretOf(s), s.metadata.name);
       },
     }),
     events: new kube.KubeEventSink(local, () => site, hostname()),
     peer,
     peerSource,
+    // /metrics and /status ask this cluster's API server who is calling (TokenReview) and whether
+    // they may get the path (SubjectAccessReview); /healthz reveals nothing and stays open.
+    serve: (bind, handler) => {
+      const certDir = str(flags, 'metrics-cert-dir');
+      const nodeAddress = str(flags, 'node-address');
+      return serveSecure({ bindAddress: bind, secure: metricsSecure(flags), ...(certDir ? { certDir } : {}) }, handler, local.rest, {
+        commonName: 'cloudnet-gateway', ...(nodeAddress && isIP(nodeAddress) ? { ipAddresses: [nodeAddress] } : {}),
+        openPaths: GATEWAY_OPEN_PATHS, component: 'gateway',
+      });
+    },
   };
 }

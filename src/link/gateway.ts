@@ -3,7 +3,8 @@
 // and the probes, and publishes its public key and link status through a GatewayExchange, which
 // the peer's gateway and the local Site controller read. See rotation.ts for key rotation and
 // status.ts for the LinkReady reasons and the outage-detection bound.
-import { createServer, type Server } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveHttp, type BoundServer, type Handler } from '../kube/secure-serving.ts';
 import type { Logger } from '../util/log.ts';
 import { addressOf, normalizeCidr, overlaps } from './cidr.ts';
 import type { LinkEventSink } from './events.ts';
@@ -50,8 +51,11 @@ export interface GatewayConfig {
   bandwidthProbe: { intervalMs: number; count: number; size: number };
   /** Rotate the key this often (0 = only on request). */
   rotateIntervalMs: number;
-  /** Serve /metrics and /status here (0 = off). */
-  metricsPort: number;
+  /**
+   * Serve /metrics, /status and /healthz here (HOST:PORT, ":PORT" for all addresses; "" = off).
+   * How (HTTPS with API-server authentication, or plain) is GatewayDeps.serve's business.
+   */
+  metricsBindAddress: string;
 }
 
 export const GATEWAY_DEFAULTS = {
@@ -62,7 +66,7 @@ export const GATEWAY_DEFAULTS = {
   missThreshold: 3,
   bandwidthProbe: { intervalMs: 30_000, count: 48, size: 1200 },
   rotateIntervalMs: 0,
-  metricsPort: 0,
+  metricsBindAddress: '',
 } as const;
 
 const STAGED_POLL_MS = 50;
@@ -84,7 +88,16 @@ export interface GatewayDeps {
   now?: () => Date;
   /** Re-reads the peer config every round (the Site object in a cluster); errors keep the last one. */
   peerSource?: () => Promise<GatewayPeerConfig>;
+  /**
+   * Serves the gateway's HTTP handler on cfg.metricsBindAddress. Default: plain HTTP without
+   * authentication (the file mode has no API server to ask; its CLI binds 127.0.0.1 by default).
+   * In a cluster the CLI passes HTTPS with TokenReview + SubjectAccessReview (src/kube/secure-serving.ts).
+   */
+  serve?: (bind: string, handler: Handler) => Promise<BoundServer | undefined>;
 }
+
+/** Answered without authentication: it says only that the process serves HTTP. */
+export const GATEWAY_OPEN_PATHS = ['/healthz'] as const;
 
 export class GatewayAgent {
   readonly cfg: GatewayConfig;
@@ -94,7 +107,7 @@ export class GatewayAgent {
   #device: WgDevice | undefined;
   #responder: ProbeResponder | undefined;
   #client: ProbeClient | undefined;
-  #server: Server | undefined;
+  #server: BoundServer | undefined;
   #window: ProbeWindow;
   #bandwidth: number[] = [];
   #lastTrain = 0;
@@ -137,7 +150,7 @@ export class GatewayAgent {
         peerKeys: [this.#activeKey, this.#stagedKey].filter((k): k is string => !!k),
       }));
       this.#client = await ProbeClient.open();
-      if (this.cfg.metricsPort) this.#server = await this.#serve(this.cfg.metricsPort);
+      if (this.cfg.metricsBindAddress) this.#server = await (this.#d.serve ?? serveHttp)(this.cfg.metricsBindAddress, (req, res) => this.handleHttp(req, res));
     } catch (e) {
       // e.g. the probe port is taken: do not leave a wireguard-go child behind.
       await this.stop().catch(() => undefined);
@@ -158,7 +171,7 @@ export class GatewayAgent {
     await this.#loop?.catch(() => undefined);
     await this.#client?.close();
     await this.#responder?.close();
-    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
+    await this.#server?.close();
     await this.#device?.close();
   }
 
@@ -435,22 +448,26 @@ export class GatewayAgent {
     }
   }
 
-  #serve(port: number): Promise<Server> {
-    const server = createServer((req, res) => {
-      if (req.url === '/metrics') {
-        this.metrics.registry.metrics().then((text) => {
-          res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-          res.end(text);
-        }, () => { res.writeHead(500); res.end(); });
-      } else if (req.url === '/status' || req.url === '/healthz') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(this.#status ?? {}));
-      } else { res.writeHead(404); res.end(); }
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, () => resolve(server));
-    });
+  /** Port the HTTP endpoints listen on (undefined when off). */
+  httpPort(): number | undefined { return this.#server?.port; }
+
+  /**
+   * GET /metrics (Prometheus) and /status (the link status as JSON: reason, RTT, peer key
+   * fingerprints) for scrapers; /healthz answers "ok" and nothing else (GATEWAY_OPEN_PATHS).
+   */
+  async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = req.url?.split('?')[0] ?? '/';
+    if (path === '/metrics') {
+      const text = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(text);
+    } else if (path === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(this.#status ?? {}));
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    } else { res.writeHead(404); res.end(); }
   }
 }
 

@@ -146,9 +146,11 @@ describe('helm install charts/cloudnet into a real API server', () => {
   it('upgrades: Secret/ConfigMap rights and KubeVirt/CDI writes in rbac.vmDataNamespaces only, site gateway added', () => {
     kubectlOk(['create', 'namespace', 'vms']);
     kubectlOk(['create', 'namespace', 'vms-b']);
-    helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
-      '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24']);
+    const upgraded = helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
+      '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24,gateway.peers[0].kubeconfigSecret=site-b-gateway-kubeconfig']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
+    assert.match(upgraded, /create token cloudnet-peer-gateway --duration=720h/, 'NOTES.txt names the peer gateway identity');
+    assert.match(upgraded, /site-b: site-b-gateway-kubeconfig/, 'NOTES.txt names each peer\'s credential Secret');
     const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'vms-b'),
       q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS),
       q('patch', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms-b'), q('create', KV, 'virtualmachineinstancemigrations', 'vms'),
@@ -160,16 +162,28 @@ describe('helm install charts/cloudnet into a real API server', () => {
     const answers = reviewAll([...granted, ...refused]);
     assert.deepEqual(answers, [...granted.map(() => true), ...refused.map(() => false)],
       [...granted, ...refused].map((a, i) => `${describeAccess(a)}: ${answers[i]}`).join('\n'));
-    // The site gateway's own ServiceAccount: its Secret and ConfigMaps here, Site reads, Site Events.
-    kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}-gateway-site-b`, `serviceaccount/${RELEASE}-gateway`]);
-    const gwGranted = [q('get', CN, 'sites'), q('create', '', 'secrets', NS), q('update', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('watch', '', 'secrets', NS),
-      q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('create', '', 'events', 'default')];
+    // The site gateway's own ServiceAccount: its key Secret (by name) and ConfigMaps here, Site
+    // reads, Site Events, the reviews behind its authenticated /metrics. No other Secret: the Site
+    // kubeconfig Secrets (the operator's peer credential) are out of its reach.
+    kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}-gateway-site-b`, `serviceaccount/${RELEASE}-gateway`, `serviceaccount/${RELEASE}-peer-gateway`]);
+    const gwGranted = [q('get', CN, 'sites'), q('create', '', 'secrets', NS), q('get', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }),
+      q('update', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('create', '', 'events', 'default'),
+      q('create', 'authentication.k8s.io', 'tokenreviews'), q('create', 'authorization.k8s.io', 'subjectaccessreviews')];
     const gwRefused = [q('list', CN, 'sites'), q('patch', CN, 'sites', '', sub('status')), q('get', '', 'secrets', 'default'), q('list', '', 'secrets'),
-      q('update', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }),
+      q('get', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('get', '', 'secrets', NS), q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS),
+      q('update', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('get', '', 'secrets', NS, { name: `${RELEASE}-relay-api` }), q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }),
       q('create', '', 'configmaps', 'kubevirt'), q('create', '', 'events', NS), q('create', '', 'pods', NS), q('get', KV, 'virtualmachines', 'default')];
     const gwAnswers = reviewAll([...gwGranted, ...gwRefused], `system:serviceaccount:${NS}:${RELEASE}-gateway`);
     assert.deepEqual(gwAnswers, [...gwGranted.map(() => true), ...gwRefused.map(() => false)],
       [...gwGranted, ...gwRefused].map((a, i) => `gateway ${describeAccess(a)}: ${gwAnswers[i]}`).join('\n'));
+    // A peer site's gateway, here: the link state published for it, by name, and nothing else.
+    const pgGranted = [q('get', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' })];
+    const pgRefused = [q('get', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }), q('list', '', 'configmaps', NS), q('watch', '', 'configmaps', NS),
+      q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('get', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('get', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }),
+      q('get', CN, 'sites'), q('create', KV, 'virtualmachines', 'vms'), q('get', KV, 'virtualmachines', 'vms'), q('create', 'authentication.k8s.io', 'tokenreviews')];
+    const pgAnswers = reviewAll([...pgGranted, ...pgRefused], `system:serviceaccount:${NS}:${RELEASE}-peer-gateway`);
+    assert.deepEqual(pgAnswers, [...pgGranted.map(() => true), ...pgRefused.map(() => false)],
+      [...pgGranted, ...pgRefused].map((a, i) => `peer gateway ${describeAccess(a)}: ${pgAnswers[i]}`).join('\n'));
     const r = kubectl(['get', 'secrets', '-A'], saKubeconfig);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /forbidden/i);

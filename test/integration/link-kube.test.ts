@@ -1,10 +1,16 @@
 // Issue 6 acceptance through the API: two clusters, each with a Site describing the other; the
-// gateways run in cluster mode (keys in a Secret, state in ConfigMaps, peer read through the
-// Site's kubeconfig) over the emulated WAN, and the Site reconciler with the gateway link
-// provider turns what they publish into Site.status.
+// gateways run in cluster mode (keys in a Secret, state in ConfigMaps) over the emulated WAN, and
+// the Site reconciler with the gateway link provider turns what they publish into Site.status.
+// Each gateway runs as its chart ServiceAccount with only the chart's RBAC (no Secret but its key)
+// and reads the peer cluster with its own narrow credential, a token for the peer's
+// <release>-peer-gateway in a kubelet-style mounted file (--peer-kubeconfig) that appears only
+// after the gateway started. Its /metrics is HTTPS and asks the API server: 401, 403, 200.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { siteCRD } from '../../src/api/crds.ts';
 import { findCondition } from '../../src/api/conditions.ts';
 import type { Site } from '../../src/api/site.ts';
@@ -18,6 +24,11 @@ import { readGatewayState } from '../../src/link/kube.ts';
 import { GatewayLinkProvider } from '../../src/link/provider.ts';
 import { logger } from '../../src/util/log.ts';
 import { applyManifests, createNamespace, startClusters, type Cluster, type Manifest } from '../env/index.ts';
+import { userKubeconfig } from '../env/cluster.ts';
+import { parseManifests } from '../env/manifests.ts';
+import { nsExec } from '../env/netns.ts';
+import { helmTemplate } from '../../hack/packaging.ts';
+import { kubectlIn, serviceAccountUser, tokenKubeconfig } from './rbac-helpers.ts';
 import { SITE_A, SITE_B } from '../env/wan.ts';
 import { createLinkBed, TUNNEL, WG_PORT } from './link-bed.ts';
 import { waitFor } from '../helpers/poll.ts';
@@ -37,25 +48,89 @@ function siteObject(name: string, peerWanIp: string, tunnel: string, lan: string
   };
 }
 
-async function setupCluster(c: Cluster, peer: Cluster, site: Manifest): Promise<void> {
+const RELEASE = 'cloudnet';
+const METRICS_PORT = 9478;
+
+/** The chart's RBAC of the site data plane for `self` (gateway, peer gateway, metrics review and reader roles), nothing else. */
+function gatewayRbac(self: string, peer: string): Manifest[] {
+  const rendered = helmTemplate(RELEASE, NS, ['crds.install=false', 'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false',
+    `gateway.site=${self}`, `gateway.peers[0].site=${peer}`, 'gateway.peers[0].interface=cn0', 'gateway.peers[0].tunnelAddress=198.18.10.1/24',
+    `gateway.peers[0].kubeconfigSecret=${peer}-gateway-kubeconfig`]);
+  const rbac = ['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'];
+  return parseManifests(rendered).filter((m) => rbac.includes(m.kind) && /gateway|metrics-(auth|reader)$/.test(m.metadata.name));
+}
+
+async function setupCluster(c: Cluster, peer: Cluster, site: Manifest, self: string): Promise<void> {
   await applyManifests(c, [siteCRD() as unknown as Manifest]);
   await createNamespace(c, NS);
   await applyManifests(c, [
+    // The operator's credential for the peer (the Site's Secret): the gateways must not need it.
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${site.metadata.name}-kubeconfig`, namespace: NS },
       data: { kubeconfig: Buffer.from(peer.kubeconfigYaml).toString('base64') } },
     site,
+    ...gatewayRbac(self, site.metadata.name),
   ]);
+}
+
+/** Writes a file the way the kubelet updates a Secret volume: a new directory, then ..data swapped to it. */
+function kubeletWrite(dir: string, n: number, text: string): void {
+  mkdirSync(join(dir, `..ts_${n}`), { recursive: true });
+  writeFileSync(join(dir, `..ts_${n}`, 'kubeconfig'), text, { mode: 0o400 });
+  symlinkSync(`..ts_${n}`, join(dir, '..data_tmp'));
+  renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+  try { symlinkSync('..data/kubeconfig', join(dir, 'kubeconfig')); } catch { /* exists: it follows ..data */ }
+}
+
+/** GET over HTTPS from inside a network namespace (the gateway's host network), like a scraper skipping verification. */
+async function scrapeIn(ns: string, path: string, token?: string): Promise<{ status: number; body: string }> {
+  const script = `require('node:https').get({host:'127.0.0.1',port:${METRICS_PORT},path:${JSON.stringify(path)},rejectUnauthorized:false,`
+    + `headers:${JSON.stringify(token ? { authorization: `Bearer ${token}` } : {})}},(r)=>{let b='';r.setEncoding('utf8');r.on('data',(d)=>b+=d);`
+    + `r.on('end',()=>process.stdout.write(JSON.stringify({status:r.statusCode,body:b})));}).on('error',(e)=>{process.stdout.write(JSON.stringify({status:0,body:String(e)}));});`;
+  return JSON.parse((await nsExec(ns, process.execPath, ['-e', script])).stdout) as { status: number; body: string };
 }
 
 test('applying two Site objects brings the link up: LinkReady=True with the emulated RTT, Secret-held keys, Events; a cut flips it', { timeout: 300_000 }, async (t) => {
   const [ca, cb] = await startClusters(2, ['site-a', 'site-b']);
   t.after(() => Promise.all([ca.stop(), cb.stop()]));
   // In cluster A the peer is site-b (B's gateway WAN address, tunnel address and LAN), and vice versa.
-  await setupCluster(ca, cb, siteObject('site-b', SITE_B.gwWanIp, TUNNEL.b, SITE_B.lanCidr));
-  await setupCluster(cb, ca, siteObject('site-a', SITE_A.gwWanIp, TUNNEL.a, SITE_A.lanCidr));
+  await setupCluster(ca, cb, siteObject('site-b', SITE_B.gwWanIp, TUNNEL.b, SITE_B.lanCidr), 'site-a');
+  await setupCluster(cb, ca, siteObject('site-a', SITE_A.gwWanIp, TUNNEL.a, SITE_A.lanCidr), 'site-b');
+
+  // Each gateway acts in its own cluster as the chart's gateway ServiceAccount (a client
+  // certificate with that identity: no kubelet mounts tokens here), and in the peer cluster with a
+  // token for the peer's <release>-peer-gateway, mounted as the gateway Secret would be.
+  const work = mkdtempSync(join(tmpdir(), 'cn-link-kube-'));
+  t.after(() => rmSync(work, { recursive: true, force: true }));
+  const gwUser = serviceAccountUser(NS, `${RELEASE}-gateway`);
+  const ownKubeconfig = async (c: Cluster, side: string): Promise<string> => {
+    const path = join(work, `${side}.gateway.kubeconfig`);
+    writeFileSync(path, (await userKubeconfig(c, { user: gwUser.user, groups: gwUser.groups })).kubeconfigYaml, { mode: 0o600 });
+    return path;
+  };
+  const [ka, kb] = [kubectlIn(ca, work), kubectlIn(cb, work)];
+  // (tokenKubeconfig writes one path per ServiceAccount name: read each file before the next is made.)
+  const peerTokenFor = (k: typeof ka, c: Cluster) => {
+    const t = tokenKubeconfig(k, c, work, NS, `${RELEASE}-peer-gateway`);
+    return { token: t.token, yaml: readFileSync(t.path, 'utf8') };
+  };
+  const peerToken = { a: peerTokenFor(kb, cb), b: peerTokenFor(ka, ca) };
+  const peerDir = { a: join(work, 'a-peer-kubeconfig'), b: join(work, 'b-peer-kubeconfig') };
+  mkdirSync(peerDir.a);
+  mkdirSync(peerDir.b);
+  kubeletWrite(peerDir.b, 1, peerToken.b.yaml); // a's file comes later
+  // Scrapers in cluster A: one bound to the chart's metrics-reader role, one without it.
+  ka.ok(['-n', NS, 'create', 'serviceaccount', 'prometheus']);
+  ka.ok(['-n', NS, 'create', 'serviceaccount', 'stranger']);
+  ka.ok(['create', 'clusterrolebinding', 'prometheus-gateway-metrics', `--clusterrole=${RELEASE}-metrics-reader`, `--serviceaccount=${NS}:prometheus`]);
+  const readerToken = ka.ok(['-n', NS, 'create', 'token', 'prometheus']).trim();
+  const strangerToken = ka.ok(['-n', NS, 'create', 'token', 'stranger']).trim();
 
   const ports = [ca, cb].map((c) => Number(new URL(c.server).port));
-  const bed = await createLinkBed({ wan: { delayMs: ONE_WAY_MS }, bridgePorts: ports, kubeconfigs: { a: ca.kubeconfigPath, b: cb.kubeconfigPath } });
+  const bed = await createLinkBed({
+    wan: { delayMs: ONE_WAY_MS }, bridgePorts: ports, kubeconfigs: { a: await ownKubeconfig(ca, 'a'), b: await ownKubeconfig(cb, 'b') },
+    extraA: ['--peer-kubeconfig', join(peerDir.a, 'kubeconfig'), '--metrics-port', String(METRICS_PORT), '--node-address', SITE_A.gwWanIp],
+    extraB: ['--peer-kubeconfig', join(peerDir.b, 'kubeconfig')],
+  });
   t.after(() => bed.stop());
 
   const localA = new KubeClient(ca.kubeConfig);
@@ -85,6 +160,13 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
     }, { what, timeoutMs, intervalMs: 500, diagnostics: () => `LinkReady=${JSON.stringify(last && linkCond(last))}\n${diag()}` });
   };
 
+  // Without its peer credential gateway a cannot learn b's key: it says so, and the link stays down.
+  await waitFor(() => bed.a.stderr().includes('reading peer gateway state failed') && bed.a.stderr().includes(`kubeconfig file ${join(peerDir.a, 'kubeconfig')}: ENOENT`),
+    { what: 'gateway a to report the missing peer kubeconfig', timeoutMs: 60_000, intervalMs: 250, diagnostics: diag });
+  assert.notEqual(linkCond(await siteB())?.status, 'True');
+  // The Secret appears (the kubelet's atomic update): the gateway picks it up without a restart.
+  kubeletWrite(peerDir.a, 1, peerToken.a.yaml);
+
   const t0 = Date.now();
   await pollSite((s) => linkCond(s)?.status === 'True', 'Site site-b LinkReady=True', 120_000);
   t.diagnostic(`LinkReady=True ${Date.now() - t0} ms after the gateways started`);
@@ -106,6 +188,24 @@ test('applying two Site objects brings the link up: LinkReady=True with the emul
   const cm = await localA.get<KubeObject & { data?: Record<string, string> }>(Resources.configMap, NS, 'cloudnet-gateway-site-b');
   assert.ok(!JSON.stringify(cm).includes(sk), 'the ConfigMap must not contain the private key');
   assert.ok(!bed.a.stderr().includes(sk) && !bed.b.stderr().includes(sk), 'the gateway log must not contain the private key');
+
+  for (const tok of [peerToken.a.token, peerToken.b.token]) {
+    assert.ok(!bed.a.stderr().includes(tok) && !bed.b.stderr().includes(tok), 'the gateway log must not contain its peer token');
+  }
+
+  // /metrics and /status: HTTPS on the gateway's host network, the API server decides who reads.
+  const noToken = await scrapeIn(bed.sites.a.gwNs, '/metrics');
+  assert.equal(noToken.status, 401, noToken.body);
+  assert.doesNotMatch(noToken.body, /cloudnet_link/);
+  assert.equal((await scrapeIn(bed.sites.a.gwNs, '/status')).status, 401);
+  const stranger = await scrapeIn(bed.sites.a.gwNs, '/metrics', strangerToken);
+  assert.equal(stranger.status, 403, stranger.body);
+  assert.match(stranger.body, new RegExp(`system:serviceaccount:${NS}:stranger`));
+  const reader = await scrapeIn(bed.sites.a.gwNs, '/metrics', readerToken);
+  assert.equal(reader.status, 200, reader.body);
+  assert.match(reader.body, /cloudnet_link_up\{site="site-a",peer="site-b"\} 1/);
+  assert.equal((await scrapeIn(bed.sites.a.gwNs, '/status', readerToken)).status, 403, 'metrics-reader allows /metrics only');
+  assert.deepEqual(await scrapeIn(bed.sites.a.gwNs, '/healthz'), { status: 200, body: 'ok' }, '/healthz is open and says nothing more');
 
   // Link state changes are Events about the Site.
   const evs = await localA.list<KubeObject & { reason?: string; involvedObject?: { kind?: string; name?: string } }>(Resources.coreEvent, 'default');

@@ -287,4 +287,41 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     check(['rbac.vmDataNamespaces={vms}', 'storageAgents.enabled=true', 'rbac.clusterWideVMData=true'], true, true, 'opted in');
     check(['rbac.vmDataNamespaces={vms}'], false, false, 'agents off again');
   });
+
+  it('the site gateway reads no Secret but its key; a peer site\'s gateway reads only the link state published for it', () => {
+    k.ok(['apply', '-f', '-'], undefined, helmTemplate(RELEASE, NS, ['rbac.vmDataNamespaces={vms}', 'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false',
+      'gateway.site=site-a', 'gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24',
+      'gateway.peers[0].kubeconfigSecret=site-b-gateway-kubeconfig']));
+    k.ok(['-n', NS, 'create', 'secret', 'generic', 'site-b-kubeconfig', '--from-literal=kubeconfig=operator-peer-credential']);
+    k.ok(['-n', NS, 'create', 'secret', 'generic', 'cloudnet-gateway-key', '--from-literal=private-key=x']);
+    k.ok(['-n', NS, 'create', 'configmap', 'cloudnet-gateway-site-b', '--from-literal=state.json={}']);
+    k.ok(['-n', NS, 'create', 'configmap', 'cloudnet-gateway-site-c', '--from-literal=state.json={}']);
+    const gw = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-gateway`);
+    const gwCan = [q('get', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('update', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('create', '', 'secrets', NS),
+      q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('get', CN, 'sites'), q('create', '', 'events', 'default'),
+      q('create', 'authentication.k8s.io', 'tokenreviews'), q('create', 'authorization.k8s.io', 'subjectaccessreviews')];
+    const gwCannot = [q('get', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('get', '', 'secrets', NS), q('list', '', 'secrets', NS), q('watch', '', 'secrets', NS),
+      q('update', '', 'secrets', NS, { name: 'site-b-kubeconfig' }), q('delete', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('list', '', 'secrets'),
+      q('get', '', 'secrets', 'vms'), q('patch', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }), q('create', KV, 'virtualmachines', 'vms'), q('list', CN, 'sites')];
+    assert.deepEqual(mismatches([...gwCan, ...gwCannot], [...gwCan.map(() => true), ...gwCannot.map(() => false)], selfReview(k, gw.path, [...gwCan, ...gwCannot]), 'gateway SelfSubjectAccessReview'), []);
+    const asGw = (args: string[]) => k.run(args, gw.path);
+    assert.equal(asGw(['-n', NS, 'get', 'secret', 'cloudnet-gateway-key', '-o', 'name']).stdout.trim(), 'secret/cloudnet-gateway-key');
+    for (const args of [['-n', NS, 'get', 'secret', 'site-b-kubeconfig'], ['-n', NS, 'get', 'secrets'], ['-n', NS, 'get', 'secrets', '--watch-only', '--request-timeout=5s']]) {
+      const r = asGw(args);
+      assert.notEqual(r.status, 0, `kubectl ${args.join(' ')} succeeded with the gateway's token`);
+      assert.match(r.stderr, /forbidden/i, r.stderr);
+      assert.doesNotMatch(r.stdout, /operator-peer-credential|b3BlcmF0b3It/);
+    }
+    // What a peer site's gateway gets here (its kubeconfigSecret holds a token for this account).
+    const pg = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-peer-gateway`);
+    const pgCan = [q('get', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' })];
+    const pgCannot = [q('get', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-c' }), q('list', '', 'configmaps', NS), q('get', '', 'secrets', NS, { name: 'site-b-kubeconfig' }),
+      q('get', '', 'secrets', NS, { name: 'cloudnet-gateway-key' }), q('update', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' }), q('get', CN, 'sites'),
+      q('list', KV, 'virtualmachines'), q('create', KV, 'virtualmachines', 'vms'), q('get', '', 'configmaps', 'kubevirt', CA)];
+    assert.deepEqual(mismatches([...pgCan, ...pgCannot], [...pgCan.map(() => true), ...pgCannot.map(() => false)], selfReview(k, pg.path, [...pgCan, ...pgCannot]), 'peer gateway SelfSubjectAccessReview'), []);
+    assert.equal(k.run(['-n', NS, 'get', 'configmap', 'cloudnet-gateway-site-b', '-o', 'name'], pg.path).stdout.trim(), 'configmap/cloudnet-gateway-site-b');
+    for (const args of [['-n', NS, 'get', 'configmap', 'cloudnet-gateway-site-c'], ['-n', NS, 'get', 'configmaps'], ['-n', NS, 'get', 'secret', 'site-b-kubeconfig']]) {
+      assert.match(k.run(args, pg.path).stderr, /forbidden/i, `kubectl ${args.join(' ')} with the peer gateway's token`);
+    }
+  });
 });

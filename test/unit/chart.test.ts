@@ -93,7 +93,8 @@ describe('charts/cloudnet', () => {
     const everything = ['--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rbac.vmDataNamespaces={vms}', '--set', 'rbac.clusterWideVMData=true',
       '--set', 'rbac.peer.enabled=true', '--set', 'rbac.peer.extraSubjects[0].kind=User,rbac.peer.extraSubjects[0].name=site-a',
       '--set', 'metrics.certSecret=cloudnet-metrics-cert', '--set',
-      'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24'];
+      'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24,gateway.peers[0].kubeconfigSecret=b-gw',
+      '--set', 'gateway.relay.enabled=false,rbac.peerGateway.extraSubjects[0].kind=User,rbac.peerGateway.extraSubjects[0].name=b-gateway'];
     for (const extra of [[], everything]) {
       const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION, ...extra]);
       assert.equal(r.status, 0, r.stdout + r.stderr);
@@ -255,7 +256,8 @@ describe('charts/cloudnet', () => {
     assert.equal(render().filter((d) => d.metadata.name.includes('-peer')).length, 0, 'off by default');
     const docs = render('rbac.peer.enabled=true', 'rbac.vmDataNamespaces={vms}', 'rbac.peer.extraSubjects[0].kind=User',
       'rbac.peer.extraSubjects[0].name=site-a', 'rbac.peer.extraSubjects[0].apiGroup=rbac.authorization.k8s.io',
-      'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24');
+      'gateway.enabled=true', 'gateway.relay.enabled=false', 'routeAgent.enabled=false', 'gateway.site=site-b', 'gateway.peers[0].site=site-a', 'gateway.peers[0].interface=cn-a', 'gateway.peers[0].tunnelAddress=198.18.10.2/24',
+      'gateway.peers[0].kubeconfigSecret=site-a-gateway-kubeconfig');
     assert.equal(only(docs, 'ServiceAccount', 't-cloudnet-peer').metadata.namespace, 'cloudnet-system');
     // Read and write only in rbac.vmDataNamespaces: a VM created in any namespace could mount that
     // namespace's Secrets and ServiceAccounts, and VM specs can carry inline cloud-init data.
@@ -276,14 +278,16 @@ describe('charts/cloudnet', () => {
     });
     const peerData = operatorDataGrants(docs, 't-cloudnet-peer');
     assert.deepEqual(peerData, [
-      'cloudnet-system core/configmaps[cloudnet-gateway-site-a]: get',
       'kubevirt core/configmaps: create', 'kubevirt core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kubevirt core/configmaps[kubevirt-external-ca]: patch',
       `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`,
     ], 'no Secret in the release namespace: the Site kubeconfigs there are not the peer\'s business');
     type Binding = K8sObject & { roleRef: { name: string }; subjects: { kind: string; name: string; namespace?: string }[] };
-    for (const b of docs.filter((d): d is Binding => /Binding$/.test(d.kind) && ['t-cloudnet-peer', 't-cloudnet-peer-gateway', 't-cloudnet-kubevirt-ca', 't-cloudnet-vmdata'].includes(d.metadata.name))) {
+    for (const b of docs.filter((d): d is Binding => /Binding$/.test(d.kind) && ['t-cloudnet-peer', 't-cloudnet-kubevirt-ca', 't-cloudnet-vmdata'].includes(d.metadata.name))) {
       assert.deepEqual(b.subjects.filter((x) => x.name !== 't-cloudnet').map((x) => `${x.kind}/${x.name}`), ['ServiceAccount/t-cloudnet-peer', 'User/site-a'], `${b.kind} ${b.metadata.name}`);
     }
+    // The peer's GATEWAY has its own identity here, which may get the published link state and nothing else.
+    assert.deepEqual(only<Binding>(docs, 'RoleBinding', 't-cloudnet-peer-gateway').subjects.map((x) => `${x.kind}/${x.name}`), ['ServiceAccount/t-cloudnet-peer-gateway']);
+    assert.deepEqual(operatorDataGrants(docs, 't-cloudnet-peer-gateway', /./), ['cloudnet-system core/configmaps[cloudnet-gateway-site-a]: get']);
     assert.equal(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-peer')))['cloudnet.io/sites'], undefined);
   });
 
@@ -375,15 +379,27 @@ describe('charts/cloudnet', () => {
   });
 
   it('renders one locked-down host-network gateway per peer when gateway.enabled', () => {
-    const docs = render('gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false',
-      'gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24', 'gateway.peers[0].networks={192.0.2.0/24}',
-      'gateway.peers[1].site=site-c', 'gateway.peers[1].interface=cn-c', 'gateway.peers[1].tunnelAddress=198.18.11.1/24', 'gateway.peers[1].listenPort=51821');
+    const peers = ['gateway.peers[0].site=site-b', 'gateway.peers[0].interface=cn-b', 'gateway.peers[0].tunnelAddress=198.18.10.1/24', 'gateway.peers[0].networks={192.0.2.0/24}',
+      'gateway.peers[0].kubeconfigSecret=site-b-gw', 'gateway.peers[1].site=site-c', 'gateway.peers[1].interface=cn-c', 'gateway.peers[1].tunnelAddress=198.18.11.1/24',
+      'gateway.peers[1].listenPort=51821'];
+    const docs = render('gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false', ...peers, 'gateway.peers[1].kubeconfigSecret=site-c-gw');
+    // A peer without its own credential for the peer cluster: the chart refuses, saying why.
+    const missing = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, ...['gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false', ...peers].flatMap((x) => ['--set', x])]);
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.stderr, /gateway\.peers\[1\]\.kubeconfigSecret is required: .*site site-c.*<release>-peer-gateway there.*get the ConfigMap cloudnet-gateway-site-a/);
     const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
     assert.deepEqual(gws.map((d) => d.metadata.name), ['t-cloudnet-gateway-site-b', 't-cloudnet-gateway-site-c']);
     const [b] = gws;
     const c = b.spec.template.spec.containers[0];
     assert.deepEqual(c.args, ['gateway', '--kube', '--site=site-a', '--peer-site=site-b', '--interface=cn-b', '--tunnel-address=198.18.10.1/24',
-      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-port=9478', '--node-address=$(NODE_IP)', '--network=192.0.2.0/24']);
+      '--namespace=cloudnet-system', '--listen-port=51820', '--metrics-bind-address=:9478', '--peer-kubeconfig=/etc/cloudnet/peer-kubeconfig/kubeconfig',
+      '--node-address=$(NODE_IP)', '--network=192.0.2.0/24']);
+    // Its peer credential: the Secret named for that peer, mounted read-only (optional: the gateway waits for it).
+    type Vol = { name: string; secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] } };
+    const vols = (b.spec.template.spec as unknown as { volumes: Vol[] }).volumes;
+    assert.deepEqual(vols.find((v) => v.name === 'peer-kubeconfig')?.secret, { secretName: 'site-b-gw', defaultMode: 0o400, optional: true, items: [{ key: 'kubeconfig', path: 'kubeconfig' }] });
+    assert.deepEqual(c.volumeMounts.find((m) => m.name === 'peer-kubeconfig'), { name: 'peer-kubeconfig', mountPath: '/etc/cloudnet/peer-kubeconfig', readOnly: true });
+    assert.equal((gws[1].spec.template.spec as unknown as { volumes: Vol[] }).volumes.find((v) => v.name === 'peer-kubeconfig')?.secret?.secretName, 'site-c-gw');
     assert.equal(b.spec.template.spec.hostNetwork, true);
     assert.equal(b.spec.template.spec.serviceAccountName, 't-cloudnet-gateway');
     assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
@@ -401,8 +417,18 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(grants(rules(only(docs, 'ClusterRole', 't-cloudnet-gateway'))), { 'cloudnet.io/sites': 'get' });
     assert.deepEqual(grants(rules(only(docs.filter((d) => d.metadata.namespace === 'cloudnet-system'), 'Role', 't-cloudnet-gateway'))), {
       'core/configmaps': 'create,get', 'core/configmaps[cloudnet-gateway-site-b,cloudnet-gateway-site-c]': 'patch,update',
-      'core/secrets': 'create,get,list,watch', 'core/secrets[cloudnet-gateway-key]': 'update',
-    });
+      'core/secrets': 'create', 'core/secrets[cloudnet-gateway-key]': 'get,update',
+    }, 'no Secret list/watch/get but its own key: the Site kubeconfig Secrets are the operator\'s');
+    // Authenticated /metrics and /status: it may ask TokenReviews and SubjectAccessReviews, nothing more.
+    type Binding = K8sObject & { roleRef: { name: string }; subjects: { name: string; namespace?: string }[] };
+    const authn = only<Binding>(docs, 'ClusterRoleBinding', 't-cloudnet-gateway-metrics-auth');
+    assert.equal(authn.roleRef.name, 't-cloudnet-metrics-auth');
+    assert.deepEqual(authn.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet-gateway']);
+    // metrics.secure=false: plain HTTP on loopback only, and no review rights.
+    const plain = render('gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false', ...peers, 'gateway.peers[1].kubeconfigSecret=site-c-gw', 'metrics.secure=false');
+    const plainArgs = only<Deployment>(plain, 'Deployment', 't-cloudnet-gateway-site-b').spec.template.spec.containers[0].args;
+    assert.ok(plainArgs.includes('--metrics-bind-address=127.0.0.1:9478') && plainArgs.includes('--metrics-secure=false'), plainArgs.join(' '));
+    assert.equal(plain.filter((d) => d.metadata.name === 't-cloudnet-gateway-metrics-auth').length, 0);
     const events = only(docs, 'Role', 't-cloudnet-gateway-events');
     assert.equal(events.metadata.namespace, 'default');
     assert.deepEqual(grants(rules(events)), { 'core/events': 'create,patch' });
@@ -449,7 +475,9 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(ds.spec.template.spec.containers[0].securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
     assert.deepEqual(grants(rules(only(docs, 'Role', 't-cloudnet-route-agent'))), { 'core/configmaps': 'list' });
     // The peer identity is rbac.peer (off by default: a cluster admin opts in where VMs arrive); no wildcard anywhere.
-    assert.equal(docs.filter((d) => d.metadata.name.startsWith('t-cloudnet-peer')).length, 0, 'rbac.peer is off by default');
+    assert.equal(docs.filter((d) => d.metadata.name.startsWith('t-cloudnet-peer') && !d.metadata.name.startsWith('t-cloudnet-peer-gateway')).length, 0, 'rbac.peer is off by default');
+    // The peer sites' gateways have their identity wherever gateways run (links are symmetric).
+    assert.deepEqual(grants(rules(only(docs, 'Role', 't-cloudnet-peer-gateway'))), { 'core/configmaps[cloudnet-gateway-site-b]': 'get' });
     for (const d of docs.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
       for (const r of rules(d)) for (const v of [...(r.apiGroups ?? []), ...(r.resources ?? []), ...r.verbs]) assert.ok(!v.includes('*'), `${d.metadata.name}: wildcard`);
     }
@@ -501,6 +529,8 @@ describe('charts/cloudnet', () => {
       ['operator.maxConcurrentReconciles=0', /'\/operator\/maxConcurrentReconciles'/],
       ['operator.kubeAPI.burst=0', /'\/operator\/kubeAPI\/burst'/],
       ['gateway.peers[0].site=b', /'\/gateway\/peers\/0': missing propert/],
+      ['gateway.metricsBindAddress=every address', /'\/gateway\/metricsBindAddress'/],
+      ['rbac.peerGateway.extraSubjects[0].kind=Robot,rbac.peerGateway.extraSubjects[0].name=x', /'\/rbac\/peerGateway\/extraSubjects\/0\/kind'/],
       ['operator.relayAPI=http://relay-send:9410', /'\/operator\/relayAPI'/],
     ];
     for (const [set, why] of cases) {

@@ -45,3 +45,14 @@
 {{- define "cloudnet.gatewayImage" -}}
 {{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
 {{- end }}
+
+{{/* The site gateways' HTTP bind address: authenticated HTTPS on all addresses, plain HTTP on loopback only. */}}
+{{- define "cloudnet.gatewayMetricsBind" -}}
+{{- if .Values.gateway.metricsBindAddress }}
+{{- .Values.gateway.metricsBindAddress }}
+{{- else if .Values.metrics.secure }}
+{{- printf ":%d" (int .Values.gateway.metricsPort) }}
+{{- else }}
+{{- printf "127.0.0.1:%d" (int .Values.gateway.metricsPort) }}
+{{- end }}
+{{- end }}

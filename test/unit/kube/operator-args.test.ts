@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDuration, parseOperatorArgs } from '../../../src/operator/main.ts';
-import { parseBindAddress } from '../../../src/operator/health.ts';
+import { parseBindAddress } from '../../../src/kube/secure-serving.ts';
 import { microTime } from '../../../src/kube/leader.ts';
 import { resourcePath } from '../../../src/kube/rest.ts';
 import { keyString, parseKey } from '../../../src/kube/types.ts';

@@ -15,3 +15,15 @@ test('gateway flags become a config with defaults; required flags are named when
   assert.throws(() => configFromFlags({ site: 'a' }), /--peer-site is required/);
   assert.throws(() => configFromFlags({ site: 'a', interface: 'x', 'tunnel-address': '198.18.10.1/24', 'peer-site': 'b', 'peer-endpoint': 'h:1', 'peer-tunnel-address': '198.18.10.2/24', 'miss-threshold': '-1' }), /non-negative/);
 });
+
+test('the gateway\'s HTTP endpoints: authenticated on all addresses in a cluster, plain on loopback otherwise', async () => {
+  const { metricsBindAddress, metricsSecure } = await import('../../../src/link/cli.ts');
+  assert.equal(metricsBindAddress({}), '', 'off without a port');
+  assert.equal(metricsBindAddress({ 'metrics-port': '9478' }), '127.0.0.1:9478', 'file mode: no API server to authenticate with');
+  assert.equal(metricsBindAddress({ kube: true, 'metrics-port': '9478' }), ':9478');
+  assert.equal(metricsSecure({ kube: true }), true);
+  assert.equal(metricsBindAddress({ kube: true, 'metrics-port': '9478', 'metrics-secure': 'false' }), '127.0.0.1:9478', 'plain HTTP stays on loopback');
+  assert.equal(metricsBindAddress({ kube: true, 'metrics-port': '9478', 'metrics-bind-address': '10.0.0.5:9478' }), '10.0.0.5:9478');
+  assert.equal(metricsBindAddress({ 'metrics-bind-address': '0' }), '');
+  assert.throws(() => metricsSecure({ kube: true, 'metrics-secure': 'maybe' }), /true or false/);
+});

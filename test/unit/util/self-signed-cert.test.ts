@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { selfSignedCert } from '../../../src/operator/self-signed-cert.ts';
+import { selfSignedCert } from '../../../src/util/self-signed-cert.ts';
 
 test('self-signed certificate: every serial is a positive 16-byte INTEGER that OpenSSL parses', () => {
   const draws = 1024; // without the fix, P(no bad serial in 1024 draws) = (255/256)^1024 ≈ 2 %

@@ -1,11 +1,12 @@
-// Authentication and authorization of /metrics requests by the API server, as kubebuilder v4's
-// controller-runtime filter (filters.WithAuthenticationAndAuthorization) does: the bearer token
-// goes to a TokenReview, the user it names to a SubjectAccessReview for `get` on the
-// non-resource URL of the request. So scrapers need a ServiceAccount token and a binding to a
-// role like the chart's `<release>-metrics-reader`; the operator needs `create` on tokenreviews
-// and subjectaccessreviews. Tokens are never logged; the cache is keyed by their SHA-256.
+// Authentication and authorization of /metrics (and the site gateway's /status) requests by the
+// API server, as kubebuilder v4's controller-runtime filter
+// (filters.WithAuthenticationAndAuthorization) does: the bearer token goes to a TokenReview, the
+// user it names to a SubjectAccessReview for `get` on the non-resource URL of the request. So
+// scrapers need a ServiceAccount token and a binding to a role like the chart's
+// `<release>-metrics-reader`; the serving process (the operator, the gateway) needs `create` on
+// tokenreviews and subjectaccessreviews. Tokens are never logged; the cache is keyed by their SHA-256.
 import { createHash } from 'node:crypto';
-import type { RestClient } from '../kube/rest.ts';
+import type { RestClient } from './rest.ts';
 import { logger } from '../util/log.ts';
 
 export type MetricsDecision =

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { request } from 'node:https';
 import { Registry } from 'prom-client';
-import { kubeMetricsAuth, type MetricsAuthorizer } from '../../../src/operator/metrics-auth.ts';
-import { selfSignedCert } from '../../../src/operator/self-signed-cert.ts';
-import { startMetricsServer } from '../../../src/operator/health.ts';
+import { kubeMetricsAuth, type MetricsAuthorizer } from '../../../src/kube/metrics-auth.ts';
+import { selfSignedCert } from '../../../src/util/self-signed-cert.ts';
+import { startMetricsServer } from '../../../src/kube/secure-serving.ts';
 import type { RestClient } from '../../../src/kube/rest.ts';
 
 interface Call { path: string; body: { spec: Record<string, unknown> } }
