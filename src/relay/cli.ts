@@ -17,7 +17,10 @@ const USAGE = `usage:
                       --api: the operator registers migration flows there (bearer token; TLS over TCP);
                       --intercept: the gateway redirects each registered flow to its own local port (nftables)
                       --bypass-above-mbit: on a link probed at least this fast, registered flows bypass the relay (0: never)
+                      [--link-timeout-s 15]: the link counts as cut after this long without a byte from the peer (keepalives every
+                      second keep it busy); its migrations are aborted, so QEMU fails them and the source runs on (0: never)
   cloudnet relay receive --listen HOST:PORT (--target [NAME=]HOST:PORT ... | --allow-destination CIDR ...) (--ca F --cert F --key F | --plain-inside-wireguard)
+                      [--link-timeout-s 15] (applied to senders that send keepalives)
                       [--cache-mb 256] [--seed FILE... --seed-mb 256] [--seed-listen HOST:PORT] [--stats HOST:PORT] [--stats-file F]
                       [--hash-streams [--hash-streams-buffer-mb N]]   (both: SHA-256 of every session's input / output
                       in the stats; with a buffer, copied as the bytes pass and hashed when the session is over)
@@ -36,7 +39,7 @@ const common = {
   seed: { type: 'string', multiple: true }, 'seed-mb': { type: 'string' }, 'seed-listen': { type: 'string' }, 'hash-streams': { type: 'boolean' }, 'hash-streams-buffer-mb': { type: 'string' },
   api: { type: 'string' }, 'api-token-file': { type: 'string' }, 'api-cert': { type: 'string' }, 'api-key': { type: 'string' },
   intercept: { type: 'string' }, 'flow-listen': { type: 'string' }, 'allow-destination': { type: 'string', multiple: true },
-  'bypass-above-mbit': { type: 'string' },
+  'bypass-above-mbit': { type: 'string' }, 'link-timeout-s': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

@@ -13,7 +13,7 @@ import { awaitHello, connectLink, HandshakeError, Link } from '../../src/relay/t
 import { createContext, F, packBatch, SessionEncoder } from '../../src/relay/codec/index.ts';
 import { OP_CHUNK_REF } from '../../src/relay/codec/ops.ts';
 import { Rng, syntheticQemuStream } from '../../src/relay/tools/index.ts';
-import { makePki, sendStream, sha256, startSink } from './relay-helpers.ts';
+import { makePki, sendStream, sha256, silentCutProxy, startSink } from './relay-helpers.ts';
 import type { Sink } from './relay-helpers.ts';
 
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
@@ -32,12 +32,12 @@ interface Bed {
   pki: ReturnType<typeof makePki>;
 }
 
-async function bed(sinks: number): Promise<Bed> {
+async function bed(sinks: number, receiverOpts: { linkTimeoutMs?: number } = {}): Promise<Bed> {
   const pki = makePki();
   const s = await Promise.all(Array.from({ length: sinks }, () => startSink(1)));
   const targets: Record<string, { host: string; port: number }> = {};
   s.forEach((k, i) => { targets[`t${i}`] = { host: '127.0.0.1', port: k.port }; });
-  const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets, security: loadTls(pki.ca, pki.serverCert, pki.serverKey), cacheBytes: CACHE });
+  const receiver = new ReceiverRelay({ listen: { host: '127.0.0.1', port: 0 }, targets, security: loadTls(pki.ca, pki.serverCert, pki.serverKey), cacheBytes: CACHE, ...receiverOpts });
   const { port } = await receiver.start();
   return { receiver, port, sinks: s, pki };
 }
@@ -49,8 +49,8 @@ async function teardown(b: Bed): Promise<void> {
 }
 
 /** Runs `body` against a fresh bed with `sinks` targets, torn down afterwards even if it throws. */
-async function withBed(sinks: number, body: (b: Bed) => Promise<void>): Promise<void> {
-  const b = await bed(sinks);
+async function withBed(sinks: number, body: (b: Bed) => Promise<void>, receiverOpts: { linkTimeoutMs?: number } = {}): Promise<void> {
+  const b = await bed(sinks, receiverOpts);
   try {
     await body(b);
   } finally {
@@ -241,4 +241,59 @@ test('receiver relay disappears: the sender aborts the migration connection', as
       await sender.stop();
     }
   });
+});
+
+test('a silent WAN cut (no FIN, no RST): both relays time the link out and abort the migration at both ends; idle, keepalives hold it', async () => {
+  const TIMEOUT_MS = 1500;
+  await withBed(1, async (b) => {
+    const path = await silentCutProxy(b.port);
+    const sender = new SenderRelay({
+      listen: [{ addr: { host: '127.0.0.1', port: 0 }, target: 't0', mode: 'auto' }], peer: { host: '127.0.0.1', port: path.port },
+      security: loadTls(b.pki.ca, b.pki.clientCert, b.pki.clientKey), cacheBytes: CACHE, linkTimeoutMs: TIMEOUT_MS,
+    });
+    const lost = async () => ({
+      sender: await metric('cloudnet_relay_sessions_closed_total', { role: 'sender', reason: 'peer-lost' }),
+      receiver: await metric('cloudnet_relay_sessions_closed_total', { role: 'receiver', reason: 'peer-lost' }),
+    });
+    const before = await lost();
+    try {
+      const [addr] = await sender.start();
+      const s = net.connect(addr.port, '127.0.0.1');
+      let sourceClosed = false;
+      const closed = new Promise<void>((r) => { s.on('close', () => { sourceClosed = true; r(); }); s.on('error', () => undefined); });
+      await new Promise((r) => s.once('connect', r));
+      s.write(syntheticQemuStream({ seed: 4, pages: 100 }).subarray(0, 50_000));
+      // The session sits open with nothing to send for three timeouts: the keepalives hold the link.
+      await new Promise((r) => setTimeout(r, 3 * TIMEOUT_MS));
+      assert.equal(sourceClosed, false, 'an idle but healthy link was not timed out');
+      assert.deepEqual(await lost(), before);
+      // Now the path goes silent: each side hears nothing more and gives the link up.
+      path.cut();
+      await closed;
+      const sink = await b.sinks[0].results[0];
+      assert.equal(sink.ended, 'reset', 'the destination sees an abort, not a clean end');
+      const after = await lost();
+      assert.equal(after.sender, before.sender + 1, 'the sender aborted the session (peer-lost)');
+      assert.equal(after.receiver, before.receiver + 1, 'the receiver aborted it too');
+    } finally {
+      await sender.stop();
+      await path.close();
+    }
+  }, { linkTimeoutMs: TIMEOUT_MS });
+});
+
+test('a sender without keepalives (an older relay) is never timed out by the receiver', async () => {
+  await withBed(1, async (b) => {
+    const link = await helloSender(b);
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(link.closed, false, 'the receiver kept the silent link');
+      // One keepalive turns the receiver's timeout on for this link.
+      link.send(F.F_PROBE, 0, Buffer.from([0x80, 0, 0, 1]));
+      const why = await new Promise<string>((r) => link.once('close', r));
+      assert.match(why, /link (closed|ended by peer)/);
+    } finally {
+      link.close('test over');
+    }
+  }, { linkTimeoutMs: 300 });
 });

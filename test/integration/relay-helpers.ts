@@ -112,3 +112,35 @@ export function sendStream(port: number, data: Buffer, piece = 65536): Promise<{
 export function sha256(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex');
 }
+
+/**
+ * A TCP proxy to 127.0.0.1:`port` whose path can be cut silently, as a WAN that drops packets
+ * does: `cut()` stops forwarding in both directions and reads nothing more, without a FIN or RST,
+ * so each end sees only silence (and, once the buffers fill, writes that never complete).
+ */
+export async function silentCutProxy(port: number): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
+  const pairs: [net.Socket, net.Socket][] = [];
+  let cut = false;
+  const server = net.createServer((down) => {
+    const up = net.connect(port, '127.0.0.1');
+    for (const s of [down, up]) s.on('error', () => undefined);
+    if (cut) { down.pause(); return; }
+    down.pipe(up);
+    up.pipe(down);
+    pairs.push([down, up]);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut() {
+      cut = true;
+      for (const [down, up] of pairs) {
+        down.unpipe(up);
+        up.unpipe(down);
+        down.pause();
+        up.pause();
+      }
+    },
+    close: () => new Promise<void>((r) => { for (const p of pairs) for (const s of p) s.destroy(); server.close(() => r()); }),
+  };
+}

@@ -12,6 +12,7 @@ import { ReceiverRelay } from './receiver.ts';
 import { startSeedIntake } from './seed-intake.ts';
 import { FlowRegistry } from './registry.ts';
 import { SenderRelay } from './sender.ts';
+import { DEFAULT_LINK_TIMEOUT_MS } from './link.ts';
 import type { ListenSpec } from './sender.ts';
 import { serveStats, writeStatsFile } from './stats-server.ts';
 import type { StatsSource } from './stats-server.ts';
@@ -44,6 +45,7 @@ export interface LiveArgs {
   'flow-listen'?: string;
   'allow-destination'?: string[];
   'bypass-above-mbit'?: string;
+  'link-timeout-s'?: string;
 }
 
 /** What the relay CLI gets from the composition root (src/cli.ts): the gateway's interceptor. */
@@ -123,6 +125,8 @@ export interface LiveNumbers {
   bypassAboveBps: number;
   /** Memory for the deferred stream check (0: hash as the bytes pass). */
   hashBufferBytes: number;
+  /** --link-timeout-s: a link silent this long counts as cut (0: never). */
+  linkTimeoutMs: number;
 }
 
 export function liveNumbers(v: LiveArgs): LiveNumbers {
@@ -133,6 +137,7 @@ export function liveNumbers(v: LiveArgs): LiveNumbers {
     seedBytes: v.seed?.length || v['seed-listen'] ? seedBytes : 0,
     bypassAboveBps: bypassAboveBps(v['bypass-above-mbit']),
     hashBufferBytes: hashBufferBytes(v),
+    linkTimeoutMs: numberFlag('link-timeout-s', v['link-timeout-s'], DEFAULT_LINK_TIMEOUT_MS / 1000, { min: 0, unit: 's' }) * 1000,
   };
 }
 
@@ -142,6 +147,7 @@ export async function runSend(v: LiveArgs, n: LiveNumbers, cacheBytes: number, l
   const relay = new SenderRelay({
     listen: (v.listen ?? []).map(parseListenSpec), peer: parseHostPort(v.peer), security: security(v), cacheBytes, level,
     windowBytes: n.windowBytes, hashStreams: Boolean(v['hash-streams']), hashBufferBytes: n.hashBufferBytes, bypassAboveBps: n.bypassAboveBps,
+    linkTimeoutMs: n.linkTimeoutMs,
   });
   const addrs = await relay.start();
   // A long-running relay holds its link (and both caches) ready before the first migration.
@@ -172,7 +178,7 @@ export async function runReceive(v: LiveArgs, n: LiveNumbers, cacheBytes: number
   if (!v.listen?.length || (!v.target?.length && !v['allow-destination']?.length)) throw new Error('receive needs --listen, and --target or --allow-destination');
   const relay = new ReceiverRelay({ listen: parseHostPort(v.listen[0], '0.0.0.0'), targets: parseTargets(v.target ?? []), security: security(v), cacheBytes, seedBytes: n.seedBytes,
     allowDestinations: v['allow-destination'] ?? [],
-    hashStreams: Boolean(v['hash-streams']), hashBufferBytes: n.hashBufferBytes,
+    hashStreams: Boolean(v['hash-streams']), hashBufferBytes: n.hashBufferBytes, linkTimeoutMs: n.linkTimeoutMs,
   });
   for (const f of v.seed ?? []) {
     const r = relay.seed(fs.readFileSync(f));

@@ -6,9 +6,19 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { F } from '../codec/index.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { readIntoBuffer, tlsClientOptions } from './net-util.ts';
+
+/**
+ * How long a link may hear nothing from its peer before it counts as cut (see closeWhenSilent).
+ * The sender keeps the link busy with a keepalive every KEEPALIVE_MS, so silence means the path
+ * is gone, not idle.
+ */
+export const DEFAULT_LINK_TIMEOUT_MS = 15_000;
+/** A PROBE whose sequence number has this bit set is a keepalive, not part of the link probe. */
+export const KEEPALIVE_SEQ_BIT = 0x8000_0000;
 
 /** Frames from this size on are written as header + payload (no copy). */
 const LARGE_FRAME = 16 << 10;
@@ -28,6 +38,8 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
   failure: F.FrameError | undefined;
   bytesOut = 0;
   bytesIn = 0;
+  private lastHeardAt = performance.now();
+  private silenceTimer: NodeJS.Timeout | undefined;
 
   /**
    * reuseFrameBuffers: frames spread over several socket reads are joined in a reused buffer
@@ -55,6 +67,7 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
 
   private onData(chunk: Buffer): void {
     this.bytesIn += chunk.length;
+    this.lastHeardAt = performance.now();
     const { frames, error } = this.reader.read(chunk);
     for (const f of frames) {
       if (this.closed) return;
@@ -123,9 +136,33 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
     return `${why}: ${err.message}`;
   }
 
+  /**
+   * Closes the link once nothing at all has arrived from the peer for `ms` (0: never). A WAN cut
+   * that drops packets without a FIN or RST leaves TCP retransmitting for up to ~15 minutes, and
+   * the sessions with it: the migration connection to the source QEMU would stay open and stuck,
+   * and a source in its stop-and-copy phase stays paused until that connection fails. Closing
+   * the link aborts its sessions at both ends (reason peer-lost): QEMU sees a reset, fails the
+   * migration and goes on running the guest. Idempotent.
+   */
+  closeWhenSilent(ms: number): void {
+    if (this.silenceTimer || this.closed || !(ms > 0)) return;
+    this.lastHeardAt = performance.now();
+    const verdict = (): void => {
+      const quiet = performance.now() - this.lastHeardAt;
+      if (quiet > ms) this.close(`nothing from the peer relay for ${(quiet / 1000).toFixed(1)} s (the path is cut or the peer hangs)`);
+    };
+    this.silenceTimer = setInterval(() => {
+      // Timers run before the event loop polls the sockets: after a stall of this process, bytes
+      // that arrived meanwhile are still unread. Decide only after the next poll has read them.
+      if (performance.now() - this.lastHeardAt > ms) setImmediate(verdict);
+    }, Math.max(20, Math.min(1000, ms / 4)));
+    this.silenceTimer.unref();
+  }
+
   close(why: string): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     this.socket.destroy();
     this.emit('close', why);
   }

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { logger } from '../../util/log.ts';
 import { batchInserts, BatchUnpacker, createContext, DecodeError, digest, DigestStore, F, PAGE_SIZE, SessionDecoder } from '../codec/index.ts';
 import type { CodecContext } from '../codec/index.ts';
-import { awaitHello, HandshakeError, Link, safeJson } from './link.ts';
+import { awaitHello, DEFAULT_LINK_TIMEOUT_MS, HandshakeError, KEEPALIVE_SEQ_BIT, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { inCidrs, parseCidr, parseHostPort, tlsServerOptions } from './net-util.ts';
@@ -44,6 +44,12 @@ export interface ReceiverOptions {
   /** With hashStreams: memory to copy the streams into and hash each once its session is over
    *  (stream-hash.ts; 0, the default: hash as the bytes pass). */
   hashBufferBytes?: number;
+  /**
+   * A link whose sender sends keepalives counts as cut after this long without a byte from it
+   * (0: never; default DEFAULT_LINK_TIMEOUT_MS): its sessions are aborted and their destinations
+   * reset. A sender without keepalives (an older relay) is never timed out.
+   */
+  linkTimeoutMs?: number;
 }
 
 interface Session {
@@ -88,7 +94,7 @@ export class ReceiverRelay {
 
   constructor(opts: ReceiverOptions) {
     const { allowDestinations, ...rest } = opts;
-    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, hashBufferBytes: 0, ...rest };
+    this.opts = { creditGrant: 256 << 10, seedBytes: 0, hashStreams: false, hashBufferBytes: 0, linkTimeoutMs: DEFAULT_LINK_TIMEOUT_MS, ...rest };
     this.hashes = new StreamHashPool(this.opts.hashStreams ? this.opts.hashBufferBytes : 0);
     this.allowed = (allowDestinations ?? []).map(parseCidr);
     if (this.opts.seedBytes > 0) this.seedStore = new DigestStore(this.opts.seedBytes, PAGE_SIZE);
@@ -209,7 +215,12 @@ export class ReceiverRelay {
     M.hot.receiverWireIn.inc(f.payload.length + F.FRAME_HEADER);
     if (f.type === F.F_OPEN) { this.open(p, f); return; }
     // The sender measures the link (link-probe.ts): answer at once with the sequence number.
-    if (f.type === F.F_PROBE) { p.link.send(F.F_PROBE_ACK, 0, Buffer.from(f.payload.subarray(0, 4))); return; }
+    if (f.type === F.F_PROBE) {
+      p.link.send(F.F_PROBE_ACK, 0, Buffer.from(f.payload.subarray(0, 4)));
+      // A keepalive: this sender keeps the link busy, so silence from it means the path is gone.
+      if (f.payload.length >= 4 && (f.payload.readUInt32BE(0) & KEEPALIVE_SEQ_BIT) !== 0) p.link.closeWhenSilent(this.opts.linkTimeoutMs);
+      return;
+    }
     const s = p.sessions.get(f.session);
     if (!s) {
       // A batch of a session this side no longer knows still took cache slots at the sender.

@@ -15,7 +15,7 @@ import { ZstdWorkerPool } from './zstd-pool.ts';
 import { LinkProbe, type ProbeResult } from './link-probe.ts';
 import { BottleneckMonitor } from './bottleneck.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
-import { awaitHello, connectLink, HandshakeError, Link, safeJson } from './link.ts';
+import { awaitHello, connectLink, DEFAULT_LINK_TIMEOUT_MS, HandshakeError, KEEPALIVE_SEQ_BIT, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { acceptedWithReadBuffer } from './net-util.ts';
@@ -92,6 +92,12 @@ export interface SenderOptions {
    * if the parser were wrong about a record boundary while the source waits for a reply.
    */
   stallMs?: number;
+  /**
+   * The link counts as cut after this long without a byte from the receiver (0: never; default
+   * DEFAULT_LINK_TIMEOUT_MS). The sender sends a keepalive PROBE every quarter of it (at most every
+   * second), which the receiver answers, and which tells the receiver to apply its own timeout.
+   */
+  linkTimeoutMs?: number;
 }
 
 /** Batches being compressed (at most this many, or this many op bytes) hold the sources back. */
@@ -170,7 +176,8 @@ export class SenderRelay {
 
   constructor(opts: SenderOptions) {
     this.opts = {
-      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, hashStreams: false, hashBufferBytes: 0, bypassAboveBps: 0, ...opts,
+      level: 'auto', windowBytes: 8 << 20, linkHighWater: 256 << 10, stallMs: 3000, asyncCompression: true, hashStreams: false, hashBufferBytes: 0, bypassAboveBps: 0,
+      linkTimeoutMs: DEFAULT_LINK_TIMEOUT_MS, ...opts,
     };
     this.level = new AdaptiveLevel(this.opts.level);
     this.hashes = new StreamHashPool(this.opts.hashStreams ? this.opts.hashBufferBytes : 0);
@@ -256,6 +263,7 @@ export class SenderRelay {
       M.cacheMemory.set({ role: 'sender' }, this.ctx.cache.memoryBytes);
       this.link = link;
       link.attach((f) => this.onFrame(f));
+      this.keepAlive(link);
       this.probeLink(link);
       link.on('drain', () => this.resumeAll());
       link.on('close', (why) => {
@@ -272,6 +280,30 @@ export class SenderRelay {
     })();
     this.linkReady.catch(() => { this.linkReady = undefined; });
     return this.linkReady;
+  }
+
+  /**
+   * Keepalives on a link with a timeout: a small PROBE (sequence number with KEEPALIVE_SEQ_BIT)
+   * at a quarter of the timeout, at most every second. The receiver's PROBE_ACK keeps this side
+   * hearing from it while no session runs; the PROBE itself keeps the receiver hearing from us,
+   * and tells it that this sender keeps the link alive, so it may time the link out too (a
+   * sender without keepalives is never timed out by the receiver).
+   */
+  private keepAlive(link: Link): void {
+    const timeoutMs = this.opts.linkTimeoutMs;
+    if (!(timeoutMs > 0)) return;
+    let seq = 0;
+    const payload = Buffer.alloc(4);
+    const send = (): void => {
+      seq = (seq + 1) & 0x7fff_ffff;
+      payload.writeUInt32BE((KEEPALIVE_SEQ_BIT | seq) >>> 0, 0);
+      link.send(F.F_PROBE, 0, Buffer.from(payload));
+    };
+    send();
+    const timer = setInterval(send, Math.max(20, Math.min(1000, timeoutMs / 4)));
+    timer.unref();
+    link.once('close', () => clearInterval(timer));
+    link.closeWhenSilent(timeoutMs);
   }
 
   /** Measures the new link's capacity; the adaptive policy's first step follows from it. */
