@@ -32,6 +32,8 @@ export interface ControllerProviders {
   plan?: Partial<PlanOptions>;
   /** See MigrationCachesOptions.coalesceMs (default 500 ms). */
   coalesceMs?: number;
+  /** See MigrationCachesOptions.sweepIntervalMs (default 60 s). */
+  sweepIntervalMs?: number;
 }
 
 /** Reconcile on spec changes and on deletion requests, not on our own status writes. */
@@ -44,8 +46,8 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
     const { manager } = d;
     const informer = manager.informer(Res.wanMigration);
     // Reads come from caches of both clusters, whose changes wake the migrations they concern.
-    const { coalesceMs, ...ports } = providers;
-    const caches = new MigrationCaches(manager, coalesceMs !== undefined ? { coalesceMs } : {});
+    const { coalesceMs, sweepIntervalMs, ...ports } = providers;
+    const caches = new MigrationCaches(manager, { ...(coalesceMs !== undefined ? { coalesceMs } : {}), ...(sweepIntervalMs !== undefined ? { sweepIntervalMs } : {}) });
     const controller = new Controller({
       name: 'wanmigration',
       informer,

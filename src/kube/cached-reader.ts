@@ -107,6 +107,15 @@ export class CachedReader implements ObjectReader {
     this.entries.set(k, list);
   }
 
+  /** Stops serving reads from `informer` (it is being released): they go to the API, or another informer. */
+  unregister(informer: Informer): void {
+    for (const [k, list] of this.entries) {
+      const kept = list.filter((e) => e.informer !== informer);
+      if (kept.length) this.entries.set(k, kept);
+      else this.entries.delete(k);
+    }
+  }
+
   async get<T extends KubeObject = KubeObject>(ref: Ref, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<T | undefined> {
     const inf = await this.usable(ref, namespace, name, signal);
     if (!inf) {

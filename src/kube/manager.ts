@@ -12,6 +12,7 @@ import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
 import { EventRecorder } from './events.ts';
 import { ClusterClients } from './clusters.ts';
 import { KubeClient } from './client.ts';
+import { Gauge } from 'prom-client';
 import { OperatorMetrics } from './metrics.ts';
 import type { KubeObject, RestClientOptions } from './rest.ts';
 import type { ResourceRef } from './types.ts';
@@ -86,6 +87,18 @@ export class Manager {
     this.metrics = opts.metrics ?? new OperatorMetrics();
     this.log = opts.log ?? logger('manager');
     this.clusters = new ClusterClients({ local: opts.client, informerOptions: opts.informerOptions, clientOptions: opts.remoteClientOptions });
+    // Each informer holds a watch on its cluster's API server: how many, per cluster, shows what
+    // the caches cost the clusters (e.g. per-namespace informers of a peer).
+    const informers = this.informers;
+    new Gauge({
+      name: 'cloudnet_informers', help: 'Informers (one watch each) the operator runs, by cluster', labelNames: ['cluster'], registers: [this.metrics.registry],
+      collect() {
+        this.reset();
+        const byCluster = new Map<string, number>();
+        for (const [client, perClient] of informers) byCluster.set(client.clusterName, (byCluster.get(client.clusterName) ?? 0) + perClient.size);
+        for (const [cluster, n] of byCluster) this.set({ cluster }, n);
+      },
+    });
   }
 
   get cacheSyncTimeoutMs(): number {
@@ -114,6 +127,22 @@ export class Manager {
       if (this.started) inf.start();
     }
     return inf as unknown as Informer<T>;
+  }
+
+  /**
+   * Stops and forgets one informer (e.g. of a peer namespace no migration uses any more); a later
+   * informer() call with the same arguments starts a new one.
+   */
+  async releaseInformer(inf: Informer): Promise<void> {
+    for (const [client, perClient] of this.informers) {
+      for (const [key, candidate] of perClient) {
+        if (candidate !== inf) continue;
+        perClient.delete(key);
+        if (perClient.size === 0) this.informers.delete(client);
+        await inf.stop();
+        return;
+      }
+    }
   }
 
   /** Stops and forgets the informers of a remote client (e.g. after its kubeconfig rotated). */

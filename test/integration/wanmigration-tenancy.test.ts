@@ -16,7 +16,14 @@ import { waitFor } from '../helpers/poll.ts';
 
 let bed: Bed;
 let op: RunningOperator;
-useOperatorBed((b, o) => { bed = b; op = o; });
+// Unused peer namespace caches are released at every look (default: once a minute).
+useOperatorBed((b, o) => { bed = b; op = o; }, { sweepIntervalMs: 0 });
+
+/** Informers (watches) the operator holds on the cluster of Site `site`. */
+async function informersOn(site: string): Promise<number> {
+  const m = op.manager.metrics.registry.getSingleMetric('cloudnet_informers');
+  return (await m?.get())?.values.find((v) => v.labels.cluster === site)?.value ?? 0;
+}
 
 type Labelled = KubeObject & { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> } };
 
@@ -128,6 +135,25 @@ describe('target namespaces', () => {
     await waitForPhase(bed.src, 'tn-h', 'own', 'Succeeded', 30_000);
     // The API server refuses a malformed entry (no target namespaces).
     await assert.rejects(bed.src.patchMerge(Res.site, undefined, 'site-tenants', { spec: { allowedNamespacesBySource: [{ sourceNamespace: 'tn-h', targetNamespaces: [] }] } }), /targetNamespaces/);
+    assert.equal(await reconcileErrors(op), 0);
+  });
+});
+
+describe('peer caches of a Site without allowedNamespaces', () => {
+  test('watch only the target namespaces of unfinished migrations: never all namespaces, and a finished one\'s are released', async () => {
+    await siteForB('site-sweep');
+    await namespaces(['sw-1', 'sw-2'], ['sw-1', 'sw-2']);
+    await createVM(bed.src, 'sw-1', 'vm');
+    await createVM(bed.src, 'sw-2', 'vm');
+    await bed.src.create(Res.wanMigration, wanMigration('sw-1', 'mig', { vmName: 'vm', targetSite: 'site-sweep' }));
+    await waitForPhase(bed.src, 'sw-1', 'mig', 'Succeeded', 30_000);
+    // VMs, VMIs, VMIMs and DataVolumes in sw-1, plus the KubeVirt CR and the two CA bundles.
+    const perNamespace = 4;
+    const base = 3;
+    assert.equal(await informersOn('site-sweep'), base + perNamespace);
+    await bed.src.create(Res.wanMigration, wanMigration('sw-2', 'mig', { vmName: 'vm', targetSite: 'site-sweep' }));
+    await waitForPhase(bed.src, 'sw-2', 'mig', 'Succeeded', 30_000);
+    assert.equal(await informersOn('site-sweep'), base + perNamespace, 'sw-1\'s caches were released when sw-2\'s started');
     assert.equal(await reconcileErrors(op), 0);
   });
 });

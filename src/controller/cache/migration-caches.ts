@@ -37,14 +37,25 @@ const BY_SITE = 'wanmigration/site';
 /** Phases in which a change of the CA bundles matters (preflight and target preparation). */
 const CA_PHASES: readonly Phase[] = [Phases.Pending, Phases.PreparingTarget];
 
+/** The informers of one target namespace and the watches on them. */
+interface NamespaceCaches {
+  informers: Informer[];
+  unwatch: Array<() => void>;
+}
+
 interface TargetCaches {
   client: KubeClient;
   reader: CachedReader;
   /** Namespaces with informers of VMs, VMIs, VMIMs and DataVolumes. */
-  namespaces: Set<string>;
+  namespaces: Map<string, NamespaceCaches>;
   kubevirtNamespaces: Set<string>;
   unwatch: Array<() => void>;
+  /** When namespaces no migration needs were last looked for (see sweep()). */
+  sweptAtMs: number;
 }
+
+/** How often a Site's per-migration namespace caches are checked for ones no migration needs. */
+const SWEEP_INTERVAL_MS = 60_000;
 
 /**
  * Where the informers of a Site's migrations look: its allowed namespaces, or, when it lists none,
@@ -69,6 +80,8 @@ export interface MigrationCachesOptions {
    * Default 500 ms.
    */
   coalesceMs?: number;
+  /** How often unused per-migration namespace caches of a peer are released. Default 60 s. */
+  sweepIntervalMs?: number;
 }
 
 export class MigrationCaches implements MigrationCachesPort {
@@ -78,6 +91,7 @@ export class MigrationCaches implements MigrationCachesPort {
   private readonly localKubevirtNs: string;
   private readonly syncWaitMs: number | undefined;
   private readonly coalesceMs: number;
+  private readonly sweepIntervalMs: number;
   private readonly local: CachedReader;
   private localStarted = false;
   private readonly targets = new Map<string, TargetCaches>();
@@ -91,6 +105,7 @@ export class MigrationCaches implements MigrationCachesPort {
     this.localKubevirtNs = opts.localKubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
     this.syncWaitMs = opts.syncWaitMs;
     this.coalesceMs = opts.coalesceMs ?? 500;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? SWEEP_INTERVAL_MS;
     this.migrations = manager.informer(Res.wanMigration);
     this.sites = manager.informer(Res.site);
     this.migrations.addIndexer(BY_SOURCE_VM, (o) => {
@@ -194,27 +209,31 @@ export class MigrationCaches implements MigrationCachesPort {
       t = undefined;
     }
     if (!t) {
-      t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), namespaces: new Set(), kubevirtNamespaces: new Set(), unwatch: [] };
+      t = { client, reader: new CachedReader(client, { syncWaitMs: this.syncWaitMs }), namespaces: new Map(), kubevirtNamespaces: new Set(), unwatch: [], sweptAtMs: Date.now() };
       this.targets.set(name, t);
     }
-    for (const ns of targetNamespaces(site, namespace)) {
+    const wanted = targetNamespaces(site, namespace);
+    if (Date.now() - t.sweptAtMs >= this.sweepIntervalMs) this.sweep(site, t, wanted);
+    for (const ns of wanted) {
       if (t.namespaces.has(ns)) continue;
-      t.namespaces.add(ns);
+      const caches: NamespaceCaches = { informers: [], unwatch: [] };
+      t.namespaces.set(ns, caches);
       const m = this.manager;
       const sel = { namespace: ns };
       const vms = m.informer(Res.vm, sel, client, Shapes.vm);
       const vmis = m.informer(Res.vmi, sel, client, Shapes.vmi);
       const vmims = m.informer(Res.vmim, sel, client, Shapes.vmim);
       const dvs = m.informer(Res.dataVolume, sel, client, Shapes.dataVolume);
+      caches.informers.push(vms, vmis, vmims, dvs);
       t.reader.register(Res.vm, vms, ns);
       t.reader.register(Res.vmi, vmis, ns);
       t.reader.register(Res.vmim, vmims, ns);
       t.reader.register(Res.dataVolume, dvs, ns);
       const byTargetVM = (o: KubeObject) => this.unfinished(this.migrations.byIndex(BY_TARGET_VM, `${name}/${o.metadata?.namespace}/${o.metadata?.name}`));
-      this.watch(vms, byTargetVM, t);
-      this.watch(vmis, byTargetVM, t);
-      this.watch(vmims, byMigrationLabels, t);
-      this.watch(dvs, byMigrationLabels, t);
+      this.watch(vms, byTargetVM, caches);
+      this.watch(vmis, byTargetVM, caches);
+      this.watch(vmims, byMigrationLabels, caches);
+      this.watch(dvs, byMigrationLabels, caches);
     }
     const kvNs = site.spec.kubevirtNamespace ?? DEFAULT_KUBEVIRT_NAMESPACE;
     if (!t.kubevirtNamespaces.has(kvNs)) {
@@ -230,16 +249,43 @@ export class MigrationCaches implements MigrationCachesPort {
     return t.reader;
   }
 
+  /**
+   * Releases the namespace caches of a Site that no unfinished migration needs any more: for a
+   * Site without allowedNamespaces each migration's own namespace gets informers (one watch each
+   * on the peer), and those would otherwise add up over every namespace that ever migrated there.
+   * A later migration there starts them again; until then its reads go to the API.
+   */
+  private sweep(site: Site, t: TargetCaches, wanted: readonly string[]): void {
+    t.sweptAtMs = Date.now();
+    const keep = new Set(wanted);
+    if (!site.spec.allowedNamespaces?.length) {
+      for (const k of this.unfinished(this.migrations.byIndex(BY_SITE, site.metadata.name ?? ''))) {
+        const wm = this.migrations.getByName(k.namespace, k.name) as unknown as WanMigration | undefined;
+        if (wm?.spec?.targetNamespace) keep.add(wm.spec.targetNamespace);
+      }
+    }
+    for (const [ns, caches] of t.namespaces) {
+      if (keep.has(ns)) continue;
+      t.namespaces.delete(ns);
+      for (const u of caches.unwatch) u();
+      for (const inf of caches.informers) {
+        t.reader.unregister(inf);
+        void this.manager.releaseInformer(inf);
+      }
+    }
+  }
+
   private async dropTarget(site: string): Promise<void> {
     const t = this.targets.get(site);
     if (!t) return;
     this.targets.delete(site);
+    for (const caches of t.namespaces.values()) for (const u of caches.unwatch) u();
     for (const u of t.unwatch) u();
     // Another Site may use the same kubeconfig Secret, hence the same client and informers.
     if (![...this.targets.values()].some((o) => o.client === t.client)) await this.manager.dropInformers(t.client);
   }
 
-  private watch(informer: Informer, map: (o: KubeObject) => ObjectKey[], owner?: TargetCaches): void {
+  private watch(informer: Informer, map: (o: KubeObject) => ObjectKey[], owner?: { unwatch: Array<() => void> }): void {
     const add = (c: Controller) => {
       const unwatch = c.watch({ informer, map, delayMs: this.coalesceMs });
       owner?.unwatch.push(unwatch);
