@@ -312,6 +312,28 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
       assert.match(r.stderr, /forbidden/i, r.stderr);
       assert.doesNotMatch(r.stdout, /operator-peer-credential|b3BlcmF0b3It/);
     }
+    // RBAC lets it create Secrets and ConfigMaps of any name; the chart's admission policy allows
+    // only its own names, so it cannot plant a Site kubeconfig Secret before the admin creates it.
+    // (The API server loads a new policy within a moment: the first attempts may still pass.)
+    let planted = 0;
+    for (let i = 0; ; i++) {
+      const name = `site-c-kubeconfig-${i}`;
+      const r = asGw(['-n', NS, 'create', 'secret', 'generic', name, '--from-literal=kubeconfig=forged']);
+      if (r.status !== 0) {
+        assert.match(r.stderr, /may create only the Secret cloudnet-gateway-key/, r.stderr);
+        break;
+      }
+      planted++;
+      k.ok(['-n', NS, 'delete', 'secret', name]);
+      assert.ok(i < 60, 'the gateway admission policy never took effect');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+    assert.ok(planted < 60);
+    const cm = asGw(['-n', NS, 'create', 'configmap', 'not-the-gateways', '--from-literal=a=b']);
+    assert.notEqual(cm.status, 0);
+    assert.match(cm.stderr, /may create only its state ConfigMaps/, cm.stderr);
+    assert.equal(asGw(['-n', NS, 'create', 'configmap', 'cloudnet-gateway-site-z', '--from-literal=state.json={}']).status, 0, 'its own state ConfigMap');
+    k.ok(['-n', NS, 'create', 'secret', 'generic', 'admin-made', '--from-literal=a=b']); // nobody else is affected
     // What a peer site's gateway gets here (its kubeconfigSecret holds a token for this account).
     const pg = tokenKubeconfig(k, cluster, work, NS, `${RELEASE}-peer-gateway`);
     const pgCan = [q('get', '', 'configmaps', NS, { name: 'cloudnet-gateway-site-b' })];

@@ -387,6 +387,12 @@ describe('charts/cloudnet', () => {
     const missing = runHelm(['template', 't', chartDir, '--kube-version', KUBE_VERSION, ...['gateway.enabled=true', 'gateway.site=site-a', 'gateway.relay.enabled=false', ...peers].flatMap((x) => ['--set', x])]);
     assert.notEqual(missing.status, 0);
     assert.match(missing.stderr, /gateway\.peers\[1\]\.kubeconfigSecret is required: .*site site-c.*<release>-peer-gateway there.*get the ConfigMap cloudnet-gateway-site-a/);
+    // Its creates are confined to its own names by an admission policy (RBAC cannot name a create).
+    type Policy = K8sObject & { spec: { matchConditions: { expression: string }[]; validations: { expression: string }[] } };
+    const policy = only<Policy>(docs, 'ValidatingAdmissionPolicy');
+    assert.equal(policy.spec.matchConditions[0].expression, 'request.userInfo.username == "system:serviceaccount:cloudnet-system:t-cloudnet-gateway"');
+    assert.match(policy.spec.validations.map((v) => v.expression).join(' '), /object\.metadata\.name == 'cloudnet-gateway-key'.*startsWith\('cloudnet-gateway-'\)/);
+    assert.equal(only<K8sObject & { spec: { policyName: string; validationActions: string[] } }>(docs, 'ValidatingAdmissionPolicyBinding').spec.validationActions[0], 'Deny');
     const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
     assert.deepEqual(gws.map((d) => d.metadata.name), ['t-cloudnet-gateway-site-b', 't-cloudnet-gateway-site-c']);
     const [b] = gws;
