@@ -103,6 +103,7 @@ const CONFIG_LAYOUT: Record<string, string> = {
   'templates/clusterrole.yaml': 'config/rbac/cluster_role.yaml',
   'templates/role.yaml': 'config/rbac/role.yaml',
   'templates/kubevirt-role.yaml': 'config/rbac/kubevirt_role.yaml',
+  'templates/kubevirt-ca-admission.yaml': 'config/rbac/kubevirt_ca_admission.yaml',
   'templates/metrics-rbac.yaml': 'config/rbac/metrics_rbac.yaml',
   'templates/user-roles.yaml': 'config/rbac/user_roles.yaml',
   'templates/deployment.yaml': 'config/manager/manager.yaml',

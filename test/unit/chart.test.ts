@@ -117,6 +117,7 @@ describe('charts/cloudnet', () => {
       'CustomResourceDefinition/sites.cloudnet.io', 'CustomResourceDefinition/wanmigrations.cloudnet.io',
       'Deployment/t-cloudnet', 'PodDisruptionBudget/t-cloudnet', 'Role/t-cloudnet', 'Role/t-cloudnet-kubevirt-ca',
       'RoleBinding/t-cloudnet', 'RoleBinding/t-cloudnet-kubevirt-ca', 'Service/t-cloudnet-metrics', 'ServiceAccount/t-cloudnet',
+      'ValidatingAdmissionPolicy/t-cloudnet-kubevirt-ca-creates', 'ValidatingAdmissionPolicyBinding/t-cloudnet-kubevirt-ca-creates',
     ]);
   });
 
@@ -389,10 +390,10 @@ describe('charts/cloudnet', () => {
     assert.match(missing.stderr, /gateway\.peers\[1\]\.kubeconfigSecret is required: .*site site-c.*<release>-peer-gateway there.*get the ConfigMap cloudnet-gateway-site-a/);
     // Its creates are confined to its own names by an admission policy (RBAC cannot name a create).
     type Policy = K8sObject & { spec: { matchConditions: { expression: string }[]; validations: { expression: string }[] } };
-    const policy = only<Policy>(docs, 'ValidatingAdmissionPolicy');
+    const policy = only<Policy>(docs, 'ValidatingAdmissionPolicy', 't-cloudnet-gateway-creates');
     assert.equal(policy.spec.matchConditions[0].expression, 'request.userInfo.username == "system:serviceaccount:cloudnet-system:t-cloudnet-gateway"');
     assert.match(policy.spec.validations.map((v) => v.expression).join(' '), /object\.metadata\.name == 'cloudnet-gateway-key'.*startsWith\('cloudnet-gateway-'\)/);
-    assert.equal(only<K8sObject & { spec: { policyName: string; validationActions: string[] } }>(docs, 'ValidatingAdmissionPolicyBinding').spec.validationActions[0], 'Deny');
+    assert.equal(only<K8sObject & { spec: { policyName: string; validationActions: string[] } }>(docs, 'ValidatingAdmissionPolicyBinding', 't-cloudnet-gateway-creates').spec.validationActions[0], 'Deny');
     const gws = docs.filter((d) => d.kind === 'Deployment' && d.metadata.labels?.['app.kubernetes.io/component'] === 'gateway') as (Deployment & { spec: { template: { spec: { hostNetwork: boolean; volumes: { hostPath?: { path: string } }[] } } } })[];
     assert.deepEqual(gws.map((d) => d.metadata.name), ['t-cloudnet-gateway-site-b', 't-cloudnet-gateway-site-c']);
     const [b] = gws;
