@@ -147,9 +147,12 @@ describe('helm install charts/cloudnet into a real API server', () => {
     kubectlOk(['create', 'namespace', 'vms']);
     kubectlOk(['create', 'namespace', 'vms-b']);
     const upgraded = helm(['upgrade', RELEASE, chartDir, '--namespace', NS, '--set', 'replicaCount=3', '--set', 'rbac.vmDataNamespaces={vms,vms-b}', '--timeout', '120s',
+      '--set', 'networkPolicy.enabled=true,networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring',
       '--set', 'gateway.enabled=true,gateway.relay.enabled=false,routeAgent.enabled=false,gateway.site=site-a,gateway.peers[0].site=site-b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24,gateway.peers[0].kubeconfigSecret=site-b-gateway-kubeconfig']);
     assert.equal(kubectlOk(['-n', NS, 'get', `deployment/${RELEASE}`, '-o', 'jsonpath={.spec.replicas}']), '3');
     assert.match(upgraded, /create token cloudnet-peer-gateway --duration=720h/, 'NOTES.txt names the peer gateway identity');
+    kubectlOk(['-n', NS, 'get', `networkpolicy/${RELEASE}`]);
+    kubectlOk(['get', `validatingadmissionpolicy/${RELEASE}-gateway-creates`, `validatingadmissionpolicybinding/${RELEASE}-kubevirt-ca-creates`]);
     assert.match(upgraded, /site-b: site-b-gateway-kubeconfig/, 'NOTES.txt names each peer\'s credential Secret');
     const granted = [q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'configmaps', 'vms-b'), q('get', '', 'secrets', 'vms-b'),
       q('patch', '', 'configmaps', 'kubevirt', { name: 'kubevirt-external-ca' }), q('watch', '', 'secrets', NS), q('get', '', 'configmaps', NS),

@@ -94,7 +94,8 @@ describe('charts/cloudnet', () => {
       '--set', 'rbac.peer.enabled=true', '--set', 'rbac.peer.extraSubjects[0].kind=User,rbac.peer.extraSubjects[0].name=site-a',
       '--set', 'metrics.certSecret=cloudnet-metrics-cert', '--set',
       'gateway.enabled=true,gateway.site=a,gateway.peers[0].site=b,gateway.peers[0].interface=cn-b,gateway.peers[0].tunnelAddress=198.18.10.1/24,gateway.peers[0].kubeconfigSecret=b-gw',
-      '--set', 'gateway.relay.enabled=false,rbac.peerGateway.extraSubjects[0].kind=User,rbac.peerGateway.extraSubjects[0].name=b-gateway'];
+      '--set', 'gateway.relay.enabled=false,rbac.peerGateway.extraSubjects[0].kind=User,rbac.peerGateway.extraSubjects[0].name=b-gateway',
+      '--set', 'networkPolicy.enabled=true,networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring'];
     for (const extra of [[], everything]) {
       const r = runHelm(['lint', '--strict', chartDir, '--kube-version', KUBE_VERSION, ...extra]);
       assert.equal(r.status, 0, r.stdout + r.stderr);
@@ -362,6 +363,20 @@ describe('charts/cloudnet', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('with networkPolicy.enabled, lets into the operator\'s pods only the metrics port (from metricsFrom) and the health port', () => {
+    assert.equal(render().filter((d) => d.kind === 'NetworkPolicy').length, 0, 'off by default');
+    type Np = K8sObject & { spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { ports: { port: number }[]; from?: object[] }[] } };
+    const docs = render('networkPolicy.enabled=true', 'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring');
+    const np = only<Np>(docs, 'NetworkPolicy');
+    const dep = only<Deployment & { spec: { selector: { matchLabels: Record<string, string> } } }>(docs, 'Deployment');
+    assert.deepEqual(np.spec.podSelector.matchLabels, dep.spec.selector.matchLabels, 'selects exactly the operator\'s pods');
+    assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+    assert.deepEqual(np.spec.ingress.map((r) => [r.ports.map((p) => p.port), r.from ?? 'any']), [
+      [[8443], [{ namespaceSelector: { matchLabels: { team: 'monitoring' } } }]],
+      [[8081], 'any'],
+    ]);
   });
 
   it('follows values: replicas, leader election, ServiceMonitor, PDB', () => {
