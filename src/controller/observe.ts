@@ -311,9 +311,10 @@ const SOURCE_REVIEW_TIMEOUT_MS = 5000;
 
 /**
  * Whether the Site's credentials hold the target-namespace rights (api/peer-permissions.ts) in
- * `ns`, for a Site that does not list its namespaces (a listed one is the Site's own check): a
- * namespace the peer's chart does not cover stops here, before anything is created there, instead
- * of at the first 403. Reviews that cannot be made block nothing, as for the source.
+ * `ns`: a namespace the peer's chart does not cover stops here, before anything is created there,
+ * instead of at the first 403 half-way. The Site checks its allowedNamespaces too, but its Ready
+ * does not gate migrations, and a Site that lists none leaves each migration's namespace to it.
+ * Reviews that cannot be made block nothing, as for the source.
  */
 async function targetAccess(deps: WanMigrationDeps, target: KubeClient, site: Site, ns: string, signal: AbortSignal, reads: MigrationReads): Promise<Check> {
   try {
@@ -376,7 +377,7 @@ export async function observe(deps: WanMigrationDeps, wm: WanMigration, spec: Re
     if (t.cluster.ok) {
       world.target = target;
       const started = !!wm.status?.migrationID;
-      if (!started && site && !site.spec.allowedNamespaces?.length && t.namespace.ok && tenancy.ok) {
+      if (!started && site && t.namespace.ok && tenancy.ok) {
         targetAccessCheck = await targetAccess(deps, target, site, spec.targetNamespace, signal, reads);
       }
       // Before the start, nothing is read in a target namespace the Site refuses or the credentials

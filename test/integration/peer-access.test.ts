@@ -123,6 +123,20 @@ describe('a migration with only the chart\'s rights: rbac.peer in the target clu
     assert.equal(await reconcileErrors(op!), 0, 'reported as a condition, not as failing reconciles');
   });
 
+  test('a listed namespace the peer\'s chart does not cover: the migration stalls with TargetPermissionsMissing before anything is created', async () => {
+    const { src } = bed!;
+    await ensure(bed!.dst, Res.namespace, { metadata: { name: 'uncovered' } });
+    await src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: [NS, 'uncovered'] } });
+    await createVM(src, NS, 'vm3');
+    await src.create(Res.wanMigration, wanMigration(NS, 'to-uncovered', { vmName: 'vm3', targetNamespace: 'uncovered' }));
+    const wm = await waitForCondition(src, NS, 'to-uncovered', 'Stalled', 'True', 'TargetPermissionsMissing', 30_000);
+    assert.equal(wm.status?.phase, 'Pending');
+    assert.match(findCondition(wm.status?.conditions, 'Stalled')!.message, /may not .*create virtualmachines\.kubevirt\.io.* in namespace uncovered/);
+    assert.equal((await bed!.dst.list(Res.vm, 'uncovered')).items.length, 0, 'nothing created there');
+    await src.delete(Res.wanMigration, NS, 'to-uncovered');
+    await src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: [NS] } });
+  });
+
   test('a Site that lists no namespaces: its migrations read only their own namespace there, and one the peer\'s chart does not cover stalls with TargetPermissionsMissing', async () => {
     const { src } = bed!;
     await src.patchMerge(Res.site, undefined, 'site-b', { spec: { allowedNamespaces: null } });

@@ -99,8 +99,7 @@ export interface Observed {
   sizing?: Sizing;
   /** What the operator may not do in the source namespace (asked only until the migration has started). */
   sourceAccess?: Check;
-  /** What the Site's credentials may not do in the target namespace, when the Site does not list
-   *  its namespaces (a listed one the Site checks itself; asked only until the migration has started). */
+  /** What the Site's credentials may not do in the target namespace (asked only until the migration has started). */
   targetAccess?: Check;
   /** KubeVirt encrypts the node-to-node migration connection (spec.configuration.migrations.disableTLS
    *  is not true on the source cluster): a relay on the path sees only ciphertext. */
