@@ -297,3 +297,15 @@ test('a sender without keepalives (an older relay) is never timed out by the rec
     }
   }, { linkTimeoutMs: 300 });
 });
+
+test('connecting across a silent path gives up after its timeout instead of the kernel\'s ~2 minutes of retries', async () => {
+  await withBed(1, async (b) => {
+    const path = await silentCutProxy(b.port);
+    path.cut();
+    try {
+      await assert.rejects(connectLink({ host: '127.0.0.1', port: path.port }, loadTls(b.pki.ca, b.pki.clientCert, b.pki.clientKey), 300), /timed out after 0\.3 s/);
+    } finally {
+      await path.close();
+    }
+  });
+});

@@ -122,9 +122,15 @@ export async function silentCutProxy(port: number): Promise<{ port: number; cut(
   const pairs: [net.Socket, net.Socket][] = [];
   let cut = false;
   const server = net.createServer((down) => {
+    down.on('error', () => undefined);
+    if (cut) {
+      // Accepted by the kernel, then nothing: as a handshake into a black hole.
+      down.pause();
+      pairs.push([down, down]);
+      return;
+    }
     const up = net.connect(port, '127.0.0.1');
-    for (const s of [down, up]) s.on('error', () => undefined);
-    if (cut) { down.pause(); return; }
+    up.on('error', () => undefined);
     down.pipe(up);
     up.pipe(down);
     pairs.push([down, up]);

@@ -168,21 +168,30 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
   }
 }
 
-export function connectLink(peer: HostPort, security: LinkSecurity): Promise<net.Socket> {
+/** How long connecting to the receiver (TCP and TLS handshakes) may take before it is retried. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Connects to the receiver. Bounded: across a path that drops packets, a connect would otherwise
+ * wait for the kernel's SYN retries (~2 minutes), and a sender reconnecting after a cut would
+ * come back that late once the path is restored.
+ */
+export function connectLink(peer: HostPort, security: LinkSecurity, timeoutMs = CONNECT_TIMEOUT_MS): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     let s: net.Socket;
-    const onErr = (err: Error): void => reject(err);
+    const onErr = (err: Error): void => { clearTimeout(timer); reject(err); };
+    const connected = (): void => {
+      clearTimeout(timer);
+      s.off('error', onErr);
+      resolve(s);
+    };
     if (security.kind === 'tls') {
-      s = tls.connect({ host: peer.host, port: peer.port, ...tlsClientOptions(security), servername: security.servername ?? (net.isIP(peer.host) ? undefined : peer.host) }, () => {
-        s.off('error', onErr);
-        resolve(s);
-      });
+      s = tls.connect({ host: peer.host, port: peer.port, ...tlsClientOptions(security), servername: security.servername ?? (net.isIP(peer.host) ? undefined : peer.host) }, connected);
     } else {
-      s = net.connect(peer.port, peer.host, () => {
-        s.off('error', onErr);
-        resolve(s);
-      });
+      s = net.connect(peer.port, peer.host, connected);
     }
+    const timer = setTimeout(() => s.destroy(new Error(`connecting to the receiver relay at ${peer.host}:${peer.port} timed out after ${timeoutMs / 1000} s`)), timeoutMs);
+    timer.unref();
     s.once('error', onErr);
   });
 }
