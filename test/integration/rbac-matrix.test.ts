@@ -41,11 +41,9 @@ const CAN: Access[] = [
   // KubeVirt's namespace: the CA bundle exchange, by name where RBAC allows it.
   q('get', '', 'configmaps', 'kubevirt', CA), q('get', '', 'configmaps', 'kubevirt', EXT_CA), q('patch', '', 'configmaps', 'kubevirt', EXT_CA),
   q('create', '', 'configmaps', 'kubevirt'),
-  // A listed VM namespace: copies of what VMs reference, cleanup by label.
-  q('get', '', 'secrets', 'vms'), q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'secrets', 'vms'),
-  q('get', '', 'configmaps', 'vms'), q('list', '', 'configmaps', 'vms'), q('create', '', 'configmaps', 'vms'), q('delete', '', 'configmaps', 'vms'),
-  // The source side in a listed namespace: stop (patch) or delete the source VM, the source VMIM.
-  // (The same Role lets the peer identity create the receiver VM and DataVolumes there.)
+  // A listed VM namespace, the source side: read what VMs reference (the copies are made in the
+  // target cluster, by the peer identity), stop (patch) or delete the source VM, the source VMIM.
+  q('get', '', 'secrets', 'vms'), q('get', '', 'configmaps', 'vms'),
   q('patch', KV, 'virtualmachines', 'vms'), q('delete', KV, 'virtualmachines', 'vms'),
   q('create', KV, 'virtualmachineinstancemigrations', 'vms'), q('delete', KV, 'virtualmachineinstancemigrations', 'vms'),
   // KubeVirt/CDI objects read everywhere (cluster-wide informers), PVC sizes, namespaces, Events, our APIs.
@@ -63,8 +61,11 @@ const CANNOT: Access[] = [
   q('get', '', 'secrets', 'kube-system'), q('list', '', 'secrets', 'kube-system'), q('get', '', 'configmaps', 'kube-system'),
   q('list', '', 'secrets'), q('watch', '', 'secrets'), q('list', '', 'configmaps'),
   q('get', '', 'secrets', 'other'), q('create', '', 'secrets', 'other'), q('get', '', 'configmaps', 'other'), q('create', '', 'configmaps', 'other'),
-  // More than needed inside them.
+  // More than needed inside them: the target side's verbs are the peer identity's, not this account's.
   q('watch', '', 'secrets', 'vms'), q('update', '', 'secrets', 'vms'), q('patch', '', 'secrets', 'vms'), q('watch', '', 'configmaps', 'vms'),
+  q('list', '', 'secrets', 'vms'), q('create', '', 'secrets', 'vms'), q('delete', '', 'secrets', 'vms'),
+  q('list', '', 'configmaps', 'vms'), q('create', '', 'configmaps', 'vms'), q('delete', '', 'configmaps', 'vms'),
+  q('create', KV, 'virtualmachines', 'vms'), q('create', CDI, 'datavolumes', 'vms'), q('delete', CDI, 'datavolumes', 'vms'),
   q('create', '', 'secrets', NS), q('update', '', 'secrets', NS), q('delete', '', 'secrets', NS), q('list', '', 'configmaps', NS),
   q('get', '', 'configmaps', 'kubevirt'), q('get', '', 'configmaps', 'kubevirt', { name: 'kubevirt-install-strategy' }),
   q('patch', '', 'configmaps', 'kubevirt', CA), q('update', '', 'configmaps', 'kubevirt', EXT_CA), q('delete', '', 'configmaps', 'kubevirt', EXT_CA),
@@ -144,7 +145,7 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
 
   it('applies the rendered objects, Roles in exactly the release, KubeVirt and listed namespaces', () => {
     const roles = k.ok(['get', 'roles', '-A', '-l', `app.kubernetes.io/instance=${RELEASE}`, '-o', 'jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{"\\n"}{end}']);
-    assert.deepEqual(roles.split('\n').filter(Boolean).sort(), [`${NS}/${RELEASE}`, `kubevirt/${RELEASE}-kubevirt-ca`, `vms/${RELEASE}-vmdata`, `vms/${RELEASE}-vmdata-source`]);
+    assert.deepEqual(roles.split('\n').filter(Boolean).sort(), [`${NS}/${RELEASE}`, `kubevirt/${RELEASE}-kubevirt-ca`, `vms/${RELEASE}-vmdata-source`]);
   });
 
   it('SelfSubjectAccessReview with the ServiceAccount\'s own token: every CAN allowed, every CANNOT denied', () => {
@@ -293,14 +294,15 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
     assert.deepEqual(mismatches(peerQuestions, peerQuestions.map(() => false), selfReview(k, peer.path, peerQuestions), 'peer default again'), []);
   });
 
-  it('storageAgents: Pod and PVC writes only in rbac.vmDataNamespaces, cluster-wide only with rbac.clusterWideVMData', () => {
-    const listed = [q('create', '', 'pods', 'vms'), q('delete', '', 'pods', 'vms'), q('create', '', 'persistentvolumeclaims', 'vms'), q('list', '', 'persistentvolumeclaims', 'vms')];
-    const elsewhere = [q('create', '', 'pods', 'other'), q('create', '', 'pods', 'kube-system'), q('create', '', 'pods'), q('list', '', 'pods'),
+  it('storageAgents: the source agents\' Pods only in rbac.vmDataNamespaces, cluster-wide only with rbac.clusterWideVMData; never PVC writes (the target claims are the peer identity\'s)', () => {
+    const listed = [q('create', '', 'pods', 'vms'), q('delete', '', 'pods', 'vms'), q('list', '', 'pods', 'vms'), q('create', '', 'secrets', 'vms')];
+    const elsewhere = [q('create', '', 'pods', 'other'), q('create', '', 'pods', 'kube-system'), q('create', '', 'pods'), q('list', '', 'pods')];
+    const never = [q('create', '', 'persistentvolumeclaims', 'vms'), q('list', '', 'persistentvolumeclaims', 'vms'),
       q('create', '', 'persistentvolumeclaims', 'other'), q('delete', '', 'persistentvolumeclaims', 'kube-system')];
-    const questions = [...listed, ...elsewhere];
+    const questions = [...listed, ...elsewhere, ...never];
     const check = (set: string[], listedOk: boolean, elsewhereOk: boolean, how: string) => {
       applyChart(set);
-      assert.deepEqual(mismatches(questions, [...listed.map(() => listedOk), ...elsewhere.map(() => elsewhereOk)], selfReview(k, saToken.path, questions), how), []);
+      assert.deepEqual(mismatches(questions, [...listed.map(() => listedOk), ...elsewhere.map(() => elsewhereOk), ...never.map(() => false)], selfReview(k, saToken.path, questions), how), []);
     };
     check(['rbac.vmDataNamespaces={vms}', 'storageAgents.enabled=true'], true, false, 'listed namespaces');
     // No vmDataNamespaces: nothing new anywhere (the vms Role applied above is left as it was, so only "elsewhere" is asked).

@@ -216,29 +216,26 @@ describe('charts/cloudnet', () => {
     assert.deepEqual(operatorDataGrants(confined), [
       'cloudnet-system core/configmaps: get', 'cloudnet-system core/secrets: get,list,watch',
       'kv core/configmaps: create', 'kv core/configmaps[kubevirt-ca,kubevirt-external-ca]: get,list,watch', 'kv core/configmaps[kubevirt-external-ca]: patch',
-      `vms core/configmaps: ${VM_DATA}`, `vms core/secrets: ${VM_DATA}`, `vms-b core/configmaps: ${VM_DATA}`, `vms-b core/secrets: ${VM_DATA}`,
-    ]);
-    for (const ns of ['vms', 'vms-b']) {
-      const binding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === ns), 'RoleBinding', 't-cloudnet-vmdata');
-      assert.deepEqual(binding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
-    }
-    // KubeVirt/CDI: read cluster-wide, written only in the listed namespaces. One Role serves both
-    // sides (a cluster may send and receive): source VM delete and source VMIM by the operator;
-    // receiver VM, DataVolumes and target VMIM by the peer identity. Stopping the source VM (patch)
-    // is a Role of the operator alone. Never update.
+      'vms core/configmaps: get', 'vms core/secrets: get', 'vms-b core/configmaps: get', 'vms-b core/secrets: get',
+    ], 'the source side only reads what a VM references: the copies are made in the target cluster, by the peer identity');
+    // The target side's Role exists only with rbac.peer, and binds only the peer identity.
+    assert.equal(confined.filter((d) => d.metadata.name === 't-cloudnet-vmdata').length, 0, 'no target-side Role without rbac.peer');
+    const withPeer = render('rbac.vmDataNamespaces={vms}', 'rbac.peer.enabled=true');
+    const peerBinding = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(withPeer, 'RoleBinding', 't-cloudnet-vmdata');
+    assert.deepEqual(peerBinding.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet-peer']);
+    // KubeVirt/CDI: read cluster-wide, written only in the listed namespaces, each side only what
+    // it writes: the operator the sending VMIM and the source VM after cutover (stop: patch;
+    // delete). Never create a VM or a DataVolume, never update.
     const reads = [
       `* cdi.kubevirt.io/datavolumes: ${READ}`, '* kubevirt.io/kubevirts: get,list,watch', `* kubevirt.io/virtualmachineinstancemigrations: ${READ}`,
       `* kubevirt.io/virtualmachineinstances: ${READ}`, `* kubevirt.io/virtualmachines: ${READ}`,
     ];
     assert.deepEqual(operatorDataGrants(confined, 't-cloudnet', KUBEVIRT_CDI), [
       ...reads,
-      ...['vms', 'vms-b'].flatMap((ns) => [`${ns} cdi.kubevirt.io/datavolumes: create,delete,${READ}`,
-        `${ns} kubevirt.io/virtualmachineinstancemigrations: create,delete,${READ}`, `${ns} kubevirt.io/virtualmachineinstances: ${READ}`,
-        `${ns} kubevirt.io/virtualmachines: create,delete,${READ}`, `${ns} kubevirt.io/virtualmachines: patch`]),
+      ...['vms', 'vms-b'].flatMap((ns) => [`${ns} kubevirt.io/virtualmachineinstancemigrations: create,delete`, `${ns} kubevirt.io/virtualmachines: delete,patch`]),
     ]);
     const source = only<K8sObject & { subjects: { name: string; namespace: string }[] }>(confined.filter((d) => d.metadata.namespace === 'vms'), 'RoleBinding', 't-cloudnet-vmdata-source');
     assert.deepEqual(source.subjects.map((x) => `${x.namespace}/${x.name}`), ['cloudnet-system/t-cloudnet']);
-    assert.deepEqual(grants(rules(only(confined.filter((d) => d.metadata.namespace === 'vms'), 'Role', 't-cloudnet-vmdata-source'))), { 'kubevirt.io/virtualmachines': 'patch' });
     const wide = render('rbac.clusterWideVMData=true');
     assert.deepEqual(operatorDataGrants(wide), [
       `* core/configmaps: ${VM_DATA}`, `* core/secrets: ${VM_DATA}`,
