@@ -271,11 +271,12 @@ describe('chart RBAC on a real API server: the operator ServiceAccount\'s access
   });
 
   it('rbac.clusterWideVMData=true (explicit opt-in) grants VM data and VM writes in every namespace, and nothing more', () => {
-    // The operator: VM data, and the source side's VM and VMIM writes.
-    const opened = [q('get', '', 'secrets', 'other'), q('create', '', 'configmaps', 'other'), q('list', '', 'secrets'), q('get', '', 'secrets', 'kube-system'),
+    // The operator: reading VM data, and the source side's VM and VMIM writes (the copies are the peer's).
+    const opened = [q('get', '', 'secrets', 'other'), q('get', '', 'configmaps', 'other'), q('get', '', 'secrets', 'kube-system'),
       q('patch', KV, 'virtualmachines', 'other'), q('delete', KV, 'virtualmachines', 'kube-system'), q('create', KV, 'virtualmachineinstancemigrations', 'other'),
       q('delete', KV, 'virtualmachineinstancemigrations', 'kube-system')];
     const stillClosed = [q('watch', '', 'secrets'), q('update', '', 'secrets', 'other'), q('patch', '', 'configmaps', 'kube-system'),
+      q('list', '', 'secrets'), q('create', '', 'configmaps', 'other'), q('create', '', 'secrets', 'other'),
       q('patch', '', 'configmaps', 'kubevirt', CA), q('create', RBAC, 'clusterrolebindings'), q('update', KV, 'virtualmachines', 'other'),
       q('create', '', 'pods', 'other')];
     // The peer: the target side's reads and writes.
