@@ -306,45 +306,44 @@ function taggedReader(r: ObjectReader): ObjectReader {
   };
 }
 
+/** Bound on each SelfSubjectAccessReview of the pre-start permission checks. */
+const REVIEW_TIMEOUT_MS = 5000;
 
-const SOURCE_REVIEW_TIMEOUT_MS = 5000;
+/**
+ * The `checks` that `client` may not pass (SelfSubjectAccessReviews; a result with none denied is
+ * remembered under `key`). Reviews that cannot be made deny nothing: the migration then meets the
+ * API's own answer.
+ */
+async function deniedRemembered(reads: MigrationReads, key: string, client: KubeClient, checks: readonly AccessQuestion[], timeoutMs: number, signal: AbortSignal): Promise<AccessQuestion[]> {
+  try {
+    return await reads.remember(key, NAMESPACE_CHECK_TTL_MS, (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(client, checks, signal, timeoutMs));
+  } catch (e) {
+    if (signal.aborted) throw e;
+    return [];
+  }
+}
 
 /**
  * Whether the Site's credentials hold the target-namespace rights (api/peer-permissions.ts) in
  * `ns`: a namespace the peer's chart does not cover stops here, before anything is created there,
  * instead of at the first 403 half-way. The Site checks its allowedNamespaces too, but its Ready
  * does not gate migrations, and a Site that lists none leaves each migration's namespace to it.
- * Reviews that cannot be made block nothing, as for the source.
  */
 async function targetAccess(deps: WanMigrationDeps, target: KubeClient, site: Site, ns: string, signal: AbortSignal, reads: MigrationReads): Promise<Check> {
-  try {
-    const denied = await reads.remember(`target-access:${target.clusterName}@${target.rest.server}/${ns}`, NAMESPACE_CHECK_TTL_MS,
-      (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(target, targetNamespaceAccessChecks(ns), signal, deps.remoteTimeoutMs ?? SOURCE_REVIEW_TIMEOUT_MS));
-    if (!denied.length) return ok;
-    return fail('TargetPermissionsMissing', `the credentials of Site ${site.metadata.name ?? ''} may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns} on ${target.clusterName}, `
-      + 'which the migration needs (the target\'s chart grants them to its peer identity in the namespaces of rbac.vmDataNamespaces)');
-  } catch (e) {
-    if (signal.aborted) throw e;
-    return ok;
-  }
+  const denied = await deniedRemembered(reads, `target-access:${target.clusterName}@${target.rest.server}/${ns}`, target, targetNamespaceAccessChecks(ns),
+    deps.remoteTimeoutMs ?? REVIEW_TIMEOUT_MS, signal);
+  if (!denied.length) return ok;
+  return fail('TargetPermissionsMissing', `the credentials of Site ${site.metadata.name ?? ''} may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns} on ${target.clusterName}, `
+    + 'which the migration needs (the target\'s chart grants them to its peer identity in the namespaces of rbac.vmDataNamespaces)');
 }
 
-/**
- * Whether this operator may create the sending VMIM and finish the source VM in `ns` (source-access.ts).
- * Reviews that cannot be made block nothing: the migration then meets the API's own answer.
- */
+/** Whether this operator may create the sending VMIM and finish the source VM in `ns` (source-access.ts). */
 async function sourceAccess(deps: WanMigrationDeps, ns: string, spec: ResolvedSpec, signal: AbortSignal, reads: MigrationReads): Promise<Check> {
-  const checks = sourceAccessChecks(ns, spec.sourceAfterCutover);
-  try {
-    const denied = await reads.remember(`source-access:${ns}:${spec.sourceAfterCutover}`, NAMESPACE_CHECK_TTL_MS,
-      (d: AccessQuestion[]) => d.length === 0, () => deniedAccess(deps.local, checks, signal, SOURCE_REVIEW_TIMEOUT_MS));
-    if (!denied.length) return ok;
-    return fail('SourcePermissionsMissing', `this operator may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns}, which the migration needs `
-      + '(the chart grants them in the namespaces of rbac.vmDataNamespaces)');
-  } catch (e) {
-    if (signal.aborted) throw e;
-    return ok;
-  }
+  const denied = await deniedRemembered(reads, `source-access:${ns}:${spec.sourceAfterCutover}`, deps.local, sourceAccessChecks(ns, spec.sourceAfterCutover),
+    REVIEW_TIMEOUT_MS, signal);
+  if (!denied.length) return ok;
+  return fail('SourcePermissionsMissing', `this operator may not ${denied.map(describeVerbOn).join(', ')} in namespace ${ns}, which the migration needs `
+    + '(the chart grants them in the namespaces of rbac.vmDataNamespaces)');
 }
 
 /** How long a target namespace that answered counts as reachable and existing without asking again. */
