@@ -57,9 +57,13 @@ export function copiedMetadata(m: Readonly<Record<string, string>> | undefined):
  * (ALLOWED_NAMESPACES_RULE, then ALLOWED_NAMESPACES_BY_SOURCE_RULE).
  */
 export function targetNamespaceAllowed(policy: TargetNamespacePolicy, migrationNamespace: string, targetNamespace: string): boolean {
-  const { allowedNamespaces, allowedNamespacesBySource } = policy;
-  const landing = allowedNamespaces?.length ? allowedNamespaces.includes(targetNamespace) : targetNamespace === migrationNamespace;
-  if (!landing) return false;
-  if (!allowedNamespacesBySource?.length) return true;
-  return allowedNamespacesBySource.some((r) => r.sourceNamespace === migrationNamespace && r.targetNamespaces.includes(targetNamespace));
+  if (!acceptedByAllowedNamespaces(policy.allowedNamespaces, migrationNamespace, targetNamespace)) return false;
+  const bySource = policy.allowedNamespacesBySource;
+  if (!bySource?.length) return true;
+  return bySource.some((r) => r.sourceNamespace === migrationNamespace && r.targetNamespaces.includes(targetNamespace));
+}
+
+/** ALLOWED_NAMESPACES_RULE alone: the listed namespaces, or, with none listed, the WanMigration's own. */
+export function acceptedByAllowedNamespaces(allowedNamespaces: readonly string[] | undefined, migrationNamespace: string, targetNamespace: string): boolean {
+  return allowedNamespaces?.length ? allowedNamespaces.includes(targetNamespace) : targetNamespace === migrationNamespace;
 }

@@ -1,7 +1,7 @@
 // The tenancy rule of a target namespace (src/api/tenancy.ts) as a preflight check: which target
 // namespaces a Site accepts for a WanMigration of a given namespace, with a message that says
 // what the Site allows and what to change.
-import { targetNamespaceAllowed } from '../../api/tenancy.ts';
+import { acceptedByAllowedNamespaces, targetNamespaceAllowed } from '../../api/tenancy.ts';
 import type { Site } from '../../api/site.ts';
 import type { Check } from './observed.ts';
 
@@ -14,8 +14,7 @@ export function tenancyCheck(site: Site, migrationNamespace: string, targetNames
     reason: 'TargetNamespaceNotAllowed',
     message: `Site ${name} does not accept target namespace ${targetNamespace} for WanMigrations in namespace ${migrationNamespace}: ${why}; a cluster admin may ${fix}`,
   });
-  const landing = allowed?.length ? allowed.includes(targetNamespace) : targetNamespace === migrationNamespace;
-  if (!landing) {
+  if (!acceptedByAllowedNamespaces(allowed, migrationNamespace, targetNamespace)) {
     return refused(allowed?.length
       ? `its spec.allowedNamespaces lists only ${allowed.join(', ')}`
       : `it has no spec.allowedNamespaces, so a WanMigration may migrate only into its own namespace (${migrationNamespace})`,
