@@ -77,9 +77,14 @@ export function targetNamespaceAccessChecks(namespace: string): PeerAccessCheck[
   return PEER_CLUSTER_PERMISSIONS.filter((p) => p.scope === 'TargetNamespace').flatMap((p) => expand(p, namespace));
 }
 
+/** "datavolumes.cdi.kubevirt.io", "namespaces", "configmaps/kubevirt-external-ca": a resource (one object of it, with a name). */
+export function describeResource(c: Pick<PeerAccessCheck, 'resource' | 'group' | 'name'>): string {
+  return `${c.resource}${c.group ? `.${c.group}` : ''}${c.name ? `/${c.name}` : ''}`;
+}
+
 /** "create datavolumes.cdi.kubevirt.io", "get namespaces", "patch configmaps/kubevirt-external-ca": a verb on a resource, without where. */
 export function describeVerbOn(c: Pick<PeerAccessCheck, 'verb' | 'resource' | 'group' | 'name'>): string {
-  return `${c.verb} ${c.resource}${c.group ? `.${c.group}` : ''}${c.name ? `/${c.name}` : ''}`;
+  return `${c.verb} ${describeResource(c)}`;
 }
 
 /** "create datavolumes.cdi.kubevirt.io in namespace vms", "get namespaces", "list secrets in all namespaces". */

@@ -6,7 +6,7 @@
 import { setCondition, findCondition, sameConditions } from '../../api/conditions.ts';
 import type { ConditionStatus } from '../../api/meta.ts';
 import type { LinkMeasurements, StepReport } from '../../api/ports.ts';
-import type { PeerAccessCheck } from '../../api/peer-permissions.ts';
+import { describeResource, type PeerAccessCheck } from '../../api/peer-permissions.ts';
 import { DEFAULT_PROBE_INTERVAL_SECONDS, SiteConditionTypes, type SiteStatus } from '../../api/site.ts';
 import type { EventRecord } from '../phases/actions.ts';
 import type { SiteFacts, SiteFailure } from './observe.ts';
@@ -68,7 +68,7 @@ export function describeDenied(denied: readonly PeerAccessCheck[]): string {
     else groups.set(key, { first: c, verbs: [c.verb] });
   }
   const parts = [...groups.values()].map(({ first: c, verbs }) => {
-    const what = `${c.resource}${c.group ? `.${c.group}` : ''}${c.name ? `/${c.name}` : ''} (${verbs.join(', ')})`;
+    const what = `${describeResource(c)} (${verbs.join(', ')})`;
     return c.namespace ? `${what} in namespace ${c.namespace}` : c.scope === 'Cluster' ? what : `${what} in all namespaces`;
   });
   const more = parts.length - MAX_LISTED;
