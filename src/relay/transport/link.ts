@@ -13,10 +13,15 @@ import { readIntoBuffer, tlsClientOptions } from './net-util.ts';
 
 /**
  * How long a link may hear nothing from its peer before it counts as cut (see closeWhenSilent).
- * The sender keeps the link busy with a keepalive every KEEPALIVE_MS, so silence means the path
- * is gone, not idle.
+ * The sender keeps the link busy with a keepalive every keepaliveIntervalMs(timeout), so silence
+ * means the path is gone, not idle.
  */
 export const DEFAULT_LINK_TIMEOUT_MS = 15_000;
+
+/** How often, for a link timeout of `timeoutMs`, the sender sends a keepalive and each side looks for silence. */
+export function keepaliveIntervalMs(timeoutMs: number): number {
+  return Math.max(20, Math.min(1000, timeoutMs / 4));
+}
 /** A PROBE whose sequence number has this bit set is a keepalive, not part of the link probe. */
 export const KEEPALIVE_SEQ_BIT = 0x8000_0000;
 
@@ -155,7 +160,7 @@ export class Link extends EventEmitter<{ frame: [F.Frame]; close: [string]; drai
       // Timers run before the event loop polls the sockets: after a stall of this process, bytes
       // that arrived meanwhile are still unread. Decide only after the next poll has read them.
       if (performance.now() - this.lastHeardAt > ms) setImmediate(verdict);
-    }, Math.max(20, Math.min(1000, ms / 4)));
+    }, keepaliveIntervalMs(ms));
     this.silenceTimer.unref();
   }
 

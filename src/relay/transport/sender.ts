@@ -15,7 +15,7 @@ import { ZstdWorkerPool } from './zstd-pool.ts';
 import { LinkProbe, type ProbeResult } from './link-probe.ts';
 import { BottleneckMonitor } from './bottleneck.ts';
 import type { FlowOwner, SessionOpen } from './flows.ts';
-import { awaitHello, connectLink, DEFAULT_LINK_TIMEOUT_MS, HandshakeError, KEEPALIVE_SEQ_BIT, Link, safeJson } from './link.ts';
+import { awaitHello, connectLink, DEFAULT_LINK_TIMEOUT_MS, HandshakeError, KEEPALIVE_SEQ_BIT, keepaliveIntervalMs, Link, safeJson } from './link.ts';
 import * as M from './metrics.ts';
 import type { HostPort, LinkSecurity } from './net-util.ts';
 import { acceptedWithReadBuffer } from './net-util.ts';
@@ -293,14 +293,15 @@ export class SenderRelay {
     const timeoutMs = this.opts.linkTimeoutMs;
     if (!(timeoutMs > 0)) return;
     let seq = 0;
+    // One buffer for all of them: a frame this small is copied into the frame it is sent in.
     const payload = Buffer.alloc(4);
     const send = (): void => {
       seq = (seq + 1) & 0x7fff_ffff;
       payload.writeUInt32BE((KEEPALIVE_SEQ_BIT | seq) >>> 0, 0);
-      link.send(F.F_PROBE, 0, Buffer.from(payload));
+      link.send(F.F_PROBE, 0, payload);
     };
     send();
-    const timer = setInterval(send, Math.max(20, Math.min(1000, timeoutMs / 4)));
+    const timer = setInterval(send, keepaliveIntervalMs(timeoutMs));
     timer.unref();
     link.once('close', () => clearInterval(timer));
     link.closeWhenSilent(timeoutMs);
