@@ -6,13 +6,13 @@
 // Every shutdown step is logged and bounded, and the last one closes the API clients, which aborts
 // whatever request or watch is still in flight (a hung renewal, a watch, a reconcile's call past
 // the drain timeout): each settles with a rejection its caller handles, so shutdown always ends.
+import { Gauge } from 'prom-client';
 import { Controller } from './controller.ts';
 import { Informer, restListWatcher, type InformerOptions, type ListWatchSelector, type TransformFunc } from './informer.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader.ts';
 import { EventRecorder } from './events.ts';
 import { ClusterClients } from './clusters.ts';
 import { KubeClient } from './client.ts';
-import { Gauge } from 'prom-client';
 import { OperatorMetrics } from './metrics.ts';
 import type { KubeObject, RestClientOptions } from './rest.ts';
 import type { ResourceRef } from './types.ts';

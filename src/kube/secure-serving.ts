@@ -101,18 +101,6 @@ export function metricsHandler(registry: Registry): Handler {
   };
 }
 
-export interface MetricsServerOptions {
-  /** Serve HTTPS with this certificate. */
-  tls?: ServingCert;
-  /** Check every request with the API server (401 without a valid token, 403 without the right). */
-  authorizer?: MetricsAuthorizer;
-}
-
-export function startMetricsServer(bind: string, registry: Registry, opts: MetricsServerOptions = {}): Promise<BoundServer | undefined> {
-  const handler = metricsHandler(registry);
-  return serveHttp(bind, opts.authorizer ? authorized(opts.authorizer, handler) : handler, opts.tls);
-}
-
 export interface SecureServing {
   bindAddress: string;
   secure: boolean;

@@ -9,7 +9,7 @@ import { request } from 'node:https';
 import { Registry } from 'prom-client';
 import { kubeMetricsAuth, type MetricsAuthorizer } from '../../../src/kube/metrics-auth.ts';
 import { selfSignedCert } from '../../../src/util/self-signed-cert.ts';
-import { startMetricsServer } from '../../../src/kube/secure-serving.ts';
+import { authorized, metricsHandler, serveHttp } from '../../../src/kube/secure-serving.ts';
 import type { RestClient } from '../../../src/kube/rest.ts';
 
 interface Call { path: string; body: { spec: Record<string, unknown> } }
@@ -107,7 +107,7 @@ test('metrics server: HTTPS with the self-signed certificate, every path behind 
       return h === 'Bearer ok' ? { status: 200, user: 'u' } : { status: 403, message: 'Forbidden' };
     },
   };
-  const bound = await startMetricsServer('127.0.0.1:0', registry, { tls: cert, authorizer });
+  const bound = await serveHttp('127.0.0.1:0', authorized(authorizer, metricsHandler(registry)), cert);
   assert.ok(bound);
   try {
     const none = await get(bound.port, '/metrics', {}, cert.certPem);
