@@ -47,7 +47,7 @@ export function wanMigrationControllerFactory(providers: ControllerProviders = {
     const informer = manager.informer(Res.wanMigration);
     // Reads come from caches of both clusters, whose changes wake the migrations they concern.
     const { coalesceMs, sweepIntervalMs, ...ports } = providers;
-    const caches = new MigrationCaches(manager, { ...(coalesceMs !== undefined ? { coalesceMs } : {}), ...(sweepIntervalMs !== undefined ? { sweepIntervalMs } : {}) });
+    const caches = new MigrationCaches(manager, { coalesceMs, sweepIntervalMs });
     const controller = new Controller({
       name: 'wanmigration',
       informer,
