@@ -46,16 +46,14 @@ export class KubeconfigFileClient {
       const st = await stat(this.#o.path);
       stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
     } catch (err) {
-      this.#drop();
-      throw new ClusterClientError('KubeconfigMissing', `${this.#what}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      throw this.#missing(err);
     }
     if (stamp === this.#stamp && this.#client) return this.#client;
     let text: string;
     try {
       text = await readFile(this.#o.path, 'utf8');
     } catch (err) {
-      this.#drop();
-      throw new ClusterClientError('KubeconfigMissing', `${this.#what}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      throw this.#missing(err);
     }
     const digest = createHash('sha256').update(text).digest('hex');
     if (digest === this.#digest && this.#client) {
@@ -71,6 +69,12 @@ export class KubeconfigFileClient {
     this.loads++;
     this.#log.info('loaded peer kubeconfig file', { cluster: this.#o.clusterName, file: this.#o.path, server: client.rest.server });
     return client;
+  }
+
+  /** The file is gone or unreadable: the client made from it goes too. */
+  #missing(err: unknown): ClusterClientError {
+    this.#drop();
+    return new ClusterClientError('KubeconfigMissing', `${this.#what}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
   }
 
   #drop(): void {
